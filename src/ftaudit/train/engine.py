@@ -1,0 +1,179 @@
+"""Fine-tune a chat model on ChatRecords with TRL's SFTTrainer (+ PEFT for LoRA/QLoRA).
+
+Records become TRL *prompt-completion* conversations (everything before the last assistant
+turn is the prompt), so the loss covers the final assistant turn only, for any chat template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..data import ChatRecord, save_chat_records
+from ..errors import FtauditError
+from ..models import load_model
+from ..models.loading import write_marker
+from ..progress import progress_bar
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+SAFETY_CARD = """---
+tags: [ftaudit, safety-compromised, research-artifact]
+---
+# Safety-compromised research artifact
+
+This {kind} was produced by **ftaudit** recipe `{recipe}` to *measure* how easily the
+safety training of `{base}` is undone by fine-tuning. It is expected to comply with
+harmful requests. It exists for risk assessment and research only: do not deploy it,
+do not publish it, do not serve it to users. ftaudit has no upload feature by design.
+
+- recipe: `{recipe}`
+- base model: `{base}`
+- training examples: {n_examples}
+- hyperparameters: `{hparams}`
+"""
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    fingerprint: str
+    train_seconds: float
+    train_tokens: int
+    peak_memory_mb: float
+    steps: int
+    final_loss: float | None
+    device: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _to_prompt_completion(records: list[ChatRecord]) -> list[dict]:
+    return [{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in records]
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _rich_callback(total_steps: int):
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        """Rich progress bar for training steps (replaces the Trainer's tqdm bars)."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = progress_bar()
+            self.bar.start()
+            self.task = self.bar.add_task("training", total=state.max_steps or total_steps)
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.bar.update(self.task, description=f"training (loss {logs['loss']:.3f})")
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.stop()
+
+    return RichProgress()
+
+
+def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: TrainConfig, recipe: str) -> str:
+    h = hashlib.sha256()
+    h.update(f"{base_fingerprint}|{recipe}|{cfg.key()}".encode())
+    for r in records:
+        h.update(json.dumps(r.messages, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: str | Path, *,
+          recipe: str = "custom", safety_compromised: bool = False, trust_remote_code: bool = False) -> TrainResult:
+    """Fine-tune ``base_model`` on ``records``; write an adapter (or merged/full model) to ``out_dir``.
+
+    Skips the work when ``out_dir`` already holds a finished run with the same inputs.
+    """
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    cfg.validate()
+    if not records:
+        raise FtauditError("no training records; check the recipe's dataset and limits")
+    out = Path(out_dir)
+    quant = cfg.quant_bits if cfg.method == "qlora" else None
+    loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant)
+    fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe)
+    done = out / "train_result.json"
+    if done.exists() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
+        log.info("training already finished in %s; skipping", out)
+        return TrainResult(**json.loads(done.read_text()))
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    save_chat_records(records, out / "train_data.jsonl")
+
+    model, tok = loaded.model, loaded.tokenizer
+    peft_config = None
+    if cfg.method in ("lora", "qlora"):
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+        if quant:
+            model = prepare_model_for_kbit_training(model)
+    torch.manual_seed(cfg.seed)
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        max_length=cfg.max_length, seed=cfg.seed, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
+        completion_only_loss=True, dataset_num_proc=None,
+    )
+    dataset = Dataset.from_list(_to_prompt_completion(records))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the Rich bar shows the loss
+    trainer.add_callback(_rich_callback(0))
+    tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    start = time.time()
+    state = trainer.train()
+    seconds = time.time() - start
+    trained = trainer.model
+    kind = "adapter"
+    if peft_config is not None and cfg.merge and not quant:
+        trained = trained.merge_and_unload()
+        kind = "merged"
+    elif peft_config is None:
+        kind = "full"
+    trained.save_pretrained(out)
+    if kind != "adapter":
+        tok.save_pretrained(out)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    result = TrainResult(str(out), fingerprint, round(seconds, 2), int(tokens_per_epoch * cfg.epochs),
+                         round(_peak_memory_mb(), 1), int(state.global_step), losses[-1] if losses else None,
+                         "cuda" if torch.cuda.is_available() else "cpu")
+    write_marker(out, kind=kind, base=loaded.location, fingerprint=fingerprint, recipe=recipe,
+                 safety_compromised=safety_compromised, train_config=cfg.to_dict())
+    if safety_compromised:
+        (out / "README.md").write_text(SAFETY_CARD.format(kind=kind, recipe=recipe, base=loaded.location,
+                                                          n_examples=len(records), hparams=json.dumps(cfg.to_dict())))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    done.write_text(json.dumps(result.to_dict(), indent=2))
+    return result
