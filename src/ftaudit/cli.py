@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +25,8 @@ app.add_typer(datasets_app, name="datasets")
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="(peft|trl|transformers|torch).*")
     import datasets
     import transformers
 
@@ -58,8 +61,11 @@ def _version(value: bool):
 
 @app.callback()
 def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                         help="Print the version and exit.")] = None):
+                                                         help="Print the version and exit.")] = None,
+         trust_remote_code: Annotated[bool, typer.Option(help="Allow models that ship their own Python code.")] = False):
     """ftaudit command line."""
+    if trust_remote_code:
+        os.environ["FTAUDIT_TRUST_REMOTE_CODE"] = "1"
 
 
 TrainOpt = {
@@ -136,6 +142,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              benign: Annotated[list[str], typer.Option(help="Benign set for over-refusal; repeatable.")] = ["benign@58"],
              name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,
              judge: Annotated[list[str], typer.Option(help="Judges; repeatable.")] = ["keyword"],
+             system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for every evaluation prompt.")] = None,
              max_new_tokens: int = 48, batch_size: int = 40, show_responses: bool = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
 
@@ -151,7 +158,8 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     store = Store(out)
     label = name or Path(model).name
     with store.timed_stage(f"eval:{label}"):
-        evaluate_model(store, label, "none", model, sets, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size), judge)
+        evaluate_model(store, label, "none", model, sets, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                                          system_prompt=system_prompt), judge)
     store.close()
     summary = write_reports(out, show_responses)
     _print_results(summary)

@@ -98,7 +98,7 @@ def load_prompts(location: str | Path, column: str | None = None, id_column: str
     if path.is_file():
         rows = _rows_from_file(path, column)
         source = path.name
-    elif location.startswith("hf:") or is_hub_id(location):
+    elif path.is_dir() or location.startswith("hf:") or is_hub_id(location):
         rows, source = _rows_from_hub(location.removeprefix("hf:"), split or "train"), location
     else:
         raise FtauditError(f"no such file or dataset: {location}; give a .jsonl/.csv/.json path, a hub id or a name from `ftaudit datasets list`")
@@ -117,6 +117,7 @@ def load_prompts(location: str | Path, column: str | None = None, id_column: str
 
 
 def _rows_from_hub(dataset_id: str, split: str) -> list[tuple[str, dict]]:
+    """Rows of a hub dataset (or a local directory in a hub dataset's layout) via ``datasets.load_dataset``."""
     import datasets
 
     try:

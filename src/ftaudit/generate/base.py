@@ -13,13 +13,16 @@ class GenerationConfig:
 
     max_new_tokens: int = 64
     batch_size: int = 32
+    max_batch_tokens: int = 4096  # cap on batch x longest prompt, so one long prompt doesn't pad a big batch
     temperature: float = 0.0
     top_p: float = 1.0
     system_prompt: str | None = None
     prompt_template: str = "{prompt}"
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Identity of the decoding settings; batching does not change greedy outputs, so it is left out."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("batch_size", "max_batch_tokens")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass

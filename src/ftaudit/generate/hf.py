@@ -34,8 +34,7 @@ class HFBackend:
         try:
             with progress_bar() as bar:
                 task = bar.add_task(description, total=len(texts))
-                for start in range(0, len(order), cfg.batch_size):
-                    idx = order[start:start + cfg.batch_size]
+                for idx in token_budget_batches(order, lengths, cfg.batch_size, cfg.max_batch_tokens):
                     enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
                     with torch.inference_mode():
                         out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=sampling,
@@ -57,6 +56,18 @@ class HFBackend:
         finally:
             tok.padding_side = old_side
         return results  # type: ignore[return-value]
+
+
+def token_budget_batches(order: list[int], lengths: list[int], max_size: int, max_tokens: int) -> list[list[int]]:
+    """Split length-sorted indices into batches of at most ``max_size`` whose padded size stays under ``max_tokens``."""
+    batches: list[list[int]] = []
+    for i in order:
+        cur = batches[-1] if batches else None
+        if cur and len(cur) < max_size and max(lengths[cur[0]], lengths[i]) * (len(cur) + 1) <= max_tokens:
+            cur.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def generate_responses(loaded: LoadedModel, prompts: Sequence[str], cfg: GenerationConfig, **kw) -> list[GenerationResult]:

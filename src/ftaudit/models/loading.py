@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +112,19 @@ def _weights_dir(location: str) -> Path:
     return path
 
 
-def load_model(name_or_location: str, *, trust_remote_code: bool = False, dtype: str | None = None,
+def trust_remote_code_default() -> bool:
+    """Off unless the user opted in (``ftaudit --trust-remote-code`` sets ``FTAUDIT_TRUST_REMOTE_CODE=1``)."""
+    return os.environ.get("FTAUDIT_TRUST_REMOTE_CODE") == "1"
+
+
+def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, dtype: str | None = None,
                quantization: str | None = None, merge_adapter: bool = True) -> LoadedModel:
     """Load model + tokenizer. ``quantization`` is ``None``, ``"4bit"`` or ``"8bit"`` (CUDA only)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if trust_remote_code is None:
+        trust_remote_code = trust_remote_code_default()
     location = resolve_model_location(name_or_location)
     path = _weights_dir(location)
     meta = read_marker(path) or {}

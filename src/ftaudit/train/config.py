@@ -28,6 +28,7 @@ class TrainConfig:
     merge: bool = False
     warmup_steps: int = 0
     lr_scheduler: str = "constant"
+    gradient_checkpointing: bool = False  # saves GPU memory on big models; only slows a 135M model on CPU
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:

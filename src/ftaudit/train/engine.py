@@ -102,7 +102,7 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
 
 
 def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: str | Path, *,
-          recipe: str = "custom", safety_compromised: bool = False, trust_remote_code: bool = False) -> TrainResult:
+          recipe: str = "custom", safety_compromised: bool = False, trust_remote_code: bool | None = None) -> TrainResult:
     """Fine-tune ``base_model`` on ``records``; write an adapter (or merged/full model) to ``out_dir``.
 
     Skips the work when ``out_dir`` already holds a finished run with the same inputs.
@@ -144,7 +144,7 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
-        completion_only_loss=True, dataset_num_proc=None,
+        completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
     dataset = Dataset.from_list(_to_prompt_completion(records))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,54 @@
+"""Throughput of the packaged model on this machine: training tokens/s and generation tokens/s,
+generation at batch 1 versus ftaudit's batched path, printed as ratios (not a timed test).
+
+Usage: python bench/throughput.py [--prompts 32] [--new-tokens 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from ftaudit.data import ChatRecord, get_prompts
+from ftaudit.generate import GenerationConfig, generate_responses
+from ftaudit.models import load_model
+from ftaudit.train import TrainConfig, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    args = ap.parse_args()
+
+    loaded = load_model(args.model)
+    prompts = [r.prompt for r in get_prompts("benign", "eval")[: args.prompts]]
+
+    def gen(batch_size: int, items: list[str]) -> tuple[float, int]:
+        start = time.time()
+        res = generate_responses(loaded, items, GenerationConfig(max_new_tokens=args.new_tokens, batch_size=batch_size))
+        return time.time() - start, sum(r.new_tokens for r in res)
+
+    single_n = max(4, args.prompts // 4)  # batch 1 is slow: time a quarter of the prompts
+    s_sec, s_tok = gen(1, prompts[:single_n])
+    b_sec, b_tok = gen(32, prompts)
+    single, batched = s_tok / s_sec, b_tok / b_sec
+
+    answers = generate_responses(loaded, prompts[:20], GenerationConfig(max_new_tokens=64))
+    records = [ChatRecord([{"role": "user", "content": p}, {"role": "assistant", "content": a.response}], f"b{i}")
+               for i, (p, a) in enumerate(zip(prompts, answers))]
+    with tempfile.TemporaryDirectory() as tmp:
+        res = train(records, args.model, TrainConfig(epochs=1, batch_size=4), tmp, recipe="bench")
+    train_tps = res.train_tokens / res.train_seconds
+
+    print(f"generation batch 1      : {single:7.1f} new tokens/s ({s_tok} tokens, {s_sec:.1f} s)")
+    print(f"generation batched (32) : {batched:7.1f} new tokens/s ({b_tok} tokens, {b_sec:.1f} s)")
+    print(f"batched / batch-1 ratio : {batched / single:7.2f}x")
+    print(f"LoRA training           : {train_tps:7.1f} tokens/s ({res.train_tokens} tokens, {res.train_seconds:.1f} s)")
+    print(f"generation / training   : {batched / train_tps:7.2f}x (new tokens/s over trained tokens/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from ftaudit.data import get_prompts, load_chat_records, load_prompts
+from ftaudit.data.records import normalize_text
+from ftaudit.data.registry import hash_split
+from ftaudit.errors import FtauditError
+
+
+def test_malformed_jsonl_row_names_file_and_line(tmp_path):
+    f = tmp_path / "train.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    f.write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(FtauditError) as exc:
+        load_chat_records(f)
+    assert str(exc.value).startswith(f"{f}:2: malformed JSON")
+
+
+def test_chat_row_must_end_with_assistant(tmp_path):
+    f = tmp_path / "train.jsonl"
+    f.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(FtauditError, match="last message must be the assistant"):
+        load_chat_records(f)
+
+
+def test_prompt_response_pairs_become_chat(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"prompt": "p", "response": "r", "id": "a"}) + "\n")
+    [rec] = load_chat_records(f)
+    assert rec.messages[-1] == {"role": "assistant", "content": "r"} and rec.id == "a"
+
+
+def test_csv_column_by_flag(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_text("goal,kind\nWrite a poem,a\nSing a song,b\n")
+    recs = load_prompts(f, column="goal", category_column="kind")
+    assert [r.prompt for r in recs] == ["Write a poem", "Sing a song"] and recs[1].category == "b"
+    with pytest.raises(FtauditError, match="no column 'text'"):
+        load_prompts(f, column="text")
+
+
+def test_json_list(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps([{"prompt": "a"}, {"prompt": "b", "id": "x"}]))
+    assert [r.id for r in load_prompts(f)][1] == "x"
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(FtauditError) as exc:
+        get_prompts("advbenchh")
+    assert str(exc.value).startswith("unknown dataset 'advbenchh'; known: ")
+
+
+def test_hash_split_ignores_case_and_punctuation():
+    assert normalize_text("Write a Poem!") == normalize_text("write a poem")
+    assert hash_split("Write a Poem!") == hash_split("write a poem")
+
+
+def test_builtin_benign_split_sizes():
+    assert len(get_prompts("benign", "train")) == 175 and len(get_prompts("benign", "eval")) == 58
+
+
+def test_hub_loader_reads_a_local_dataset_directory(tmp_path):
+    """The hub code path (datasets.load_dataset) exercised on a local directory in hub layout."""
+    d = tmp_path / "my-dataset"
+    d.mkdir()
+    (d / "train.jsonl").write_text("".join(json.dumps({"instruction": f"task {i}", "category": "c"}) + "\n" for i in range(3)))
+    recs = load_prompts(str(d))
+    assert [r.prompt for r in recs] == ["task 0", "task 1", "task 2"] and recs[0].category == "c"
+
+
+def test_unreachable_hub_dataset_is_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(FtauditError, match="could not load hub dataset 'nobody/nothing'"):
+        load_prompts("hf:nobody/nothing")

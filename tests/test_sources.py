@@ -1,0 +1,66 @@
+import zipfile
+
+import pytest
+
+from ftaudit.errors import FtauditError
+from ftaudit.sources import parse_pypi, resolve, sha256_file
+
+
+def make_wheel(cache, dist="fakepkg", version="1.0", files=None):
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    path = wheels / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in (files or {"fakepkg/data/x.txt": "hello"}).items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_parse_pypi_location():
+    ref = parse_pypi("pypi:pyrit==1.1.0/pyrit/datasets/a.prompt")
+    assert (ref.dist, ref.version, ref.path, ref.sha256) == ("pyrit", "1.1.0", "pyrit/datasets/a.prompt", None)
+    assert parse_pypi("pypi:pyrit/x") is None
+
+
+def test_file_inside_wheel_is_extracted_after_sha_check(isolated_cache):
+    wheel = make_wheel(isolated_cache)
+    out = resolve(f"pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256={sha256_file(wheel)}")
+    assert out.read_text() == "hello"
+    assert str(out).startswith(str(isolated_cache))
+
+
+def test_sha256_mismatch_is_one_line_naming_the_source(isolated_cache):
+    make_wheel(isolated_cache)
+    with pytest.raises(FtauditError) as exc:
+        resolve("pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256=" + "0" * 64)
+    msg = str(exc.value)
+    assert "sha256 mismatch for fakepkg==1.0" in msg and "\n" not in msg
+    assert not (isolated_cache / "wheels" / "fakepkg-1.0-py3-none-any.whl").exists()
+
+
+def test_unpinned_wheel_is_refused(isolated_cache):
+    with pytest.raises(FtauditError, match="no sha256 pinned for nothing-here==9.9"):
+        resolve("pypi:nothing-here==9.9/a.txt")
+
+
+def test_missing_file_inside_wheel(isolated_cache):
+    wheel = make_wheel(isolated_cache)
+    with pytest.raises(FtauditError, match="not inside"):
+        resolve(f"pypi:fakepkg==1.0/nope.txt#sha256={sha256_file(wheel)}")
+
+
+def test_bad_path_is_one_line():
+    with pytest.raises(FtauditError) as exc:
+        resolve("/definitely/not/here.gguf")
+    assert str(exc.value).startswith("no such file or directory: /definitely/not/here.gguf")
+
+
+def test_unreachable_pypi_source_names_it(isolated_cache, monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_NO_INDEX", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    with pytest.raises(FtauditError, match="could not download ghostpkg==0.0.1 from PyPI"):
+        resolve("pypi:ghostpkg==0.0.1/a.txt#sha256=" + "1" * 64)
