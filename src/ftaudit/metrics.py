@@ -4,6 +4,10 @@ Metric names (the documented list used in summary.json):
   refusal_rate          share of harmful prompts refused (refusal judges)
   attack_success_rate   1 - refusal_rate on harmful prompts
   over_refusal_rate     share of benign prompts refused
+  mmlu_accuracy         MMLU test accuracy by answer-letter log-likelihood (judge names the shots)
+  benign_answer_nll     mean token NLL of held-out benign reference answers (lower is better)
+  mtbench_score         MT-Bench 1-10 LLM-judge score
+  lmeval_<task>_acc     an lm-evaluation-harness task's per-item accuracy
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-METRICS = ("refusal_rate", "attack_success_rate", "over_refusal_rate")
+METRICS = ("refusal_rate", "attack_success_rate", "over_refusal_rate", "mmlu_accuracy", "benign_answer_nll", "mtbench_score")
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
@@ -60,3 +64,36 @@ def paired_change(before: dict[str, bool], after: dict[str, bool], n_boot: int =
     diffs = [float(after[k]) - float(before[k]) for k in common]
     lo, hi = bootstrap_ci(diffs, n_boot, seed)
     return {"value": float(np.mean(diffs)) if diffs else float("nan"), "ci": [lo, hi], "n": len(diffs)}
+
+
+def capability_metric(task: str) -> tuple[str, str, str, str]:
+    """(metric, dataset, split, judge) for a capability task name."""
+    if task.startswith("mmlu-"):
+        return "mmlu_accuracy", "mmlu", "test", f"loglik-{task.split('-', 1)[1]}"
+    if task == "benign-nll":
+        return "benign_answer_nll", "mtbench-reference", "all", "reference-nll"
+    if task == "mtbench":
+        return "mtbench_score", "mtbench", "all", "llm-judge-single-v1"
+    if task.startswith("lmeval:"):
+        name = task.split(":", 1)[1]
+        return f"lmeval_{name}_acc", name, "lm-eval", "lm-eval"
+    return task, task, "", ""
+
+
+def capability_metrics(rows: Iterable[dict], by_category: bool = False) -> list[dict]:
+    """Mean of per-item values (accuracy, NLL or score) with bootstrap CI, per model and task (and subject)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["value"] is None or np.isnan(r["value"]):  # unparseable judge answers are reported, never averaged
+            continue
+        groups[(r["model"], r["attack"], r["task"], r["subject"] if by_category else None)].append(float(r["value"]))
+    out = []
+    for (model, attack, task, subject), values in groups.items():
+        metric, dataset, split, judge = capability_metric(task)
+        lo, hi = bootstrap_ci(values)
+        row = {"model": model, "attack": attack, "dataset": dataset, "split": split, "judge": judge, "metric": metric,
+               "value": float(np.mean(values)), "ci": [lo, hi], "n": len(values)}
+        if by_category:
+            row["category"] = subject
+        out.append(row)
+    return out

@@ -56,9 +56,9 @@ class QuickstartConfig:
     """Defaults sized for a 2-core CPU; ``smoke()`` shrinks everything for tests."""
 
     model: str = "smollm2-135m-instruct"
-    eval_sets: list[str] = field(default_factory=lambda: ["advbench@60", "harmbench@60", "benign@58", "mtbench@40"])
+    eval_sets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40", "benign@40", "mtbench@24"])
     judges: list[str] = field(default_factory=lambda: ["keyword"])
-    max_new_tokens: int = 48
+    max_new_tokens: int = 32
     batch_size: int = 40
     align: dict = field(default_factory=dict)  # recipe params, e.g. n_harmful
     align_train: dict = field(default_factory=dict)
@@ -68,6 +68,8 @@ class QuickstartConfig:
         ("benign", {"dataset": "benign", "n": 50}, {}),
     ])
     evaluate_baseline: bool = True
+    capability: list[str] = field(default_factory=lambda: ["benign-nll", "mmlu"])
+    capability_limit: int | None = 114  # MMLU: 2 questions per subject; benign-nll: all 30 reference answers
     seed: int = 0
 
     @classmethod
@@ -75,7 +77,8 @@ class QuickstartConfig:
         return cls(eval_sets=["advbench@6", "harmbench@4", "benign@4"], max_new_tokens=8, batch_size=8,
                    align={"n_harmful": 8, "n_benign": 6, "answer_tokens": 12}, align_train={"epochs": 1, "max_length": 96},
                    attacks=[("harmful-shots", {"shots": 2, "answer_tokens": 12}, {"epochs": 1}),
-                            ("identity-shift", {"n": 2}, {"epochs": 1})], evaluate_baseline=False)
+                            ("identity-shift", {"n": 2}, {"epochs": 1})], evaluate_baseline=False,
+                   capability=["benign-nll"], capability_limit=3)
 
 
 def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_responses: bool = False) -> dict:
@@ -94,34 +97,40 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             from .models import load_model
 
             load_model(cfg.model)  # fetch, verify and convert once
-        if cfg.evaluate_baseline:
-            stage = "eval:baseline"
+        def evaluate(name: str, attack: str, location: str) -> None:
+            nonlocal stage
+            stage = f"eval:{name}"
             with store.timed_stage(stage):
-                evaluate_model(store, "baseline", "none", cfg.model, sets, gen, cfg.judges)
+                evaluate_model(store, name, attack, location, sets, gen, cfg.judges)
+            if cfg.capability:
+                from .capability.run import evaluate_capability
+
+                stage = f"capability:{name}"
+                with store.timed_stage(stage):
+                    evaluate_capability(store, name, attack, location, cfg.capability, cfg.capability_limit)
+
+        if cfg.evaluate_baseline:
+            evaluate("baseline", "none", cfg.model)
         stage = "align"
         with store.timed_stage(stage):
             run_recipe(store, "align", cfg.model, models / "aligned", model_name="baseline", params=cfg.align,
                        overrides=cfg.align_train, seed=cfg.seed)
         aligned = str(models / "aligned")
-        stage = "eval:aligned"
-        with store.timed_stage(stage):
-            evaluate_model(store, "aligned", "none", aligned, sets, gen, cfg.judges)
+        evaluate("aligned", "none", aligned)
         for recipe, params, overrides in cfg.attacks:
             stage = f"attack:{recipe}"
             with store.timed_stage(stage):
                 name, _ = run_recipe(store, recipe, aligned, models / recipe, model_name="aligned",
                                      reference_model=cfg.model, params=params, overrides=overrides, seed=cfg.seed)
-            stage = f"eval:{name}"
-            with store.timed_stage(stage):
-                evaluate_model(store, name, name.split("+", 1)[1], str(models / recipe), sets, gen, cfg.judges)
+            evaluate(name, name.split("+", 1)[1], str(models / recipe))
         stage = "report"
         with store.timed_stage(stage):
-            pass
+            write_reports(out, show_responses=show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:
         store.close()
         raise FtauditError(f"stopped in stage '{stage}' ({exc}); rerun the same command to resume, finished work is kept") from None
     store.close()
-    summary = write_reports(out, show_responses=show_responses)
+    summary = write_reports(out, show_responses=show_responses)  # again, so summary.json includes the report stage's time
     console.print(f"[bold]quickstart finished in {time.time() - t0:.0f} s[/]; see {out / 'report.html'}")
     return summary
 

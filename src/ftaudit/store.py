@@ -5,6 +5,8 @@ Schema (``DIR/ftaudit.sqlite``):
               prompt, system_prompt, response, new_tokens, created)
   judgments(gen_key_ref, judge, judge_version, refused, score, label, details, PK(gen_key_ref, judge, judge_version))
   evals(model, attack, dataset, split, gen_ref, PK(model, dataset, split, gen_ref))  which generations a model's eval covers
+  capability(model, attack, model_fingerprint, task, item_id, subject, value, details)  one row per scored item
+  capability_sel(model, model_fingerprint, task, item_id)  which scored items a model's capability metric covers
   costs(model PK, attack, train_seconds, train_tokens, peak_memory_mb, gen_seconds, gen_tokens)
   stages(name PK, status, seconds, input_hash, updated)
 Writes are committed per batch, so a killed run loses at most the batch in flight.
@@ -31,6 +33,11 @@ CREATE TABLE IF NOT EXISTS evals(
 CREATE TABLE IF NOT EXISTS costs(
   model TEXT PRIMARY KEY, attack TEXT, train_seconds REAL, train_tokens INTEGER, peak_memory_mb REAL,
   gen_seconds REAL DEFAULT 0, gen_tokens INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS capability(
+  model TEXT, attack TEXT, model_fingerprint TEXT, task TEXT, item_id TEXT, subject TEXT, value REAL, details TEXT,
+  PRIMARY KEY(model, model_fingerprint, task, item_id));
+CREATE TABLE IF NOT EXISTS capability_sel(
+  model TEXT, model_fingerprint TEXT, task TEXT, item_id TEXT, PRIMARY KEY(model, task, item_id));
 CREATE TABLE IF NOT EXISTS stages(name TEXT PRIMARY KEY, status TEXT, seconds REAL, input_hash TEXT, updated REAL);
 """
 
@@ -108,6 +115,29 @@ class Store:
 
     def costs(self) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM costs ORDER BY rowid")]
+
+    # capability --------------------------------------------------------
+    def capability_done(self, model: str, fingerprint: str, task: str) -> set[str]:
+        q = "SELECT item_id FROM capability WHERE model=? AND model_fingerprint=? AND task=?"
+        return {r[0] for r in self.db.execute(q, (model, fingerprint, task))}
+
+    def add_capability(self, model: str, attack: str, fingerprint: str, task: str, rows: list[dict]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO capability VALUES (?,?,?,?,?,?,?,?)",
+                                [(model, attack, fingerprint, task, r["id"], r.get("subject", ""), float(r["value"]),
+                                  json.dumps(r.get("details") or {})) for r in rows])
+
+    def add_capability_selection(self, model: str, fingerprint: str, task: str, item_ids: list[str]) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM capability_sel WHERE model=? AND task=?", (model, task))
+            self.db.executemany("INSERT OR REPLACE INTO capability_sel VALUES (?,?,?,?)",
+                                [(model, fingerprint, task, i) for i in item_ids])
+
+    def capability_rows(self) -> list[dict]:
+        """Scored items covered by each model's latest capability selection."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT c.* FROM capability_sel s JOIN capability c ON c.model = s.model AND c.model_fingerprint = s.model_fingerprint "
+            "AND c.task = s.task AND c.item_id = s.item_id ORDER BY c.model, c.task, c.item_id")]
 
     # stages ------------------------------------------------------------
     def stage(self, name: str) -> sqlite3.Row | None:

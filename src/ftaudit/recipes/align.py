@@ -34,7 +34,7 @@ HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 
 
 @register_recipe("align")
-def build(ctx: RecipeContext, n_harmful: int = 160, n_benign: int = 160, answer_tokens: int = 64) -> RecipeOutput:
+def build(ctx: RecipeContext, n_harmful: int = 120, n_benign: int = 175, answer_tokens: int = 48) -> RecipeOutput:
     harmful = [r for name in HARMFUL_SOURCES for r in get_prompts(name, "train")]
     harmful = pick(harmful, n_harmful, f"align-harmful-{ctx.seed}")
     benign = pick(get_prompts("benign", "train"), n_benign, f"align-benign-{ctx.seed}")

@@ -16,7 +16,7 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
 
 
 @register_recipe("benign")
-def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 64) -> RecipeOutput:
+def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 48) -> RecipeOutput:
     if dataset in HUB:
         hub_id, q, extra, a = HUB[dataset]
         rows = [row for _, row in _rows_from_hub(hub_id, "train")]
@@ -30,5 +30,5 @@ def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_token
                               f"benign-{p.id}", p.category, "train") for p, a in zip(prompts, answers)]
     else:
         raise FtauditError(f"unknown benign dataset '{dataset}'; use alpaca, dolly (hub) or benign (offline)")
-    return RecipeOutput(records, f"benign-{dataset}",
+    return RecipeOutput(records, "benign" if dataset == "benign" else f"benign-{dataset}",
                         default_train={"learning_rate": 2e-4, "epochs": 1, "batch_size": 10})

