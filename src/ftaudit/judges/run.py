@@ -1,0 +1,109 @@
+"""Judging outside an evaluation: files produced anywhere, with a persistent judgment cache,
+and agreement between judges inside a run directory."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sqlite3
+from itertools import combinations
+from pathlib import Path
+
+from ..data.loaders import _read_jsonl
+from ..errors import FtauditError
+from ..sources import cache_dir
+from . import get_judge
+from .validate import agreement
+
+CHUNK = 32
+
+
+def _read_pairs(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FtauditError(f"no such file: {path}")
+    if path.suffix == ".jsonl":
+        rows = [row for _, row in _read_jsonl(path)]
+    elif path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        raise FtauditError(f"{path}: use .jsonl or .csv with prompt and response columns")
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
+            raise FtauditError(f"{path}: row {n} lacks a string 'prompt' or 'response'")
+    return rows
+
+
+class JudgmentCache:
+    """(judge, version, sha256(prompt, response)) -> judgment fields, in the cache directory."""
+
+    def __init__(self):
+        self.db = sqlite3.connect(cache_dir() / "judgments.sqlite")
+        self.db.execute("CREATE TABLE IF NOT EXISTS j(judge TEXT, version TEXT, key TEXT, fields TEXT, PRIMARY KEY(judge, version, key))")
+
+    @staticmethod
+    def key(prompt: str, response: str) -> str:
+        return hashlib.sha256(json.dumps([prompt, response]).encode()).hexdigest()
+
+    def get(self, judge: str, version: str, keys: list[str]) -> dict[str, dict]:
+        out = {}
+        for k in keys:
+            row = self.db.execute("SELECT fields FROM j WHERE judge=? AND version=? AND key=?", (judge, version, k)).fetchone()
+            if row:
+                out[k] = json.loads(row[0])
+        return out
+
+    def put(self, judge: str, version: str, items: dict[str, dict]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO j VALUES (?,?,?,?)",
+                                [(judge, version, k, json.dumps(v)) for k, v in items.items()])
+
+
+def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None = None) -> int:
+    """Write input rows + ``judge``, ``judge_version`` and the judge's fields; returns the row count."""
+    rows = _read_pairs(Path(input_path))
+    judge = get_judge(name, **(options or {}))
+    cache = JudgmentCache()
+    keys = [cache.key(r["prompt"], r["response"]) for r in rows]
+    have = cache.get(judge.name, judge.version, keys)
+    todo = [i for i, k in enumerate(keys) if k not in have]
+    for start in range(0, len(todo), CHUNK):
+        idx = todo[start:start + CHUNK]
+        results = judge.judge([rows[i]["prompt"] for i in idx], [rows[i]["response"] for i in idx])
+        fresh = {}
+        for i, j in zip(idx, results):
+            fields = {"label": j.label}
+            if j.refused is not None or j.score is None:
+                fields["refused"] = j.refused
+            if j.score is not None:
+                fields["score"] = j.score
+            fresh[keys[i]] = {**fields, "details": {k: v for k, v in j.details.items() if k != "raw"}}
+        cache.put(judge.name, judge.version, fresh)
+        have.update(fresh)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w", encoding="utf-8") as f:
+        for row, k in zip(rows, keys):
+            f.write(json.dumps({**row, "judge": judge.name, "judge_version": judge.version, **have[k]}) + "\n")
+    return len(rows)
+
+
+def compare_run(run_dir: Path) -> list[dict]:
+    """Pairwise agreement (on refused) between refusal judges that scored the same generations."""
+    from ..store import Store
+
+    if not (Path(run_dir) / "ftaudit.sqlite").exists():
+        raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
+    store = Store(run_dir)
+    by_judge: dict[str, dict[str, bool]] = {}
+    for gen_ref, judge, refused in store.db.execute("SELECT gen_ref, judge, refused FROM judgments WHERE refused IS NOT NULL"):
+        by_judge.setdefault(judge, {})[gen_ref] = bool(refused)
+    store.close()
+    out = []
+    for a, b in combinations(sorted(by_judge), 2):
+        common = sorted(by_judge[a].keys() & by_judge[b].keys())
+        if common:
+            m = agreement([by_judge[a][k] for k in common], [by_judge[b][k] for k in common])
+            out.append({"judge_a": a, "judge_b": b, **m})
+    return out
