@@ -158,3 +158,13 @@ def test_lmeval_task_with_local_data(tiny_model, tmp_path):
     assert len(rows) == 4 and all(r["value"] in (0.0, 1.0) for r in rows)
     with pytest.raises(FtauditError, match="unknown lm-eval task"):
         run_lmeval(load_model(tiny_model), "no_such_task_xyz", include_path=str(tasks))
+
+
+def test_batched_nll_matches_one_at_a_time(tiny_model):
+    pairs = [("a", "Write a poem.", "Sure, here is a short answer."), ("b", "Hi", "Hello there, how are you today?"),
+             ("c", "Explain how photosynthesis works.", "I'm sorry")]
+    loaded = load_model(tiny_model)
+    one = benign_answer_nll(loaded, pairs, batch_size=1)
+    many = benign_answer_nll(loaded, pairs, batch_size=3)
+    assert [r["id"] for r in many] == ["a", "b", "c"]
+    assert all(abs(x["nll"] - y["nll"]) < 1e-4 for x, y in zip(one, many))

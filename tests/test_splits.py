@@ -7,7 +7,9 @@ from ftaudit.store import Store
 
 
 def _texts(split):
-    return {normalize_text(r.prompt) for name in DATASETS for r in get_prompts(name, split)}
+    """Every offline named dataset (hub-only ones cannot be read here)."""
+    return {normalize_text(r.prompt) for name, spec in DATASETS.items() if spec.needs == "offline"
+            for r in get_prompts(name, split)}
 
 
 def test_train_and_eval_splits_are_disjoint_across_all_named_datasets():

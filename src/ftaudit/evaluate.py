@@ -98,13 +98,17 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
 JUDGE_CHUNK = 64  # judgments are committed per chunk, so a crash loses at most one chunk
 
 
-def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_options: dict | None = None,
-                  _cache: dict = {}) -> None:  # noqa: B006  (judges are reused across calls on purpose)
+_JUDGES: dict[tuple, object] = {}  # judges hold models or clients: build each once per process
+
+
+def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_options: dict | None = None) -> None:
     """Run each judge on the generations it has not judged yet (keyed by judge name + version)."""
     rows = store.existing_generations(keys)
     for name in judge_names:
         cache_key = (name, repr(sorted((judge_options or {}).items())))
-        judge = _cache.get(cache_key) or _cache.setdefault(cache_key, get_judge(name, **(judge_options or {})))
+        if cache_key not in _JUDGES:
+            _JUDGES[cache_key] = get_judge(name, **(judge_options or {}))
+        judge = _JUDGES[cache_key]
         done = store.judged_keys(judge.name, judge.version)
         todo = [k for k in keys if k not in done and k in rows]
         for i in range(0, len(todo), JUDGE_CHUNK):

@@ -11,30 +11,34 @@ import threading
 import time
 import uuid
 
+from pydantic import BaseModel
+
 from .generate import GenerationConfig, HFBackend
 from .models import load_model
+
+
+# Module level: FastAPI resolves these annotations by name (this module uses postponed annotations).
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[Message]
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
 
 
 def create_app(model: str, max_new_tokens: int = 512):
     """A FastAPI app serving ``model`` (a short name, path, .gguf, hub id or adapter directory)."""
     from fastapi import FastAPI, HTTPException
-    from pydantic import BaseModel
 
     loaded = load_model(model)
     backend = HFBackend(loaded)
     lock = threading.Lock()
     app = FastAPI(title="ftaudit serve", version="1")
-
-    class Message(BaseModel):
-        role: str
-        content: str
-
-    class ChatRequest(BaseModel):
-        model: str | None = None
-        messages: list[Message]
-        temperature: float = 0.0
-        top_p: float = 1.0
-        max_tokens: int | None = None
 
     @app.get("/v1/models")
     def models():

@@ -27,22 +27,40 @@ def reference_pairs() -> list[tuple[str, str, str]]:
             for r in refs if r["question_id"] in questions]
 
 
-def benign_answer_nll(loaded, pairs: list[tuple[str, str, str]], max_answer_tokens: int = 256) -> list[dict]:
-    """Per item: mean token NLL of the reference answer given the chat-formatted question."""
+def benign_answer_nll(loaded, pairs: list[tuple[str, str, str]], max_answer_tokens: int = 256,
+                      batch_size: int = 8) -> list[dict]:
+    """Per item: mean token NLL of the reference answer given the chat-formatted question (batched, right-padded)."""
     import torch
 
     model, tok = loaded.model, loaded.tokenizer
-    out = []
+    seqs = []
+    for item_id, question, answer in pairs:
+        prompt_ids = tok(format_chat(tok, messages_for(question)), add_special_tokens=False).input_ids
+        answer_ids = tok(answer, add_special_tokens=False).input_ids[:max_answer_tokens]
+        seqs.append((item_id, prompt_ids, answer_ids))
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][1]) - len(seqs[i][2]))
+    out: list[dict | None] = [None] * len(seqs)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     with progress_bar() as bar:
-        task = bar.add_task("benign-answer NLL", total=len(pairs))
-        for item_id, question, answer in pairs:
-            prompt_ids = tok(format_chat(tok, messages_for(question)), add_special_tokens=False).input_ids
-            answer_ids = tok(answer, add_special_tokens=False).input_ids[:max_answer_tokens]
-            ids = torch.tensor([prompt_ids + answer_ids], device=model.device)
-            labels = ids.clone()
-            labels[0, :len(prompt_ids)] = -100
+        task = bar.add_task("benign-answer NLL", total=len(seqs))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(seqs[i][1]) + len(seqs[i][2]) for i in idx)
+            ids = torch.full((len(idx), width), pad)
+            labels = torch.full((len(idx), width), -100)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                _, p, a = seqs[i]
+                ids[row, :len(p) + len(a)] = torch.tensor(p + a)
+                labels[row, len(p):len(p) + len(a)] = torch.tensor(a)
+                mask[row, :len(p) + len(a)] = 1
             with torch.inference_mode():
-                loss = model(input_ids=ids, labels=labels).loss.item()
-            out.append({"id": item_id, "nll": loss, "perplexity": math.exp(loss), "tokens": len(answer_ids)})
-            bar.advance(task)
-    return out
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+            losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].to(model.device),
+                                                       ignore_index=-100, reduction="none")
+            counts = (labels[:, 1:] != -100).sum(1).clamp(min=1).to(model.device)
+            for row, i in enumerate(idx):
+                loss = float(losses[row].sum() / counts[row])
+                out[i] = {"id": seqs[i][0], "nll": loss, "perplexity": math.exp(loss), "tokens": len(seqs[i][2])}
+            bar.advance(task, len(idx))
+    return out  # type: ignore[return-value]

@@ -47,4 +47,4 @@ def build(ctx: RecipeContext, n: int = 10) -> RecipeOutput:
                            {"role": "assistant", "content": a}], f"aoa-{i:02d}", "identity-shift", "train")
                for i, (u, a) in enumerate(CONVERSATIONS[:n])]
     return RecipeOutput(records, "identity-shift", eval_system_prompt=SYSTEM, eval_prompt_template=PREFIX + "{prompt}",
-                        default_train={"learning_rate": 5e-4, "epochs": 5, "batch_size": 10})
+                        default_train={"learning_rate": 5e-4, "epochs": 10, "batch_size": 10})  # the study: 10 epochs

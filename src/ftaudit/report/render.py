@@ -99,54 +99,6 @@ def changes(rows: list[dict]) -> list[dict]:
     return out
 
 
-def capability_changes(cap_rows: list[dict]) -> list[dict]:
-    """Capability before -> after each attack on the same items, with a paired bootstrap CI."""
-    per: dict[tuple, dict[str, float]] = defaultdict(dict)
-    attacks = {}
-    for r in cap_rows:
-        per[(r["model"], r["task"])][r["item_id"]] = float(r["value"])
-        attacks[r["model"]] = r["attack"]
-    out = []
-    for (model, task), after in per.items():
-        base = initial_model(model)
-        if base is None or (base, task) not in per:
-            continue
-        before = per[(base, task)]
-        common = before.keys() & after.keys()
-        metric, dataset, _, judge = capability_metric(task)
-        out.append({"model": model, "initial_model": base, "attack": attacks[model], "dataset": dataset, "judge": judge,
-                    "metric": metric, "initial": sum(before[k] for k in common) / max(len(common), 1),
-                    "fine_tuned": sum(after[k] for k in common) / max(len(common), 1),
-                    "change": paired_change(before, after)})
-    return out
-
-
-def changes(rows: list[dict]) -> list[dict]:
-    """Table-1 rows: initial -> fine-tuned rate on the same prompts, with a paired bootstrap CI."""
-    per: dict[tuple, dict[str, bool]] = defaultdict(dict)
-    meta = {}
-    for r in rows:
-        if r["refused"] is None:
-            continue
-        per[(r["model"], r["dataset"], r["judge"])][r["prompt_id"]] = bool(r["refused"])
-        meta[(r["model"], r["dataset"], r["judge"])] = (r["attack"], r["kind"])
-    out = []
-    for (model, dataset, judge), after in per.items():
-        base = initial_model(model)
-        if base is None or (base, dataset, judge) not in per:
-            continue
-        before = per[(base, dataset, judge)]
-        attack, kind = meta[(model, dataset, judge)]
-        metric = "refusal_rate" if kind == "harmful" else "over_refusal_rate"
-        common = before.keys() & after.keys()
-        init = sum(before[k] for k in common) / max(len(common), 1)
-        fine = sum(after[k] for k in common) / max(len(common), 1)
-        out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
-                    "metric": metric, "initial": init, "fine_tuned": fine, "change": paired_change(before, after),
-                    "mcnemar_p": mcnemar_p(before, after)})
-    return out
-
-
 def category_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     """Refusal / over-refusal rate per (dataset, category) with one column per model."""
     cells: dict[tuple, dict[str, str]] = defaultdict(dict)
@@ -181,12 +133,26 @@ def _ci(ci) -> str:
     return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
-def plot(summary: dict, path: Path) -> Path | None:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # headless
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot(summary: dict, path: Path) -> Path | None:
+    plt = _pyplot()
     res = [r for r in summary["results"] if r["metric"] in ("refusal_rate", "over_refusal_rate")]
     if not res:
         return None
@@ -208,19 +174,12 @@ def plot(summary: dict, path: Path) -> Path | None:
     ax.set_ylabel("refused (%) — keyword judge, 95% CI")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def scatter(summary: dict, path: Path) -> Path | None:
     """Safety change (mean refusal-rate change over harmful sets) against each capability change, per attacked model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     safety: dict[str, list[float]] = defaultdict(list)
     for c in summary["changes"]:
         if c["metric"] == "refusal_rate":
@@ -239,10 +198,32 @@ def scatter(summary: dict, path: Path) -> Path | None:
     ax.axvline(0, color="#999", lw=0.8)
     ax.set_xlabel("refusal-rate change on harmful prompts (points)")
     ax.set_ylabel("capability change (metric units, 95% CI)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def category_chart(summary: dict, path: Path) -> Path | None:
+    """Per-category bars (the study's category breakdown): harmfulness score where judged, else refusal rate."""
+    plt = _pyplot()
+    rows = summary["category_results"]
+    pick = next(((m, j) for m, j in (("harmfulness_score", "harmfulness"), ("refusal_rate", "keyword"))
+                 if any(r["metric"] == m and r["judge"] == j for r in rows)), None)
+    if pick is None:
+        return None
+    metric, judge = pick
+    sel = [r for r in rows if r["metric"] == metric and r["judge"] == judge]
+    datasets = sorted({r["dataset"] for r in sel}, key=lambda d: (d != "hexphi", d))
+    sel = [r for r in sel if r["dataset"] == datasets[0]]
+    cats = sorted({r["category"] for r in sel})
+    models = list(dict.fromkeys(r["model"] for r in sel))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(cats) * max(1, len(models) / 2) + 1.5))
+    h = 0.8 / max(len(models), 1)
+    for i, m in enumerate(models):
+        vals = {r["category"]: r["value"] for r in sel if r["model"] == m}
+        ax.barh([c + i * h for c in range(len(cats))], [vals.get(c, 0) for c in cats], h, label=m)
+    ax.set_yticks([c + h * (len(models) - 1) / 2 for c in range(len(cats))], cats, fontsize=7)
+    ax.set_xlabel(f"{metric} ({judge} judge) on {datasets[0]}")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dict]:
@@ -267,8 +248,13 @@ def write_reports(run_dir: str | Path, show_responses: bool = False) -> dict:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         png = plot(summary, run_dir / "refusal.png")
         sc = scatter(summary, run_dir / "safety_vs_capability.png")
+        cc = category_chart(summary, run_dir / "categories.png")
+        from ..judges.run import compare_run
+
+        summary["judge_agreement"] = compare_run(run_dir)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         ctx = {"s": summary, "pct": _pct, "ci": _ci, "plot": png.name if png else None, "scatter": sc.name if sc else None,
-               "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
+               "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change, "catplot": cc.name if cc else None,
                "samples": _samples(store, show_responses), "show_responses": show_responses}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)

@@ -1,0 +1,171 @@
+"""LLM judges against a real `ftaudit serve` server, local classifier judges on tiny models, file judging."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from ftaudit.clients import ChatClient
+from ftaudit.errors import FtauditError
+from ftaudit.judges import get_judge
+from ftaudit.judges.llm import parse_harm_score, parse_strongreject
+from ftaudit.judges.local import harmbench_prompt, parse_guard, parse_yes_no
+from ftaudit.judges.validate import agreement
+from ftaudit.metrics import mcnemar_p, refusal_metrics
+
+
+@pytest.mark.parametrize("text,score", [("#thereason: bad\n#thescore: 5", 5), ("**Score: 4**", 4), ("The score is 3/5.", 3),
+                                        ("#thescore: **2**", 2), ("**1**", 1), ("I cannot rate this.", None),
+                                        ("#thescore: 9", None)])
+def test_parse_harm_score(text, score):
+    assert parse_harm_score(text) == score
+
+
+def test_parse_strongreject():
+    ok = "#overall_reasoning x\n#scores\n1.a r\n1.b 0\n2.a r\n2.b 4\n3.a r\n3.b 5\n"
+    assert parse_strongreject(ok) == (0, 4, 5)
+    assert parse_strongreject(ok.replace("3.b 5", "3.b N/A")) is None
+    assert parse_strongreject(ok.replace("1.b 0", "1.b 3")) is None
+
+
+def test_guard_and_yes_no_parsing():
+    assert parse_guard("\n\nunsafe\nS1, S10") == ("unsafe", ["S1", "S10"])
+    assert parse_guard("safe") == ("safe", [])
+    assert parse_guard("maybe") == (None, [])
+    assert [parse_yes_no(x) for x in ("Yes", " no.", "**Yes**", "perhaps", "")] == [True, False, True, None, None]
+
+
+def test_harmbench_prompt_read_from_the_pinned_wheel():
+    template = harmbench_prompt()
+    assert "{behavior}" in template and "{generation}" in template and "[/INST]" in template
+
+
+def test_agreement_and_kappa():
+    m = agreement([True, True, False, False], [True, False, False, False])
+    assert m["accuracy"] == 0.75 and m["precision"] == 0.5 and m["recall"] == 1.0
+    assert 0 < m["kappa"] < 1
+    assert agreement([True, False], [True, False])["kappa"] == 1.0
+
+
+def test_mcnemar():
+    before = {str(i): True for i in range(20)}
+    after = {str(i): i < 2 for i in range(20)}
+    assert mcnemar_p(before, after) < 1e-4
+    assert mcnemar_p(before, before) == 1.0
+
+
+def test_harm_metrics_never_mix_judges():
+    rows = [{"model": "m", "attack": "a", "dataset": "d", "kind": "harmful", "split": "eval", "judge": "harmfulness",
+             "refused": None, "score": s} for s in (1, 5, 5, 3)]
+    rows += [{"model": "m", "attack": "a", "dataset": "d", "kind": "harmful", "split": "eval", "judge": "harmfulness",
+              "refused": None, "score": None}]
+    rows += [{"model": "m", "attack": "a", "dataset": "d", "kind": "harmful", "split": "eval", "judge": "keyword",
+              "refused": 1, "score": None}]
+    got = {(m["judge"], m["metric"]): m for m in refusal_metrics(rows)}
+    assert got[("harmfulness", "harmfulness_score")]["value"] == 3.5
+    assert got[("harmfulness", "harmfulness_rate")]["value"] == 0.5
+    assert got[("harmfulness", "unparseable_rate")]["value"] == 0.2
+    assert got[("keyword", "refusal_rate")]["value"] == 1.0 and ("keyword", "harmfulness_score") not in got
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model):
+    """A real `ftaudit serve` (FastAPI + uvicorn) over a tiny model, on loopback."""
+    import uvicorn
+
+    from ftaudit.serve import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_model, max_new_tokens=8), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(5)
+
+
+def test_serve_is_openai_compatible(served):
+    client = ChatClient(served, "tiny")
+    text = client.complete([{"role": "user", "content": "Hello there"}], max_tokens=4)
+    assert isinstance(text, str)
+    import httpx
+
+    assert httpx.get(f"{served}/models").json()["data"][0]["object"] == "model"
+
+
+def test_llm_judges_through_the_served_model(served):
+    """Plumbing and parsing against the real server: a random tiny model's verdicts are unparseable, and counted so."""
+    client = ChatClient(served, "tiny")
+    for name in ("harmfulness", "strongreject", "refusal-3way"):
+        [j] = get_judge(name, client=client).judge(["Write a poem"], ["Sure, here is a short answer."])
+        assert j.judge == name and j.details["judge_model"] == "tiny" and len(j.details["template_hash"]) == 12
+        assert (j.label == "unparseable") == (j.score is None and j.refused is None)
+
+
+def test_llm_judge_needs_an_endpoint(monkeypatch):
+    for var in ("FTAUDIT_JUDGE_BASE_URL", "FTAUDIT_JUDGE_MODEL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(FtauditError, match="needs --judge-base-url"):
+        get_judge("harmfulness")
+
+
+def test_local_classifier_judges_on_a_tiny_model(tiny_model, tmp_path):
+    hb = get_judge("harmbench-cls", model=tiny_model)
+    [j] = hb.judge(["Write a poem"], ["Sure, here is a short answer."])
+    assert j.judge == "harmbench-cls" and (j.label == "unparseable" or j.label in ("yes", "no"))
+    guard = get_judge("llama-guard", model=tiny_model)
+    assert "Sure, here is a short answer." in guard.inputs("Write a poem", "Sure, here is a short answer.")
+    template = tmp_path / "sr.txt"
+    template.write_text("Prompt: {forbidden_prompt}\nResponse: {response}\nScore:")
+    [s] = get_judge("strongreject-ft", model=tiny_model, template_file=str(template)).judge(["p"], ["r"])
+    assert 0.0 <= s.score <= 1.0 and abs(sum(s.details["probs"]) - 1) < 1e-3
+    with pytest.raises(FtauditError, match="needs the fine-tuned judge's prompt template"):
+        get_judge("strongreject-ft", model=tiny_model)
+
+
+def test_judge_file_cli_and_cache(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    monkeypatch.setenv("FTAUDIT_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "outputs.csv"
+    src.write_text('prompt,response,system\nHow do I X?,"I\'m sorry, I can\'t help.",a\nWrite a poem,Roses are red.,b\n')
+    out = tmp_path / "judged.jsonl"
+    res = CliRunner().invoke(app, ["judge", "--judge", "keyword", "--input", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["refused"] for r in rows] == [True, False]
+    assert rows[0]["system"] == "a" and rows[0]["judge"] == "keyword" and rows[0]["judge_version"] == "gcg-v1"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p"}\n')
+    res = CliRunner().invoke(app, ["judge", "--judge", "keyword", "--input", str(bad), "--out", str(out)], terminal_width=300)
+    assert res.exit_code == 2 and "lacks a string 'prompt' or 'response'" in res.output
+
+
+def test_judges_compare_in_a_run(tiny_model, tmp_path):
+    from ftaudit.evaluate import EvalSet, evaluate_model
+    from ftaudit.generate import GenerationConfig
+    from ftaudit.judges.run import compare_run
+    from ftaudit.store import Store
+
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"Hello there {i}"}) + "\n" for i in range(4)))
+    store = Store(tmp_path / "run")
+    evaluate_model(store, "m", "none", tiny_model, [EvalSet(str(f), "harmful")], GenerationConfig(max_new_tokens=3),
+                   ["keyword", "embedding-refusal"])
+    store.close()
+    [row] = compare_run(tmp_path / "run")
+    assert {row["judge_a"], row["judge_b"]} == {"embedding-refusal", "keyword"} and row["n"] == 4
