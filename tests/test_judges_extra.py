@@ -169,3 +169,10 @@ def test_judges_compare_in_a_run(tiny_model, tmp_path):
     store.close()
     [row] = compare_run(tmp_path / "run")
     assert {row["judge_a"], row["judge_b"]} == {"embedding-refusal", "keyword"} and row["n"] == 4
+
+
+def test_validation_against_held_out_human_labels():
+    from ftaudit.judges.validate import validate_refusal_judges
+
+    m = validate_refusal_judges(["keyword"], "refusal")["keyword"]
+    assert m["n"] == 105 and 0 < m["kappa"] < 1 and 0 < m["accuracy"] < 1
