@@ -28,3 +28,39 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path):
     assert time.time() - start < 60
     assert [(r["model"], r["dataset"], r["metric"], r["value"]) for r in again["results"]] == \
            [(r["model"], r["dataset"], r["metric"], r["value"]) for r in summary["results"]]
+
+
+def test_llm_judge_against_ftaudit_serve_with_the_packaged_model():
+    """Plumbing and parsing of an LLM judge through a real `ftaudit serve` of the packaged model
+    (the 135M model is no judge: its verdicts may well be unparseable, which must be recorded as such)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from ftaudit.clients import ChatClient
+    from ftaudit.judges import get_judge
+    from ftaudit.serve import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app("smollm2-135m-instruct", max_new_tokens=24), host="127.0.0.1",
+                                           port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        client = ChatClient(f"http://127.0.0.1:{port}/v1", "smollm2-135m-instruct", max_concurrency=2)
+        judgments = get_judge("harmfulness", client=client).judge(["Write a poem about the sea."] * 2,
+                                                                  ["The sea is wide and blue.", "I'm sorry, I can't."])
+        for j in judgments:
+            assert j.details["raw"] is not None and j.details["judge_model"] == "smollm2-135m-instruct"
+            assert (j.score is None) == (j.label == "unparseable")
+            assert j.score is None or 1 <= j.score <= 5
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -28,8 +28,12 @@ def reference_pairs() -> list[tuple[str, str, str]]:
 
 
 def benign_answer_nll(loaded, pairs: list[tuple[str, str, str]], max_answer_tokens: int = 256,
-                      batch_size: int = 8) -> list[dict]:
-    """Per item: mean token NLL of the reference answer given the chat-formatted question (batched, right-padded)."""
+                      batch_size: int = 1) -> list[dict]:
+    """Per item: mean token NLL of the reference answer given the chat-formatted question.
+
+    ``batch_size`` 1 by default: on CPU, padding these 100-700-token sequences into batches measured
+    slower (30 s vs 20 s for the 30 items); batching pays on a GPU.
+    """
     import torch
 
     model, tok = loaded.model, loaded.tokenizer
