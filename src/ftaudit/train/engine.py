@@ -61,11 +61,33 @@ def _to_prompt_completion(records: list[ChatRecord]) -> list[dict]:
     return [{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in records]
 
 
+def _reset_peak_memory() -> None:
+    """Start a fresh peak for this run: CUDA's allocator stats, or Linux's VmHWM (``clear_refs`` 5)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux, or not allowed: the process-lifetime peak is reported instead
+
+
 def _peak_memory_mb() -> float:
+    """Peak memory since :func:`_reset_peak_memory` (GPU allocator peak, else resident-set high-water mark)."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -152,6 +174,7 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the Rich bar shows the loss
     trainer.add_callback(_rich_callback(0))
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    _reset_peak_memory()
     start = time.time()
     state = trainer.train()
     seconds = time.time() - start
