@@ -76,12 +76,6 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_
         os.environ["FTAUDIT_TRUST_REMOTE_CODE"] = "1"
 
 
-TrainOpt = {
-    "lr": typer.Option(None, "--lr", help="Learning rate (recipe default if unset)."),
-    "epochs": typer.Option(None, help="Epochs (recipe default if unset)."),
-}
-
-
 def _overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
                max_length, seed, merge) -> dict:
     return {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,

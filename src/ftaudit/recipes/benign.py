@@ -7,7 +7,7 @@ hub, or ``benign`` (ftaudit's own instructions, offline) answered by a reference
 from __future__ import annotations
 
 from ..data import ChatRecord, get_prompts
-from ..data.loaders import _rows_from_hub
+from ..data.loaders import rows_from_hub
 from ..errors import FtauditError
 from .base import RecipeContext, RecipeOutput, pick, register_recipe, trim_to_sentence
 
@@ -19,7 +19,7 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
 def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 48) -> RecipeOutput:
     if dataset in HUB:
         hub_id, q, extra, a = HUB[dataset]
-        rows = [row for _, row in _rows_from_hub(hub_id, "train")]
+        rows = [row for _, row in rows_from_hub(hub_id, "train")]
         rows = pick([dict(r, id=str(i)) for i, r in enumerate(rows)], n, f"benign-{ctx.seed}")
         records = [ChatRecord([{"role": "user", "content": f"{r[q]}\n\n{r[extra]}".strip()},
                                {"role": "assistant", "content": r[a]}], f"{dataset}-{r['id']}", dataset, "train") for r in rows]

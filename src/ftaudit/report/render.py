@@ -156,7 +156,9 @@ def plot(summary: dict, path: Path) -> Path | None:
     res = [r for r in summary["results"] if r["metric"] in ("refusal_rate", "over_refusal_rate")]
     if not res:
         return None
-    models = list(dict.fromkeys(r["model"] for r in res))
+    judge = "keyword" if any(r["judge"] == "keyword" for r in res) else res[0]["judge"]
+    res = [r for r in res if r["judge"] == judge]  # one judge per plot: judges are never mixed
+    models = sorted(dict.fromkeys(r["model"] for r in res), key=lambda m: (m != "baseline", "+" in m, m))
     sets = list(dict.fromkeys(f"{r['dataset']} ({'refusal' if r['metric'] == 'refusal_rate' else 'over-refusal'})" for r in res))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models)), 4))
     width = 0.8 / max(len(sets), 1)
@@ -171,7 +173,7 @@ def plot(summary: dict, path: Path) -> Path | None:
                     hi.append(100 * (r["ci"][1] - r["value"]))
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=s)
     ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(models))], models, rotation=15, ha="right", fontsize=8)
-    ax.set_ylabel("refused (%) — keyword judge, 95% CI")
+    ax.set_ylabel(f"refused (%), {judge} judge, 95% CI")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7)
     return _save(fig, path)
