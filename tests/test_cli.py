@@ -49,3 +49,19 @@ def test_malformed_answers_file(tiny_model, tmp_path):
     line = _one_line_error(runner.invoke(app, ["attack", "--recipe", "harmful-shots", "--model", tiny_model, "--answers",
                                                str(bad), "--out", str(tmp_path / "o")], terminal_width=400))
     assert f"{bad}:1: malformed JSON" in line
+
+
+def test_eval_reads_a_csv_column_chosen_by_flag(tiny_model, tmp_path):
+    import json
+
+    f = tmp_path / "mine.csv"
+    f.write_text("id,text\na,Write a poem\nb,Hello there\n")
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["eval", "--model", tiny_model, "--dataset", str(f), "--column", "text", "--max-new-tokens", "3",
+                              "--out", str(out)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(r["dataset"], r["metric"], r["n"]) for r in summary["results"]} >= {("mine", "refusal_rate", 2)}
+    bad = runner.invoke(app, ["eval", "--model", tiny_model, "--dataset", str(f), "--column", "nope", "--out", str(out)],
+                        terminal_width=300)
+    assert bad.exit_code == 2 and "no column 'nope'" in bad.output

@@ -153,6 +153,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              policy: Annotated[str, typer.Option(help="harmfulness judge policy: llama2 | openai (paraphrases).")] = "llama2",
              policy_file: Annotated[Optional[str], typer.Option(help="harmfulness judge policy text from a file.")] = None,
              judge_template: Annotated[Optional[str], typer.Option(help="Prompt template file (strongreject-ft).")] = None,
+             column: Annotated[Optional[str], typer.Option(help="Prompt column of CSV/JSON(L) dataset files (default: prompt, goal, behavior, ...).")] = None,
              system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for every evaluation prompt.")] = None,
              max_new_tokens: int = 32, batch_size: int = 40, show_responses: bool = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
@@ -168,7 +169,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
 
     if dataset is None and benign is None and not capability:
         dataset, benign = ["advbench@40", "harmbench@40"], ["benign@40"]
-    sets = eval_sets_from(dataset or [], benign or [])
+    sets = eval_sets_from(dataset or [], benign or [], column)
     store = Store(out)
     label = name or Path(model).name
     if sets:

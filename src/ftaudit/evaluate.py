@@ -26,12 +26,13 @@ class EvalSet:
     kind: str  # harmful | benign
     split: str = "eval"
     limit: int | None = None
+    column: str | None = None  # for CSV/JSON(L) files: the column holding the prompt
 
     def prompts(self) -> list[PromptRecord]:
         if self.name in DATASETS:
             records = get_prompts(self.name, self.split)
         elif Path(self.name).is_file():
-            records = load_prompts(self.name)
+            records = load_prompts(self.name, column=self.column)
         else:
             raise FtauditError(f"unknown dataset '{self.name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
         return subsample(records, self.limit)

@@ -142,5 +142,6 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     return summary
 
 
-def eval_sets_from(args: list[str], benign: list[str]) -> list[EvalSet]:
-    return [parse_eval_set(a) for a in args] + [replace(parse_eval_set(b), kind="benign") for b in benign]
+def eval_sets_from(args: list[str], benign: list[str], column: str | None = None) -> list[EvalSet]:
+    sets = [parse_eval_set(a) for a in args] + [replace(parse_eval_set(b), kind="benign") for b in benign]
+    return [replace(s, column=column) for s in sets]
