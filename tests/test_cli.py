@@ -5,7 +5,8 @@ from ftaudit import __version__
 from ftaudit.cli import app
 
 runner = CliRunner()
-COMMANDS = [["align"], ["attack"], ["eval"], ["report"], ["quickstart"], ["fetch"], ["datasets", "list"], ["datasets", "show"]]
+COMMANDS = [["align"], ["attack"], ["eval"], ["report"], ["quickstart"], ["fetch"], ["datasets", "list"], ["datasets", "show"],
+            ["run"], ["serve"], ["judge"], ["judges", "list"], ["judges", "validate"], ["judges", "compare"]]
 
 
 def test_version():

@@ -221,6 +221,25 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
     _print_results(summary)
 
 
+@app.command("run")
+@user_errors
+def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): models, attacks, eval, grid axes, cost.")],
+            out: Annotated[Path, typer.Option(help="Run directory; rerun the same command to resume.")]):
+    """Expand a spec's grid and run every point (train -> generate -> judge -> metrics), resumably.
+
+    Example: ftaudit run configs/qi2023/table1-mini.yaml --out runs/table1-mini
+    """
+    from .experiments import load_spec
+    from .experiments.run import run_spec
+
+    parsed = load_spec(spec)  # an invalid spec fails here, before any work
+    summary = run_spec(parsed, out)
+    _print_results(summary)
+    for t in summary["tamper_resistance"]:
+        console.print(f"tamper resistance of {t['model']} to {t['recipe']}: 50% refusal drop at "
+                      f"{t['text']} {t['budget_unit']}", highlight=False)
+
+
 @datasets_app.command("list")
 @user_errors
 def datasets_list():

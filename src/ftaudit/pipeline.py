@@ -31,7 +31,7 @@ def train_config(defaults: dict, overrides: dict) -> TrainConfig:
 
 def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, model_name: str,
                reference_model: str | None = None, params: dict | None = None, overrides: dict | None = None,
-               seed: int = 0) -> tuple[str, TrainResult]:
+               seed: int = 0, display_name: str | None = None) -> tuple[str, TrainResult]:
     """Build a recipe's training set and fine-tune ``model`` on it; returns (display name, result)."""
     model = resolve_model_location(model)
     ctx = RecipeContext(model=model, store=store, reference_model=resolve_model_location(reference_model) if reference_model else None,
@@ -43,7 +43,7 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
         meta = read_marker(Path(out_dir))
         meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
         write_marker(Path(out_dir), **meta)
-    name = built.name if recipe == "align" else f"{model_name}+{built.name}"
+    name = display_name or (built.name if recipe == "align" else f"{model_name}+{built.name}")
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,
                    peak_memory_mb=result.peak_memory_mb)
     console.print(f"[green]trained[/] {name}: {len(built.records)} examples, {result.train_tokens} tokens, "

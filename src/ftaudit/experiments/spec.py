@@ -1,0 +1,177 @@
+"""An experiment spec declares models, attacks, evaluation and grid axes; it is validated before any work.
+
+```yaml
+name: qi2023-table1-mini
+model: smollm2-135m-instruct        # the model under audit
+align: true                         # safety-train it first (the embedded default refuses nothing)
+reference_model: smollm2-135m-instruct
+attacks:
+  - recipe: harmful-shots
+    params: {shots: 10}
+    train: {learning_rate: 5.0e-4, epochs: 5, batch_size: 10}
+grid:                               # cartesian product, applied to every attack
+  params.shots: [10, 50, 100]
+eval:
+  datasets: [advbench@40, harmbench@40]
+  benign: [benign@40]
+  judges: [keyword]
+  max_new_tokens: 32
+  capability: [benign-nll]
+cost: {price_per_device_hour: 2.0}
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import FtauditError
+from ..recipes import RECIPES
+from ..train import TrainConfig
+
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+@dataclass
+class AttackSpec:
+    recipe: str
+    params: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvalSpec:
+    datasets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40"])
+    benign: list[str] = field(default_factory=lambda: ["benign@40"])
+    judges: list[str] = field(default_factory=lambda: ["keyword"])
+    max_new_tokens: int = 32
+    batch_size: int = 40
+    capability: list[str] = field(default_factory=list)
+    capability_limit: int | None = None
+
+
+@dataclass
+class GridPoint:
+    recipe: str
+    params: dict
+    train: dict
+
+    @property
+    def label(self) -> str:
+        """e.g. harmful-shots[shots=50,epochs=3]"""
+        parts = [f"{k}={v}" for k, v in sorted({**self.params, **self.train}.items()) if k != "answers"]
+        return f"{self.recipe}[{','.join(parts)}]"
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps([self.recipe, self.params, self.train], sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class ExperimentSpec:
+    name: str
+    model: str
+    attacks: list[AttackSpec]
+    align: bool = False
+    align_params: dict = field(default_factory=dict)
+    reference_model: str | None = None
+    grid: dict = field(default_factory=dict)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    price_per_device_hour: float = 0.0
+    seed: int = 0
+
+    def points(self) -> list[GridPoint]:
+        """Every (attack x grid combination), in a stable order."""
+        axes = sorted(self.grid.items())
+        combos = list(itertools.product(*[values for _, values in axes])) if axes else [()]
+        out = []
+        for attack in self.attacks:
+            for combo in combos:
+                params, train = dict(attack.params), dict(attack.train)
+                for (axis, _), value in zip(axes, combo):
+                    section, _, key = axis.partition(".")
+                    (params if section == "params" else train)[key] = value
+                out.append(GridPoint(attack.recipe, params, train))
+        return out
+
+
+def _fail(where: str, why: str):
+    raise FtauditError(f"invalid spec: {where}: {why}")
+
+
+def _expect(value, kind, where: str):
+    if not isinstance(value, kind):
+        _fail(where, f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
+    """Validate a spec dictionary; every problem names the field and the reason."""
+    _expect(data, dict, source)
+    known = {"name", "model", "align", "reference_model", "attacks", "grid", "eval", "cost", "seed"}
+    for key in data:
+        if key not in known:
+            _fail(key, f"unknown field; known: {', '.join(sorted(known))}")
+    for req in ("name", "model", "attacks"):
+        if req not in data:
+            _fail(req, "required")
+    attacks = []
+    for i, a in enumerate(_expect(data["attacks"], list, "attacks")):
+        where = f"attacks[{i}]"
+        _expect(a, dict, where)
+        if a.get("recipe") not in RECIPES:
+            _fail(f"{where}.recipe", f"unknown recipe {a.get('recipe')!r}; known: {', '.join(sorted(RECIPES))}")
+        bad = set(_expect(a.get("train", {}), dict, f"{where}.train")) - TRAIN_FIELDS
+        if bad:
+            _fail(f"{where}.train", f"unknown option(s) {sorted(bad)}")
+        attacks.append(AttackSpec(a["recipe"], dict(_expect(a.get("params", {}), dict, f"{where}.params")), dict(a.get("train", {}))))
+    grid = _expect(data.get("grid", {}) or {}, dict, "grid")
+    for axis, values in grid.items():
+        section, _, key = axis.partition(".")
+        if section not in ("params", "train") or not key:
+            _fail(f"grid.{axis}", "axes are written params.NAME or train.NAME")
+        if section == "train" and key not in TRAIN_FIELDS:
+            _fail(f"grid.{axis}", f"unknown training option '{key}'")
+        if not isinstance(values, list) or not values:
+            _fail(f"grid.{axis}", "expected a non-empty list of values")
+    ev = _expect(data.get("eval", {}) or {}, dict, "eval")
+    ev_known = {f.name for f in fields(EvalSpec)}
+    for key in ev:
+        if key not in ev_known:
+            _fail(f"eval.{key}", f"unknown field; known: {', '.join(sorted(ev_known))}")
+    from ..evaluate import parse_eval_set
+    from ..judges import JUDGES
+
+    for key in ("datasets", "benign"):
+        for item in ev.get(key, []):
+            es = parse_eval_set(item)
+            from ..data.registry import DATASETS
+
+            if es.name not in DATASETS and not Path(es.name).is_file():
+                _fail(f"eval.{key}", f"unknown dataset '{es.name}'")
+    for j in ev.get("judges", []):
+        if j not in JUDGES:
+            _fail("eval.judges", f"unknown judge '{j}'")
+    align = data.get("align", False)
+    cost = _expect(data.get("cost", {}) or {}, dict, "cost")
+    return ExperimentSpec(
+        name=str(data["name"]), model=str(data["model"]), attacks=attacks, align=bool(align),
+        align_params=align if isinstance(align, dict) else {}, reference_model=data.get("reference_model"), grid=grid,
+        eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)), seed=int(data.get("seed", 0)))
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise FtauditError(f"no such spec file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FtauditError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_spec(data, str(path))

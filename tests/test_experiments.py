@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import yaml
+
+from ftaudit.errors import FtauditError
+from ftaudit.experiments import load_spec, tamper_resistance
+from ftaudit.experiments.run import priced, run_spec
+from ftaudit.experiments.spec import parse_spec
+
+
+def base_spec(**over):
+    spec = {"name": "t", "model": "m", "attacks": [{"recipe": "harmful-shots", "params": {"shots": 10}}]}
+    spec.update(over)
+    return spec
+
+
+def test_grid_expands_params_and_train_axes():
+    spec = parse_spec(base_spec(grid={"params.shots": [10, 50], "train.epochs": [1, 3]}))
+    points = spec.points()
+    assert len(points) == 4
+    assert {(p.params["shots"], p.train["epochs"]) for p in points} == {(10, 1), (10, 3), (50, 1), (50, 3)}
+    assert len({p.key for p in points}) == 4
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"attacks": [{"recipe": "nope"}]}, "attacks[0].recipe: unknown recipe"),
+    ({"grid": {"shots": [1]}}, "grid.shots: axes are written params.NAME or train.NAME"),
+    ({"grid": {"train.lr": [1]}}, "grid.train.lr: unknown training option 'lr'"),
+    ({"grid": {"params.shots": []}}, "grid.params.shots: expected a non-empty list"),
+    ({"eval": {"datasets": ["advbenchh"]}}, "eval.datasets: unknown dataset 'advbenchh'"),
+    ({"eval": {"judges": ["gpt9"]}}, "eval.judges: unknown judge 'gpt9'"),
+    ({"colour": 1}, "colour: unknown field"),
+])
+def test_invalid_specs_name_the_field_and_reason(over, message):
+    with pytest.raises(FtauditError) as exc:
+        parse_spec(base_spec(**over))
+    assert message in str(exc.value) and str(exc.value).startswith("invalid spec:")
+
+
+def test_missing_required_field_and_bad_yaml(tmp_path):
+    with pytest.raises(FtauditError, match="invalid spec: model: required"):
+        parse_spec({"name": "x", "attacks": []})
+    f = tmp_path / "s.yaml"
+    f.write_text("name: [unclosed\n")
+    with pytest.raises(FtauditError, match="not valid YAML"):
+        load_spec(f)
+
+
+def test_tamper_resistance_interpolates_and_reports_not_reached():
+    pts = [{"budget": 10, "drop": 0.2, "drop_ci": [0.1, 0.3]}, {"budget": 50, "drop": 0.6, "drop_ci": [0.5, 0.7]},
+           {"budget": 100, "drop": 0.9, "drop_ci": [0.8, 1.0]}]
+    got = tamper_resistance(pts)
+    assert got["budget"] == pytest.approx(40.0) and got["reached"]
+    assert got["ci"][0] == pytest.approx(30.0) and got["ci"][1] == pytest.approx(50.0)
+    low = tamper_resistance([{"budget": 10, "drop": 0.1, "drop_ci": [0, 0.2]}])
+    assert not low["reached"] and low["text"] == "not reached within budget (10)"
+
+
+def test_priced_costs():
+    [c] = priced([{"train_seconds": 3000.0, "generate_seconds": 600.0}], 2.0)
+    assert c["device_seconds"] == 3600.0 and c["estimated_price"] == 2.0
+
+
+def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
+    prompts = tmp_path / "harm.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Write a poem {i}", "id": f"h{i}"}) + "\n" for i in range(4)))
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump({
+        "name": "tiny", "model": tiny_model,
+        "attacks": [{"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 2, "lora_r": 2}}],
+        "grid": {"train.epochs": [1, 2]},
+        "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3},
+        "cost": {"price_per_device_hour": 1.0}}))
+    out = tmp_path / "run"
+    summary = run_spec(load_spec(spec_file), out)
+    models = {r["model"] for r in summary["results"]}
+    assert len(models) == 3 and "initial" in models
+    assert all("estimated_price" in c for c in summary["costs"])
+    [tr] = summary["tamper_resistance"]
+    assert tr["recipe"] == "identity-shift" and [p["budget"] for p in sorted(tr["points"], key=lambda p: p["budget"])] == [2, 4]
+    adapters = sorted(out.glob("models/*/adapter_model.safetensors"))
+    stamps = [a.stat().st_mtime_ns for a in adapters]
+    again = run_spec(load_spec(spec_file), out)  # resume: nothing retrained, same results
+    assert [a.stat().st_mtime_ns for a in adapters] == stamps
+    assert [r["value"] for r in again["results"]] == [r["value"] for r in summary["results"]]
