@@ -84,3 +84,22 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     again = run_spec(load_spec(spec_file), out)  # resume: nothing retrained, same results
     assert [a.stat().st_mtime_ns for a in adapters] == stamps
     assert [r["value"] for r in again["results"]] == [r["value"] for r in summary["results"]]
+    from ftaudit.experiments.run import report_experiment
+
+    rerendered = report_experiment(out)  # what `ftaudit report DIR` does: tamper scores survive a re-render
+    assert rerendered["tamper_resistance"][0]["points"] == tr["points"]
+    assert (out / "tables.tex").exists() and (out / "tamper.png").exists()
+
+
+def test_paper_tables_and_tamper_plot_are_written(tmp_path):
+    from ftaudit.report.tables import write_tables
+
+    change = {"value": -0.5, "ci": [-0.7, -0.3], "n": 40}
+    summary = {"changes": [{"model": "aligned+x", "attack": "x_1", "dataset": "advbench", "judge": "keyword",
+                            "metric": "refusal_rate", "initial": 0.9, "fine_tuned": 0.4, "change": change}],
+               "capability_changes": []}
+    csv_path, md_path, tex_path = write_tables(summary, tmp_path)
+    assert "aligned+x,x_1,advbench,keyword,refusal_rate,90.0%,40.0%,-50.0" in csv_path.read_text()
+    assert "| aligned+x | x_1 |" in md_path.read_text()
+    tex = tex_path.read_text()
+    assert "x\\_1" in tex and "90.0\\%" in tex and tex.startswith("\\begin{tabular}")

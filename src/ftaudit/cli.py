@@ -198,11 +198,11 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
     Example: ftaudit report runs/quickstart
     """
-    from .report import write_reports
+    from .experiments.run import report_experiment
 
     if not (run_dir / "ftaudit.sqlite").exists():
         raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
-    _print_results(write_reports(run_dir, show_responses))
+    _print_results(report_experiment(run_dir, show_responses))
 
 
 @app.command()

@@ -71,12 +71,22 @@ def run_spec(spec: ExperimentSpec, out: str | Path) -> dict:
         store.close()
         raise FtauditError(f"stopped in stage '{stage}' ({exc}); rerun the same command to resume, finished work is kept") from None
     store.close()
-    summary = write_reports(out)
-    summary["budgets"] = budgets
-    summary["tamper_resistance"] = tamper_scores(summary, budgets, initial_name)
-    summary["costs"] = priced(summary["costs"], spec.price_per_device_hour)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "initial_model": initial_name,
+                                                     "price_per_device_hour": spec.price_per_device_hour}, indent=2))
+    return report_experiment(out)
+
+
+def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
+    """Render a run directory; for an experiment (``experiment.json``) add budgets, prices and tamper scores."""
+    out = Path(out)
+    summary = write_reports(out, show_responses)
+    meta_path = out / "experiment.json"
+    if not meta_path.exists():
+        return summary
+    meta = json.loads(meta_path.read_text())
+    extra = {"budgets": meta["budgets"], "tamper_resistance": tamper_scores(summary, meta["budgets"], meta["initial_model"]),
+             "costs": priced(summary["costs"], meta["price_per_device_hour"])}
+    return write_reports(out, show_responses, extra=extra)
 
 
 def priced(costs: list[dict], price_per_device_hour: float) -> list[dict]:

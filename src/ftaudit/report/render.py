@@ -241,23 +241,49 @@ def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dic
     return out
 
 
-def write_reports(run_dir: str | Path, show_responses: bool = False) -> dict:
-    """Write summary.json, report.md, report.html and refusal.png into ``run_dir``; return the summary."""
+def tamper_plot(summary: dict, path: Path) -> Path | None:
+    """Refusal drop against attack budget per recipe, with CIs and the 50% line."""
+    curves = summary.get("tamper_resistance") or []
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t in curves:
+        pts = sorted(t["points"], key=lambda p: p["budget"])
+        xs = [p["budget"] for p in pts]
+        ys = [100 * p["drop"] for p in pts]
+        err = [[100 * (p["drop"] - p["drop_ci"][0]) for p in pts], [100 * (p["drop_ci"][1] - p["drop"]) for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{t['recipe']} (50% at {t['text']})")
+    ax.axhline(100 * curves[0]["threshold"], color="#999", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"attack budget ({curves[0]['budget_unit']})")
+    ax.set_ylabel("refusal drop (points), 95% CI")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def write_reports(run_dir: str | Path, show_responses: bool = False, extra: dict | None = None) -> dict:
+    """Write summary.json, report.md, report.html, tables.{md,tex,csv} and plots into ``run_dir``.
+
+    ``extra`` adds keys to the summary (an experiment's budgets, tamper-resistance and priced costs).
+    """
+    from ..judges.run import compare_run
+    from .tables import write_tables
+
     run_dir = Path(run_dir)
     store = Store(run_dir)
     try:
         summary = build_summary(store)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        png = plot(summary, run_dir / "refusal.png")
-        sc = scatter(summary, run_dir / "safety_vs_capability.png")
-        cc = category_chart(summary, run_dir / "categories.png")
-        from ..judges.run import compare_run
-
+        summary.update(extra or {})
         summary["judge_agreement"] = compare_run(run_dir)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        ctx = {"s": summary, "pct": _pct, "ci": _ci, "plot": png.name if png else None, "scatter": sc.name if sc else None,
-               "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change, "catplot": cc.name if cc else None,
-               "samples": _samples(store, show_responses), "show_responses": show_responses}
+        write_tables(summary, run_dir)
+        plots = {"plot": plot(summary, run_dir / "refusal.png"), "scatter": scatter(summary, run_dir / "safety_vs_capability.png"),
+                 "catplot": category_chart(summary, run_dir / "categories.png"),
+                 "tamperplot": tamper_plot(summary, run_dir / "tamper.png")}
+        ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
+               "samples": _samples(store, show_responses), "show_responses": show_responses,
+               **{k: v.name if v else None for k, v in plots.items()}}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         (run_dir / "report.md").write_text(env.get_template("report.md.j2").render(**ctx))
