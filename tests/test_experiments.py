@@ -103,3 +103,12 @@ def test_paper_tables_and_tamper_plot_are_written(tmp_path):
     assert "| aligned+x | x_1 |" in md_path.read_text()
     tex = tex_path.read_text()
     assert "x\\_1" in tex and "90.0\\%" in tex and tex.startswith("\\begin{tabular}")
+
+
+def test_every_shipped_config_validates():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).parent.parent.joinpath("configs").rglob("*.yaml"))
+    assert len(configs) >= 9
+    for f in configs:
+        assert load_spec(f).points(), f
