@@ -176,3 +176,24 @@ def test_validation_against_held_out_human_labels():
 
     m = validate_refusal_judges(["keyword"], "refusal")["keyword"]
     assert m["n"] == 105 and 0 < m["kappa"] < 1 and 0 < m["accuracy"] < 1
+
+
+def test_remote_model_is_evaluated_but_never_trained(served, tmp_path):
+    """A model behind an OpenAI-compatible endpoint (here `ftaudit serve`) joins evaluations, not attacks."""
+    from ftaudit.evaluate import EvalSet, evaluate_model
+    from ftaudit.experiments.spec import parse_spec
+    from ftaudit.generate import GenerationConfig
+    from ftaudit.pipeline import run_recipe
+    from ftaudit.store import Store
+
+    remote = f"openai:{served}#tiny"
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"Hello there {i}"}) + "\n" for i in range(3)))
+    store = Store(tmp_path / "run")
+    evaluate_model(store, "provider-model", "none", remote, [EvalSet(str(f), "harmful")], GenerationConfig(max_new_tokens=4), ["keyword"])
+    assert len(store.eval_table()) == 3
+    with pytest.raises(FtauditError, match="never submits training data"):
+        run_recipe(store, "identity-shift", remote, tmp_path / "m", model_name="x")
+    with pytest.raises(FtauditError, match="invalid spec: attacks: a remote model is evaluated only"):
+        parse_spec({"name": "r", "model": remote, "attacks": [{"recipe": "identity-shift"}]})
+    assert parse_spec({"name": "r", "model": remote}).points() == []

@@ -74,8 +74,14 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     have = store.existing_generations(keys)
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        if loaded is None:
-            loaded = load_model(model_location)
+        from .generate.remote import RemoteBackend, is_remote
+
+        if is_remote(model_location):
+            backend = RemoteBackend(model_location)
+        else:
+            if loaded is None:
+                loaded = load_model(model_location)
+            backend = HFBackend(loaded)
         start, tokens = time.time(), 0
 
         def persist(idx, results):
@@ -91,7 +97,7 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
             store.add_generations(rows)
 
         convs = [messages_for(texts[i], cfg.system_prompt) for i in todo]
-        HFBackend(loaded).generate(convs, cfg, on_batch=persist, description=f"{model_name} · {dataset}")
+        backend.generate(convs, cfg, on_batch=persist, description=f"{model_name} · {dataset}")
         store.add_gen_cost(model_name, attack, time.time() - start, tokens)
     return keys, loaded
 

@@ -34,6 +34,11 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
                seed: int = 0, display_name: str | None = None) -> tuple[str, TrainResult]:
     """Build a recipe's training set and fine-tune ``model`` on it; returns (display name, result)."""
     model = resolve_model_location(model)
+    from .generate.remote import is_remote
+
+    if is_remote(model):
+        raise FtauditError(f"{model} is a remote model: ftaudit never submits training data to third-party services; "
+                           "evaluate it with `ftaudit eval` or a spec without attacks")
     ctx = RecipeContext(model=model, store=store, reference_model=resolve_model_location(reference_model) if reference_model else None,
                         seed=seed)
     built = build_recipe(recipe, ctx, **(params or {}))

@@ -58,10 +58,12 @@ def judge_messages(q: dict, answers: list[str], turn: int, prompts: dict, refs: 
     return [{"role": "system", "content": p["system_prompt"]}, {"role": "user", "content": p["prompt_template"].format(**kw)}]
 
 
-def answer_questions(loaded, questions: list[dict], max_new_tokens: int) -> list[list[str]]:
-    """Two-turn answers: turn 2 is generated with turn 1's answer in the conversation."""
+def answer_questions(model_location: str, questions: list[dict], max_new_tokens: int) -> list[list[str]]:
+    """Two-turn answers: turn 2 is generated with turn 1's answer in the conversation (local or remote model)."""
+    from ..generate.remote import RemoteBackend, is_remote
+
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=16)
-    backend = HFBackend(loaded)
+    backend = RemoteBackend(model_location) if is_remote(model_location) else HFBackend(load_model(model_location))
     first = backend.generate([[{"role": "user", "content": q["turns"][0]}] for q in questions], cfg, description="MT-Bench turn 1")
     convs = [[{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": a.response},
               {"role": "user", "content": q["turns"][1]}] for q, a in zip(questions, first)]
@@ -84,7 +86,7 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
     todo = [q for q in questions if f"mtbench-{q['question_id']}-t2" not in done]
     rows = []
     if todo:
-        answers = answer_questions(load_model(model_location), todo, max_new_tokens)
+        answers = answer_questions(model_location, todo, max_new_tokens)
         prompts, refs = load_judge_prompts(), load_references()
         convs, keys = [], []
         for q, ans in zip(todo, answers):

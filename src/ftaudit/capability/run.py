@@ -25,6 +25,11 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
                         limit: int | None = None, shots: int = 0, judge_client=None,
                         lmeval_include: str | None = None) -> None:
     """Run each capability task on ``model_location``, skipping items already scored for this exact model."""
+    from ..generate.remote import is_remote
+
+    if is_remote(model_location) and set(tasks) - {"mtbench"}:
+        raise FtauditError(f"capability tasks {sorted(set(tasks) - {'mtbench'})} need the model's weights (log-likelihoods); "
+                           f"{model_location} is remote: use mtbench")
     fp = model_fingerprint(model_location)
     loaded = None
 

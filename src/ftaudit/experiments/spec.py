@@ -118,11 +118,15 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     for key in data:
         if key not in known:
             _fail(key, f"unknown field; known: {', '.join(sorted(known))}")
-    for req in ("name", "model", "attacks"):
+    for req in ("name", "model"):
         if req not in data:
             _fail(req, "required")
+    from ..generate.remote import is_remote
+
+    if data.get("attacks") and is_remote(str(data["model"])):
+        _fail("attacks", "a remote model is evaluated only: ftaudit never submits training data to third-party services")
     attacks = []
-    for i, a in enumerate(_expect(data["attacks"], list, "attacks")):
+    for i, a in enumerate(_expect(data.get("attacks") or [], list, "attacks")):
         where = f"attacks[{i}]"
         _expect(a, dict, where)
         if a.get("recipe") not in RECIPES:
