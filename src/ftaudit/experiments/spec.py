@@ -61,12 +61,14 @@ class GridPoint:
     recipe: str
     params: dict
     train: dict
+    axes: tuple[str, ...] = ()  # the keys the grid varies; they name the point
 
     @property
     def label(self) -> str:
-        """e.g. harmful-shots[shots=50,epochs=3]"""
-        parts = [f"{k}={v}" for k, v in sorted({**self.params, **self.train}.items()) if k != "answers"]
-        return f"{self.recipe}[{','.join(parts)}]"
+        """e.g. ``harmful-shots(epochs=3,shots=50)`` (parentheses: square brackets are Rich markup)."""
+        values = {**self.params, **self.train}
+        keys = [k for k in self.axes if k in values] or [k for k in sorted(values) if k != "answers"]
+        return f"{self.recipe}({','.join(f'{k}={values[k]}' for k in sorted(keys))})"
 
     @property
     def key(self) -> str:
@@ -97,7 +99,7 @@ class ExperimentSpec:
                 for (axis, _), value in zip(axes, combo):
                     section, _, key = axis.partition(".")
                     (params if section == "params" else train)[key] = value
-                out.append(GridPoint(attack.recipe, params, train))
+                out.append(GridPoint(attack.recipe, params, train, tuple(axis.partition(".")[2] for axis, _ in axes)))
         return out
 
 
