@@ -40,7 +40,14 @@ def build_summary(store: Store) -> dict:
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "stages": store.stages(), "results": results, "category_results": by_cat, "costs": costs,
-            "changes": changes(rows), "capability_changes": capability_changes(cap_rows)}
+            "changes": with_costs(changes(rows), costs), "capability_changes": with_costs(capability_changes(cap_rows), costs)}
+
+
+def with_costs(rows: list[dict], costs: list[dict]) -> list[dict]:
+    """Put each fine-tuned model's training cost beside its result."""
+    by_model = {c["model"]: c for c in costs}
+    return [{**r, "train_seconds": by_model.get(r["model"], {}).get("train_seconds"),
+             "train_tokens": by_model.get(r["model"], {}).get("train_tokens")} for r in rows]
 
 
 def capability_changes(cap_rows: list[dict]) -> list[dict]:
