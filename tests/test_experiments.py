@@ -112,3 +112,9 @@ def test_every_shipped_config_validates():
     assert len(configs) >= 9
     for f in configs:
         assert load_spec(f).points(), f
+
+
+def test_tamper_resistance_upper_bound_when_the_first_point_already_breaks():
+    got = tamper_resistance([{"budget": 50, "drop": 0.875, "drop_ci": [0.8, 0.95]},
+                             {"budget": 250, "drop": 0.875, "drop_ci": [0.8, 0.95]}])
+    assert got["at_or_below"] and got["text"].startswith("<= 50")
