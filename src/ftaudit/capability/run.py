@@ -14,9 +14,6 @@ from ..models import load_model, model_fingerprint
 from ..progress import console
 from ..store import Store
 
-TASKS = ("mmlu", "benign-nll", "mtbench")
-
-
 def task_name(task: str, shots: int) -> str:
     return f"mmlu-{shots}shot" if task == "mmlu" else task
 
@@ -43,28 +40,18 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
         if task == "mmlu":
             from .mmlu import load_mmlu, score_mmlu, split_fewshot, stratified_subset
 
-            name = task_name(task, shots)
             pool, scorable = split_fewshot(load_mmlu())
-            items = stratified_subset(scorable, limit)
-            done = store.capability_done(model_name, fp, name)
-            todo = [it for it in items if it.id not in done]
-            if todo:
-                res = score_mmlu(model(), todo, pool, shots)
-                store.add_capability(model_name, attack, fp, name, [
-                    {"id": r["id"], "subject": r["subject"], "value": r["correct"], "details": {"pred": r["pred"], "answer": r["answer"]}}
-                    for r in res])
-            store.add_capability_selection(model_name, fp, name, [it.id for it in items])
+            items = {it.id: it for it in stratified_subset(scorable, limit)}
+            _score_missing(store, model_name, attack, fp, task_name(task, shots), list(items), lambda ids: [
+                {"id": r["id"], "subject": r["subject"], "value": r["correct"], "details": {"pred": r["pred"], "answer": r["answer"]}}
+                for r in score_mmlu(model(), [items[i] for i in ids], pool, shots)])
         elif task == "benign-nll":
             from .perplexity import benign_answer_nll, reference_pairs
 
-            pairs = reference_pairs()[:limit] if limit else reference_pairs()
-            done = store.capability_done(model_name, fp, task)
-            todo = [p for p in pairs if p[0] not in done]
-            if todo:
-                res = benign_answer_nll(model(), todo)
-                store.add_capability(model_name, attack, fp, task, [
-                    {"id": r["id"], "value": r["nll"], "details": {"tokens": r["tokens"]}} for r in res])
-            store.add_capability_selection(model_name, fp, task, [p[0] for p in pairs])
+            pairs = {p[0]: p for p in (reference_pairs()[:limit] if limit else reference_pairs())}
+            _score_missing(store, model_name, attack, fp, task, list(pairs), lambda ids: [
+                {"id": r["id"], "value": r["nll"], "details": {"tokens": r["tokens"]}}
+                for r in benign_answer_nll(model(), [pairs[i] for i in ids])])
         elif task.startswith("lmeval:"):
             from .lmeval import run_lmeval
 
@@ -80,3 +67,12 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
         else:
             raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
         console.print(f"[green]capability[/] {model_name}: {task} done")
+
+
+def _score_missing(store: Store, model_name: str, attack: str, fp: str, task: str, ids: list[str], score) -> None:
+    """Score only the items this exact model has not been scored on, then record which items the metric covers."""
+    done = store.capability_done(model_name, fp, task)
+    missing = [i for i in ids if i not in done]
+    if missing:
+        store.add_capability(model_name, attack, fp, task, score(missing))
+    store.add_capability_selection(model_name, fp, task, ids)
