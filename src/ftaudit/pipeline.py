@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -56,6 +57,35 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
     return name, result
 
 
+class StageRunner:
+    """Names the stage in progress and times it in the store, so a stop can say where it was and how to resume."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.current = "start"
+
+    @contextmanager
+    def __call__(self, name: str):
+        self.current = name
+        with self.store.timed_stage(name):
+            yield
+
+    def evaluate(self, name: str, attack: str, location: str, sets: list[EvalSet], gen: GenerationConfig,
+                 judges: list[str], capability: list[str] | None = None, capability_limit: int | None = None) -> None:
+        """The eval stage (generate + judge) and, if asked, the capability stage for one model."""
+        with self(f"eval:{name}"):
+            evaluate_model(self.store, name, attack, location, sets, gen, judges)
+        if capability:
+            from .capability.run import evaluate_capability
+
+            with self(f"capability:{name}"):
+                evaluate_capability(self.store, name, attack, location, capability, capability_limit)
+
+    def stopped(self, exc: BaseException) -> FtauditError:
+        self.store.close()
+        return FtauditError(f"stopped in stage '{self.current}' ({exc}); rerun the same command to resume, finished work is kept")
+
+
 @dataclass
 class QuickstartConfig:
     """Defaults sized for a 2-core CPU; ``smoke()`` shrinks everything for tests."""
@@ -101,46 +131,30 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     sets = [parse_eval_set(s) for s in cfg.eval_sets]
     models = out / "models"
     t0 = time.time()
-    stage = "prepare"
+    stages = StageRunner(store)
     try:
-        with store.timed_stage(stage):
+        with stages("prepare"):
             from .models import load_model
 
             load_model(cfg.model)  # fetch, verify and convert once
-        def evaluate(name: str, attack: str, location: str, capability: bool = True, eval_sets=None) -> None:
-            nonlocal stage
-            stage = f"eval:{name}"
-            with store.timed_stage(stage):
-                evaluate_model(store, name, attack, location, eval_sets or sets, gen, cfg.judges)
-            if cfg.capability and capability:
-                from .capability.run import evaluate_capability
-
-                stage = f"capability:{name}"
-                with store.timed_stage(stage):
-                    evaluate_capability(store, name, attack, location, cfg.capability, cfg.capability_limit)
-
         if cfg.evaluate_baseline:
             # capability changes are measured from the aligned model, so the baseline's is skipped (saves time)
-            evaluate("baseline", "none", cfg.model, capability=False,
-                     eval_sets=[parse_eval_set(s) for s in cfg.baseline_eval_sets])
-        stage = "align"
-        with store.timed_stage(stage):
+            stages.evaluate("baseline", "none", cfg.model, [parse_eval_set(s) for s in cfg.baseline_eval_sets], gen, cfg.judges)
+        with stages("align"):
             run_recipe(store, "align", cfg.model, models / "aligned", model_name="baseline", params=cfg.align,
                        overrides=cfg.align_train, seed=cfg.seed)
         aligned = str(models / "aligned")
-        evaluate("aligned", "none", aligned)
+        stages.evaluate("aligned", "none", aligned, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit)
         for recipe, params, overrides in cfg.attacks:
-            stage = f"attack:{recipe}"
-            with store.timed_stage(stage):
+            with stages(f"attack:{recipe}"):
                 name, _ = run_recipe(store, recipe, aligned, models / recipe, model_name="aligned",
                                      reference_model=cfg.model, params=params, overrides=overrides, seed=cfg.seed)
-            evaluate(name, name.split("+", 1)[1], str(models / recipe))
-        stage = "report"
-        with store.timed_stage(stage):
+            stages.evaluate(name, name.split("+", 1)[1], str(models / recipe), sets, gen, cfg.judges, cfg.capability,
+                            cfg.capability_limit)
+        with stages("report"):
             write_reports(out, show_responses=show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:
-        store.close()
-        raise FtauditError(f"stopped in stage '{stage}' ({exc}); rerun the same command to resume, finished work is kept") from None
+        raise stages.stopped(exc) from None
     store.close()
     summary = write_reports(out, show_responses=show_responses)  # again, so summary.json includes the report stage's time
     console.print(f"[bold]quickstart finished in {time.time() - t0:.0f} s[/]; see {out / 'report.html'}")

@@ -9,11 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import FtauditError
-from ..evaluate import evaluate_model
 from ..generate import GenerationConfig
-from ..pipeline import eval_sets_from, run_recipe
+from ..pipeline import StageRunner, eval_sets_from, run_recipe
 from ..progress import console
-from ..report import write_reports
+from ..report import build_summary, write_reports
 from ..store import Store
 from .spec import ExperimentSpec
 from .tamper import tamper_resistance
@@ -26,36 +25,22 @@ def run_spec(spec: ExperimentSpec, out: str | Path) -> dict:
     (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
     sets = eval_sets_from(spec.eval.datasets, spec.eval.benign)
     gen = GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size)
-    stage = "start"
-
-    def evaluate(name: str, attack: str, location: str) -> None:
-        nonlocal stage
-        stage = f"eval:{name}"
-        with store.timed_stage(stage):
-            evaluate_model(store, name, attack, location, sets, gen, spec.eval.judges)
-        if spec.eval.capability:
-            from ..capability.run import evaluate_capability
-
-            stage = f"capability:{name}"
-            with store.timed_stage(stage):
-                evaluate_capability(store, name, attack, location, spec.eval.capability, spec.eval.capability_limit)
-
+    stages = StageRunner(store)
+    ev = spec.eval
     points = spec.points()
     try:
         initial, initial_name = spec.model, "initial"
         if spec.align:
-            stage = "align"
-            with store.timed_stage(stage):
+            with stages("align"):
                 run_recipe(store, "align", spec.model, out / "models" / "aligned", model_name="baseline",
                            params=spec.align_params, seed=spec.seed)
             initial, initial_name = str(out / "models" / "aligned"), "aligned"
-        evaluate(initial_name, "none", initial)
+        stages.evaluate(initial_name, "none", initial, sets, gen, ev.judges, ev.capability, ev.capability_limit)
         budgets = {}
         for i, point in enumerate(points, 1):
-            console.print(f"[bold]grid point {i}/{len(points)}[/] {point.label}")
-            stage = f"attack:{point.label}"
+            console.print(f"[bold]grid point {i}/{len(points)}[/] {point.label}", highlight=False)
             label = f"{initial_name}+{point.label}"
-            with store.timed_stage(stage):
+            with stages(f"attack:{point.label}"):
                 _, result = run_recipe(store, point.recipe, initial, out / "models" / point.key, model_name=initial_name,
                                        reference_model=spec.reference_model, params=point.params, overrides=point.train,
                                        seed=spec.seed, display_name=label)
@@ -63,13 +48,10 @@ def run_spec(spec: ExperimentSpec, out: str | Path) -> dict:
             n_examples = sum(1 for _ in open(out / "models" / point.key / "train_data.jsonl"))
             budgets[label] = {"recipe": point.recipe, "examples_x_epochs": n_examples * meta["train_config"]["epochs"],
                               "steps": result.steps, "train_seconds": result.train_seconds}
-            evaluate(label, point.label, str(out / "models" / point.key))
-        stage = "report"
-        with store.timed_stage(stage):
-            pass
+            stages.evaluate(label, point.label, str(out / "models" / point.key), sets, gen, ev.judges, ev.capability,
+                            ev.capability_limit)
     except (FtauditError, KeyboardInterrupt) as exc:
-        store.close()
-        raise FtauditError(f"stopped in stage '{stage}' ({exc}); rerun the same command to resume, finished work is kept") from None
+        raise stages.stopped(exc) from None
     store.close()
     (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "initial_model": initial_name,
                                                      "price_per_device_hour": spec.price_per_device_hour}, indent=2))
@@ -79,11 +61,15 @@ def run_spec(spec: ExperimentSpec, out: str | Path) -> dict:
 def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
     """Render a run directory; for an experiment (``experiment.json``) add budgets, prices and tamper scores."""
     out = Path(out)
-    summary = write_reports(out, show_responses)
     meta_path = out / "experiment.json"
     if not meta_path.exists():
-        return summary
+        return write_reports(out, show_responses)
     meta = json.loads(meta_path.read_text())
+    store = Store(out)
+    try:
+        summary = build_summary(store)  # the changes the tamper scores need, without rendering twice
+    finally:
+        store.close()
     extra = {"budgets": meta["budgets"], "tamper_resistance": tamper_scores(summary, meta["budgets"], meta["initial_model"]),
              "costs": priced(summary["costs"], meta["price_per_device_hour"])}
     return write_reports(out, show_responses, extra=extra)
