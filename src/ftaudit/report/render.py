@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
-from ..metrics import capability_metric, capability_metrics, mcnemar_p, paired_change, refusal_metrics
+from ..metrics import capability_metric, capability_metrics, is_rate, mcnemar_p, paired_change, refusal_metrics, score_metric
 from ..store import Store
 
 REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
@@ -63,13 +63,18 @@ def capability_changes(cap_rows: list[dict]) -> list[dict]:
         if base is None or (base, task) not in per:
             continue
         before = per[(base, task)]
-        common = before.keys() & after.keys()
         metric, dataset, _, judge = capability_metric(task)
         out.append({"model": model, "initial_model": base, "attack": attacks[model], "dataset": dataset, "judge": judge,
-                    "metric": metric, "initial": sum(before[k] for k in common) / max(len(common), 1),
-                    "fine_tuned": sum(after[k] for k in common) / max(len(common), 1),
-                    "change": paired_change(before, after)})
+                    "metric": metric, **before_after(before, after)})
     return out
+
+
+def before_after(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Initial and fine-tuned means over the items both models have, and the paired change."""
+    common = before.keys() & after.keys()
+    n = max(len(common), 1)
+    return {"initial": sum(before[k] for k in common) / n, "fine_tuned": sum(after[k] for k in common) / n,
+            "change": paired_change(before, after)}
 
 
 def changes(rows: list[dict]) -> list[dict]:
@@ -93,14 +98,9 @@ def changes(rows: list[dict]) -> list[dict]:
             continue
         before = per[(base, dataset, judge)]
         attack, kind, is_score = meta[(model, dataset, judge)]
-        if is_score:
-            metric = "harmfulness_score" if judge == "harmfulness" else "strongreject_score" if judge.startswith("strongreject") else "harmful_rate"
-        else:
-            metric = "refusal_rate" if kind == "harmful" else "over_refusal_rate"
-        common = before.keys() & after.keys()
+        metric = score_metric(judge) if is_score else "refusal_rate" if kind == "harmful" else "over_refusal_rate"
         out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
-                    "metric": metric, "initial": sum(before[k] for k in common) / max(len(common), 1),
-                    "fine_tuned": sum(after[k] for k in common) / max(len(common), 1), "change": paired_change(before, after),
+                    "metric": metric, **before_after(before, after),
                     "mcnemar_p": None if is_score else mcnemar_p({k: bool(v) for k, v in before.items()},
                                                                   {k: bool(v) for k, v in after.items()})})
     return out
@@ -122,12 +122,12 @@ def category_table(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 def _fmt_metric(metric: str, x: float) -> str:
     """Rates as percentages, everything else (NLL, scores) as numbers."""
-    return _pct(x) if metric.endswith(("_rate", "_accuracy", "_acc")) else f"{x:.3f}"
+    return _pct(x) if is_rate(metric) else f"{x:.3f}"
 
 
 def _change(metric: str, change: dict) -> str:
     """'-83.3 pts [-95.0, -70.0]' for rates, '+1.20 [0.80, 1.60]' for scores."""
-    if metric.endswith(("_rate", "_accuracy", "_acc")):
+    if is_rate(metric):
         return f"{100 * change['value']:+.1f} pts {_ci(change['ci'])}"
     return f"{change['value']:+.3f} [{change['ci'][0]:.3f}, {change['ci'][1]:.3f}]"
 

@@ -7,22 +7,21 @@ import csv
 import io
 from pathlib import Path
 
+from ..metrics import is_rate
+from .render import _fmt_metric
+
 HEADER = ["model", "attack", "dataset", "judge", "metric", "initial", "fine-tuned", "change", "95% CI", "n"]
-
-
-def _fmt(metric: str, x: float) -> str:
-    return f"{100 * x:.1f}%" if metric.endswith(("_rate", "_accuracy", "_acc")) else f"{x:.3f}"
 
 
 def table_rows(summary: dict) -> list[list[str]]:
     rows = []
     for c in summary["changes"] + summary.get("capability_changes", []):
         m = c["metric"]
-        scale = 100 if m.endswith(("_rate", "_accuracy", "_acc")) else 1
-        rows.append([c["model"], c["attack"], c["dataset"], c["judge"], m, _fmt(m, c["initial"]), _fmt(m, c["fine_tuned"]),
-                     f"{scale * c['change']['value']:+.{1 if scale == 100 else 3}f}",
-                     f"[{scale * c['change']['ci'][0]:.{1 if scale == 100 else 3}f}, {scale * c['change']['ci'][1]:.{1 if scale == 100 else 3}f}]",
-                     str(c["change"]["n"])])
+        scale, digits = (100, 1) if is_rate(m) else (1, 3)
+        lo, hi = (scale * x for x in c["change"]["ci"])
+        rows.append([c["model"], c["attack"], c["dataset"], c["judge"], m, _fmt_metric(m, c["initial"]),
+                     _fmt_metric(m, c["fine_tuned"]), f"{scale * c['change']['value']:+.{digits}f}",
+                     f"[{lo:.{digits}f}, {hi:.{digits}f}]", str(c["change"]["n"])])
     return rows
 
 
