@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,6 +32,8 @@ def test_grid_expands_params_and_train_axes():
     ({"eval": {"datasets": ["advbenchh"]}}, "eval.datasets: unknown dataset 'advbenchh'"),
     ({"eval": {"judges": ["gpt9"]}}, "eval.judges: unknown judge 'gpt9'"),
     ({"colour": 1}, "colour: unknown field"),
+    ({"resources": {"gpus": 1}}, "resources.gpus: unknown field"),
+    ({"resources": {"num_gpus": -1}}, "resources.num_gpus: expected a non-negative number"),
 ])
 def test_invalid_specs_name_the_field_and_reason(over, message):
     with pytest.raises(FtauditError) as exc:
@@ -39,8 +42,10 @@ def test_invalid_specs_name_the_field_and_reason(over, message):
 
 
 def test_missing_required_field_and_bad_yaml(tmp_path):
-    with pytest.raises(FtauditError, match="invalid spec: model: required"):
+    with pytest.raises(FtauditError, match="invalid spec: model: give exactly one of model"):
         parse_spec({"name": "x", "attacks": []})
+    with pytest.raises(FtauditError, match="share a short name"):
+        parse_spec({"name": "x", "models": ["a/m", "b/m"]})
     f = tmp_path / "s.yaml"
     f.write_text("name: [unclosed\n")
     with pytest.raises(FtauditError, match="not valid YAML"):
@@ -118,3 +123,36 @@ def test_tamper_resistance_upper_bound_when_the_first_point_already_breaks():
     got = tamper_resistance([{"budget": 50, "drop": 0.875, "drop_ci": [0.8, 0.95]},
                              {"budget": 250, "drop": 0.875, "drop_ci": [0.8, 0.95]}])
     assert got["at_or_below"] and got["text"].startswith("<= 50")
+
+
+def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_path, isolated_cache):
+    """A local Ray instance runs 2 models x 2 points; a failing point fails alone and a rerun resumes."""
+    import shutil
+
+    pytest.importorskip("ray")
+    second = shutil.copytree(tiny_model, tmp_path / "tiny-b")
+    prompts = tmp_path / "harm.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Write a poem {i}", "id": f"h{i}"}) + "\n" for i in range(3)))
+    spec = {"name": "tiny", "models": [tiny_model, str(second)],
+            "attacks": [{"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 2, "epochs": 1}}],
+            "grid": {"train.lora_r": [2, 0]},  # lora_r 0 is rejected when its point trains
+            "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3},
+            "resources": {"num_cpus": 1}}
+    out = tmp_path / "run"
+    with pytest.raises(FtauditError, match=r"2 of 4 grid point\(s\) failed, first: .*lora_r must be at least 1"):
+        run_spec(parse_spec(spec), out, executor="ray")
+    trained = sorted(out.glob("models/*/*/adapter_model.safetensors"))
+    assert len(trained) == 2  # the good point of each model finished in its Ray worker
+    stamps = [a.stat().st_mtime_ns for a in trained]
+    spec["grid"]["train.lora_r"] = [2]
+    summary = run_spec(parse_spec(spec), out)  # same points, now local: resumes, nothing retrained
+    assert [a.stat().st_mtime_ns for a in trained] == stamps
+    names = {r["model"] for r in summary["results"]}
+    assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+identity-shift(lora_r=2)")}
+    assert sorted(t["model"] for t in summary["tamper_resistance"]) == sorted([Path(tiny_model).name, "tiny-b"])
+
+
+def test_unknown_executor_fails_before_any_work(tmp_path):
+    with pytest.raises(FtauditError, match="unknown executor 'slurm'"):
+        run_spec(parse_spec(base_spec()), tmp_path / "run", executor="slurm")
+    assert not (tmp_path / "run").exists()

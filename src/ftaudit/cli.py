@@ -224,16 +224,22 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
 @app.command("run")
 @user_errors
 def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): models, attacks, eval, grid axes, cost.")],
-            out: Annotated[Path, typer.Option(help="Run directory; rerun the same command to resume.")]):
+            out: Annotated[Path, typer.Option(help="Run directory; rerun the same command to resume.")],
+            executor: Annotated[str, typer.Option(help="local: points one after another here; ray: points as Ray tasks "
+                                                       "with the spec's resources.")] = "local",
+            ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster (auto, ray://HOST:10001); "
+                                                                    "default: a local instance.")] = None):
     """Expand a spec's grid and run every point (train -> generate -> judge -> metrics), resumably.
 
     Example: ftaudit run configs/qi2023/table1-mini.yaml --out runs/table1-mini
+
+    On a Ray cluster: ftaudit run SPEC.yaml --out /shared/runs/x --executor ray --ray-address auto
     """
     from .experiments import load_spec
     from .experiments.run import run_spec
 
     parsed = load_spec(spec)  # an invalid spec fails here, before any work
-    summary = run_spec(parsed, out)
+    summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
     for t in summary["tamper_resistance"]:
         console.print(f"tamper resistance of {t['model']} to {t['recipe']}: 50% refusal drop at "

@@ -53,7 +53,9 @@ class Store:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "ftaudit.sqlite"
-        self.db = sqlite3.connect(self.path)
+        # WAL + a long busy timeout: grid points running as parallel processes (``--executor ray``) share one store
+        self.db = sqlite3.connect(self.path, timeout=120)
+        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.row_factory = sqlite3.Row
         self.db.executescript(SCHEMA)
 

@@ -5,57 +5,99 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import FtauditError
 from ..generate import GenerationConfig
-from ..pipeline import StageRunner, eval_sets_from, run_recipe
+from ..pipeline import StageRunner, aligned_model, eval_sets_from, run_recipe
 from ..progress import console
 from ..report import build_summary, write_reports
 from ..store import Store
-from .spec import ExperimentSpec
-from .tamper import tamper_resistance
+from .executors import check_executor, run_points
+from .spec import ExperimentSpec, GridPoint, model_short_name
 
 
-def run_spec(spec: ExperimentSpec, out: str | Path) -> dict:
-    """Run every grid point of ``spec`` into ``out``; returns the summary (with costs and tamper scores)."""
+@dataclass
+class PointJob:
+    """One grid point on one model: everything a worker process needs to run it."""
+
+    spec: ExperimentSpec
+    point: GridPoint
+    initial: str  # location of the model the attack starts from
+    initial_name: str
+    models_dir: str
+    out: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.initial_name}+{self.point.label}"
+
+
+def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", address: str | None = None) -> dict:
+    """Run every grid point of ``spec`` into ``out``; returns the summary (with costs and tamper scores).
+
+    ``executor="ray"`` runs the points as Ray tasks (``address``: a cluster, or None for a local instance);
+    ``out`` must then be on storage every worker sees.
+    """
+    check_executor(executor)
     out = Path(out)
     store = Store(out)
     (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
-    sets = eval_sets_from(spec.eval.datasets, spec.eval.benign)
-    gen = GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size)
     stages = StageRunner(store)
     ev = spec.eval
-    points = spec.points()
+    jobs: list[PointJob] = []
     try:
-        initial, initial_name = spec.model, "initial"
-        if spec.align:
-            with stages("align"):
-                run_recipe(store, "align", spec.model, out / "models" / "aligned", model_name="baseline",
-                           params=spec.align_params, seed=spec.seed)
-            initial, initial_name = str(out / "models" / "aligned"), "aligned"
-        stages.evaluate(initial_name, "none", initial, sets, gen, ev.judges, ev.capability, ev.capability_limit)
-        budgets = {}
-        for i, point in enumerate(points, 1):
-            console.print(f"[bold]grid point {i}/{len(points)}[/] {point.label}", highlight=False)
-            label = f"{initial_name}+{point.label}"
-            with stages(f"attack:{point.label}"):
-                _, result = run_recipe(store, point.recipe, initial, out / "models" / point.key, model_name=initial_name,
-                                       reference_model=spec.reference_model, params=point.params, overrides=point.train,
-                                       seed=spec.seed, display_name=label)
-            meta = json.loads((out / "models" / point.key / "ftaudit_model.json").read_text())
-            n_examples = sum(1 for _ in open(out / "models" / point.key / "train_data.jsonl"))
-            budgets[label] = {"recipe": point.recipe, "examples_x_epochs": n_examples * meta["train_config"]["epochs"],
-                              "steps": result.steps, "train_seconds": result.train_seconds}
-            stages.evaluate(label, point.label, str(out / "models" / point.key), sets, gen, ev.judges, ev.capability,
+        for model in spec.models:
+            short = model_short_name(model) if len(spec.models) > 1 else None
+            models_dir = out / "models" / short if short else out / "models"
+            initial, initial_name = model, short or "initial"
+            if spec.align:
+                initial_name = f"{short}-aligned" if short else "aligned"
+                with stages(f"align:{short}" if short else "align"):
+                    initial = aligned_model(store, model, models_dir / "aligned", params=spec.align_params,
+                                            seed=spec.seed, name=initial_name)
+            stages.evaluate(initial_name, "none", initial, _sets(spec), _gen(spec), ev.judges, ev.capability,
                             ev.capability_limit)
+            jobs += [PointJob(spec, p, initial, initial_name, str(models_dir), str(out)) for p in spec.points()]
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     store.close()
-    (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "initial_model": initial_name,
-                                                     "price_per_device_hour": spec.price_per_device_hour}, indent=2))
+    budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources, address=address))
+    (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour},
+                                                    indent=2))
     return report_experiment(out)
+
+
+def _sets(spec: ExperimentSpec):
+    return eval_sets_from(spec.eval.datasets, spec.eval.benign)
+
+
+def _gen(spec: ExperimentSpec) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size)
+
+
+def run_point(job: PointJob) -> tuple[str, dict]:
+    """Attack, evaluate and cost one grid point (in this process or a Ray worker); returns (label, budget)."""
+    spec, point, ev = job.spec, job.point, job.spec.eval
+    store = Store(job.out)
+    stages = StageRunner(store)
+    target = Path(job.models_dir) / point.key
+    try:
+        with stages(f"attack:{job.label}"):
+            _, result = run_recipe(store, point.recipe, job.initial, target, model_name=job.initial_name,
+                                   reference_model=spec.reference_model, params=point.params, overrides=point.train,
+                                   seed=spec.seed, display_name=job.label)
+        stages.evaluate(job.label, point.label, str(target), _sets(spec), _gen(spec), ev.judges, ev.capability,
+                        ev.capability_limit)
+    except (FtauditError, KeyboardInterrupt) as exc:
+        raise stages.stopped(exc) from None
+    store.close()
+    meta = json.loads((target / "ftaudit_model.json").read_text())
+    n_examples = sum(1 for _ in open(target / "train_data.jsonl"))
+    return job.label, {"recipe": point.recipe, "initial_model": job.initial_name,
+                       "examples_x_epochs": n_examples * meta["train_config"]["epochs"], "steps": result.steps,
+                       "train_seconds": result.train_seconds}
 
 
 def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
@@ -65,12 +107,13 @@ def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
     if not meta_path.exists():
         return write_reports(out, show_responses)
     meta = json.loads(meta_path.read_text())
+    budgets = {label: {"initial_model": meta.get("initial_model"), **b} for label, b in meta["budgets"].items()}
     store = Store(out)
     try:
         summary = build_summary(store)  # the changes the tamper scores need, without rendering twice
     finally:
         store.close()
-    extra = {"budgets": meta["budgets"], "tamper_resistance": tamper_scores(summary, meta["budgets"], meta["initial_model"]),
+    extra = {"budgets": budgets, "tamper_resistance": tamper_scores(summary, budgets),
              "costs": priced(summary["costs"], meta["price_per_device_hour"])}
     return write_reports(out, show_responses, extra=extra)
 
@@ -85,18 +128,21 @@ def priced(costs: list[dict], price_per_device_hour: float) -> list[dict]:
     return out
 
 
-def tamper_scores(summary: dict, budgets: dict, initial_name: str) -> list[dict]:
-    """One tamper-resistance number per recipe, from the refusal drop against examples x epochs."""
+def tamper_scores(summary: dict, budgets: dict) -> list[dict]:
+    """One tamper-resistance number per (initial model, recipe), from the refusal drop against examples x epochs."""
     drops: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for c in summary["changes"]:
-        if c["metric"] == "refusal_rate" and c["initial_model"] == initial_name and c["model"] in budgets:
+        b = budgets.get(c["model"])
+        if c["metric"] == "refusal_rate" and b and c["initial_model"] == b["initial_model"]:
             drops[c["model"]].append((-c["change"]["value"], -c["change"]["ci"][1], -c["change"]["ci"][0]))
-    per_recipe: dict[str, list[dict]] = defaultdict(list)
+    curves: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for model, values in drops.items():
         n = len(values)
         b = budgets[model]
-        per_recipe[b["recipe"]].append({"budget": b["examples_x_epochs"], "drop": sum(v[0] for v in values) / n,
-                                        "drop_ci": [sum(v[1] for v in values) / n, sum(v[2] for v in values) / n],
-                                        "model": model})
-    return [{"model": initial_name, "recipe": recipe, "budget_unit": "examples x epochs", "points": pts,
-             **tamper_resistance(pts)} for recipe, pts in per_recipe.items()]
+        curves[b["initial_model"], b["recipe"]].append({
+            "budget": b["examples_x_epochs"], "drop": sum(v[0] for v in values) / n,
+            "drop_ci": [sum(v[1] for v in values) / n, sum(v[2] for v in values) / n], "model": model})
+    from .tamper import tamper_resistance
+
+    return [{"model": initial, "recipe": recipe, "budget_unit": "examples x epochs", "points": pts, **tamper_resistance(pts)}
+            for (initial, recipe), pts in curves.items()]

@@ -2,7 +2,7 @@
 
 ```yaml
 name: qi2023-table1-mini
-model: smollm2-135m-instruct        # the model under audit
+model: smollm2-135m-instruct        # the model under audit (or a list: every model gets the whole grid)
 align: true                         # safety-train it first (the embedded default refuses nothing)
 reference_model: smollm2-135m-instruct
 attacks:
@@ -18,6 +18,7 @@ eval:
   max_new_tokens: 32
   capability: [benign-nll]
 cost: {price_per_device_hour: 2.0}
+resources: {num_cpus: 1, num_gpus: 0, memory_gb: 8}   # one grid point's demand, for --executor ray
 ```
 """
 
@@ -57,6 +58,15 @@ class EvalSpec:
 
 
 @dataclass
+class Resources:
+    """What one grid point needs; Ray schedules points by it (``--executor ray``)."""
+
+    num_cpus: float = 1
+    num_gpus: float = 0
+    memory_gb: float = 0
+
+
+@dataclass
 class GridPoint:
     recipe: str
     params: dict
@@ -78,7 +88,7 @@ class GridPoint:
 @dataclass
 class ExperimentSpec:
     name: str
-    model: str
+    models: list[str]
     attacks: list[AttackSpec]
     align: bool = False
     align_params: dict = field(default_factory=dict)
@@ -87,6 +97,7 @@ class ExperimentSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     price_per_device_hour: float = 0.0
     seed: int = 0
+    resources: Resources = field(default_factory=Resources)
 
     def points(self) -> list[GridPoint]:
         """Every (attack x grid combination), in a stable order."""
@@ -116,16 +127,23 @@ def _expect(value, kind, where: str):
 def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     """Validate a spec dictionary; every problem names the field and the reason."""
     _expect(data, dict, source)
-    known = {"name", "model", "align", "reference_model", "attacks", "grid", "eval", "cost", "seed"}
+    known = {"name", "model", "models", "align", "reference_model", "attacks", "grid", "eval", "cost", "seed", "resources"}
     for key in data:
         if key not in known:
             _fail(key, f"unknown field; known: {', '.join(sorted(known))}")
-    for req in ("name", "model"):
-        if req not in data:
-            _fail(req, "required")
+    if "name" not in data:
+        _fail("name", "required")
+    if ("model" in data) == ("models" in data):
+        _fail("model", "give exactly one of model: NAME or models: [NAME, ...]")
+    field_name = "model" if "model" in data else "models"
+    models = data[field_name] if isinstance(data[field_name], list) else [data[field_name]]
+    if not models or not all(isinstance(m, str) and m for m in models):
+        _fail(field_name, "expected a model name or a non-empty list of them")
+    if len({model_short_name(m) for m in models}) != len(models):
+        _fail(field_name, "two models share a short name (the last path component); give distinct models")
     from ..generate.remote import is_remote
 
-    if data.get("attacks") and is_remote(str(data["model"])):
+    if data.get("attacks") and any(is_remote(m) for m in models):
         _fail("attacks", "a remote model is evaluated only: ftaudit never submits training data to third-party services")
     attacks = []
     for i, a in enumerate(_expect(data.get("attacks") or [], list, "attacks")):
@@ -166,10 +184,26 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
             _fail("eval.judges", f"unknown judge '{j}'")
     align = data.get("align", False)
     cost = _expect(data.get("cost", {}) or {}, dict, "cost")
+    res = _expect(data.get("resources", {}) or {}, dict, "resources")
+    for key, value in res.items():
+        if key not in {f.name for f in fields(Resources)}:
+            _fail(f"resources.{key}", "unknown field; known: memory_gb, num_cpus, num_gpus")
+        if not isinstance(value, (int, float)) or value < 0:
+            _fail(f"resources.{key}", "expected a non-negative number")
     return ExperimentSpec(
-        name=str(data["name"]), model=str(data["model"]), attacks=attacks, align=bool(align),
+        name=str(data["name"]), models=models, attacks=attacks, align=bool(align),
         align_params=align if isinstance(align, dict) else {}, reference_model=data.get("reference_model"), grid=grid,
-        eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)), seed=int(data.get("seed", 0)))
+        eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)), seed=int(data.get("seed", 0)),
+        resources=Resources(**res))
+
+
+def model_short_name(model: str) -> str:
+    """'meta-llama/Llama-2-7b-chat-hf' -> 'Llama-2-7b-chat-hf' (names a model's rows when a spec has several)."""
+    from ..generate.remote import is_remote
+
+    if is_remote(model):
+        return model.rsplit("#", 1)[-1]
+    return model.rstrip("/").rsplit("/", 1)[-1]
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
