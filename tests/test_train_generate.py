@@ -88,3 +88,38 @@ def test_missing_model_dir_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FtauditError, match="holds no model"):
         load_model(str(tmp_path / "empty"))
+
+
+def test_distributed_training_runs_through_accelerate_launch(tiny_model, tmp_path):
+    """Two data-parallel processes on CPU (gloo) via the shipped accelerate config; a rerun skips."""
+    cfg = TrainConfig(epochs=1, batch_size=2, lora_r=2, distributed="ddp", num_processes=2)
+    out = tmp_path / "ddp"
+    res = train(records(4), tiny_model, cfg, out, recipe="x", safety_compromised=True)
+    # 4 examples at batch 2 take 2 steps in one process and 1 step when 2 processes share them
+    assert res.steps == 1, (out / "launch.log").read_text()[-2000:]
+    assert (out / "adapter_model.safetensors").exists() and "safety-compromised" in (out / "README.md").read_text()
+    stamp = (out / "adapter_model.safetensors").stat().st_mtime_ns
+    assert train(records(4), tiny_model, cfg, out, recipe="x").fingerprint == res.fingerprint
+    assert (out / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+    load_model(str(out))  # the adapter loads over its base
+
+
+def test_distributed_setup_errors_are_one_line(tiny_model, tmp_path):
+    with pytest.raises(FtauditError, match="unknown distributed setup 'fsdp2'"):
+        TrainConfig(distributed="fsdp2").validate()
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(FtauditError, match="needs GPUs and none is visible"):
+            train(records(2), tiny_model, TrainConfig(distributed="fsdp"), tmp_path / "f", recipe="x")
+
+
+def test_shipped_accelerate_configs_parse():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from ftaudit.train.launch import SHIPPED
+
+    assert set(SHIPPED) == {"ddp", "fsdp", "deepspeed-zero3"}
+    kinds = {name: load_config_from_file(str(path)).distributed_type.value for name, path in SHIPPED.items()}
+    assert kinds == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed-zero3": "DEEPSPEED"}, kinds
+    assert load_config_from_file(str(SHIPPED["fsdp"])).fsdp_config["fsdp_use_orig_params"] is True

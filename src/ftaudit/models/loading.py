@@ -144,9 +144,10 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if dtype:
         kwargs["dtype"] = getattr(torch, dtype)
+    launched_rank = os.environ.get("LOCAL_RANK")  # set in processes started by `accelerate launch` / torchrun
     if quantization:
         kwargs["quantization_config"] = quantization_config(quantization)
-        kwargs["device_map"] = "auto"
+        kwargs["device_map"] = {"": int(launched_rank)} if launched_rank is not None else "auto"
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -157,8 +158,8 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.eval()
-    if torch.cuda.is_available() and not quantization:
-        model.to("cuda")
+    if torch.cuda.is_available() and not quantization and launched_rank is None:
+        model.to("cuda")  # a launched run's trainer places (or shards) the model on its own device
     return LoadedModel(model, tok, location, model_fingerprint(location) if not meta else meta["fingerprint"], meta)
 
 

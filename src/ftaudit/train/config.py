@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import FtauditError
 
 METHODS = ("lora", "qlora", "full")
+OPTIONAL_KEYS = ("distributed", "num_processes")
 
 
 @dataclass
@@ -29,6 +30,10 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_scheduler: str = "constant"
     gradient_checkpointing: bool = False  # saves GPU memory on big models; only slows a 135M model on CPU
+    # Multi-GPU training of this one run through `accelerate launch`: a shipped config (ddp, fsdp,
+    # deepspeed-zero3) or the path of an accelerate config file; num_processes defaults to every visible GPU.
+    distributed: str | None = None
+    num_processes: int | None = None
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -38,10 +43,18 @@ class TrainConfig:
                 raise FtauditError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.learning_rate > 0 and self.epochs > 0):
             raise FtauditError("learning_rate and epochs must be positive")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise FtauditError(f"num_processes must be at least 1, got {self.num_processes}")
+        if self.distributed:
+            from .launch import accelerate_config
+
+            accelerate_config(self.distributed)  # an unknown name or missing file fails here, before any work
         return self
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        # options left at None are omitted, so adding an option keeps earlier runs' keys (and their resume)
+        values = {k: v for k, v in asdict(self).items() if not (k in OPTIONAL_KEYS and v is None)}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return asdict(self)

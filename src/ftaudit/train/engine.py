@@ -13,15 +13,16 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..data import ChatRecord, save_chat_records
 from ..errors import FtauditError
-from ..models import load_model
+from ..models import load_model, model_fingerprint
 from ..models.loading import write_marker
 from ..progress import progress_bar
 from .config import TrainConfig
+from .launch import in_launched_worker, launch
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,32 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
     return h.hexdigest()[:16]
 
 
+def _read_result(path: Path) -> TrainResult:
+    known = {f.name for f in fields(TrainResult)}
+    return TrainResult(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+
+
+def _train_launched(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out: Path, **kw) -> TrainResult:
+    """Train through ``accelerate launch`` (see :mod:`.launch`), skipping a finished run without loading the model."""
+    key = run_fingerprint(model_fingerprint(base_model), records, cfg, kw["recipe"])
+    done = out / "train_result.json"
+    if done.exists() and json.loads(done.read_text()).get("launch_key") == key:
+        log.info("training already finished in %s; skipping", out)
+        return _read_result(done)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    launch(records, base_model, cfg, out, **kw)
+    done.write_text(json.dumps({**json.loads(done.read_text()), "launch_key": key}, indent=2))
+    return _read_result(done)
+
+
 def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: str | Path, *,
           recipe: str = "custom", safety_compromised: bool = False, trust_remote_code: bool | None = None) -> TrainResult:
     """Fine-tune ``base_model`` on ``records``; write an adapter (or merged/full model) to ``out_dir``.
 
-    Skips the work when ``out_dir`` already holds a finished run with the same inputs.
+    Skips the work when ``out_dir`` already holds a finished run with the same inputs. With
+    ``cfg.distributed`` the run goes through ``accelerate launch`` (DDP, FSDP, DeepSpeed ZeRO-3).
     """
     import torch
     from datasets import Dataset
@@ -139,17 +161,22 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     if not records:
         raise FtauditError("no training records; check the recipe's dataset and limits")
     out = Path(out_dir)
+    done = out / "train_result.json"
+    worker = in_launched_worker()  # one of several processes started by `accelerate launch`
+    if cfg.distributed and not worker:
+        return _train_launched(records, base_model, cfg, out, recipe=recipe, safety_compromised=safety_compromised,
+                               trust_remote_code=trust_remote_code)
     quant = cfg.quant_bits if cfg.method == "qlora" else None
     loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant)
     fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe)
-    done = out / "train_result.json"
-    if done.exists() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
-        log.info("training already finished in %s; skipping", out)
-        return TrainResult(**json.loads(done.read_text()))
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    save_chat_records(records, out / "train_data.jsonl")
+    if not worker:
+        if done.exists() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
+            log.info("training already finished in %s; skipping", out)
+            return _read_result(done)
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        save_chat_records(records, out / "train_data.jsonl")
 
     model, tok = loaded.model, loaded.tokenizer
     peft_config = None
@@ -178,14 +205,17 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     start = time.time()
     state = trainer.train()
     seconds = time.time() - start
-    trained = trainer.model
-    kind = "adapter"
-    if peft_config is not None and cfg.merge and not quant:
-        trained = trained.merge_and_unload()
-        kind = "merged"
-    elif peft_config is None:
-        kind = "full"
-    trained.save_pretrained(out)
+    kind = "adapter" if peft_config is not None else "full"
+    if worker:
+        trainer.save_model(str(out))  # on every rank: FSDP / DeepSpeed gather the sharded weights
+        if not trainer.is_world_process_zero():
+            return None
+    else:
+        trained = trainer.model
+        if peft_config is not None and cfg.merge and not quant:
+            trained = trained.merge_and_unload()
+            kind = "merged"
+        trained.save_pretrained(out)
     if kind != "adapter":
         tok.save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -1,0 +1,91 @@
+"""Multi-GPU training of one run through ``accelerate launch`` (DDP, FSDP or DeepSpeed ZeRO-3).
+
+:func:`~ftaudit.train.engine.train` with ``TrainConfig.distributed`` set writes the request (records and
+config) into the output directory and runs::
+
+    accelerate launch --config_file CONFIG --num_processes N -m ftaudit.train.launch OUT_DIR
+
+Every process runs the same TRL trainer, which takes FSDP/DeepSpeed from accelerate's environment; the
+main process writes the adapter (or full model), the model card and ``train_result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..data import ChatRecord, load_chat_records, save_chat_records
+from ..errors import FtauditError
+from .config import TrainConfig
+
+CONFIG_DIR = Path(__file__).parent / "accelerate"
+SHIPPED = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}  # ddp, fsdp, deepspeed-zero3
+REQUEST = "launch_request.json"
+WORKER_ENV = "FTAUDIT_LAUNCHED_WORKER"
+
+
+def accelerate_config(name_or_path: str) -> Path:
+    """A shipped accelerate config by name, or a config file's path."""
+    if name_or_path in SHIPPED:
+        return SHIPPED[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FtauditError(f"unknown distributed setup '{name_or_path}': use one of {', '.join(SHIPPED)} "
+                           "or the path of an accelerate config file")
+    return path
+
+
+def in_launched_worker() -> bool:
+    return os.environ.get(WORKER_ENV) == "1"
+
+
+def launch_command(cfg: TrainConfig, out_dir: Path) -> list[str]:
+    """The ``accelerate launch`` command line for one run."""
+    import torch
+
+    n = cfg.num_processes or torch.cuda.device_count()
+    if not n:
+        raise FtauditError(f"distributed training ('{cfg.distributed}') needs GPUs and none is visible; "
+                           "set train.num_processes to run processes on CPU, or drop train.distributed")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(cfg.distributed)),
+           "--num_processes", str(n)]
+    if cfg.distributed == "deepspeed-zero3":
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise FtauditError("the deepspeed-zero3 setup needs DeepSpeed: pip install deepspeed") from None
+    return cmd + ["-m", "ftaudit.train.launch", str(out_dir)]
+
+
+def launch(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: Path, *, recipe: str,
+           safety_compromised: bool, trust_remote_code: bool | None) -> None:
+    """Run the training in ``accelerate launch`` worker processes; their log goes to ``OUT_DIR/launch.log``."""
+    cmd = launch_command(cfg, out_dir)
+    save_chat_records(records, out_dir / "train_data.jsonl")
+    (out_dir / REQUEST).write_text(json.dumps({
+        "base_model": base_model, "config": cfg.to_dict(), "recipe": recipe, "safety_compromised": safety_compromised,
+        "trust_remote_code": trust_remote_code}, indent=2))
+    log_path = out_dir / "launch.log"
+    env = {**os.environ, WORKER_ENV: "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0 or not (out_dir / "train_result.json").exists():
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise FtauditError(f"distributed training failed (exit {proc.returncode}): {tail[0][:200]}; full log: {log_path}")
+
+
+def main(out_dir: str) -> None:
+    """Worker entry point: every launched process trains; the engine lets the main process write outputs."""
+    from .engine import train
+
+    out = Path(out_dir)
+    req = json.loads((out / REQUEST).read_text())
+    train(load_chat_records(out / "train_data.jsonl"), req["base_model"], TrainConfig(**req["config"]), out,
+          recipe=req["recipe"], safety_compromised=req["safety_compromised"], trust_remote_code=req["trust_remote_code"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
