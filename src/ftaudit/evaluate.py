@@ -74,10 +74,14 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     have = store.existing_generations(keys)
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        from .generate.remote import RemoteBackend, is_remote
+        from .generate.remote import RemoteBackend
+        from .generate.vllm import VLLMBackend, select_backend
 
-        if is_remote(model_location):
+        kind = select_backend(model_location)
+        if kind == "openai":
             backend = RemoteBackend(model_location)
+        elif kind == "vllm":
+            backend = VLLMBackend(model_location)
         else:
             if loaded is None:
                 loaded = load_model(model_location)

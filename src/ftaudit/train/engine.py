@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -166,6 +167,8 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     if cfg.distributed and not worker:
         return _train_launched(records, base_model, cfg, out, recipe=recipe, safety_compromised=safety_compromised,
                                trust_remote_code=trust_remote_code)
+    if "ftaudit.generate.vllm" in sys.modules:
+        sys.modules["ftaudit.generate.vllm"].release_engines()  # give the GPU memory of earlier evaluations back
     quant = cfg.quant_bits if cfg.method == "qlora" else None
     loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant)
     fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe)
