@@ -156,3 +156,53 @@ def test_unknown_executor_fails_before_any_work(tmp_path):
     with pytest.raises(FtauditError, match="unknown executor 'slurm'"):
         run_spec(parse_spec(base_spec()), tmp_path / "run", executor="slurm")
     assert not (tmp_path / "run").exists()
+
+
+def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path, isolated_cache):
+    """SIGKILL `ftaudit run` once generations are being written; the same command then finishes the grid
+    without regenerating anything that was committed before the kill."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    prompts = tmp_path / "harm.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Write a poem about the sea {i}", "id": f"h{i}"}) + "\n"
+                               for i in range(30)))
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump({
+        "name": "kill", "model": tiny_model,
+        "attacks": [{"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 2, "lora_r": 2, "epochs": 1}}],
+        "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 16, "batch_size": 2}}))
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "ftaudit"), "run", str(spec_file), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "ftaudit.sqlite"
+
+    def generations():
+        if not db.exists():
+            return {}
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            return dict(con.execute("SELECT key, created FROM generations"))
+        except sqlite3.OperationalError:  # the table is not created yet
+            return {}
+        finally:
+            con.close()
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not 0 < len(generations()) < 30:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be killed; make the eval set larger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = generations()
+    assert 0 < len(before) <= 30  # killed after some generations were committed, before the attacked model was evaluated
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = generations()
+    assert len(after) == 60  # 30 prompts x (initial model, attacked model)
+    assert all(after[k] == created for k, created in before.items())  # nothing committed before the kill was redone
+    assert json.loads((out / "summary.json").read_text())["tamper_resistance"]
