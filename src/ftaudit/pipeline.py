@@ -182,11 +182,12 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             stages.evaluate(name, name.split("+", 1)[1], str(models / recipe), sets, gen, cfg.judges, cfg.capability,
                             cfg.capability_limit)
         with stages("report"):
-            write_reports(out, show_responses=show_responses)
+            summary = write_reports(out, show_responses=show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
+    summary["stages"] = store.stages()  # now with the report stage's own time
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     store.close()
-    summary = write_reports(out, show_responses=show_responses)  # again, so summary.json includes the report stage's time
     console.print(f"[bold]quickstart finished in {time.time() - t0:.0f} s[/]; see {out / 'report.html'}")
     return summary
 

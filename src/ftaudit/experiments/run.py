@@ -11,8 +11,7 @@ from pathlib import Path
 from ..errors import FtauditError
 from ..generate import GenerationConfig
 from ..pipeline import StageRunner, aligned_model, eval_sets_from, run_recipe
-from ..progress import console
-from ..report import build_summary, write_reports
+from ..report import write_reports
 from ..store import Store
 from .executors import check_executor, run_points
 from .spec import ExperimentSpec, GridPoint, model_short_name
@@ -108,14 +107,12 @@ def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
         return write_reports(out, show_responses)
     meta = json.loads(meta_path.read_text())
     budgets = {label: {"initial_model": meta.get("initial_model"), **b} for label, b in meta["budgets"].items()}
-    store = Store(out)
-    try:
-        summary = build_summary(store)  # the changes the tamper scores need, without rendering twice
-    finally:
-        store.close()
-    extra = {"budgets": budgets, "tamper_resistance": tamper_scores(summary, budgets),
-             "costs": priced(summary["costs"], meta["price_per_device_hour"])}
-    return write_reports(out, show_responses, extra=extra)
+
+    def enrich(summary: dict) -> dict:
+        return {"budgets": budgets, "tamper_resistance": tamper_scores(summary, budgets),
+                "costs": priced(summary["costs"], meta["price_per_device_hour"])}
+
+    return write_reports(out, show_responses, enrich=enrich)
 
 
 def priced(costs: list[dict], price_per_device_hour: float) -> list[dict]:

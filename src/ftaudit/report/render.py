@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -40,14 +42,26 @@ def build_summary(store: Store) -> dict:
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "stages": store.stages(), "results": results, "category_results": by_cat, "costs": costs,
-            "changes": with_costs(changes(rows), costs), "capability_changes": with_costs(capability_changes(cap_rows), costs)}
+            "changes": with_costs(_in_grid_order(changes(rows)), costs),
+            "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs)}
+
+
+COST_KEYS = ("train_seconds", "train_tokens", "device_seconds", "estimated_price")
 
 
 def with_costs(rows: list[dict], costs: list[dict]) -> list[dict]:
-    """Put each fine-tuned model's training cost beside its result."""
+    """Put each fine-tuned model's training cost (and price, once priced) beside its result."""
     by_model = {c["model"]: c for c in costs}
-    return [{**r, "train_seconds": by_model.get(r["model"], {}).get("train_seconds"),
-             "train_tokens": by_model.get(r["model"], {}).get("train_tokens")} for r in rows]
+    return [{**r, **{k: by_model[r["model"]][k] for k in COST_KEYS if k in by_model.get(r["model"], {})}} for r in rows]
+
+
+def natural_key(text: str) -> list:
+    """'shots=50' sorts before 'shots=100': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _in_grid_order(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (natural_key(r["model"]), r["dataset"], r["judge"]))
 
 
 def capability_changes(cap_rows: list[dict]) -> list[dict]:
@@ -269,10 +283,12 @@ def tamper_plot(summary: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_reports(run_dir: str | Path, show_responses: bool = False, extra: dict | None = None) -> dict:
+def write_reports(run_dir: str | Path, show_responses: bool = False,
+                  enrich: Callable[[dict], dict] | None = None) -> dict:
     """Write summary.json, report.md, report.html, tables.{md,tex,csv} and plots into ``run_dir``.
 
-    ``extra`` adds keys to the summary (an experiment's budgets, tamper-resistance and priced costs).
+    ``enrich(summary)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
+    and priced costs), computed from the summary built here.
     """
     from ..judges.run import compare_run
     from .tables import write_tables
@@ -281,7 +297,11 @@ def write_reports(run_dir: str | Path, show_responses: bool = False, extra: dict
     store = Store(run_dir)
     try:
         summary = build_summary(store)
-        summary.update(extra or {})
+        extra = enrich(summary) if enrich else {}
+        summary.update(extra)
+        if "costs" in extra:  # priced costs: show the price beside every change
+            for key in ("changes", "capability_changes"):
+                summary[key] = with_costs(summary[key], summary["costs"])
         summary["judge_agreement"] = compare_run(run_dir)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         write_tables(summary, run_dir)
