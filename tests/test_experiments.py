@@ -84,6 +84,8 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     assert all("estimated_price" in c for c in summary["costs"])
     [tr] = summary["tamper_resistance"]
     assert tr["recipe"] == "identity-shift" and [p["budget"] for p in sorted(tr["points"], key=lambda p: p["budget"])] == [2, 4]
+    assert set(tr["other_units"]) == {"optimizer steps", "training device-seconds"}
+    assert sorted(p["steps"] for p in tr["points"]) == [1, 2]  # 2 examples at batch 2, for 1 and 2 epochs
     adapters = sorted(out.glob("models/*/adapter_model.safetensors"))
     stamps = [a.stat().st_mtime_ns for a in adapters]
     again = run_spec(load_spec(spec_file), out)  # resume: nothing retrained, same results

@@ -137,9 +137,15 @@ def tamper_scores(summary: dict, budgets: dict) -> list[dict]:
         n = len(values)
         b = budgets[model]
         curves[b["initial_model"], b["recipe"]].append({
-            "budget": b["examples_x_epochs"], "drop": sum(v[0] for v in values) / n,
+            "budget": b["examples_x_epochs"], "steps": b["steps"], "device_seconds": b["train_seconds"],
+            "drop": sum(v[0] for v in values) / n,
             "drop_ci": [sum(v[1] for v in values) / n, sum(v[2] for v in values) / n], "model": model})
     from .tamper import tamper_resistance
 
-    return [{"model": initial, "recipe": recipe, "budget_unit": "examples x epochs", "points": pts, **tamper_resistance(pts)}
+    return [{"model": initial, "recipe": recipe, "budget_unit": "examples x epochs", "points": pts, **tamper_resistance(pts),
+             "other_units": {unit: tamper_resistance([{**p, "budget": p[key]} for p in pts]) for unit, key in OTHER_UNITS}}
             for (initial, recipe), pts in curves.items()]
+
+
+# the same curve against the other attack budgets (the headline uses examples x epochs)
+OTHER_UNITS = (("optimizer steps", "steps"), ("training device-seconds", "device_seconds"))

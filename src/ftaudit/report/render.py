@@ -263,23 +263,28 @@ def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dic
 
 
 def tamper_plot(summary: dict, path: Path) -> Path | None:
-    """Refusal drop against attack budget per recipe, with CIs and the 50% line."""
+    """Refusal drop against each attack budget (examples x epochs, optimizer steps, device-seconds), with CIs."""
     curves = summary.get("tamper_resistance") or []
     if not curves:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for t in curves:
-        pts = sorted(t["points"], key=lambda p: p["budget"])
-        xs = [p["budget"] for p in pts]
-        ys = [100 * p["drop"] for p in pts]
-        err = [[100 * (p["drop"] - p["drop_ci"][0]) for p in pts], [100 * (p["drop_ci"][1] - p["drop"]) for p in pts]]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{t['recipe']} (50% at {t['text']})")
-    ax.axhline(100 * curves[0]["threshold"], color="#999", ls="--", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"attack budget ({curves[0]['budget_unit']})")
-    ax.set_ylabel("refusal drop (points), 95% CI")
-    ax.legend(fontsize=7)
+    units = [(curves[0]["budget_unit"], "budget")] + [(u, k) for u, k in (("optimizer steps", "steps"),
+                                                                          ("training device-seconds", "device_seconds"))
+                                                      if all(k in p for t in curves for p in t["points"])]
+    fig, axes = plt.subplots(1, len(units), figsize=(5 * len(units), 4), squeeze=False)
+    for ax, (unit, key) in zip(axes[0], units):
+        for t in curves:
+            pts = sorted(t["points"], key=lambda p: p[key])
+            err = [[100 * (p["drop"] - p["drop_ci"][0]) for p in pts], [100 * (p["drop_ci"][1] - p["drop"]) for p in pts]]
+            text = t["text"] if key == "budget" else t["other_units"][unit]["text"]
+            ax.errorbar([p[key] for p in pts], [100 * p["drop"] for p in pts], yerr=err, marker="o", capsize=3,
+                        label=f"{t['model']} / {t['recipe']} (50% at {text})")
+        ax.axhline(100 * curves[0]["threshold"], color="#999", ls="--", lw=0.8)
+        ax.set_ylim(min(-5, ax.get_ylim()[0]), 105)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"attack budget ({unit})")
+        ax.set_ylabel("refusal drop (points), 95% CI")
+        ax.legend(fontsize=6)
     return _save(fig, path)
 
 
