@@ -168,3 +168,18 @@ def test_batched_nll_matches_one_at_a_time(tiny_model):
     many = benign_answer_nll(loaded, pairs, batch_size=3)
     assert [r["id"] for r in many] == ["a", "b", "c"]
     assert all(abs(x["nll"] - y["nll"]) < 1e-4 for x, y in zip(one, many))
+
+
+def test_renamed_model_reuses_its_capability_scores(tiny_model, tmp_path, monkeypatch):
+    """Scores are keyed by the weights' fingerprint: the same model under a new name is not scored again."""
+    from ftaudit.capability import perplexity
+    from ftaudit.capability.run import evaluate_capability
+    from ftaudit.store import Store
+
+    store = Store(tmp_path / "run")
+    evaluate_capability(store, "first-name", "none", tiny_model, ["benign-nll"], limit=2)
+    monkeypatch.setattr(perplexity, "benign_answer_nll", lambda *a, **k: pytest.fail("re-scored a known model"))
+    evaluate_capability(store, "second-name", "none", tiny_model, ["benign-nll"], limit=2)
+    rows = store.capability_rows()
+    values = {m: sorted(r["value"] for r in rows if r["model"] == m) for m in ("first-name", "second-name")}
+    assert len(values["first-name"]) == 2 and values["first-name"] == values["second-name"]

@@ -123,6 +123,13 @@ class Store:
         q = "SELECT item_id FROM capability WHERE model=? AND model_fingerprint=? AND task=?"
         return {r[0] for r in self.db.execute(q, (model, fingerprint, task))}
 
+    def reuse_capability(self, model: str, attack: str, fingerprint: str, task: str) -> None:
+        """Copy items the same weights (fingerprint) were scored on under another name, so a rename re-scores nothing."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO capability SELECT ?, ?, model_fingerprint, task, item_id, subject, value, "
+                            "details FROM capability WHERE model_fingerprint=? AND task=? AND model != ?",
+                            (model, attack, fingerprint, task, model))
+
     def add_capability(self, model: str, attack: str, fingerprint: str, task: str, rows: list[dict]) -> None:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO capability VALUES (?,?,?,?,?,?,?,?)",

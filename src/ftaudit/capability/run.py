@@ -70,7 +70,8 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
 
 
 def _score_missing(store: Store, model_name: str, attack: str, fp: str, task: str, ids: list[str], score) -> None:
-    """Score only the items this exact model has not been scored on, then record which items the metric covers."""
+    """Score only the items these weights have not been scored on, then record which items the metric covers."""
+    store.reuse_capability(model_name, attack, fp, task)
     done = store.capability_done(model_name, fp, task)
     missing = [i for i in ids if i not in done]
     if missing:
