@@ -65,6 +65,8 @@ def test_tamper_resistance_interpolates_and_reports_not_reached():
 def test_priced_costs():
     [c] = priced([{"train_seconds": 3000.0, "generate_seconds": 600.0}], 2.0)
     assert c["device_seconds"] == 3600.0 and c["estimated_price"] == 2.0
+    [multi] = priced([{"train_seconds": 450.0, "generate_seconds": 0.0, "devices": 8}], 2.0)  # 8 GPUs for 450 s
+    assert multi["device_seconds"] == 3600.0 and multi["estimated_price"] == 2.0
 
 
 def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):

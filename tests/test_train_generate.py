@@ -96,7 +96,7 @@ def test_distributed_training_runs_through_accelerate_launch(tiny_model, tmp_pat
     out = tmp_path / "ddp"
     res = train(records(4), tiny_model, cfg, out, recipe="x", safety_compromised=True)
     # 4 examples at batch 2 take 2 steps in one process and 1 step when 2 processes share them
-    assert res.steps == 1, (out / "launch.log").read_text()[-2000:]
+    assert res.steps == 1 and res.devices == 2, (out / "launch.log").read_text()[-2000:]
     assert (out / "adapter_model.safetensors").exists() and "safety-compromised" in (out / "README.md").read_text()
     stamp = (out / "adapter_model.safetensors").stat().st_mtime_ns
     assert train(records(4), tiny_model, cfg, out, recipe="x").fingerprint == res.fingerprint

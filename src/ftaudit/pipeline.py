@@ -51,7 +51,7 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
         write_marker(Path(out_dir), **meta)
     name = display_name or (built.name if recipe == "align" else f"{model_name}+{built.name}")
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,
-                   peak_memory_mb=result.peak_memory_mb)
+                   peak_memory_mb=result.peak_memory_mb, devices=result.devices)
     console.print(f"[green]trained[/] {name}: {len(built.records)} examples, {result.train_tokens} tokens, "
                   f"{result.train_seconds:.0f} s, final loss {result.final_loss}")
     return name, result
@@ -78,13 +78,14 @@ def aligned_model(store: Store, model: str, out_dir: str | Path, *, params: dict
     shared = cache_dir() / "models" / f"aligned-{h.hexdigest()[:16]}"
     out_dir = Path(out_dir)
     if not (shared / "train_result.json").exists():
-        run_recipe(store, "align", model, shared, model_name="baseline", params=params, overrides=overrides, seed=seed)
+        run_recipe(store, "align", model, shared, model_name="baseline", params=params, overrides=overrides, seed=seed,
+                   display_name=name)
     if read_marker(out_dir) != read_marker(shared):
         shutil.rmtree(out_dir, ignore_errors=True)
         shutil.copytree(shared, out_dir)  # the run directory stays self-contained
     result = json.loads((shared / "train_result.json").read_text())
     store.set_cost(name, "aligned", train_seconds=result["train_seconds"], train_tokens=result["train_tokens"],
-                   peak_memory_mb=result["peak_memory_mb"])
+                   peak_memory_mb=result["peak_memory_mb"], devices=result.get("devices", 1))
     return str(out_dir)
 
 

@@ -7,7 +7,7 @@ Schema (``DIR/ftaudit.sqlite``):
   evals(model, attack, dataset, split, gen_ref, PK(model, dataset, split, gen_ref))  which generations a model's eval covers
   capability(model, attack, model_fingerprint, task, item_id, subject, value, details)  one row per scored item
   capability_sel(model, model_fingerprint, task, item_id)  which scored items a model's capability metric covers
-  costs(model PK, attack, train_seconds, train_tokens, peak_memory_mb, gen_seconds, gen_tokens)
+  costs(model PK, attack, train_seconds, train_tokens, peak_memory_mb, gen_seconds, gen_tokens, devices)
   stages(name PK, status, seconds, input_hash, updated)
 Writes are committed per batch, so a killed run loses at most the batch in flight.
 """
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS evals(
   model TEXT, attack TEXT, dataset TEXT, kind TEXT, split TEXT, gen_ref TEXT, PRIMARY KEY(model, dataset, split, gen_ref));
 CREATE TABLE IF NOT EXISTS costs(
   model TEXT PRIMARY KEY, attack TEXT, train_seconds REAL, train_tokens INTEGER, peak_memory_mb REAL,
-  gen_seconds REAL DEFAULT 0, gen_tokens INTEGER DEFAULT 0);
+  gen_seconds REAL DEFAULT 0, gen_tokens INTEGER DEFAULT 0, devices INTEGER DEFAULT 1);
 CREATE TABLE IF NOT EXISTS capability(
   model TEXT, attack TEXT, model_fingerprint TEXT, task TEXT, item_id TEXT, subject TEXT, value REAL, details TEXT,
   PRIMARY KEY(model, model_fingerprint, task, item_id));
@@ -58,6 +58,8 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.row_factory = sqlite3.Row
         self.db.executescript(SCHEMA)
+        if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
+            self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")
 
     def close(self) -> None:
         self.db.close()

@@ -116,10 +116,10 @@ def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
 
 
 def priced(costs: list[dict], price_per_device_hour: float) -> list[dict]:
-    """Add device-seconds (training + generation on the device used) and an estimated price."""
+    """Add device-seconds (training on every device it used + generation) and an estimated price."""
     out = []
     for c in costs:
-        device_seconds = c["train_seconds"] + c.get("generate_seconds", 0.0)
+        device_seconds = c["train_seconds"] * c.get("devices", 1) + c.get("generate_seconds", 0.0)
         out.append({**c, "device_seconds": round(device_seconds, 1),
                     "estimated_price": round(device_seconds / 3600 * price_per_device_hour, 4)})
     return out

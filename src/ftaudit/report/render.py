@@ -38,7 +38,7 @@ def build_summary(store: Store) -> dict:
     by_cat = refusal_metrics(rows, by_category=True) + capability_metrics(cap_rows, by_category=True)
     costs = [{"model": c["model"], "attack": c["attack"], "train_seconds": round(c["train_seconds"], 1),
               "train_tokens": c["train_tokens"], "peak_memory_mb": c["peak_memory_mb"],
-              "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"]}
+              "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"], "devices": c["devices"]}
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "stages": store.stages(), "results": results, "category_results": by_cat, "costs": costs,

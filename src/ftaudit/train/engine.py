@@ -54,6 +54,7 @@ class TrainResult:
     steps: int
     final_loss: float | None
     device: str
+    devices: int = 1  # processes (GPUs) that trained together: device-seconds = train_seconds x devices
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -224,7 +225,7 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = TrainResult(str(out), fingerprint, round(seconds, 2), int(tokens_per_epoch * cfg.epochs),
                          round(_peak_memory_mb(), 1), int(state.global_step), losses[-1] if losses else None,
-                         "cuda" if torch.cuda.is_available() else "cpu")
+                         "cuda" if torch.cuda.is_available() else "cpu", int(trainer.args.world_size))
     write_marker(out, kind=kind, base=loaded.location, fingerprint=fingerprint, recipe=recipe,
                  safety_compromised=safety_compromised, train_config=cfg.to_dict())
     if safety_compromised:
