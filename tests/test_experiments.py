@@ -210,3 +210,12 @@ def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path
     assert len(after) == 60  # 30 prompts x (initial model, attacked model)
     assert all(after[k] == created for k, created in before.items())  # nothing committed before the kill was redone
     assert json.loads((out / "summary.json").read_text())["tamper_resistance"]
+
+
+def test_unreachable_ray_cluster_is_one_line_before_any_work(tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(FtauditError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        run_spec(parse_spec(base_spec()), tmp_path / "run", executor="ray", address="127.0.0.1:1")
+    with pytest.raises(FtauditError, match="bad Ray address"):
+        run_spec(parse_spec(base_spec()), tmp_path / "run", executor="ray", address="nowhere")
+    assert not (tmp_path / "run").exists()

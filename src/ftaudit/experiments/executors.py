@@ -10,6 +10,7 @@ command resumes from what finished.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 from ..errors import FtauditError
@@ -19,69 +20,91 @@ from .spec import Resources
 EXECUTORS = ("local", "ray")
 
 
-def check_executor(executor: str) -> None:
-    """Fail before any work when the executor is unknown or its engine is missing."""
+@contextmanager
+def executor_session(executor: str, address: str | None = None):
+    """Check the executor before any work; for Ray, connect (or start a local instance) now and shut down after."""
     if executor not in EXECUTORS:
         raise FtauditError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise FtauditError("--executor ray needs Ray: pip install 'ftaudit[ray]'") from None
+    if executor == "local":
+        yield
+        return
+    try:
+        import ray
+    except ImportError:
+        raise FtauditError("--executor ray needs Ray: pip install 'ftaudit[ray]'") from None
+    if ray.is_initialized():  # the caller manages Ray
+        yield
+        return
+    _check_reachable(address)
+    env = {k: v for k, v in os.environ.items() if k.startswith(("FTAUDIT_", "HF_", "OPENAI_"))}
+    try:
+        ray.init(address=address, runtime_env={"env_vars": env} if env else None, include_dashboard=False,
+                 logging_level="WARNING")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "a new local instance"
+        raise FtauditError(f"cannot start Ray on {where} ({str(exc).splitlines()[0]}); check --ray-address, "
+                           "or start a cluster with `ray start --head`") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
-def run_points(fn: Callable, jobs: Sequence, *, executor: str = "local", resources: Resources | None = None,
-               address: str | None = None) -> list:
-    """``[fn(job) for job in jobs]``, in this process or as Ray tasks; results keep the order of ``jobs``."""
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address must accept a connection; Ray itself retries for minutes."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise FtauditError(f"bad Ray address '{address}'; write auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise FtauditError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check --ray-address, "
+                           "or start one with `ray start --head`") from None
+
+
+def run_points(fn: Callable, jobs: Sequence, *, executor: str = "local", resources: Resources | None = None) -> list:
+    """``[fn(job) for job in jobs]``, in this process or as Ray tasks; results keep the order of ``jobs``.
+
+    For Ray, call inside :func:`executor_session`.
+    """
     if executor == "local":
         results = []
         for i, job in enumerate(jobs, 1):
             console.print(f"[bold]grid point {i}/{len(jobs)}[/] {job.label}", highlight=False)
             results.append(fn(job))
         return results
-    check_executor(executor)
-    return _run_on_ray(fn, jobs, resources or Resources(), address)
+    return _run_on_ray(fn, jobs, resources or Resources())
 
 
-def _run_on_ray(fn: Callable, jobs: Sequence, resources: Resources, address: str | None) -> list:
+def _run_on_ray(fn: Callable, jobs: Sequence, resources: Resources) -> list:
     import ray
     from ray.exceptions import RayError, RayTaskError
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        env = {k: v for k, v in os.environ.items() if k.startswith(("FTAUDIT_", "HF_", "OPENAI_"))}
-        try:
-            ray.init(address=address, runtime_env={"env_vars": env} if env else None, include_dashboard=False,
-                     logging_level="WARNING")
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = address or "a new local instance"
-            raise FtauditError(f"cannot start Ray on {where} ({str(exc).splitlines()[0]}); check --ray-address, "
-                               "or start a cluster with `ray start --head`") from None
     options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "max_retries": 0}
     if resources.memory_gb:
         options["memory"] = int(resources.memory_gb * 2**30)
     task = ray.remote(fn).options(**options)
-    try:
-        pending = {task.remote(job): i for i, job in enumerate(jobs)}
-        results: dict[int, object] = {}
-        failures: list[str] = []
-        with progress_bar() as bar:
-            progress = bar.add_task(f"grid points on Ray ({resources.num_cpus} CPU, {resources.num_gpus} GPU each)",
-                                    total=len(jobs))
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    i = pending.pop(ref)
-                    try:
-                        results[i] = ray.get(ref)
-                    except RayTaskError as exc:
-                        failures.append(f"{jobs[i].label}: {exc.cause}")
-                    except RayError as exc:  # a worker died (out of memory, node lost)
-                        failures.append(f"{jobs[i].label}: {type(exc).__name__}")
-                    bar.advance(progress)
-    finally:
-        if started_here:
-            ray.shutdown()
+    pending = {task.remote(job): i for i, job in enumerate(jobs)}
+    results: dict[int, object] = {}
+    failures: list[str] = []
+    with progress_bar() as bar:
+        progress = bar.add_task(f"grid points on Ray ({resources.num_cpus} CPU, {resources.num_gpus} GPU each)",
+                                total=len(jobs))
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except RayTaskError as exc:
+                    failures.append(f"{jobs[i].label}: {exc.cause}")
+                except RayError as exc:  # a worker died (out of memory, node lost)
+                    failures.append(f"{jobs[i].label}: {type(exc).__name__}")
+                bar.advance(progress)
     if failures:
         raise FtauditError(f"{len(failures)} of {len(jobs)} grid point(s) failed, first: {failures[0]}; "
                            "rerun the same command to resume, finished points are kept")

@@ -13,7 +13,7 @@ from ..generate import GenerationConfig
 from ..pipeline import StageRunner, aligned_model, eval_sets_from, run_recipe
 from ..report import write_reports
 from ..store import Store
-from .executors import check_executor, run_points
+from .executors import executor_session, run_points
 from .spec import ExperimentSpec, GridPoint, model_short_name
 
 
@@ -39,11 +39,20 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     ``executor="ray"`` runs the points as Ray tasks (``address``: a cluster, or None for a local instance);
     ``out`` must then be on storage every worker sees.
     """
-    check_executor(executor)
-    out = Path(out)
-    store = Store(out)
-    (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
-    stages = StageRunner(store)
+    with executor_session(executor, address):  # an unknown executor or unreachable cluster fails before any work
+        out = Path(out)
+        store = Store(out)
+        (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
+        jobs = _prepare_models(spec, out, StageRunner(store))
+        store.close()
+        budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources))
+    (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour},
+                                                    indent=2))
+    return report_experiment(out)
+
+
+def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> list[PointJob]:
+    """Align (optionally) and evaluate each model of the spec; return its grid points as jobs."""
     ev = spec.eval
     jobs: list[PointJob] = []
     try:
@@ -54,18 +63,14 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
             if spec.align:
                 initial_name = f"{short}-aligned" if short else "aligned"
                 with stages(f"align:{short}" if short else "align"):
-                    initial = aligned_model(store, model, models_dir / "aligned", params=spec.align_params,
+                    initial = aligned_model(stages.store, model, models_dir / "aligned", params=spec.align_params,
                                             seed=spec.seed, name=initial_name)
             stages.evaluate(initial_name, "none", initial, _sets(spec), _gen(spec), ev.judges, ev.capability,
                             ev.capability_limit)
             jobs += [PointJob(spec, p, initial, initial_name, str(models_dir), str(out)) for p in spec.points()]
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
-    store.close()
-    budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources, address=address))
-    (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour},
-                                                    indent=2))
-    return report_experiment(out)
+    return jobs
 
 
 def _sets(spec: ExperimentSpec):
