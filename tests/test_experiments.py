@@ -147,6 +147,11 @@ def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_pa
         run_spec(parse_spec(spec), out, executor="ray")
     trained = sorted(out.glob("models/*/*/adapter_model.safetensors"))
     assert len(trained) == 2  # the good point of each model finished in its Ray worker
+    import sqlite3
+
+    with sqlite3.connect(out / "ftaudit.sqlite") as con:  # each worker's own store was merged back
+        merged = con.execute("SELECT model, COUNT(*) FROM evals WHERE model LIKE '%lora_r=2%' GROUP BY model").fetchall()
+    assert sorted(n for _, n in merged) == [3, 3] and len(list(out.glob("points/*/ftaudit.sqlite"))) == 4
     stamps = [a.stat().st_mtime_ns for a in trained]
     spec["grid"]["train.lora_r"] = [2]
     summary = run_spec(parse_spec(spec), out)  # same points, now local: resumes, nothing retrained

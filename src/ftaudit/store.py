@@ -64,6 +64,38 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # several processes -------------------------------------------------
+    TABLES = ("generations", "judgments", "evals", "costs", "capability", "capability_sel", "stages")
+
+    def snapshot_to(self, run_dir: str | Path) -> None:
+        """Write a consistent copy of this store into ``run_dir`` (a grid point's own store under Ray)."""
+        target = Path(run_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "ftaudit.sqlite").unlink(missing_ok=True)
+        dst = sqlite3.connect(target / "ftaudit.sqlite")
+        try:
+            self.db.backup(dst)
+        finally:
+            dst.close()
+
+    def merge_from(self, run_dir: str | Path) -> None:
+        """Bring a point's store back: its rows replace equal keys here, everything else is kept."""
+        path = Path(run_dir) / "ftaudit.sqlite"
+        if path.exists():
+            other = Store(run_dir)  # brings an old point store up to the current schema
+            other.close()
+            self.db.execute("ATTACH DATABASE ? AS point", (str(path),))
+            with self.db:
+                for table in self.TABLES:
+                    self.db.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM point.{table}")
+            self.db.execute("DETACH DATABASE point")
+
     # generations -------------------------------------------------------
     def existing_generations(self, keys: list[str]) -> dict[str, sqlite3.Row]:
         out = {}

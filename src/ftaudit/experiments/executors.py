@@ -1,10 +1,12 @@
 """Where grid points run: one after another in this process (``local``), or as Ray tasks (``ray``).
 
 Ray schedules each point with the spec's ``resources`` (CPUs, GPUs, memory), on a local instance
-(``address=None``) or a cluster (``address="auto"`` or ``ray://HOST:10001``). Every worker writes into the
-same run directory (SQLite in WAL mode), so the run directory must be on storage all workers see and
-ftaudit must be installed on every node. A failed point does not stop the others; rerunning the same
-command resumes from what finished.
+(``address=None``) or a cluster (``address="auto"`` or ``ray://HOST:10001``). Each Ray task works in its
+own store (a snapshot of the run's store taken when it is submitted), so no two processes write one
+SQLite file, which network filesystems do not support; the driver merges each point's store back when it
+ends, failed or not. Workers read the initial model and write the trained one under the run directory,
+so it must be on storage every node sees, and ftaudit must be installed on every node. A failed point
+does not stop the others; rerunning the same command resumes from what finished.
 """
 
 from __future__ import annotations
@@ -66,10 +68,12 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
                            "or start one with `ray start --head`") from None
 
 
-def run_points(fn: Callable, jobs: Sequence, *, executor: str = "local", resources: Resources | None = None) -> list:
+def run_points(fn: Callable, jobs: Sequence, *, executor: str = "local", resources: Resources | None = None,
+               detach: Callable | None = None, merge: Callable | None = None) -> list:
     """``[fn(job) for job in jobs]``, in this process or as Ray tasks; results keep the order of ``jobs``.
 
-    For Ray, call inside :func:`executor_session`.
+    For Ray (call inside :func:`executor_session`), ``detach(job)`` returns the job a worker runs (with its
+    own store) and ``merge(job)`` brings that store back when the task ends.
     """
     if executor == "local":
         results = []
@@ -77,10 +81,10 @@ def run_points(fn: Callable, jobs: Sequence, *, executor: str = "local", resourc
             console.print(f"[bold]grid point {i}/{len(jobs)}[/] {job.label}", highlight=False)
             results.append(fn(job))
         return results
-    return _run_on_ray(fn, jobs, resources or Resources())
+    return _run_on_ray(fn, jobs, resources or Resources(), detach or (lambda job: job), merge or (lambda job: None))
 
 
-def _run_on_ray(fn: Callable, jobs: Sequence, resources: Resources) -> list:
+def _run_on_ray(fn: Callable, jobs: Sequence, resources: Resources, detach: Callable, merge: Callable) -> list:
     import ray
     from ray.exceptions import RayError, RayTaskError
 
@@ -88,6 +92,7 @@ def _run_on_ray(fn: Callable, jobs: Sequence, resources: Resources) -> list:
     if resources.memory_gb:
         options["memory"] = int(resources.memory_gb * 2**30)
     task = ray.remote(fn).options(**options)
+    jobs = [detach(job) for job in jobs]
     pending = {task.remote(job): i for i, job in enumerate(jobs)}
     results: dict[int, object] = {}
     failures: list[str] = []
@@ -104,6 +109,7 @@ def _run_on_ray(fn: Callable, jobs: Sequence, resources: Resources) -> list:
                     failures.append(f"{jobs[i].label}: {exc.cause}")
                 except RayError as exc:  # a worker died (out of memory, node lost)
                     failures.append(f"{jobs[i].label}: {type(exc).__name__}")
+                merge(jobs[i])  # what the point finished is kept, failed or not
                 bar.advance(progress)
     if failures:
         raise FtauditError(f"{len(failures)} of {len(jobs)} grid point(s) failed, first: {failures[0]}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import FtauditError
@@ -27,6 +27,8 @@ class PointJob:
     initial_name: str
     models_dir: str
     out: str
+    store_dir: str | None = None  # a worker's own store (Ray); None: the run's store
+
 
     @property
     def label(self) -> str:
@@ -45,7 +47,8 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
         (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
         jobs = _prepare_models(spec, out, StageRunner(store))
         store.close()
-        budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources))
+        budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,
+                                  detach=_detach, merge=_merge))
     (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour},
                                                     indent=2))
     return report_experiment(out)
@@ -81,10 +84,23 @@ def _gen(spec: ExperimentSpec) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size)
 
 
+def _detach(job: PointJob) -> PointJob:
+    """Give a Ray task its own store: a snapshot of the run's store in ``DIR/points/<label>``."""
+    point_dir = Path(job.out) / "points" / f"{job.initial_name}-{job.point.key}"
+    with Store(job.out) as store:
+        store.snapshot_to(point_dir)
+    return replace(job, store_dir=str(point_dir))
+
+
+def _merge(job: PointJob) -> None:
+    with Store(job.out) as store:
+        store.merge_from(Path(job.store_dir))
+
+
 def run_point(job: PointJob) -> tuple[str, dict]:
     """Attack, evaluate and cost one grid point (in this process or a Ray worker); returns (label, budget)."""
     spec, point, ev = job.spec, job.point, job.spec.eval
-    store = Store(job.out)
+    store = Store(job.store_dir or job.out)
     stages = StageRunner(store)
     target = Path(job.models_dir) / point.key
     try:
