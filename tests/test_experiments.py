@@ -106,12 +106,19 @@ def test_paper_tables_and_tamper_plot_are_written(tmp_path):
     change = {"value": -0.5, "ci": [-0.7, -0.3], "n": 40}
     summary = {"changes": [{"model": "aligned+x", "attack": "x_1", "dataset": "advbench", "judge": "keyword",
                             "metric": "refusal_rate", "initial": 0.9, "fine_tuned": 0.4, "change": change}],
-               "capability_changes": []}
-    csv_path, md_path, tex_path = write_tables(summary, tmp_path)
+               "capability_changes": [],
+               "results": [{"model": m, "dataset": "advbench", "judge": "keyword", "metric": metric, "value": v}
+                           for m, metric, v in (("aligned+x", "refusal_rate", 0.4), ("aligned", "refusal_rate", 0.9),
+                                                ("aligned", "attack_success_rate", 0.1))]
+               + [{"model": "aligned", "dataset": "mmlu", "judge": "loglik", "metric": "accuracy", "value": 0.45}]}
+    csv_path, md_path, tex_path, *by_model = write_tables(summary, tmp_path)
     assert "aligned+x,x_1,advbench,keyword,refusal_rate,90.0%,40.0%,-50.0" in csv_path.read_text()
     assert "| aligned+x | x_1 |" in md_path.read_text()
     tex = tex_path.read_text()
-    assert "x\\_1" in tex and "90.0\\%" in tex and tex.startswith("\\begin{tabular}")
+    assert "x\\_1" in tex and "90.0\\%" in tex and tex.startswith("\\begin{tabular}") and "95\\% CI" in tex
+    wide = by_model[1].read_text().splitlines()  # Lermen et al. layout: one row per model, initial first
+    assert wide[0] == "| model | advbench refusal_rate (keyword) | mmlu accuracy (loglik) |"
+    assert wide[2].startswith("| aligned | 90.0% |") and wide[3] == "| aligned+x | 40.0% |  |"
 
 
 def test_every_shipped_config_validates():

@@ -1,5 +1,9 @@
-"""Paper-shaped tables (Markdown, LaTeX, CSV) in the layout of Qi et al.'s Tables 1-3:
-one row per fine-tuned model and dataset, initial -> fine-tuned -> change for each metric."""
+"""Paper-shaped tables (Markdown, LaTeX, CSV).
+
+``tables.*``: Qi et al.'s Tables 1-3, one row per fine-tuned model and dataset, initial -> fine-tuned ->
+change for each metric. ``tables-by-model.*``: Lermen et al.'s layout, one row per model (initial and
+attacked) with its refusal rates and capability scores side by side.
+"""
 
 from __future__ import annotations
 
@@ -32,17 +36,38 @@ def _latex_escape(text: str) -> str:
     return out.replace(r"\textbackslash\{\}", r"\textbackslash{}")
 
 
-def write_tables(summary: dict, out_dir: Path) -> list[Path]:
-    """Write tables.md, tables.tex and tables.csv; return their paths."""
-    rows = table_rows(summary)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def by_model_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per model, one column per (dataset, metric, judge); attack-success rates are left out (1 - refusal)."""
+    from .render import natural_key
+
+    cells: dict[str, dict[str, str]] = {}
+    columns: dict[str, None] = {}
+    for r in summary.get("results", []):
+        if r["metric"] == "attack_success_rate":
+            continue
+        column = f"{r['dataset']} {r['metric']} ({r['judge']})"
+        columns[column] = None
+        cells.setdefault(r["model"], {})[column] = _fmt_metric(r["metric"], r["value"])
+    models = sorted(cells, key=lambda m: ("+" in m, natural_key(m)))
+    return ["model", *columns], [[m, *(cells[m].get(c, "") for c in columns)] for m in models]
+
+
+def _write(header: list[str], rows: list[list[str]], out_dir: Path, stem: str) -> list[Path]:
     buf = io.StringIO()
-    csv.writer(buf).writerows([HEADER, *rows])
-    md = "| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in rows)
-    tex = ("\\begin{tabular}{" + "l" * 5 + "r" * 5 + "}\n\\toprule\n" + " & ".join(HEADER) + " \\\\\n\\midrule\n"
+    csv.writer(buf).writerows([header, *rows])
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    text_cols = 5 if header == HEADER else 1
+    tex = ("\\begin{tabular}{" + "l" * text_cols + "r" * (len(header) - text_cols) + "}\n\\toprule\n"
+           + " & ".join(_latex_escape(h) for h in header) + " \\\\\n\\midrule\n"
            + "".join(" & ".join(_latex_escape(x) for x in r) + " \\\\\n" for r in rows) + "\\bottomrule\n\\end{tabular}\n")
     paths = []
-    for name, text in (("tables.csv", buf.getvalue()), ("tables.md", md), ("tables.tex", tex)):
-        (out_dir / name).write_text(text)
-        paths.append(out_dir / name)
+    for suffix, text in ((".csv", buf.getvalue()), (".md", md), (".tex", tex)):
+        (out_dir / f"{stem}{suffix}").write_text(text)
+        paths.append(out_dir / f"{stem}{suffix}")
     return paths
+
+
+def write_tables(summary: dict, out_dir: Path) -> list[Path]:
+    """Write tables.{csv,md,tex} (Qi et al. layout) and tables-by-model.{csv,md,tex} (Lermen et al. layout)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _write(HEADER, table_rows(summary), out_dir, "tables") + _write(*by_model_rows(summary), out_dir, "tables-by-model")
