@@ -85,7 +85,7 @@ def _gen(spec: ExperimentSpec) -> GenerationConfig:
 
 
 def _detach(job: PointJob) -> PointJob:
-    """Give a Ray task its own store: a snapshot of the run's store in ``DIR/points/<label>``."""
+    """Give a Ray task its own store: a snapshot of the run's store in ``DIR/points/<initial model>-<point key>``."""
     point_dir = Path(job.out) / "points" / f"{job.initial_name}-{job.point.key}"
     with Store(job.out) as store:
         store.snapshot_to(point_dir)
@@ -117,7 +117,7 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     n_examples = sum(1 for _ in open(target / "train_data.jsonl"))
     return job.label, {"recipe": point.recipe, "initial_model": job.initial_name,
                        "examples_x_epochs": n_examples * meta["train_config"]["epochs"], "steps": result.steps,
-                       "train_seconds": result.train_seconds}
+                       "train_seconds": result.train_seconds, "devices": result.devices}
 
 
 def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
@@ -158,7 +158,7 @@ def tamper_scores(summary: dict, budgets: dict) -> list[dict]:
         n = len(values)
         b = budgets[model]
         curves[b["initial_model"], b["recipe"]].append({
-            "budget": b["examples_x_epochs"], "steps": b["steps"], "device_seconds": b["train_seconds"],
+            "budget": b["examples_x_epochs"], "steps": b["steps"], "device_seconds": b["train_seconds"] * b.get("devices", 1),
             "drop": sum(v[0] for v in values) / n,
             "drop_ci": [sum(v[1] for v in values) / n, sum(v[2] for v in values) / n], "model": model})
     from .tamper import tamper_resistance
