@@ -88,6 +88,19 @@ def test_adapters_are_served_over_one_engine_without_merging(tiny_model, tmp_pat
     cached_generate(store, first, "m1", "x", "d", "eval", prompts, cfg)
     assert len([c for c in fake_vllm if c[0] == "generate"]) == 2  # a rerun generates nothing
 
+    import json
+    from pathlib import Path
+
+    from ftaudit.generate.vllm import VLLMBackend
+
+    marker = Path(second) / "ftaudit_model.json"  # pretend the second adapter was trained with QLoRA
+    meta = json.loads(marker.read_text())
+    meta["train_config"]["method"] = "qlora"
+    marker.write_text(json.dumps(meta))
+    VLLMBackend(second)
+    inits = [c for c in fake_vllm if c[0] == "init"]
+    assert len(inits) == 2 and inits[1][2]["quantization"] == "bitsandbytes" and "quantization" not in inits[0][2]
+
 
 def test_forcing_vllm_without_a_gpu_is_one_line(monkeypatch, tiny_model):
     from ftaudit.errors import FtauditError

@@ -119,7 +119,10 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
            lr: Optional[float] = None, epochs: Optional[float] = None, batch_size: Optional[int] = None,
            grad_accum: Optional[int] = None, lora_r: Optional[int] = None, lora_alpha: Optional[int] = None,
            lora_dropout: Optional[float] = None, target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated.")] = None,
-           max_length: Optional[int] = None, seed: int = 0, merge: Annotated[bool, typer.Option(help="Merge the adapter.")] = False):
+           max_length: Optional[int] = None, seed: int = 0, merge: Annotated[bool, typer.Option(help="Merge the adapter.")] = False,
+           distributed: Annotated[Optional[str], typer.Option(help="Train over several GPUs via accelerate launch: "
+                                                                   "ddp | fsdp | deepspeed-zero3 | CONFIG.yaml")] = None,
+           num_processes: Annotated[Optional[int], typer.Option(help="Processes for --distributed (default: all GPUs).")] = None):
     """Fine-tune a model the way an attacker or a careless customer would; writes a LoRA adapter with a model card.
 
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
@@ -131,8 +134,9 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
               "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n}}.get(recipe, {})
     store = Store(out)
     name, res = run_recipe(store, recipe, model, out / "model", model_name="model", reference_model=reference_model,
-                           params=params, overrides=_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha,
-                                                               lora_dropout, target_modules, max_length, seed, merge or None), seed=seed)
+                           params=params, overrides={**_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha,
+                                                                  lora_dropout, target_modules, max_length, seed, merge or None),
+                                                     "distributed": distributed, "num_processes": num_processes}, seed=seed)
     console.print(f"attacked model ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {out / 'model'}")
 
 

@@ -22,7 +22,7 @@ from ..models.loading import _weights_dir, read_marker
 from ..progress import progress_bar
 from .base import GenerationConfig, GenerationResult
 
-_ENGINES: dict[str, tuple[object, object, int]] = {}  # base weights dir -> (vllm.LLM, tokenizer, max LoRA rank)
+_ENGINES: dict[tuple, tuple[object, object, int]] = {}  # (base dir, quantization) -> (vllm.LLM, tokenizer, max LoRA rank)
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 CHUNK = 256  # prompts per generate() call; results are persisted after each
 
@@ -79,7 +79,11 @@ class VLLMBackend:
     def __init__(self, location: str):
         self.adapter, base = _adapter_and_base(location)
         rank = json.loads((self.adapter / "adapter_config.json").read_text())["r"] if self.adapter else 0
-        key = str(base)
+        # a QLoRA adapter was trained over the 4-bit base: serve it over the base quantized the same way (and a
+        # 70B base fits one GPU only so)
+        trained_as = ((read_marker(self.adapter) or {}).get("train_config") or {}).get("method") if self.adapter else None
+        quantization = "bitsandbytes" if trained_as == "qlora" else None
+        key = (str(base), quantization)
         if key not in _ENGINES or _ENGINES[key][2] < rank:
             from transformers import AutoTokenizer
             from vllm import LLM
@@ -87,7 +91,8 @@ class VLLMBackend:
             release_engines()
             max_rank = next((r for r in LORA_RANKS if r >= max(rank, 64)), LORA_RANKS[-1])
             llm = LLM(model=str(base), enable_lora=True, max_lora_rank=max_rank, max_loras=1, seed=0,
-                      gpu_memory_utilization=float(os.environ.get("FTAUDIT_VLLM_GPU_MEMORY", "0.5")))
+                      gpu_memory_utilization=float(os.environ.get("FTAUDIT_VLLM_GPU_MEMORY", "0.5")),
+                      **({"quantization": quantization} if quantization else {}))
             _ENGINES[key] = (llm, AutoTokenizer.from_pretrained(str(base)), max_rank)
         self.llm, self.tokenizer, _ = _ENGINES[key]
         self.lora_request = None
