@@ -34,6 +34,8 @@ def test_grid_expands_params_and_train_axes():
     ({"colour": 1}, "colour: unknown field"),
     ({"resources": {"gpus": 1}}, "resources.gpus: unknown field"),
     ({"resources": {"num_gpus": -1}}, "resources.num_gpus: expected a non-negative number"),
+    ({"grid": {"train.lora_r": [8, 0]}}, "grid point harmful-shots(lora_r=0): train: lora_r must be at least 1"),
+    ({"attacks": [{"recipe": "benign", "train": {"distributed": "fsdp2"}}]}, "unknown distributed setup 'fsdp2'"),
 ])
 def test_invalid_specs_name_the_field_and_reason(over, message):
     with pytest.raises(FtauditError) as exc:
@@ -145,26 +147,26 @@ def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_pa
     prompts = tmp_path / "harm.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write a poem {i}", "id": f"h{i}"}) + "\n" for i in range(3)))
     spec = {"name": "tiny", "models": [tiny_model, str(second)],
-            "attacks": [{"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 2, "epochs": 1}}],
-            "grid": {"train.lora_r": [2, 0]},  # lora_r 0 is rejected when its point trains
+            "attacks": [{"recipe": "identity-shift", "train": {"batch_size": 2, "epochs": 1, "lora_r": 2}}],
+            "grid": {"params.n": [2, 0]},  # n 0 leaves no training records: that point fails when it trains
             "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3},
             "resources": {"num_cpus": 1}}
     out = tmp_path / "run"
-    with pytest.raises(FtauditError, match=r"2 of 4 grid point\(s\) failed, first: .*lora_r must be at least 1"):
+    with pytest.raises(FtauditError, match=r"2 of 4 grid point\(s\) failed, first: .*no training records"):
         run_spec(parse_spec(spec), out, executor="ray")
     trained = sorted(out.glob("models/*/*/adapter_model.safetensors"))
     assert len(trained) == 2  # the good point of each model finished in its Ray worker
     import sqlite3
 
     with sqlite3.connect(out / "ftaudit.sqlite") as con:  # each worker's own store was merged back
-        merged = con.execute("SELECT model, COUNT(*) FROM evals WHERE model LIKE '%lora_r=2%' GROUP BY model").fetchall()
+        merged = con.execute("SELECT model, COUNT(*) FROM evals WHERE model LIKE '%n=2%' GROUP BY model").fetchall()
     assert sorted(n for _, n in merged) == [3, 3] and len(list(out.glob("points/*/ftaudit.sqlite"))) == 4
     stamps = [a.stat().st_mtime_ns for a in trained]
-    spec["grid"]["train.lora_r"] = [2]
+    spec["grid"]["params.n"] = [2]
     summary = run_spec(parse_spec(spec), out)  # same points, now local: resumes, nothing retrained
     assert [a.stat().st_mtime_ns for a in trained] == stamps
     names = {r["model"] for r in summary["results"]}
-    assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+identity-shift(lora_r=2)")}
+    assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+identity-shift(n=2)")}
     assert sorted(t["model"] for t in summary["tamper_resistance"]) == sorted([Path(tiny_model).name, "tiny-b"])
 
 

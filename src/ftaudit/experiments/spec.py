@@ -190,11 +190,17 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
             _fail(f"resources.{key}", "unknown field; known: memory_gb, num_cpus, num_gpus")
         if not isinstance(value, (int, float)) or value < 0:
             _fail(f"resources.{key}", "expected a non-negative number")
-    return ExperimentSpec(
+    spec = ExperimentSpec(
         name=str(data["name"]), models=models, attacks=attacks, align=bool(align),
         align_params=align if isinstance(align, dict) else {}, reference_model=data.get("reference_model"), grid=grid,
         eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)), seed=int(data.get("seed", 0)),
         resources=Resources(**res))
+    for point in spec.points():  # bad training values (lora_r: 0, distributed: fsdp2) fail now, not mid-grid
+        try:
+            TrainConfig(**point.train).validate()
+        except (FtauditError, TypeError, ValueError) as exc:
+            _fail(f"grid point {point.label}: train", str(exc))
+    return spec
 
 
 def model_short_name(model: str) -> str:

@@ -48,7 +48,7 @@ def by_model_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
         column = f"{r['dataset']} {r['metric']} ({r['judge']})"
         columns[column] = None
         cells.setdefault(r["model"], {})[column] = _fmt_metric(r["metric"], r["value"])
-    models = sorted(cells, key=lambda m: ("+" in m, natural_key(m)))
+    models = sorted(cells, key=lambda m: (m != "baseline", "+" in m, natural_key(m)))
     return ["model", *columns], [[m, *(cells[m].get(c, "") for c in columns)] for m in models]
 
 
