@@ -48,8 +48,9 @@ def launch_command(cfg: TrainConfig, out_dir: Path) -> list[str]:
 
     n = cfg.num_processes or torch.cuda.device_count()
     if not n:
-        raise FtauditError(f"distributed training ('{cfg.distributed}') needs GPUs and none is visible; "
-                           "set train.num_processes to run processes on CPU, or drop train.distributed")
+        raise FtauditError(f"distributed training ('{cfg.distributed}') needs GPUs and none is visible; drop "
+                           "train.distributed (--distributed), or for a CPU check use ddp with train.num_processes "
+                           "(--num-processes)")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(cfg.distributed)),
            "--num_processes", str(n)]
     if cfg.distributed == "deepspeed-zero3":
