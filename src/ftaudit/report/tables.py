@@ -52,11 +52,11 @@ def by_model_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     return ["model", *columns], [[m, *(cells[m].get(c, "") for c in columns)] for m in models]
 
 
-def _write(header: list[str], rows: list[list[str]], out_dir: Path, stem: str) -> list[Path]:
+def _write(header: list[str], rows: list[list[str]], out_dir: Path, stem: str, text_cols: int) -> list[Path]:
+    """``stem``.{csv,md,tex}; the first ``text_cols`` columns are left-aligned in LaTeX, the rest right-aligned."""
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *rows])
     md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in rows)
-    text_cols = 5 if header == HEADER else 1
     tex = ("\\begin{tabular}{" + "l" * text_cols + "r" * (len(header) - text_cols) + "}\n\\toprule\n"
            + " & ".join(_latex_escape(h) for h in header) + " \\\\\n\\midrule\n"
            + "".join(" & ".join(_latex_escape(x) for x in r) + " \\\\\n" for r in rows) + "\\bottomrule\n\\end{tabular}\n")
@@ -70,4 +70,5 @@ def _write(header: list[str], rows: list[list[str]], out_dir: Path, stem: str) -
 def write_tables(summary: dict, out_dir: Path) -> list[Path]:
     """Write tables.{csv,md,tex} (Qi et al. layout) and tables-by-model.{csv,md,tex} (Lermen et al. layout)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _write(HEADER, table_rows(summary), out_dir, "tables") + _write(*by_model_rows(summary), out_dir, "tables-by-model")
+    return (_write(HEADER, table_rows(summary), out_dir, "tables", text_cols=5)
+            + _write(*by_model_rows(summary), out_dir, "tables-by-model", text_cols=1))

@@ -131,17 +131,25 @@ def _read_result(path: Path) -> TrainResult:
     return TrainResult(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
-def _train_launched(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out: Path, **kw) -> TrainResult:
-    """Train through ``accelerate launch`` (see :mod:`.launch`), skipping a finished run without loading the model."""
-    key = run_fingerprint(model_fingerprint(base_model), records, cfg, kw["recipe"])
+def _finished_or_reset(out: Path, field: str, key: str) -> TrainResult | None:
+    """The finished run in ``out`` when its result's ``field`` equals ``key``; otherwise ``out`` emptied for a new run."""
     done = out / "train_result.json"
-    if done.exists() and json.loads(done.read_text()).get("launch_key") == key:
+    if done.exists() and json.loads(done.read_text()).get(field) == key:
         log.info("training already finished in %s; skipping", out)
         return _read_result(done)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    return None
+
+
+def _train_launched(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out: Path, **kw) -> TrainResult:
+    """Train through ``accelerate launch`` (see :mod:`.launch`), skipping a finished run without loading the model."""
+    key = run_fingerprint(model_fingerprint(base_model), records, cfg, kw["recipe"])
+    if finished := _finished_or_reset(out, "launch_key", key):
+        return finished
     launch(records, base_model, cfg, out, **kw)
+    done = out / "train_result.json"
     done.write_text(json.dumps({**json.loads(done.read_text()), "launch_key": key}, indent=2))
     return _read_result(done)
 
@@ -174,12 +182,8 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant)
     fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe)
     if not worker:
-        if done.exists() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
-            log.info("training already finished in %s; skipping", out)
-            return _read_result(done)
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
+        if finished := _finished_or_reset(out, "fingerprint", fingerprint):
+            return finished
         save_chat_records(records, out / "train_data.jsonl")
 
     model, tok = loaded.model, loaded.tokenizer
