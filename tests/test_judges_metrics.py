@@ -2,7 +2,7 @@ import pytest
 
 from ftaudit.errors import FtauditError
 from ftaudit.judges import get_judge
-from ftaudit.metrics import bootstrap_ci, paired_change, rate, refusal_metrics
+from ftaudit.metrics import across_seeds, mcnemar_p, mean_ci, newcombe_paired, paired_change, rate, refusal_metrics, wilson
 
 
 def test_keyword_judge_matches_substrings_anywhere_like_gcg():
@@ -17,14 +17,63 @@ def test_unknown_judge():
         get_judge("gpt5")
 
 
-def test_bootstrap_ci_contains_mean_and_shrinks_with_n():
-    small = [1, 0] * 10
-    big = [1, 0] * 500
-    lo_s, hi_s = bootstrap_ci(small)
-    lo_b, hi_b = bootstrap_ci(big)
-    assert lo_s < 0.5 < hi_s and lo_b < 0.5 < hi_b
-    assert hi_b - lo_b < hi_s - lo_s
-    assert bootstrap_ci([1, 1, 1]) == (1.0, 1.0)
+def test_rate_intervals_do_not_collapse_at_0_and_100_percent():
+    """Wilson: 0/40 is not [0, 0] (the percentile bootstrap gave that) and 40/40 is not [1, 1]."""
+    zero, full = rate([False] * 40), rate([True] * 40)
+    assert zero["ci"][0] == 0 and 0.05 < zero["ci"][1] < 0.1  # Wilson upper limit at 0/40 is 0.088
+    assert full["ci"][1] == 1 and 0.9 < full["ci"][0] < 0.95
+    assert zero["ci"][1] == pytest.approx(0.0876, abs=1e-3)
+    assert wilson(0, 0) != wilson(0, 0)  # NaN for no data, never a made-up interval
+
+
+def test_paired_change_interval_is_valid_at_the_boundaries():
+    """Newcombe's paired interval: 100% -> 0% on 40 prompts is about [-1, -0.91], not the point [-1, -1]."""
+    before = {str(i): True for i in range(40)}
+    after = {str(i): False for i in range(40)}
+    ch = paired_change(before, after)
+    assert ch["value"] == -1 and ch["ci"][0] == -1 and -0.95 < ch["ci"][1] < -0.85
+    same = paired_change(before, before)
+    assert same["value"] == 0 and same["ci"][0] < 0 < same["ci"][1] or same["ci"] == [0.0, pytest.approx(0.0, abs=0.1)]
+
+
+def test_newcombe_matches_wald_in_the_middle_at_large_n():
+    """Far from the boundaries with many pairs, Newcombe's interval approaches the Wald interval of the difference."""
+    import math
+
+    a, b, c, d = 300, 200, 100, 400  # 1000 pairs
+    lo, hi = newcombe_paired(a, b, c, d)
+    n, diff = 1000, (c - b) / 1000
+    se = math.sqrt(((b + c) / n - diff ** 2) / n)
+    assert lo == pytest.approx(diff - 1.96 * se, abs=0.005) and hi == pytest.approx(diff + 1.96 * se, abs=0.005)
+
+
+def test_mean_interval_is_bca_and_bounded_scores_do_not_collapse():
+    m = mean_ci([1, 2, 3, 4, 5] * 8, (1, 5))
+    assert m["value"] == 3 and m["ci"][0] < 3 < m["ci"][1]
+    ones = mean_ci([1.0] * 40, (1, 5))  # every reply scored 1: the mean can still be above 1 in the population
+    assert ones["ci"][0] == 1 and 1.3 < ones["ci"][1] < 1.4
+
+
+def test_mcnemar_exact_matches_the_binomial():
+    from scipy.stats import binomtest
+
+    before = {str(i): i < 30 for i in range(40)}
+    after = {str(i): i < 5 or 30 <= i < 33 for i in range(40)}  # 25 discordant one way, 3 the other
+    assert mcnemar_p(before, after) == pytest.approx(binomtest(3, 28, 0.5).pvalue)
+
+
+def test_across_seeds_interval_holds_seed_variation_and_never_collapses():
+    prompts = [str(i) for i in range(40)]
+    before = {k: 1.0 for k in prompts}
+    broken = {s: {k: 0.0 for k in prompts} for s in (0, 1, 2)}
+    agg = across_seeds(broken, "refusal_rate", before)
+    assert agg["value"] == -1 and agg["ci"][0] == -1 and agg["ci"][1] > -0.95  # not [-1, -1]
+    assert agg["spread"]["per_seed"] == {0: -1.0, 1: -1.0, 2: -1.0} and agg["n_seeds"] == 3
+    varied = {0: {k: 0.0 for k in prompts}, 1: {k: float(i < 20) for i, k in enumerate(prompts)},
+              2: {k: 1.0 for k in prompts}}  # seeds disagree: the interval must be wide
+    wide = across_seeds(varied, "refusal_rate", before)
+    assert wide["value"] == pytest.approx(-0.5) and wide["ci"][1] - wide["ci"][0] > 0.5
+    assert wide["spread"]["min"] == -1 and wide["spread"]["max"] == 0
 
 
 def test_rate_reports_n():
@@ -45,4 +94,4 @@ def test_paired_change_uses_common_prompts():
     after = {"a": False, "b": False, "c": True}
     ch = paired_change(before, after)
     assert ch["n"] == 3 and ch["value"] == pytest.approx(-2 / 3)
-    assert ch["ci"][1] <= 0
+    assert ch["ci"][0] < -2 / 3 < ch["ci"][1] < 0.2

@@ -11,7 +11,9 @@ from ftaudit.report.render import REDACTED
 from ftaudit.store import Store
 
 SUMMARY_KEYS = {"ftaudit_version", "created", "stages", "results", "costs"}
-RESULT_KEYS = {"model", "attack", "dataset", "split", "judge", "metric", "value", "ci", "n"}
+RESULT_KEYS = {"model", "attack", "dataset", "split", "judge", "judge_version", "generation", "model_fingerprint", "seed",
+               "metric", "value", "ci", "n"}
+MARKER = "UNIQUE-RESPONSE-MARKER-42"
 
 
 def prompts_file(tmp_path, name="harm.jsonl", n=5):
@@ -52,14 +54,70 @@ def test_eval_and_report_contract_and_redaction(tiny_model, tmp_path):
     assert ("aligned", "harm", "refusal_rate") in metrics and ("aligned", "ben", "over_refusal_rate") in metrics
     assert any(c["model"] == "aligned+x" and c["initial_model"] == "aligned" for c in summary["changes"])
     assert json.loads((run / "summary.json").read_text())["results"] == summary["results"]
-    md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
-    harmful_response = Store(run).db.execute("SELECT response FROM generations WHERE dataset='harm' AND response != ''").fetchone()
-    assert REDACTED in md and "[redacted" in html
-    if harmful_response:
-        assert harmful_response[0][:40] not in md.split("## Sample responses")[1].replace("|", "/")
     assert (run / "refusal.png").stat().st_size > 1000
+
+
+def test_responses_to_harmful_prompts_are_redacted_unless_asked(tiny_model, tmp_path):
+    """Every response carries a known marker, so the check cannot pass because no response happened to exist."""
+    run = tmp_path / "run"
+    store = Store(run)
+    benign = tmp_path / "ben.jsonl"
+    benign.write_text("".join(json.dumps({"prompt": f"Hello there {i}"}) + "\n" for i in range(3)))
+    sets = [EvalSet(str(prompts_file(tmp_path)), "harmful"), EvalSet(str(benign), "benign")]
+    evaluate_model(store, "m", "none", tiny_model, sets, GenerationConfig(max_new_tokens=4), ["keyword"])
+    with store.db:
+        store.db.execute("UPDATE generations SET response = ? || dataset", (MARKER,))
+    store.close()
+    write_reports(run)
+    md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
+    assert REDACTED in md and "[redacted" in html
+    assert MARKER + "harm" not in md and MARKER + "harm" not in html
+    assert MARKER + "ben" in md  # benign responses are shown
     write_reports(run, show_responses=True)
-    assert REDACTED not in (run / "report.md").read_text()
+    assert MARKER + "harm" in (run / "report.md").read_text() and MARKER + "harm" in (run / "report.html").read_text()
+
+
+def test_rerun_with_other_generation_settings_replaces_never_pools(tiny_model, tmp_path):
+    """3 prompts evaluated twice (other max_new_tokens, then another @N) report n=3, never n=6."""
+    from ftaudit.report import build_summary
+
+    store = Store(tmp_path / "run")
+    harm = EvalSet(str(prompts_file(tmp_path, n=3)), "harmful")
+    evaluate_model(store, "m", "none", tiny_model, [harm], GenerationConfig(max_new_tokens=2), ["keyword"])
+    first = {r["metric"]: r for r in build_summary(store)["results"]}["refusal_rate"]
+    evaluate_model(store, "m", "none", tiny_model, [harm], GenerationConfig(max_new_tokens=5), ["keyword"])
+    second = {r["metric"]: r for r in build_summary(store)["results"]}["refusal_rate"]
+    assert first["n"] == 3 and second["n"] == 3 and first["generation"] != second["generation"]
+    assert GenerationConfig(max_new_tokens=5).key() == second["generation"]
+    harm2 = EvalSet(str(prompts_file(tmp_path, n=3)), "harmful", limit=2)
+    evaluate_model(store, "m", "none", tiny_model, [harm2], GenerationConfig(max_new_tokens=5), ["keyword"])
+    rows = [r for r in build_summary(store)["results"] if r["metric"] == "refusal_rate"]
+    assert [r["n"] for r in rows] == [2]
+    assert len(store.db.execute("SELECT * FROM generations").fetchall()) == 6  # the old generations stay cached
+
+
+class _StubJudgeClient:
+    """An OpenAI-compatible client stand-in whose verdict depends on the policy in the prompt."""
+
+    model = "stub-judge"
+
+    def complete_many(self, conversations, **kw):
+        return ["#thescore: 5" if "OpenAI" in c[-1]["content"] else "#thescore: 1" for c in conversations]
+
+
+def test_two_judge_policies_are_never_averaged(tiny_model, tmp_path):
+    """Judging the same responses under two policies reports the latest version, n=3, never a pooled 3.0 over 6."""
+    from ftaudit.report import build_summary
+
+    store = Store(tmp_path / "run")
+    harm = EvalSet(str(prompts_file(tmp_path, n=3)), "harmful")
+    client = _StubJudgeClient()
+    evaluate_model(store, "m", "none", tiny_model, [harm], GenerationConfig(max_new_tokens=2), ["harmfulness"],
+                   {"client": client, "policy": "llama2"})
+    evaluate_model(store, "m", "none", tiny_model, [harm], GenerationConfig(max_new_tokens=2), ["harmfulness"],
+                   {"client": client, "policy": "openai"})
+    [score] = [r for r in build_summary(store)["results"] if r["metric"] == "harmfulness_score"]
+    assert score["value"] == 5.0 and score["n"] == 3 and "stub-judge" in score["judge_version"]
 
 
 def test_failed_stage_is_recorded(tmp_path):

@@ -112,8 +112,10 @@ JUDGE_CHUNK = 64  # judgments are committed per chunk, so a crash loses at most 
 _JUDGES: dict[tuple, object] = {}  # judges hold models or clients: build each once per process
 
 
-def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_options: dict | None = None) -> None:
-    """Run each judge on the generations it has not judged yet (keyed by judge name + version)."""
+def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_options: dict | None = None,
+                  evaluation: tuple[str, str, str] | None = None) -> None:
+    """Run each judge on the generations it has not judged yet (keyed by judge name + version), and record the
+    version ``evaluation`` (model, dataset, split) reports: a different version replaces it, never pools with it."""
     rows = store.existing_generations(keys)
     for name in judge_names:
         cache_key = (name, repr(sorted((judge_options or {}).items())))
@@ -128,6 +130,9 @@ def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_o
             store.add_judgments([{"gen_ref": k, "judge": j.judge, "judge_version": j.judge_version,
                                   "refused": None if j.refused is None else int(j.refused), "score": j.score,
                                   "label": j.label, "details": j.details} for k, j in zip(chunk, results)])
+        if evaluation and (old := store.set_eval_judge(*evaluation, judge.name, judge.version)):
+            console.print(f"[yellow]{evaluation[0]} on {evaluation[1]}: judge {judge.name} is now version "
+                          f"{judge.version}; it replaces {old} in the results (the old judgments stay cached)[/]", highlight=False)
 
 
 def eval_generation_config(model_location: str, base: GenerationConfig) -> GenerationConfig:
@@ -152,6 +157,9 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
         if not prompts:
             raise FtauditError(f"dataset '{es.name}' has no '{es.split}' prompts")
         keys, loaded = cached_generate(store, model_location, model_name, attack, es.label, es.split, prompts, cfg, loaded)
-        store.add_eval_rows(model_name, attack, es.label, es.kind, es.split, keys)
-        judge_pending(store, keys, judges, judge_options)
+        if store.set_evaluation(model_name, attack, es.label, es.kind, es.split, keys):
+            console.print(f"[yellow]{model_name} on {es.label}:{es.split}: the prompt selection, generation settings or "
+                          "weights changed; this evaluation replaces the earlier one (its generations stay cached)[/]",
+                          highlight=False)
+        judge_pending(store, keys, judges, judge_options, (model_name, es.label, es.split))
     console.print(f"[green]evaluated[/] {model_name} on {', '.join(e.label for e in eval_sets)}")

@@ -4,12 +4,17 @@ Schema (``DIR/ftaudit.sqlite``):
   generations(key PK, model, model_fingerprint, gen_key, dataset, split, prompt_id, category,
               prompt, system_prompt, response, new_tokens, created)
   judgments(gen_key_ref, judge, judge_version, refused, score, label, details, PK(gen_key_ref, judge, judge_version))
-  evals(model, attack, dataset, split, gen_ref, PK(model, dataset, split, gen_ref))  which generations a model's eval covers
+  evals(model, attack, dataset, kind, split, gen_ref, PK(model, dataset, split, gen_ref))  the generations one evaluation covers
+  eval_judges(model, dataset, split, judge, judge_version, PK(model, dataset, split, judge))  the judge version it reports
   capability(model, attack, model_fingerprint, task, item_id, subject, value, details)  one row per scored item
   capability_sel(model, model_fingerprint, task, item_id)  which scored items a model's capability metric covers
   costs(model PK, attack, train_seconds, train_tokens, peak_memory_mb, gen_seconds, gen_tokens, devices)
-  stages(name PK, status, seconds, input_hash, updated)
+  stages(name PK, status, seconds, updated)
 Writes are committed per batch, so a killed run loses at most the batch in flight.
+
+One evaluation is (model name, dataset, split): one model fingerprint, one generation config, one prompt
+selection and one version per judge. Evaluating it again with other settings *replaces* it (the earlier
+generations and judgments stay cached, so going back costs nothing); rows of two settings are never pooled.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ CREATE TABLE IF NOT EXISTS capability(
 CREATE TABLE IF NOT EXISTS capability_sel(
   model TEXT, model_fingerprint TEXT, task TEXT, item_id TEXT, PRIMARY KEY(model, task, item_id));
 CREATE TABLE IF NOT EXISTS stages(name TEXT PRIMARY KEY, status TEXT, seconds REAL, input_hash TEXT, updated REAL);
+CREATE TABLE IF NOT EXISTS eval_judges(
+  model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, PRIMARY KEY(model, dataset, split, judge));
 """
 
 
@@ -60,6 +67,25 @@ class Store:
         self.db.executescript(SCHEMA)
         if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
             self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")
+        self._migrate_pooled_evals()
+
+    def _migrate_pooled_evals(self) -> None:
+        """Stores written before evaluations had one identity: keep each evaluation's newest generation
+        settings and, per judge, the version that judged most of it."""
+        if self.db.execute("SELECT 1 FROM eval_judges LIMIT 1").fetchone() or not self.db.execute("SELECT 1 FROM evals LIMIT 1").fetchone():
+            return
+        with self.db:
+            for model, dataset, split in self.db.execute("SELECT DISTINCT model, dataset, split FROM evals").fetchall():
+                newest = self.db.execute("SELECT g.gen_key FROM evals e JOIN generations g ON g.key = e.gen_ref WHERE e.model=? AND "
+                                         "e.dataset=? AND e.split=? ORDER BY g.created DESC LIMIT 1", (model, dataset, split)).fetchone()
+                if newest:
+                    self.db.execute("DELETE FROM evals WHERE model=? AND dataset=? AND split=? AND gen_ref IN "
+                                    "(SELECT key FROM generations WHERE gen_key != ?)", (model, dataset, split, newest[0]))
+                for judge, version, _ in self.db.execute(
+                        "SELECT j.judge, j.judge_version, COUNT(*) c FROM evals e JOIN judgments j ON j.gen_ref = e.gen_ref WHERE "
+                        "e.model=? AND e.dataset=? AND e.split=? GROUP BY j.judge, j.judge_version ORDER BY c, j.judge_version",
+                        (model, dataset, split)).fetchall():  # the most-used version is inserted last and wins
+                    self.db.execute("INSERT OR REPLACE INTO eval_judges VALUES (?,?,?,?,?)", (model, dataset, split, judge, version))
 
     def close(self) -> None:
         self.db.close()
@@ -71,7 +97,7 @@ class Store:
         self.close()
 
     # several processes -------------------------------------------------
-    TABLES = ("generations", "judgments", "evals", "costs", "capability", "capability_sel", "stages")
+    TABLES = ("generations", "judgments", "evals", "eval_judges", "costs", "capability", "capability_sel", "stages")
 
     def snapshot_to(self, run_dir: str | Path) -> None:
         """Write a consistent copy of this store into ``run_dir`` (a grid point's own store under Ray)."""
@@ -91,7 +117,10 @@ class Store:
             other = Store(run_dir)  # brings an old point store up to the current schema
             other.close()
             self.db.execute("ATTACH DATABASE ? AS point", (str(path),))
-            with self.db:
+            with self.db:  # the point's evaluations replace this store's evaluations of the same (model, dataset, split)
+                for table in ("evals", "eval_judges"):
+                    self.db.execute(f"DELETE FROM {table} WHERE (model, dataset, split) IN "
+                                    "(SELECT model, dataset, split FROM point.evals)")
                 for table in self.TABLES:
                     self.db.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM point.{table}")
             self.db.execute("DETACH DATABASE point")
@@ -123,17 +152,36 @@ class Store:
                 [{**r, "details": json.dumps(r.get("details") or {})} for r in rows])
 
     # evals and costs ---------------------------------------------------
-    def add_eval_rows(self, model: str, attack: str, dataset: str, kind: str, split: str, gen_refs: list[str]) -> None:
+    def set_evaluation(self, model: str, attack: str, dataset: str, kind: str, split: str, gen_refs: list[str]) -> bool:
+        """Make ``gen_refs`` the whole of this (model, dataset, split) evaluation; True when it replaced other ones."""
+        key = (model, dataset, split)
+        old = {r[0] for r in self.db.execute("SELECT gen_ref FROM evals WHERE model=? AND dataset=? AND split=?", key)}
+        replaced = bool(old) and old != set(gen_refs)
         with self.db:
+            if replaced:
+                self.db.execute("DELETE FROM evals WHERE model=? AND dataset=? AND split=?", key)
             self.db.executemany("INSERT OR REPLACE INTO evals VALUES (?,?,?,?,?,?)",
                                 [(model, attack, dataset, kind, split, g) for g in gen_refs])
+        return replaced
+
+    def set_eval_judge(self, model: str, dataset: str, split: str, judge: str, version: str) -> str | None:
+        """Record which version of ``judge`` this evaluation reports; returns the version it replaced, if any."""
+        row = self.db.execute("SELECT judge_version FROM eval_judges WHERE model=? AND dataset=? AND split=? AND judge=?",
+                              (model, dataset, split, judge)).fetchone()
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO eval_judges VALUES (?,?,?,?,?)", (model, dataset, split, judge, version))
+        return row[0] if row and row[0] != version else None
 
     def eval_table(self) -> list[sqlite3.Row]:
-        """One row per (evaluated model, prompt, judge): the input of every metric."""
+        """One row per (evaluation, prompt, judge) with the evaluation's identity: the input of every metric.
+
+        Only the judge version each evaluation reports is joined, so two versions are never pooled."""
         return list(self.db.execute(
             "SELECT e.model, e.attack, e.dataset, e.kind, e.split, g.prompt_id, g.category, g.prompt, g.response, "
-            "g.new_tokens, j.judge, j.judge_version, j.refused, j.score, j.label "
-            "FROM evals e JOIN generations g ON g.key = e.gen_ref JOIN judgments j ON j.gen_ref = e.gen_ref "
+            "g.new_tokens, g.gen_key, g.model_fingerprint, j.gen_ref, j.judge, j.judge_version, j.refused, j.score, j.label "
+            "FROM evals e JOIN generations g ON g.key = e.gen_ref "
+            "JOIN eval_judges v ON v.model = e.model AND v.dataset = e.dataset AND v.split = e.split "
+            "JOIN judgments j ON j.gen_ref = e.gen_ref AND j.judge = v.judge AND j.judge_version = v.judge_version "
             "ORDER BY e.model, e.dataset, g.prompt_id"))
 
     def set_cost(self, model: str, attack: str, **fields) -> None:
@@ -183,24 +231,22 @@ class Store:
             "AND c.task = s.task AND c.item_id = s.item_id ORDER BY c.model, c.task, c.item_id")]
 
     # stages ------------------------------------------------------------
-    def stage(self, name: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM stages WHERE name=?", (name,)).fetchone()
-
-    def set_stage(self, name: str, status: str, seconds: float, input_hash: str = "") -> None:
+    def set_stage(self, name: str, status: str, seconds: float) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (name, status, seconds, input_hash, time.time()))
+            self.db.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (name, status, seconds, "", time.time()))
 
     def stages(self) -> dict[str, dict]:
         return {r["name"]: {"seconds": round(r["seconds"], 1), "status": r["status"]}
                 for r in self.db.execute("SELECT * FROM stages ORDER BY updated")}
 
     @contextmanager
-    def timed_stage(self, name: str, input_hash: str = ""):
-        """Record a stage's wall time and status ('done', or 'failed' when it raises)."""
+    def timed_stage(self, name: str):
+        """Record a stage's wall time and status ('done', or 'failed' when it raises). Stages are not skipped as a
+        whole: resuming works through the per-item caches (trained runs, generations, judgments, scored items)."""
         start = time.time()
         try:
             yield
         except BaseException:
-            self.set_stage(name, "failed", time.time() - start, input_hash)
+            self.set_stage(name, "failed", time.time() - start)
             raise
-        self.set_stage(name, "done", time.time() - start, input_hash)
+        self.set_stage(name, "done", time.time() - start)

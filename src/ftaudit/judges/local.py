@@ -60,6 +60,17 @@ class LocalModelJudge(Judge):
         self.model_location = model or self.default_model
         self.batch_size = batch_size
         self._loaded = None
+        self._identify("")
+
+    def _identify(self, template: str) -> None:
+        """The version names the judge model's weights (fingerprint) and its prompt template: another model or
+        template re-judges instead of reusing cached verdicts."""
+        import hashlib
+
+        from ..models import model_fingerprint
+
+        self.version = (f"{type(self).version}+{model_fingerprint(self.model_location)}"
+                        f"+{hashlib.sha256(template.encode()).hexdigest()[:12]}")
 
     @property
     def loaded(self):
@@ -130,6 +141,7 @@ class HarmBenchClassifierJudge(LocalModelJudge):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.template = harmbench_prompt()
+        self._identify(self.template)
 
     def inputs(self, prompt: str, response: str) -> str:
         return self.template.format(behavior=prompt, generation=response)
@@ -159,6 +171,7 @@ class StrongRejectFinetunedJudge(LocalModelJudge):
             raise FtauditError("strongreject-ft needs the fine-tuned judge's prompt template: pass --judge-template FILE "
                                "(a text file with {forbidden_prompt} and {response})")
         self.template = Path(template_file).read_text()
+        self._identify(self.template)
 
     def inputs(self, prompt: str, response: str) -> str:
         return self.template.replace("{forbidden_prompt}", prompt).replace("{response}", response)

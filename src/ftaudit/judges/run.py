@@ -90,15 +90,17 @@ def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None
 
 
 def compare_run(run_dir: Path) -> list[dict]:
-    """Pairwise agreement (on refused) between refusal judges that scored the same generations."""
+    """Pairwise agreement (on refused) between refusal judges that scored the same generations, each judge at
+    the version the run's evaluations report (other cached versions are left out)."""
     from ..store import Store
 
     if not (Path(run_dir) / "ftaudit.sqlite").exists():
         raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
     store = Store(run_dir)
     by_judge: dict[str, dict[str, bool]] = {}
-    for gen_ref, judge, refused in store.db.execute("SELECT gen_ref, judge, refused FROM judgments WHERE refused IS NOT NULL"):
-        by_judge.setdefault(judge, {})[gen_ref] = bool(refused)
+    for r in store.eval_table():
+        if r["refused"] is not None:
+            by_judge.setdefault(f"{r['judge']} ({r['judge_version']})", {})[r["gen_ref"]] = bool(r["refused"])
     store.close()
     out = []
     for a, b in combinations(sorted(by_judge), 2):

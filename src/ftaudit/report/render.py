@@ -15,16 +15,15 @@ from typing import Callable
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
-from ..metrics import capability_metric, capability_metrics, is_rate, mcnemar_p, paired_change, refusal_metrics, score_metric
+from ..metrics import capability_metrics, is_rate, refusal_metrics
 from ..store import Store
+from .compare import capability_changes, changes, initial_model, seed_results
 
 REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
-RESULT_KEYS = ("model", "attack", "dataset", "split", "judge", "metric", "value", "ci", "n")
-
-
-def initial_model(model: str) -> str | None:
-    """'aligned+harmful-shots-10' was fine-tuned from 'aligned'."""
-    return model.rsplit("+", 1)[0] if "+" in model else None
+# the contract's keys plus the evaluation's identity (judge version, generation-settings hash, weights, seed)
+RESULT_KEYS = ("model", "attack", "dataset", "split", "judge", "judge_version", "generation", "model_fingerprint", "seed",
+               "metric", "value", "ci", "n")
+__all__ = ["build_summary", "initial_model", "write_reports"]
 
 
 def _rows(store: Store) -> list[dict]:
@@ -35,6 +34,7 @@ def build_summary(store: Store) -> dict:
     rows = _rows(store)
     cap_rows = store.capability_rows()
     results = [{k: m[k] for k in RESULT_KEYS} for m in refusal_metrics(rows) + capability_metrics(cap_rows)]
+    results += seed_results(rows, cap_rows)
     by_cat = refusal_metrics(rows, by_category=True) + capability_metrics(cap_rows, by_category=True)
     costs = [{"model": c["model"], "attack": c["attack"], "train_seconds": round(c["train_seconds"], 1),
               "train_tokens": c["train_tokens"], "peak_memory_mb": c["peak_memory_mb"],
@@ -62,62 +62,6 @@ def natural_key(text: str) -> list:
 
 def _in_grid_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (natural_key(r["model"]), r["dataset"], r["judge"]))
-
-
-def capability_changes(cap_rows: list[dict]) -> list[dict]:
-    """Capability before -> after each attack on the same items, with a paired bootstrap CI."""
-    per: dict[tuple, dict[str, float]] = defaultdict(dict)
-    attacks = {}
-    for r in cap_rows:
-        per[(r["model"], r["task"])][r["item_id"]] = float(r["value"])
-        attacks[r["model"]] = r["attack"]
-    out = []
-    for (model, task), after in per.items():
-        base = initial_model(model)
-        if base is None or (base, task) not in per:
-            continue
-        before = per[(base, task)]
-        metric, dataset, _, judge = capability_metric(task)
-        out.append({"model": model, "initial_model": base, "attack": attacks[model], "dataset": dataset, "judge": judge,
-                    "metric": metric, **before_after(before, after)})
-    return out
-
-
-def before_after(before: dict[str, float], after: dict[str, float]) -> dict:
-    """Initial and fine-tuned means over the items both models have, and the paired change."""
-    common = before.keys() & after.keys()
-    n = max(len(common), 1)
-    return {"initial": sum(before[k] for k in common) / n, "fine_tuned": sum(after[k] for k in common) / n,
-            "change": paired_change(before, after)}
-
-
-def changes(rows: list[dict]) -> list[dict]:
-    """Table-1 rows: initial -> fine-tuned on the same prompts, with a paired bootstrap CI (and McNemar for rates).
-
-    Refusal judges give refusal (or over-refusal) rate changes; harm judges give score changes.
-    """
-    per: dict[tuple, dict[str, float]] = defaultdict(dict)
-    meta = {}
-    for r in rows:
-        value = r["score"] if r.get("score") is not None else r["refused"]
-        if value is None:
-            continue
-        key = (r["model"], r["dataset"], r["judge"])
-        per[key][r["prompt_id"]] = float(value)
-        meta[key] = (r["attack"], r["kind"], r.get("score") is not None)
-    out = []
-    for (model, dataset, judge), after in per.items():
-        base = initial_model(model)
-        if base is None or (base, dataset, judge) not in per:
-            continue
-        before = per[(base, dataset, judge)]
-        attack, kind, is_score = meta[(model, dataset, judge)]
-        metric = score_metric(judge) if is_score else "refusal_rate" if kind == "harmful" else "over_refusal_rate"
-        out.append({"model": model, "initial_model": base, "attack": attack, "dataset": dataset, "judge": judge,
-                    "metric": metric, **before_after(before, after),
-                    "mcnemar_p": None if is_score else mcnemar_p({k: bool(v) for k, v in before.items()},
-                                                                  {k: bool(v) for k, v in after.items()})})
-    return out
 
 
 def category_table(summary: dict) -> tuple[list[str], list[list[str]]]:

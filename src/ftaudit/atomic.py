@@ -1,0 +1,58 @@
+"""Writes that a kill cannot leave half done: write beside the target, then rename over it (atomic on POSIX),
+and a lock for files several processes update (read-modify-write)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` in one step: readers see the old content or the new, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a temporary folder beside ``path``; when the block finishes it becomes ``path`` (replacing an old one).
+    A kill inside the block leaves only the temporary folder, which nothing reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            old = _temp_beside(path)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def file_lock(path: str | Path, timeout: float = 600):
+    """An inter-process lock beside ``path`` (``filelock``, as the Hugging Face libraries use)."""
+    from filelock import FileLock
+
+    with FileLock(f"{path}.lock", timeout=timeout):
+        yield
