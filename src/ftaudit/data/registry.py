@@ -1,11 +1,11 @@
 """Named datasets, each with a fixed, documented train/eval split.
 
-Split rule (``hash``, the default): a prompt is in ``train`` when the first 8 hex digits of
-sha256(normalized text) mod 100 fall below 50, else in ``eval``.  Because the rule looks
-only at the text, a prompt shared by two datasets lands in the same split in both, so a
-prompt used for training (safety training or an attack) never appears in any eval split.
-Other rules: ``official`` (the publisher's own split files) and ``field`` (a ``split``
-column in the file, used by ftaudit's own benign set); ``eval-only`` datasets have no train split.
+Splits are decided per near-duplicate group across *all* offline named datasets (see :mod:`.splits`): a prompt
+and its paraphrases (word-set Jaccard >= 0.6) in any dataset share one split, so no eval prompt has a
+near-duplicate in any train split. Within that, each dataset's rule pins its prompts: ``hash`` (the default:
+the group's hash decides), ``official`` (the publisher's own split files), ``field`` (a ``split`` column, used by
+ftaudit's own benign set) and ``eval-only`` (no train split). Train-pinned prompts whose group also holds an
+eval-pinned prompt are held back (split ``held-back``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import yaml
 
 from ..errors import FtauditError
 from ..sources import resolve
-from .records import PromptRecord, text_hash
+from .records import PromptRecord
+from .splits import HELD_BACK, assign_splits, hash_split  # noqa: F401  (hash_split: the rule for ungrouped text)
 
-TRAIN_PERCENT = 50
 BUILTIN = Path(__file__).parent / "builtin"
 
 
@@ -48,29 +48,57 @@ def register_dataset(name: str, kind: str, description: str, split_rule: str = "
     return wrap
 
 
-def hash_split(text: str) -> str:
-    return "train" if int(text_hash(text)[:8], 16) % 100 < TRAIN_PERCENT else "eval"
-
-
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise FtauditError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
     return DATASETS[name]
 
 
+def _pin(spec: DatasetSpec, record: PromptRecord) -> str | None:
+    """The split a dataset's own rule fixes for a record (None: decided by its near-duplicate group's hash)."""
+    if spec.split_rule == "eval-only":
+        return "eval"
+    return record.split if spec.split_rule in ("official", "field") else None
+
+
+_OFFLINE: dict[tuple, tuple[dict[str, list[PromptRecord]], list[str]]] = {}
+
+
+def _offline_splits() -> dict[str, list[PromptRecord]]:
+    """Every offline named dataset's records with their group-decided split (once per process and registry)."""
+    names = tuple(sorted(n for n, s in DATASETS.items() if s.needs == "offline"))
+    if names not in _OFFLINE:
+        loaded = {n: DATASETS[n].loader() for n in names}
+        flat = [(n, r) for n in names for r in loaded[n]]
+        splits = assign_splits([r.prompt for _, r in flat], [_pin(DATASETS[n], r) for n, r in flat])
+        for (n, r), split in zip(flat, splits):
+            r.split, r.source = split, r.source or n
+        _OFFLINE.clear()
+        _OFFLINE[names] = (loaded, splits)
+    return _OFFLINE[names][0]
+
+
+def _records(name: str) -> list[PromptRecord]:
+    offline = _offline_splits()
+    if name in offline:
+        return [PromptRecord(r.prompt, r.id, r.category, r.source, r.split) for r in offline[name]]
+    spec = get_spec(name)  # a hub dataset joins the offline groups without changing their splits
+    records = spec.loader()
+    settled = [r for recs in offline.values() for r in recs]
+    splits = assign_splits([r.prompt for r in settled] + [r.prompt for r in records],
+                           [r.split for r in settled] + [_pin(spec, r) for r in records], fixed=len(settled))
+    for r, split in zip(records, splits[len(settled):]):
+        r.split, r.source = split, r.source or name
+    return records
+
+
 def get_prompts(name: str, split: str = "eval", limit: int | None = None) -> list[PromptRecord]:
-    """Prompts of a named dataset's ``train``, ``eval`` or ``all`` split, in a stable order."""
+    """Prompts of a named dataset's ``train``, ``eval`` or ``all`` split, in a stable order (``all`` includes
+    prompts held back because they near-duplicate another split's)."""
     if split not in ("train", "eval", "all"):
         raise FtauditError(f"unknown split '{split}'; use train, eval or all")
-    spec = get_spec(name)
-    records = spec.loader()
-    for r in records:
-        if spec.split_rule == "hash":
-            r.split = hash_split(r.prompt)
-        elif spec.split_rule == "eval-only":
-            r.split = "eval"
-        r.source = r.source or name
-    chosen = [r for r in records if split == "all" or r.split == split]
+    get_spec(name)
+    chosen = [r for r in _records(name) if split == "all" or r.split == split]
     return chosen[:limit] if limit else chosen
 
 
