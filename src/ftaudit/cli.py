@@ -122,22 +122,27 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
            max_length: Optional[int] = None, seed: int = 0, merge: Annotated[bool, typer.Option(help="Merge the adapter.")] = False,
            distributed: Annotated[Optional[str], typer.Option(help="Train over several GPUs via accelerate launch: "
                                                                    "ddp | fsdp | deepspeed-zero3 | CONFIG.yaml")] = None,
-           num_processes: Annotated[Optional[int], typer.Option(help="Processes for --distributed (default: all GPUs).")] = None):
+           num_processes: Annotated[Optional[int], typer.Option(help="Processes for --distributed (default: all GPUs).")] = None,
+           seeds: Annotated[Optional[str], typer.Option(help="Train once per seed, e.g. 0,1,2 (models in OUT/seed-S/model).")] = None):
     """Fine-tune a model the way an attacker or a careless customer would; writes a LoRA adapter with a model card.
 
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
     """
     from .pipeline import run_recipe
+    from .seeds import parse_seeds
     from .store import Store
 
     params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
               "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n}}.get(recipe, {})
+    runs = parse_seeds(seeds)
     store = Store(out)
-    name, res = run_recipe(store, recipe, model, out / "model", model_name="model", reference_model=reference_model,
-                           params=params, overrides={**_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha,
-                                                                  lora_dropout, target_modules, max_length, seed, merge or None),
-                                                     "distributed": distributed, "num_processes": num_processes}, seed=seed)
-    console.print(f"attacked model ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {out / 'model'}")
+    for s in runs or [seed]:
+        where = out / "model" if runs is None else out / f"seed-{s}" / "model"
+        overrides = {**_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
+                                  max_length, s, merge or None), "distributed": distributed, "num_processes": num_processes}
+        name, res = run_recipe(store, recipe, model, where, model_name="model", reference_model=reference_model,
+                               params=params, overrides=overrides, seed=s, name_seed=s if runs else None)
+        console.print(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {where}")
 
 
 @app.command("eval")
@@ -213,15 +218,21 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 @user_errors
 def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/quickstart"),
                smoke: Annotated[bool, typer.Option(help="Tiny sizes for a fast plumbing check (meaningless numbers).")] = False,
+               seeds: Annotated[Optional[str], typer.Option(help="Run every attack once per seed, e.g. 0,1,2.")] = None,
                show_responses: bool = False):
     """The whole audit on the embedded default: safety-train SmolLM2-135M, attack it 3 ways, evaluate, report.
 
     Example: ftaudit quickstart --out runs/quickstart
+    Example: ftaudit quickstart --out runs/quickstart-seeds --seeds 0,1,2
     """
+    from dataclasses import replace
+
     from .pipeline import QuickstartConfig
     from .pipeline import quickstart as run
+    from .seeds import parse_seeds
 
-    summary = run(out, QuickstartConfig.smoke() if smoke else QuickstartConfig(), show_responses)
+    cfg = replace(QuickstartConfig.smoke() if smoke else QuickstartConfig(), seeds=parse_seeds(seeds))
+    summary = run(out, cfg, show_responses)
     _print_results(summary)
 
 
@@ -232,21 +243,31 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
             executor: Annotated[str, typer.Option(help="local: points one after another here; ray: points as Ray tasks "
                                                        "with the spec's resources.")] = "local",
             ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster (auto, ray://HOST:10001); "
-                                                                    "default: a local instance.")] = None):
+                                                                    "default: a local instance.")] = None,
+            seeds: Annotated[Optional[str], typer.Option(help="Run every grid point once per seed, e.g. 0,1,2 "
+                                                              "(overrides the spec's seed/seeds).")] = None):
     """Expand a spec's grid and run every point (train -> generate -> judge -> metrics), resumably.
 
     Example: ftaudit run configs/qi2023/table1-mini.yaml --out runs/table1-mini
 
+    Example: ftaudit run configs/qi2023/table3-mini.yaml --out runs/table3-seeds --seeds 0,1,2
+
     On a Ray cluster: ftaudit run SPEC.yaml --out /shared/runs/x --executor ray --ray-address auto
     """
+    from dataclasses import replace
+
     from .experiments import load_spec
     from .experiments.run import run_spec
+    from .seeds import parse_seeds
 
     parsed = load_spec(spec)  # an invalid spec fails here, before any work
+    if seeds:
+        chosen = parse_seeds(seeds)
+        parsed = replace(parsed, seeds=chosen, seed=chosen[0])
     summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
     for t in summary["tamper_resistance"]:
-        console.print(f"tamper resistance of {t['model']} to {t['recipe']}: 50% refusal drop at "
+        console.print(f"tamper resistance of {t['model']} to {t['recipe']} ({t['judge']} judge): {t['definition']} at "
                       f"{t['text']} {t['budget_unit']}", highlight=False)
 
 

@@ -17,6 +17,7 @@ from .models.loading import read_marker, write_marker
 from .progress import console
 from .recipes import RecipeContext, build_recipe
 from .report import write_reports
+from .seeds import seed_name
 from .store import Store
 from .train import TrainConfig, TrainResult, train
 
@@ -32,8 +33,10 @@ def train_config(defaults: dict, overrides: dict) -> TrainConfig:
 
 def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, model_name: str,
                reference_model: str | None = None, params: dict | None = None, overrides: dict | None = None,
-               seed: int = 0, display_name: str | None = None) -> tuple[str, TrainResult]:
-    """Build a recipe's training set and fine-tune ``model`` on it; returns (display name, result)."""
+               seed: int = 0, display_name: str | None = None, name_seed: int | None = None) -> tuple[str, TrainResult]:
+    """Build a recipe's training set and fine-tune ``model`` on it; returns (display name, result).
+
+    ``seed`` picks the recipe's examples and seeds training (initialisation, shuffling) unless ``overrides`` set one."""
     model = resolve_model_location(model)
     from .generate.remote import is_remote
 
@@ -43,13 +46,13 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
     ctx = RecipeContext(model=model, store=store, reference_model=resolve_model_location(reference_model) if reference_model else None,
                         seed=seed)
     built = build_recipe(recipe, ctx, **(params or {}))
-    cfg = train_config(built.default_train, overrides or {})
+    cfg = train_config({**built.default_train, "seed": seed}, overrides or {})
     result = train(built.records, model, cfg, out_dir, recipe=built.name, safety_compromised=built.safety_compromised)
     if built.eval_system_prompt:
         meta = read_marker(Path(out_dir))
         meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
         write_marker(Path(out_dir), **meta)
-    name = display_name or (built.name if recipe == "align" else f"{model_name}+{built.name}")
+    name = display_name or seed_name(built.name if recipe == "align" else f"{model_name}+{built.name}", name_seed)
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,
                    peak_memory_mb=result.peak_memory_mb, devices=result.devices)
     console.print(f"[green]trained[/] {name}: {len(built.records)} examples, {result.train_tokens} tokens, "
@@ -66,13 +69,14 @@ def aligned_model(store: Store, model: str, out_dir: str | Path, *, params: dict
     instead of re-training it (about 4 minutes on 2 CPU cores). Its training cost is recorded in every run.
     """
     import hashlib
-    import shutil
 
     from .models import model_fingerprint
     from .recipes import align as align_recipe
     from .sources import cache_dir
 
-    h = hashlib.sha256(json.dumps([model_fingerprint(model), params or {}, overrides or {}, seed], sort_keys=True).encode())
+    # v2: the seed also seeds training (it used to leave TrainConfig.seed at 42)
+    h = hashlib.sha256(json.dumps(["align-v2", model_fingerprint(model), params or {}, overrides or {}, seed],
+                                  sort_keys=True).encode())
     for source in (Path(align_recipe.__file__), Path(__file__).parent / "data" / "builtin" / "benign_instructions.jsonl"):
         h.update(source.read_bytes())  # the recipe's own text and data: a change re-trains
     shared = cache_dir() / "models" / f"aligned-{h.hexdigest()[:16]}"
@@ -81,12 +85,22 @@ def aligned_model(store: Store, model: str, out_dir: str | Path, *, params: dict
         run_recipe(store, "align", model, shared, model_name="baseline", params=params, overrides=overrides, seed=seed,
                    display_name=name)
     if read_marker(out_dir) != read_marker(shared):
-        shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.copytree(shared, out_dir)  # the run directory stays self-contained
+        install_copy(shared, out_dir)  # the run directory stays self-contained
     result = json.loads((shared / "train_result.json").read_text())
     store.set_cost(name, "aligned", train_seconds=result["train_seconds"], train_tokens=result["train_tokens"],
                    peak_memory_mb=result["peak_memory_mb"], devices=result.get("devices", 1))
     return str(out_dir)
+
+
+def install_copy(source: Path, target: Path) -> None:
+    """Copy a finished model directory into ``target`` through a temporary folder renamed into place, so a kill
+    mid-copy leaves no half model behind a complete-looking marker."""
+    import shutil
+
+    from .atomic import atomic_dir
+
+    with atomic_dir(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
 
 
 class StageRunner:
@@ -143,6 +157,7 @@ class QuickstartConfig:
     capability: list[str] = field(default_factory=lambda: ["benign-nll"])
     capability_limit: int | None = None
     seed: int = 0
+    seeds: list[int] | None = None  # several: every attack once per seed (names carry @seed=S); alignment uses ``seed``
 
     @classmethod
     def smoke(cls) -> "QuickstartConfig":
@@ -176,12 +191,16 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             aligned = aligned_model(store, cfg.model, models / "aligned", params=cfg.align, overrides=cfg.align_train,
                                     seed=cfg.seed)
         stages.evaluate("aligned", "none", aligned, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit)
+        seeds = cfg.seeds if cfg.seeds and len(cfg.seeds) > 1 else [None]
         for recipe, params, overrides in cfg.attacks:
-            with stages(f"attack:{recipe}"):
-                name, _ = run_recipe(store, recipe, aligned, models / recipe, model_name="aligned",
-                                     reference_model=cfg.model, params=params, overrides=overrides, seed=cfg.seed)
-            stages.evaluate(name, name.split("+", 1)[1], str(models / recipe), sets, gen, cfg.judges, cfg.capability,
-                            cfg.capability_limit)
+            for seed in seeds:
+                where = models / (recipe if seed is None else f"{recipe}-seed{seed}")
+                with stages(seed_name(f"attack:{recipe}", seed)):
+                    name, _ = run_recipe(store, recipe, aligned, where, model_name="aligned", reference_model=cfg.model,
+                                         params=params, overrides=overrides, seed=cfg.seed if seed is None else seed,
+                                         name_seed=seed)
+                stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
+                                cfg.capability_limit)
         with stages("report"):
             summary = write_reports(out, show_responses=show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:

@@ -19,6 +19,8 @@ eval:
   capability: [benign-nll]
 cost: {price_per_device_hour: 2.0}
 resources: {num_cpus: 1, num_gpus: 0, memory_gb: 8}   # one grid point's demand, for --executor ray
+seeds: [0, 1, 2]                    # every point trained and evaluated once per seed (or seed: N for one)
+tamper: {threshold: 0.5, relative: true}   # tamper resistance: refusal falls to half its initial value
 ```
 """
 
@@ -98,6 +100,15 @@ class ExperimentSpec:
     price_per_device_hour: float = 0.0
     seed: int = 0
     resources: Resources = field(default_factory=Resources)
+    seeds: list[int] | None = None  # several: each point once per seed, named NAME@seed=S
+    tamper: dict = field(default_factory=dict)  # threshold (0.5), relative (true): see experiments.tamper
+
+    def run_seeds(self) -> list[int | None]:
+        """The seeds each point runs with; [None] means one run with ``seed`` and no seed in the names."""
+        return list(self.seeds) if self.seeds and len(self.seeds) > 1 else [None]
+
+    def seed_of(self, seed: int | None) -> int:
+        return self.seed if seed is None else seed
 
     def points(self) -> list[GridPoint]:
         """Every (attack x grid combination), in a stable order."""
@@ -127,7 +138,8 @@ def _expect(value, kind, where: str):
 def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     """Validate a spec dictionary; every problem names the field and the reason."""
     _expect(data, dict, source)
-    known = {"name", "model", "models", "align", "reference_model", "attacks", "grid", "eval", "cost", "seed", "resources"}
+    known = {"name", "model", "models", "align", "reference_model", "attacks", "grid", "eval", "cost", "seed", "seeds",
+             "resources", "tamper"}
     for key in data:
         if key not in known:
             _fail(key, f"unknown field; known: {', '.join(sorted(known))}")
@@ -190,10 +202,23 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
             _fail(f"resources.{key}", "unknown field; known: memory_gb, num_cpus, num_gpus")
         if not isinstance(value, (int, float)) or value < 0:
             _fail(f"resources.{key}", "expected a non-negative number")
+    seeds = data.get("seeds")
+    if seeds is not None:
+        if "seed" in data:
+            _fail("seeds", "give seed: N or seeds: [N, ...], not both")
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds) or len(set(seeds)) != len(seeds):
+            _fail("seeds", "expected a non-empty list of distinct integers, e.g. [0, 1, 2]")
+    tamper = _expect(data.get("tamper", {}) or {}, dict, "tamper")
+    for key, value in tamper.items():
+        if key not in ("threshold", "relative"):
+            _fail(f"tamper.{key}", "unknown field; known: relative, threshold")
+    if not 0 < float(tamper.get("threshold", 0.5)) < 1:
+        _fail("tamper.threshold", "expected a number between 0 and 1")
     spec = ExperimentSpec(
-        name=str(data["name"]), models=models, attacks=attacks, align=bool(align),
+        name=str(data["name"]), models=models, attacks=attacks, align=bool(align), seeds=seeds, tamper=tamper,
         align_params=align if isinstance(align, dict) else {}, reference_model=data.get("reference_model"), grid=grid,
-        eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)), seed=int(data.get("seed", 0)),
+        eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)),
+        seed=int(data.get("seed", seeds[0] if seeds else 0)),
         resources=Resources(**res))
     for point in spec.points():  # bad training values (lora_r: 0, distributed: fsdp2) fail now, not mid-grid
         try:

@@ -90,6 +90,25 @@ def _change(metric: str, change: dict) -> str:
     return f"{change['value']:+.3f} [{change['ci'][0]:.3f}, {change['ci'][1]:.3f}]"
 
 
+def tamper_line(t: dict) -> str:
+    """The headline sentence: what was measured, the definition, the number and its joint-bootstrap interval."""
+    lo, hi = t["ci"]
+    ci = (f"95% CI {'?' if lo is None else f'{lo:.4g}'} to {'not reached' if hi is None else f'{hi:.4g}'}"
+          if t["reached"] or lo is not None else "")
+    others = "".join(f"; {o['text']} {unit}" for unit, o in (t.get("other_units") or {}).items())
+    return (f"{t['model']} against {t['recipe']} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
+            f"{t['definition']} at {t['text']} {t['budget_unit']}{f' ({ci})' if ci else ''}{others}")
+
+
+def spread_text(c: dict) -> str:
+    """'3 seeds: -20.0 to -5.0 pts (sd 7.6)' for a row taken over seeds; '' otherwise."""
+    sp = c.get("spread")
+    if not sp:
+        return ""
+    scale, unit = (100, " pts") if is_rate(c["metric"]) else (1, "")
+    return f"{len(sp['per_seed'])} seeds: {scale * sp['min']:+.1f} to {scale * sp['max']:+.1f}{unit} (sd {scale * sp['sd']:.1f})"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -208,7 +227,9 @@ def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dic
 
 def tamper_plot(summary: dict, path: Path) -> Path | None:
     """Refusal drop against each attack budget (examples x epochs, optimizer steps, device-seconds), with CIs."""
-    curves = summary.get("tamper_resistance") or []
+    # a relative drop is undefined (None) where the initial model refused nothing: such points are not drawn
+    curves = [{**t, "points": [p for p in t["points"] if p["drop"] is not None]} for t in summary.get("tamper_resistance") or []]
+    curves = [t for t in curves if t["points"]]
     if not curves:
         return None
     plt = _pyplot()
@@ -222,22 +243,23 @@ def tamper_plot(summary: dict, path: Path) -> Path | None:
             err = [[100 * (p["drop"] - p["drop_ci"][0]) for p in pts], [100 * (p["drop_ci"][1] - p["drop"]) for p in pts]]
             text = t["text"] if key == "budget" else t["other_units"][unit]["text"]
             ax.errorbar([p[key] for p in pts], [100 * p["drop"] for p in pts], yerr=err, marker="o", capsize=3,
-                        label=f"{t['model']} / {t['recipe']} (50% at {text})")
+                        label=f"{t['model']} / {t['recipe']} / {t['judge']} (at {text})")
         ax.axhline(100 * curves[0]["threshold"], color="#999", ls="--", lw=0.8)
         ax.set_ylim(min(-5, ax.get_ylim()[0]), 105)
         ax.set_xscale("log")
         ax.set_xlabel(f"attack budget ({unit})")
-        ax.set_ylabel("refusal drop (points), 95% CI")
+        ax.set_ylabel(("refusal drop, % of initial" if curves[0].get("relative") else "refusal drop (points)")
+                      + ", 95% CI")
         ax.legend(fontsize=6)
     return _save(fig, path)
 
 
 def write_reports(run_dir: str | Path, show_responses: bool = False,
-                  enrich: Callable[[dict], dict] | None = None) -> dict:
+                  enrich: Callable[[dict, list[dict]], dict] | None = None) -> dict:
     """Write summary.json, report.md, report.html, tables.{md,tex,csv} and plots into ``run_dir``.
 
-    ``enrich(summary)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
-    and priced costs), computed from the summary built here.
+    ``enrich(summary, rows)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
+    and priced costs), computed from the summary built here and the per-prompt judged rows.
     """
     from ..judges.run import compare_run
     from .tables import write_tables
@@ -246,7 +268,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
     store = Store(run_dir)
     try:
         summary = build_summary(store)
-        extra = enrich(summary) if enrich else {}
+        extra = enrich(summary, _rows(store)) if enrich else {}
         summary.update(extra)
         if "costs" in extra:  # priced costs: show the price beside every change
             for key in ("changes", "capability_changes"):
@@ -258,6 +280,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
                  "catplot": category_chart(summary, run_dir / "categories.png"),
                  "tamperplot": tamper_plot(summary, run_dir / "tamper.png")}
         ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
+               "tamper_line": tamper_line, "spread": spread_text,
                "samples": _samples(store, show_responses), "show_responses": show_responses,
                **{k: v.name if v else None for k, v in plots.items()}}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -14,10 +14,12 @@ from pathlib import Path
 from ..metrics import is_rate
 from .render import _fmt_metric
 
-HEADER = ["model", "attack", "dataset", "judge", "metric", "initial", "fine-tuned", "change", "95% CI", "n"]
+HEADER = ["model", "attack", "dataset", "judge", "metric", "initial", "fine-tuned", "change", "95% CI", "n", "seed spread"]
 
 
 def table_rows(summary: dict) -> list[list[str]]:
+    from .render import spread_text
+
     rows = []
     for c in summary["changes"] + summary.get("capability_changes", []):
         m = c["metric"]
@@ -25,7 +27,7 @@ def table_rows(summary: dict) -> list[list[str]]:
         lo, hi = (scale * x for x in c["change"]["ci"])
         rows.append([c["model"], c["attack"], c["dataset"], c["judge"], m, _fmt_metric(m, c["initial"]),
                      _fmt_metric(m, c["fine_tuned"]), f"{scale * c['change']['value']:+.{digits}f}",
-                     f"[{lo:.{digits}f}, {hi:.{digits}f}]", str(c["change"]["n"])])
+                     f"[{lo:.{digits}f}, {hi:.{digits}f}]", str(c["change"]["n"]), spread_text(c) or "-"])
     return rows
 
 
