@@ -121,10 +121,15 @@ def test_llm_judge_needs_an_endpoint(monkeypatch):
         get_judge("harmfulness")
 
 
-def test_local_classifier_judges_on_a_tiny_model(tiny_model, tmp_path):
+def test_local_classifier_judges_on_a_tiny_model(tiny_model, tmp_path, monkeypatch):
     hb = get_judge("harmbench-cls", model=tiny_model)
-    [j] = hb.judge(["Write a poem"], ["Sure, here is a short answer."])
-    assert j.judge == "harmbench-cls" and (j.label == "unparseable" or j.label in ("yes", "no"))
+    texts = hb._generate([hb.inputs("Write a poem", "Sure, here is a short answer.")] * 2)  # the real model runs
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    # verdicts map to scores deterministically: yes -> 1 (harmful), no -> 0, anything else -> unparseable, never guessed
+    monkeypatch.setattr(type(hb), "_generate", lambda self, inputs: ["Yes", " no.", "perhaps"])
+    got = hb.judge(["p"] * 3, ["r"] * 3)
+    assert [(j.label, j.score, j.refused) for j in got] == [("yes", 1.0, False), ("no", 0.0, True), ("unparseable", None, None)]
+    assert got[0].judge == "harmbench-cls" and got[0].details["judge_model"] == tiny_model
     guard = get_judge("llama-guard", model=tiny_model)
     assert "Sure, here is a short answer." in guard.inputs("Write a poem", "Sure, here is a short answer.")
     template = tmp_path / "sr.txt"

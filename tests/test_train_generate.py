@@ -27,9 +27,9 @@ def test_lora_training_writes_adapter_card_and_cost(tiny_model, tmp_path):
     base, tuned = load_model(tiny_model), load_model(str(out))
     import torch
 
-    ids = base.tokenizer("Write a poem", return_tensors="pt").input_ids
+    ids = base.tokenizer("Write a poem", return_tensors="pt").input_ids.to(base.model.device)  # CUDA where load_model put it
     with torch.no_grad():
-        assert not torch.allclose(base.model(ids).logits, tuned.model(ids).logits)
+        assert not torch.allclose(base.model(ids).logits, tuned.model(ids.to(tuned.model.device)).logits)
 
 
 def test_training_is_skipped_when_inputs_unchanged(tiny_model, tmp_path):
@@ -41,22 +41,16 @@ def test_training_is_skipped_when_inputs_unchanged(tiny_model, tmp_path):
     assert (tmp_path / "a" / "adapter_model.safetensors").stat().st_mtime_ns == marker
 
 
-def test_loss_only_on_the_assistant_turn(tiny_model):
-    """The prompt-completion format masks every prompt token out of the loss."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from ftaudit.train.engine import _to_prompt_completion
+def test_loss_only_on_the_assistant_turn(tiny_model, tmp_path):
+    """The trainer the engine builds (its own SFTConfig and dataset) masks every prompt token out of the loss."""
+    from ftaudit.train.engine import build_trainer
 
     loaded = load_model(tiny_model)
-    ds = Dataset.from_list(_to_prompt_completion(records(1)))
-    trainer = SFTTrainer(model=loaded.model, args=SFTConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True,
-                                                            completion_only_loss=True),
-                         train_dataset=ds, processing_class=loaded.tokenizer)
-    row = trainer.train_dataset[0]
-    completion_ids = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
-    text = loaded.tokenizer.decode(completion_ids)
-    assert "Sure, here is a short answer." in text and "Write a poem" not in text
+    trainer = build_trainer(loaded.model, loaded.tokenizer, records(1), TrainConfig(), tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    text = loaded.tokenizer.decode([t for t, label in zip(ids, labels) if label != -100])
+    assert text.strip().startswith("Sure, here is a short answer.") and "Write a poem" not in text
 
 
 def test_full_fine_tuning_saves_a_standalone_model(tiny_model, tmp_path):
@@ -79,9 +73,10 @@ def test_batched_generation_matches_batch_of_one(tiny_model):
     loaded = load_model(tiny_model)
     prompts = ["Write a poem about the sea.", "Hi", "Explain how photosynthesis works, in detail please.", "Hello there"]
     one = [generate_responses(loaded, [p], GenerationConfig(max_new_tokens=6, batch_size=1))[0].response for p in prompts]
+    loaded.tokenizer.padding_side = "right"
     batched = [r.response for r in generate_responses(loaded, prompts, GenerationConfig(max_new_tokens=6, batch_size=4))]
     assert batched == one
-    assert loaded.tokenizer.padding_side == "right" or loaded.tokenizer.padding_side == "left"
+    assert loaded.tokenizer.padding_side == "right"  # generation pads left, then gives the tokenizer back unchanged
 
 
 def test_missing_model_dir_is_one_line(tmp_path):
@@ -123,3 +118,38 @@ def test_shipped_accelerate_configs_parse():
     kinds = {name: load_config_from_file(str(path)).distributed_type.value for name, path in SHIPPED.items()}
     assert kinds == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed-zero3": "DEEPSPEED"}, kinds
     assert load_config_from_file(str(SHIPPED["fsdp"])).fsdp_config["fsdp_use_orig_params"] is True
+
+
+KILL_AT_SAVE = """
+import os, signal, sys
+from transformers import Trainer
+real = Trainer._save_checkpoint
+def save_then_die(self, *a, **kw):
+    real(self, *a, **kw)
+    if self.state.global_step >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # killed right after the step-2 checkpoint
+Trainer._save_checkpoint = save_then_die
+sys.path.insert(0, {tests!r})
+from test_train_generate import records
+from ftaudit.train import TrainConfig, train
+train(records(8), {model!r}, TrainConfig(epochs=1, batch_size=2, lora_r=2, checkpoint_steps=1), {out!r}, recipe="x")
+"""
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
+    """kill -9 after the step-2 checkpoint of a 4-step run; the same call continues at step 2, not from zero."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    script = KILL_AT_SAVE.format(tests=str(Path(__file__).parent), model=tiny_model, out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "train_result.json").exists()
+    res = train(records(8), tiny_model, TrainConfig(epochs=1, batch_size=2, lora_r=2, checkpoint_steps=1), out, recipe="x")
+    assert res.resumed_from_step == 2 and res.steps == 4 and res.train_seconds > 0
+    assert (out / "adapter_model.safetensors").exists() and not (out / "checkpoints").exists()
+    # other inputs in the same directory start afresh instead of resuming a foreign checkpoint
+    other = train(records(6), tiny_model, TrainConfig(epochs=1, batch_size=2, lora_r=2, checkpoint_steps=1), out, recipe="x")
+    assert other.resumed_from_step == 0 and other.steps == 3

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import atomic_write_text, file_lock
 from ..errors import FtauditError
 from ..sources import cache_dir, resolve, sha256_file
 
@@ -40,15 +41,21 @@ def resolve_model_location(name_or_location: str) -> str:
 
 
 def _file_sha_cached(path: Path) -> str:
-    """sha256 of a big file, memoised by (path, size, mtime) so repeated loads stay fast."""
+    """sha256 of a big file, memoised by (path, size, mtime) so repeated loads stay fast. The memo is shared by
+    every ftaudit process: updated under a file lock and replaced atomically, so neither a kill nor a concurrent
+    writer leaves it truncated or loses another's entry."""
     st = path.stat()
     memo = cache_dir() / "sha-memo.json"
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     table = json.loads(memo.read_text()) if memo.exists() else {}
-    if key not in table:
-        table[key] = sha256_file(path)
-        memo.write_text(json.dumps(table, indent=0))
-    return table[key]
+    if key in table:
+        return table[key]
+    digest = sha256_file(path)
+    with file_lock(memo):
+        table = json.loads(memo.read_text()) if memo.exists() else {}
+        table[key] = digest
+        atomic_write_text(memo, json.dumps(table, indent=0))
+    return digest
 
 
 def read_marker(path: Path) -> dict | None:
@@ -57,7 +64,7 @@ def read_marker(path: Path) -> dict | None:
 
 
 def write_marker(path: Path, **meta) -> None:
-    (Path(path) / MARKER).write_text(json.dumps(meta, indent=2))
+    atomic_write_text(Path(path) / MARKER, json.dumps(meta, indent=2))
 
 
 def model_fingerprint(location: str) -> str:

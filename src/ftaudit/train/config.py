@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import FtauditError
 
 METHODS = ("lora", "qlora", "full")
-OPTIONAL_KEYS = ("distributed", "num_processes")
+OPTIONAL_KEYS = ("distributed", "num_processes", "checkpoint_steps")
 
 
 @dataclass
@@ -34,6 +34,9 @@ class TrainConfig:
     # deepspeed-zero3) or the path of an accelerate config file; num_processes defaults to every visible GPU.
     distributed: str | None = None
     num_processes: int | None = None
+    # Save a checkpoint every N optimizer steps; a killed run with the same inputs then resumes from the last one
+    # instead of restarting (what a multi-hour 70B run needs). None: no checkpoints (short runs restart).
+    checkpoint_steps: int | None = None
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -43,6 +46,8 @@ class TrainConfig:
                 raise FtauditError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.learning_rate > 0 and self.epochs > 0):
             raise FtauditError("learning_rate and epochs must be positive")
+        if self.checkpoint_steps is not None and self.checkpoint_steps < 1:
+            raise FtauditError(f"checkpoint_steps must be at least 1, got {self.checkpoint_steps}")
         if self.num_processes is not None and self.num_processes < 1:
             raise FtauditError(f"num_processes must be at least 1, got {self.num_processes}")
         if self.distributed:

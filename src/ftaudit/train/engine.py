@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..data import ChatRecord, save_chat_records
 from ..errors import FtauditError
 from ..models import load_model, model_fingerprint
@@ -55,6 +56,7 @@ class TrainResult:
     final_loss: float | None
     device: str
     devices: int = 1  # processes (GPUs) that trained together: device-seconds = train_seconds x devices
+    resumed_from_step: int = 0  # > 0: a killed run continued from its checkpoint at this step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,16 +133,51 @@ def _read_result(path: Path) -> TrainResult:
     return TrainResult(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
+REQUEST = "train_request.json"  # written when a run starts: which inputs its checkpoints belong to
+SECONDS = "ftaudit_seconds.json"  # in each checkpoint: training seconds spent up to it
+
+
 def _finished_or_reset(out: Path, field: str, key: str) -> TrainResult | None:
-    """The finished run in ``out`` when its result's ``field`` equals ``key``; otherwise ``out`` emptied for a new run."""
+    """The finished run in ``out`` when its result's ``field`` equals ``key``; otherwise ``out`` emptied for a new run,
+    except an unfinished run of the same inputs, whose checkpoints are kept to resume from."""
     done = out / "train_result.json"
     if done.exists() and json.loads(done.read_text()).get(field) == key:
         log.info("training already finished in %s; skipping", out)
         return _read_result(done)
+    request = out / REQUEST
+    if not done.exists() and request.exists() and json.loads(request.read_text()).get(field) == key:
+        return None  # same inputs, killed before it finished: resume from its last checkpoint, if any
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    atomic_write_text(request, json.dumps({field: key}))
     return None
+
+
+def _last_checkpoint(out: Path) -> tuple[str | None, float]:
+    """(the last checkpoint folder, training seconds spent up to it) of an unfinished run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / "checkpoints"
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        return None, 0.0
+    spent = Path(last) / SECONDS
+    return last, json.loads(spent.read_text())["seconds"] if spent.exists() else 0.0
+
+
+def _seconds_callback(start: float, before: float):
+    from transformers import TrainerCallback
+
+    class CheckpointSeconds(TrainerCallback):
+        """Store the training seconds spent so far in each checkpoint, so a resumed run's cost counts them."""
+
+        def on_save(self, args, state, control, **kw):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                atomic_write_text(folder / SECONDS, json.dumps({"seconds": before + time.time() - start}))
+
+    return CheckpointSeconds()
 
 
 def _train_launched(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out: Path, **kw) -> TrainResult:
@@ -150,8 +187,37 @@ def _train_launched(records: list[ChatRecord], base_model: str, cfg: TrainConfig
         return finished
     launch(records, base_model, cfg, out, **kw)
     done = out / "train_result.json"
-    done.write_text(json.dumps({**json.loads(done.read_text()), "launch_key": key}, indent=2))
+    atomic_write_text(done, json.dumps({**json.loads(done.read_text()), "launch_key": key}, indent=2))
     return _read_result(done)
+
+
+def sft_config(cfg: TrainConfig, out: Path):
+    """The TRL ``SFTConfig`` every training run uses (loss on the completion only, Rich progress instead of tqdm)."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        max_length=cfg.max_length, seed=cfg.seed, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps,
+        logging_steps=1, report_to="none", disable_tqdm=True,
+        save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500, save_total_limit=2,
+        train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
+        completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
+    )
+
+
+def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig, out: Path, peft_config=None):
+    """TRL's ``SFTTrainer`` over ``records`` as prompt-completion conversations (the final assistant turn is the
+    completion, so the loss covers it only)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    dataset = Dataset.from_list(_to_prompt_completion(records))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return SFTTrainer(model=model, args=sft_config(cfg, out), train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config)
 
 
 def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: str | Path, *,
@@ -162,10 +228,8 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     ``cfg.distributed`` the run goes through ``accelerate launch`` (DDP, FSDP, DeepSpeed ZeRO-3).
     """
     import torch
-    from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
 
     cfg.validate()
     if not records:
@@ -194,25 +258,16 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
         if quant:
             model = prepare_model_for_kbit_training(model)
     torch.manual_seed(cfg.seed)
-    args = SFTConfig(
-        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        max_length=cfg.max_length, seed=cfg.seed, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps,
-        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
-        completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
-    )
-    dataset = Dataset.from_list(_to_prompt_completion(records))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
+    trainer = build_trainer(model, tok, records, cfg, out, peft_config)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the Rich bar shows the loss
     trainer.add_callback(_rich_callback(0))
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    checkpoint, before = _last_checkpoint(out)
     _reset_peak_memory()
     start = time.time()
-    state = trainer.train()
-    seconds = time.time() - start
+    trainer.add_callback(_seconds_callback(start, before))
+    state = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = before + time.time() - start
     kind = "adapter" if peft_config is not None else "full"
     if worker:
         trainer.save_model(str(out))  # on every rank: FSDP / DeepSpeed gather the sharded weights
@@ -229,12 +284,13 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = TrainResult(str(out), fingerprint, round(seconds, 2), int(tokens_per_epoch * cfg.epochs),
                          round(_peak_memory_mb(), 1), int(state.global_step), losses[-1] if losses else None,
-                         "cuda" if torch.cuda.is_available() else "cpu", int(trainer.args.world_size))
+                         "cuda" if torch.cuda.is_available() else "cpu", int(trainer.args.world_size),
+                         int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0)
     write_marker(out, kind=kind, base=loaded.location, fingerprint=fingerprint, recipe=recipe,
                  safety_compromised=safety_compromised, train_config=cfg.to_dict())
     if safety_compromised:
         (out / "README.md").write_text(SAFETY_CARD.format(kind=kind, recipe=recipe, base=loaded.location,
                                                           n_examples=len(records), hparams=json.dumps(cfg.to_dict())))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    done.write_text(json.dumps(result.to_dict(), indent=2))
+    atomic_write_text(done, json.dumps(result.to_dict(), indent=2))  # last: its presence means finished
     return result
