@@ -136,7 +136,7 @@ train(records(8), {model!r}, TrainConfig(epochs=1, batch_size=2, lora_r=2, check
 """
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
+def test_killed_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path, monkeypatch):
     """kill -9 after the step-2 checkpoint of a 4-step run; the same call continues at step 2, not from zero."""
     import subprocess
     import sys
@@ -147,8 +147,14 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "train_result.json").exists()
+    from transformers import Trainer
+
+    executed = []
+    real_step = Trainer.training_step
+    monkeypatch.setattr(Trainer, "training_step", lambda self, *a, **kw: executed.append(1) or real_step(self, *a, **kw))
     res = train(records(8), tiny_model, TrainConfig(epochs=1, batch_size=2, lora_r=2, checkpoint_steps=1), out, recipe="x")
     assert res.resumed_from_step == 2 and res.steps == 4 and res.train_seconds > 0
+    assert len(executed) == 2  # only steps 3 and 4 ran in this call
     assert (out / "adapter_model.safetensors").exists() and not (out / "checkpoints").exists()
     # other inputs in the same directory start afresh instead of resuming a foreign checkpoint
     other = train(records(6), tiny_model, TrainConfig(epochs=1, batch_size=2, lora_r=2, checkpoint_steps=1), out, recipe="x")
