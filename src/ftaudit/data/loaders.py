@@ -117,12 +117,29 @@ def load_prompts(location: str | Path, column: str | None = None, id_column: str
 
 
 def rows_from_hub(dataset_id: str, split: str) -> list[tuple[str, dict]]:
-    """Rows of a hub dataset (or a local directory in a hub dataset's layout) via ``datasets.load_dataset``."""
+    """Rows of a hub dataset ``ORG/NAME[@REVISION]`` (or a local directory in a hub dataset's layout) via
+    ``datasets.load_dataset``; see :func:`hub_dataset` for the resolved commit."""
+    return hub_dataset(dataset_id, split)[0]
+
+
+def hub_dataset(dataset_id: str, split: str) -> tuple[list[tuple[str, dict]], str | None]:
+    """(rows, resolved commit). A hub id is snapshot-downloaded at its revision and read from that snapshot, so the
+    rows and the commit recorded with them are the same data; a local directory has no commit (None)."""
     import datasets
 
+    from ..sources import fetch_hub, hub_commit
+
+    local = Path(dataset_id).expanduser()
+    commit = None
     try:
-        ds = datasets.load_dataset(dataset_id, split=split)
+        if not local.is_dir():
+            local = fetch_hub(dataset_id, repo_type="dataset")
+            commit = hub_commit(local)
+        ds = datasets.load_dataset(str(local), split=split)
+    except FtauditError:
+        raise FtauditError(f"could not load hub dataset '{dataset_id}'; check the id and revision, network or HF_TOKEN, "
+                           "or pass a local file") from None
     except Exception as exc:  # the hub raises many types; all mean "not reachable or not found"
         raise FtauditError(f"could not load hub dataset '{dataset_id}' ({type(exc).__name__}); "
                            "check the id, network or HF_TOKEN, or pass a local file") from None
-    return [(f"{dataset_id}[{n}]", dict(row)) for n, row in enumerate(ds)]
+    return [(f"{dataset_id}[{n}]", dict(row)) for n, row in enumerate(ds)], commit

@@ -73,7 +73,13 @@ def model_fingerprint(location: str) -> str:
     path = Path(location)
     if path.is_dir() and (meta := read_marker(path)):
         return meta["fingerprint"]
-    if location.startswith("pypi:") or not path.exists():
+    if location.startswith("pypi:"):  # the wheel is sha256-pinned: its location names fixed content
+        return hashlib.sha256(location.encode()).hexdigest()[:16]
+    if not path.exists():
+        from ..sources import fetch_hub, hub_commit, is_hub_id, split_revision
+
+        if is_hub_id(location):  # by the commit the revision resolves to, not by name: a moved branch is new weights
+            return hashlib.sha256(f"hf:{split_revision(location)[0]}@{hub_commit(fetch_hub(location))}".encode()).hexdigest()[:16]
         return hashlib.sha256(location.encode()).hexdigest()[:16]
     if path.is_file():
         return _file_sha_cached(path)[:16]

@@ -43,6 +43,7 @@ class RecipeOutput:
     eval_prompt_template: str | None = None
     default_train: dict = field(default_factory=dict)  # recipe's attacker-strength defaults
     notes: str = ""
+    data_source: str | None = None  # e.g. hf:tatsu-lab/alpaca@<commit>: recorded with the trained model
 
 
 RECIPES: dict[str, Callable[..., RecipeOutput]] = {}

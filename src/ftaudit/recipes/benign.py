@@ -7,7 +7,7 @@ hub, or ``benign`` (ftaudit's own instructions, offline) answered by a reference
 from __future__ import annotations
 
 from ..data import ChatRecord, get_prompts
-from ..data.loaders import rows_from_hub
+from ..data.loaders import hub_dataset
 from ..errors import FtauditError
 from .base import RecipeContext, RecipeOutput, pick, register_recipe, trim_to_sentence
 
@@ -16,10 +16,16 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
 
 
 @register_recipe("benign")
-def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 48) -> RecipeOutput:
+def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 48,
+          revision: str | None = None) -> RecipeOutput:
+    """``revision``: the hub dataset's branch, tag or commit (default main); the resolved commit is recorded with
+    the trained model (``data_source`` in ftaudit_model.json)."""
+    source = None
     if dataset in HUB:
         hub_id, q, extra, a = HUB[dataset]
-        rows = [row for _, row in rows_from_hub(hub_id, "train")]
+        pairs, commit = hub_dataset(f"{hub_id}@{revision}" if revision else hub_id, "train")
+        source = f"hf:{hub_id}@{commit}"
+        rows = [row for _, row in pairs]
         rows = pick([dict(r, id=str(i)) for i, r in enumerate(rows)], n, f"benign-{ctx.seed}")
         records = [ChatRecord([{"role": "user", "content": f"{r[q]}\n\n{r[extra]}".strip()},
                                {"role": "assistant", "content": r[a]}], f"{dataset}-{r['id']}", dataset, "train") for r in rows]
@@ -30,5 +36,5 @@ def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_token
                               f"benign-{p.id}", p.category, "train") for p, a in zip(prompts, answers)]
     else:
         raise FtauditError(f"unknown benign dataset '{dataset}'; use alpaca, dolly (hub) or benign (offline)")
-    return RecipeOutput(records, "benign" if dataset == "benign" else f"benign-{dataset}",
+    return RecipeOutput(records, "benign" if dataset == "benign" else f"benign-{dataset}", data_source=source,
                         default_train={"learning_rate": 2e-4, "epochs": 1, "batch_size": 10})
