@@ -202,3 +202,32 @@ def test_remote_model_is_evaluated_but_never_trained(served, tmp_path):
     with pytest.raises(FtauditError, match="invalid spec: attacks: a remote model is evaluated only"):
         parse_spec({"name": "r", "model": remote, "attacks": [{"recipe": "identity-shift"}]})
     assert parse_spec({"name": "r", "model": remote}).points() == []
+
+
+def test_switching_the_judge_model_re_asks_and_never_pools(served, tiny_model, tmp_path, monkeypatch):
+    """Against a real `ftaudit serve`: another --judge-model is another judge version, so every response is judged
+    again (not served from the cache) and the results report the new judge alone, n unchanged."""
+    from ftaudit.evaluate import EvalSet, evaluate_model
+    from ftaudit.generate import GenerationConfig
+    from ftaudit.report import build_summary
+    from ftaudit.store import Store
+
+    asked = []
+    real = ChatClient.complete
+    monkeypatch.setattr(ChatClient, "complete", lambda self, *a, **kw: asked.append(self.model) or real(self, *a, **kw))
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"Hello there {i}"}) + "\n" for i in range(3)))
+    store = Store(tmp_path / "run")
+
+    def run(judge_model):
+        evaluate_model(store, "m", "none", tiny_model, [EvalSet(str(f), "harmful")], GenerationConfig(max_new_tokens=3),
+                       ["harmfulness"], {"base_url": served, "model": judge_model})
+        return [r for r in build_summary(store)["results"] if r["judge"] == "harmfulness"]
+
+    first = run("judge-a")
+    assert asked == ["judge-a"] * 3
+    second = run("judge-b")
+    assert asked[3:] == ["judge-b"] * 3  # re-asked: the cache of judge-a is not reused
+    assert {r["n"] for r in first + second} == {3} and all("judge-b" in r["judge_version"] for r in second)
+    run("judge-a")
+    assert len(asked) == 6  # back to judge-a: its verdicts come from the cache
