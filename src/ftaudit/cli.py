@@ -123,7 +123,9 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
            distributed: Annotated[Optional[str], typer.Option(help="Train over several GPUs via accelerate launch: "
                                                                    "ddp | fsdp | deepspeed-zero3 | CONFIG.yaml")] = None,
            num_processes: Annotated[Optional[int], typer.Option(help="Processes for --distributed (default: all GPUs).")] = None,
-           seeds: Annotated[Optional[str], typer.Option(help="Train once per seed, e.g. 0,1,2 (models in OUT/seed-S/model).")] = None):
+           seeds: Annotated[Optional[str], typer.Option(help="Train once per seed, e.g. 0,1,2 (models in OUT/seed-S/model).")] = None,
+           checkpoint_steps: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps; rerunning a killed "
+                                                                        "attack resumes from the last one.")] = None):
     """Fine-tune a model the way an attacker or a careless customer would; writes a LoRA adapter with a model card.
 
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
@@ -139,7 +141,8 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     for s in runs or [seed]:
         where = out / "model" if runs is None else out / f"seed-{s}" / "model"
         overrides = {**_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
-                                  max_length, s, merge or None), "distributed": distributed, "num_processes": num_processes}
+                                  max_length, s, merge or None), "distributed": distributed, "num_processes": num_processes,
+                     "checkpoint_steps": checkpoint_steps}
         name, res = run_recipe(store, recipe, model, where, model_name="model", reference_model=reference_model,
                                params=params, overrides=overrides, seed=s, name_seed=s if runs else None)
         console.print(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {where}")
