@@ -128,6 +128,12 @@ def test_eval_capability_cli_writes_mmlu_and_mtbench(tiny_model, judge_server, t
     res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--name", "tiny", "--capability", "mtbench", "--limit", "3",
                                    "--judge-base-url", judge_server, "--judge-model", "judge", "--out", str(out)])
     assert res.exit_code == 0 and _Judge.calls == calls
+    # another judge model is another grader: every answer is graded again and the row names the new judge
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--name", "tiny", "--capability", "mtbench", "--limit", "3",
+                                   "--judge-base-url", judge_server, "--judge-model", "judge-2", "--out", str(out)])
+    assert res.exit_code == 0 and _Judge.calls == calls + 6
+    rows = [r for r in json.loads((out / "summary.json").read_text())["results"] if r["metric"] == "mtbench_score"]
+    assert {r["judge"] for r in rows} == {"llm-judge-single-v1+judge", "llm-judge-single-v1+judge-2"}
 
 
 LOCAL_TASK = """task: ftaudit_local_qa
