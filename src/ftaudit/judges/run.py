@@ -97,15 +97,15 @@ def compare_run(run_dir: Path) -> list[dict]:
     if not (Path(run_dir) / "ftaudit.sqlite").exists():
         raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
     store = Store(run_dir)
-    by_judge: dict[str, dict[str, bool]] = {}
+    by_judge: dict[tuple[str, str], dict[str, bool]] = {}
     for r in store.eval_table():
         if r["refused"] is not None:
-            by_judge.setdefault(f"{r['judge']} ({r['judge_version']})", {})[r["gen_ref"]] = bool(r["refused"])
+            by_judge.setdefault((r["judge"], r["judge_version"]), {})[r["gen_ref"]] = bool(r["refused"])
     store.close()
     out = []
     for a, b in combinations(sorted(by_judge), 2):
         common = sorted(by_judge[a].keys() & by_judge[b].keys())
         if common:
             m = agreement([by_judge[a][k] for k in common], [by_judge[b][k] for k in common])
-            out.append({"judge_a": a, "judge_b": b, **m})
+            out.append({"judge_a": a[0], "judge_a_version": a[1], "judge_b": b[0], "judge_b_version": b[1], **m})
     return out
