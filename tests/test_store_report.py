@@ -136,3 +136,33 @@ def test_eval_set_syntax_and_subsample():
         parse_eval_set("advbench@x")
     recs = [PromptRecord(str(i), f"id{i}") for i in range(20)]
     assert subsample(recs, 5) == subsample(list(reversed(recs)), 5)
+
+
+def test_a_store_written_before_evaluations_had_one_identity_is_not_pooled(tmp_path):
+    """An old store: 3 prompts generated under two settings and judged by two versions, all listed in `evals`.
+    Opening it keeps the newest settings and one version per judge, so a re-rendered report has n=3, not 6 or 12."""
+    import sqlite3
+
+    from ftaudit.report import build_summary
+
+    db = sqlite3.connect(tmp_path / "ftaudit.sqlite")
+    db.executescript("""
+      CREATE TABLE generations(key TEXT PRIMARY KEY, model TEXT, model_fingerprint TEXT, gen_key TEXT, dataset TEXT,
+        split TEXT, prompt_id TEXT, category TEXT, prompt TEXT, system_prompt TEXT, response TEXT, new_tokens INTEGER, created REAL);
+      CREATE TABLE judgments(gen_ref TEXT, judge TEXT, judge_version TEXT, refused INTEGER, score REAL, label TEXT,
+        details TEXT, PRIMARY KEY(gen_ref, judge, judge_version));
+      CREATE TABLE evals(model TEXT, attack TEXT, dataset TEXT, kind TEXT, split TEXT, gen_ref TEXT,
+        PRIMARY KEY(model, dataset, split, gen_ref));""")
+    for gen, created in (("old", 1.0), ("new", 2.0)):
+        for i in range(3):
+            key = f"{gen}{i}"
+            db.execute("INSERT INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (key, "m", "fp", gen, "d", "eval", f"p{i}", "", f"prompt {i}", None, "r", 1, created))
+            db.execute("INSERT INTO evals VALUES ('m','none','d','harmful','eval',?)", (key,))
+            for version, refused in (("v1", 1), ("v2", 0)):
+                db.execute("INSERT INTO judgments VALUES (?,?,?,?,NULL,'','{}')", (key, "keyword", version, refused))
+    db.commit()
+    db.close()
+    with Store(tmp_path) as store:
+        [rate] = [r for r in build_summary(store)["results"] if r["metric"] == "refusal_rate"]
+    assert rate["n"] == 3 and rate["generation"] == "new" and rate["value"] in (0.0, 1.0)
