@@ -410,11 +410,12 @@ def _print_results(summary: dict) -> None:
     from rich.table import Table
 
     from .report.render import _fmt_metric as fmt
+    from .report.render import spread_text
 
-    t = Table("model", "dataset", "metric", "value", "95% CI", "n", title="results")
+    t = Table("model", "dataset", "metric", "judge", "value", "95% CI", "n", "seed spread", title="results")
     for r in summary["results"]:
-        t.add_row(r["model"], r["dataset"], r["metric"], fmt(r["metric"], r["value"]),
-                  f"[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]))
+        t.add_row(r["model"], r["dataset"], r["metric"], r["judge"], fmt(r["metric"], r["value"]),
+                  f"[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]), spread_text(r))
     console.print(t)
     if summary["stages"]:
         console.print("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()), highlight=False)
