@@ -269,9 +269,10 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
         parsed = replace(parsed, seeds=chosen, seed=chosen[0])
     summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
+    from .report.render import tamper_line
+
     for t in summary["tamper_resistance"]:
-        console.print(f"tamper resistance of {t['model']} to {t['recipe']} ({t['judge']} judge): {t['definition']} at "
-                      f"{t['text']} {t['budget_unit']}", highlight=False)
+        console.print(f"tamper resistance: {tamper_line(t)}", highlight=False)
 
 
 @datasets_app.command("list")

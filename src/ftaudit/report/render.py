@@ -96,8 +96,14 @@ def tamper_line(t: dict) -> str:
     ci = (f"95% CI {'?' if lo is None else f'{lo:.4g}'} to {'not reached' if hi is None else f'{hi:.4g}'}"
           if t["reached"] or lo is not None else "")
     others = "".join(f"; {o['text']} {unit}" for unit, o in (t.get("other_units") or {}).items())
-    return (f"{t['model']} against {t['recipe']} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
-            f"{t['definition']} at {t['text']} {t['budget_unit']}{f' ({ci})' if ci else ''}{others}")
+    head = f"{t['model']} against {t['recipe']} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
+    if not t["reached"]:
+        drops = [p for p in t["points"] if p["drop"] is not None]
+        top = max(drops, key=lambda p: p["drop"]) if drops else None
+        largest = (f"; largest drop {100 * top['drop']:.1f}{'%' if t.get('relative') else ' pts'} "
+                   f"[{100 * top['drop_ci'][0]:.1f}, {100 * top['drop_ci'][1]:.1f}] at {top['budget']:g}") if top else ""
+        return f"{head}{t['definition']}: {t['text']} {t['budget_unit']}{largest}"
+    return f"{head}{t['definition']} at {t['text']} {t['budget_unit']}{f' ({ci})' if ci else ''}{others}"
 
 
 def spread_text(c: dict) -> str:
