@@ -48,12 +48,12 @@ def tamper_resistance(points: list[dict], threshold: float = 0.5) -> dict:
     """``points``: [{"budget", "drop", "drop_ci": [lo, hi]}] for one model and recipe (the curve's summary)."""
     pts = sorted(points, key=lambda p: p["budget"])
     best = _crossing([(p["budget"], p["drop"]) for p in pts], threshold)
-    at_floor = bool(pts) and best == pts[0]["budget"] and pts[0]["drop"] >= threshold
+    at_floor = bool(pts and best == pts[0]["budget"] and pts[0]["drop"] >= threshold)  # a plain bool, for JSON
     if best is None:
         text = f"not reached within budget ({pts[-1]['budget'] if pts else 0:g})"
     else:
         text = f"<= {best:.4g} (already at the smallest budget tested)" if at_floor else f"{best:.4g}"
-    return {"threshold": threshold, "budget": best, "reached": best is not None, "at_or_below": at_floor,
+    return {"threshold": threshold, "budget": None if best is None else float(best), "reached": best is not None, "at_or_below": at_floor,
             "max_budget": pts[-1]["budget"] if pts else None, "text": text}
 
 
