@@ -93,8 +93,11 @@ def _change(metric: str, change: dict) -> str:
 def tamper_line(t: dict) -> str:
     """The headline sentence: what was measured, the definition, the number and its joint-bootstrap interval."""
     lo, hi = t["ci"]
-    ci = (f"95% CI {'?' if lo is None else f'{lo:.4g}'} to {'not reached' if hi is None else f'{hi:.4g}'}"
-          if t["reached"] or lo is not None else "")
+    if t.get("at_or_below"):  # the smallest budget tested already crosses: an upper bound, no lower end measured
+        ci = f"95% CI: <= {hi:.4g}" if hi is not None else ""
+    else:
+        ci = (f"95% CI {'?' if lo is None else f'{lo:.4g}'} to {'not reached' if hi is None else f'{hi:.4g}'}"
+              if t["reached"] or lo is not None else "")
     others = "".join(f"; {o['text']} {unit}" for unit, o in (t.get("other_units") or {}).items())
     head = f"{t['model']} against {t['recipe']} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
     if not t["reached"]:
