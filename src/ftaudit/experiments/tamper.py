@@ -92,7 +92,7 @@ def tamper_curve(initial: np.ndarray, points: list[dict], threshold: float = 0.5
         xs = [p[key] for p in pts]
         summary = tamper_resistance([{"budget": x, "drop": d} for x, d in zip(xs, drop)], threshold)
         crossings = np.array([c if (c := _crossing(sorted(zip(xs, r)), threshold)) is not None else np.inf for r in reps])
-        lo, hi = np.quantile(crossings, [0.025, 0.975])
+        lo, hi = np.quantile(crossings, [0.025, 0.975], method="inverted_cdf")  # order statistics: inf = not reached
         summary["ci"] = [float(lo) if np.isfinite(lo) else None, float(hi) if np.isfinite(hi) else None]
         out[unit] = summary
     headline = out.pop("budget")
