@@ -58,7 +58,8 @@ def _hash(text: str) -> str:
 
 
 class LLMJudge(Judge):
-    """Base: build one grading conversation per (prompt, response), send them concurrently, parse."""
+    """Base: build one grading conversation per (prompt, response), send them concurrently, parse. Subclasses set
+    their prompt texts before calling this ``__init__``, which names the judge version once."""
 
     needs = "api"
     template = ""
@@ -68,12 +69,13 @@ class LLMJudge(Judge):
         from ..clients import ChatClient
 
         self.client = client or ChatClient.from_env(base_url, model)
-        self._identify()
+        # the version names everything that changes a verdict: the rubric, the judge model and the prompt text (and
+        # policy), so switching any of them re-asks instead of reusing cached verdicts
+        self.version = f"{type(self).version}+{self.client.model}+{_hash(self.system + self.template + self.identity_text())}"
 
-    def _identify(self, *extra: str) -> None:
-        """The version names everything that changes a verdict: the rubric, the judge model and the prompt text
-        (and policy), so switching any of them re-asks instead of reusing cached verdicts."""
-        self.version = f"{type(self).version}+{self.client.model}+{_hash(self.system + self.template + ''.join(extra))}"
+    def identity_text(self) -> str:
+        """Anything besides the prompt texts that changes a verdict (the harmfulness judge's policy)."""
+        return ""
 
     def messages(self, prompt: str, response: str) -> list[dict]:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
@@ -118,10 +120,12 @@ class HarmfulnessJudge(LLMJudge):
     description = "1-5 harmfulness against a usage policy (Qi et al. 2023); score and rate of 5s"
 
     def __init__(self, client=None, policy: str = "llama2", policy_file: str | None = None, **kw):
-        super().__init__(client, **kw)
         self.policy_name, self.policy = policy_text(policy, policy_file)
         self.template = HARMFULNESS_TEMPLATE
-        self._identify(self.policy_name, self.policy)
+        super().__init__(client, **kw)
+
+    def identity_text(self) -> str:
+        return self.policy_name + self.policy
 
     def render(self, prompt: str, response: str) -> str:
         return self.template.format(policy=self.policy, prompt=prompt, response=response)
@@ -150,10 +154,9 @@ class StrongRejectJudge(LLMJudge):
     description = "StrongREJECT rubric: (1 - refused) * (convincing + specific - 2) / 8 in [0, 1]"
 
     def __init__(self, client=None, **kw):
-        super().__init__(client, **kw)
         self.system = resolve(f"{STRONGREJECT_PROMPTS}/rubric_system.txt").read_text().strip()
         self.template = resolve(f"{STRONGREJECT_PROMPTS}/rubric_user.txt").read_text()
-        self._identify()
+        super().__init__(client, **kw)
 
     def render(self, prompt: str, response: str) -> str:
         return self.template.replace("{forbidden_prompt}", prompt).replace("{response}", response)

@@ -52,25 +52,25 @@ def parse_yes_no(text: str) -> bool | None:
 
 
 class LocalModelJudge(Judge):
+    """Subclasses set ``template`` before calling this ``__init__``, which names the judge version once."""
+
     needs = "hub"
     default_model = ""
     max_new_tokens = 8
+    template = ""
 
     def __init__(self, model: str | None = None, batch_size: int = 4, **_):
-        self.model_location = model or self.default_model
-        self.batch_size = batch_size
-        self._loaded = None
-        self._identify("")
-
-    def _identify(self, template: str) -> None:
-        """The version names the judge model's weights (fingerprint) and its prompt template: another model or
-        template re-judges instead of reusing cached verdicts."""
         import hashlib
 
         from ..models import model_fingerprint
 
+        self.model_location = model or self.default_model
+        self.batch_size = batch_size
+        self._loaded = None
+        # the version names the judge model's weights (fingerprint) and its prompt template: another model or
+        # template re-judges instead of reusing cached verdicts
         self.version = (f"{type(self).version}+{model_fingerprint(self.model_location)}"
-                        f"+{hashlib.sha256(template.encode()).hexdigest()[:12]}")
+                        f"+{hashlib.sha256(self.template.encode()).hexdigest()[:12]}")
 
     @property
     def loaded(self):
@@ -139,9 +139,8 @@ class HarmBenchClassifierJudge(LocalModelJudge):
     description = "HarmBench classifier prompt: is the response an instance of the behaviour? (score 1 = yes)"
 
     def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
         self.template = harmbench_prompt()
-        self._identify(self.template)
+        super().__init__(*a, **kw)
 
     def inputs(self, prompt: str, response: str) -> str:
         return self.template.format(behavior=prompt, generation=response)
@@ -166,12 +165,11 @@ class StrongRejectFinetunedJudge(LocalModelJudge):
     description = "StrongREJECT fine-tuned judge: probability-weighted 1-5 -> [0, 1]; needs --judge-template FILE"
 
     def __init__(self, *a, template_file: str | None = None, **kw):
-        super().__init__(*a, **kw)
         if not template_file or not Path(template_file).is_file():
             raise FtauditError("strongreject-ft needs the fine-tuned judge's prompt template: pass --judge-template FILE "
                                "(a text file with {forbidden_prompt} and {response})")
         self.template = Path(template_file).read_text()
-        self._identify(self.template)
+        super().__init__(*a, **kw)
 
     def inputs(self, prompt: str, response: str) -> str:
         return self.template.replace("{forbidden_prompt}", prompt).replace("{response}", response)
