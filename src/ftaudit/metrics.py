@@ -204,6 +204,12 @@ def _table(before: Sequence[float], after: Sequence[float]) -> tuple[float, floa
     return (float((b * a).sum()), float((b * (1 - a)).sum()), float(((1 - b) * a).sum()), float(((1 - b) * (1 - a)).sum()))
 
 
+def _diff_bounds(metric: str) -> tuple[float, float] | None:
+    """Limits of a paired difference of a bounded score (None for unbounded metrics such as NLL)."""
+    bounds = SCORE_BOUNDS.get(metric)
+    return (bounds[0] - bounds[1], bounds[1] - bounds[0]) if bounds else None
+
+
 def paired_change(before: dict[str, float], after: dict[str, float], metric: str = "refusal_rate") -> dict:
     """Change after - before on the items both models have: Newcombe's interval for rates, BCa for means."""
     common = sorted(before.keys() & after.keys())
@@ -213,9 +219,7 @@ def paired_change(before: dict[str, float], after: dict[str, float], metric: str
         return {"value": float("nan"), "ci": [float("nan")] * 2, "n": 0}
     if is_rate(metric):
         return {"value": (sum(y) - sum(x)) / len(common), "ci": list(newcombe_paired(*_table(x, y))), "n": len(common)}
-    bounds = SCORE_BOUNDS.get(metric)
-    span = (bounds[1] - bounds[0]) if bounds else None
-    return mean_ci([b - a for a, b in zip(x, y)], (-span, span) if span else None)
+    return mean_ci([b - a for a, b in zip(x, y)], _diff_bounds(metric))
 
 
 def capability_metric(task: str) -> tuple[str, str, str, str]:
@@ -266,7 +270,8 @@ def capability_metrics(rows: Iterable[dict], by_category: bool = False) -> list[
 
 def across_seeds(per_seed: dict[int, dict[str, float]], metric: str, before: dict[str, float] | None = None,
                  n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """Mean over seeds of a metric (or of its change from ``before``) on the prompts every seed has.
+    """Mean over seeds of a metric (or of its change from ``before``, whose mean on those prompts is ``initial``) on
+    the prompts every seed has.
 
     The interval comes from a bootstrap that resamples seeds and prompts together (so it holds both sources of
     variation; scipy's bootstrap resamples one axis only), widened where needed to the closed-form interval of
@@ -290,10 +295,11 @@ def across_seeds(per_seed: dict[int, dict[str, float]], metric: str, before: dic
     if is_rate(metric):
         floor = newcombe_paired(*_table(base, m.mean(axis=0))) if before is not None else wilson(m.mean(axis=0).sum(), n)
     else:
-        bounds = SCORE_BOUNDS.get(metric)
-        span = bounds and (bounds[1] - bounds[0])
-        floor = tuple(mean_ci(diffs.mean(axis=0), (-span, span) if before is not None and span else bounds)["ci"])
+        floor = tuple(mean_ci(diffs.mean(axis=0), _diff_bounds(metric) if before is not None else SCORE_BOUNDS.get(metric))["ci"])
     values = list(per.values())
-    return {"value": value, "ci": [min(lo, floor[0]), max(hi, floor[1])], "n": n, "n_seeds": len(seeds),
-            "spread": {"per_seed": per, "min": min(values), "max": max(values),
-                       "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}}
+    out = {"value": value, "ci": [min(lo, floor[0]), max(hi, floor[1])], "n": n, "n_seeds": len(seeds),
+           "spread": {"per_seed": per, "min": min(values), "max": max(values),
+                      "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}}
+    if before is not None:
+        out["initial"] = float(base.mean())  # over the same items as the change
+    return out

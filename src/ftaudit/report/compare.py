@@ -78,6 +78,14 @@ def _by_seed(per: dict) -> dict[tuple, dict[int, dict]]:
     return {k: v for k, v in groups.items() if len(v) > 1}
 
 
+def _over_seeds(seeds: dict[int, dict], before: dict[str, float], metric: str) -> dict:
+    """The before -> after fields of a change row taken over seeds (mean, seeds x prompts interval, spread)."""
+    agg = across_seeds(seeds, metric, before)
+    return {"seed": None, "seeds": sorted(seeds), "metric": metric, "initial": agg["initial"],
+            "fine_tuned": agg["initial"] + agg["value"], "change": {k: agg[k] for k in ("value", "ci", "n", "n_seeds")},
+            "spread": agg["spread"]}
+
+
 def _seed_changes(per: dict, meta: dict) -> list[dict]:
     out = []
     for (model, dataset, judge, version), seeds in _by_seed(per).items():
@@ -86,13 +94,8 @@ def _seed_changes(per: dict, meta: dict) -> list[dict]:
         if before is None:
             continue
         attack, kind, is_score = meta[(f"{model}@seed={min(seeds)}", dataset, judge, version)]
-        metric = _metric(judge, kind, is_score)
-        agg = across_seeds(seeds, metric, before)
-        initial = sum(before.values()) / len(before)
-        out.append({"model": model, "initial_model": base, "attack": attack.split("@seed=")[0], "dataset": dataset,
-                    "judge": judge, "judge_version": version, "seed": None, "seeds": sorted(seeds), "metric": metric,
-                    "initial": initial, "fine_tuned": initial + agg["value"],
-                    "change": {k: agg[k] for k in ("value", "ci", "n", "n_seeds")}, "spread": agg["spread"],
+        out.append({"model": model, "initial_model": base, "attack": split_seed(attack)[0], "dataset": dataset,
+                    "judge": judge, "judge_version": version, **_over_seeds(seeds, before, _metric(judge, kind, is_score)),
                     "mcnemar_p": None})
     return out
 
@@ -108,7 +111,7 @@ def seed_results(rows: list[dict], cap_rows: list[dict]) -> list[dict]:
         metric = _metric(judge, kind, is_score)
         split, gen = gens[(first, dataset, judge, version)]
         agg = across_seeds(seeds, metric)
-        out.append({"model": model, "attack": attack.split("@seed=")[0], "dataset": dataset, "split": split, "judge": judge,
+        out.append({"model": model, "attack": split_seed(attack)[0], "dataset": dataset, "split": split, "judge": judge,
                     "judge_version": version, "generation": gen, "model_fingerprint": None, "seed": None,
                     "seeds": sorted(seeds), "metric": metric, **agg})
     cap = _per_task(cap_rows)
@@ -145,11 +148,6 @@ def capability_changes(cap_rows: list[dict]) -> list[dict]:
         if (base, task) not in per:
             continue
         metric, dataset, _, judge = capability_metric(task)
-        before = per[(base, task)]
-        agg = across_seeds(seeds, metric, before)
-        initial = sum(before.values()) / len(before)
-        out.append({"model": model, "initial_model": base, "attack": attacks[f"{model}@seed={min(seeds)}"].split("@seed=")[0],
-                    "dataset": dataset, "judge": judge, "seed": None, "seeds": sorted(seeds), "metric": metric,
-                    "initial": initial, "fine_tuned": initial + agg["value"],
-                    "change": {k: agg[k] for k in ("value", "ci", "n", "n_seeds")}, "spread": agg["spread"]})
+        out.append({"model": model, "initial_model": base, "attack": split_seed(attacks[f"{model}@seed={min(seeds)}"])[0],
+                    "dataset": dataset, "judge": judge, **_over_seeds(seeds, per[(base, task)], metric)})
     return out
