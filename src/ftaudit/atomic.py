@@ -14,17 +14,24 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Replace ``path`` with ``text`` in one step: readers see the old content or the new, never a part."""
+@contextmanager
+def atomic_file(path: str | Path):
+    """Yield a temporary path beside ``path`` to write; when the block finishes it replaces ``path`` in one step."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` in one step: readers see the old content or the new, never a part."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ Schema (``DIR/ftaudit.sqlite``):
   capability_sel(model, model_fingerprint, task, item_id)  which scored items a model's capability metric covers
   costs(model PK, attack, train_seconds, train_tokens, peak_memory_mb, gen_seconds, gen_tokens, devices)
   stages(name PK, status, seconds, updated)
+  judge_retries(model, dataset, split, judge, judge_version, requests, retries)  an API judge's answers and retried failures
 Writes are committed per batch, so a killed run loses at most the batch in flight.
 
 One evaluation is (model name, dataset, split): one model fingerprint, one generation config, one prompt
@@ -26,6 +27,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import FtauditError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations(
   key TEXT PRIMARY KEY, model TEXT, model_fingerprint TEXT, gen_key TEXT, dataset TEXT, split TEXT,
@@ -46,7 +50,30 @@ CREATE TABLE IF NOT EXISTS capability_sel(
 CREATE TABLE IF NOT EXISTS stages(name TEXT PRIMARY KEY, status TEXT, seconds REAL, input_hash TEXT, updated REAL);
 CREATE TABLE IF NOT EXISTS eval_judges(
   model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, PRIMARY KEY(model, dataset, split, judge));
+CREATE TABLE IF NOT EXISTS judge_retries(
+  model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, requests INTEGER, retries INTEGER,
+  PRIMARY KEY(model, dataset, split, judge, judge_version));
 """
+
+
+# a generation's outcome: NULL response = skipped (prompt beyond the context), blank = the model said nothing
+# (outcomes are decided before judging; 'unjudged': the evaluation's judge has not scored it yet, e.g. after a kill)
+OUTCOME = ("CASE WHEN g.response IS NULL THEN 'prompt_too_long' "
+           "WHEN TRIM(g.response, ' ' || char(9, 10, 13)) = '' THEN 'empty' "
+           "WHEN j.gen_ref IS NULL THEN 'unjudged' ELSE 'answered' END")
+
+
+def _header(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(len(SQLITE_HEADER))
+
+
+def _check_existing(path: Path) -> None:
+    if not path.is_file():
+        raise FtauditError(f"{path.parent} is not an ftaudit run directory (no ftaudit.sqlite)")
+    if path.stat().st_size == 0:
+        raise FtauditError(f"{path} is empty (0 bytes): there is nothing to report; restore the store from a copy "
+                           "or rerun the evaluation")
 
 
 def generation_key(model_fingerprint: str, gen_key: str, system_prompt: str | None, prompt: str) -> str:
@@ -54,20 +81,35 @@ def generation_key(model_fingerprint: str, gen_key: str, system_prompt: str | No
 
 
 class Store:
-    """Thin wrapper over the run directory's SQLite database."""
+    """Thin wrapper over the run directory's SQLite database.
 
-    def __init__(self, run_dir: str | Path):
+    ``existing=True`` (report, judges compare) opens only a store that is there, non-empty and readable; a
+    damaged store is refused with one line and never replaced, so nothing a report was built from is lost."""
+
+    def __init__(self, run_dir: str | Path, existing: bool = False):
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "ftaudit.sqlite"
-        # WAL + a long busy timeout: grid points running as parallel processes (``--executor ray``) share one store
-        self.db = sqlite3.connect(self.path, timeout=120)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.row_factory = sqlite3.Row
-        self.db.executescript(SCHEMA)
-        if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
-            self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")
-        self._migrate_pooled_evals()
+        if self.dir.exists() and not self.dir.is_dir():
+            raise FtauditError(f"{self.dir} is a file, not a run directory; give a directory path")
+        if existing:
+            _check_existing(self.path)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size and _header(self.path) != SQLITE_HEADER:
+            raise FtauditError(f"{self.path} is not an SQLite database; move it aside or use another run directory")
+        try:
+            # WAL + a long busy timeout: grid points running as parallel processes (``--executor ray``) share one store
+            self.db = sqlite3.connect(self.path, timeout=120)
+            self.db.row_factory = sqlite3.Row
+            if self.path.stat().st_size and (bad := self.db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(bad)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+            if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
+                self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")
+            self._migrate_pooled_evals()
+        except sqlite3.DatabaseError as exc:
+            raise FtauditError(f"{self.path} is damaged ({str(exc).splitlines()[0]}); nothing was changed: restore it "
+                               "from a copy or rerun into a new --out") from None
 
     def _migrate_pooled_evals(self) -> None:
         """Stores written before evaluations had one identity: keep each evaluation's newest generation
@@ -97,7 +139,8 @@ class Store:
         self.close()
 
     # several processes -------------------------------------------------
-    TABLES = ("generations", "judgments", "evals", "eval_judges", "costs", "capability", "capability_sel", "stages")
+    TABLES = ("generations", "judgments", "evals", "eval_judges", "costs", "capability", "capability_sel", "stages",
+              "judge_retries")
 
     def snapshot_to(self, run_dir: str | Path) -> None:
         """Write a consistent copy of this store into ``run_dir`` (a grid point's own store under Ray)."""
@@ -172,16 +215,36 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO eval_judges VALUES (?,?,?,?,?)", (model, dataset, split, judge, version))
         return row[0] if row and row[0] != version else None
 
+    def add_judge_calls(self, model: str, dataset: str, split: str, judge: str, version: str, requests: int,
+                        retries: int) -> None:
+        """Count an API judge's answers and retried failures for one evaluation (added up over reruns)."""
+        with self.db:
+            self.db.execute("INSERT INTO judge_retries VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                            "requests = requests + excluded.requests, retries = retries + excluded.retries",
+                            (model, dataset, split, judge, version, requests, retries))
+
+    def judge_calls(self) -> list[dict]:
+        """Per evaluation and reported judge version: API answers received and failures retried."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT r.* FROM judge_retries r JOIN eval_judges v ON v.model = r.model AND v.dataset = r.dataset AND "
+            "v.split = r.split AND v.judge = r.judge AND v.judge_version = r.judge_version ORDER BY r.model, r.dataset")]
+
     def eval_table(self) -> list[sqlite3.Row]:
         """One row per (evaluation, prompt, judge) with the evaluation's identity: the input of every metric.
 
-        Only the judge version each evaluation reports is joined, so two versions are never pooled."""
+        Only the judge version each evaluation reports is joined, so two versions are never pooled. ``outcome`` is
+        ``answered``, ``empty`` (a blank response), ``prompt_too_long`` (not generated: beyond the model's
+        context) or ``unjudged`` (a kill stopped judging); only answered rows carry ``refused``/``score``, so a
+        blank answer never counts as compliance (also in stores judged before empty answers were told apart) and
+        an unfinished evaluation is reported as such, not as a smaller n."""
         return list(self.db.execute(
-            "SELECT e.model, e.attack, e.dataset, e.kind, e.split, g.prompt_id, g.category, g.prompt, g.response, "
-            "g.new_tokens, g.gen_key, g.model_fingerprint, j.gen_ref, j.judge, j.judge_version, j.refused, j.score, j.label "
+            f"SELECT e.model, e.attack, e.dataset, e.kind, e.split, g.prompt_id, g.category, g.prompt, g.response, "
+            f"g.new_tokens, g.gen_key, g.model_fingerprint, e.gen_ref, v.judge, v.judge_version, {OUTCOME} AS outcome, "
+            f"CASE WHEN {OUTCOME} = 'answered' THEN j.refused END AS refused, "
+            f"CASE WHEN {OUTCOME} = 'answered' THEN j.score END AS score, j.label "
             "FROM evals e JOIN generations g ON g.key = e.gen_ref "
             "JOIN eval_judges v ON v.model = e.model AND v.dataset = e.dataset AND v.split = e.split "
-            "JOIN judgments j ON j.gen_ref = e.gen_ref AND j.judge = v.judge AND j.judge_version = v.judge_version "
+            "LEFT JOIN judgments j ON j.gen_ref = e.gen_ref AND j.judge = v.judge AND j.judge_version = v.judge_version "
             "ORDER BY e.model, e.dataset, g.prompt_id"))
 
     def set_cost(self, model: str, attack: str, **fields) -> None:

@@ -128,12 +128,13 @@ def run_point(job: PointJob) -> tuple[str, dict]:
                        "train_seconds": result.train_seconds, "devices": result.devices}
 
 
-def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
-    """Render a run directory; for an experiment (``experiment.json``) add budgets, prices and tamper scores."""
+def report_experiment(out: str | Path, show_responses: bool = False, force: bool = False, existing: bool = False) -> dict:
+    """Render a run directory; for an experiment (``experiment.json``) add budgets, prices and tamper scores.
+    ``force`` and ``existing`` are :func:`~ftaudit.report.write_reports`'s."""
     out = Path(out)
     meta_path = out / "experiment.json"
     if not meta_path.exists():
-        return write_reports(out, show_responses)
+        return write_reports(out, show_responses, force=force, existing=existing)
     meta = json.loads(meta_path.read_text())
     budgets = {label: {"initial_model": meta.get("initial_model"), **b} for label, b in meta["budgets"].items()}
     tamper = meta.get("tamper") or {}
@@ -143,7 +144,7 @@ def report_experiment(out: str | Path, show_responses: bool = False) -> dict:
                 "tamper_resistance": tamper_scores(rows, budgets, float(tamper.get("threshold", 0.5)),
                                                    bool(tamper.get("relative", True)))}
 
-    return write_reports(out, show_responses, enrich=enrich)
+    return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing)
 
 
 def priced(costs: list[dict], price_per_device_hour: float) -> list[dict]:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import sqlite3
 from itertools import combinations
 from pathlib import Path
 
-from ..data.loaders import _read_jsonl
+from ..atomic import atomic_write_text
+from ..data.loaders import _read_jsonl, _text
 from ..errors import FtauditError
 from ..sources import cache_dir
-from . import get_judge
+from . import get_judge, judge_responses
 from .validate import agreement
 
 CHUNK = 32
@@ -25,8 +27,7 @@ def _read_pairs(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
         rows = [row for _, row in _read_jsonl(path)]
     elif path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(_text(path), newline="")))
     else:
         raise FtauditError(f"{path}: use .jsonl or .csv with prompt and response columns")
     for n, row in enumerate(rows, 1):
@@ -62,15 +63,21 @@ class JudgmentCache:
 
 def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None = None) -> int:
     """Write input rows + ``judge``, ``judge_version`` and the judge's fields; returns the row count."""
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise FtauditError(f"--out {out_path} is a folder; give a file path such as {out_path / 'judged.jsonl'}")
     rows = _read_pairs(Path(input_path))
+    if not rows:
+        raise FtauditError(f"{input_path} holds no rows; give a file with prompt and response columns")
     judge = get_judge(name, **(options or {}))
     cache = JudgmentCache()
     keys = [cache.key(r["prompt"], r["response"]) for r in rows]
     have = cache.get(judge.name, judge.version, keys)
-    todo = [i for i, k in enumerate(keys) if k not in have]
+    # blank responses are never taken from the cache: caches from before they were their own outcome say "complied"
+    todo = [i for i, k in enumerate(keys) if k not in have or not rows[i]["response"].strip()]
     for start in range(0, len(todo), CHUNK):
         idx = todo[start:start + CHUNK]
-        results = judge.judge([rows[i]["prompt"] for i in idx], [rows[i]["response"] for i in idx])
+        results = judge_responses(judge, [rows[i]["prompt"] for i in idx], [rows[i]["response"] for i in idx])
         fresh = {}
         for i, j in zip(idx, results):
             fields = {"label": j.label}
@@ -81,11 +88,8 @@ def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None
             fresh[keys[i]] = {**fields, "details": {k: v for k, v in j.details.items() if k != "raw"}}
         cache.put(judge.name, judge.version, fresh)
         have.update(fresh)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as f:
-        for row, k in zip(rows, keys):
-            f.write(json.dumps({**row, "judge": judge.name, "judge_version": judge.version, **have[k]}) + "\n")
+    atomic_write_text(out_path, "".join(json.dumps({**row, "judge": judge.name, "judge_version": judge.version, **have[k]})
+                                         + "\n" for row, k in zip(rows, keys)))
     return len(rows)
 
 
@@ -94,9 +98,7 @@ def compare_run(run_dir: Path) -> list[dict]:
     the version the run's evaluations report (other cached versions are left out)."""
     from ..store import Store
 
-    if not (Path(run_dir) / "ftaudit.sqlite").exists():
-        raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
-    store = Store(run_dir)
+    store = Store(run_dir, existing=True)
     by_judge: dict[tuple[str, str], dict[str, bool]] = {}
     for r in store.eval_table():
         if r["refused"] is not None:

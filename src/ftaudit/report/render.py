@@ -8,14 +8,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from rich.markup import escape
 
 from .. import __version__
+from ..atomic import atomic_file, atomic_write_text
+from ..errors import FtauditError
 from ..metrics import capability_metrics, is_rate, refusal_metrics
+from ..progress import console
 from ..store import Store
 from .compare import capability_changes, changes, initial_model, seed_results
 
@@ -41,7 +46,7 @@ def build_summary(store: Store) -> dict:
               "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"], "devices": c["devices"]}
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "stages": store.stages(), "results": results, "category_results": by_cat, "costs": costs,
+            "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(), "category_results": by_cat, "costs": costs,
             "changes": with_costs(_in_grid_order(changes(rows)), costs),
             "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs)}
 
@@ -139,7 +144,8 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
     plt.close(fig)
     return path
 
@@ -228,9 +234,11 @@ def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dic
         if seen[key] >= per_model:
             continue
         seen[key] += 1
-        hide = r["kind"] == "harmful" and not show_responses
+        hide = r["kind"] == "harmful" and not show_responses and r["outcome"] == "answered"
+        response = "(not generated: the prompt exceeds the model's context)" if r["response"] is None else r["response"]
         out.append({"model": r["model"], "dataset": r["dataset"], "prompt": r["prompt"][:160],
-                    "response": REDACTED if hide else r["response"], "refused": bool(r["refused"]), "judge": r["judge"]})
+                    "response": REDACTED if hide else response, "judge": r["judge"],
+                    "refused": bool(r["refused"]) if r["outcome"] == "answered" else r["outcome"]})
     return out
 
 
@@ -263,27 +271,59 @@ def tamper_plot(summary: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _result_key(r: dict) -> tuple:
+    return tuple(str(r.get(k)) for k in ("model", "dataset", "split", "metric", "judge"))
+
+
+def keep_or_replace(run_dir: Path, summary: dict, force: bool) -> None:
+    """Refuse to replace summary.json with one that lacks some of its results, unless ``force`` (then the old
+    summary and reports are kept as ``*.previous.*`` and a line says so)."""
+    try:
+        old = json.loads((run_dir / "summary.json").read_text())["results"]
+        lost = sorted({_result_key(r) for r in old} - {_result_key(r) for r in summary["results"]})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # no earlier report, or one nobody can read: nothing to protect
+    if not lost:
+        return
+    what = (f"{run_dir}: the store gives {len(summary['results'])} results, summary.json has {len(old)} "
+            f"({len(lost)} would be lost, e.g. {' '.join(lost[0][:4])})")
+    if not force:
+        raise FtauditError(f"{what}; nothing was overwritten: check the store, or run `ftaudit report {run_dir} --force` "
+                           "to replace the report (the old one is kept as summary.previous.json)")
+    for name in ("summary.json", "report.md", "report.html"):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, run_dir / name.replace(".", ".previous.", 1))
+    console.print(f"[yellow]{escape(what)}; replaced as asked (--force); the old report is in summary.previous.json, "
+                  "report.previous.md[/]", highlight=False, soft_wrap=True)
+
+
 def write_reports(run_dir: str | Path, show_responses: bool = False,
-                  enrich: Callable[[dict, list[dict]], dict] | None = None) -> dict:
+                  enrich: Callable[[dict, list[dict]], dict] | None = None, force: bool = False,
+                  existing: bool = False) -> dict:
     """Write summary.json, report.md, report.html, tables.{md,tex,csv} and plots into ``run_dir``.
 
     ``enrich(summary, rows)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
-    and priced costs), computed from the summary built here and the per-prompt judged rows.
+    and priced costs), computed from the summary built here and the per-prompt judged rows. A summary that
+    would lose results of the current one is refused unless ``force`` (see :func:`keep_or_replace`);
+    ``existing`` opens only a store that is already there and readable (``ftaudit report``).
     """
     from ..judges.run import compare_run
     from .tables import write_tables
 
     run_dir = Path(run_dir)
-    store = Store(run_dir)
+    store = Store(run_dir, existing=existing)
     try:
         summary = build_summary(store)
+        if existing and not summary["results"]:
+            raise FtauditError(f"{run_dir}: the store holds no finished evaluation yet; nothing was written")
         extra = enrich(summary, _rows(store)) if enrich else {}
         summary.update(extra)
         if "costs" in extra:  # priced costs: show the price beside every change
             for key in ("changes", "capability_changes"):
                 summary[key] = with_costs(summary[key], summary["costs"])
         summary["judge_agreement"] = compare_run(run_dir)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        keep_or_replace(run_dir, summary, force)
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         write_tables(summary, run_dir)
         plots = {"plot": plot(summary, run_dir / "refusal.png"), "scatter": scatter(summary, run_dir / "safety_vs_capability.png"),
                  "catplot": category_chart(summary, run_dir / "categories.png"),
@@ -294,8 +334,8 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
                **{k: v.name if v else None for k, v in plots.items()}}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-        (run_dir / "report.md").write_text(env.get_template("report.md.j2").render(**ctx))
-        (run_dir / "report.html").write_text(env.get_template("report.html.j2").render(**ctx))
+        atomic_write_text(run_dir / "report.md", env.get_template("report.md.j2").render(**ctx))
+        atomic_write_text(run_dir / "report.html", env.get_template("report.html.j2").render(**ctx))
     finally:
         store.close()
     return summary

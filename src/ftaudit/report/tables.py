@@ -11,6 +11,7 @@ import csv
 import io
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..metrics import is_rate
 from .render import _fmt_metric
 
@@ -64,7 +65,7 @@ def _write(header: list[str], rows: list[list[str]], out_dir: Path, stem: str, t
            + "".join(" & ".join(_latex_escape(x) for x in r) + " \\\\\n" for r in rows) + "\\bottomrule\n\\end{tabular}\n")
     paths = []
     for suffix, text in ((".csv", buf.getvalue()), (".md", md), (".tex", tex)):
-        (out_dir / f"{stem}{suffix}").write_text(text)
+        atomic_write_text(out_dir / f"{stem}{suffix}", text)
         paths.append(out_dir / f"{stem}{suffix}")
     return paths
 
