@@ -29,13 +29,40 @@ def test_file_inside_wheel_is_extracted_after_sha_check(isolated_cache):
     assert str(out).startswith(str(isolated_cache))
 
 
-def test_sha256_mismatch_is_one_line_naming_the_source(isolated_cache):
-    make_wheel(isolated_cache)
+def test_sha256_mismatch_is_one_line_naming_the_source_and_keeps_a_cached_wheel(isolated_cache):
+    """A wrong pin must not destroy a wheel that was already in the cache (verified earlier or put there by hand)."""
+    wheel = make_wheel(isolated_cache)
+    good = sha256_file(wheel)
+    resolve(f"pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256={good}")  # verified once
+    before = wheel.read_bytes()
     with pytest.raises(FtauditError) as exc:
         resolve("pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256=" + "0" * 64)
     msg = str(exc.value)
-    assert "sha256 mismatch for fakepkg==1.0" in msg and "\n" not in msg
-    assert not (isolated_cache / "wheels" / "fakepkg-1.0-py3-none-any.whl").exists()
+    assert "sha256 mismatch for fakepkg==1.0" in msg and good in msg and "was kept" in msg and "\n" not in msg
+    assert wheel.read_bytes() == before
+
+
+def test_a_fresh_download_that_mismatches_is_deleted(isolated_cache, monkeypatch):
+    import subprocess
+
+    def fake_pip(cmd, **kw):  # "downloads" a wheel into pip's -d folder
+        folder = cmd[cmd.index("-d") + 1]
+        make_wheel(isolated_cache, files={"fakepkg/data/x.txt": "tampered"}).rename(f"{folder}/fakepkg-1.0-py3-none-any.whl")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    with pytest.raises(FtauditError, match="the download was deleted"):
+        resolve("pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256=" + "0" * 64)
+    assert not list((isolated_cache / "wheels").glob("*.whl"))
+
+
+def test_a_wrong_pin_fails_even_when_the_file_was_unpacked_before(isolated_cache):
+    wheel = make_wheel(isolated_cache)
+    out = resolve(f"pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256={sha256_file(wheel)}")
+    assert out.read_text() == "hello"
+    with pytest.raises(FtauditError, match="sha256 mismatch"):
+        resolve("pypi:fakepkg==1.0/fakepkg/data/x.txt#sha256=" + "1" * 64)
+    assert out.read_text() == "hello"
 
 
 def test_unpinned_wheel_is_refused(isolated_cache):

