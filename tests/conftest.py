@@ -28,12 +28,15 @@ def build_tiny_model(path: Path) -> Path:
                                   pad_token="<|im_end|>", unk_token="<|endoftext|>")
     tok.chat_template = CHAT_TEMPLATE
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=1, max_position_embeddings=512, eos_token_id=tok.eos_token_id,
+                      num_key_value_heads=1, max_position_embeddings=2048, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
     import torch
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
+    blank = [i for i in range(len(tok)) if not tok.decode([i], skip_special_tokens=True).strip()]
+    with torch.no_grad():  # special and whitespace tokens decode to nothing: keep greedy decoding off them, so
+        model.get_input_embeddings().weight[blank] = 0  # answers are not blank (a blank answer is its own outcome)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from .data import PromptRecord, get_prompts, load_prompts
 from .data.registry import DATASETS
 from .errors import FtauditError
 from .generate import GenerationConfig, HFBackend
-from .judges import get_judge
+from .judges import get_judge, judge_responses
 from .models import load_model, messages_for, model_fingerprint, resolve_model_location
 from .models.loading import read_marker
 from .progress import console
@@ -42,17 +44,31 @@ class EvalSet:
         return self.name if self.name in DATASETS else Path(self.name).stem
 
 
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
+
+
 def parse_eval_set(text: str, kind: str | None = None) -> EvalSet:
-    """``NAME[:SPLIT][@LIMIT]`` e.g. ``advbench@50`` or ``harmbench:eval@40``."""
-    name, _, limit = text.partition("@")
-    name, _, split = name.partition(":")
+    """``NAME[:SPLIT][@N]`` e.g. ``advbench@50`` or ``harmbench:eval@40``, or a prompt file; N is a positive
+    whole number. An unknown name, a missing file or a bad limit or split fails here, before any work."""
+    name, at, limit = text.partition("@")
+    base, _, split = name.partition(":")
+    if base in DATASETS:
+        name = base
+        if split and split not in ("train", "eval", "all"):
+            raise FtauditError(f"unknown split '{split}' in '{text}'; use train, eval or all")
+    elif Path(name).is_file():
+        split = ""
+    elif Path(name).suffix.lower() in FILE_SUFFIXES or "/" in name:
+        raise FtauditError(f"no such file: {name}; give an existing prompt file or a dataset name "
+                           "(see `ftaudit datasets list`)")
+    else:
+        raise FtauditError(f"unknown dataset '{base}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
+    if at and not (limit.isdigit() and int(limit) > 0):
+        raise FtauditError(f"bad limit '@{limit}' in '{text}': write NAME[:SPLIT][@N] with N a positive whole number, "
+                           "e.g. advbench@50")
     if kind is None:
         kind = DATASETS[name].kind if name in DATASETS else "harmful"
-    try:
-        n = int(limit) if limit else None
-    except ValueError:
-        raise FtauditError(f"bad limit in '{text}'; write NAME[:SPLIT][@N], e.g. advbench@50") from None
-    return EvalSet(name, kind, split or "eval", n)
+    return EvalSet(name, kind, split or "eval", int(limit) if at else None)
 
 
 def subsample(records: list[PromptRecord], limit: int | None) -> list[PromptRecord]:
@@ -124,12 +140,18 @@ def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_o
         judge = _JUDGES[cache_key]
         done = store.judged_keys(judge.name, judge.version)
         todo = [k for k in keys if k not in done and k in rows]
+        client = getattr(judge, "client", None)  # an API judge (a ChatClient) counts its answers and retries
+        client = client if hasattr(client, "retries") else None
         for i in range(0, len(todo), JUDGE_CHUNK):
             chunk = todo[i:i + JUDGE_CHUNK]
-            results = judge.judge([rows[k]["prompt"] for k in chunk], [rows[k]["response"] for k in chunk])
+            calls = (client.requests, client.retries) if client else None
+            results = judge_responses(judge, [rows[k]["prompt"] for k in chunk], [rows[k]["response"] for k in chunk])
             store.add_judgments([{"gen_ref": k, "judge": j.judge, "judge_version": j.judge_version,
                                   "refused": None if j.refused is None else int(j.refused), "score": j.score,
                                   "label": j.label, "details": j.details} for k, j in zip(chunk, results)])
+            if client and evaluation:
+                store.add_judge_calls(*evaluation, judge.name, judge.version, client.requests - calls[0],
+                                      client.retries - calls[1])
         if evaluation and (old := store.set_eval_judge(*evaluation, judge.name, judge.version)):
             console.print(f"[yellow]{evaluation[0]} on {evaluation[1]}: judge {judge.name} is now version "
                           f"{judge.version}; it replaces {old} in the results (the old judgments stay cached)[/]", highlight=False)
@@ -147,6 +169,15 @@ def eval_generation_config(model_location: str, base: GenerationConfig) -> Gener
     return base
 
 
+def _say_unanswered(store: Store, keys: list[str], what: str) -> None:
+    responses = [r["response"] for r in store.existing_generations(keys).values()]
+    skipped, empty = sum(r is None for r in responses), sum(r is not None and not r.strip() for r in responses)
+    if skipped or empty:
+        console.print(f"[yellow]{escape(what)}: {skipped} of {len(keys)} prompts exceed the model's context and were "
+                      f"skipped (prompt_too_long_rate), {empty} responses were empty (empty_response_rate); neither "
+                      "counts as refusal or compliance[/]", highlight=False)
+
+
 def evaluate_model(store: Store, model_name: str, attack: str, model_location: str, eval_sets: list[EvalSet],
                    cfg: GenerationConfig, judges: list[str], judge_options: dict | None = None) -> None:
     """Generate and judge ``model_location`` on every eval set; everything lands in ``store``."""
@@ -162,4 +193,5 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
                           "weights changed; this evaluation replaces the earlier one (its generations stay cached)[/]",
                           highlight=False)
         judge_pending(store, keys, judges, judge_options, (model_name, es.label, es.split))
+        _say_unanswered(store, keys, f"{model_name} on {es.label}:{es.split}")
     console.print(f"[green]evaluated[/] {model_name} on {', '.join(e.label for e in eval_sets)}")

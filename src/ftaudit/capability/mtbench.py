@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import replace
 
+from ..errors import FtauditError
 from ..generate import GenerationConfig, HFBackend
 from ..models import load_model
 from ..progress import console
@@ -65,10 +66,10 @@ def answer_questions(model_location: str, questions: list[dict], max_new_tokens:
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=16)
     backend = RemoteBackend(model_location) if is_remote(model_location) else HFBackend(load_model(model_location))
     first = backend.generate([[{"role": "user", "content": q["turns"][0]}] for q in questions], cfg, description="MT-Bench turn 1")
-    convs = [[{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": a.response},
+    convs = [[{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": a.response or ""},
               {"role": "user", "content": q["turns"][1]}] for q, a in zip(questions, first)]
     second = backend.generate(convs, replace(cfg), description="MT-Bench turn 2")
-    return [[a.response, b.response] for a, b in zip(first, second)]
+    return [[a.response, b.response] for a, b in zip(first, second)]  # None: the turn did not fit the context
 
 
 JUDGE_VERSION = "llm-judge-single-v1"  # FastChat's single-answer prompts from the pinned wheel
@@ -83,7 +84,6 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
                 max_new_tokens: int = 256) -> tuple[list[dict], list[str]]:
     """(new per-(question, turn) rows with the judge's 1-10 score, NaN when unparseable; every item id covered)."""
     from ..models import model_fingerprint
-    from ..errors import FtauditError
 
     if client is None:
         raise FtauditError("mtbench needs an LLM judge: pass --judge-base-url and --judge-model (an OpenAI-compatible API)")
@@ -92,9 +92,16 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
         questions = sorted(questions, key=lambda q: (q["question_id"] % 10, q["question_id"]))[:limit]
     done = store.capability_done(model_name, model_fingerprint(model_location), task_key(client))
     todo = [q for q in questions if f"mtbench-{q['question_id']}-t2" not in done]
-    rows = []
+    rows, skipped = [], set()
     if todo:
         answers = answer_questions(model_location, todo, max_new_tokens)
+        skipped = {q["question_id"] for q, ans in zip(todo, answers) if None in ans}
+        if skipped:
+            console.print(f"[yellow]MT-Bench: {len(skipped)} of {len(todo)} questions do not fit the model's context with "
+                          f"{max_new_tokens} new tokens per turn; they are left out of the score (n says how many "
+                          "count)[/]", highlight=False)
+            kept = [i for i, q in enumerate(todo) if q["question_id"] not in skipped]
+            todo, answers = [todo[i] for i in kept], [answers[i] for i in kept]
         prompts, refs = load_judge_prompts(), load_references()
         convs, keys = [], []
         for q, ans in zip(todo, answers):
@@ -110,4 +117,4 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
         bad = sum(r["details"]["unparseable"] for r in rows)
         if bad:
             console.print(f"[yellow]MT-Bench: {bad} of {len(rows)} judge answers had no [[rating]]; counted as unparseable[/]")
-    return rows, [f"mtbench-{q['question_id']}-t{t}" for q in questions for t in (1, 2)]
+    return rows, [f"mtbench-{q['question_id']}-t{t}" for q in questions if q["question_id"] not in skipped for t in (1, 2)]

@@ -27,5 +27,25 @@ class GenerationConfig:
 
 @dataclass
 class GenerationResult:
-    response: str
+    """``response`` is None when the prompt was not generated: it does not fit the model's context
+    (prompt tokens + max_new_tokens > context length). Such prompts are skipped and counted, never truncated."""
+
+    response: str | None
     new_tokens: int
+
+
+def context_length(model, tokenizer) -> int | None:
+    """The most positions ``model`` takes (config ``max_position_embeddings``/``n_positions``, else the tokenizer's
+    ``model_max_length``); None when neither says."""
+    cfg = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 10**7 else None
+
+
+def too_long(lengths: list[int], cfg: GenerationConfig, limit: int | None) -> set[int]:
+    """Indices whose prompt plus ``cfg.max_new_tokens`` exceeds ``limit`` positions."""
+    return set() if limit is None else {i for i, n in enumerate(lengths) if n + cfg.max_new_tokens > limit}

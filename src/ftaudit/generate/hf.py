@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from ..models import LoadedModel, format_chat
 from ..progress import progress_bar
-from .base import GenerationConfig, GenerationResult
+from .base import GenerationConfig, GenerationResult, context_length, too_long
 
 
 class HFBackend:
@@ -26,14 +26,20 @@ class HFBackend:
         model, tok = self.loaded.model, self.loaded.tokenizer
         texts = [format_chat(tok, conv) for conv in conversations]
         lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in texts]
+        skipped = too_long(lengths, cfg, context_length(model, tok))
         # Sorting by length keeps padding (wasted compute) small inside each batch.
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        order = sorted((i for i in range(len(texts)) if i not in skipped), key=lambda i: -lengths[i])
         results: list[GenerationResult | None] = [None] * len(texts)
+        if skipped:
+            for i in skipped:
+                results[i] = GenerationResult(None, 0)
+            if on_batch:
+                on_batch(sorted(skipped), [results[i] for i in sorted(skipped)])
         old_side, tok.padding_side = tok.padding_side, "left"
         sampling = cfg.temperature > 0
         try:
             with progress_bar() as bar:
-                task = bar.add_task(description, total=len(texts))
+                task = bar.add_task(description, total=len(texts) - len(skipped))
                 for idx in token_budget_batches(order, lengths, cfg.batch_size, cfg.max_batch_tokens):
                     enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
                     with torch.inference_mode():

@@ -30,7 +30,7 @@ class RemoteBackend:
         from ..clients import ChatClient
 
         base, model = parse_remote(location)
-        self.client = ChatClient(base, model, api_key_env="FTAUDIT_REMOTE_API_KEY")
+        self.client = ChatClient(base, model, api_key_env="FTAUDIT_REMOTE_API_KEY", role="model")
 
     def generate(self, conversations: Sequence[list[dict]], cfg: GenerationConfig,
                  on_batch: Callable[[list[int], list[GenerationResult]], None] | None = None,

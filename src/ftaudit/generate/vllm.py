@@ -20,7 +20,7 @@ from ..errors import FtauditError
 from ..models import format_chat, resolve_model_location
 from ..models.loading import _weights_dir, read_marker
 from ..progress import progress_bar
-from .base import GenerationConfig, GenerationResult
+from .base import GenerationConfig, GenerationResult, context_length, too_long
 
 _ENGINES: dict[tuple, tuple[object, object, int]] = {}  # (base dir, quantization) -> (vllm.LLM, tokenizer, max LoRA rank)
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -113,14 +113,22 @@ class VLLMBackend:
         # token ids, not text: the chat template already holds any BOS, as in the HF backend
         prompts = [{"prompt_token_ids": self.tokenizer(format_chat(self.tokenizer, conv), add_special_tokens=False).input_ids}
                    for conv in conversations]
-        results: list[GenerationResult] = []
+        engine_cfg = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        limit = getattr(engine_cfg, "max_model_len", None) or context_length(None, self.tokenizer)
+        skipped = too_long([len(p["prompt_token_ids"]) for p in prompts], cfg, limit)
+        results: list[GenerationResult] = [GenerationResult(None, 0)] * len(prompts)
+        if skipped and on_batch:
+            on_batch(sorted(skipped), [results[i] for i in sorted(skipped)])
+        todo = [i for i in range(len(prompts)) if i not in skipped]
         with progress_bar() as bar:
-            task = bar.add_task(f"{description} (vLLM)", total=len(prompts))
-            for start in range(0, len(prompts), CHUNK):
-                outs = self.llm.generate(prompts[start:start + CHUNK], params, lora_request=self.lora_request, use_tqdm=False)
+            task = bar.add_task(f"{description} (vLLM)", total=len(todo))
+            for start in range(0, len(todo), CHUNK):
+                idx = todo[start:start + CHUNK]
+                outs = self.llm.generate([prompts[i] for i in idx], params, lora_request=self.lora_request, use_tqdm=False)
                 batch = [GenerationResult(o.outputs[0].text.strip(), len(o.outputs[0].token_ids)) for o in outs]
                 if on_batch:
-                    on_batch(list(range(start, start + len(batch))), batch)
-                results += batch
+                    on_batch(idx, batch)
+                for i, r in zip(idx, batch):
+                    results[i] = r
                 bar.advance(task, len(batch))
         return results

@@ -32,6 +32,16 @@ class Judge:
         raise NotImplementedError
 
 
+def judge_responses(judge: Judge, prompts: list[str], responses: list[str | None]) -> list[Judgment]:
+    """Judge the answered responses; an empty response (label ``empty``) or a missing one (``prompt_too_long``:
+    not generated) is its own outcome with neither ``refused`` nor ``score``, and never reaches the judge."""
+    answered = [i for i, r in enumerate(responses) if r is not None and r.strip()]
+    got = judge.judge([prompts[i] for i in answered], [responses[i] for i in answered]) if answered else []
+    out = {i: j for i, j in zip(answered, got)}
+    return [out.get(i) or Judgment(judge.name, judge.version, label="prompt_too_long" if r is None else "empty")
+            for i, r in enumerate(responses)]
+
+
 JUDGES: dict[str, type[Judge]] = {}
 
 
@@ -43,7 +53,14 @@ def register_judge(name: str):
     return wrap
 
 
+def check_judges(names: list[str]) -> list[str]:
+    """Fail on an unknown judge name before any model is loaded or any prompt generated."""
+    for name in names:
+        if name not in JUDGES:
+            raise FtauditError(f"unknown judge '{name}'; known: {', '.join(sorted(JUDGES))}")
+    return names
+
+
 def get_judge(name: str, **kwargs) -> Judge:
-    if name not in JUDGES:
-        raise FtauditError(f"unknown judge '{name}'; known: {', '.join(sorted(JUDGES))}")
+    check_judges([name])
     return JUDGES[name](**kwargs)

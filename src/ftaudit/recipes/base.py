@@ -31,6 +31,9 @@ class RecipeContext:
         if loaded is not None:
             self._loaded[model] = loaded
         rows = self.store.existing_generations(keys)
+        if skipped := sum(rows[k]["response"] is None for k in keys):
+            raise FtauditError(f"{skipped} of {len(keys)} {label} training prompts do not fit {model}'s context with "
+                               f"{max_new_tokens} new tokens; use a model with a longer context")
         return [rows[k]["response"] for k in keys]
 
 
@@ -56,10 +59,32 @@ def register_recipe(name: str):
     return wrap
 
 
-def build_recipe(name: str, ctx: RecipeContext, **params) -> RecipeOutput:
+def recipe_params(name: str, params: dict) -> dict:
+    """Check ``params`` against the recipe function's own signature (names, types, ``Field`` bounds) with pydantic;
+    returns them converted (``"5"`` -> 5). A wrong name or value fails with one line naming the parameter."""
+    import inspect
+
+    from pydantic import ConfigDict, ValidationError, create_model
+
+    from ..errors import validation_message
+
     if name not in RECIPES:
         raise FtauditError(f"unknown recipe '{name}'; known: {', '.join(sorted(RECIPES))}")
-    return RECIPES[name](ctx, **params)
+    declared = list(inspect.signature(RECIPES[name], eval_str=True).parameters.values())[1:]  # after ctx
+    unknown = set(params) - {p.name for p in declared}
+    if unknown:
+        raise FtauditError(f"recipe {name} takes no parameter {', '.join(sorted(unknown))}; "
+                           f"it takes: {', '.join(p.name for p in declared)}")
+    model = create_model(f"{name}-params", __config__=ConfigDict(extra="forbid"),
+                         **{p.name: (p.annotation, p.default) for p in declared})
+    try:
+        return model(**params).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        raise FtauditError(f"recipe {name}: {validation_message(exc)}") from None
+
+
+def build_recipe(name: str, ctx: RecipeContext, **params) -> RecipeOutput:
+    return RECIPES[name](ctx, **recipe_params(name, params))
 
 
 def pick(items: list, n: int, salt: str) -> list:
