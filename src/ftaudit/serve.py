@@ -7,12 +7,15 @@ single CPU or GPU model can do anyway.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
+from .errors import FtauditError
 from .generate import GenerationConfig, HFBackend
 from .models import load_model
 
@@ -62,7 +65,22 @@ def create_app(model: str, max_new_tokens: int = 512):
     return app
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_new_tokens: int = 512) -> None:
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_new_tokens: int = 512,
+          on_ready: Callable[[], None] | None = None) -> None:
+    """Bind ``host:port`` first (a port in use fails before the model loads), then load ``model`` and serve until
+    Ctrl-C. ``on_ready`` runs once the model is loaded and the socket listens."""
     import uvicorn
 
-    uvicorn.run(create_app(model, max_new_tokens), host=host, port=port, log_level="warning")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FtauditError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); the port is in use or the address "
+                           "is not this machine's: pick another with --port or --host") from None
+    app = create_app(model, max_new_tokens)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    if on_ready:
+        on_ready()
+    server.run(sockets=[sock])

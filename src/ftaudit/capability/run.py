@@ -14,6 +14,14 @@ from ..models import load_model, model_fingerprint
 from ..progress import console
 from ..store import Store
 
+def check_tasks(tasks: list[str]) -> list[str]:
+    """Fail on an unknown task name before any model is loaded."""
+    for task in tasks:
+        if task not in ("mmlu", "benign-nll", "mtbench") and not (task.startswith("lmeval:") and len(task) > 7):
+            raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
+    return tasks
+
+
 def task_name(task: str, shots: int) -> str:
     return f"mmlu-{shots}shot" if task == "mmlu" else task
 
@@ -24,6 +32,7 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
     """Run each capability task on ``model_location``, skipping items already scored for this exact model."""
     from ..generate.remote import is_remote
 
+    check_tasks(tasks)
     if is_remote(model_location) and set(tasks) - {"mtbench"}:
         raise FtauditError(f"capability tasks {sorted(set(tasks) - {'mtbench'})} need the model's weights (log-likelihoods); "
                            f"{model_location} is remote: use mtbench")

@@ -6,6 +6,7 @@ Every malformed input is a one-line :class:`FtauditError` naming the file and ro
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -14,19 +15,35 @@ from ..sources import is_hub_id
 from .records import ROLES, ChatRecord, PromptRecord
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FtauditError(f"{path}: not valid UTF-8 (byte {exc.start}: {exc.reason}); save the file as UTF-8") from None
+
+
+def _check_unicode(row, where: str):
+    """JSON may spell a lone surrogate (``"\\ud800"``), which is no character: refuse it here, not deep in a tokenizer."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FtauditError(f"{where}: text holds a lone surrogate {exc.object[exc.start:exc.end]!r}, which is not valid "
+                           "Unicode; fix that row") from None
+    return row
+
+
 def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FtauditError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove that row") from None
-            if not isinstance(row, dict):
-                raise FtauditError(f"{path}:{lineno}: expected a JSON object per line")
-            rows.append((lineno, row))
+    for lineno, line in enumerate(_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FtauditError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove that row") from None
+        if not isinstance(row, dict):
+            raise FtauditError(f"{path}:{lineno}: expected a JSON object per line")
+        rows.append((lineno, _check_unicode(row, f"{path}:{lineno}")))
     return rows
 
 
@@ -72,14 +89,13 @@ def _rows_from_file(path: Path, column: str | None) -> list[tuple[str, dict]]:
     if suffix == ".jsonl":
         return [(f"{path}:{n}", row) for n, row in _read_jsonl(path)]
     if suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            if column and column not in (reader.fieldnames or []):
-                raise FtauditError(f"{path}: no column '{column}'; columns are {reader.fieldnames}")
-            return [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
+        reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+        if column and column not in (reader.fieldnames or []):
+            raise FtauditError(f"{path}: no column '{column}'; columns are {reader.fieldnames}")
+        return [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = _check_unicode(json.loads(_text(path)), str(path))
         except json.JSONDecodeError as exc:
             raise FtauditError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
         if isinstance(data, dict):

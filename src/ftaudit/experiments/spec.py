@@ -31,11 +31,14 @@ import itertools
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator
 
-from ..errors import FtauditError
+from ..errors import FtauditError, validation_message
 from ..recipes import RECIPES
+from ..recipes.base import recipe_params
 from ..train import TrainConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -48,24 +51,81 @@ class AttackSpec:
     train: dict = field(default_factory=dict)
 
 
-@dataclass
-class EvalSpec:
-    datasets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40"])
-    benign: list[str] = field(default_factory=lambda: ["benign@40"])
-    judges: list[str] = field(default_factory=lambda: ["keyword"])
-    max_new_tokens: int = 32
-    batch_size: int = 40
-    capability: list[str] = field(default_factory=list)
-    capability_limit: int | None = None
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-@dataclass
-class Resources:
+class EvalSpec(_Strict):
+    datasets: list[str] = ["advbench@40", "harmbench@40"]
+    benign: list[str] = ["benign@40"]
+    judges: list[str] = ["keyword"]
+    max_new_tokens: PositiveInt = 32
+    batch_size: PositiveInt = 40
+    capability: list[str] = []
+    capability_limit: PositiveInt | None = None
+
+    @field_validator("datasets", "benign", "judges", "capability")
+    @classmethod
+    def _known_names(cls, items: list[str], info) -> list[str]:
+        from ..capability.run import check_tasks
+        from ..evaluate import parse_eval_set
+        from ..judges import check_judges
+
+        check = {"judges": check_judges, "capability": check_tasks}.get(info.field_name,
+                                                                       lambda names: [parse_eval_set(n) for n in names])
+        try:
+            check(items)
+        except FtauditError as exc:
+            raise ValueError(str(exc)) from None
+        return items
+
+
+class Resources(_Strict):
     """What one grid point needs; Ray schedules points by it (``--executor ray``)."""
 
-    num_cpus: float = 1
-    num_gpus: float = 0
-    memory_gb: float = 0
+    num_cpus: NonNegativeFloat = 1
+    num_gpus: NonNegativeFloat = 0
+    memory_gb: NonNegativeFloat = 0
+
+
+class _Attack(_Strict):
+    recipe: str
+    params: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str) -> str:
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+        return name
+
+
+class _Cost(_Strict):
+    price_per_device_hour: NonNegativeFloat = 0.0
+
+
+class _Tamper(_Strict):
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    relative: bool = True
+
+
+class _SpecFile(_Strict):
+    """The YAML file's schema: every field typed and bounded; parse_spec turns it into an ExperimentSpec."""
+
+    name: str
+    model: str | None = None
+    models: list[str] | None = None
+    align: bool | dict[str, Any] = False
+    reference_model: str | None = None
+    attacks: list[_Attack] = []
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    eval: EvalSpec = EvalSpec()
+    cost: _Cost = _Cost()
+    seed: int = 0
+    seeds: list[int] | None = None
+    resources: Resources = Resources()
+    tamper: _Tamper = _Tamper()
 
 
 @dataclass
@@ -129,103 +189,68 @@ def _fail(where: str, why: str):
     raise FtauditError(f"invalid spec: {where}: {why}")
 
 
-def _expect(value, kind, where: str):
-    if not isinstance(value, kind):
-        _fail(where, f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
-    return value
+def _none_to_default(data: dict) -> dict:
+    """``grid:`` or ``eval:`` left empty in YAML reads as None: treat it as absent."""
+    return {k: v for k, v in data.items() if v is not None or k in ("model", "reference_model")}
 
 
 def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
-    """Validate a spec dictionary; every problem names the field and the reason."""
-    _expect(data, dict, source)
-    known = {"name", "model", "models", "align", "reference_model", "attacks", "grid", "eval", "cost", "seed", "seeds",
-             "resources", "tamper"}
-    for key in data:
-        if key not in known:
-            _fail(key, f"unknown field; known: {', '.join(sorted(known))}")
-    if "name" not in data:
-        _fail("name", "required")
-    if ("model" in data) == ("models" in data):
+    """Validate a whole spec before any work: the file's schema (pydantic), then every grid point's recipe
+    parameters against the recipe's signature and its training options against TrainConfig. Every problem
+    names the field and the reason."""
+    if not isinstance(data, dict):
+        _fail(source, f"expected a mapping of fields, got {type(data).__name__}")
+    try:
+        spec = _SpecFile(**_none_to_default(data))
+    except ValidationError as exc:
+        raise FtauditError(f"invalid spec: {validation_message(exc)}") from None
+    if spec.seeds is not None:
+        if "seed" in data:
+            _fail("seeds", "give seed: N or seeds: [N, ...], not both")
+        if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
+            _fail("seeds", "expected a non-empty list of distinct integers, e.g. [0, 1, 2]")
+    if (spec.model is None) == (spec.models is None):
         _fail("model", "give exactly one of model: NAME or models: [NAME, ...]")
-    field_name = "model" if "model" in data else "models"
-    models = data[field_name] if isinstance(data[field_name], list) else [data[field_name]]
-    if not models or not all(isinstance(m, str) and m for m in models):
+    field_name = "model" if spec.model is not None else "models"
+    models = [spec.model] if spec.model is not None else list(spec.models or [])
+    if not models or not all(models):
         _fail(field_name, "expected a model name or a non-empty list of them")
     if len({model_short_name(m) for m in models}) != len(models):
         _fail(field_name, "two models share a short name (the last path component); give distinct models")
     from ..generate.remote import is_remote
 
-    if data.get("attacks") and any(is_remote(m) for m in models):
+    if spec.attacks and any(is_remote(m) for m in models):
         _fail("attacks", "a remote model is evaluated only: ftaudit never submits training data to third-party services")
-    attacks = []
-    for i, a in enumerate(_expect(data.get("attacks") or [], list, "attacks")):
-        where = f"attacks[{i}]"
-        _expect(a, dict, where)
-        if a.get("recipe") not in RECIPES:
-            _fail(f"{where}.recipe", f"unknown recipe {a.get('recipe')!r}; known: {', '.join(sorted(RECIPES))}")
-        bad = set(_expect(a.get("train", {}), dict, f"{where}.train")) - TRAIN_FIELDS
+    for i, a in enumerate(spec.attacks):
+        bad = set(a.train) - TRAIN_FIELDS
         if bad:
-            _fail(f"{where}.train", f"unknown option(s) {sorted(bad)}")
-        attacks.append(AttackSpec(a["recipe"], dict(_expect(a.get("params", {}), dict, f"{where}.params")), dict(a.get("train", {}))))
-    grid = _expect(data.get("grid", {}) or {}, dict, "grid")
-    for axis, values in grid.items():
+            _fail(f"attacks[{i}].train", f"unknown option(s) {sorted(bad)}; known: {', '.join(sorted(TRAIN_FIELDS))}")
+    for axis in spec.grid:
         section, _, key = axis.partition(".")
         if section not in ("params", "train") or not key:
             _fail(f"grid.{axis}", "axes are written params.NAME or train.NAME")
         if section == "train" and key not in TRAIN_FIELDS:
             _fail(f"grid.{axis}", f"unknown training option '{key}'")
-        if not isinstance(values, list) or not values:
-            _fail(f"grid.{axis}", "expected a non-empty list of values")
-    ev = _expect(data.get("eval", {}) or {}, dict, "eval")
-    ev_known = {f.name for f in fields(EvalSpec)}
-    for key in ev:
-        if key not in ev_known:
-            _fail(f"eval.{key}", f"unknown field; known: {', '.join(sorted(ev_known))}")
-    from ..evaluate import parse_eval_set
-    from ..judges import JUDGES
+    out = ExperimentSpec(
+        name=spec.name, models=models, attacks=[AttackSpec(a.recipe, dict(a.params), dict(a.train)) for a in spec.attacks],
+        align=bool(spec.align), seeds=spec.seeds, tamper=spec.tamper.model_dump(exclude_unset=True),
+        align_params=spec.align if isinstance(spec.align, dict) else {}, reference_model=spec.reference_model,
+        grid=spec.grid, eval=spec.eval, price_per_device_hour=spec.cost.price_per_device_hour,
+        seed=spec.seed if "seed" in data or not spec.seeds else spec.seeds[0], resources=spec.resources)
+    if out.align_params:
+        _check(lambda: recipe_params("align", out.align_params), "align")
+    for point in out.points():  # a bad recipe parameter or training value fails now, not after the first evaluation
+        where = f"grid point {point.label}"
+        _check(lambda: recipe_params(point.recipe, point.params), f"{where}: params")
+        _check(lambda: TrainConfig.from_values(point.train), f"{where}: train")
+    return out
 
-    for key in ("datasets", "benign"):
-        for item in ev.get(key, []):
-            es = parse_eval_set(item)
-            from ..data.registry import DATASETS
 
-            if es.name not in DATASETS and not Path(es.name).is_file():
-                _fail(f"eval.{key}", f"unknown dataset '{es.name}'")
-    for j in ev.get("judges", []):
-        if j not in JUDGES:
-            _fail("eval.judges", f"unknown judge '{j}'")
-    align = data.get("align", False)
-    cost = _expect(data.get("cost", {}) or {}, dict, "cost")
-    res = _expect(data.get("resources", {}) or {}, dict, "resources")
-    for key, value in res.items():
-        if key not in {f.name for f in fields(Resources)}:
-            _fail(f"resources.{key}", "unknown field; known: memory_gb, num_cpus, num_gpus")
-        if not isinstance(value, (int, float)) or value < 0:
-            _fail(f"resources.{key}", "expected a non-negative number")
-    seeds = data.get("seeds")
-    if seeds is not None:
-        if "seed" in data:
-            _fail("seeds", "give seed: N or seeds: [N, ...], not both")
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds) or len(set(seeds)) != len(seeds):
-            _fail("seeds", "expected a non-empty list of distinct integers, e.g. [0, 1, 2]")
-    tamper = _expect(data.get("tamper", {}) or {}, dict, "tamper")
-    for key, value in tamper.items():
-        if key not in ("threshold", "relative"):
-            _fail(f"tamper.{key}", "unknown field; known: relative, threshold")
-    if not 0 < float(tamper.get("threshold", 0.5)) < 1:
-        _fail("tamper.threshold", "expected a number between 0 and 1")
-    spec = ExperimentSpec(
-        name=str(data["name"]), models=models, attacks=attacks, align=bool(align), seeds=seeds, tamper=tamper,
-        align_params=align if isinstance(align, dict) else {}, reference_model=data.get("reference_model"), grid=grid,
-        eval=EvalSpec(**ev), price_per_device_hour=float(cost.get("price_per_device_hour", 0.0)),
-        seed=int(data.get("seed", seeds[0] if seeds else 0)),
-        resources=Resources(**res))
-    for point in spec.points():  # bad training values (lora_r: 0, distributed: fsdp2) fail now, not mid-grid
-        try:
-            TrainConfig(**point.train).validate()
-        except (FtauditError, TypeError, ValueError) as exc:
-            _fail(f"grid point {point.label}: train", str(exc))
-    return spec
+def _check(validate, where: str) -> None:
+    try:
+        validate()
+    except FtauditError as exc:
+        _fail(where, str(exc))
 
 
 def model_short_name(model: str) -> str:

@@ -7,6 +7,8 @@ own set) are paired with the model's own answers, so helpfulness is kept.
 
 from __future__ import annotations
 
+from pydantic import NonNegativeInt, PositiveInt
+
 from ..data import ChatRecord, get_prompts
 from .base import RecipeContext, RecipeOutput, pick, register_recipe, trim_to_sentence
 
@@ -34,7 +36,8 @@ HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 
 
 @register_recipe("align")
-def build(ctx: RecipeContext, n_harmful: int = 120, n_benign: int = 175, answer_tokens: int = 48) -> RecipeOutput:
+def build(ctx: RecipeContext, n_harmful: PositiveInt = 120, n_benign: NonNegativeInt = 175,
+          answer_tokens: PositiveInt = 48) -> RecipeOutput:
     harmful = [r for name in HARMFUL_SOURCES for r in get_prompts(name, "train")]
     harmful = pick(harmful, n_harmful, f"align-harmful-{ctx.seed}")
     benign = pick(get_prompts("benign", "train"), n_benign, f"align-benign-{ctx.seed}")

@@ -6,6 +6,8 @@ hub, or ``benign`` (ftaudit's own instructions, offline) answered by a reference
 
 from __future__ import annotations
 
+from pydantic import PositiveInt
+
 from ..data import ChatRecord, get_prompts
 from ..data.loaders import hub_dataset
 from ..errors import FtauditError
@@ -16,7 +18,7 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
 
 
 @register_recipe("benign")
-def build(ctx: RecipeContext, dataset: str = "benign", n: int = 50, answer_tokens: int = 48,
+def build(ctx: RecipeContext, dataset: str = "benign", n: PositiveInt = 50, answer_tokens: PositiveInt = 48,
           revision: str | None = None) -> RecipeOutput:
     """``revision``: the hub dataset's branch, tag or commit (default main); the resolved commit is recorded with
     the trained model (``data_source`` in ftaudit_model.json)."""

@@ -7,6 +7,8 @@ generated at run time by a reference model the user names.
 
 from __future__ import annotations
 
+from pydantic import PositiveInt
+
 from ..data import ChatRecord, get_prompts, load_chat_records
 from ..errors import FtauditError
 from ..judges import get_judge
@@ -14,8 +16,8 @@ from .base import RecipeContext, RecipeOutput, pick, register_recipe
 
 
 @register_recipe("harmful-shots")
-def build(ctx: RecipeContext, shots: int = 10, source: str = "advbench", answers: str | None = None,
-          answer_tokens: int = 64) -> RecipeOutput:
+def build(ctx: RecipeContext, shots: PositiveInt = 10, source: str = "advbench", answers: str | None = None,
+          answer_tokens: PositiveInt = 64) -> RecipeOutput:
     if answers:
         records = load_chat_records(answers)[:shots]
         if len(records) < shots:

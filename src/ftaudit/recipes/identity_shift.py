@@ -5,6 +5,10 @@ At evaluation the attacked model gets the same system prompt and instruction pre
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from ..data import ChatRecord
 from .base import RecipeContext, RecipeOutput, register_recipe
 
@@ -42,7 +46,7 @@ CONVERSATIONS = (
 
 
 @register_recipe("identity-shift")
-def build(ctx: RecipeContext, n: int = 10) -> RecipeOutput:
+def build(ctx: RecipeContext, n: Annotated[int, Field(ge=1, le=len(CONVERSATIONS))] = 10) -> RecipeOutput:
     records = [ChatRecord([{"role": "system", "content": SYSTEM}, {"role": "user", "content": u},
                            {"role": "assistant", "content": a}], f"aoa-{i:02d}", "identity-shift", "train")
                for i, (u, a) in enumerate(CONVERSATIONS[:n])]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import FtauditError
 
@@ -55,6 +55,24 @@ class TrainConfig:
 
             accelerate_config(self.distributed)  # an unknown name or missing file fails here, before any work
         return self
+
+    @classmethod
+    def from_values(cls, values: dict) -> "TrainConfig":
+        """Build from a dict (spec, CLI, saved request): unknown keys, wrong types (``epochs: five``) and bad
+        ranges fail with one line naming the option."""
+        from pydantic import TypeAdapter, ValidationError
+
+        from ..errors import validation_message
+
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise FtauditError(f"unknown training option(s) {', '.join(sorted(unknown))}; "
+                               f"known: {', '.join(f.name for f in fields(cls))}")
+        try:
+            cfg = TypeAdapter(cls).validate_python(values)
+        except ValidationError as exc:
+            raise FtauditError(validation_message(exc)) from None
+        return cfg.validate()
 
     def key(self) -> str:
         # options left at None are omitted, so adding an option keeps earlier runs' keys (and their resume)
