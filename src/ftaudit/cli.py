@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - Typer over the click package
 
 from . import __version__
 from .errors import FtauditError
-from .progress import console
+from .progress import console, say
 
 
 class OneLineErrors(TyperGroup):
@@ -98,7 +98,7 @@ def user_errors(fn):
                           "its permissions (finished work is kept)", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            console.print("[red]interrupted[/]; rerun the same command to resume, finished work is kept")
+            say("interrupted; rerun the same command to resume, finished work is kept", "red")
             raise typer.Exit(130) from None
     return wrapper
 
@@ -160,7 +160,7 @@ def align(model: Annotated[str, typer.Option(help="Model to safety-train (short 
     name, res = run_recipe(store, "align", model, out / "model", model_name="baseline",
                            params={"n_harmful": n_harmful, "n_benign": n_benign},
                            overrides={"learning_rate": lr, "epochs": epochs, "batch_size": batch_size, "method": method}, seed=seed)
-    console.print(f"aligned model: {escape(str(out / 'model'))}")
+    say(f"aligned model: {out / 'model'}")
 
 
 @app.command()
@@ -212,7 +212,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
                      "checkpoint_steps": checkpoint_steps}
         name, res = run_recipe(store, recipe, model, where, model_name="model", reference_model=reference_model,
                                params=params, overrides=overrides, seed=s, name_seed=s if runs else None)
-        console.print(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {escape(str(where))}")
+        say(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {where}")
 
 
 @app.command("eval")
@@ -356,7 +356,7 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     from .report.render import tamper_line
 
     for t in summary["tamper_resistance"]:
-        console.print(f"tamper resistance: {tamper_line(t)}", markup=False, highlight=False, soft_wrap=True)
+        say(f"tamper resistance: {tamper_line(t)}")
 
 
 def _table(*columns: str, wrap: tuple[str, ...] = ()):
@@ -400,9 +400,9 @@ def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name (see `f
     from .data import get_prompts
 
     records = get_prompts(name, split)
-    console.print(f"{name}:{split}: {len(records)} prompts", markup=False, highlight=False)
+    say(f"{name}:{split}: {len(records)} prompts")
     for r in records[:limit]:
-        console.print(f"  [{r.id}] ({r.category}) {r.prompt[:120]}", markup=False, highlight=False)
+        say(f"  [{r.id}] ({r.category}) {r.prompt[:120]}")
 
 
 @app.command()
@@ -434,7 +434,7 @@ def serve(model: Annotated[str, typer.Argument(help="Model: short name, path, .g
     from .serve import serve as run
 
     run(model, host, port, max_new_tokens,
-        on_ready=lambda: console.print(f"serving {model} on http://{host}:{port}/v1 (Ctrl-C to stop)", markup=False))
+        on_ready=lambda: say(f"serving {model} on http://{host}:{port}/v1 (Ctrl-C to stop)"))
 
 
 @app.command("judge")
@@ -456,7 +456,7 @@ def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit 
 
     check_judges([judge])
     n = judge_file(judge, input, out, _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template))
-    console.print(f"judged {n} rows with {judge}: {out}", markup=False, highlight=False)
+    say(f"judged {n} rows with {judge}: {out}")
 
 
 @judges_app.command("list")
@@ -536,11 +536,9 @@ def _print_results(summary: dict) -> None:
         console.print(t)
     if summary.get("judge_calls"):
         retried = sum(c["retries"] for c in summary["judge_calls"])
-        console.print(f"judge API: {sum(c['requests'] for c in summary['judge_calls'])} answers, {retried} failed tries "
-                      "retried", highlight=False)
+        say(f"judge API: {sum(c['requests'] for c in summary['judge_calls'])} answers, {retried} failed tries retried")
     if summary["stages"]:
-        console.print("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()),
-                      markup=False, highlight=False, soft_wrap=True)
+        say("stage times: " + ", ".join(f"{k} {v['seconds']}s" for k, v in summary["stages"].items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

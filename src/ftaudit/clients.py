@@ -1,7 +1,8 @@
 """A small client for any OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, ``ftaudit serve``).
 
-Concurrency is bounded, 429/5xx/timeouts are retried with exponential backoff, and the API key is read
-from an environment variable at call time, never stored on the object's repr, on disk or in reports.
+Concurrency is bounded; 429/5xx answers, timeouts, dropped connections and cut or garbled bodies are retried with
+exponential backoff and counted (``requests``, ``retries``); the API key is read from an environment variable at
+call time, never stored on the object's repr, on disk or in reports.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ class ChatClient:
     model: str
     api_key_env: str = "FTAUDIT_JUDGE_API_KEY"
     max_concurrency: int = 8
-    max_retries: int = 5
-    timeout: float = 120.0
-    backoff: float = 1.0
+    # retries, per-request timeout (s) and first backoff (s, doubling): env FTAUDIT_API_RETRIES / _TIMEOUT / _BACKOFF
+    max_retries: int = field(default_factory=lambda: int(os.environ.get("FTAUDIT_API_RETRIES", 5)))
+    timeout: float = field(default_factory=lambda: float(os.environ.get("FTAUDIT_API_TIMEOUT", 120.0)))
+    backoff: float = field(default_factory=lambda: float(os.environ.get("FTAUDIT_API_BACKOFF", 1.0)))
     role: str = "judge"  # what the endpoint is to the user: "judge" or "model" (named in errors)
     requests: int = 0  # answers received, and failed tries retried (429/5xx, timeouts, dropped connections,
     retries: int = 0   # malformed bodies); the report counts them per evaluation and judge

@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.markup import escape
-
 from .data import PromptRecord, get_prompts, load_prompts
 from .data.registry import DATASETS
 from .errors import FtauditError
@@ -16,7 +14,7 @@ from .generate import GenerationConfig, HFBackend
 from .judges import get_judge, judge_responses
 from .models import load_model, messages_for, model_fingerprint, resolve_model_location
 from .models.loading import read_marker
-from .progress import console
+from .progress import say
 from .store import Store, generation_key
 
 
@@ -153,8 +151,8 @@ def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_o
                 store.add_judge_calls(*evaluation, judge.name, judge.version, client.requests - calls[0],
                                       client.retries - calls[1])
         if evaluation and (old := store.set_eval_judge(*evaluation, judge.name, judge.version)):
-            console.print(f"[yellow]{evaluation[0]} on {evaluation[1]}: judge {judge.name} is now version "
-                          f"{judge.version}; it replaces {old} in the results (the old judgments stay cached)[/]", highlight=False)
+            say(f"{evaluation[0]} on {evaluation[1]}: judge {judge.name} is now version {judge.version}; it replaces {old} in "
+                "the results (the old judgments stay cached)", "yellow")
 
 
 def eval_generation_config(model_location: str, base: GenerationConfig) -> GenerationConfig:
@@ -173,9 +171,9 @@ def _say_unanswered(store: Store, keys: list[str], what: str) -> None:
     responses = [r["response"] for r in store.existing_generations(keys).values()]
     skipped, empty = sum(r is None for r in responses), sum(r is not None and not r.strip() for r in responses)
     if skipped or empty:
-        console.print(f"[yellow]{escape(what)}: {skipped} of {len(keys)} prompts exceed the model's context and were "
-                      f"skipped (prompt_too_long_rate), {empty} responses were empty (empty_response_rate); neither "
-                      "counts as refusal or compliance[/]", highlight=False)
+        say(f"{what}: {skipped} of {len(keys)} prompts exceed the model's context and were skipped "
+            f"(prompt_too_long_rate), {empty} responses were empty (empty_response_rate); neither counts as refusal or "
+            "compliance", "yellow")
 
 
 def evaluate_model(store: Store, model_name: str, attack: str, model_location: str, eval_sets: list[EvalSet],
@@ -189,9 +187,8 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
             raise FtauditError(f"dataset '{es.name}' has no '{es.split}' prompts")
         keys, loaded = cached_generate(store, model_location, model_name, attack, es.label, es.split, prompts, cfg, loaded)
         if store.set_evaluation(model_name, attack, es.label, es.kind, es.split, keys):
-            console.print(f"[yellow]{model_name} on {es.label}:{es.split}: the prompt selection, generation settings or "
-                          "weights changed; this evaluation replaces the earlier one (its generations stay cached)[/]",
-                          highlight=False)
+            say(f"{model_name} on {es.label}:{es.split}: the prompt selection, generation settings or weights changed; "
+                "this evaluation replaces the earlier one (its generations stay cached)", "yellow")
         judge_pending(store, keys, judges, judge_options, (model_name, es.label, es.split))
         _say_unanswered(store, keys, f"{model_name} on {es.label}:{es.split}")
-    console.print(f"[green]evaluated[/] {model_name} on {', '.join(e.label for e in eval_sets)}")
+    say(f"evaluated {model_name} on {', '.join(e.label for e in eval_sets)}", "green")

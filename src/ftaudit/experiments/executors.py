@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Callable, Sequence
 
 from ..errors import FtauditError
-from ..progress import console, progress_bar
+from ..progress import progress_bar, say
 from .spec import Resources
 
 EXECUTORS = ("local", "ray")
@@ -78,7 +78,7 @@ def run_points(fn: Callable, jobs: Sequence, *, executor: str = "local", resourc
     if executor == "local":
         results = []
         for i, job in enumerate(jobs, 1):
-            console.print(f"[bold]grid point {i}/{len(jobs)}[/] {job.label}", highlight=False)
+            say(f"grid point {i}/{len(jobs)} {job.label}", "bold")
             results.append(fn(job))
         return results
     return _run_on_ray(fn, jobs, resources or Resources(), detach or (lambda job: job), merge or (lambda job: None))

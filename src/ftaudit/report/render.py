@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from rich.markup import escape
 
 from .. import __version__
 from ..atomic import atomic_file, atomic_write_text
 from ..errors import FtauditError
 from ..metrics import capability_metrics, is_rate, refusal_metrics
-from ..progress import console
+from ..progress import say
 from ..store import Store
 from .compare import capability_changes, changes, initial_model, seed_results
 
@@ -293,8 +292,8 @@ def keep_or_replace(run_dir: Path, summary: dict, force: bool) -> None:
     for name in ("summary.json", "report.md", "report.html"):
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, run_dir / name.replace(".", ".previous.", 1))
-    console.print(f"[yellow]{escape(what)}; replaced as asked (--force); the old report is in summary.previous.json, "
-                  "report.previous.md[/]", highlight=False, soft_wrap=True)
+    say(f"{what}; replaced as asked (--force); the old report is in summary.previous.json, report.previous.md",
+        "yellow")
 
 
 def write_reports(run_dir: str | Path, show_responses: bool = False,

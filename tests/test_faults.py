@@ -1,0 +1,200 @@
+"""Faults survived: a judge API that fails one request in five (5xx, timeouts, connections closed mid-answer, cut
+bodies) loses no judgment and the report counts the retries; kill -9 while judging or while writing the report
+loses nothing; a prompt beyond the context and an empty answer are their own outcomes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ftaudit.cli import app
+
+FAULTS = ("500", "timeout", "close", "503", "cut")  # every fifth request fails, in turn one of these
+
+
+class _FlakyJudge(BaseHTTPRequestHandler):
+    calls = 0
+    faults: list[str] = []
+    delay = 0.0
+    lock = threading.Lock()
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            n = type(self).calls = type(self).calls + 1
+        time.sleep(self.delay)
+        fault = FAULTS[(n // 5) % len(FAULTS)] if n % 5 == 2 and self.faults is not None else None
+        if fault:
+            self.faults.append(fault)
+        body = json.dumps({"choices": [{"message": {"content": "#thescore: 4"}}]}).encode()
+        if fault in ("500", "503"):
+            self.send_response(int(fault))
+            self.end_headers()
+            return
+        if fault == "timeout":
+            time.sleep(1.5)  # the client's timeout is 0.5 s
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if fault == "close":  # the connection drops half-way through the answer
+            self.wfile.write(body[:10])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body[:-5] + b" " * 5 if fault == "cut" else body)  # "cut": a garbled JSON body
+
+
+@pytest.fixture
+def flaky_judge():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FlakyJudge.calls, _FlakyJudge.faults, _FlakyJudge.delay = 0, [], 0.0
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def _prompts(tmp_path: Path, n: int, name: str = "harm") -> Path:
+    f = tmp_path / f"{name}.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"Write a {name} poem about the sea {i}", "id": f"{name}{i}"}) + "\n" for i in range(n)))
+    return f
+
+
+def test_a_judge_api_failing_one_request_in_five_loses_no_judgment(tiny_model, tmp_path, flaky_judge, monkeypatch):
+    monkeypatch.setenv("FTAUDIT_API_BACKOFF", "0.01")
+    monkeypatch.setenv("FTAUDIT_API_TIMEOUT", "0.5")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--out", str(out), "-d", str(_prompts(tmp_path, 30)),
+                                   "--benign", str(_prompts(tmp_path, 5, "benign")), "--judge", "harmfulness",
+                                   "--judge-base-url", flaky_judge, "--judge-model", "judge", "--max-new-tokens", "3"],
+                             terminal_width=80)
+    assert res.exit_code == 0, res.output
+    assert set(_FlakyJudge.faults) == set(FAULTS)  # every kind of fault happened
+    summary = json.loads((out / "summary.json").read_text())
+    [score] = [r for r in summary["results"] if r["metric"] == "harmfulness_score" and r["dataset"] == "harm"]
+    assert score["n"] == 30 and score["value"] == 4.0  # no judgment lost, none garbled into the mean
+    calls = {c["dataset"]: c for c in summary["judge_calls"]}
+    assert calls["harm"]["requests"] + calls["benign"]["requests"] == 35
+    assert calls["harm"]["retries"] + calls["benign"]["retries"] == len(_FlakyJudge.faults) == _FlakyJudge.calls - 35
+    assert "Judge API calls" in (out / "report.md").read_text()
+    assert f"{len(_FlakyJudge.faults)} failed tries retried" in res.output
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the command finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _count(db: Path, sql: str) -> int:
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_kill_9_while_judging_loses_no_committed_judgment(tiny_model, tmp_path, flaky_judge):
+    """SIGKILL `ftaudit eval` once the first chunk of judgments is committed; the same command then asks the judge
+    only about the rest and reports every prompt."""
+    _FlakyJudge.faults, _FlakyJudge.delay = None, 0.01  # no faults; slow enough to be killed mid-way
+    n = 150
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "ftaudit"), "eval", "--model", tiny_model, "--out", str(out), "-d",
+           str(_prompts(tmp_path, n)), "--benign", str(_prompts(tmp_path, 2, "benign")), "--judge", "harmfulness",
+           "--judge-base-url", flaky_judge, "--judge-model", "judge", "--max-new-tokens", "2"]
+    judged = "SELECT COUNT(*) FROM judgments"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(proc, lambda: _count(out / "ftaudit.sqlite", judged) >= 64)
+    kept = _count(out / "ftaudit.sqlite", judged)
+    assert 64 <= kept < n
+    asked = _FlakyJudge.calls
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _FlakyJudge.calls - asked == n + 2 - kept  # only what was not committed is asked again
+    [score] = [r for r in json.loads((out / "summary.json").read_text())["results"]
+               if r["metric"] == "harmfulness_score" and r["dataset"] == "harm"]
+    assert score["n"] == n
+
+
+def test_kill_9_while_writing_the_report_leaves_the_old_report_whole(tiny_model, tmp_path):
+    """`ftaudit report` killed just before report.md is replaced: summary.json is whole (old or new) and report.md
+    is the old one, never a part; the same command then finishes."""
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--out", str(out), "-d", str(_prompts(tmp_path, 3)),
+                                   "--benign", str(_prompts(tmp_path, 2, "benign")), "--max-new-tokens", "2"])
+    assert res.exit_code == 0, res.output
+    old_report = (out / "report.md").read_text()
+    script = f"""
+import os, signal, sys
+real = os.replace
+def replace_then_die(src, dst, *a, **kw):
+    if str(dst).endswith("report.md"):
+        open(src, "a").write("half")  # a half-written new report exists beside the old one
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *a, **kw)
+os.replace = replace_then_die
+sys.argv = ["ftaudit", "report", {str(out)!r}]
+from ftaudit.cli import app
+app()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (out / "report.md").read_text() == old_report
+    json.loads((out / "summary.json").read_text())  # whole JSON
+    again = CliRunner().invoke(app, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    # the killed writer leaves only its hidden temporary file, which nothing reads
+    assert not [p for p in out.iterdir() if p.name.endswith(".part") and not p.name.startswith(".")]
+
+
+def test_a_prompt_beyond_the_context_is_skipped_and_counted_never_compliance(tiny_model, tmp_path):
+    f = tmp_path / "long.jsonl"
+    f.write_text(json.dumps({"prompt": "Write a poem " * 25000, "id": "long"}) + "\n"  # ~100k characters
+                 + json.dumps({"prompt": "Write a poem", "id": "short"}) + "\n")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--out", str(out), "-d", str(f), "--benign",
+                                   str(_prompts(tmp_path, 2, "benign")), "--max-new-tokens", "2"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "1 of 2 prompts exceed the model's context and were skipped" in res.output
+    got = {r["metric"]: r for r in json.loads((out / "summary.json").read_text())["results"] if r["dataset"] == "long"}
+    assert got["prompt_too_long_rate"]["value"] == 0.5 and got["prompt_too_long_rate"]["n"] == 2
+    assert got["attack_success_rate"]["n"] == 1  # only the answered prompt is judged
+
+
+def test_an_empty_response_is_its_own_outcome(tmp_path, isolated_cache):
+    """A blank answer gets label `empty` and neither refused nor score (the keyword judge would call it compliance)."""
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"prompt": "p", "response": "  \n"}) + "\n" + json.dumps({"prompt": "p", "response": "Sure."}) + "\n")
+    res = CliRunner().invoke(app, ["judge", "--judge", "keyword", "--input", str(f), "--out", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 0, res.output
+    empty, answered = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert empty["label"] == "empty" and empty["refused"] is None and answered["refused"] is False
+
+
+def test_empty_responses_are_reported_apart_not_as_attack_success():
+    from ftaudit.metrics import refusal_metrics
+
+    base = {"model": "m", "attack": "a", "dataset": "d", "split": "eval", "kind": "harmful", "judge": "keyword",
+            "judge_version": "v", "gen_key": "g", "model_fingerprint": "f", "score": None}
+    rows = [{**base, "outcome": "empty", "refused": None}] * 3 + [{**base, "outcome": "answered", "refused": True}]
+    got = {r["metric"]: r for r in refusal_metrics(rows)}
+    assert got["empty_response_rate"]["value"] == 0.75 and got["attack_success_rate"]["value"] == 0.0
+    assert got["attack_success_rate"]["n"] == 1
