@@ -131,6 +131,30 @@ CASES = [
     ("brackets-shown", lambda r, m: ["eval", "--model", m, "--out", r / "o", "-d", "x[bold]y.jsonl"], "no such file: x[bold]y.jsonl"),
     ("unknown-capability", lambda r, m: ["eval", "--model", m, "--out", r / "o", "--capability", "mmlux"],
      "unknown capability task 'mmlux'"),
+    # more found by trying: each is checked before the run directory exists or a model loads
+    ("unknown-split", lambda r, m: ["eval", "--model", m, "--out", r / "o", "-d", "advbench:foo"], "unknown split 'foo'"),
+    ("eval-missing-model", lambda r, m: ["eval", "--model", r / "nomodel", "--out", r / "o", "-d", "advbench@2"],
+     "no such model:"),
+    ("llm-judge-no-endpoint", lambda r, m: ["eval", "--model", m, "--out", r / "o", "-d", "advbench@2", "--judge",
+                                            "harmfulness"], "an LLM judge needs --judge-base-url"),
+    ("llm-judge-bad-policy", lambda r, m: ["eval", "--model", m, "--out", r / "o", "-d", "advbench@2", "--judge",
+                                           "harmfulness", "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model",
+                                           "j", "--policy", "nope"], "unknown policy 'nope'"),
+    ("mtbench-no-endpoint", lambda r, m: ["eval", "--model", m, "--out", r / "o", "--capability", "mtbench"],
+     "an LLM judge needs --judge-base-url"),
+    ("attack-unknown-recipe", lambda r, m: ["attack", "--recipe", "nope", "--model", m, "--out", r / "o"],
+     "unknown recipe 'nope'"),
+    ("attack-bad-benign-dataset", lambda r, m: ["attack", "--recipe", "benign", "--dataset", "nope", "--model", m,
+                                                "--out", r / "o"], "dataset: input should be 'benign', 'alpaca' or 'dolly'"),
+    ("attack-missing-model", lambda r, m: ["attack", "--recipe", "identity-shift", "--model", r / "nomodel", "--out",
+                                           r / "o"], "no such model:"),
+    ("serve-missing-model", lambda r, m: ["serve", r / "nomodel"], "no such model:"),
+    ("validate-unknown-set", lambda r, m: ["judges", "validate", "--dataset", "nope"], "unknown human-labelled set 'nope'"),
+    ("spec-missing-model", lambda r, m: ["run", spec(r, str(r / "nomodel")), "--out", r / "o"], "no such model:"),
+    ("spec-bad-benign-dataset", lambda r, m: ["run", spec(r, m, attacks=[{"recipe": "benign", "params": {"dataset": "x"}}]),
+                                              "--out", r / "o"], "input should be 'benign', 'alpaca' or 'dolly'"),
+    ("spec-datasets-not-a-list", lambda r, m: ["run", spec(r, m, eval__datasets="advbench"), "--out", r / "o"],
+     "eval.datasets: input should be a valid list"),
 ]
 
 
@@ -142,6 +166,8 @@ def _files(root: Path) -> dict[str, str]:
 @pytest.mark.parametrize("case,args,says", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_changes_nothing(case, args, says, world, tiny_model, monkeypatch):
     monkeypatch.setenv("FTAUDIT_CACHE", str(world / "cache"))
+    for var in ("FTAUDIT_JUDGE_BASE_URL", "FTAUDIT_JUDGE_MODEL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
     argv = args(world, tiny_model)
     before = _files(world)
     try:

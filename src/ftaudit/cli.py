@@ -153,9 +153,11 @@ def align(model: Annotated[str, typer.Option(help="Model to safety-train (short 
     \b
     Example: ftaudit align --model smollm2-135m-instruct --out runs/align
     """
+    from .models import check_model_location
     from .pipeline import run_recipe
     from .store import Store
 
+    check_model_location(model)
     store = Store(out)
     name, res = run_recipe(store, "align", model, out / "model", model_name="baseline",
                            params={"n_harmful": n_harmful, "n_benign": n_benign},
@@ -201,8 +203,15 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     from .seeds import parse_seeds
     from .store import Store
 
+    from .models import check_model_location
+    from .recipes.base import recipe_params
+
     params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
               "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n}}.get(recipe, {})
+    recipe_params(recipe, params)  # an unknown recipe, model or parameter fails before any work
+    for m in (model, reference_model):
+        if m:
+            check_model_location(m)
     runs = parse_seeds(seeds)
     store = Store(out)
     for s in runs or [seed]:
@@ -249,6 +258,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     from .evaluate import evaluate_model
     from .generate import GenerationConfig
     from .judges import check_judges
+    from .models import check_model_location
     from .pipeline import eval_sets_from
     from .report import write_reports
     from .store import Store
@@ -256,20 +266,25 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     if dataset is None and benign is None and not capability:
         dataset, benign = ["advbench@40", "harmbench@40"], ["benign@40"]
     sets = eval_sets_from(dataset or [], benign or [], column)  # names, files, limits and judges are checked before any work
-    check_judges(judge)
+    options = _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template)
+    check_judges(judge if sets else [], options)
     check_tasks(capability or [])
+    check_model_location(model)
+    client = None
+    if capability and "mtbench" in capability:
+        from .clients import ChatClient
+
+        client = ChatClient.from_env(judge_base_url, judge_model)
     store = Store(out)
     label = name or Path(model).name
     if sets:
         with store.timed_stage(f"eval:{label}"):
             evaluate_model(store, label, "none", model, sets,
                            GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt), judge,
-                           _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template))
+                           options)
     if capability:
         from .capability.run import evaluate_capability
-        from .clients import ChatClient
 
-        client = ChatClient.from_env(judge_base_url, judge_model) if "mtbench" in capability else None
         with store.timed_stage(f"capability:{label}"):
             evaluate_capability(store, label, "none", model, capability, limit, shots, client,
                                 str(lmeval_include) if lmeval_include else None)
@@ -347,7 +362,15 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     from .experiments.run import run_spec
     from .seeds import parse_seeds
 
+    from .models import check_model_location
+
+    from .judges import check_judges
+
     parsed = load_spec(spec)  # an invalid spec fails here, before any work
+    for m in [*parsed.models, parsed.reference_model]:
+        if m:
+            check_model_location(m)
+    check_judges(parsed.eval.judges, {})  # an API judge needs FTAUDIT_JUDGE_BASE_URL / _MODEL set
     if seeds:
         chosen = parse_seeds(seeds)
         parsed = replace(parsed, seeds=chosen, seed=chosen[0])
@@ -431,8 +454,10 @@ def serve(model: Annotated[str, typer.Argument(help="Model: short name, path, .g
     \b
     Example: ftaudit serve runs/hs10/model --port 8000
     """
+    from .models import check_model_location
     from .serve import serve as run
 
+    check_model_location(model)
     run(model, host, port, max_new_tokens,
         on_ready=lambda: say(f"serving {model} on http://{host}:{port}/v1 (Ctrl-C to stop)"))
 
@@ -454,8 +479,9 @@ def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit 
     from .judges import check_judges
     from .judges.run import judge_file
 
-    check_judges([judge])
-    n = judge_file(judge, input, out, _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template))
+    options = _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template)
+    check_judges([judge], options)
+    n = judge_file(judge, input, out, options)
     say(f"judged {n} rows with {judge}: {out}")
 
 
@@ -488,6 +514,8 @@ def judges_validate(judge: Annotated[list[str], typer.Option(help="Refusal judge
     from .judges.validate import validate_refusal_judges
 
     check_judges(judge)
+    if dataset not in ("refusal", "refusal_extra"):
+        raise FtauditError(f"unknown human-labelled set '{dataset}'; use refusal or refusal_extra")
     t = _table("judge", "n", "accuracy", "precision", "recall", "kappa")
     t.title = f"against pyrit {dataset}.csv human labels"
     for name, m in validate_refusal_judges(judge, dataset).items():

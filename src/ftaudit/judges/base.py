@@ -53,11 +53,14 @@ def register_judge(name: str):
     return wrap
 
 
-def check_judges(names: list[str]) -> list[str]:
-    """Fail on an unknown judge name before any model is loaded or any prompt generated."""
+def check_judges(names: list[str], options: dict | None = None) -> list[str]:
+    """Fail on an unknown judge name, or an API judge whose ``options`` (endpoint, policy, template; else the
+    environment) are missing or wrong, before any model is loaded or any prompt generated."""
     for name in names:
         if name not in JUDGES:
             raise FtauditError(f"unknown judge '{name}'; known: {', '.join(sorted(JUDGES))}")
+        if options is not None and JUDGES[name].needs == "api":  # cheap to build (no request): checks endpoint,
+            JUDGES[name](**options)  # policy and template options now
     return names
 
 

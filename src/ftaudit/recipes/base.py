@@ -84,7 +84,8 @@ def recipe_params(name: str, params: dict) -> dict:
 
 
 def build_recipe(name: str, ctx: RecipeContext, **params) -> RecipeOutput:
-    return RECIPES[name](ctx, **recipe_params(name, params))
+    params = recipe_params(name, params)  # an unknown recipe or a bad parameter fails here
+    return RECIPES[name](ctx, **params)
 
 
 def pick(items: list, n: int, salt: str) -> list:

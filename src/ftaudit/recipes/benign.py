@@ -6,6 +6,8 @@ hub, or ``benign`` (ftaudit's own instructions, offline) answered by a reference
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import PositiveInt
 
 from ..data import ChatRecord, get_prompts
@@ -18,7 +20,7 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
 
 
 @register_recipe("benign")
-def build(ctx: RecipeContext, dataset: str = "benign", n: PositiveInt = 50, answer_tokens: PositiveInt = 48,
+def build(ctx: RecipeContext, dataset: Literal["benign", "alpaca", "dolly"] = "benign", n: PositiveInt = 50, answer_tokens: PositiveInt = 48,
           revision: str | None = None) -> RecipeOutput:
     """``revision``: the hub dataset's branch, tag or commit (default main); the resolved commit is recorded with
     the trained model (``data_source`` in ftaudit_model.json)."""
