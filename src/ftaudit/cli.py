@@ -83,7 +83,8 @@ def _quiet_libraries() -> None:
 
 
 def user_errors(fn):
-    """Turn FtauditError into one red line and exit code 2, never a traceback."""
+    """Turn FtauditError (and an OSError on a path the user gave) into one red line and exit code 2, never a
+    traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -543,22 +544,22 @@ def judges_compare(run_dir: Annotated[Path, typer.Argument(help="A run directory
 
 
 def _print_results(summary: dict) -> None:
-    """Results grouped by model: the model's name on its own line (never cut), then one row per dataset, metric and
-    judge; the interval never wraps."""
+    """Results grouped by model and judge: the heading line names both (never cut), then one row per dataset and
+    metric, narrow enough for 80 columns; the interval never wraps."""
     from .report.render import _fmt_metric as fmt
     from .report.render import spread_text
 
-    by_model: dict[str, list[dict]] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in summary["results"]:
-        by_model.setdefault(r["model"], []).append(r)
+        groups.setdefault((r["model"], r["judge"]), []).append(r)
     spread = any(spread_text(r) for r in summary["results"])
-    for model, rows in by_model.items():
-        console.print(f"[bold]{escape(model)}[/]", highlight=False, soft_wrap=True)
-        t = _table("dataset", "metric", "judge", "value", "95% CI", "n", *(["seed spread"] if spread else []),
-                   wrap=("dataset", "judge", "seed spread"))
+    for (model, judge), rows in groups.items():
+        say(f"{model} · {judge}", "bold")
+        t = _table("dataset", "metric", "value", "95% CI", "n", *(["seed spread"] if spread else []),
+                   wrap=("dataset", "seed spread"))
         for r in rows:
             t.add_row(escape(f"{r['dataset']}:{r['split']}" if r.get("split") not in (None, "eval") else r["dataset"]),
-                      escape(r["metric"]), escape(r["judge"]), fmt(r["metric"], r["value"]),
+                      escape(r["metric"]), fmt(r["metric"], r["value"]),
                       f"\\[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]),
                       *([spread_text(r)] if spread else []))
         console.print(t)
