@@ -149,6 +149,8 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     summary = run_spec(load_spec(spec_file), out)
     models = {r["model"] for r in summary["results"]}
     assert len(models) == 3 and "initial" in models
+    written = json.loads((out / "spec.json").read_text())  # the validated spec, structured (not a repr string)
+    assert written["eval"]["judges"] == ["keyword"] and written["resources"]["num_cpus"] == 1
     assert all("estimated_price" in c for c in summary["costs"])
     [tr] = summary["tamper_resistance"]
     assert tr["relative"] is False and tr["judge"] == "keyword" and tr["definition"] == "refusal falls by 50 points"

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .data.registry import DATASETS
 from .errors import FtauditError
 from .evaluate import EvalSet, evaluate_model, parse_eval_set
@@ -205,7 +206,7 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     summary["stages"] = store.stages()  # now with the report stage's own time
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     store.close()
     say(f"quickstart finished in {time.time() - t0:.0f} s; see {out / 'report.html'}", "bold")
     return summary

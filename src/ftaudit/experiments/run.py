@@ -7,9 +7,10 @@ import json
 from collections import defaultdict
 
 import numpy as np
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import FtauditError
 from ..generate import GenerationConfig
 from ..pipeline import StageRunner, aligned_model, eval_sets_from, run_recipe
@@ -51,13 +52,13 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     with executor_session(executor, address):  # an unknown executor or unreachable cluster fails before any work
         out = Path(out)
         store = Store(out)
-        (out / "spec.json").write_text(json.dumps(asdict(spec), indent=2, default=str))
+        atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
         jobs = _prepare_models(spec, out, StageRunner(store))
         store.close()
         budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,
                                   detach=_detach, merge=_merge))
-    (out / "experiment.json").write_text(json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour,
-                                                     "tamper": spec.tamper, "seeds": spec.seeds}, indent=2))
+    atomic_write_text(out / "experiment.json", json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour,
+                                                           "tamper": spec.tamper, "seeds": spec.seeds}, indent=2))
     return report_experiment(out)
 
 

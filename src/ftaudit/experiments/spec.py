@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -162,6 +162,12 @@ class ExperimentSpec:
     resources: Resources = field(default_factory=Resources)
     seeds: list[int] | None = None  # several: each point once per seed, named NAME@seed=S
     tamper: dict = field(default_factory=dict)  # threshold (0.5), relative (true): see experiments.tamper
+
+    def to_dict(self) -> dict:
+        """JSON-ready (``eval`` and ``resources`` are pydantic models: dumped as mappings)."""
+        out = asdict(self)
+        out.update(eval=self.eval.model_dump(), resources=self.resources.model_dump())
+        return out
 
     def run_seeds(self) -> list[int | None]:
         """The seeds each point runs with; [None] means one run with ``seed`` and no seed in the names."""
