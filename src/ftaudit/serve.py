@@ -68,7 +68,7 @@ def create_app(model: str, max_new_tokens: int = 512):
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_new_tokens: int = 512,
           on_ready: Callable[[], None] | None = None) -> None:
     """Bind ``host:port`` first (a port in use fails before the model loads), then load ``model`` and serve until
-    Ctrl-C. ``on_ready`` runs once the model is loaded and the socket listens."""
+    Ctrl-C. ``on_ready`` runs once the model is loaded, just before requests are served."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
