@@ -89,9 +89,11 @@ def test_a_judge_api_failing_one_request_in_five_loses_no_judgment(tiny_model, t
     assert score["n"] == 30 and score["value"] == 4.0  # no judgment lost, none garbled into the mean
     calls = {c["dataset"]: c for c in summary["judge_calls"]}
     assert calls["harm"]["requests"] + calls["benign"]["requests"] == 35
-    assert calls["harm"]["retries"] + calls["benign"]["retries"] == len(_FlakyJudge.faults) == _FlakyJudge.calls - 35
+    retries = calls["harm"]["retries"] + calls["benign"]["retries"]
+    # every injected fault was retried and counted (a slow machine may also time out an ordinary request: counted too)
+    assert retries >= len(_FlakyJudge.faults) >= 8
     assert "Judge API calls" in (out / "report.md").read_text()
-    assert f"{len(_FlakyJudge.faults)} failed tries retried" in res.output
+    assert f"{retries} failed tries retried" in res.output
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
@@ -125,6 +127,7 @@ def test_kill_9_while_judging_loses_no_committed_judgment(tiny_model, tmp_path, 
     _kill_when(proc, lambda: _count(out / "ftaudit.sqlite", judged) >= 64)
     kept = _count(out / "ftaudit.sqlite", judged)
     assert 64 <= kept < n
+    time.sleep(1)  # requests the killed process sent before dying reach the server's count first
     asked = _FlakyJudge.calls
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
