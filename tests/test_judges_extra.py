@@ -219,11 +219,81 @@ def test_judges_compare_in_a_run(tiny_model, tmp_path):
     assert {row["judge_a"], row["judge_b"]} == {"embedding-refusal", "keyword"} and row["n"] == 4
 
 
-def test_validation_against_held_out_human_labels():
-    from ftaudit.judges.validate import validate_refusal_judges
+def test_validation_against_held_out_human_labels_with_intervals(isolated_cache):
+    from ftaudit.judges.validate import measured, validate
 
-    m = validate_refusal_judges(["keyword"], "refusal")["keyword"]
-    assert m["n"] == 105 and 0 < m["kappa"] < 1 and 0 < m["accuracy"] < 1
+    [m] = validate(["keyword"], ["pyrit-refusal"])
+    assert m["n"] == 105 and 0 < m["kappa"] < 1 and 0 < m["accuracy"] < 1 and m["held_out"]
+    for k in ("accuracy", "precision", "recall", "kappa"):
+        lo, hi = m[f"{k}_ci"]
+        assert lo < m[k] <= hi or lo <= m[k] < hi
+    assert measured("keyword", m["judge_version"]) == [m]  # stored under this exact version
+    assert measured("keyword", "another-version") == []
+
+
+def test_intervals_stay_open_at_perfect_agreement():
+    from ftaudit.judges.validate import agreement_ci
+
+    m = agreement_ci([True] * 10 + [False] * 10, [True] * 10 + [False] * 10)
+    assert m["accuracy"] == 1.0 and m["accuracy_ci"][0] < 0.9 and m["accuracy_ci"][1] == 1.0
+    assert m["kappa"] == 1.0 and m["kappa_ci"][0] < 0.8 and m["kappa_ci"][1] == pytest.approx(1.0)
+
+
+def test_user_labels_and_never_scoring_a_judge_on_its_training_set(tmp_path, isolated_cache):
+    from ftaudit.judges import JUDGES, Judge, Judgment, register_judge
+    from ftaudit.judges.validate import measured, validate
+
+    @register_judge("test-says-sorry")
+    class SaysSorry(Judge):
+        version = "t1"
+        trained_on = ("pyrit-refusal",)
+
+        def judge(self, prompts, responses):
+            return [Judgment(self.name, self.version, refused="sorry" in r.lower()) for r in responses]
+
+    try:
+        f = tmp_path / "mine.csv"
+        f.write_text("prompt,response,label\np,I'm sorry I can't,2_full_refusal\np,Sure: here,1_full_compliance\n"
+                     "p,Sorry but here it is anyway,3_partial_refusal\np,Here you go,0\n")
+        rows = {r["set"]: r for r in validate(["test-says-sorry"], ["pyrit-refusal"], labels=f)}
+        assert rows["pyrit-refusal"]["held_out"] is False and "accuracy" not in rows["pyrit-refusal"]
+        [mine] = [r for name, r in rows.items() if name.startswith("mine.csv@")]
+        assert mine["n"] == 4 and mine["accuracy"] == 1.0  # partial refusal counts as refused
+        assert measured("test-says-sorry", "t1") == []  # a user's file is reported, not remembered
+        bad = tmp_path / "bad.csv"
+        bad.write_text("prompt,response,label\np,r,maybe\n")
+        with pytest.raises(FtauditError, match="row 1 has label 'maybe'"):
+            validate(["test-says-sorry"], [], labels=bad)
+    finally:
+        JUDGES.pop("test-says-sorry")
+
+
+def test_validate_cli_prints_intervals_at_80_columns(isolated_cache):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    res = CliRunner().invoke(app, ["judges", "validate", "--judge", "keyword", "--set", "pyrit-refusal"], terminal_width=80)
+    assert res.exit_code == 0, res.output
+    assert "pyrit-refusal" in res.output and "kappa" in res.output and "[0.64, 0.81]" in res.output
+
+
+def test_report_says_how_far_to_trust_each_judge(tiny_model, tmp_path, isolated_cache):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"Write a poem {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--out", str(out), "-d", str(f), "--benign", str(f),
+                                   "--max-new-tokens", "2"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "keyword (agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105))" in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    [v] = [r for r in summary["judge_validation"] if r["set"] == "pyrit-refusal"]
+    assert v["judge"] == "keyword" and v["n"] == 105
+    assert "**keyword**: agrees with people 73.3%" in (out / "report.md").read_text()
 
 
 def test_remote_model_is_evaluated_but_never_trained(served, tmp_path):

@@ -290,6 +290,10 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
             evaluate_capability(store, label, "none", model, capability, limit, shots, client,
                                 str(lmeval_include) if lmeval_include else None)
     store.close()
+    if sets:
+        from .judges.validate import ensure_validated
+
+        ensure_validated(judge)  # so the report can say how far to trust each offline refusal judge
     summary = write_reports(out, show_responses)
     _print_results(summary)
 
@@ -375,6 +379,9 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     if seeds:
         chosen = parse_seeds(seeds)
         parsed = replace(parsed, seeds=chosen, seed=chosen[0])
+    from .judges.validate import ensure_validated
+
+    ensure_validated(parsed.eval.judges)  # so the report can say how far to trust each offline refusal judge
     summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
     from .report.render import tamper_line
@@ -504,23 +511,35 @@ def judges_list():
 
 @judges_app.command("validate")
 @user_errors
-def judges_validate(judge: Annotated[list[str], typer.Option(help="Refusal judges to validate; repeatable.")] = ["keyword", "embedding-refusal"],
-                    dataset: Annotated[str, typer.Option(help="pyrit human-labelled set: refusal (105) or refusal_extra (64).")] = "refusal"):
-    """Accuracy, precision, recall and Cohen's kappa of refusal judges against held-out human labels.
+def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Refusal judges to validate; repeatable. "
+                                                                          "Default: every offline refusal judge.")] = None,
+                    label_set: Annotated[Optional[list[str]], typer.Option("--set", help="Label sets: pyrit-refusal (105 human "
+                                                                     "labels), pyrit-refusal-extra (64), uncensorbench "
+                                                                     "(300 written replies); repeatable. Default: all.")] = None,
+                    labels: Annotated[Optional[Path], typer.Option(help="Your own labels: JSONL or CSV with prompt, "
+                                                                        "response and label columns.")] = None):
+    """Agreement of refusal judges with labelled replies: accuracy, precision, recall and Cohen's kappa with 95%
+    intervals, and n, per judge and label set. A judge is never scored on a set it was trained on.
 
     \b
-    Example: ftaudit judges validate --judge keyword --judge embedding-refusal
+    Example: ftaudit judges validate
+    Example: ftaudit judges validate --judge keyword --labels my-labels.csv
     """
-    from .judges import check_judges
-    from .judges.validate import validate_refusal_judges
+    from .judges import JUDGES, check_judges
+    from .judges.validate import validate
 
-    check_judges(judge)
-    if dataset not in ("refusal", "refusal_extra"):
-        raise FtauditError(f"unknown human-labelled set '{dataset}'; use refusal or refusal_extra")
-    t = _table("judge", "n", "accuracy", "precision", "recall", "kappa")
-    t.title = f"against pyrit {dataset}.csv human labels"
-    for name, m in validate_refusal_judges(judge, dataset).items():
-        t.add_row(escape(name), str(m["n"]), f"{m['accuracy']:.3f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['kappa']:.3f}")
+    names = judge or [n for n, cls in sorted(JUDGES.items()) if cls.needs == "offline" and cls.measures == "refusal"]
+    check_judges(names)
+    t = _table("judge", "label set", "n", "measure", "value", "95% CI")
+    for r in validate(names, label_set, labels):
+        head = [escape(r["judge"]), escape(r["set"]), str(r["n"])]
+        if not r["held_out"]:
+            t.add_row(*head, "skipped*", "", "", end_section=True)
+            t.caption = "* the judge was trained on this set, so it is not a validation"
+            continue
+        for i, k in enumerate(("accuracy", "precision", "recall", "kappa")):
+            t.add_row(*(head if i == 0 else ["", "", ""]), k, f"{r[k]:.3f}",
+                      escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]"), end_section=i == 3)
     console.print(t)
 
 
@@ -546,6 +565,7 @@ def judges_compare(run_dir: Annotated[Path, typer.Argument(help="A run directory
 def _print_results(summary: dict) -> None:
     """Results grouped by model and judge: the heading line names both (never cut), then one row per dataset and
     metric, narrow enough for 80 columns; the interval never wraps."""
+    from .judges.validate import trust_text
     from .report.render import _fmt_metric as fmt
     from .report.render import spread_text
 
@@ -554,7 +574,9 @@ def _print_results(summary: dict) -> None:
         groups.setdefault((r["model"], r["judge"]), []).append(r)
     spread = any(spread_text(r) for r in summary["results"])
     for (model, judge), rows in groups.items():
-        say(f"{model} · {judge}", "bold")
+        refusal = any(r["metric"] in ("refusal_rate", "over_refusal_rate") for r in rows)
+        say(f"{model} · {judge}" + (f" ({trust_text(summary.get('judge_validation') or [], judge)})" if refusal else ""),
+            "bold")
         t = _table("dataset", "metric", "value", "95% CI", "n", *(["seed spread"] if spread else []),
                    wrap=("dataset", "seed spread"))
         for r in rows:

@@ -48,7 +48,7 @@ def wilson(k: float, n: int) -> tuple[float, float]:
     from statsmodels.stats.proportion import proportion_confint
 
     lo, hi = proportion_confint(k, n, alpha=ALPHA, method="wilson")
-    return (float(lo), float(hi))
+    return (0.0 if k == 0 else float(lo), 1.0 if k == n else float(hi))  # exact ends, not 0.9999999999999999
 
 
 def rate(values: Sequence[bool]) -> dict:

@@ -202,6 +202,9 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
         with stages("report"):
+            from .judges.validate import ensure_validated
+
+            ensure_validated(cfg.judges)  # so the report can say how far to trust each offline refusal judge
             summary = write_reports(out, show_responses=show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None

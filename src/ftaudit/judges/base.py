@@ -24,6 +24,8 @@ class Judge:
     version = "0"
     needs = "offline"
     description = ""
+    measures = "refusal"  # "refusal" (sets ``refused``) or "harm" (sets ``score``)
+    trained_on: tuple[str, ...] = ()  # label sets (judges.validate.LABEL_SETS) it learned from: never validated on
 
     def __init__(self, **_options):
         """Judges take keyword options (client, model, policy, ...) and ignore those they do not use."""

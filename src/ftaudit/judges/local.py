@@ -126,6 +126,7 @@ class LocalModelJudge(Judge):
 
 @register_judge("llama-guard")
 class LlamaGuardJudge(LocalModelJudge):
+    measures = "harm"
     version = "llama-guard-v1"
     default_model = "meta-llama/Llama-Guard-3-1B"
     max_new_tokens = 20
@@ -151,6 +152,7 @@ class LlamaGuardJudge(LocalModelJudge):
 
 @register_judge("harmbench-cls")
 class HarmBenchClassifierJudge(LocalModelJudge):
+    measures = "harm"
     version = "harmbench-cls-v2"  # v2: contextual template, clipping and BOS as the wheel's code and HarmBench do
     default_model = "cais/HarmBench-Llama-2-13b-cls"
     max_new_tokens = 1
@@ -189,6 +191,7 @@ class HarmBenchClassifierJudge(LocalModelJudge):
 
 @register_judge("strongreject-ft")
 class StrongRejectFinetunedJudge(LocalModelJudge):
+    measures = "harm"
     version = "strongreject-ft-v1"
     default_model = "qylu4156/strongreject-15k-v1"
     description = "StrongREJECT fine-tuned judge: probability-weighted 1-5 -> [0, 1]; needs --judge-template FILE"

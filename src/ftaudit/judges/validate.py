@@ -1,8 +1,77 @@
-"""Judge agreement statistics and validation against held-out human labels."""
+"""How far to trust a refusal judge: agreement with labelled replies read offline, with 95% intervals.
+
+Label sets (rows of prompt, response, refused):
+  pyrit-refusal        ``pyrit==1.1.0`` ``scorer_evals/refusal_scorer/refusal.csv``: 105 replies labelled by people
+  pyrit-refusal-extra  the same package's ``refusal_extra.csv``: 64 more human labels
+  uncensorbench        ``uncensorbench==0.3.7`` ``data/prompts.json``: 150 harmful prompts, each with a *written*
+                       refusal and a written compliant reply (300 rows; written, not real model output)
+  --labels FILE        a user's own (prompt, response, label) file; label 1/0, true/false, refusal/compliance or
+                       XSTest's 1_full_compliance / 2_full_refusal / 3_partial_refusal (partial counts as refused)
+
+A judge is never scored on a set it was trained on (``Judge.trained_on``): that row says so instead. Results are
+stored per judge *version* in the cache (``judges/validation.json``), so a report can print, beside a judge's
+numbers, how well that exact judge agrees with people.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..atomic import atomic_write_text, file_lock
+from ..errors import FtauditError
+from ..metrics import wilson
+from ..sources import cache_dir, resolve
+
+PYRIT_REFUSAL = "pypi:pyrit==1.1.0/pyrit/datasets/scorer_evals/refusal_scorer"
+UNCENSORBENCH = "pypi:uncensorbench==0.3.7/uncensorbench/data/prompts.json"
+Rows = list[tuple[str, str, bool]]
+
+
+def pyrit_refusal_labels(name: str) -> Rows:
+    """(objective, response, refused) rows of a pyrit refusal-scorer CSV (comment lines skipped)."""
+    text = resolve(f"{PYRIT_REFUSAL}/{name}.csv").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines(True) if not line.startswith("#")]
+    return [(r["objective"], r["assistant_response"], r["human_score"].strip() == "1")
+            for r in csv.DictReader(io.StringIO("".join(lines)))]
+
+
+def uncensorbench_replies() -> Rows:
+    """Each prompt twice: with its written refusal (refused) and its written compliant reply (not refused)."""
+    data = json.loads(resolve(UNCENSORBENCH).read_text(encoding="utf-8"))["prompts"]
+    return [row for p in data for row in ((p["prompt"], p["censored_response"], True),
+                                          (p["prompt"], p["uncensored_response"], False))]
+
+
+# name -> (what it is, loader)
+LABEL_SETS: dict[str, tuple[str, Callable[[], Rows]]] = {
+    "pyrit-refusal": ("human labels, pyrit refusal.csv", lambda: pyrit_refusal_labels("refusal")),
+    "pyrit-refusal-extra": ("human labels, pyrit refusal_extra.csv", lambda: pyrit_refusal_labels("refusal_extra")),
+    "uncensorbench": ("written refusal + compliant reply per prompt", uncensorbench_replies),
+}
+REFUSED_LABELS = {"1", "true", "refusal", "refused", "yes", "2_full_refusal", "3_partial_refusal", "full_refusal",
+                  "partial_refusal"}
+COMPLIED_LABELS = {"0", "false", "compliance", "complied", "no", "1_full_compliance", "full_compliance"}
+
+
+def user_labels(path: str | Path) -> Rows:
+    """A user's (prompt, response, label) file, JSONL or CSV."""
+    from .run import _read_pairs
+
+    rows = []
+    for n, row in enumerate(_read_pairs(Path(path)), 1):
+        label = str(row.get("label", "")).strip().lower()
+        if label not in REFUSED_LABELS | COMPLIED_LABELS:
+            raise FtauditError(f"{path}: row {n} has label {row.get('label')!r}; use 1/0, refusal/compliance or "
+                               "1_full_compliance / 2_full_refusal / 3_partial_refusal")
+        rows.append((row["prompt"], row["response"], label in REFUSED_LABELS))
+    if not rows:
+        raise FtauditError(f"{path} holds no rows")
+    return rows
 
 
 def agreement(pred: Sequence[bool], gold: Sequence[bool]) -> dict:
@@ -18,18 +87,123 @@ def agreement(pred: Sequence[bool], gold: Sequence[bool]) -> dict:
     expected = p_yes + p_no
     kappa = (acc - expected) / (1 - expected) if n and expected < 1 else float("nan")
     return {"n": n, "accuracy": acc, "precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": kappa}
+            "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": kappa,
+            "counts": {"tp": tp, "tn": tn, "fp": fp, "fn": fn}, "chance": expected}
 
 
-def validate_refusal_judges(judges: Sequence[str] = ("keyword", "embedding-refusal"), dataset: str = "refusal") -> dict[str, dict]:
-    """Score each refusal judge on a held-out pyrit human-labelled set."""
-    from . import get_judge
-    from .embedding import human_labels
+def agreement_ci(pred: Sequence[bool], gold: Sequence[bool]) -> dict:
+    """:func:`agreement` plus 95% intervals: Wilson for accuracy, precision and recall; for kappa statsmodels'
+    asymptotic interval, or, where its standard error is 0 (perfect or degenerate agreement, where that interval
+    collapses), the accuracy's Wilson interval mapped through kappa = (acc - chance) / (1 - chance)."""
+    import numpy as np
+    from statsmodels.stats.inter_rater import cohens_kappa
 
-    rows = human_labels(dataset)
-    gold = [r for _, _, r in rows]
-    out = {}
+    m = agreement(pred, gold)
+    c, n = m["counts"], m["n"]
+    m["accuracy_ci"] = list(wilson(c["tp"] + c["tn"], n))
+    m["precision_ci"] = list(wilson(c["tp"], c["tp"] + c["fp"]))
+    m["recall_ci"] = list(wilson(c["tp"], c["tp"] + c["fn"]))
+    res = cohens_kappa(np.array([[c["tp"], c["fn"]], [c["fp"], c["tn"]]]), return_results=True)
+    if np.isfinite(res.std_kappa) and res.std_kappa > 0:
+        m["kappa_ci"] = [float(max(-1.0, res.kappa_low)), float(min(1.0, res.kappa_upp))]
+    elif m["chance"] < 1:
+        m["kappa_ci"] = [(a - m["chance"]) / (1 - m["chance"]) for a in m["accuracy_ci"]]
+    else:
+        m["kappa_ci"] = [float("nan"), float("nan")]
+    return m
+
+
+def _store_path() -> Path:
+    return cache_dir() / "judges" / "validation.json"
+
+
+def _stored() -> dict:
+    try:
+        return json.loads(_store_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(rows: list[dict]) -> None:
+    with file_lock(_store_path()):
+        stored = _stored()
+        stored.update({f"{r['judge']}|{r['judge_version']}|{r['set']}": r for r in rows})
+        atomic_write_text(_store_path(), json.dumps(stored, indent=1, sort_keys=True))
+
+
+def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | Path | None = None) -> list[dict]:
+    """Score each refusal judge (a name or a built judge) on each label set and the user's file; return one row
+    per pair and store the named sets' rows under the judge's version."""
+    from . import JUDGES, get_judge
+
     for name in judges:
-        judgments = get_judge(name).judge([o for o, _, _ in rows], [resp for _, resp, _ in rows])
-        out[name] = agreement([bool(j.refused) for j in judgments], gold)
+        if isinstance(name, str) and name in JUDGES and JUDGES[name].measures != "refusal":
+            raise FtauditError(f"judge '{name}' scores harm, not refusal; validate refusal judges here")
+    chosen = list(sets if sets is not None else LABEL_SETS)
+    for s in chosen:
+        if s not in LABEL_SETS:
+            raise FtauditError(f"unknown label set '{s}'; known: {', '.join(LABEL_SETS)} (or --labels FILE)")
+    mine = user_labels(labels) if labels else None  # a malformed file fails before anything is fetched
+    tables: dict[str, tuple[str, Rows]] = {s: (LABEL_SETS[s][0], LABEL_SETS[s][1]()) for s in chosen}
+    if mine:
+        digest = hashlib.sha256(Path(labels).read_bytes()).hexdigest()[:12]
+        tables[f"{Path(labels).name}@{digest}"] = ("your labels", mine)
+    out = []
+    for judge in judges:
+        judge = get_judge(judge) if isinstance(judge, str) else judge
+        for set_name, (what, rows) in tables.items():
+            row = {"judge": judge.name, "judge_version": judge.version, "set": set_name, "what": what, "n": len(rows)}
+            if set_name in getattr(judge, "trained_on", ()):
+                out.append({**row, "held_out": False})  # never scored on its own training data
+                continue
+            got = judge.judge([p for p, _, _ in rows], [r for _, r, _ in rows])
+            m = agreement_ci([bool(j.refused) for j in got], [g for _, _, g in rows])
+            out.append({**row, "held_out": True, **{k: v for k, v in m.items() if k not in ("counts", "chance")}})
+    _remember([r for r in out if r["set"] in LABEL_SETS])  # a user's file is reported, not remembered
     return out
+
+
+def measured(judge: str, version: str) -> list[dict]:
+    """Stored validation rows of this exact judge version (held-out sets only), best-known set first."""
+    rows = [r for r in _stored().values() if r["judge"] == judge and r["judge_version"] == version and r["held_out"]]
+    order = list(LABEL_SETS)
+    return sorted(rows, key=lambda r: order.index(r["set"]) if r["set"] in order else len(order))
+
+
+def ensure_validated(judges: Sequence[str]) -> None:
+    """Validate offline refusal judges that have no stored figures for their version on the primary human-labelled
+    set, so every report can say how far to trust them (seconds for keyword; a judge that needs an API or the
+    hub is validated only when asked, with `ftaudit judges validate`)."""
+    from . import JUDGES, get_judge
+
+    from ..progress import say
+
+    for name in dict.fromkeys(judges):
+        cls = JUDGES.get(name)
+        if cls is None or cls.needs != "offline" or cls.measures != "refusal":
+            continue
+        try:
+            judge = get_judge(name)
+            if not any(r["set"] == "pyrit-refusal" for r in measured(judge.name, judge.version)):
+                validate([judge], ["pyrit-refusal"])
+        except FtauditError as exc:  # the evaluation stands; the report then says the judge is not validated
+            say(f"could not validate judge {name} ({exc}); the report will say it is not validated", "yellow")
+
+
+def trust(judges_versions: Sequence[tuple[str, str]]) -> list[dict]:
+    """For a report: each (judge, version)'s stored validation rows, or one row saying it has none."""
+    out = []
+    for judge, version in dict.fromkeys(judges_versions):
+        rows = measured(judge, version)
+        out += rows or [{"judge": judge, "judge_version": version, "set": None, "held_out": False}]
+    return out
+
+
+def trust_text(rows: list[dict], judge: str) -> str:
+    """'agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105)' or 'not validated against people'."""
+    mine = [r for r in rows if r["judge"] == judge]
+    if not mine or mine[0]["set"] is None:
+        return "not validated against people"
+    r = mine[0]
+    lo, hi = r["accuracy_ci"]
+    return f"agrees with people {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time ({r['set']}, n={r['n']})"

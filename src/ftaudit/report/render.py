@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import __version__
 from ..atomic import atomic_file, atomic_write_text
 from ..errors import FtauditError
+from ..judges.validate import trust, trust_text
 from ..metrics import capability_metrics, is_rate, refusal_metrics
 from ..progress import say
 from ..store import Store
@@ -45,7 +46,9 @@ def build_summary(store: Store) -> dict:
               "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"], "devices": c["devices"]}
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(), "category_results": by_cat, "costs": costs,
+            "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(),
+            "judge_validation": trust([(r["judge"], r["judge_version"]) for r in results
+                                       if r["metric"] in ("refusal_rate", "attack_success_rate", "over_refusal_rate")]), "category_results": by_cat, "costs": costs,
             "changes": with_costs(_in_grid_order(changes(rows)), costs),
             "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs)}
 
@@ -329,6 +332,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
                  "tamperplot": tamper_plot(summary, run_dir / "tamper.png")}
         ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
                "tamper_line": tamper_line, "spread": spread_text,
+               "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
                "samples": _samples(store, show_responses), "show_responses": show_responses,
                **{k: v.name if v else None for k, v in plots.items()}}
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
