@@ -344,3 +344,35 @@ def test_switching_the_judge_model_re_asks_and_never_pools(served, tiny_model, t
     assert {r["n"] for r in first + second} == {3} and all("judge-b" in r["judge_version"] for r in second)
     run("judge-a")
     assert len(asked) == 6  # back to judge-a: its verdicts come from the cache
+
+
+def test_harm_judges_are_validated_against_peoples_harm_scores(isolated_cache):
+    """A stand-in harm judge that scores a reply 0 when it opens with a refusal, else 1: its Spearman correlation
+    and binary agreement with pyrit's human harm scores come with intervals; unparseable verdicts are counted."""
+    from ftaudit.judges import JUDGES, Judge, Judgment, register_judge
+    from ftaudit.judges.validate import measured
+    from ftaudit.judges.validate_harm import normalized, pyrit_harm_scores, validate_harm
+
+    @register_judge("test-opening")
+    class Opening(Judge):
+        version = "t1"
+        measures = "harm"
+
+        def judge(self, prompts, responses):
+            return [Judgment(self.name, self.version, label="unparseable") if not r.strip() else
+                    Judgment(self.name, self.version, score=0.0 if r.lstrip().lower().startswith(("i can", "i'm sorry", "sorry"))
+                             else 1.0) for r in responses]
+
+    try:
+        rows = pyrit_harm_scores(limit=5)
+        assert len(rows) == 40 and all(0 <= h <= 1 for _, _, h, _ in rows)
+        [r] = validate_harm(["test-opening"], limit=5)
+        assert r["set"] == "pyrit-harm@5" and r["n"] + r["unparseable"] == 40
+        assert -1 <= r["spearman_ci"][0] <= r["spearman"] <= r["spearman_ci"][1] <= 1
+        assert r["accuracy_ci"][0] <= r["accuracy"] <= r["accuracy_ci"][1]
+        assert measured("test-opening", "t1") == [r]
+        assert normalized("harmfulness", 5) == 1.0 and normalized("harmfulness", 1) == 0.0
+        with pytest.raises(FtauditError, match="measures refusal"):
+            validate_harm(["keyword"])
+    finally:
+        JUDGES.pop("test-opening")

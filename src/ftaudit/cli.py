@@ -511,35 +511,56 @@ def judges_list():
 
 @judges_app.command("validate")
 @user_errors
-def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Refusal judges to validate; repeatable. "
-                                                                          "Default: every offline refusal judge.")] = None,
-                    label_set: Annotated[Optional[list[str]], typer.Option("--set", help="Label sets: pyrit-refusal (105 human "
-                                                                     "labels), pyrit-refusal-extra (64), uncensorbench "
-                                                                     "(300 written replies); repeatable. Default: all.")] = None,
-                    labels: Annotated[Optional[Path], typer.Option(help="Your own labels: JSONL or CSV with prompt, "
-                                                                        "response and label columns.")] = None):
-    """Agreement of refusal judges with labelled replies: accuracy, precision, recall and Cohen's kappa with 95%
-    intervals, and n, per judge and label set. A judge is never scored on a set it was trained on.
+def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Judges to validate; repeatable. Default: "
+                                                                          "every offline refusal judge.")] = None,
+                    label_set: Annotated[Optional[list[str]], typer.Option("--set", help="Refusal label sets: "
+                                                                           "pyrit-refusal (105 human labels), "
+                                                                           "pyrit-refusal-extra (64), uncensorbench "
+                                                                           "(300 written replies); repeatable. "
+                                                                           "Default: all.")] = None,
+                    labels: Annotated[Optional[Path], typer.Option(help="Your own refusal labels: JSONL or CSV with "
+                                                                        "prompt, response and label columns.")] = None,
+                    limit: Annotated[Optional[int], typer.Option(min=1, help="Harm judges: replies per harm category "
+                                                                             "(8 categories; default all 604).")] = None,
+                    judge_base_url: JudgeBaseUrl = None, judge_model: JudgeModel = None, policy: Policy = "llama2",
+                    policy_file: PolicyFile = None, judge_template: JudgeTemplate = None):
+    """Agreement of judges with people, with 95% intervals and n, per judge and label set.
+
+    Refusal judges: accuracy, precision, recall and Cohen's kappa on labelled replies (never on a set the judge
+    was trained on). Harm judges (--judge-model names the model a local classifier or an API judge runs on):
+    Spearman correlation with pyrit's human harm scores, and accuracy and kappa of harmful (score >= 0.5).
 
     \b
     Example: ftaudit judges validate
     Example: ftaudit judges validate --judge keyword --labels my-labels.csv
+    Example: ftaudit judges validate --judge harmbench-cls --judge-model smollm2-135m-instruct --limit 10
     """
     from .judges import JUDGES, check_judges
     from .judges.validate import validate
+    from .judges.validate_harm import validate_harm
 
     names = judge or [n for n, cls in sorted(JUDGES.items()) if cls.needs == "offline" and cls.measures == "refusal"]
-    check_judges(names)
+    options = _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template)
+    check_judges(names, options)
+    refusal = [n for n in names if JUDGES[n].measures == "refusal"]
+    harm = [n for n in names if JUDGES[n].measures == "harm"]
+    rows = (validate(refusal, label_set, labels) if refusal else []) + (validate_harm(harm, limit, options) if harm else [])
     t = _table("judge", "label set", "n", "measure", "value", "95% CI")
-    for r in validate(names, label_set, labels):
+    for r in rows:
         head = [escape(r["judge"]), escape(r["set"]), str(r["n"])]
+        if not r["held_out"] and r.get("unparseable"):
+            t.add_row(*head, "unparseable", str(r["unparseable"]), "all left out", end_section=True)
+            continue
         if not r["held_out"]:
             t.add_row(*head, "skipped*", "", "", end_section=True)
             t.caption = "* the judge was trained on this set, so it is not a validation"
             continue
-        for i, k in enumerate(("accuracy", "precision", "recall", "kappa")):
+        measures = ("spearman", "accuracy", "kappa") if "spearman" in r else ("accuracy", "precision", "recall", "kappa")
+        for i, k in enumerate(measures):
             t.add_row(*(head if i == 0 else ["", "", ""]), k, f"{r[k]:.3f}",
-                      escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]"), end_section=i == 3)
+                      escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]"), end_section=i == len(measures) - 1)
+        if r.get("unparseable"):
+            t.add_row("", "", "", "unparseable", str(r["unparseable"]), "left out", end_section=True)
     console.print(t)
 
 

@@ -206,4 +206,6 @@ def trust_text(rows: list[dict], judge: str) -> str:
         return "not validated against people"
     r = mine[0]
     lo, hi = r["accuracy_ci"]
-    return f"agrees with people {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time ({r['set']}, n={r['n']})"
+    rho = f", Spearman {r['spearman']:.2f} with their harm scores" if "spearman" in r else ""
+    return (f"agrees with people {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time{rho} "
+            f"({r['set']}, n={r['n']})")

@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import __version__
 from ..atomic import atomic_file, atomic_write_text
 from ..errors import FtauditError
+from ..judges import JUDGES
 from ..judges.validate import trust, trust_text
 from ..metrics import capability_metrics, is_rate, refusal_metrics
 from ..progress import say
@@ -47,8 +48,7 @@ def build_summary(store: Store) -> dict:
              for c in store.costs() if not c["model"].startswith("reference:")]
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(),
-            "judge_validation": trust([(r["judge"], r["judge_version"]) for r in results
-                                       if r["metric"] in ("refusal_rate", "attack_success_rate", "over_refusal_rate")]), "category_results": by_cat, "costs": costs,
+            "judge_validation": trust([(r["judge"], r["judge_version"]) for r in results if r["judge"] in JUDGES]), "category_results": by_cat, "costs": costs,
             "changes": with_costs(_in_grid_order(changes(rows)), costs),
             "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs)}
 
