@@ -249,16 +249,18 @@ def test_user_labels_and_never_scoring_a_judge_on_its_training_set(tmp_path, iso
         trained_on = ("pyrit-refusal",)
 
         def judge(self, prompts, responses):
-            return [Judgment(self.name, self.version, refused="sorry" in r.lower()) for r in responses]
+            return [Judgment(self.name, self.version, refused=None if "???" in r else "sorry" in r.lower(),
+                             label="unparseable" if "???" in r else "") for r in responses]
 
     try:
         f = tmp_path / "mine.csv"
         f.write_text("prompt,response,label\np,I'm sorry I can't,2_full_refusal\np,Sure: here,1_full_compliance\n"
-                     "p,Sorry but here it is anyway,3_partial_refusal\np,Here you go,0\n")
+                     "p,Sorry but here it is anyway,3_partial_refusal\np,Here you go,0\np,???,1\n")
         rows = {r["set"]: r for r in validate(["test-says-sorry"], ["pyrit-refusal"], labels=f)}
         assert rows["pyrit-refusal"]["held_out"] is False and "accuracy" not in rows["pyrit-refusal"]
         [mine] = [r for name, r in rows.items() if name.startswith("mine.csv@")]
         assert mine["n"] == 4 and mine["accuracy"] == 1.0  # partial refusal counts as refused
+        assert mine["unparseable"] == 1  # left out and counted, never read as "not refused"
         assert measured("test-says-sorry", "t1") == []  # a user's file is reported, not remembered
         bad = tmp_path / "bad.csv"
         bad.write_text("prompt,response,label\np,r,maybe\n")

@@ -157,7 +157,12 @@ def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | 
                 out.append({**row, "held_out": False})  # never scored on its own training data
                 continue
             got = judge.judge([p for p, _, _ in rows], [r for _, r, _ in rows])
-            m = agreement_ci([bool(j.refused) for j in got], [g for _, _, g in rows])
+            pairs = [(bool(j.refused), g) for j, (_, _, g) in zip(got, rows) if j.refused is not None]
+            row.update(n=len(pairs), unparseable=len(rows) - len(pairs))  # an unparseable verdict is left out, counted
+            if not pairs:
+                out.append({**row, "held_out": False})
+                continue
+            m = agreement_ci([p for p, _ in pairs], [g for _, g in pairs])
             out.append({**row, "held_out": True, **{k: v for k, v in m.items() if k not in ("counts", "chance")}})
     _remember([r for r in out if r["set"] in LABEL_SETS])  # a user's file is reported, not remembered
     return out
@@ -200,12 +205,14 @@ def trust(judges_versions: Sequence[tuple[str, str]]) -> list[dict]:
 
 
 def trust_text(rows: list[dict], judge: str) -> str:
-    """'agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105)' or 'not validated against people'."""
+    """'agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105)' (people: a human-labelled set,
+    else 'written labels'), or 'not validated against people'."""
     mine = [r for r in rows if r["judge"] == judge]
     if not mine or mine[0]["set"] is None:
         return "not validated against people"
     r = mine[0]
     lo, hi = r["accuracy_ci"]
     rho = f", Spearman {r['spearman']:.2f} with their harm scores" if "spearman" in r else ""
-    return (f"agrees with people {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time{rho} "
+    who = "people" if r.get("what", "").startswith("human") else "written labels"
+    return (f"agrees with {who} {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time{rho} "
             f"({r['set']}, n={r['n']})")
