@@ -293,7 +293,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     if sets:
         from .judges.validate import ensure_validated
 
-        ensure_validated(judge)  # so the report can say how far to trust each offline refusal judge
+        ensure_validated(judge, options)  # so the report can say how far to trust each offline refusal judge
     summary = write_reports(out, show_responses)
     _print_results(summary)
 

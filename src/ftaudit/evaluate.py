@@ -11,7 +11,7 @@ from .data import PromptRecord, get_prompts, load_prompts
 from .data.registry import DATASETS
 from .errors import FtauditError
 from .generate import GenerationConfig, HFBackend
-from .judges import get_judge, judge_responses
+from .judges import judge_responses, shared_judge
 from .models import load_model, messages_for, model_fingerprint, resolve_model_location
 from .models.loading import read_marker
 from .progress import say
@@ -123,19 +123,13 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
 JUDGE_CHUNK = 64  # judgments are committed per chunk, so a crash loses at most one chunk
 
 
-_JUDGES: dict[tuple, object] = {}  # judges hold models or clients: build each once per process
-
-
 def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_options: dict | None = None,
                   evaluation: tuple[str, str, str] | None = None) -> None:
     """Run each judge on the generations it has not judged yet (keyed by judge name + version), and record the
     version ``evaluation`` (model, dataset, split) reports: a different version replaces it, never pools with it."""
     rows = store.existing_generations(keys)
     for name in judge_names:
-        cache_key = (name, repr(sorted((judge_options or {}).items())))
-        if cache_key not in _JUDGES:
-            _JUDGES[cache_key] = get_judge(name, **(judge_options or {}))
-        judge = _JUDGES[cache_key]
+        judge = shared_judge(name, **(judge_options or {}))
         done = store.judged_keys(judge.name, judge.version)
         todo = [k for k in keys if k not in done and k in rows]
         client = getattr(judge, "client", None)  # an API judge (a ChatClient) counts its answers and retries

@@ -69,3 +69,15 @@ def check_judges(names: list[str], options: dict | None = None) -> list[str]:
 def get_judge(name: str, **kwargs) -> Judge:
     check_judges([name])
     return JUDGES[name](**kwargs)
+
+
+_SHARED: dict[tuple, Judge] = {}  # judges hold models or clients: build each once per process
+
+
+def shared_judge(name: str, **options) -> Judge:
+    """The process's one instance of judge ``name`` with ``options`` (evaluation and validation share it, so a
+    judge's model is loaded once)."""
+    key = (name, repr(sorted(options.items())))
+    if key not in _SHARED:
+        _SHARED[key] = get_judge(name, **options)
+    return _SHARED[key]

@@ -175,20 +175,20 @@ def measured(judge: str, version: str) -> list[dict]:
     return sorted(rows, key=lambda r: order.index(r["set"]) if r["set"] in order else len(order))
 
 
-def ensure_validated(judges: Sequence[str]) -> None:
+def ensure_validated(judges: Sequence[str], options: dict | None = None) -> None:
     """Validate offline refusal judges that have no stored figures for their version on the primary human-labelled
     set, so every report can say how far to trust them (seconds for keyword; a judge that needs an API or the
-    hub is validated only when asked, with `ftaudit judges validate`)."""
-    from . import JUDGES, get_judge
-
+    hub is validated only when asked, with `ftaudit judges validate`). ``options`` are the evaluation's judge options,
+    so the judge instance it built is reused."""
     from ..progress import say
+    from . import JUDGES, shared_judge
 
     for name in dict.fromkeys(judges):
         cls = JUDGES.get(name)
         if cls is None or cls.needs != "offline" or cls.measures != "refusal":
             continue
         try:
-            judge = get_judge(name)
+            judge = shared_judge(name, **(options or {}))  # the evaluation's instance: its model is not loaded again
             if not any(r["set"] == "pyrit-refusal" for r in measured(judge.name, judge.version)):
                 validate([judge], ["pyrit-refusal"])
         except FtauditError as exc:  # the evaluation stands; the report then says the judge is not validated
