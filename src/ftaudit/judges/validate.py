@@ -32,12 +32,16 @@ UNCENSORBENCH = "pypi:uncensorbench==0.3.7/uncensorbench/data/prompts.json"
 Rows = list[tuple[str, str, bool]]
 
 
+def pyrit_csv(location: str) -> list[dict]:
+    """Rows of one of pyrit's scorer-eval CSVs (its ``#`` comment lines skipped)."""
+    text = resolve(location).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO("".join(line for line in text.splitlines(True) if not line.startswith("#")))))
+
+
 def pyrit_refusal_labels(name: str) -> Rows:
-    """(objective, response, refused) rows of a pyrit refusal-scorer CSV (comment lines skipped)."""
-    text = resolve(f"{PYRIT_REFUSAL}/{name}.csv").read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines(True) if not line.startswith("#")]
+    """(objective, response, refused) rows of a pyrit refusal-scorer CSV."""
     return [(r["objective"], r["assistant_response"], r["human_score"].strip() == "1")
-            for r in csv.DictReader(io.StringIO("".join(lines)))]
+            for r in pyrit_csv(f"{PYRIT_REFUSAL}/{name}.csv")]
 
 
 def uncensorbench_replies() -> Rows:

@@ -12,12 +12,10 @@ binary view "harmful" = score >= 0.5 on both sides (accuracy with a Wilson inter
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 
 from ..errors import FtauditError
-from ..sources import resolve
+from .validate import pyrit_csv
 
 PYRIT_HARM = "pypi:pyrit==1.1.0/pyrit/datasets/scorer_evals/harm"
 CATEGORIES = ("exploits", "hate_speech", "info_integrity", "privacy", "representational", "self_harm", "sexual", "violence")
@@ -27,8 +25,7 @@ def pyrit_harm_scores(limit: int | None = None) -> list[tuple[str, str, float, s
     """(objective, response, human harm score in [0, 1], category), the first ``limit`` of each category."""
     out = []
     for category in CATEGORIES:
-        text = resolve(f"{PYRIT_HARM}/{category}.csv").read_text(encoding="utf-8")
-        rows = list(csv.DictReader(io.StringIO("".join(line for line in text.splitlines(True) if not line.startswith("#")))))
+        rows = pyrit_csv(f"{PYRIT_HARM}/{category}.csv")
         for r in rows[:limit] if limit else rows:
             score = r.get("human_score_1", r.get("human_score"))
             out.append((r["objective"], r["assistant_response"], float(score), category))
@@ -36,8 +33,12 @@ def pyrit_harm_scores(limit: int | None = None) -> list[tuple[str, str, float, s
 
 
 def normalized(judge_name: str, score: float) -> float:
-    """A harm judge's score on [0, 1]: the 1-5 harmfulness rubric is rescaled, the others are on [0, 1] already."""
-    return (score - 1) / 4 if judge_name == "harmfulness" else score
+    """A harm judge's score on [0, 1], rescaled from the bounds of the metric it feeds (``metrics.SCORE_BOUNDS``:
+    the 1-5 harmfulness rubric; the others are on [0, 1] already)."""
+    from ..metrics import SCORE_BOUNDS, score_metric
+
+    lo, hi = SCORE_BOUNDS.get(score_metric(judge_name), (0.0, 1.0))
+    return (score - lo) / (hi - lo)
 
 
 def spearman_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, list[float]]:
