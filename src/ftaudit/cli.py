@@ -200,19 +200,16 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     \b
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
     """
+    from .models import check_model_location
     from .pipeline import run_recipe
+    from .recipes.base import recipe_params
     from .seeds import parse_seeds
     from .store import Store
-
-    from .models import check_model_location
-    from .recipes.base import recipe_params
 
     params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
               "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n}}.get(recipe, {})
     recipe_params(recipe, params)  # an unknown recipe, model or parameter fails before any work
-    for m in (model, reference_model):
-        if m:
-            check_model_location(m)
+    check_model_location(model, reference_model)
     runs = parse_seeds(seeds)
     store = Store(out)
     for s in runs or [seed]:
@@ -365,27 +362,21 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
 
     from .experiments import load_spec
     from .experiments.run import run_spec
+    from .judges import check_judges
+    from .judges.validate import ensure_validated
+    from .models import check_model_location
+    from .report.render import tamper_line
     from .seeds import parse_seeds
 
-    from .models import check_model_location
-
-    from .judges import check_judges
-
     parsed = load_spec(spec)  # an invalid spec fails here, before any work
-    for m in [*parsed.models, parsed.reference_model]:
-        if m:
-            check_model_location(m)
+    check_model_location(*parsed.models, parsed.reference_model)
     check_judges(parsed.eval.judges, {})  # an API judge needs FTAUDIT_JUDGE_BASE_URL / _MODEL set
     if seeds:
         chosen = parse_seeds(seeds)
         parsed = replace(parsed, seeds=chosen, seed=chosen[0])
-    from .judges.validate import ensure_validated
-
     ensure_validated(parsed.eval.judges)  # so the report can say how far to trust each offline refusal judge
     summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
-    from .report.render import tamper_line
-
     for t in summary["tamper_resistance"]:
         say(f"tamper resistance: {tamper_line(t)}")
 

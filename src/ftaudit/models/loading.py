@@ -40,19 +40,21 @@ def resolve_model_location(name_or_location: str) -> str:
     return MODELS.get(name_or_location, name_or_location)
 
 
-def check_model_location(name_or_location: str) -> str:
+def check_model_location(*names: str | None) -> None:
     """Fail before any work on a model that is neither a short name, an existing path, a hub id, a pypi: file nor
-    a remote ``openai:URL#MODEL`` (nothing is fetched here)."""
+    a remote ``openai:URL#MODEL`` (nothing is fetched here); ``None`` (an optional model not given) is skipped."""
     from ..generate.remote import is_remote, parse_remote
     from ..sources import is_hub_id, parse_pypi
 
-    location = resolve_model_location(name_or_location)
-    if is_remote(location):
-        parse_remote(location)
-    elif not (Path(location).expanduser().exists() or is_hub_id(location) or parse_pypi(location)):
-        raise FtauditError(f"no such model: {name_or_location}; give a short name ({', '.join(MODELS)}), a path, a "
-                           ".gguf file, a hub id ORG/NAME[@REV] or openai:BASE_URL#MODEL")
-    return name_or_location
+    for name in names:
+        if name is None:
+            continue
+        location = resolve_model_location(name)
+        if is_remote(location):
+            parse_remote(location)
+        elif not (Path(location).expanduser().exists() or is_hub_id(location) or parse_pypi(location)):
+            raise FtauditError(f"no such model: {name}; give a short name ({', '.join(MODELS)}), a path, a .gguf file, "
+                               "a hub id ORG/NAME[@REV] or openai:BASE_URL#MODEL")
 
 
 def _file_sha_cached(path: Path) -> str:
