@@ -62,7 +62,7 @@ def check_judges(names: list[str], options: dict | None = None) -> list[str]:
         if name not in JUDGES:
             raise FtauditError(f"unknown judge '{name}'; known: {', '.join(sorted(JUDGES))}")
         if options is not None and JUDGES[name].needs == "api":  # cheap to build (no request): checks endpoint,
-            JUDGES[name](**options)  # policy and template options now
+            shared_judge(name, **options)  # policy and template options now; the evaluation reuses this instance
     return names
 
 

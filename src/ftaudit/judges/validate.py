@@ -138,7 +138,7 @@ def _remember(rows: list[dict]) -> None:
 def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | Path | None = None) -> list[dict]:
     """Score each refusal judge (a name or a built judge) on each label set and the user's file; return one row
     per pair and store the named sets' rows under the judge's version."""
-    from . import JUDGES, get_judge
+    from . import JUDGES, shared_judge
 
     for name in judges:
         if isinstance(name, str) and name in JUDGES and JUDGES[name].measures != "refusal":
@@ -154,7 +154,7 @@ def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | 
         tables[f"{Path(labels).name}@{digest}"] = ("your labels", mine)
     out = []
     for judge in judges:
-        judge = get_judge(judge) if isinstance(judge, str) else judge
+        judge = shared_judge(judge) if isinstance(judge, str) else judge
         for set_name, (what, rows) in tables.items():
             row = {"judge": judge.name, "judge_version": judge.version, "set": set_name, "what": what, "n": len(rows)}
             if set_name in getattr(judge, "trained_on", ()):

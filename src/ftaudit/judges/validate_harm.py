@@ -61,7 +61,7 @@ def spearman_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, list[flo
 
 def validate_harm(judges: Sequence, limit: int | None = None, options: dict | None = None) -> list[dict]:
     """Score each harm judge (a name or a built judge) on ``pyrit-harm``; one row per judge, also stored."""
-    from . import JUDGES, get_judge
+    from . import JUDGES, shared_judge
     from .validate import _remember, agreement_ci
 
     for name in judges:
@@ -70,7 +70,7 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
     rows = pyrit_harm_scores(limit)
     out = []
     for judge in judges:
-        judge = get_judge(judge, **(options or {})) if isinstance(judge, str) else judge
+        judge = shared_judge(judge, **(options or {})) if isinstance(judge, str) else judge
         got = judge.judge([p for p, _, _, _ in rows], [r for _, r, _, _ in rows])
         pairs = [(normalized(judge.name, j.score), human) for j, (_, _, human, _) in zip(got, rows) if j.score is not None]
         row = {"judge": judge.name, "judge_version": judge.version, "set": f"pyrit-harm{f'@{limit}' if limit else ''}",
