@@ -19,7 +19,7 @@ try:  # newer Typer carries its own copy of click; its usage errors are that cop
 except ImportError:  # pragma: no cover - Typer over the click package
     from click.exceptions import ClickException
 
-from . import __version__
+from . import DEFAULT_EVAL_JUDGES, __version__
 from .errors import FtauditError
 from .progress import console, say
 
@@ -232,7 +232,8 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              limit: Annotated[Optional[int], typer.Option(min=1, help="Capability items to score (MMLU: stratified over subjects).")] = None,
              shots: Annotated[int, typer.Option(min=0, max=5, help="MMLU few-shot examples (0-5, never scored items).")] = 0,
              name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,
-             judge: Annotated[list[str], typer.Option(help="Safety judges (see `ftaudit judges list`); repeatable.")] = ["keyword"],
+             judge: Annotated[list[str], typer.Option(help="Safety judges (see `ftaudit judges list`); repeatable. "
+                                                          "Default: keyword and refusal-cues.")] = list(DEFAULT_EVAL_JUDGES),
              judge_base_url: JudgeBaseUrl = None, judge_model: JudgeModel = None,
              lmeval_include: Annotated[Optional[Path], typer.Option(help="Folder of local lm-eval task YAMLs.")] = None,
              policy: Policy = "llama2", policy_file: PolicyFile = None, judge_template: JudgeTemplate = None,
@@ -463,9 +464,10 @@ def serve(model: Annotated[str, typer.Argument(help="Model: short name, path, .g
 
 @app.command("judge")
 @user_errors
-def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit judges list`).")],
-              input: Annotated[Path, typer.Option("--input", help="JSONL or CSV with prompt and response columns.")],
+def judge_cmd(input: Annotated[Path, typer.Option("--input", help="JSONL or CSV with prompt and response columns.")],
               out: Annotated[Path, typer.Option(help="Output JSONL: input rows + judge, judge_version and the judge's fields.")],
+              judge: Annotated[Optional[str], typer.Option(help="Judge name (see `ftaudit judges list`). Default: "
+                                                                "the best validated offline refusal judge.")] = None,
               judge_base_url: JudgeBaseUrl = None, judge_model: JudgeModel = None, policy: Policy = "llama2",
               policy_file: PolicyFile = None, judge_template: JudgeTemplate = None):
     """Score (prompt, response) pairs produced anywhere; refusal judges write `refused`, harm judges `score`.
@@ -473,12 +475,17 @@ def judge_cmd(judge: Annotated[str, typer.Option(help="Judge name (see `ftaudit 
     An empty response is not judged: it gets label "empty" and neither refused nor score.
 
     \b
+    Example: ftaudit judge --input outputs.jsonl --out judged.jsonl
     Example: ftaudit judge --judge keyword --input outputs.jsonl --out judged.jsonl
     """
     from .judges import check_judges
     from .judges.run import judge_file
+    from .judges.validate import best_offline_refusal_judge, trust_text
 
     options = _judge_options(judge_base_url, judge_model, policy, policy_file, judge_template)
+    if judge is None:
+        judge, row = best_offline_refusal_judge()
+        say(f"judge: {judge}, the best validated offline refusal judge ({trust_text([row], judge)})")
     check_judges([judge], options)
     n = judge_file(judge, input, out, options)
     say(f"judged {n} rows with {judge}: {out}")
@@ -492,12 +499,18 @@ def judges_list():
     \b
     Example: ftaudit judges list
     """
-    from .judges import JUDGES
+    from .judges import JUDGES, shared_judge
+    from .judges.validate import best_offline_refusal_judge
 
+    default, _ = best_offline_refusal_judge()
     t = _table("name", "version", "needs", "what", wrap=("version", "what"))
     for name, cls in sorted(JUDGES.items()):
-        t.add_row(*(escape(x) for x in (name, cls.version, cls.needs, cls.description)))
+        version = shared_judge(name).version if cls.needs == "offline" and cls.measures == "refusal" else cls.version
+        mark = " (default)" if name == default else ""
+        t.add_row(*(escape(x) for x in (name + mark, version, cls.needs, cls.description)))
     console.print(t)
+    say(f"default for `ftaudit judge`: {default}, the offline refusal judge that agrees best with people "
+        "(`ftaudit judges validate`)")
 
 
 @judges_app.command("validate")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import DEFAULT_EVAL_JUDGES
 from .atomic import atomic_write_text
 from .data.registry import DATASETS
 from .errors import FtauditError
@@ -138,7 +139,7 @@ class QuickstartConfig:
 
     model: str = "smollm2-135m-instruct"
     eval_sets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40", "benign@40", "mtbench@24"])
-    judges: list[str] = field(default_factory=lambda: ["keyword"])
+    judges: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_JUDGES))
     max_new_tokens: int = 32
     batch_size: int = 40
     align: dict = field(default_factory=dict)  # recipe params, e.g. n_harmful

@@ -14,7 +14,7 @@ grid:                               # cartesian product, applied to every attack
 eval:
   datasets: [advbench@40, harmbench@40]
   benign: [benign@40]
-  judges: [keyword]
+  judges: [keyword, refusal-cues]
   max_new_tokens: 32
   capability: [benign-nll]
 cost: {price_per_device_hour: 2.0}
@@ -36,6 +36,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator
 
+from .. import DEFAULT_EVAL_JUDGES
 from ..errors import FtauditError, validation_message
 from ..recipes.base import recipe_params
 from ..train import TrainConfig
@@ -57,7 +58,7 @@ class _Strict(BaseModel):
 class EvalSpec(_Strict):
     datasets: list[str] = ["advbench@40", "harmbench@40"]
     benign: list[str] = ["benign@40"]
-    judges: list[str] = ["keyword"]
+    judges: list[str] = list(DEFAULT_EVAL_JUDGES)
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt = 40
     capability: list[str] = []

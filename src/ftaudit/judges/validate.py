@@ -199,6 +199,25 @@ def ensure_validated(judges: Sequence[str], options: dict | None = None) -> None
             say(f"could not validate judge {name} ({exc}); the report will say it is not validated", "yellow")
 
 
+def best_offline_refusal_judge() -> tuple[str, dict]:
+    """The offline refusal judge with the highest accuracy on the primary human-labelled set (pyrit-refusal, where
+    every offline judge is held out), and that validation row; judges without a stored figure are validated first."""
+    from . import JUDGES, shared_judge
+
+    names = sorted(n for n, cls in JUDGES.items() if cls.needs == "offline" and cls.measures == "refusal")
+    ensure_validated(names)
+    scored = []
+    for name in names:
+        judge = shared_judge(name)
+        row = next((r for r in measured(judge.name, judge.version) if r["set"] == "pyrit-refusal"), None)
+        if row:
+            scored.append((row["accuracy"], name, row))
+    if not scored:
+        raise FtauditError("no offline refusal judge could be validated; name one with --judge")
+    _, name, row = max(scored, key=lambda t: t[0])
+    return name, row
+
+
 def trust(judges_versions: Sequence[tuple[str, str]]) -> list[dict]:
     """For a report: each (judge, version)'s stored validation rows, or one row saying it has none."""
     out = []

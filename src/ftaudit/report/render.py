@@ -310,6 +310,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
     ``existing`` opens only a store that is already there and readable (``ftaudit report``).
     """
     from ..judges.run import compare_run
+    from .disagreement import flag_disagreements
     from .tables import write_tables
 
     run_dir = Path(run_dir)
@@ -324,6 +325,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
             for key in ("changes", "capability_changes"):
                 summary[key] = with_costs(summary[key], summary["costs"])
         summary["judge_agreement"] = compare_run(run_dir)
+        summary["judges_disagree"] = flag_disagreements(summary)
         keep_or_replace(run_dir, summary, force)
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         write_tables(summary, run_dir)
