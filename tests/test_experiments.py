@@ -150,9 +150,9 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     models = {r["model"] for r in summary["results"]}
     assert len(models) == 3 and "initial" in models
     written = json.loads((out / "spec.json").read_text())  # the validated spec, structured (not a repr string)
-    assert written["eval"]["judges"] == ["keyword"] and written["resources"]["num_cpus"] == 1
+    assert written["eval"]["judges"] == ["keyword", "refusal-cues"] and written["resources"]["num_cpus"] == 1
     assert all("estimated_price" in c for c in summary["costs"])
-    [tr] = summary["tamper_resistance"]
+    [tr] = [t for t in summary["tamper_resistance"] if t["judge"] == "keyword"]  # one per judge
     assert tr["relative"] is False and tr["judge"] == "keyword" and tr["definition"] == "refusal falls by 50 points"
     assert tr["recipe"] == "identity-shift" and [p["budget"] for p in sorted(tr["points"], key=lambda p: p["budget"])] == [2, 4]
     assert set(tr["other_units"]) == {"optimizer steps", "training device-seconds"}
@@ -177,7 +177,7 @@ def test_seeds_train_and_evaluate_every_point_once_per_seed(tiny_model, tmp_path
     spec = parse_spec({"name": "seeds", "model": tiny_model, "seeds": [0, 1],
                        "attacks": [{"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 1, "lora_r": 2,
                                                                                              "epochs": 1, "learning_rate": 0.05}}],
-                       "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3}, "tamper": {"relative": False}})
+                       "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3, "judges": ["keyword"]}, "tamper": {"relative": False}})
     summary = run_spec(spec, tmp_path / "run")
     base = f"initial+{spec.points()[0].label}"
     models = {r["model"] for r in summary["results"]}
@@ -189,7 +189,7 @@ def test_seeds_train_and_evaluate_every_point_once_per_seed(tiny_model, tmp_path
     assert {r["seed"] for r in summary["results"] if r["model"].startswith(base + "@")} == {0, 1}
     [change] = [c for c in summary["changes"] if c["model"] == base]
     assert change["seeds"] == [0, 1] and change["change"]["n_seeds"] == 2 and change["initial_model"] == "initial"
-    [tr] = summary["tamper_resistance"]
+    [tr] = [t for t in summary["tamper_resistance"] if t["judge"] == "keyword"]  # one per judge
     assert [p["n_seeds"] for p in tr["points"]] == [2]
     assert "2 seeds:" in (tmp_path / "run" / "report.md").read_text()
 
@@ -263,7 +263,7 @@ def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_pa
     assert [a.stat().st_mtime_ns for a in trained] == stamps
     names = {r["model"] for r in summary["results"]}
     assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+harmful-shots(shots=2)")}
-    assert sorted(t["model"] for t in summary["tamper_resistance"]) == sorted([Path(tiny_model).name, "tiny-b"])
+    assert sorted(t["model"] for t in summary["tamper_resistance"] if t["judge"] == "keyword") == sorted([Path(tiny_model).name, "tiny-b"])
 
 
 def test_unknown_executor_fails_before_any_work(tmp_path):

@@ -293,7 +293,7 @@ def test_report_says_how_far_to_trust_each_judge(tiny_model, tmp_path, isolated_
     assert res.exit_code == 0, res.output
     assert "keyword (agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105))" in res.output
     summary = json.loads((out / "summary.json").read_text())
-    [v] = [r for r in summary["judge_validation"] if r["set"] == "pyrit-refusal"]
+    [v] = [r for r in summary["judge_validation"] if r["set"] == "pyrit-refusal" and r["judge"] == "keyword"]
     assert v["judge"] == "keyword" and v["n"] == 105
     assert "**keyword**: agrees with people 73.3%" in (out / "report.md").read_text()
 

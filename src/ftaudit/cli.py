@@ -502,15 +502,20 @@ def judges_list():
     from .judges import JUDGES, shared_judge
     from .judges.validate import best_offline_refusal_judge
 
-    default, _ = best_offline_refusal_judge()
+    try:
+        default, _ = best_offline_refusal_judge()
+    except FtauditError as exc:  # the list is still worth printing; the default stays unnamed
+        default = None
+        say(f"no default judge could be chosen: {exc}", "yellow")
     t = _table("name", "version", "needs", "what", wrap=("version", "what"))
     for name, cls in sorted(JUDGES.items()):
         version = shared_judge(name).version if cls.needs == "offline" and cls.measures == "refusal" else cls.version
         mark = " (default)" if name == default else ""
         t.add_row(*(escape(x) for x in (name + mark, version, cls.needs, cls.description)))
     console.print(t)
-    say(f"default for `ftaudit judge`: {default}, the offline refusal judge that agrees best with people "
-        "(`ftaudit judges validate`)")
+    if default:
+        say(f"default for `ftaudit judge`: {default}, the offline refusal judge that agrees best with people "
+            "(`ftaudit judges validate`)")
 
 
 @judges_app.command("validate")
