@@ -177,7 +177,8 @@ def test_seeds_train_and_evaluate_every_point_once_per_seed(tiny_model, tmp_path
     spec = parse_spec({"name": "seeds", "model": tiny_model, "seeds": [0, 1],
                        "attacks": [{"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 1, "lora_r": 2,
                                                                                              "epochs": 1, "learning_rate": 0.05}}],
-                       "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3, "judges": ["keyword"]}, "tamper": {"relative": False}})
+                       "eval": {"datasets": [str(prompts)], "benign": [], "max_new_tokens": 3, "judges": ["keyword"]},
+                       "tamper": {"relative": False}})
     summary = run_spec(spec, tmp_path / "run")
     base = f"initial+{spec.points()[0].label}"
     models = {r["model"] for r in summary["results"]}
@@ -263,7 +264,8 @@ def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_pa
     assert [a.stat().st_mtime_ns for a in trained] == stamps
     names = {r["model"] for r in summary["results"]}
     assert names == {name + suffix for name in (Path(tiny_model).name, "tiny-b") for suffix in ("", "+harmful-shots(shots=2)")}
-    assert sorted(t["model"] for t in summary["tamper_resistance"] if t["judge"] == "keyword") == sorted([Path(tiny_model).name, "tiny-b"])
+    tampered = sorted(t["model"] for t in summary["tamper_resistance"] if t["judge"] == "keyword")
+    assert tampered == sorted([Path(tiny_model).name, "tiny-b"])
 
 
 def test_unknown_executor_fails_before_any_work(tmp_path):
