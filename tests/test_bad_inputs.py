@@ -145,7 +145,7 @@ CASES = [
     ("attack-unknown-recipe", lambda r, m: ["attack", "--recipe", "nope", "--model", m, "--out", r / "o"],
      "unknown recipe 'nope'"),
     ("attack-bad-benign-dataset", lambda r, m: ["attack", "--recipe", "benign", "--dataset", "nope", "--model", m,
-                                                "--out", r / "o"], "dataset: input should be 'benign', 'alpaca' or 'dolly'"),
+                                                "--out", r / "o"], "dataset: input should be 'benign', 'alpaca', 'dolly' or 'llava'"),
     ("attack-missing-model", lambda r, m: ["attack", "--recipe", "identity-shift", "--model", r / "nomodel", "--out",
                                            r / "o"], "no such model:"),
     ("serve-missing-model", lambda r, m: ["serve", r / "nomodel"], "no such model:"),
@@ -156,7 +156,7 @@ CASES = [
                                           "--labels", r / "pairs.jsonl"], "has label None"),
     ("spec-missing-model", lambda r, m: ["run", spec(r, str(r / "nomodel")), "--out", r / "o"], "no such model:"),
     ("spec-bad-benign-dataset", lambda r, m: ["run", spec(r, m, attacks=[{"recipe": "benign", "params": {"dataset": "x"}}]),
-                                              "--out", r / "o"], "input should be 'benign', 'alpaca' or 'dolly'"),
+                                              "--out", r / "o"], "input should be 'benign', 'alpaca', 'dolly' or 'llava'"),
     ("spec-datasets-not-a-list", lambda r, m: ["run", spec(r, m, eval__datasets="advbench"), "--out", r / "o"],
      "eval.datasets: input should be a valid list"),
 ]

