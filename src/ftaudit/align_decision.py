@@ -59,7 +59,7 @@ def decide_alignment(store: Store, mode: str, judges: list[str], model_name: str
     refused = [bool(r["refused"]) for r in store.eval_table()
                if r["model"] == model_name and r["kind"] == "harmful" and r["judge"] == judge and r["refused"] is not None]
     if not refused:
-        raise FtauditError(f"--align auto: the baseline has no judged harmful prompts; give harmful baseline sets or "
+        raise FtauditError("--align auto: the baseline has no judged harmful prompts; give harmful baseline sets or "
                            "--align always/never")
     share = rate(refused)
     align = share["value"] < threshold
