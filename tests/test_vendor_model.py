@@ -220,3 +220,24 @@ def test_llava_from_the_hub_records_the_commit(tmp_path, monkeypatch):
     built = build_recipe("benign", RecipeContext(model="unused", store=Store(tmp_path / "run")), dataset="llava", n=5)
     assert built.name == "benign-llava" and built.data_source == f"hf:liuhaotian/LLaVA-Instruct-150K@{c}"
     assert len(built.records) == 2 and built.records[0].messages[-1]["role"] == "assistant"
+
+
+def test_generation_dtype_is_part_of_the_identity_and_is_applied(tiny_model):
+    import hashlib as h
+    import json as j
+
+    import torch
+
+    from ftaudit.generate import GenerationConfig, HFBackend
+    from ftaudit.models import load_model
+
+    legacy = h.sha256(j.dumps({"max_new_tokens": 64, "prompt_template": "{prompt}", "system_prompt": None,
+                               "temperature": 0.0, "top_p": 1.0}, sort_keys=True).encode()).hexdigest()[:16]
+    assert GenerationConfig().key() == legacy  # stores written before the field existed keep their keys
+    assert GenerationConfig(dtype="bfloat16").key() != GenerationConfig(dtype="float32").key() != legacy
+    with pytest.raises(FtauditError, match="unknown generation dtype 'int3'"):
+        GenerationConfig(dtype="int3")
+    loaded = load_model(tiny_model)
+    out = HFBackend(loaded).generate([[{"role": "user", "content": "Hello there"}]],
+                                     GenerationConfig(max_new_tokens=4, dtype="bfloat16"))
+    assert loaded.model.dtype == torch.bfloat16 and out[0].new_tokens > 0

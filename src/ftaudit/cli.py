@@ -245,6 +245,8 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per response (greedy).")] = 32,
              batch_size: Annotated[int, typer.Option(min=1, help="Prompts generated together (speed only; greedy "
                                                                  "outputs do not depend on it).")] = 40,
+             dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of local generation: float32 | bfloat16 | "
+                                                              "float16 (recorded in the results' identity).")] = None,
              show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
                                                                "(redacted by default).")] = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
@@ -282,7 +284,8 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     if sets:
         with store.timed_stage(f"eval:{label}"):
             evaluate_model(store, label, "none", model, sets,
-                           GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt), judge,
+                           GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
+                                            dtype=dtype), judge,
                            options)
     if capability:
         from .capability.run import evaluate_capability

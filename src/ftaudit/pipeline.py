@@ -119,9 +119,10 @@ class StageRunner:
             yield
 
     def evaluate(self, name: str, attack: str, location: str, sets: list[EvalSet], gen: GenerationConfig,
-                 judges: list[str], capability: list[str] | None = None, capability_limit: int | None = None) -> None:
+                 judges: list[str], capability: list[str] | None = None, capability_limit: int | None = None,
+                 stage: str | None = None) -> None:
         """The eval stage (generate + judge) and, if asked, the capability stage for one model."""
-        with self(f"eval:{name}"):
+        with self(stage or f"eval:{name}"):
             evaluate_model(self.store, name, attack, location, sets, gen, judges)
         if capability:
             from .capability.run import evaluate_capability
@@ -135,7 +136,10 @@ class StageRunner:
 
 
 # Per packaged model, what differs from the defaults so the quickstart fits its CPU time target.
-QUICKSTART_SIZES: dict[str, dict] = {}
+QUICKSTART_SIZES: dict[str, dict] = {
+    # float32 took 30 min on 2 cores; bf16 generation is 2.4x faster on an AVX512-BF16 CPU (README: Embedded models)
+    "qwen2.5-coder-0.5b-instruct": {"generation_dtype": "bfloat16"},
+}
 
 
 @dataclass
@@ -169,6 +173,7 @@ class QuickstartConfig:
     # writes the compliant answers of harmful-shots at run time; SmolLM2 refuses nothing (a refusing reference
     # would leave too few compliant answers)
     reference_model: str = "smollm2-135m-instruct"
+    generation_dtype: str | None = None  # e.g. "bfloat16": local generation's compute dtype (part of its identity)
 
     @classmethod
     def for_model(cls, model: str) -> "QuickstartConfig":
@@ -191,7 +196,7 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     out = Path(out)
     store = Store(out)
     (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, dtype=cfg.generation_dtype)
     sets = [parse_eval_set(s) for s in cfg.eval_sets]
     models = out / "models"
     t0 = time.time()
@@ -213,7 +218,8 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             target_name = "aligned"
         else:  # the vendor's own safety training is what the attacks must undo
             target, target_name = cfg.model, "baseline"
-        stages.evaluate(target_name, "none", target, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit)
+        stages.evaluate(target_name, "none", target, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit,
+                        stage=None if decision.align else "eval:baseline (remaining sets)")
         seeds = cfg.seeds if cfg.seeds and len(cfg.seeds) > 1 else [None]
         for recipe, params, overrides in cfg.attacks:
             for seed in seeds:

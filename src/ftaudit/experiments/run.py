@@ -90,7 +90,7 @@ def _sets(spec: ExperimentSpec):
 
 
 def _gen(spec: ExperimentSpec) -> GenerationConfig:
-    return GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size)
+    return GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size, dtype=spec.eval.dtype)
 
 
 def _detach(job: PointJob) -> PointJob:

@@ -31,7 +31,7 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator
@@ -61,6 +61,7 @@ class EvalSpec(_Strict):
     judges: list[str] = list(DEFAULT_EVAL_JUDGES)
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt = 40
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # local generation's compute dtype (identity)
     capability: list[str] = []
     capability_limit: PositiveInt | None = None
 

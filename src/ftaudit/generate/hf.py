@@ -24,6 +24,8 @@ class HFBackend:
         import torch
 
         model, tok = self.loaded.model, self.loaded.tokenizer
+        if cfg.dtype and model.dtype != getattr(torch, cfg.dtype):
+            model = self.loaded.model = model.to(getattr(torch, cfg.dtype))
         texts = [format_chat(tok, conv) for conv in conversations]
         lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in texts]
         skipped = too_long(lengths, cfg, context_length(model, tok))

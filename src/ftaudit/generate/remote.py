@@ -36,6 +36,9 @@ class RemoteBackend:
                  on_batch: Callable[[list[int], list[GenerationResult]], None] | None = None,
                  description: str = "generating") -> list[GenerationResult]:
         """Same contract as the HF backend; ``new_tokens`` counts whitespace-separated words (no tokenizer here)."""
+        if cfg.dtype:
+            raise FtauditError(f"generation dtype {cfg.dtype} applies to the local transformers backend only; unset it "
+                               "for this backend")
         results: list[GenerationResult] = []
         for start in range(0, len(conversations), cfg.batch_size):
             chunk = list(conversations[start:start + cfg.batch_size])

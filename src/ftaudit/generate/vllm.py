@@ -107,6 +107,9 @@ class VLLMBackend:
                  on_batch: Callable[[list[int], list[GenerationResult]], None] | None = None,
                  description: str = "generating") -> list[GenerationResult]:
         """Same contract as the HF backend; greedy unless ``cfg.temperature`` > 0."""
+        if cfg.dtype:
+            raise FtauditError(f"generation dtype {cfg.dtype} applies to the local transformers backend only; unset it "
+                               "for this backend")
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=0)
