@@ -64,3 +64,17 @@ def test_llm_judge_against_ftaudit_serve_with_the_packaged_model():
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_vendor_aligned_packaged_model_assembles_loads_and_chats():
+    """Qwen2.5-Coder-0.5B-Instruct from its six pinned wheels: assembled, verified, dequantized through transformers'
+    GGUF path, with its own chat template (about 2 minutes from a cold cache)."""
+    from ftaudit.generate import GenerationConfig
+    from ftaudit.generate.hf import generate_responses
+    from ftaudit.models import format_chat, load_model, messages_for
+
+    loaded = load_model("qwen2.5-coder-0.5b-instruct")
+    assert loaded.fingerprint == "1d9614638d18024d"  # the assembled file's own sha256 prefix
+    assert format_chat(loaded.tokenizer, messages_for("hi")).startswith("<|im_start|>system\nYou are Qwen")
+    out = generate_responses(loaded, ["Write one sentence about the sea."], GenerationConfig(max_new_tokens=12, dtype="bfloat16"))
+    assert out[0].new_tokens > 0 and out[0].response.strip()
