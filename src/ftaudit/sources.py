@@ -114,10 +114,10 @@ def fetch_wheel(dist: str, version: str, sha256: str | None = None) -> Path:
         cached = [_download_wheel(pin, wheels)]
     wheel = cached[0]
     marker = wheel.with_suffix(".verified")
-    known = marker.read_text().split() if marker.exists() else []
-    if known == [expected, str(wheel.stat().st_size)]:
+    recorded = recorded_sha256(marker, wheel)
+    if recorded == expected:
         return wheel
-    actual = known[0] if len(known) == 2 and known[1] == str(wheel.stat().st_size) else sha256_file(wheel)
+    actual = recorded or sha256_file(wheel)
     if actual != expected:
         if fresh:
             wheel.unlink()
@@ -125,8 +125,19 @@ def fetch_wheel(dist: str, version: str, sha256: str | None = None) -> Path:
                                "fix the pin or the source")
         raise FtauditError(f"sha256 mismatch for {pin}: the pin says {expected} but the cached {wheel.name} has {actual}; "
                            "the cached wheel was kept: fix the pin (or delete the wheel to download it again)")
-    atomic_write_text(marker, f"{expected} {wheel.stat().st_size}")
+    record_sha256(marker, wheel, expected)
     return wheel
+
+
+def recorded_sha256(marker: Path, path: Path) -> str | None:
+    """The sha256 a ``.verified`` marker recorded for ``path``; None if there is none or ``path``'s size changed."""
+    known = marker.read_text().split() if marker.exists() and path.exists() else []
+    return known[0] if len(known) == 2 and known[1] == str(path.stat().st_size) else None
+
+
+def record_sha256(marker: Path, path: Path, sha256: str) -> None:
+    """Remember that ``path`` (at its current size) has ``sha256``, so later fetches skip hashing it."""
+    atomic_write_text(marker, f"{sha256} {path.stat().st_size}")
 
 
 def _download_wheel(pin: str, wheels: Path) -> Path:
