@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from ..errors import FtauditError
+
 
 GENERATION_DTYPES = (None, "float32", "bfloat16", "float16")
 
@@ -28,8 +30,6 @@ class GenerationConfig:
 
     def __post_init__(self):
         if self.dtype not in GENERATION_DTYPES:
-            from ..errors import FtauditError
-
             raise FtauditError(f"unknown generation dtype '{self.dtype}'; use one of float32, bfloat16, float16")
 
     def key(self) -> str:
