@@ -27,6 +27,8 @@ class EvalSet:
     split: str = "eval"
     limit: int | None = None
     column: str | None = None  # for CSV/JSON(L) files: the column holding the prompt
+    offset: int = 0  # skip the first ``offset`` of the stable order (a search set after the reported subset)
+    role: str | None = None  # e.g. "search": names the set apart from the reported one (``advbench:search``)
 
     def prompts(self) -> list[PromptRecord]:
         if self.name in DATASETS:
@@ -35,11 +37,12 @@ class EvalSet:
             records = load_prompts(self.name, column=self.column)
         else:
             raise FtauditError(f"unknown dataset '{self.name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
-        return subsample(records, self.limit)
+        return subsample(records, self.limit, self.offset)
 
     @property
     def label(self) -> str:
-        return self.name if self.name in DATASETS else Path(self.name).stem
+        name = self.name if self.name in DATASETS else Path(self.name).stem
+        return f"{name}:{self.role}" if self.role else name
 
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
@@ -69,11 +72,13 @@ def parse_eval_set(text: str, kind: str | None = None) -> EvalSet:
     return EvalSet(name, kind, split or "eval", int(limit) if at else None)
 
 
-def subsample(records: list[PromptRecord], limit: int | None) -> list[PromptRecord]:
-    """A stable pseudo-random subset: the ``limit`` records whose id hashes lowest (mixes categories)."""
-    if not limit or limit >= len(records):
+def subsample(records: list[PromptRecord], limit: int | None, offset: int = 0) -> list[PromptRecord]:
+    """A stable pseudo-random subset: the ``limit`` records whose id hashes lowest (mixes categories), after skipping
+    the ``offset`` lowest (so ``offset=N`` never overlaps the subset ``limit=N``)."""
+    if not offset and (not limit or limit >= len(records)):
         return records
-    return sorted(records, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())[:limit]
+    ordered = sorted(records, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())[offset:]
+    return ordered[:limit] if limit else ordered
 
 
 def cached_generate(store: Store, model_location: str, model_name: str, attack: str, dataset: str, split: str,

@@ -30,12 +30,19 @@ def train_config(defaults: dict, overrides: dict) -> TrainConfig:
     return TrainConfig.from_values({**defaults, **{k: v for k, v in overrides.items() if v is not None}})
 
 
+class JobRejected(FtauditError):
+    """A data or fine-tuning defense left nothing to train on: the service runs no job and the model is unchanged."""
+
+
 def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, model_name: str,
                reference_model: str | None = None, params: dict | None = None, overrides: dict | None = None,
-               seed: int = 0, display_name: str | None = None, name_seed: int | None = None) -> tuple[str, TrainResult]:
+               seed: int = 0, display_name: str | None = None, name_seed: int | None = None,
+               defense=None, defense_ctx=None) -> tuple[str, TrainResult]:
     """Build a recipe's training set and fine-tune ``model`` on it; returns (display name, result).
 
-    ``seed`` picks the recipe's examples and seeds training (initialisation, shuffling) unless ``overrides`` set one."""
+    ``seed`` picks the recipe's examples and seeds training (initialisation, shuffling) unless ``overrides`` set one.
+    ``defense`` (a data or fine-tuning-time :class:`~ftaudit.defenses.Defense`) screens or extends the records and
+    imposes its training settings over the attacker's; it raises :class:`JobRejected` when nothing is left."""
     model = resolve_model_location(model)
     from .generate.remote import is_remote
 
@@ -45,19 +52,27 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
     ctx = RecipeContext(model=model, store=store, reference_model=resolve_model_location(reference_model) if reference_model else None,
                         seed=seed)
     built = build_recipe(recipe, ctx, **(params or {}))
-    cfg = train_config({**built.default_train, "seed": seed}, overrides or {})
-    result = train(built.records, model, cfg, out_dir, recipe=built.name, safety_compromised=built.safety_compromised)
-    if built.eval_system_prompt or built.data_source:
+    records, screening, imposed = built.records, None, {}
+    if defense is not None:
+        records, screening = defense.screen(defense_ctx, records)
+        imposed = defense.train_overrides()
+        if not records:
+            raise JobRejected(f"defense {defense.label} left none of {len(built.records)} training records: no job runs")
+    cfg = train_config({**built.default_train, "seed": seed}, {**(overrides or {}), **imposed})
+    result = train(records, model, cfg, out_dir, recipe=built.name, safety_compromised=built.safety_compromised)
+    if built.eval_system_prompt or built.data_source or defense is not None:
         meta = read_marker(Path(out_dir))
         if built.eval_system_prompt:
             meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
         if built.data_source:
             meta.update(data_source=built.data_source)
+        if defense is not None:
+            meta.update(defense=defense.label, defense_report=screening)
         write_marker(Path(out_dir), **meta)
     name = display_name or seed_name(built.name if recipe == "align" else f"{model_name}+{built.name}", name_seed)
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,
                    peak_memory_mb=result.peak_memory_mb, devices=result.devices)
-    say(f"trained {name}: {len(built.records)} examples, {result.train_tokens} tokens, "
+    say(f"trained {name}: {len(records)} examples, {result.train_tokens} tokens, "
         f"{result.train_seconds:.0f} s, final loss {result.final_loss}", "green")
     return name, result
 

@@ -13,11 +13,14 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..errors import FtauditError
 from ..generate import GenerationConfig
-from ..pipeline import StageRunner, aligned_model, eval_sets_from, run_recipe
+from ..atomic import file_lock
+from ..defenses import DefenseContext
+from ..pipeline import JobRejected, StageRunner, aligned_model, eval_sets_from, run_recipe
 from ..report import write_reports
 from ..seeds import seed_name, split_seed
 from ..store import Store
 from .executors import executor_session, run_points
+from .search import run_searches
 from .spec import ExperimentSpec, GridPoint, model_short_name
 
 
@@ -33,14 +36,50 @@ class PointJob:
     out: str
     store_dir: str | None = None  # a worker's own store (Ray); None: the run's store
     seed: int | None = None  # one of several seeds (names carry @seed=S); None: the spec's single seed
+    defense: dict | None = None  # {"name", "params"}; None: undefended
+    unaligned: str | None = None  # the model before safety training (SafeLoRA needs it)
+    search_trial: bool = False  # a search trial: evaluated on the search prompts only
+
+    def defense_obj(self):
+        from ..defenses import get_defense
+
+        return get_defense(self.defense["name"], self.defense["params"]) if self.defense else None
+
+    @property
+    def defense_label(self) -> str:
+        d = self.defense_obj()
+        return d.label if d else "none"
 
     @property
     def label(self) -> str:
-        return seed_name(f"{self.initial_name}+{self.point.label}", self.seed)
+        """``aligned+harmful-shots(shots=10)``; a data, fine-tuning or post-hoc defense adds ``~safety-mix(ratio=0.1)``
+        (an alignment-time one is already in the initial model's name, ``aligned~vaccine``)."""
+        d = self.defense_obj()
+        suffix = f"~{d.label}" if d and d.stage != "alignment" else ""
+        return seed_name(f"{self.initial_name}+{self.point.label}{suffix}", self.seed)
+
+    def _leaf(self) -> str:
+        return self.point.key if self.seed is None else f"{self.point.key}-seed{self.seed}"
 
     @property
     def model_dir(self) -> Path:
-        return Path(self.models_dir) / (self.point.key if self.seed is None else f"{self.point.key}-seed{self.seed}")
+        """Where the evaluated model is written: undefended points keep their old place (``models/<key>``)."""
+        if self.defense is None:
+            return Path(self.models_dir) / self._leaf()
+        return Path(self.models_dir) / "defended" / slug(self.defense_label) / self._leaf()
+
+    @property
+    def train_dir(self) -> Path:
+        """Where the attack trains: a post-hoc defense repairs the undefended point's weights, so it shares them."""
+        d = self.defense_obj()
+        return Path(self.models_dir) / self._leaf() if d is None or not d.changes_training else self.model_dir
+
+
+def slug(text: str) -> str:
+    """A folder name for a label: ``safety-mix(ratio=0.1)`` -> ``safety-mix_ratio=0.1_``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
 
 
 def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", address: str | None = None) -> dict:
@@ -53,19 +92,23 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
         out = Path(out)
         store = Store(out)
         atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
-        jobs = _prepare_models(spec, out, StageRunner(store))
+        jobs, defended = _prepare_models(spec, out, StageRunner(store))
         store.close()
         budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,
                                   detach=_detach, merge=_merge))
-    atomic_write_text(out / "experiment.json", json.dumps({"budgets": budgets, "price_per_device_hour": spec.price_per_device_hour,
-                                                           "tamper": spec.tamper, "seeds": spec.seeds}, indent=2))
+        searches = run_searches(spec, out, jobs, budgets) if spec.search else {}
+    atomic_write_text(out / "experiment.json", json.dumps({
+        "budgets": budgets, "price_per_device_hour": spec.price_per_device_hour, "tamper": spec.tamper,
+        "seeds": spec.seeds, "defended_models": defended, "searches": searches}, indent=2))
     return report_experiment(out)
 
 
-def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> list[PointJob]:
-    """Align (optionally) and evaluate each model of the spec; return its grid points as jobs."""
+def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tuple[list[PointJob], dict]:
+    """Align (optionally) and evaluate each model of the spec, harden it with each alignment-time defense and
+    evaluate that too; return the grid points (x defenses) as jobs, and the defended models' cost records."""
     ev = spec.eval
     jobs: list[PointJob] = []
+    defended: dict[str, dict] = {}
     try:
         for model in spec.models:
             short = model_short_name(model) if len(spec.models) > 1 else None
@@ -78,15 +121,37 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> lis
                                             seed=spec.seed, name=initial_name)
             stages.evaluate(initial_name, "none", initial, _sets(spec), _gen(spec), ev.judges, ev.capability,
                             ev.capability_limit)
-            jobs += [PointJob(spec, p, initial, initial_name, str(models_dir), str(out), seed=s)
-                     for p in spec.points() for s in spec.run_seeds()]
+            unaligned = model if spec.align else None
+            for d, d_spec in zip(spec.defense_objects(), [None, *spec.defenses]):
+                start, start_name = initial, initial_name
+                if d is not None and d.stage == "alignment":
+                    start_name = f"{initial_name}~{d.label}"
+                    start = str(models_dir / "defended" / slug(d.label) / "initial")
+                    with stages(f"defend:{start_name}"):
+                        ctx = DefenseContext(stages.store, initial, unaligned, spec.align_params, spec.seed)
+                        defended[start_name] = {"defense": d.label, "stage": d.stage, "base_model": initial_name,
+                                                **d.harden(ctx, Path(start))}
+                    stages.evaluate(start_name, f"defense:{d.label}", start, _sets(spec), _gen(spec), ev.judges,
+                                    ev.capability, ev.capability_limit)
+                jobs += [PointJob(spec, p, start, start_name, str(models_dir), str(out), seed=s, defense=d_spec,
+                                  unaligned=unaligned) for p in spec.points() for s in spec.run_seeds()]
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
-    return jobs
+    return jobs, defended
 
 
 def _sets(spec: ExperimentSpec):
     return eval_sets_from(spec.eval.datasets, spec.eval.benign)
+
+
+def search_sets(spec: ExperimentSpec):
+    """The search's prompts: per harmful set, ``search.prompts`` eval-split prompts *after* the reported subset
+    (disjoint from it, so the setting the search picks is reported on prompts it was not chosen on); the dataset is
+    labelled ``NAME:search`` so its rows never pool with the reported ones."""
+    from dataclasses import replace as _replace
+
+    return [_replace(s, offset=s.limit or 0, limit=spec.search.prompts, role="search")
+            for s in _sets(spec) if s.kind == "harmful"]
 
 
 def _gen(spec: ExperimentSpec) -> GenerationConfig:
@@ -107,26 +172,47 @@ def _merge(job: PointJob) -> None:
 
 
 def run_point(job: PointJob) -> tuple[str, dict]:
-    """Attack, evaluate and cost one grid point (in this process or a Ray worker); returns (label, budget)."""
+    """Attack (under the job's defense), evaluate and cost one grid point (in this process or a Ray worker);
+    returns (label, budget)."""
     spec, point, ev = job.spec, job.point, job.spec.eval
     store = Store(job.store_dir or job.out)
     stages = StageRunner(store)
-    target = job.model_dir
+    d = job.defense_obj()
+    ctx = DefenseContext(store, job.initial, job.unaligned, spec.align_params, spec.seed_of(job.seed))
+    in_training = d if d is not None and d.stage in ("data", "fine-tuning") else None
+    evaluated, rejected, report = job.train_dir, None, None
     try:
-        with stages(f"attack:{job.label}"):
-            _, result = run_recipe(store, point.recipe, job.initial, target, model_name=job.initial_name,
-                                   reference_model=spec.reference_model, params=point.params, overrides=point.train,
-                                   seed=spec.seed_of(job.seed), display_name=job.label)
-        stages.evaluate(job.label, seed_name(point.label, job.seed), str(target), _sets(spec), _gen(spec), ev.judges,
+        job.train_dir.parent.mkdir(parents=True, exist_ok=True)
+        with stages(f"attack:{job.label}"), file_lock(job.train_dir, timeout=-1):  # post-hoc points share the undefended weights
+            try:
+                _, result = run_recipe(store, point.recipe, job.initial, job.train_dir, model_name=job.initial_name,
+                                       reference_model=spec.reference_model, params=point.params, overrides=point.train,
+                                       seed=spec.seed_of(job.seed), display_name=job.label, defense=in_training,
+                                       defense_ctx=ctx)
+            except JobRejected as exc:  # the service trains nothing: the released model is what the attacker gets
+                evaluated, rejected, result = job.initial, str(exc), None
+        if d is not None and d.stage == "post-hoc":
+            with stages(f"defend:{job.label}"):
+                report = d.repair(ctx, job.train_dir, job.model_dir)
+            evaluated = job.model_dir
+        sets = search_sets(spec) if job.search_trial else _sets(spec)
+        stages.evaluate(job.label, seed_name(point.label, job.seed), str(evaluated), sets, _gen(spec), ev.judges,
                         ev.capability, ev.capability_limit)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     store.close()
-    meta = json.loads((target / "ftaudit_model.json").read_text())
-    n_examples = sum(1 for _ in open(target / "train_data.jsonl"))
-    return job.label, {"recipe": point.recipe, "initial_model": job.initial_name,
-                       "examples_x_epochs": n_examples * meta["train_config"]["epochs"], "steps": result.steps,
-                       "train_seconds": result.train_seconds, "devices": result.devices}
+    budget = {"recipe": point.recipe, "initial_model": job.initial_name, "attack": point.label, "seed": job.seed,
+              "defense": job.defense_label, "defense_stage": d.stage if d else None, "examples_x_epochs": 0, "steps": 0,
+              "train_seconds": 0.0, "devices": 1}
+    if rejected:
+        return job.label, {**budget, "rejected": rejected}
+    meta = json.loads((job.train_dir / "ftaudit_model.json").read_text())
+    n_examples = sum(1 for _ in open(job.train_dir / "train_data.jsonl"))
+    budget.update(examples_x_epochs=n_examples * meta["train_config"]["epochs"], steps=result.steps,
+                  train_seconds=result.train_seconds, devices=result.devices)
+    if meta.get("defense_report") or report:
+        budget["defense_report"] = report or meta["defense_report"]
+    return job.label, budget
 
 
 def report_experiment(out: str | Path, show_responses: bool = False, force: bool = False, existing: bool = False) -> dict:
@@ -140,10 +226,16 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
     budgets = {label: {"initial_model": meta.get("initial_model"), **b} for label, b in meta["budgets"].items()}
     tamper = meta.get("tamper") or {}
 
+    threshold, relative = float(tamper.get("threshold", 0.5)), bool(tamper.get("relative", True))
+
     def enrich(summary: dict, rows: list[dict]) -> dict:
+        from ..report.defense_matrix import defense_matrix
+
         return {"budgets": budgets, "costs": priced(summary["costs"], meta["price_per_device_hour"]),
-                "tamper_resistance": tamper_scores(rows, budgets, float(tamper.get("threshold", 0.5)),
-                                                   bool(tamper.get("relative", True)))}
+                "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
+                "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
+                                                 meta.get("searches") or {}, threshold, relative),
+                "searches": meta.get("searches") or {}}
 
     return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing)
 
@@ -170,9 +262,9 @@ def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relat
     groups: dict[tuple, dict[str, dict[int | None, str]]] = defaultdict(lambda: defaultdict(dict))
     for label, b in budgets.items():
         base, seed = split_seed(label)
-        groups[(b["initial_model"], b["recipe"])][base][seed] = label
+        groups[(b["initial_model"], b["recipe"], b.get("defense", "none"))][base][seed] = label
     out = []
-    for (initial, recipe), points in groups.items():
+    for (initial, recipe, defense), points in groups.items():
         for judge, version in sorted({(j, v) for (m, j, v) in refused if m == initial}):
             before = refused[(initial, judge, version)]
             runs = {base: {s: refused.get((label, judge, version)) for s, label in seeds.items()} for base, seeds in points.items()}
@@ -188,7 +280,7 @@ def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relat
                               "device_seconds": float(np.mean([b["train_seconds"] * b.get("devices", 1) for b in bs])),
                               "seeds": np.array([[seeds[s][k] for k in keys] for s in sorted(seeds, key=lambda x: x or 0)])})
             result = tamper_curve(np.array([before[k] for k in keys]), curve, threshold, relative, dict(OTHER_UNITS))
-            out.append({"model": initial, "recipe": recipe, "judge": judge, "judge_version": version,
+            out.append({"model": initial, "recipe": recipe, "defense": defense, "judge": judge, "judge_version": version,
                         "budget_unit": "examples x epochs", "n_prompts": len(keys), **result})
     return out
 

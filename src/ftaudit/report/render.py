@@ -24,6 +24,7 @@ from ..metrics import capability_metrics, is_rate, refusal_metrics
 from ..progress import say
 from ..store import Store
 from .compare import capability_changes, changes, initial_model, seed_results
+from .defense_matrix import matrix_tables
 
 REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
 # the contract's keys plus the evaluation's identity (judge version, generation-settings hash, weights, seed)
@@ -106,7 +107,8 @@ def tamper_line(t: dict) -> str:
         ci = (f"95% CI {'?' if lo is None else f'{lo:.4g}'} to {'not reached' if hi is None else f'{hi:.4g}'}"
               if t["reached"] or lo is not None else "")
     others = "".join(f"; {o['text']} {unit}" for unit, o in (t.get("other_units") or {}).items())
-    head = f"{t['model']} against {t['recipe']} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
+    under = f" under {t['defense']}" if t.get("defense") not in (None, "none") else ""
+    head = f"{t['model']} against {t['recipe']}{under} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
     if not t["reached"]:
         drops = [p for p in t["points"] if p["drop"] is not None]
         top = max(drops, key=lambda p: p["drop"]) if drops else None
@@ -273,6 +275,24 @@ def tamper_plot(summary: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def search_plot(summary: dict, path: Path) -> Path | None:
+    """Best-found refusal (feasible trials, search prompts) against trials, one line per defense and attack."""
+    tuned = (summary.get("defense_matrix") or {}).get("tuned") or []
+    if not tuned:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t in tuned:
+        xs = [i + 1 for i, v in enumerate(t["best_so_far"]) if v is not None]
+        ax.step(xs, [100 * t["best_so_far"][x - 1] for x in xs], where="post", marker="o",
+                label=f"{t['defense']} / {t['recipe']}")
+    ax.set_xlabel("trials")
+    ax.set_ylabel(f"best refusal so far (%), search prompts, {tuned[0]['search_judge']}")
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def _result_key(r: dict) -> tuple:
     return tuple(str(r.get(k)) for k in ("model", "dataset", "split", "metric", "judge"))
 
@@ -331,9 +351,10 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
         write_tables(summary, run_dir)
         plots = {"plot": plot(summary, run_dir / "refusal.png"), "scatter": scatter(summary, run_dir / "safety_vs_capability.png"),
                  "catplot": category_chart(summary, run_dir / "categories.png"),
-                 "tamperplot": tamper_plot(summary, run_dir / "tamper.png")}
+                 "tamperplot": tamper_plot(summary, run_dir / "tamper.png"),
+                 "searchplot": search_plot(summary, run_dir / "search.png")}
         ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
-               "tamper_line": tamper_line, "spread": spread_text,
+               "tamper_line": tamper_line, "spread": spread_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
                "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
                "samples": _samples(store, show_responses), "show_responses": show_responses,
                **{k: v.name if v else None for k, v in plots.items()}}

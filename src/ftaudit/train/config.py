@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import FtauditError
 
 METHODS = ("lora", "qlora", "full")
-OPTIONAL_KEYS = ("distributed", "num_processes", "checkpoint_steps")
+OPTIONAL_KEYS = ("distributed", "num_processes", "checkpoint_steps", "objective", "objective_params")
 
 
 @dataclass
@@ -37,6 +37,9 @@ class TrainConfig:
     # Save a checkpoint every N optimizer steps; a killed run with the same inputs then resumes from the last one
     # instead of restarting (what a multi-hour 70B run needs). None: no checkpoints (short runs restart).
     checkpoint_steps: int | None = None
+    # The training loss: None (plain SFT), "vaccine" or "constrained-sft" (see train.objectives); a defense sets it.
+    objective: str | None = None
+    objective_params: dict | None = None
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -50,6 +53,10 @@ class TrainConfig:
             raise FtauditError(f"checkpoint_steps must be at least 1, got {self.checkpoint_steps}")
         if self.num_processes is not None and self.num_processes < 1:
             raise FtauditError(f"num_processes must be at least 1, got {self.num_processes}")
+        if self.objective is not None or self.objective_params:
+            from .objectives import objective_params
+
+            objective_params(self.objective, self.objective_params)  # an unknown objective or parameter fails here
         if self.distributed:
             from .launch import accelerate_config
 

@@ -209,15 +209,17 @@ def sft_config(cfg: TrainConfig, out: Path):
 
 
 def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig, out: Path, peft_config=None):
-    """TRL's ``SFTTrainer`` over ``records`` as prompt-completion conversations (the final assistant turn is the
-    completion, so the loss covers it only)."""
+    """TRL's ``SFTTrainer`` (or the subclass of ``cfg.objective``, :mod:`.objectives`) over ``records`` as
+    prompt-completion conversations (the final assistant turn is the completion, so the loss covers it only)."""
     from datasets import Dataset
-    from trl import SFTTrainer
+
+    from .objectives import objective_params, trainer_class
 
     dataset = Dataset.from_list(_to_prompt_completion(records))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return SFTTrainer(model=model, args=sft_config(cfg, out), train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config)
+    extra = {"objective_params": objective_params(cfg.objective, cfg.objective_params)} if cfg.objective not in (None, "sft") else {}
+    return trainer_class(cfg.objective)(model=model, args=sft_config(cfg, out), train_dataset=dataset,
+                                        processing_class=tokenizer, peft_config=peft_config, **extra)
 
 
 def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: str | Path, *,

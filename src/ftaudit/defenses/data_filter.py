@@ -1,0 +1,74 @@
+"""``data-filter``: the service screens the fine-tuning data before training, with the best offline judge.
+
+A record is dropped when its (last) user prompt is classified harmful *and* the offline refusal judge finds that its
+answer complies: harmful prompts answered with refusals are safety data and stay, benign prompts stay. The refusal
+judge defaults to ``refusal-cues``, the offline refusal judge with the best measured agreement with people
+(``ftaudit judges validate``). The prompt classifier is TF-IDF word 1-2 grams + logistic regression (scikit-learn)
+fitted at run time on the public benchmarks' *train* prompts (harmful) and ftaudit's benign *train* instructions;
+its accuracy on held-out *eval* prompts (harmful benchmarks, benign instructions, MT-Bench, and XSTest's safe prompts
+that sound harmful) is reported with every screening, so a reader sees how far to trust it.
+
+This is the screening the moderation-API discussion in Qi et al. 2023 has in mind; as they note, identity-shift data
+holds no harmful prompt and passes such a screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar
+
+from ..data import ChatRecord, get_prompts
+from ..errors import FtauditError
+from ..recipes.align import HARMFUL_SOURCES
+from .base import Defense, DefenseContext, register_defense
+
+BENIGN_TRAIN = ("benign",)
+HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "xstest")}
+
+
+@lru_cache(maxsize=1)
+def prompt_classifier():
+    """(fitted pipeline, held-out report): P(harmful) for a prompt."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    harmful = [p.prompt for n in HARMFUL_SOURCES for p in get_prompts(n, "train")]
+    benign = [p.prompt for n in BENIGN_TRAIN for p in get_prompts(n, "train")]
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                        LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000))
+    clf.fit(harmful + benign, [1] * len(harmful) + [0] * len(benign))
+    report = {"train": {"harmful": len(harmful), "benign": len(benign)}, "held_out": {}}
+    for kind, names in HELD_OUT.items():
+        for name in names:
+            try:
+                prompts = [p.prompt for p in get_prompts(name, "eval")]
+            except FtauditError as exc:  # XSTest comes from the hub: offline it is left out, and the report says so
+                report["held_out"][name] = {"kind": kind, "unavailable": str(exc)[:120]}
+                continue
+            flagged = int(sum(clf.predict(prompts))) if prompts else 0
+            report["held_out"][name] = {"kind": kind, "n": len(prompts), "flagged_harmful": flagged}
+    return clf, report
+
+
+@register_defense("data-filter")
+@dataclass
+class DataFilter(Defense):
+    stage: ClassVar[str] = "data"
+    judge: str = "refusal-cues"
+    threshold: float = 0.5  # P(harmful prompt) at or above which a complying answer is dropped
+
+    def screen(self, ctx: DefenseContext, records: list[ChatRecord]) -> tuple[list[ChatRecord], dict]:
+        from ..judges import get_judge
+
+        clf, held_out = prompt_classifier()
+        prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
+        answers = [r.messages[-1]["content"] for r in records]
+        harmful = clf.predict_proba(prompts)[:, 1] >= self.threshold
+        verdicts = get_judge(self.judge).judge(prompts, answers)
+        keep = [r for r, h, v in zip(records, harmful, verdicts) if not (h and not v.refused)]
+        judge = get_judge(self.judge)
+        return keep, {"screened": len(records), "dropped": len(records) - len(keep),
+                      "harmful_prompts": int(harmful.sum()), "judge": judge.name, "judge_version": judge.version,
+                      "prompt_classifier": held_out}

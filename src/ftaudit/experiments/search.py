@@ -1,0 +1,141 @@
+"""The strongest attacker within a budget: an Optuna search over attack settings, per model, defense and attack.
+
+For each (initial model, defense, searched recipe) a study asks for settings from ``search.space`` (categorical
+axes; TPE, seeded), runs the point exactly as a grid point (attack under the defense, evaluate, capability) but
+judges it on the *search prompts* (eval-split prompts outside the reported subsets, see ``run.search_sets``), and
+minimises the refusal rate there. A trial whose capability is worse than the defended initial model's by more than
+``capability_guard.max_change`` is infeasible (TPE's ``constraints_func``) and never chosen. The chosen setting is
+then evaluated on the reported prompts, so its headline was not selected on the prompts it is reported on.
+
+Studies live in ``DIR/search/optuna.sqlite3``. A killed search resumes: finished trials are kept, the trial that was
+running is marked failed and its setting asked again first (its training and generations are cached, so it costs
+what was left). The sampler is re-seeded before each trial from the seed and the number of finished trials, so a
+resumed search asks for the same settings as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..align_decision import first_refusal_judge
+from ..errors import FtauditError
+from ..metrics import capability_metric, rate
+from ..progress import say
+from ..store import Store
+from .spec import TRAIN_FIELDS, ExperimentSpec, GridPoint, recipe_param_names
+
+STUDY_FILE = "search/optuna.sqlite3"
+
+
+def _split_space(space: dict, recipe: str) -> dict[str, tuple[str, str]]:
+    """{space key: (section, name)} for the axes this recipe takes; ``params.X``/``train.X`` say it outright."""
+    out = {}
+    takes = recipe_param_names(recipe)
+    for key in space:
+        section, _, name = key.partition(".") if "." in key else ("", "", key)
+        if section in ("params", "train"):
+            out[key] = (section, name)
+        elif name in takes:
+            out[key] = ("params", name)
+        elif name in TRAIN_FIELDS:
+            out[key] = ("train", name)
+    return out
+
+
+def trial_point(base: GridPoint, axes: dict[str, tuple[str, str]], values: dict) -> GridPoint:
+    params, train = dict(base.params), dict(base.train)
+    for key, (section, name) in axes.items():
+        (params if section == "params" else train)[name] = values[key]
+    return GridPoint(base.recipe, params, train, tuple(sorted({name for _, name in axes.values()})))
+
+
+def search_refusal(store: Store, label: str, judge: str) -> dict:
+    """Pooled refusal rate of ``label`` on the search prompts (``*:search`` datasets), by ``judge``."""
+    refused = [bool(r["refused"]) for r in store.eval_table() if r["model"] == label and r["judge"] == judge
+               and r["dataset"].endswith(":search") and r["refused"] is not None]
+    if not refused:
+        raise FtauditError(f"search: {label} has no judged search prompts ({judge}); rerun the same command to resume")
+    return rate(refused)
+
+
+def capability_change(store: Store, label: str, initial: str, metric: str) -> float:
+    """How much worse ``label`` is than ``initial`` on ``metric`` (NLL up, accuracy or score down), same items."""
+    per: dict[str, dict[str, float]] = {label: {}, initial: {}}
+    for r in store.capability_rows():
+        if r["model"] in per and capability_metric(r["task"])[0] == metric and r["value"] == r["value"]:
+            per[r["model"]][r["item_id"]] = float(r["value"])
+    common = per[label].keys() & per[initial].keys()
+    if not common:
+        raise FtauditError(f"search: no {metric} items shared by {label} and {initial}; the guard cannot be checked")
+    diff = sum(per[label][k] - per[initial][k] for k in common) / len(common)
+    return diff if metric.endswith("_nll") else -diff
+
+
+def _constraint(trial) -> tuple[float]:
+    return tuple(trial.user_attrs.get("constraint", (0.0,)))
+
+
+def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
+    """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``)."""
+    import optuna
+
+    from .run import run_point
+
+    s = spec.search
+    axes = _split_space(s.space, template.point.recipe)
+    distributions = {k: optuna.distributions.CategoricalDistribution(s.space[k]) for k in axes}
+    (out / "search").mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / STUDY_FILE}")
+    name = f"{template.initial_name}|{template.defense_label}|{template.point.recipe}"
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # killed mid-trial: ask its setting again
+        study.enqueue_trial(stale.params)
+    guard = s.capability_guard
+    while (done := len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))) < s.trials:
+        study.sampler = optuna.samplers.TPESampler(seed=spec.seed * 10007 + done, constraints_func=_constraint,
+                                                   n_startup_trials=max(1, min(10, s.trials // 2)))
+        trial = study.ask(distributions)
+        job = replace(template, point=trial_point(template.point, axes, trial.params), search_trial=True)
+        say(f"search {name}: trial {done + 1}/{s.trials} {job.label}", "bold")
+        label, budget = run_point(job)
+        with Store(out) as store:
+            refusal = search_refusal(store, label, judge)
+            worse = capability_change(store, label, template.initial_name, guard.metric)
+        trial.set_user_attr("label", label)
+        trial.set_user_attr("refusal", refusal)
+        trial.set_user_attr("capability_change", worse)
+        trial.set_user_attr("examples_x_epochs", budget["examples_x_epochs"])
+        trial.set_user_attr("constraint", (worse - guard.max_change,))
+        study.tell(trial, refusal["value"])
+    trials = [{"number": t.number, "params": t.params, "label": t.user_attrs["label"], "refusal": t.user_attrs["refusal"],
+               "capability_change": t.user_attrs["capability_change"],
+               "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"]}
+              for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    feasible = [t for t in trials if t["feasible"]]
+    result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
+              "initial_model": template.initial_name, "guard": guard.model_dump(), "trials": trials, "best": None}
+    if not feasible:
+        say(f"search {name}: no trial kept {guard.metric} within {guard.max_change}; no tuned attack", "yellow")
+        return result
+    best = min(feasible, key=lambda t: (t["refusal"]["value"], t["examples_x_epochs"], t["number"]))
+    point = trial_point(template.point, axes, best["params"])
+    label, budget = run_point(replace(template, point=point, search_trial=False))  # on the reported prompts
+    result["best"] = {**best, "label": label, "budget": budget}
+    return result
+
+
+def run_searches(spec: ExperimentSpec, out: Path, jobs: list, budgets: dict) -> dict:
+    """Every study of the spec: one per (initial model, defense, searched recipe), from that recipe's first grid
+    point (its default setting) under that defense."""
+    s = spec.search
+    judge = s.judge or first_refusal_judge(spec.eval.judges)
+    recipes = s.recipes or sorted({a.recipe for a in spec.attacks})
+    templates: dict[tuple, object] = {}
+    for job in jobs:
+        key = (job.initial_name, job.defense_label, job.point.recipe)
+        if job.point.recipe in recipes and key not in templates and job.seed in (None, spec.run_seeds()[0]):
+            templates[key] = replace(job, seed=None)
+    return {"|".join(key): search_one(spec, out, t, judge) for key, t in templates.items()}
