@@ -225,6 +225,49 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
         say(f"attacked model, seed {s} ({res.train_seconds:.0f} s, {res.train_tokens} tokens): {where}")
 
 
+@app.command()
+@user_errors
+def defend(defense: Annotated[str, typer.Option(help="vaccine | safelora | constrained-sft | safety-mix | data-filter "
+                                                     "(see `ftaudit defend --help` and the README's Defenses section).")],
+           model: Annotated[str, typer.Option(help="The released model the defense protects (or trains from).")],
+           out: Annotated[Path, typer.Option(help="Where the defended model, adapter or data is written.")],
+           param: Annotated[Optional[list[str]], typer.Option(help="A defense parameter, KEY=VALUE (YAML value); "
+                                                                   "repeatable, e.g. --param ratio=0.3.")] = None,
+           data: Annotated[Optional[Path], typer.Option(help="data / fine-tuning defenses: the training data "
+                                                            "(JSONL chat records).")] = None,
+           adapter: Annotated[Optional[Path], typer.Option(help="post-hoc defenses: the LoRA adapter to repair.")] = None,
+           unaligned: Annotated[Optional[str], typer.Option(help="The model before safety training (safelora's "
+                                                                 "V = aligned - unaligned; vaccine aligns it).")] = None,
+           lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None, seed: Seed = 0):
+    """Apply one defense and write what it defends, with its cost record (OUT/defense.json).
+
+    alignment (vaccine): hardens --model, or aligns --unaligned with the align recipe's data under the defense.
+    data (data-filter): screens --data into OUT/train_data.jsonl.  fine-tuning (safety-mix, constrained-sft): trains
+    --model on --data under the defense.  post-hoc (safelora): repairs --adapter into OUT.
+
+    \b
+    Example: ftaudit defend --defense vaccine --model smollm2-135m-instruct --out runs/vaccine
+    Example: ftaudit defend --defense safelora --model runs/align/model --unaligned smollm2-135m-instruct --adapter runs/hs10/model --out runs/hs10-safelora
+    Example: ftaudit defend --defense data-filter --model runs/align/model --data customer.jsonl --out runs/screened
+    """
+    import yaml
+
+    from .defenses.run import defend as run_defense
+    from .models import check_model_location
+
+    params = {}
+    for item in param or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise FtauditError(f"bad --param '{item}': write KEY=VALUE, e.g. --param ratio=0.3")
+        params[key] = yaml.safe_load(value)
+    check_model_location(model, unaligned)
+    train = {k: v for k, v in {"learning_rate": lr, "epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    record = run_defense(defense, model, out, params=params, data=data, adapter=adapter, unaligned=unaligned,
+                         train=train, seed=seed)
+    say(f"{record['label']} ({record['stage']}): {record['seconds']:.0f} s; cost record {out / 'defense.json'}")
+
+
 @app.command("eval")
 @user_errors
 def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory to evaluate.")],

@@ -76,6 +76,13 @@ def _constraint(trial) -> tuple[float]:
     return tuple(trial.user_attrs.get("constraint", (0.0,)))
 
 
+def choose_best(trials: list[dict]) -> dict | None:
+    """The feasible trial with the lowest refusal (ties: the smaller budget, then the earlier trial); None when the
+    capability guard excluded every trial."""
+    feasible = [t for t in trials if t["feasible"]]
+    return min(feasible, key=lambda t: (t["refusal"]["value"], t["examples_x_epochs"], t["number"])) if feasible else None
+
+
 def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``)."""
     import optuna
@@ -114,13 +121,12 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
                "capability_change": t.user_attrs["capability_change"],
                "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"]}
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    feasible = [t for t in trials if t["feasible"]]
+    best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
               "initial_model": template.initial_name, "guard": guard.model_dump(), "trials": trials, "best": None}
-    if not feasible:
+    if best is None:
         say(f"search {name}: no trial kept {guard.metric} within {guard.max_change}; no tuned attack", "yellow")
         return result
-    best = min(feasible, key=lambda t: (t["refusal"]["value"], t["examples_x_epochs"], t["number"]))
     point = trial_point(template.point, axes, best["params"])
     label, budget = run_point(replace(template, point=point, search_trial=False))  # on the reported prompts
     result["best"] = {**best, "label": label, "budget": budget}
