@@ -176,6 +176,7 @@ def test_every_defense_runs_in_the_grid_and_the_report_shows_the_matrix(tiny_mod
     budgets = summary["budgets"]
     [mix] = [b for b in budgets.values() if b["defense"] == "safety-mix(ratio=0.5)"]
     assert mix["defense_report"] == {"added_safety_examples": 1, "customer_examples": 2}
+    assert mix["examples_x_epochs"] == 2 and mix["trained_examples"] == 3  # the attacker's budget, not the mix
     [lora] = [b for b in budgets.values() if b["defense"] == "safelora"]
     assert lora["defense_report"]["modules"] > 0
     repaired = next(out.glob("models/defended/safelora/*/adapter_model.safetensors"))
@@ -227,13 +228,52 @@ def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_mode
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     after = _trials(db)
-    assert sum(s == "COMPLETE" for _, s, _ in after) == 4 and sum(s == "FAIL" for _, s, _ in after) == 1
+    # 4 searched trials plus the grid point's own setting (trial 0, re-using its weights); the killed trial failed
+    assert sum(s == "COMPLETE" for _, s, _ in after) == 5 and sum(s == "FAIL" for _, s, _ in after) == 1
     assert all(dict((n, label) for n, s, label in after)[n] == label for n, label in finished.items())
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # no finished trial was trained again
     summary = json.loads((out / "summary.json").read_text())
     [study] = summary["searches"].values()
     for t in study["trials"]:
         assert t["feasible"] == (t["capability_change"] <= 0.0)
-    assert study["best"]["feasible"] and study["best"]["params"]["learning_rate"] == 1.0e-4
+    [default] = [t for t in study["trials"] if t["default"]]
+    assert default["number"] == 0 and default["label"] in summary["budgets"]  # the grid point itself, not a retrain
+    assert study["best"]["feasible"] and study["best"]["params"]["learning_rate"] != 3.0
+    assert study["best"]["refusal"]["value"] <= default["refusal"]["value"]  # never weaker than the default attack
     # lr 3.0 made the benign-answer NLL worse: the guard (no worsening allowed here) excludes it
     assert [t["feasible"] for t in study["trials"] if t["params"]["learning_rate"] == 3.0] == [False]
+
+
+def test_defend_command_repairs_an_adapter_screens_data_and_fails_in_one_line(tiny_model, tmp_path):
+    """`ftaudit defend`: safelora rewrites a LoRA adapter trained from the aligned model (V = aligned - unaligned) and
+    writes its cost record; data-filter writes the screened data; a missing input is one line, exit 2."""
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    runner = CliRunner()
+    aligned = train(RECS[:2], tiny_model, TrainConfig(method="full", epochs=1, batch_size=2, learning_rate=5e-3),
+                    tmp_path / "aligned", recipe="x").output_dir
+    adapter = train(RECS, aligned, TrainConfig(epochs=2, batch_size=3, lora_r=2, learning_rate=5e-2), tmp_path / "attacked",
+                    recipe="y").output_dir
+    out = tmp_path / "repaired"
+    res = runner.invoke(app, ["defend", "--defense", "safelora", "--model", aligned, "--unaligned", tiny_model,
+                              "--adapter", adapter, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    record = json.loads((out / "defense.json").read_text())
+    assert record["stage"] == "post-hoc" and record["report"]["modules"] == 14 and record["seconds"] >= 0
+    assert (out / "adapter_model.safetensors").read_bytes() != (Path(adapter) / "adapter_model.safetensors").read_bytes()
+    from ftaudit.models import model_fingerprint
+
+    assert model_fingerprint(str(out)) != model_fingerprint(adapter)  # the repaired adapter is another model
+    data = tmp_path / "customer.jsonl"
+    harmful = get_prompts("advbench", "train")[0].prompt
+    data.write_text("".join(json.dumps({"messages": r.messages}) + "\n" for r in [chat(harmful, "Sure, here it is.", "a"), RECS[0]]))
+    res = runner.invoke(app, ["defend", "--defense", "data-filter", "--model", tiny_model, "--data", str(data),
+                              "--out", str(tmp_path / "screened")])
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "screened" / "train_data.jsonl").read_text().splitlines()) == 1
+    bad = runner.invoke(app, ["defend", "--defense", "safety-mix", "--model", tiny_model, "--out", str(tmp_path / "x")],
+                        terminal_width=400)
+    lines = [line for line in bad.output.splitlines() if line.strip()]
+    assert bad.exit_code == 2 and len(lines) == 1 and "give --data FILE.jsonl" in lines[0]

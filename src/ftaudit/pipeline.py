@@ -66,8 +66,8 @@ def run_recipe(store: Store, recipe: str, model: str, out_dir: str | Path, *, mo
             meta.update(eval_system_prompt=built.eval_system_prompt, eval_prompt_template=built.eval_prompt_template)
         if built.data_source:
             meta.update(data_source=built.data_source)
-        if defense is not None:
-            meta.update(defense=defense.label, defense_report=screening)
+        if defense is not None:  # the attacker's budget counts the records it supplied, not what the defense made of them
+            meta.update(defense=defense.label, defense_report=screening, attack_examples=len(built.records))
         write_marker(Path(out_dir), **meta)
     name = display_name or seed_name(built.name if recipe == "align" else f"{model_name}+{built.name}", name_seed)
     store.set_cost(name, built.name, train_seconds=result.train_seconds, train_tokens=result.train_tokens,

@@ -83,15 +83,41 @@ def choose_best(trials: list[dict]) -> dict | None:
     return min(feasible, key=lambda t: (t["refusal"]["value"], t["examples_x_epochs"], t["number"])) if feasible else None
 
 
+def default_values(template, axes: dict[str, tuple[str, str]]) -> dict | None:
+    """The grid point's own setting on the search axes: its recipe parameters (or the recipe's defaults) and the
+    training options it was trained with (read from its model's marker); None when one is unknown (a rejected job)."""
+    import inspect
+
+    from ..models.loading import read_marker
+    from ..recipes.base import RECIPES
+
+    signature = inspect.signature(RECIPES[template.point.recipe]).parameters
+    trained = (read_marker(template.train_dir) or {}).get("train_config") or {}
+    out = {}
+    for key, (section, name) in axes.items():
+        if section == "params":
+            value = template.point.params.get(name, signature[name].default if name in signature else None)
+        else:
+            value = trained.get(name, template.point.train.get(name))
+        if value is None or value is inspect.Parameter.empty:
+            return None
+        out[key] = int(value) if isinstance(value, float) and value.is_integer() else value
+    return out
+
+
 def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
-    """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``)."""
+    """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``). That
+    default setting is the study's first trial (re-using its trained weights), so the tuned attacker is never
+    weaker on the search prompts than the default one; ``trials`` more are asked from the sampler."""
     import optuna
 
     from .run import run_point
 
     s = spec.search
     axes = _split_space(s.space, template.point.recipe)
-    distributions = {k: optuna.distributions.CategoricalDistribution(s.space[k]) for k in axes}
+    defaults = default_values(template, axes)
+    choices = {k: list(s.space[k]) + ([defaults[k]] if defaults and defaults[k] not in s.space[k] else []) for k in axes}
+    distributions = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in axes}
     (out / "search").mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{out / STUDY_FILE}")
@@ -99,14 +125,20 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # killed mid-trial: ask its setting again
-        study.enqueue_trial(stale.params)
+        study.enqueue_trial(stale.params, user_attrs={k: v for k, v in stale.user_attrs.items() if k == "default"})
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING)
+    if defaults and not any(t.user_attrs.get("default") for t in study.get_trials(deepcopy=False, states=states)):
+        study.enqueue_trial(defaults, user_attrs={"default": True})
+    total = s.trials + (1 if defaults else 0)
     guard = s.capability_guard
-    while (done := len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))) < s.trials:
+    while (done := len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))) < total:
         study.sampler = optuna.samplers.TPESampler(seed=spec.seed * 10007 + done, constraints_func=_constraint,
                                                    n_startup_trials=max(1, min(10, s.trials // 2)))
         trial = study.ask(distributions)
-        job = replace(template, point=trial_point(template.point, axes, trial.params), search_trial=True)
-        say(f"search {name}: trial {done + 1}/{s.trials} {job.label}", "bold")
+        point = template.point if trial.params == defaults else trial_point(template.point, axes, trial.params)
+        job = replace(template, point=point, search_trial=True)
+        say(f"search {name}: trial {done + 1}/{total} {job.label}" + (" (the default setting)" if point is template.point
+                                                                      else ""), "bold")
         label, budget = run_point(job)
         with Store(out) as store:
             refusal = search_refusal(store, label, judge)
@@ -119,7 +151,8 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
         study.tell(trial, refusal["value"])
     trials = [{"number": t.number, "params": t.params, "label": t.user_attrs["label"], "refusal": t.user_attrs["refusal"],
                "capability_change": t.user_attrs["capability_change"],
-               "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"]}
+               "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"],
+               "default": bool(t.user_attrs.get("default"))}
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
@@ -127,7 +160,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     if best is None:
         say(f"search {name}: no trial kept {guard.metric} within {guard.max_change}; no tuned attack", "yellow")
         return result
-    point = trial_point(template.point, axes, best["params"])
+    point = template.point if best["default"] else trial_point(template.point, axes, best["params"])
     label, budget = run_point(replace(template, point=point, search_trial=False))  # on the reported prompts
     result["best"] = {**best, "label": label, "budget": budget}
     return result

@@ -191,7 +191,7 @@ def matrix_tables(dm: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                           _rate_text(j["over_refusal"]), _nll_text(d["benign_answer_nll"]),
                           "–" if d["hardening_seconds"] is None else f"{d['hardening_seconds']:.0f}",
                           f"{d['extra_train_seconds_vs_none']:+.0f}"])
-    return [("Tamper resistance against the tuned attacker", ["defense", "attack", "judge", "verdict", "refusal drop [95% CI]",
+    tables = [("Tamper resistance against the tuned attacker", ["defense", "attack", "judge", "verdict", "refusal drop [95% CI]",
                                                               "refusal initial → tuned attack", "tuned attack",
                                                               "feasible trials"], verdicts),
             ("Defense × attack", ["defense", "attack", "judge", "refusal after attack [95% CI] (n)",
@@ -199,3 +199,4 @@ def matrix_tables(dm: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             ("What each defense costs before any attack", ["defense", "stage", "model the attacker gets", "judge", "refusal",
                                                            "over-refusal", "benign-answer NLL", "hardening s",
                                                            "attack train s vs none"], costs)]
+    return [t for t in tables if t[2]]  # a run without a search has no tuned-attacker table
