@@ -37,7 +37,9 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/throughput.py
 
-lock: install
+# (not `install`: after a new dependency in pyproject.toml the old lock cannot install, which is why one locks)
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(UV_SPEC)"
 	echo "$(LOCK_TORCH)" > $(VENV)/torch-override.txt
 	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
