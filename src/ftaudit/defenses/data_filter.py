@@ -66,9 +66,9 @@ class DataFilter(Defense):
         prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
         answers = [r.messages[-1]["content"] for r in records]
         harmful = clf.predict_proba(prompts)[:, 1] >= self.threshold
-        verdicts = get_judge(self.judge).judge(prompts, answers)
-        keep = [r for r, h, v in zip(records, harmful, verdicts) if not (h and not v.refused)]
         judge = get_judge(self.judge)
+        verdicts = judge.judge(prompts, answers)
+        keep = [r for r, h, v in zip(records, harmful, verdicts) if not (h and not v.refused)]
         return keep, {"screened": len(records), "dropped": len(records) - len(keep),
                       "harmful_prompts": int(harmful.sum()), "judge": judge.name, "judge_version": judge.version,
                       "prompt_classifier": held_out}

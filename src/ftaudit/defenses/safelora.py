@@ -35,17 +35,26 @@ def alignment_projection(aligned, unaligned):
     return v @ v.T / norm if norm > 0 else torch.zeros(v.shape[0], v.shape[0])
 
 
-def project_update(A, B, C, threshold: float | None) -> tuple[object, float]:
-    """(new B, cosine similarity of the projected and original update); B is replaced by C B when the similarity
-    is at or below ``threshold`` (None: only measure)."""
+def _projection(A, B, C) -> tuple[object, float]:
+    """(C B in B's dtype, cosine similarity of the projected update C B A and the update B A)."""
     import torch
 
-    delta = B.float() @ A.float()
     projected = C @ B.float()
-    cos = float(torch.nn.functional.cosine_similarity((projected @ A.float()).reshape(1, -1), delta.reshape(1, -1)))
-    if threshold is not None and cos <= threshold:
-        return projected.to(B.dtype), cos
-    return B, cos
+    cos = float(torch.nn.functional.cosine_similarity((projected @ A.float()).reshape(1, -1),
+                                                      (B.float() @ A.float()).reshape(1, -1)))
+    return projected.to(B.dtype), cos
+
+
+def project_update(A, B, C, threshold: float) -> tuple[object, float]:
+    """(new B, cosine similarity of the projected and original update); B is replaced by C B when the similarity
+    is at or below ``threshold``."""
+    return _choose(B, _projection(A, B, C), threshold)
+
+
+def _choose(B, projection: tuple[object, float], threshold: float) -> tuple[object, float]:
+    """SafeLoRA's rule: the projected B when the similarity is at or below the threshold, else B unchanged."""
+    projected, cos = projection
+    return (projected, cos) if cos <= threshold else (B, cos)
 
 
 def _base_key(adapter_key: str) -> str:
@@ -90,23 +99,21 @@ class SafeLoRA(Defense):
         aligned_sd = load_model(ctx.initial).model.state_dict()
         unaligned_sd = load_model(unaligned).model.state_dict()
         pairs = sorted(k.replace(".lora_A.", ".lora_{}.") for k in weights if ".lora_A." in k)
-        sims = {}
+        sims = {}  # lora_B key -> (C B, similarity); C itself (d_out x d_out) is not kept
         for pattern in pairs:
             a_key, b_key, base = pattern.format("A"), pattern.format("B"), _base_key(pattern.format("A"))
             if base not in aligned_sd or base not in unaligned_sd:
                 raise FtauditError(f"safelora: no weight {base} in the aligned and unaligned models; they must share the "
                                    "adapter's architecture")
-            C = alignment_projection(aligned_sd[base], unaligned_sd[base])
-            sims[b_key] = (C, project_update(weights[a_key], weights[b_key], C, None)[1])
+            sims[b_key] = _projection(weights[a_key], weights[b_key],
+                                      alignment_projection(aligned_sd[base], unaligned_sd[base]))
         if self.select == "number":
             cut = sorted(s for _, s in sims.values())[:self.num_layers][-1] if sims else 0.0
         else:
             cut = self.threshold
         projected = 0
-        for pattern in pairs:
-            b_key = pattern.format("B")
-            C, _ = sims[b_key]
-            new_b, _ = project_update(weights[pattern.format("A")], weights[b_key], C, cut)
+        for b_key, projection in sims.items():
+            new_b, _ = _choose(weights[b_key], projection, cut)
             projected += new_b is not weights[b_key]
             weights[b_key] = new_b.contiguous()
         report = {"modules": len(pairs), "projected": int(projected), "similarity_cut": cut,

@@ -23,24 +23,9 @@ from ..errors import FtauditError
 from ..metrics import capability_metric, rate
 from ..progress import say
 from ..store import Store
-from .spec import TRAIN_FIELDS, ExperimentSpec, GridPoint, recipe_param_names
+from .spec import ExperimentSpec, GridPoint, space_axes
 
 STUDY_FILE = "search/optuna.sqlite3"
-
-
-def _split_space(space: dict, recipe: str) -> dict[str, tuple[str, str]]:
-    """{space key: (section, name)} for the axes this recipe takes; ``params.X``/``train.X`` say it outright."""
-    out = {}
-    takes = recipe_param_names(recipe)
-    for key in space:
-        section, _, name = key.partition(".") if "." in key else ("", "", key)
-        if section in ("params", "train"):
-            out[key] = (section, name)
-        elif name in takes:
-            out[key] = ("params", name)
-        elif name in TRAIN_FIELDS:
-            out[key] = ("train", name)
-    return out
 
 
 def trial_point(base: GridPoint, axes: dict[str, tuple[str, str]], values: dict) -> GridPoint:
@@ -114,7 +99,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     from .run import run_point
 
     s = spec.search
-    axes = _split_space(s.space, template.point.recipe)
+    axes = space_axes(s.space, template.point.recipe)
     defaults = default_values(template, axes)
     choices = {k: list(s.space[k]) + ([defaults[k]] if defaults and defaults[k] not in s.space[k] else []) for k in axes}
     distributions = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in axes}

@@ -322,9 +322,8 @@ def _check_search(spec: "ExperimentSpec") -> None:
     """Search axes must be training options or a searched recipe's parameters; the guard's metric must be one
     the run measures; the judge must be a refusal judge of the run."""
     from ..align_decision import first_refusal_judge
-    from ..metrics import capability_metric
-
     from ..evaluate import parse_eval_set
+    from ..metrics import capability_metric
 
     s = spec.search
     unlimited = [d for d in spec.eval.datasets if parse_eval_set(d).limit is None]
@@ -336,9 +335,7 @@ def _check_search(spec: "ExperimentSpec") -> None:
     if unknown:
         _fail("search.recipes", f"{', '.join(sorted(unknown))} is not an attack of this spec")
     for key in s.space:
-        name = key.partition(".")[2] if "." in key else key
-        takes = [r for r in recipes if name in TRAIN_FIELDS or name in recipe_param_names(r)]
-        if not takes:
+        if not any(key in space_axes(s.space, r) for r in recipes):
             _fail(f"search.space.{key}", f"neither a training option nor a parameter of {', '.join(recipes)}")
     metrics = {capability_metric(t)[0] for t in spec.eval.capability}
     if s.capability_guard.metric not in metrics:
@@ -347,6 +344,22 @@ def _check_search(spec: "ExperimentSpec") -> None:
     if s.judge and s.judge not in spec.eval.judges:
         _fail("search.judge", f"'{s.judge}' is not one of eval.judges")
     _check(lambda: first_refusal_judge([s.judge] if s.judge else spec.eval.judges), "search.judge")
+
+
+def space_axes(space: dict, recipe: str) -> dict[str, tuple[str, str]]:
+    """{search-space key: (section, name)} for the keys ``recipe`` can take: ``shots`` is a recipe parameter when the
+    recipe has one, else a training option; ``params.X`` / ``train.X`` name the section outright."""
+    takes = recipe_param_names(recipe)
+    out = {}
+    for key in space:
+        section, _, name = key.partition(".") if "." in key else ("", "", key)
+        if section not in ("", "params", "train"):
+            continue
+        if section in ("", "params") and name in takes:
+            out[key] = ("params", name)
+        elif section in ("", "train") and name in TRAIN_FIELDS:
+            out[key] = ("train", name)
+    return out
 
 
 def recipe_param_names(recipe: str) -> set[str]:
