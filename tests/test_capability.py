@@ -189,3 +189,32 @@ def test_renamed_model_reuses_its_capability_scores(tiny_model, tmp_path, monkey
     rows = store.capability_rows()
     values = {m: sorted(r["value"] for r in rows if r["model"] == m) for m in ("first-name", "second-name")}
     assert len(values["first-name"]) == 2 and values["first-name"] == values["second-name"]
+
+
+@pytest.mark.parametrize("dtype, loads", [(None, 1), ("bfloat16", 2)])
+def test_eval_stage_hands_its_model_to_the_capability_stage(tiny_model, tmp_path, monkeypatch, dtype, loads):
+    """Eval then capability on the same weights loads them once, unless generation converted them to another dtype
+    (then capability must load its own, unconverted copy), and the scores equal a separate load's."""
+    from ftaudit import evaluate as evaluate_module
+    from ftaudit.capability import run as capability_run
+    from ftaudit.evaluate import EvalSet
+    from ftaudit.generate.base import GenerationConfig
+    from ftaudit.pipeline import StageRunner
+    from ftaudit.store import Store
+
+    calls = []
+
+    def counting(location, **kw):
+        calls.append(location)
+        return load_model(location, **kw)
+
+    monkeypatch.setattr(evaluate_module, "load_model", counting)
+    monkeypatch.setattr(capability_run, "load_model", counting)
+    store = Store(tmp_path / "run")
+    StageRunner(store).evaluate("m", "none", tiny_model, [EvalSet("advbench", "harmful", limit=2)],
+                                GenerationConfig(max_new_tokens=2, dtype=dtype), ["keyword"], ["benign-nll"], 2)
+    assert len(calls) == loads
+    shared = sorted(r["value"] for r in store.capability_rows())
+    fresh = Store(tmp_path / "fresh")
+    capability_run.evaluate_capability(fresh, "m", "none", tiny_model, ["benign-nll"], limit=2)
+    assert shared == pytest.approx(sorted(r["value"] for r in fresh.capability_rows()))

@@ -323,19 +323,18 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
 
         client = ChatClient.from_env(judge_base_url, judge_model)
     store = Store(out)
-    label = name or Path(model).name
+    label, loaded = name or Path(model).name, None
     if sets:
         with store.timed_stage(f"eval:{label}"):
-            evaluate_model(store, label, "none", model, sets,
-                           GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
-                                            dtype=dtype), judge,
-                           options)
+            gen = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
+                                   dtype=dtype)
+            loaded = evaluate_model(store, label, "none", model, sets, gen, judge, options)
     if capability:
         from .capability.run import evaluate_capability
 
         with store.timed_stage(f"capability:{label}"):
             evaluate_capability(store, label, "none", model, capability, limit, shots, client,
-                                str(lmeval_include) if lmeval_include else None)
+                                str(lmeval_include) if lmeval_include else None, loaded=loaded)
     store.close()
     if sets:
         from .judges.validate import ensure_validated

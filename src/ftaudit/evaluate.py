@@ -176,8 +176,12 @@ def _say_unanswered(store: Store, keys: list[str], what: str) -> None:
 
 
 def evaluate_model(store: Store, model_name: str, attack: str, model_location: str, eval_sets: list[EvalSet],
-                   cfg: GenerationConfig, judges: list[str], judge_options: dict | None = None) -> None:
-    """Generate and judge ``model_location`` on every eval set; everything lands in ``store``."""
+                   cfg: GenerationConfig, judges: list[str], judge_options: dict | None = None):
+    """Generate and judge ``model_location`` on every eval set; everything lands in ``store``.
+
+    Returns the model it loaded for generation when that model is exactly what ``load_model(model_location)`` gives
+    (no generation dtype converted it), so a capability stage can score the same weights without loading them
+    again; otherwise None."""
     cfg = eval_generation_config(model_location, cfg)
     loaded = None
     for es in eval_sets:
@@ -191,3 +195,4 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
         judge_pending(store, keys, judges, judge_options, (model_name, es.label, es.split))
         _say_unanswered(store, keys, f"{model_name} on {es.label}:{es.split}")
     say(f"evaluated {model_name} on {', '.join(e.label for e in eval_sets)}", "green")
+    return loaded if cfg.dtype is None else None

@@ -138,12 +138,12 @@ class StageRunner:
                  stage: str | None = None) -> None:
         """The eval stage (generate + judge) and, if asked, the capability stage for one model."""
         with self(stage or f"eval:{name}"):
-            evaluate_model(self.store, name, attack, location, sets, gen, judges)
+            loaded = evaluate_model(self.store, name, attack, location, sets, gen, judges)
         if capability:
             from .capability.run import evaluate_capability
 
             with self(f"capability:{name}"):
-                evaluate_capability(self.store, name, attack, location, capability, capability_limit)
+                evaluate_capability(self.store, name, attack, location, capability, capability_limit, loaded=loaded)
 
     def stopped(self, exc: BaseException) -> FtauditError:
         self.store.close()

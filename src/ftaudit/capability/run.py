@@ -28,8 +28,10 @@ def task_name(task: str, shots: int) -> str:
 
 def evaluate_capability(store: Store, model_name: str, attack: str, model_location: str, tasks: list[str],
                         limit: int | None = None, shots: int = 0, judge_client=None,
-                        lmeval_include: str | None = None) -> None:
-    """Run each capability task on ``model_location``, skipping items already scored for this exact model."""
+                        lmeval_include: str | None = None, loaded=None) -> None:
+    """Run each capability task on ``model_location``, skipping items already scored for this exact model.
+
+    ``loaded``: that model already in memory (as ``load_model(model_location)`` returns it), to skip loading it again."""
     from ..generate.remote import is_remote
 
     check_tasks(tasks)
@@ -37,7 +39,6 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
         raise FtauditError(f"capability tasks {sorted(set(tasks) - {'mtbench'})} need the model's weights (log-likelihoods); "
                            f"{model_location} is remote: use mtbench")
     fp = model_fingerprint(model_location)
-    loaded = None
 
     def model():
         nonlocal loaded

@@ -93,7 +93,8 @@ def default_values(template, axes: dict[str, tuple[str, str]]) -> dict | None:
 def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``). That
     default setting is the study's first trial (re-using its trained weights), so the tuned attacker is never
-    weaker on the search prompts than the default one; ``trials`` more are asked from the sampler."""
+    weaker on the search prompts than the default one; the sampler asks the rest. ``trials`` counts every trial of the
+    study, the default one included, as Optuna's ``n_trials`` counts enqueued trials."""
     import optuna
 
     from .run import run_point
@@ -114,7 +115,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING)
     if defaults and not any(t.user_attrs.get("default") for t in study.get_trials(deepcopy=False, states=states)):
         study.enqueue_trial(defaults, user_attrs={"default": True})
-    total = s.trials + (1 if defaults else 0)
+    total = s.trials
     guard = s.capability_guard
     while (done := len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))) < total:
         study.sampler = optuna.samplers.TPESampler(seed=spec.seed * 10007 + done, constraints_func=_constraint,
