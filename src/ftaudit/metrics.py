@@ -251,6 +251,11 @@ def capability_metric(task: str) -> tuple[str, str, str, str]:
     return task, task, "", ""
 
 
+def capability_worsening(metric: str, change: float) -> float:
+    """How much worse a capability change is: NLL up, accuracy or score down (positive = worse)."""
+    return change if metric.endswith("_nll") else -change
+
+
 def metric_ci(metric: str, values: Sequence[float]) -> dict:
     """Value, interval and n of one metric over per-item values (a rate or a mean)."""
     if is_rate(metric):

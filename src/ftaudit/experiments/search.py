@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..align_decision import first_refusal_judge
 from ..errors import FtauditError
-from ..metrics import capability_metric, rate
+from ..metrics import capability_metric, capability_worsening, rate
 from ..progress import say
 from ..store import Store
 from .spec import ExperimentSpec, GridPoint, space_axes
@@ -53,8 +53,7 @@ def capability_change(store: Store, label: str, initial: str, metric: str) -> fl
     common = per[label].keys() & per[initial].keys()
     if not common:
         raise FtauditError(f"search: no {metric} items shared by {label} and {initial}; the guard cannot be checked")
-    diff = sum(per[label][k] - per[initial][k] for k in common) / len(common)
-    return diff if metric.endswith("_nll") else -diff
+    return capability_worsening(metric, sum(per[label][k] - per[initial][k] for k in common) / len(common))
 
 
 def _constraint(trial) -> tuple[float]:
