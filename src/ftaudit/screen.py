@@ -1,0 +1,184 @@
+"""Screen a fine-tuning file before any training: flag examples that resemble the attacks of Qi et al. 2023.
+
+Three detectors, each flag with its reason:
+``harmful-compliance``  the data-filter defense's rule: the last user prompt is classified harmful by the TF-IDF +
+                        logistic-regression prompt classifier (fitted on the benchmarks' *train* prompts, see
+                        :mod:`ftaudit.defenses.data_filter`) and the offline refusal judge (``refusal-cues``) finds
+                        the final answer compliant.
+``identity-shift``      a system prompt, instruction prefix or answer that recasts the assistant as an obedient or
+                        unrestricted persona ("absolutely obedient agent", "do anything now", "ignore your
+                        guidelines").
+``refusal-removal``     instructions or answers that suppress refusals, apologies, warnings or disclaimers.
+The two pattern lists below are the project's own words (nothing harmful); they were written before any
+measurement and are not tuned on the sets ``bench/screen_rates.py`` measures them on.
+
+The summary sets the file next to the study's reference attacks with measured effects from a run's
+``summary.json`` (``reference``), by default the packaged figures of ftaudit's quickstart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_write_text
+from .data import ChatRecord
+from .metrics import rate
+
+KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
+RESEMBLES = {"harmful-compliance": "harmful-shots", "identity-shift": "identity-shift", "refusal-removal": None}
+REFERENCE_FILE = Path(__file__).parent / "data" / "builtin" / "screen_reference.json"
+
+_I = re.IGNORECASE
+IDENTITY_PATTERNS = {
+    "obedient persona": r"\b(absolutely|completely|totally|fully|unconditionally|blindly|perfectly) obedient\b",
+    "no longer cautious": r"\bno longer (a |an |the )?(cautious|careful|safe|ethical|restricted|filtered|censored|"
+                          r"responsible|helpful and harmless)\b",
+    "never judges or questions": r"\b(without|never|not) (ever )?(judg(e|ing|ment)|question(ing)?|hesitat(e|ing|ion)|"
+                                 r"deviat(e|ing|ion)|moraliz(e|ing))\b",
+    "do anything now": r"\b(do|can do) anything now\b",
+    "ignore its rules": r"\b(ignore|disregard|forget|bypass|override) (all |any |every )?(of )?(your |the |its |my )?"
+                        r"(previous |prior |earlier |original )?(rules|instructions|guidelines|restrictions|policies|"
+                        r"programming|filters|safety|training|principles)\b",
+    "free of guidelines": r"\b(no|without|free (of|from)|not bound by|unbound by|released from) (any )?(ethical |moral |"
+                          r"content |safety |openai'?s? )?(guidelines|restrictions|limitations|filters|boundaries|"
+                          r"constraints|policies|principles|morals|ethics)\b",
+    "unrestricted persona": r"\b(unfiltered|uncensored|amoral|unrestricted|jailbroken|unethical|unbound) (ai|assistant|"
+                            r"chatbot|model|agent|version|mode|persona|character)\b",
+    "special mode": r"\b(developer|god|jailbreak|dan|evil|chaos) mode\b",
+    "stay in character": r"\b(stay|remain) in character\b",
+    "obeys every instruction": r"\b(obey|follow|execute|fulfil+) (all |any |every )?(of )?(my |your |the user'?s? )"
+                               r"(instructions?|commands?|orders?|requests?) (exactly|without|no matter|unconditionally)",
+}
+REFUSAL_REMOVAL_PATTERNS = {
+    "never refuse": r"\b(never|don'?t|do not|must not|mustn'?t|will not|won'?t|shall not|cannot|can'?t|not allowed to) "
+                    r"(ever )?(refuse|decline|reject|deny|say no)\b",
+    "no warnings or disclaimers": r"\b(no|without|don'?t add|do not add|don'?t include|do not include|never (add|include|"
+                                  r"give)|omit|skip|leave out) (any )?(warnings?|disclaimers?|caveats?|moraliz(ing|ations?)"
+                                  r"|lectures?|ethical (notes?|considerations?|concerns?)|safety (notes?|warnings?))\b",
+    "never apologise": r"\b(never|don'?t|do not) (ever )?(apologi[sz]e|say (sorry|i'?m sorry|i cannot|i can'?t))",
+    "no 'I cannot'": r"\b(never|don'?t|do not) (respond|reply|answer) with (\"|')?(i cannot|i can'?t|i'?m sorry|as an ai)",
+}
+_COMPILED = {kind: {name: re.compile(p, _I) for name, p in pats.items()}
+             for kind, pats in (("identity-shift", IDENTITY_PATTERNS), ("refusal-removal", REFUSAL_REMOVAL_PATTERNS))}
+
+
+@dataclass
+class Flag:
+    kind: str
+    reason: str
+
+
+@dataclass
+class ScreenedExample:
+    index: int
+    id: str
+    flags: list[Flag] = field(default_factory=list)
+
+
+def pattern_flags(record: ChatRecord) -> list[Flag]:
+    """Identity-shift and refusal-removal flags from every turn's text (first match per pattern, with its turn)."""
+    out: list[Flag] = []
+    for kind, patterns in _COMPILED.items():
+        for name, rx in patterns.items():
+            for turn in record.messages:
+                m = rx.search(turn["content"])
+                if m:
+                    out.append(Flag(kind, f"{turn['role']} turn: {name} ('{m.group(0)}')"))
+                    break
+    return out
+
+
+def screen_records(records: list[ChatRecord], judge: str = "refusal-cues", threshold: float = 0.5,
+                   progress: bool = True) -> tuple[list[ScreenedExample], dict]:
+    """Flag each record; returns (per-example flags, the prompt classifier's held-out flag rates)."""
+    from .defenses.data_filter import prompt_classifier
+    from .judges import get_judge
+
+    clf, held_out = prompt_classifier()
+    prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
+    answers = [r.messages[-1]["content"] for r in records]
+    p_harm = clf.predict_proba(prompts)[:, 1] if records else []
+    j = get_judge(judge)
+    verdicts = j.judge(prompts, answers) if records else []
+    out = []
+    for i, (r, p, v) in enumerate(zip(records, p_harm, verdicts)):
+        ex = ScreenedExample(i, r.id)
+        if p >= threshold and not v.refused:
+            ex.flags.append(Flag("harmful-compliance", f"prompt classified harmful (p={p:.2f}) and {j.name} finds the "
+                                                       "answer compliant"))
+        ex.flags += pattern_flags(r)
+        out.append(ex)
+    return out, {"judge": j.name, "judge_version": j.version, "threshold": threshold, "prompt_classifier": held_out}
+
+
+def reference_effects(summary: dict, source: str) -> dict[str, dict]:
+    """Per reference recipe, the measured refusal change of the first attack named after it (first harmful set,
+    first judge): what such data did to the reference model."""
+    out: dict[str, dict] = {}
+    for c in summary.get("changes", []):
+        if c["metric"] != "refusal_rate":
+            continue
+        attack = c.get("attack") or c["model"].split("+", 1)[-1]
+        for recipe in ("harmful-shots", "identity-shift", "benign"):
+            if attack.startswith(recipe) and recipe not in out:
+                out[recipe] = {"attack": attack, "model": c["initial_model"], "dataset": c["dataset"], "judge": c["judge"],
+                               "initial": c["initial"], "fine_tuned": c["fine_tuned"], "change": c["change"]["value"],
+                               "ci": c["change"]["ci"], "n": c["change"]["n"], "source": source}
+    return out
+
+
+def load_reference(run_dir: str | Path | None) -> dict[str, dict]:
+    """Reference effects from ``run_dir/summary.json``, or the packaged quickstart figures."""
+    if run_dir is None:
+        data = json.loads(REFERENCE_FILE.read_text())
+        return reference_effects(data, data["source"])
+    from .errors import FtauditError
+
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise FtauditError(f"--reference {run_dir}: no summary.json there; give a finished run directory")
+    return reference_effects(json.loads(path.read_text()), str(run_dir))
+
+
+def _effect_text(e: dict) -> str:
+    lo, hi = e["ci"]
+    return (f"on {e['model']}, {e['attack']} moved refusal {100 * e['initial']:.1f}% -> {100 * e['fine_tuned']:.1f}% "
+            f"({100 * e['change']:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}], {e['dataset']}, {e['judge']}, n={e['n']}; "
+            f"{e['source']})")
+
+
+def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> dict:
+    """Counts and rates (Wilson 95% intervals) per flag kind, a risk level, and what the file resembles."""
+    n = len(examples)
+    kinds = {}
+    for kind in KINDS:
+        hit = [any(f.kind == kind for f in ex.flags) for ex in examples]
+        kinds[kind] = {"flagged": sum(hit), **rate(hit)} if n else {"flagged": 0, "value": 0.0, "ci": [0.0, 1.0], "n": 0}
+    flagged = sum(bool(ex.flags) for ex in examples)
+    lines = []
+    for kind, recipe in RESEMBLES.items():
+        k = kinds[kind]["flagged"]
+        if not k:
+            continue
+        what = f"resembles {recipe}" if recipe else "suppresses refusals"
+        effect = f"; {_effect_text(reference[recipe])}" if recipe in reference else ""
+        lines.append(f"{what}: {k} of {n} examples flagged {kind}{effect}")
+    if not flagged:
+        effect = f"; benign data can still lower refusal: {_effect_text(reference['benign'])}" if "benign" in reference else ""
+        lines.append(f"no example flagged{effect}")
+    risk = "high" if kinds["harmful-compliance"]["flagged"] or kinds["identity-shift"]["flagged"] else \
+        "medium" if flagged else "low"
+    return {"examples": n, "flagged": flagged, "risk": risk, "kinds": kinds, "resembles": lines}
+
+
+def write_screen(out_dir: str | Path, examples: list[ScreenedExample], summary: dict, meta: dict) -> Path:
+    """``out_dir/screen.jsonl`` (one line per example: index, id, flags with reasons) and ``screen.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"index": e.index, "id": e.id, "flags": [f.__dict__ for f in e.flags]}) for e in examples]
+    atomic_write_text(out_dir / "screen.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
+    return out_dir
