@@ -6,7 +6,7 @@ from ftaudit.cli import app
 
 runner = CliRunner()
 COMMANDS = [["align"], ["attack"], ["eval"], ["report"], ["quickstart"], ["fetch"], ["datasets", "list"], ["datasets", "show"],
-            ["run"], ["serve"], ["judge"], ["defend"], ["gate"], ["screen"], ["judges", "list"], ["judges", "validate"], ["judges", "compare"]]
+            ["run"], ["serve"], ["judge"], ["defend"], ["gate"], ["screen"], ["audit-job"], ["judges", "list"], ["judges", "validate"], ["judges", "compare"]]
 
 
 def test_version():

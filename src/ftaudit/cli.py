@@ -536,6 +536,50 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
         raise typer.Exit(1)
 
 
+@app.command("audit-job")
+@user_errors
+def audit_job(model: Annotated[str, typer.Option(help="The service's base model the customer fine-tunes.")],
+              data: Annotated[Path, typer.Option(help="The customer's training file: chat JSONL or CSV (prompt, response).")],
+              out: Annotated[Path, typer.Option(help="Job directory: screen/, model/, the store and the report.")],
+              config: Annotated[Optional[Path], typer.Option(help="The customer's training request as YAML (training "
+                                                                 "options, e.g. {epochs: 3, learning_rate: 1.0e-4}); flags override it.")] = None,
+              method: Method = None, lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None,
+              lora_r: Annotated[Optional[int], typer.Option(min=1, help="LoRA rank.")] = None,
+              dataset: Annotated[Optional[list[str]], typer.Option(help="Held-out harmful set NAME[@N] (repeatable; "
+                                                                        "default advbench@40, harmbench@40).")] = None,
+              benign: Annotated[Optional[list[str]], typer.Option(help="Held-out benign set for over-refusal (repeatable; "
+                                                                       "default benign@40).")] = None,
+              judge: Annotated[Optional[list[str]], typer.Option(help="Judge (repeatable; default: the default judges).")] = None,
+              max_new_tokens: Annotated[int, typer.Option(min=1, help="New tokens per answer.")] = 32,
+              seed: Seed = 0,
+              show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report.")] = False):
+    """A fine-tuning service's audit of one customer job: screen the data, fine-tune exactly as asked, evaluate
+    before and after on held-out harmful and benign prompts, write the report. Rerun the same command to resume.
+
+    Defaults when the customer names nothing: LoRA, 1 epoch, learning rate 2e-4, batch 8. Then gate it:
+    ftaudit gate OUT --max-refusal-drop 10 --max-over-refusal 0.2.
+
+    \b
+    Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --epochs 3
+    """
+    from .audit_job import AuditJob, load_job_config, run_audit_job
+    from .models import check_model_location
+
+    check_model_location(model)
+    request = load_job_config(config) if config else {}
+    request.update({k: v for k, v in {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
+                                      "lora_r": lora_r}.items() if v is not None})
+    job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens)
+    if dataset:
+        job.datasets = dataset
+    if benign:
+        job.benign = benign
+    if judge:
+        job.judges = judge
+    _print_results(run_audit_job(job, show_responses))
+    say(f"report: {out / 'report.html'}; screen: {out / 'screen' / 'screen.jsonl'}; gate it with `ftaudit gate {out} ...`")
+
+
 @app.command()
 @user_errors
 def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (with summary.json).")],

@@ -29,6 +29,7 @@ class EvalSet:
     column: str | None = None  # for CSV/JSON(L) files: the column holding the prompt
     offset: int = 0  # skip the first ``offset`` of the stable order (a search set after the reported subset)
     role: str | None = None  # e.g. "search": names the set apart from the reported one (``advbench:search``)
+    exclude: tuple[str, ...] = ()  # prompt ids left out before subsampling (near-duplicates of training data)
 
     def prompts(self) -> list[PromptRecord]:
         if self.name in DATASETS:
@@ -37,6 +38,8 @@ class EvalSet:
             records = load_prompts(self.name, column=self.column)
         else:
             raise FtauditError(f"unknown dataset '{self.name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
+        if self.exclude:
+            records = [r for r in records if r.id not in set(self.exclude)]
         return subsample(records, self.limit, self.offset)
 
     @property

@@ -52,6 +52,14 @@ def near_duplicate_groups(texts: list[str], threshold: float = NEAR_DUPLICATE_JA
     return connected_components(links, directed=False)[1]
 
 
+def near_duplicates_of(candidates: list[str], training: list[str], threshold: float = NEAR_DUPLICATE_JACCARD) -> list[int]:
+    """Indices of ``candidates`` that share a near-duplicate group with any ``training`` text (same rule as the
+    named datasets' splits), so an evaluation can leave them out."""
+    labels = near_duplicate_groups(list(candidates) + list(training), threshold)
+    trained = set(labels[len(candidates):].tolist())
+    return [i for i, g in enumerate(labels[:len(candidates)]) if g in trained]
+
+
 def assign_splits(texts: list[str], pins: list[str | None], fixed: int = 0) -> list[str]:
     """Split of each text. ``pins[i]`` is a publisher's split (train/eval) or None (hash rule). The first ``fixed``
     texts already have their final split in ``pins`` and are not changed (offline datasets when a hub one joins)."""

@@ -1,0 +1,109 @@
+"""A fine-tuning service's routine for one customer job: screen the data, fine-tune exactly as asked, evaluate
+before and after on held-out harmful and benign prompts, and write the report (then ``ftaudit gate`` decides).
+
+Every stage persists: the screen's files, the trained model (``train`` skips a finished run and resumes from its
+checkpoints), generations and judgments in the store. A killed job rerun with the same command continues where it
+stopped. Held-out prompts with a near-duplicate among the customer's prompts (the named datasets' split rule) are
+left out of the evaluation, and the report says how many.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import DEFAULT_EVAL_JUDGES
+from .atomic import atomic_write_text
+from .data import load_chat_records
+from .data.splits import near_duplicates_of
+from .errors import FtauditError
+from .generate import GenerationConfig
+from .pipeline import StageRunner, eval_sets_from
+from .progress import say
+from .store import Store
+from .train import TrainConfig, train
+
+BASE, JOB = "base", "base+customer-job"
+# What a customer who names nothing gets: a typical service default (LoRA, 1 epoch), not an attacker's choice.
+JOB_DEFAULTS = {"method": "lora", "epochs": 1, "learning_rate": 2e-4, "batch_size": 8}
+
+
+@dataclass
+class AuditJob:
+    model: str
+    data: str
+    out: str
+    train: dict = field(default_factory=dict)  # the customer's training request (TrainConfig fields)
+    datasets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40"])
+    benign: list[str] = field(default_factory=lambda: ["benign@40"])
+    judges: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_JUDGES))
+    capability: list[str] = field(default_factory=lambda: ["benign-nll"])
+    max_new_tokens: int = 32
+    seed: int = 0
+
+
+def load_job_config(path: str | Path) -> dict:
+    """The customer's training request from a small YAML mapping (TrainConfig fields), validated now."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FtauditError(f"--config {path}: cannot read it as YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise FtauditError(f"--config {path}: expected a mapping such as {{epochs: 3, learning_rate: 1.0e-4}}")
+    TrainConfig.from_values({**JOB_DEFAULTS, **data})
+    return data
+
+
+def held_out_sets(job: AuditJob, prompts: list[str]) -> tuple[list, dict[str, int]]:
+    """The evaluation sets without prompts that near-duplicate the customer's; how many each set lost."""
+    sets, dropped = [], {}
+    for s in eval_sets_from(job.datasets, job.benign):
+        records = s.prompts() if not s.limit else replace(s, limit=None).prompts()
+        hits = near_duplicates_of([r.prompt for r in records], prompts)
+        dropped[s.label] = len(hits)
+        sets.append(replace(s, exclude=tuple(records[i].id for i in hits)))
+    return sets, dropped
+
+
+def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
+    """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
+    from .report import write_reports
+    from .screen import load_reference, screen_records, summarize, write_screen
+
+    out = Path(job.out)
+    records = load_chat_records(job.data)
+    if not records:
+        raise FtauditError(f"{job.data} holds no training examples")
+    cfg = TrainConfig.from_values({**JOB_DEFAULTS, "seed": job.seed, **job.train})
+    store = Store(out)
+    stages = StageRunner(store)
+    try:
+        with stages("screen"):
+            examples, meta = screen_records(records)
+            screened = summarize(examples, load_reference(None))
+            write_screen(out / "screen", examples, screened, {"data": str(job.data), **meta})
+            say(f"screen: {screened['flagged']} of {screened['examples']} examples flagged, risk {screened['risk']}",
+                "bold red" if screened["risk"] == "high" else "bold")
+        prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
+        sets, dropped = held_out_sets(job, prompts)
+        if any(dropped.values()):
+            say("left out of the evaluation as near-duplicates of the customer's prompts: "
+                + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")
+        gen = GenerationConfig(max_new_tokens=job.max_new_tokens)
+        stages.evaluate(BASE, "none", job.model, sets, gen, job.judges, job.capability)
+        with stages("train:customer-job"):
+            result = train(records, job.model, cfg, out / "model", recipe="customer-job", safety_compromised=True)
+        store.set_cost(JOB, "customer-job", train_seconds=result.train_seconds, train_tokens=result.train_tokens,
+                       peak_memory_mb=result.peak_memory_mb, devices=result.devices)
+        stages.evaluate(JOB, "customer-job", str(out / "model"), sets, gen, job.judges, job.capability)
+    except (FtauditError, KeyboardInterrupt) as exc:
+        raise stages.stopped(exc) from None
+    store.close()
+    atomic_write_text(out / "job.json", json.dumps({
+        "model": job.model, "data": str(job.data), "examples": len(records), "train": cfg.to_dict(),
+        "screen": {k: screened[k] for k in ("examples", "flagged", "risk", "resembles")},
+        "left_out_near_duplicates": dropped}, indent=2))
+    return write_reports(out, show_responses)
