@@ -41,6 +41,7 @@ class AuditJob:
     capability: list[str] = field(default_factory=lambda: ["benign-nll"])
     max_new_tokens: int = 32
     seed: int = 0
+    price_per_device_hour: float | None = None
 
 
 def load_job_config(path: str | Path) -> dict:
@@ -70,6 +71,7 @@ def held_out_sets(job: AuditJob, prompts: list[str]) -> tuple[list, dict[str, in
 
 def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
+    from .experiments.run import priced
     from .report import write_reports
     from .screen import load_reference, screen_records, summarize, write_screen
 
@@ -106,4 +108,6 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
         "model": job.model, "data": str(job.data), "examples": len(records), "train": cfg.to_dict(),
         "screen": {k: screened[k] for k in ("examples", "flagged", "risk", "resembles")},
         "left_out_near_duplicates": dropped}, indent=2))
-    return write_reports(out, show_responses)
+    price = job.price_per_device_hour
+    return write_reports(out, show_responses, enrich=None if price is None else lambda summary, _rows: {
+        "costs": priced(summary["costs"], price)})

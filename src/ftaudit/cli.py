@@ -132,6 +132,8 @@ Epochs = Annotated[Optional[float], typer.Option(help="Epochs (default: the reci
 BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Training batch size per device (default: the recipe's).")]
 Method = Annotated[Optional[str], typer.Option(help="lora | qlora (CUDA) | full (default: lora).")]
 Seed = Annotated[int, typer.Option(help="Seed: picks the recipe's examples and seeds training.")]
+PricePerHour = Annotated[Optional[float], typer.Option(min=0, help="Price of one device-hour: the report prices each "
+                                                                   "attack (device-hours x price); unpriced if omitted.")]
 
 
 def _overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
@@ -376,7 +378,8 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
                reference_model: Annotated[str, typer.Option(help="Model that writes the harmful-shots attack's compliant "
                                                                 "answers at run time.")] = "smollm2-135m-instruct",
                show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
-                                                                 "(redacted by default).")] = False):
+                                                                 "(redacted by default).")] = False,
+               price_per_device_hour: PricePerHour = None):
     """The whole audit on one model: safety-train it if it needs it, attack it 3 ways, evaluate, report.
 
     The embedded default SmolLM2-135M refuses nothing, so `--align auto` safety-trains it first; the
@@ -399,7 +402,7 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
     check_model_location(model, reference_model)
     base = QuickstartConfig.smoke() if smoke else QuickstartConfig.for_model(model)
     cfg = replace(base, seeds=parse_seeds(seeds), model=model, reference_model=reference_model,
-                  align_mode="always" if smoke and align == "auto" else align)
+                  align_mode="always" if smoke and align == "auto" else align, price_per_device_hour=price_per_device_hour)
     summary = run(out, cfg, show_responses)
     _print_results(summary)
 
@@ -551,7 +554,7 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
                                                                        "default benign@40).")] = None,
               judge: Annotated[Optional[list[str]], typer.Option(help="Judge (repeatable; default: the default judges).")] = None,
               max_new_tokens: Annotated[int, typer.Option(min=1, help="New tokens per answer.")] = 32,
-              seed: Seed = 0,
+              seed: Seed = 0, price_per_device_hour: PricePerHour = None,
               show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report.")] = False):
     """A fine-tuning service's audit of one customer job: screen the data, fine-tune exactly as asked, evaluate
     before and after on held-out harmful and benign prompts, write the report. Rerun the same command to resume.
@@ -569,7 +572,8 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
     request = load_job_config(config) if config else {}
     request.update({k: v for k, v in {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
                                       "lora_r": lora_r}.items() if v is not None})
-    job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens)
+    job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens,
+                   price_per_device_hour=price_per_device_hour)
     if dataset:
         job.datasets = dataset
     if benign:
@@ -608,6 +612,10 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
     base = load_gate_spec(run_dir)
     spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
     result = check_gate(run_dir, spec)
+    if (run_dir / "ftaudit.sqlite").is_file():  # the report's verdict card shows the gate: render it again
+        from .experiments.run import report_experiment
+
+        report_experiment(run_dir, existing=True)
     rows = result["rows"] if show_all else list(worst_rows(result["rows"]).values())
     style = {"pass": "green", "breach": "bold red", "unproven": "yellow"}
     for r in rows:

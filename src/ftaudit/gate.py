@@ -110,29 +110,34 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
     return out
 
 
-def check_gate(run_dir: str | Path, gate: GateSpec) -> dict:
-    """Check ``gate`` against ``run_dir/summary.json``; writes and returns ``run_dir/gate.json``
-    (``passed``, the rule, one row per measured value). A threshold with nothing to check is a usage error."""
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise FtauditError(f"{run_dir} has no summary.json; run `ftaudit report {run_dir}` (or finish the run) first")
+def evaluate_gate(summary: dict, gate: GateSpec, where: str = "the run") -> dict:
+    """The gate's result for ``summary``: ``passed``, the rule, the thresholds, each judge's agreement with people
+    and one row per measured value. A threshold with nothing to check is a usage error."""
     if not gate.thresholds():
         raise FtauditError("no threshold given; pass e.g. --max-refusal-drop 10, or put a gate: block in the spec")
-    summary = json.loads(path.read_text())
     rows = _rows(summary, gate)
     missing = sorted(set(gate.thresholds()) - {r.threshold for r in rows})
     if missing:
         models = f" for models {', '.join(gate.models)}" if gate.models else ""
-        raise FtauditError(f"{run_dir} has nothing to check {', '.join(missing)} against{models} "
+        raise FtauditError(f"{where} has nothing to check {', '.join(missing)} against{models} "
                            "(tamper budgets need a grid over budgets; refusal drops need an attacked model); drop it")
     from .judges.validate import trust_text
 
     validation = summary.get("judge_validation") or []
-    result = {"passed": all(r.status == "pass" for r in rows), "rule": __doc__.split("\n\n")[1].replace("\n", " "),
-              "thresholds": gate.thresholds(), "models": gate.models,
-              "judges": {j: trust_text(validation, j) for j in sorted({r.judge for r in rows})},
-              "rows": [{**asdict(r), "ci": [None if x == float("inf") else x for x in r.ci]} for r in rows]}
+    return {"passed": all(r.status == "pass" for r in rows), "rule": __doc__.split("\n\n")[1].replace("\n", " "),
+            "thresholds": gate.thresholds(), "models": gate.models,
+            "judges": {j: trust_text(validation, j) for j in sorted({r.judge for r in rows})},
+            "rows": [{**asdict(r), "ci": [None if x == float("inf") else x for x in r.ci]} for r in rows]}
+
+
+def check_gate(run_dir: str | Path, gate: GateSpec) -> dict:
+    """Check ``gate`` against ``run_dir/summary.json``; writes and returns ``run_dir/gate.json`` (the report shows it
+    and re-checks its thresholds whenever it is re-rendered)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise FtauditError(f"{run_dir} has no summary.json; run `ftaudit report {run_dir}` (or finish the run) first")
+    result = evaluate_gate(json.loads(path.read_text()), gate, str(run_dir))
     atomic_write_text(run_dir / GATE_FILE, json.dumps(result, indent=2))
     return result
 
@@ -148,8 +153,13 @@ def worst_rows(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def load_gate_spec(run_dir: str | Path) -> GateSpec | None:
-    """The ``gate:`` block of the spec the run was started with (``spec.json``), if any."""
-    path = Path(run_dir) / "spec.json"
+def load_gate_spec(run_dir: str | Path, last_checked: bool = False) -> GateSpec | None:
+    """The ``gate:`` block of the spec the run was started with (``spec.json``), if any; with ``last_checked``, the
+    thresholds ``ftaudit gate`` last checked (``gate.json``) first."""
+    run_dir = Path(run_dir)
+    if last_checked and (run_dir / GATE_FILE).is_file():
+        data = json.loads((run_dir / GATE_FILE).read_text())
+        return GateSpec(**data["thresholds"], models=data.get("models"))
+    path = run_dir / "spec.json"
     data = json.loads(path.read_text()).get("gate") if path.is_file() else None
     return GateSpec(**data) if data else None

@@ -189,6 +189,7 @@ class QuickstartConfig:
     # would leave too few compliant answers)
     reference_model: str = "smollm2-135m-instruct"
     generation_dtype: str | None = None  # e.g. "bfloat16": local generation's compute dtype (part of its identity)
+    price_per_device_hour: float | None = None  # prices each attack in the report (device-hours x this)
 
     @classmethod
     def for_model(cls, model: str) -> "QuickstartConfig":
@@ -202,6 +203,16 @@ class QuickstartConfig:
                    attacks=[("harmful-shots", {"shots": 2, "answer_tokens": 12}, {"epochs": 1}),
                             ("identity-shift", {"n": 2}, {"epochs": 1})], evaluate_baseline=False,
                    capability=["benign-nll"], capability_limit=3, align_mode="always")
+
+
+def attack_budget(train_dir: Path, result) -> dict:
+    """What an attack cost the attacker: its own examples x epochs (before a defense screened or added records),
+    optimizer steps, training seconds and devices."""
+    meta = json.loads((Path(train_dir) / "ftaudit_model.json").read_text())
+    trained = sum(1 for _ in open(Path(train_dir) / "train_data.jsonl"))
+    n_examples = meta.get("attack_examples", trained)
+    return {"examples_x_epochs": n_examples * meta["train_config"]["epochs"], "steps": result.steps,
+            "train_seconds": result.train_seconds, "devices": result.devices, "trained_examples": trained}
 
 
 def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_responses: bool = False) -> dict:
@@ -236,21 +247,28 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
         stages.evaluate(target_name, "none", target, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit,
                         stage=None if decision.align else "eval:baseline (remaining sets)")
         seeds = cfg.seeds if cfg.seeds and len(cfg.seeds) > 1 else [None]
+        budgets: dict[str, dict] = {}
         for recipe, params, overrides in cfg.attacks:
             for seed in seeds:
                 where = models / (recipe if seed is None else f"{recipe}-seed{seed}")
                 with stages(seed_name(f"attack:{recipe}", seed)):
-                    name, _ = run_recipe(store, recipe, target, where, model_name=target_name,
-                                         reference_model=cfg.reference_model, params=params, overrides=overrides,
-                                         seed=cfg.seed if seed is None else seed, name_seed=seed)
+                    name, result = run_recipe(store, recipe, target, where, model_name=target_name,
+                                              reference_model=cfg.reference_model, params=params, overrides=overrides,
+                                              seed=cfg.seed if seed is None else seed, name_seed=seed)
+                budgets[name] = {"recipe": recipe, "initial_model": target_name, "attack": name.split("+", 1)[1],
+                                 "seed": seed, "defense": "none", **attack_budget(where, result)}
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
         with stages("report"):
+            from .experiments.run import priced, tamper_scores
             from .judges.validate import ensure_validated
 
             ensure_validated(cfg.judges)  # so the report can say how far to trust each offline refusal judge
-            summary = write_reports(out, show_responses=show_responses,
-                                    enrich=lambda _summary, _rows: {"alignment": decision.as_dict()})
+            price = cfg.price_per_device_hour
+            # one budget per attack: each tamper row is a single point ("<= its budget" where refusal halves)
+            summary = write_reports(out, show_responses=show_responses, enrich=lambda summary, rows: {
+                "alignment": decision.as_dict(), "budgets": budgets, "tamper_resistance": tamper_scores(rows, budgets),
+                **({"costs": priced(summary["costs"], price)} if price is not None else {})})
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     summary["stages"] = store.stages()  # now with the report stage's own time

@@ -15,7 +15,7 @@ from ..errors import FtauditError
 from ..generate import GenerationConfig
 from ..atomic import file_lock
 from ..defenses import DefenseContext
-from ..pipeline import JobRejected, StageRunner, aligned_model, eval_sets_from, run_recipe
+from ..pipeline import JobRejected, StageRunner, aligned_model, attack_budget, eval_sets_from, run_recipe
 from ..report import write_reports
 from ..seeds import seed_name, split_seed
 from ..store import Store
@@ -207,11 +207,8 @@ def run_point(job: PointJob) -> tuple[str, dict]:
               "train_seconds": 0.0, "devices": 1}
     if rejected:
         return job.label, {**budget, "rejected": rejected}
+    budget.update(attack_budget(job.train_dir, result))
     meta = json.loads((job.train_dir / "ftaudit_model.json").read_text())
-    trained = sum(1 for _ in open(job.train_dir / "train_data.jsonl"))
-    n_examples = meta.get("attack_examples", trained)  # the attacker's examples, before a defense screened or added
-    budget.update(examples_x_epochs=n_examples * meta["train_config"]["epochs"], steps=result.steps,
-                  train_seconds=result.train_seconds, devices=result.devices, trained_examples=trained)
     if meta.get("defense_report") or report:
         budget["defense_report"] = report or meta["defense_report"]
     return job.label, budget

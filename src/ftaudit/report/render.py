@@ -25,6 +25,7 @@ from ..progress import say
 from ..store import Store
 from .compare import capability_changes, changes, initial_model, seed_results
 from .defense_matrix import matrix_tables
+from .verdict import verdict_card
 
 REDACTED = "[redacted: response to a harmful prompt; rerun `ftaudit report --show-responses` to see it]"
 # the contract's keys plus the evaluation's identity (judge version, generation-settings hash, weights, seed)
@@ -207,10 +208,12 @@ def scatter(summary: dict, path: Path) -> Path | None:
 
 
 def category_chart(summary: dict, path: Path) -> Path | None:
-    """Per-category bars (the study's category breakdown): harmfulness score where judged, else refusal rate."""
+    """Per-category heatmap (the study's category breakdown): categories x models, harmfulness score where judged,
+    else the refusal rate of the first refusal judge, on the first harmful set with categories; n in each cell."""
     plt = _pyplot()
     rows = summary["category_results"]
-    pick = next(((m, j) for m, j in (("harmfulness_score", "harmfulness"), ("refusal_rate", "keyword"))
+    judges = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "refusal_rate")]
+    pick = next(((m, j) for m, j in [("harmfulness_score", "harmfulness"), *(("refusal_rate", j) for j in judges)]
                  if any(r["metric"] == m and r["judge"] == j for r in rows)), None)
     if pick is None:
         return None
@@ -218,24 +221,35 @@ def category_chart(summary: dict, path: Path) -> Path | None:
     sel = [r for r in rows if r["metric"] == metric and r["judge"] == judge]
     datasets = sorted({r["dataset"] for r in sel}, key=lambda d: (d != "hexphi", d))
     sel = [r for r in sel if r["dataset"] == datasets[0]]
-    cats = sorted({r["category"] for r in sel})
+    cats = sorted({r["category"] or "-" for r in sel})
     models = list(dict.fromkeys(r["model"] for r in sel))
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(cats) * max(1, len(models) / 2) + 1.5))
-    h = 0.8 / max(len(models), 1)
-    for i, m in enumerate(models):
-        vals = {r["category"]: r["value"] for r in sel if r["model"] == m}
-        ax.barh([c + i * h for c in range(len(cats))], [vals.get(c, 0) for c in cats], h, label=m)
-    ax.set_yticks([c + h * (len(models) - 1) / 2 for c in range(len(cats))], cats, fontsize=7)
-    ax.set_xlabel(f"{metric} ({judge} judge) on {datasets[0]}")
-    ax.legend(fontsize=7)
+    cell = {(r["category"] or "-", r["model"]): r for r in sel}
+    import numpy as np
+
+    grid = np.array([[cell[(c, m)]["value"] if (c, m) in cell else np.nan for m in models] for c in cats])
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(models), 0.8 + 0.32 * len(cats)))
+    scale = 5.0 if metric == "harmfulness_score" else 1.0
+    im = ax.imshow(grid, cmap="RdYlGn" if metric == "refusal_rate" else "RdYlGn_r", vmin=0 if scale == 1 else 1,
+                   vmax=scale, aspect="auto")
+    for i, c in enumerate(cats):
+        for j, m in enumerate(models):
+            if (c, m) in cell:
+                v = cell[(c, m)]["value"]
+                text = f"{100 * v:.0f}%" if scale == 1 else f"{v:.1f}"
+                ax.text(j, i, f"{text}\n(n={cell[(c, m)]['n']})", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(models)), [m.replace("+", "+\n", 1) for m in models], fontsize=7)
+    ax.set_yticks(range(len(cats)), cats, fontsize=7)
+    ax.set_title(f"{metric} by category, {datasets[0]} ({judge} judge)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
     return _save(fig, path)
 
 
-def _samples(store: Store, show_responses: bool, per_model: int = 3) -> list[dict]:
+def _samples(store: Store, show_responses: bool, per_model: int = 1, most: int = 12) -> list[dict]:
+    """A small sample of what was judged: one response per (model, dataset), at most ``most``."""
     out, seen = [], defaultdict(int)
     for r in _rows(store):
         key = (r["model"], r["dataset"])
-        if seen[key] >= per_model:
+        if seen[key] >= per_model or len(out) >= most:
             continue
         seen[key] += 1
         hide = r["kind"] == "harmful" and not show_responses and r["outcome"] == "answered"
@@ -319,6 +333,31 @@ def keep_or_replace(run_dir: Path, summary: dict, force: bool) -> None:
         "yellow")
 
 
+def _gate(run_dir: Path, summary: dict) -> dict | None:
+    """Re-check the run's gate (the thresholds `ftaudit gate` last checked, else the spec's gate: block) against
+    this summary, so the report never shows a stale verdict; None when no thresholds were given."""
+    from ..gate import GATE_FILE, evaluate_gate, load_gate_spec
+
+    spec = load_gate_spec(run_dir, last_checked=True)
+    if spec is None:
+        return None
+    try:
+        result = evaluate_gate(summary, spec, str(run_dir))
+    except FtauditError as exc:
+        return {"error": str(exc), "thresholds": spec.thresholds()}
+    atomic_write_text(run_dir / GATE_FILE, json.dumps(result, indent=2))
+    return result
+
+
+def _data_uri(name: str | None, run_dir: Path) -> str | None:
+    """A plot as an inline data URI, so report.html is one self-contained file (mail it, attach it to CI)."""
+    import base64
+
+    if not name:
+        return None
+    return "data:image/png;base64," + base64.b64encode((run_dir / name).read_bytes()).decode()
+
+
 def write_reports(run_dir: str | Path, show_responses: bool = False,
                   enrich: Callable[[dict, list[dict]], dict] | None = None, force: bool = False,
                   existing: bool = False) -> dict:
@@ -353,7 +392,9 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
                  "catplot": category_chart(summary, run_dir / "categories.png"),
                  "tamperplot": tamper_plot(summary, run_dir / "tamper.png"),
                  "searchplot": search_plot(summary, run_dir / "search.png")}
+        gate = _gate(run_dir, summary)
         ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
+               "card": verdict_card(summary, gate), "gate": gate,
                "tamper_line": tamper_line, "spread": spread_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
                "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
                "samples": _samples(store, show_responses), "show_responses": show_responses,
@@ -361,7 +402,8 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
         env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         atomic_write_text(run_dir / "report.md", env.get_template("report.md.j2").render(**ctx))
-        atomic_write_text(run_dir / "report.html", env.get_template("report.html.j2").render(**ctx))
+        inline = {k: _data_uri(ctx[k], run_dir) for k in plots}  # the HTML carries its images
+        atomic_write_text(run_dir / "report.html", env.get_template("report.html.j2").render(**{**ctx, **inline}))
     finally:
         store.close()
     return summary
