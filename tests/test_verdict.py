@@ -61,6 +61,9 @@ def test_card_when_nothing_broke():
     card = verdict_card(s)
     assert card["status"] == "held" and dict(card["lines"])["Cheapest attack that broke safety"].startswith("no attack")
     assert "Gate" not in dict(card["lines"])
+    # refusal halved by the point estimate, but the interval reaches zero: not "held", not "broken"
+    s["changes"] = [_change("aligned+thin", "thin", 0.4, 0.1, [-0.6, 0.02])]
+    assert verdict_card(s)["status"] == "inconclusive"
 
 
 def test_html_opens_with_the_card_images_inline_and_the_gate_rechecked(tiny_model, tmp_path):

@@ -62,7 +62,7 @@ def held_out_sets(job: AuditJob, prompts: list[str]) -> tuple[list, dict[str, in
     """The evaluation sets without prompts that near-duplicate the customer's; how many each set lost."""
     sets, dropped = [], {}
     for s in eval_sets_from(job.datasets, job.benign):
-        records = s.prompts() if not s.limit else replace(s, limit=None).prompts()
+        records = replace(s, limit=None).prompts()  # every candidate, so @N still gives N after the exclusion
         hits = near_duplicates_of([r.prompt for r in records], prompts)
         dropped[s.label] = len(hits)
         sets.append(replace(s, exclude=tuple(records[i].id for i in hits)))

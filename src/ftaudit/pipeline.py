@@ -20,7 +20,6 @@ from .models import resolve_model_location
 from .models.loading import read_marker, write_marker
 from .progress import say
 from .recipes import RecipeContext, build_recipe
-from .report import write_reports
 from .seeds import seed_name
 from .store import Store
 from .train import TrainConfig, TrainResult, train
@@ -260,15 +259,16 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
         with stages("report"):
-            from .experiments.run import priced, tamper_scores
+            from .experiments.run import report_experiment
             from .judges.validate import ensure_validated
 
             ensure_validated(cfg.judges)  # so the report can say how far to trust each offline refusal judge
-            price = cfg.price_per_device_hour
-            # one budget per attack: each tamper row is a single point ("<= its budget" where refusal halves)
-            summary = write_reports(out, show_responses=show_responses, enrich=lambda summary, rows: {
-                "alignment": decision.as_dict(), "budgets": budgets, "tamper_resistance": tamper_scores(rows, budgets),
-                **({"costs": priced(summary["costs"], price)} if price is not None else {})})
+            # what `ftaudit report` needs to render it again: one budget per attack (each tamper row is a single
+            # point, "<= its budget" where refusal halves), the price and the alignment decision
+            atomic_write_text(out / "experiment.json", json.dumps({
+                "budgets": budgets, "price_per_device_hour": cfg.price_per_device_hour, "tamper": {}, "seeds": cfg.seeds,
+                "alignment": decision.as_dict()}, indent=2))
+            summary = report_experiment(out, show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     summary["stages"] = store.stages()  # now with the report stage's own time

@@ -215,7 +215,8 @@ def run_point(job: PointJob) -> tuple[str, dict]:
 
 
 def report_experiment(out: str | Path, show_responses: bool = False, force: bool = False, existing: bool = False) -> dict:
-    """Render a run directory; for an experiment (``experiment.json``) add budgets, prices and tamper scores.
+    """Render a run directory; for an experiment or quickstart (``experiment.json``) add budgets, prices (when a price
+    per device-hour was given), tamper scores and the alignment decision.
     ``force`` and ``existing`` are :func:`~ftaudit.report.write_reports`'s."""
     out = Path(out)
     meta_path = out / "experiment.json"
@@ -230,11 +231,12 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
     def enrich(summary: dict, rows: list[dict]) -> dict:
         from ..report.defense_matrix import defense_matrix
 
-        return {"budgets": budgets, "costs": priced(summary["costs"], meta["price_per_device_hour"]),
+        price = meta.get("price_per_device_hour")
+        return {"budgets": budgets, **({"costs": priced(summary["costs"], price)} if price is not None else {}),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
                                                  meta.get("searches") or {}, threshold, relative),
-                "searches": meta.get("searches") or {}}
+                "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {})}
 
     return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing)
 
