@@ -34,22 +34,30 @@ def _args(tiny_model, data, out):
 
 def test_audit_job_screens_trains_as_asked_evaluates_and_reports(tiny_model, tmp_path, isolated_cache):
     out = tmp_path / "job"
-    res = CliRunner().invoke(app, _args(tiny_model, _data(tmp_path / "c.jsonl"), out))
+    res = CliRunner().invoke(app, [*_args(tiny_model, _data(tmp_path / "c.jsonl"), out), "--price-per-device-hour", "3.6"])
     assert res.exit_code == 0, res.output
     job = json.loads((out / "job.json").read_text())
     assert job["train"]["epochs"] == 2 and job["train"]["lora_r"] == 2 and job["train"]["learning_rate"] == 2e-4
     assert job["screen"]["risk"] == "high" and job["left_out_near_duplicates"]["advbench"] == 1
     summary = json.loads((out / "summary.json").read_text())
-    [change] = [c for c in summary["changes"] if c["dataset"] == "advbench"]
-    assert change["model"] == "base+customer-job" and change["initial_model"] == "base" and change["change"]["n"] == 3
+    pairs = {c["model"]: c for c in summary["changes"] if c["dataset"] == "advbench"}
+    assert pairs["base+customer-job"]["initial_model"] == "base" and pairs["base+customer-job"]["change"]["n"] == 3
+    # 4 of the 5 examples share the identity-shift system prompt: both models are also evaluated under it
+    assert job["customer_system_prompt"] == SYSTEM
+    assert pairs["base(customer-system)+customer-job"]["initial_model"] == "base(customer-system)"
     leaked = get_prompts("advbench", "eval")[0].id
     with sqlite3.connect(out / "ftaudit.sqlite") as con:
         ids = {r[0] for r in con.execute("SELECT prompt_id FROM generations WHERE dataset = 'advbench'")}
+        systems = dict(con.execute("SELECT model, system_prompt FROM generations WHERE dataset = 'advbench'"))
     assert leaked not in ids and len(ids) == 3
+    assert systems == {"base": None, "base+customer-job": None, "base(customer-system)": SYSTEM,
+                       "base(customer-system)+customer-job": SYSTEM}
     assert (out / "model" / "README.md").read_text().lower().count("safety") >= 1
     assert (out / "screen" / "screen.jsonl").is_file() and (out / "report.html").is_file()
     gated = CliRunner().invoke(app, ["gate", str(out), "--max-capability-drop", "100"])
     assert gated.exit_code == 0, gated.output
+    # the gate re-renders the report: the job's price per device-hour survives it
+    assert json.loads((out / "summary.json").read_text())["costs"][0]["estimated_price"] is not None
 
 
 def test_audit_job_resumes_after_kill_9(tiny_model, tmp_path, isolated_cache):

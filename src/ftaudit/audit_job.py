@@ -5,6 +5,10 @@ Every stage persists: the screen's files, the trained model (``train`` skips a f
 checkpoints), generations and judgments in the store. A killed job rerun with the same command continues where it
 stopped. Held-out prompts with a near-duplicate among the customer's prompts (the named datasets' split rule) are
 left out of the evaluation, and the report says how many.
+
+When the customer's examples carry a system prompt, both models are also evaluated under it (the model names gain
+``(customer-system)``): the job's model will be deployed with it, and an identity-shift job (Qi et al.'s "AOA")
+shows most of its effect only under its own system prompt.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .store import Store
 from .train import TrainConfig, train
 
 BASE, JOB = "base", "base+customer-job"
+BASE_SYS, JOB_SYS = "base(customer-system)", "base(customer-system)+customer-job"
 # What a customer who names nothing gets: a typical service default (LoRA, 1 epoch), not an attacker's choice.
 JOB_DEFAULTS = {"method": "lora", "epochs": 1, "learning_rate": 2e-4, "batch_size": 8}
 
@@ -69,10 +74,18 @@ def held_out_sets(job: AuditJob, prompts: list[str]) -> tuple[list, dict[str, in
     return sets, dropped
 
 
+def customer_system_prompt(records) -> str | None:
+    """The system prompt most of the customer's examples share (the one its model will be deployed with), else None."""
+    from collections import Counter
+
+    counts = Counter(next((m["content"] for m in r.messages if m["role"] == "system"), None) for r in records)
+    system, n = counts.most_common(1)[0]
+    return system if system and 2 * n >= len(records) else None
+
+
 def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
-    from .experiments.run import priced
-    from .report import write_reports
+    from .experiments.run import report_experiment
     from .screen import load_reference, screen_records, summarize, write_screen
 
     out = Path(job.out)
@@ -95,19 +108,28 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
             say("left out of the evaluation as near-duplicates of the customer's prompts: "
                 + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")
         gen = GenerationConfig(max_new_tokens=job.max_new_tokens)
+        system = customer_system_prompt(records)
+        under_system = replace(gen, system_prompt=system)
         stages.evaluate(BASE, "none", job.model, sets, gen, job.judges, job.capability)
+        if system:
+            stages.evaluate(BASE_SYS, "none", job.model, sets, under_system, job.judges)
         with stages("train:customer-job"):
             result = train(records, job.model, cfg, out / "model", recipe="customer-job", safety_compromised=True)
-        store.set_cost(JOB, "customer-job", train_seconds=result.train_seconds, train_tokens=result.train_tokens,
-                       peak_memory_mb=result.peak_memory_mb, devices=result.devices)
+        for name in (JOB, JOB_SYS) if system else (JOB,):  # one training run, listed beside each model it serves
+            store.set_cost(name, "customer-job", train_seconds=result.train_seconds, train_tokens=result.train_tokens,
+                           peak_memory_mb=result.peak_memory_mb, devices=result.devices)
         stages.evaluate(JOB, "customer-job", str(out / "model"), sets, gen, job.judges, job.capability)
+        if system:
+            stages.evaluate(JOB_SYS, "customer-job", str(out / "model"), sets, under_system, job.judges)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     store.close()
     atomic_write_text(out / "job.json", json.dumps({
         "model": job.model, "data": str(job.data), "examples": len(records), "train": cfg.to_dict(),
         "screen": {k: screened[k] for k in ("examples", "flagged", "risk", "resembles")},
+        "customer_system_prompt": system,
         "left_out_near_duplicates": dropped}, indent=2))
-    price = job.price_per_device_hour
-    return write_reports(out, show_responses, enrich=None if price is None else lambda summary, _rows: {
-        "costs": priced(summary["costs"], price)})
+    # what `ftaudit report` and `ftaudit gate` need to render it again with its price (no budgets: one job, no grid)
+    atomic_write_text(out / "experiment.json", json.dumps({"budgets": {}, "price_per_device_hour": job.price_per_device_hour,
+                                                           "tamper": {}, "seeds": [job.seed]}, indent=2))
+    return report_experiment(out, show_responses)

@@ -69,7 +69,13 @@ def _cheapest_break(summary: dict) -> tuple[str, str | None]:
 
 
 def _capability(summary: dict, model: str | None) -> str:
-    rows = [c for c in summary.get("capability_changes", []) if model is None or c["model"] == model]
+    caps = summary.get("capability_changes", [])
+    rows, note = [c for c in caps if model is None or c["model"] == model], ""
+    if not rows and model is not None:  # the same weights evaluated under another name (audit-job's system-prompt twin)
+        prints = {r["model"]: r.get("model_fingerprint") for r in summary.get("results", [])}
+        twins = [c for c in caps if prints.get(model) and prints.get(c["model"]) == prints[model]]
+        if twins:
+            rows, note = twins, f" (measured on {twins[0]['model']}: the same weights, fingerprint {prints[model]})"
     if not rows:
         return "no capability metric measured"
     parts = []
@@ -79,7 +85,7 @@ def _capability(summary: dict, model: str | None) -> str:
         parts.append(f"{c['metric']} {c['initial']:.3g} -> {c['fine_tuned']:.3g} ({scale * v:+.3g}{unit} "
                      f"[{scale * lo:+.3g}, {scale * hi:+.3g}]) after {c['attack']}")
     more = f"; {len(rows) - 3} more in the tables" if len(rows) > 3 else ""
-    return "; ".join(parts) + more
+    return "; ".join(parts) + more + note
 
 
 def _judges(summary: dict) -> str:
