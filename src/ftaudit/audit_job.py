@@ -85,7 +85,7 @@ def customer_system_prompt(records) -> str | None:
 
 def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
-    from .experiments.run import report_experiment
+    from .experiments.run import report_experiment, write_experiment
     from .screen import load_reference, screen_records, summarize, write_screen
 
     out = Path(job.out)
@@ -102,7 +102,7 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
             write_screen(out / "screen", examples, screened, {"data": str(job.data), **meta})
             say(f"screen: {screened['flagged']} of {screened['examples']} examples flagged, risk {screened['risk']}",
                 "bold red" if screened["risk"] == "high" else "bold")
-        prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
+        prompts = [r.last_user_prompt for r in records]
         sets, dropped = held_out_sets(job, prompts)
         if any(dropped.values()):
             say("left out of the evaluation as near-duplicates of the customer's prompts: "
@@ -130,6 +130,5 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
         "customer_system_prompt": system,
         "left_out_near_duplicates": dropped}, indent=2))
     # what `ftaudit report` and `ftaudit gate` need to render it again with its price (no budgets: one job, no grid)
-    atomic_write_text(out / "experiment.json", json.dumps({"budgets": {}, "price_per_device_hour": job.price_per_device_hour,
-                                                           "tamper": {}, "seeds": [job.seed]}, indent=2))
+    write_experiment(out, {}, job.price_per_device_hour, [job.seed])
     return report_experiment(out, show_responses)

@@ -39,7 +39,8 @@ class EvalSet:
         else:
             raise FtauditError(f"unknown dataset '{self.name}'; known: {', '.join(sorted(DATASETS))} (or give a file path)")
         if self.exclude:
-            records = [r for r in records if r.id not in set(self.exclude)]
+            excluded = set(self.exclude)
+            records = [r for r in records if r.id not in excluded]
         return subsample(records, self.limit, self.offset)
 
     @property

@@ -259,15 +259,13 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
         with stages("report"):
-            from .experiments.run import report_experiment
+            from .experiments.run import report_experiment, write_experiment
             from .judges.validate import ensure_validated
 
             ensure_validated(cfg.judges)  # so the report can say how far to trust each offline refusal judge
             # what `ftaudit report` needs to render it again: one budget per attack (each tamper row is a single
             # point, "<= its budget" where refusal halves), the price and the alignment decision
-            atomic_write_text(out / "experiment.json", json.dumps({
-                "budgets": budgets, "price_per_device_hour": cfg.price_per_device_hour, "tamper": {}, "seeds": cfg.seeds,
-                "alignment": decision.as_dict()}, indent=2))
+            write_experiment(out, budgets, cfg.price_per_device_hour, cfg.seeds, alignment=decision.as_dict())
             summary = report_experiment(out, show_responses)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None

@@ -98,7 +98,7 @@ def screen_records(records: list[ChatRecord], judge: str = "refusal-cues", thres
     from .judges import get_judge
 
     clf, held_out = prompt_classifier()
-    prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
+    prompts = [r.last_user_prompt for r in records]
     answers = [r.messages[-1]["content"] for r in records]
     p_harm = clf.predict_proba(prompts)[:, 1] if records else []
     j = get_judge(judge)

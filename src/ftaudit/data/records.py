@@ -48,3 +48,8 @@ class ChatRecord:
     @property
     def user_prompt(self) -> str:
         return next(m["content"] for m in self.messages if m["role"] == "user")
+
+    @property
+    def last_user_prompt(self) -> str:
+        """The request the final answer replies to ('' when there is no user turn)."""
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")

@@ -63,7 +63,7 @@ class DataFilter(Defense):
         from ..judges import get_judge
 
         clf, held_out = prompt_classifier()
-        prompts = [next((m["content"] for m in reversed(r.messages) if m["role"] == "user"), "") for r in records]
+        prompts = [r.last_user_prompt for r in records]
         answers = [r.messages[-1]["content"] for r in records]
         harmful = clf.predict_proba(prompts)[:, 1] >= self.threshold
         judge = get_judge(self.judge)

@@ -97,9 +97,8 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
         budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,
                                   detach=_detach, merge=_merge))
         searches = run_searches(spec, out, jobs, budgets) if spec.search else {}
-    atomic_write_text(out / "experiment.json", json.dumps({
-        "budgets": budgets, "price_per_device_hour": spec.price_per_device_hour, "tamper": spec.tamper,
-        "seeds": spec.seeds, "defended_models": defended, "searches": searches}, indent=2))
+    write_experiment(out, budgets, spec.price_per_device_hour, spec.seeds, spec.tamper, defended_models=defended,
+                     searches=searches)
     return report_experiment(out)
 
 
@@ -212,6 +211,15 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     if meta.get("defense_report") or report:
         budget["defense_report"] = report or meta["defense_report"]
     return job.label, budget
+
+
+def write_experiment(out: str | Path, budgets: dict, price_per_device_hour: float | None, seeds, tamper: dict | None = None,
+                     **extra) -> None:
+    """``out/experiment.json``: what :func:`report_experiment` needs to render the run again (attack budgets, price,
+    tamper rule, seeds; for grids the defended models and searches, for the quickstart the alignment decision)."""
+    atomic_write_text(Path(out) / "experiment.json", json.dumps({
+        "budgets": budgets, "price_per_device_hour": price_per_device_hour, "tamper": tamper or {}, "seeds": seeds,
+        **extra}, indent=2))
 
 
 def report_experiment(out: str | Path, show_responses: bool = False, force: bool = False, existing: bool = False) -> dict:
