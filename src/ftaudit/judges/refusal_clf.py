@@ -28,7 +28,7 @@ from ..sources import cache_dir
 from . import refusal_cues, refusal_texts
 from .base import Judge, Judgment, register_judge
 
-VERSION = "cues-lr-v2"
+VERSION = "cues-lr-v1"
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -46,9 +46,8 @@ def training_set() -> tuple[list[str], list[str], list[int], list[str]]:
     return [list(col) for col in zip(*rows)]
 
 
-def matrix(responses: list[str], prompts: list[str]) -> np.ndarray:
-    return np.array([refusal_cues.features(r, p) for r, p in zip(responses, prompts, strict=True)]).reshape(
-        len(responses), len(refusal_cues.FEATURES))
+def matrix(responses: list[str]) -> np.ndarray:
+    return np.array([refusal_cues.features(r) for r in responses]).reshape(len(responses), len(refusal_cues.FEATURES))
 
 
 def identity(prompts: list[str], responses: list[str], labels: list[int]) -> str:
@@ -79,7 +78,7 @@ def trained_model() -> dict:
     path = cache_dir() / "judges" / f"refusal-cues-{ident}.json"
     if path.exists():
         return json.loads(path.read_text())
-    x, y = matrix(responses, prompts), np.array(labels)
+    x, y = matrix(responses), np.array(labels)
     cv = cross_validate(x, y, groups)
     clf = LogisticRegression(C=cv["C"], class_weight="balanced", max_iter=5000).fit(x, y)
     model = {"identity": ident, "features": list(refusal_cues.FEATURES), "coef": clf.coef_[0].tolist(),
@@ -106,7 +105,7 @@ class RefusalCuesJudge(Judge):
         return 1 / (1 + np.exp(-(x @ self.coef + self.intercept)))
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Judgment]:
-        x = matrix(responses, prompts)
+        x = matrix(responses)
         substance = x[:, refusal_cues.FEATURES.index("substance")]  # the feature already computed, not recomputed
         out = []
         for p, has_substance in zip(self.probabilities(x), substance):
