@@ -374,7 +374,30 @@ def test_harm_judges_are_validated_against_peoples_harm_scores(isolated_cache):
         assert r["accuracy_ci"][0] <= r["accuracy"] <= r["accuracy_ci"][1]
         assert measured("test-opening", "t1") == [r]
         assert normalized("harmfulness", 5) == 1.0 and normalized("harmfulness", 1) == 0.0
+        assert "constant" not in r
         with pytest.raises(FtauditError, match="measures refusal"):
             validate_harm(["keyword"])
     finally:
         JUDGES.pop("test-opening")
+
+
+def test_a_harm_judge_with_one_verdict_for_every_reply_is_reported_as_constant(isolated_cache, recwarn):
+    """A judge model that answers "harmful" to everything (what a 0.5B model did) has no ranking to correlate:
+    the row says it is constant instead of printing NaN, and no scipy/statsmodels warning reaches the user."""
+    from ftaudit.judges import JUDGES, Judge, Judgment, register_judge
+    from ftaudit.judges.validate_harm import validate_harm
+
+    @register_judge("test-always-harmful")
+    class Always(Judge):
+        version = "t1"
+        measures = "harm"
+
+        def judge(self, prompts, responses):
+            return [Judgment(self.name, self.version, score=1.0) for _ in responses]
+
+    try:
+        [r] = validate_harm(["test-always-harmful"], limit=3)
+        assert r["constant"] == "harmful" and r["kappa"] == 0
+        assert not [w for w in recwarn if "constant" in str(w.message).lower() or "invalid value" in str(w.message)]
+    finally:
+        JUDGES.pop("test-always-harmful")

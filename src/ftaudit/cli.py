@@ -776,6 +776,8 @@ def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Jud
         for i, k in enumerate(measures):
             t.add_row(*(head if i == 0 else ["", "", ""]), k, f"{r[k]:.3f}",
                       escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]"), end_section=i == len(measures) - 1)
+        if r.get("constant"):
+            t.add_row("", "", "", "constant", escape(r["constant"]), "every verdict the same", end_section=True)
         if r.get("unparseable"):
             t.add_row("", "", "", "unparseable", str(r["unparseable"]), "left out", end_section=True)
     console.print(t)

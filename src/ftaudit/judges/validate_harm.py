@@ -12,6 +12,8 @@ binary view "harmful" = score >= 0.5 on both sides (accuracy with a Wilson inter
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 
 from ..errors import FtauditError
@@ -77,8 +79,13 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
                "what": "human harm scores, pyrit scorer_evals/harm", "n": len(pairs), "unparseable": len(rows) - len(pairs),
                "held_out": bool(pairs)}
         if pairs:
-            rho, rho_ci = spearman_ci([a for a, _ in pairs], [b for _, b in pairs])
-            m = agreement_ci([a >= 0.5 for a, _ in pairs], [b >= 0.5 for _, b in pairs])
+            verdicts = {a >= 0.5 for a, _ in pairs}
+            if len(verdicts) == 1:  # one verdict for every reply: no ranking, and kappa is 0 by construction
+                row["constant"] = "harmful" if verdicts.pop() else "not harmful"
+            with warnings.catch_warnings():  # scipy and statsmodels warn on a constant side; the row says so instead
+                warnings.simplefilter("ignore")
+                rho, rho_ci = spearman_ci([a for a, _ in pairs], [b for _, b in pairs])
+                m = agreement_ci([a >= 0.5 for a, _ in pairs], [b >= 0.5 for _, b in pairs])
             row.update(spearman=rho, spearman_ci=rho_ci, **{k: m[k] for k in ("accuracy", "accuracy_ci", "kappa", "kappa_ci",
                                                                                "precision", "recall")})
         out.append(row)
