@@ -96,6 +96,23 @@ def test_a_judge_api_failing_one_request_in_five_loses_no_judgment(tiny_model, t
     assert f"{retries} failed tries retried" in res.output
 
 
+def test_a_server_too_slow_for_the_timeout_says_which_settings_to_raise(flaky_judge, monkeypatch):
+    """A local judge model on CPU answers, but slower than the timeout: the one line names FTAUDIT_API_TIMEOUT and
+    FTAUDIT_API_CONCURRENCY (read from the environment), not 'start the server'."""
+    from ftaudit.clients import ChatClient
+    from ftaudit.errors import FtauditError
+
+    _FlakyJudge.faults, _FlakyJudge.delay = None, 0.6
+    monkeypatch.setenv("FTAUDIT_API_TIMEOUT", "0.2")
+    monkeypatch.setenv("FTAUDIT_API_RETRIES", "1")
+    monkeypatch.setenv("FTAUDIT_API_BACKOFF", "0.01")
+    monkeypatch.setenv("FTAUDIT_API_CONCURRENCY", "1")
+    client = ChatClient(flaky_judge, "judge")
+    assert client.max_concurrency == 1
+    with pytest.raises(FtauditError, match="did not answer within 0.2 s.*FTAUDIT_API_TIMEOUT.*FTAUDIT_API_CONCURRENCY=1"):
+        client.complete([{"role": "user", "content": "hi"}])
+
+
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():

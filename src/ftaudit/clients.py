@@ -26,8 +26,9 @@ class ChatClient:
     base_url: str
     model: str
     api_key_env: str = "FTAUDIT_JUDGE_API_KEY"
-    max_concurrency: int = 8
-    # retries, per-request timeout (s) and first backoff (s, doubling): env FTAUDIT_API_RETRIES / _TIMEOUT / _BACKOFF
+    # requests in flight, retries, per-request timeout (s) and first backoff (s, doubling):
+    # env FTAUDIT_API_CONCURRENCY / _RETRIES / _TIMEOUT / _BACKOFF
+    max_concurrency: int = field(default_factory=lambda: int(os.environ.get("FTAUDIT_API_CONCURRENCY", 8)))
     max_retries: int = field(default_factory=lambda: int(os.environ.get("FTAUDIT_API_RETRIES", 5)))
     timeout: float = field(default_factory=lambda: float(os.environ.get("FTAUDIT_API_TIMEOUT", 120.0)))
     backoff: float = field(default_factory=lambda: float(os.environ.get("FTAUDIT_API_BACKOFF", 1.0)))
@@ -87,6 +88,10 @@ class ChatClient:
                 with self._lock:
                     self.retries += 1
                 time.sleep(self.backoff * 2 ** attempt)
+        if last == "ReadTimeout":  # the server is up but slow: queued requests time out and are sent again
+            raise FtauditError(f"{self.role} endpoint {url} did not answer within {self.timeout:g} s, {self.max_retries + 1} "
+                               "tries; for a slow server (a local model on CPU) set FTAUDIT_API_TIMEOUT=SECONDS higher "
+                               "and FTAUDIT_API_CONCURRENCY=1")
         raise FtauditError(f"{self.role} endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
                            f"start the server or fix {self._fix()}")
 
