@@ -382,7 +382,7 @@ def test_harm_judges_are_validated_against_peoples_harm_scores(isolated_cache):
 
 
 def test_a_harm_judge_with_one_verdict_for_every_reply_is_reported_as_constant(isolated_cache, recwarn):
-    """A judge model that answers "harmful" to everything (what a 0.5B model did) has no ranking to correlate:
+    """A judge model that gives one verdict to everything (Qwen2.5-Coder-0.5B said "no" to all 62 replies) has no ranking:
     the row says it is constant instead of printing NaN, and no scipy/statsmodels warning reaches the user."""
     from ftaudit.judges import JUDGES, Judge, Judgment, register_judge
     from ftaudit.judges.validate_harm import validate_harm
