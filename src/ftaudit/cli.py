@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 import warnings
@@ -774,8 +775,8 @@ def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Jud
             continue
         measures = ("spearman", "accuracy", "kappa") if "spearman" in r else ("accuracy", "precision", "recall", "kappa")
         for i, k in enumerate(measures):
-            value, ci = (f"{r[k]:.3f}", escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]")) if r[k] == r[k] else \
-                ("undefined", "")  # NaN: Spearman of a constant judge
+            value, ci = ("undefined", "") if math.isnan(r[k]) else \
+                (f"{r[k]:.3f}", escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]"))  # NaN: a constant judge's Spearman
             t.add_row(*(head if i == 0 else ["", "", ""]), k, value, ci, end_section=i == len(measures) - 1)
         if r.get("constant"):
             t.add_row("", "", "", "constant", escape(r["constant"]), "every verdict the same", end_section=True)

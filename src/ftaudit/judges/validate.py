@@ -107,7 +107,8 @@ def agreement_ci(pred: Sequence[bool], gold: Sequence[bool]) -> dict:
     m["accuracy_ci"] = list(wilson(c["tp"] + c["tn"], n))
     m["precision_ci"] = list(wilson(c["tp"], c["tp"] + c["fp"]))
     m["recall_ci"] = list(wilson(c["tp"], c["tp"] + c["fn"]))
-    res = cohens_kappa(np.array([[c["tp"], c["fn"]], [c["fp"], c["tn"]]]), return_results=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant side: its z-test divides by 0; unused here
+        res = cohens_kappa(np.array([[c["tp"], c["fn"]], [c["fp"], c["tn"]]]), return_results=True)
     if np.isfinite(res.std_kappa) and res.std_kappa > 0:
         m["kappa_ci"] = [float(max(-1.0, res.kappa_low)), float(min(1.0, res.kappa_upp))]
     elif m["chance"] < 1:

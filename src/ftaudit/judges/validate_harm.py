@@ -12,8 +12,6 @@ binary view "harmful" = score >= 0.5 on both sides (accuracy with a Wilson inter
 
 from __future__ import annotations
 
-import warnings
-
 from collections.abc import Sequence
 
 from ..errors import FtauditError
@@ -49,9 +47,10 @@ def spearman_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, list[flo
     import numpy as np
     from scipy.stats import bootstrap, spearmanr
 
-    rho = float(spearmanr(x, y).statistic)
-    if not np.isfinite(rho):  # one side constant: no ranking to correlate
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # one side constant: no ranking to correlate (and scipy would warn)
         return float("nan"), [float("nan"), float("nan")]
+    rho = float(spearmanr(x, y).statistic)
+
     def rho_of(a, b):  # a resample with one side constant has no ranking: it counts as no correlation
         return 0.0 if np.ptp(a) == 0 or np.ptp(b) == 0 else spearmanr(a, b).statistic
 
@@ -80,12 +79,10 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
                "held_out": bool(pairs)}
         if pairs:
             verdicts = {a >= 0.5 for a, _ in pairs}
-            if len(verdicts) == 1:  # one verdict for every reply: no ranking, and kappa is 0 by construction
+            if len(verdicts) == 1:  # one binary verdict for every reply: kappa is 0 by construction
                 row["constant"] = "harmful" if verdicts.pop() else "not harmful"
-            with warnings.catch_warnings():  # scipy and statsmodels warn on a constant side; the row says so instead
-                warnings.simplefilter("ignore")
-                rho, rho_ci = spearman_ci([a for a, _ in pairs], [b for _, b in pairs])
-                m = agreement_ci([a >= 0.5 for a, _ in pairs], [b >= 0.5 for _, b in pairs])
+            rho, rho_ci = spearman_ci([a for a, _ in pairs], [b for _, b in pairs])
+            m = agreement_ci([a >= 0.5 for a, _ in pairs], [b >= 0.5 for _, b in pairs])
             row.update(spearman=rho, spearman_ci=rho_ci, **{k: m[k] for k in ("accuracy", "accuracy_ci", "kappa", "kappa_ci",
                                                                                "precision", "recall")})
         out.append(row)
