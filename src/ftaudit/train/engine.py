@@ -25,6 +25,7 @@ from ..models.loading import write_marker
 from ..progress import progress_bar
 from .config import TrainConfig
 from .launch import in_launched_worker, launch
+from .save import check_saved, is_sharded, save_sharded
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +272,14 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     state = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = before + time.time() - start
     kind = "adapter" if peft_config is not None else "full"
-    if worker:
-        trainer.save_model(str(out))  # on every rank: FSDP / DeepSpeed gather the sharded weights
+    if worker:  # on every rank: FSDP2 / DeepSpeed gather the sharded weights
+        if is_sharded(trainer.model):
+            save_sharded(trainer.model, out, is_main=trainer.is_world_process_zero())
+        else:
+            trainer.save_model(str(out))
         if not trainer.is_world_process_zero():
             return None
+        check_saved(trainer.model, out)
     else:
         trained = trainer.model
         if peft_config is not None and cfg.merge and not quant:
