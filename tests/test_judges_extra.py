@@ -82,7 +82,7 @@ def test_harmbench_cls_builds_its_prompt_exactly_as_the_wheels_code(tiny_model):
 
     tok = hb.loaded.tokenizer  # a tokenizer that adds BOS, as Llama-2's does: the classifier's input starts with it
     tok._tokenizer.post_processor = TemplateProcessing(single=f"{tok.bos_token} $A", special_tokens=[(tok.bos_token, tok.bos_token_id)])
-    assert hb.encode([hb.inputs("b", "g")]).input_ids[0][0] == tok.bos_token_id
+    assert hb.encode([hb.inputs("b", "g")])[0][0] == tok.bos_token_id
 
 
 def test_agreement_and_kappa():

@@ -289,8 +289,8 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              column: Annotated[Optional[str], typer.Option(help="Prompt column of CSV/JSON(L) dataset files (default: prompt, goal, behavior, ...).")] = None,
              system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for every evaluation prompt.")] = None,
              max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per response (greedy).")] = 32,
-             batch_size: Annotated[int, typer.Option(min=1, help="Prompts generated together (speed only; greedy "
-                                                                 "outputs do not depend on it).")] = 40,
+             batch_size: Annotated[Optional[int], typer.Option(min=1, help="Most prompts generated together (speed only; "
+                                                                 "default: 40 on CPU, 256 or what fits on a GPU).")] = None,
              dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of local generation: float32 | bfloat16 | "
                                                               "float16 (recorded in the results' identity).")] = None,
              show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "

@@ -10,7 +10,7 @@ from pathlib import Path
 from .data import PromptRecord, get_prompts, load_prompts
 from .data.registry import DATASETS
 from .errors import FtauditError
-from .generate import GenerationConfig, HFBackend
+from .generate import GenerationConfig, HFBackend, backend_for
 from .judges import judge_responses, shared_judge
 from .models import load_model, messages_for, model_fingerprint, resolve_model_location
 from .models.loading import read_marker
@@ -97,18 +97,9 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     have = store.existing_generations(keys)
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        from .generate.remote import RemoteBackend
-        from .generate.vllm import VLLMBackend, select_backend
-
-        kind = select_backend(model_location)
-        if kind == "openai":
-            backend = RemoteBackend(model_location)
-        elif kind == "vllm":
-            backend = VLLMBackend(model_location)
-        else:
-            if loaded is None:
-                loaded = load_model(model_location)
-            backend = HFBackend(loaded)
+        backend = backend_for(model_location, lambda: loaded or load_model(model_location))
+        if isinstance(backend, HFBackend):
+            loaded = backend.loaded
         start, tokens = time.time(), 0
 
         def persist(idx, results):

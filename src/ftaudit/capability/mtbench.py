@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 
 from ..errors import FtauditError
-from ..generate import GenerationConfig, HFBackend
+from ..generate import GenerationConfig, backend_for
 from ..models import load_model
 from ..progress import say
 from ..sources import resolve
@@ -61,10 +61,8 @@ def judge_messages(q: dict, answers: list[str], turn: int, prompts: dict, refs: 
 
 def answer_questions(model_location: str, questions: list[dict], max_new_tokens: int) -> list[list[str]]:
     """Two-turn answers: turn 2 is generated with turn 1's answer in the conversation (local or remote model)."""
-    from ..generate.remote import RemoteBackend, is_remote
-
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=16)
-    backend = RemoteBackend(model_location) if is_remote(model_location) else HFBackend(load_model(model_location))
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens)
+    backend = backend_for(model_location, lambda: load_model(model_location))
     first = backend.generate([[{"role": "user", "content": q["turns"][0]}] for q in questions], cfg, description="MT-Bench turn 1")
     convs = [[{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": a.response or ""},
               {"role": "user", "content": q["turns"][1]}] for q, a in zip(questions, first)]

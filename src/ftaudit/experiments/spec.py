@@ -68,7 +68,7 @@ class EvalSpec(_Strict):
     benign: list[str] = ["benign@40"]
     judges: list[str] = list(DEFAULT_EVAL_JUDGES)
     max_new_tokens: PositiveInt = 32
-    batch_size: PositiveInt = 40
+    batch_size: PositiveInt | None = None  # speed only; None: 40 on CPU, up to 256 (what fits) on a GPU
     dtype: Literal["float32", "bfloat16", "float16"] | None = None  # local generation's compute dtype (identity)
     capability: list[str] = []
     capability_limit: PositiveInt | None = None

@@ -17,8 +17,10 @@ class GenerationConfig:
     """Greedy decoding by default, as in both studies."""
 
     max_new_tokens: int = 64
-    batch_size: int = 32
-    max_batch_tokens: int = 4096  # cap on batch x longest prompt, so one long prompt doesn't pad a big batch
+    # Speed only, not identity. None: the batched path's choice (:func:`.batched.batch_limits`): on CPU 40 prompts
+    # and 16,384 padded tokens; on CUDA 256 prompts and as many tokens as the KV cache fits in free memory.
+    batch_size: int | None = None
+    max_batch_tokens: int | None = None  # cap on batch x (longest prompt + max_new_tokens)
     temperature: float = 0.0
     top_p: float = 1.0
     system_prompt: str | None = None

@@ -40,8 +40,9 @@ class RemoteBackend:
             raise FtauditError(f"generation dtype {cfg.dtype} applies to the local transformers backend only; unset it "
                                "for this backend")
         results: list[GenerationResult] = []
-        for start in range(0, len(conversations), cfg.batch_size):
-            chunk = list(conversations[start:start + cfg.batch_size])
+        step = cfg.batch_size or 32
+        for start in range(0, len(conversations), step):
+            chunk = list(conversations[start:start + step])
             texts = self.client.complete_many(chunk, description=description, temperature=cfg.temperature,
                                               max_tokens=cfg.max_new_tokens)
             batch = [GenerationResult(t.strip(), len(t.split())) for t in texts]

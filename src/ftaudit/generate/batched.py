@@ -1,0 +1,128 @@
+"""The one batched path for local (transformers) models: eval generation, local judges and MMLU's scoring pass.
+
+Prompts are token ids. They are sorted by length and cut into batches whose padded size, prompt *and* new
+tokens, stays under a token budget (the KV cache grows with both), left-padded, and run through
+``model.generate`` (or one forward pass, for log-likelihood scoring). On CUDA the budget comes from free GPU
+memory and the KV-cache size of the model, and ``FTAUDIT_STATIC_CACHE=1`` turns on transformers' static KV
+cache (compiled by transformers on CUDA), with prompt lengths rounded up to a multiple of 64 so that few
+shapes are compiled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from ..progress import progress_bar
+
+CPU_BATCH, CPU_BATCH_TOKENS = 40, 16384  # 2 cores: batch 40 ran as fast as 120, 2.4x batch 8; 135M KV: 46 kB/token
+GPU_BATCH = 256
+STATIC_BUCKET = 64
+
+
+def plan_batches(lengths: Sequence[int], max_size: int, max_tokens: int, new_tokens: int = 0) -> list[list[int]]:
+    """Indices sorted longest first, cut into batches of at most ``max_size`` whose padded size
+    ``batch x (longest prompt + new_tokens)`` stays within ``max_tokens`` (a lone prompt over it runs alone)."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        cur = batches[-1] if batches else None
+        if cur and len(cur) < max_size and (lengths[cur[0]] + new_tokens) * (len(cur) + 1) <= max_tokens:
+            cur.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def kv_bytes_per_token(model) -> int:
+    """Bytes of KV cache one token takes in ``model`` (keys and values of every layer)."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * heads * head_dim * model.dtype.itemsize
+
+
+def batch_limits(model, batch_size: int | None, max_batch_tokens: int | None) -> tuple[int, int]:
+    """(most prompts per batch, token budget): what the caller set, else CPU defaults, else on CUDA the largest
+    batch whose KV cache fits in 60% of the free GPU memory."""
+    import torch
+
+    if model.device.type != "cuda":
+        return batch_size or CPU_BATCH, max_batch_tokens or CPU_BATCH_TOKENS
+    free, _ = torch.cuda.mem_get_info(model.device)
+    return batch_size or GPU_BATCH, max_batch_tokens or max(1024, int(0.6 * free / kv_bytes_per_token(model)))
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int, device, multiple: int = 1):
+    """(input_ids, attention_mask) of the prompts padded on the left to a common length (a multiple of ``multiple``)."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    width = -(-width // multiple) * multiple
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        if p:
+            ids[row, width - len(p):] = torch.tensor(p)
+            mask[row, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def static_cache_wanted(model) -> bool:
+    return model.device.type == "cuda" and os.environ.get("FTAUDIT_STATIC_CACHE") == "1"
+
+
+def generate_ids(model, tok, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float = 0.0,
+                 top_p: float = 1.0, batch_size: int | None = None, max_batch_tokens: int | None = None,
+                 description: str = "generating",
+                 on_batch: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
+    """New token ids for each prompt, cut after the first EOS (kept) and without padding; greedy unless
+    ``temperature`` > 0. ``on_batch(indices, ids)`` fires after every batch so callers persist as they go."""
+    import torch
+
+    size, budget = batch_limits(model, batch_size, max_batch_tokens)
+    static = static_cache_wanted(model)
+    sampling = temperature > 0
+    extra = {"cache_implementation": "static"} if static else {}
+    results: list[list[int]] = [[] for _ in prompts]
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=len(prompts))
+        for idx in plan_batches([len(p) for p in prompts], size, budget, max_new_tokens):
+            ids, mask = left_padded([prompts[i] for i in idx], tok.pad_token_id, model.device,
+                                    STATIC_BUCKET if static else 1)
+            with torch.inference_mode():
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                     do_sample=sampling, temperature=temperature if sampling else None,
+                                     top_p=top_p if sampling else None, top_k=None, pad_token_id=tok.pad_token_id,
+                                     **extra)
+            batch = [_until_eos(row, tok) for row in out[:, ids.shape[1]:].tolist()]
+            for i, r in zip(idx, batch):
+                results[i] = r
+            if on_batch:
+                on_batch(idx, batch)
+            bar.advance(task, len(idx))
+    return results
+
+
+def _until_eos(row: list[int], tok) -> list[int]:
+    keep = [t for t in row if t != tok.pad_token_id]
+    return keep[:keep.index(tok.eos_token_id) + 1] if tok.eos_token_id in keep else keep
+
+
+def last_logits(model, tok, prompts: Sequence[Sequence[int]], *, batch_size: int | None = None,
+                max_batch_tokens: int | None = None, description: str = "scoring") -> Iterator[tuple[list[int], object]]:
+    """One forward pass per batch; yields (indices, float logits at each prompt's last position)."""
+    import torch
+
+    import inspect
+
+    size, budget = batch_limits(model, batch_size, max_batch_tokens)
+    # the LM head on the last position only, where the model's forward takes it (transformers' causal LMs do)
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=len(prompts))
+        for idx in plan_batches([len(p) for p in prompts], size, budget):
+            ids, mask = left_padded([prompts[i] for i in idx], tok.pad_token_id, model.device)
+            with torch.inference_mode():
+                logits = model(input_ids=ids, attention_mask=mask, **keep).logits[:, -1, :].float()
+            yield idx, logits
+            bar.advance(task, len(idx))
