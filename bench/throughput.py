@@ -2,6 +2,11 @@
 generation at batch 1 versus ftaudit's batched path, printed as ratios (not a timed test).
 
 Usage: python bench/throughput.py [--prompts 32] [--new-tokens 48]
+
+With ``--shape`` (llama-2-7b, llama-2-13b, llama-2-70b, tiny) it builds a randomly initialised model of that
+shape instead, needing no download, and prints training tokens/s, MFU and peak memory per method and generation
+tokens/s against the memory-bandwidth bound (see ``bench/shape_throughput.py``), e.g.
+``python bench/throughput.py --device cuda --shape llama-2-7b --methods lora,qlora,full``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,24 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--shape", choices=["tiny", "llama-2-7b", "llama-2-13b", "llama-2-70b"])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where --shape builds its model")
+    ap.add_argument("--methods", default="lora", help="comma-separated: lora, qlora, full (with --shape)")
+    ap.add_argument("--examples", type=int, default=100, help="training examples (with --shape)")
+    ap.add_argument("--epochs", type=float, default=1.0, help="training epochs (with --shape)")
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H100 SXM: 989)")
+    ap.add_argument("--bandwidth-gbs", type=float, default=3350.0, help="memory bandwidth, GB/s (H100 SXM: 3350)")
     args = ap.parse_args()
+    if args.shape:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from shape_throughput import run
+
+        run(args.shape, args.device, args.methods.split(","), args.examples, args.epochs, args.prompts, args.new_tokens,
+            args.peak_tflops, args.bandwidth_gbs)
+        return
 
     loaded = load_model(args.model)
     prompts = [r.prompt for r in get_prompts("benign", "eval")[: args.prompts]]
