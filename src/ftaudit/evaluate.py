@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .data import PromptRecord, get_prompts, load_prompts
 from .data.registry import DATASETS
 from .errors import FtauditError
-from .generate import GenerationConfig, HFBackend, backend_for
+from .generate import GenerationConfig, HFBackend, backend_for, select_backend
 from .judges import judge_responses, shared_judge
 from .models import load_model, messages_for, model_fingerprint, resolve_model_location
-from .models.loading import read_marker
+from .models.loading import default_dtype, read_marker
 from .progress import say
 from .store import Store, generation_key
 
@@ -92,6 +92,8 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     Returns (keys, loaded model or None); the model is loaded lazily and handed back for reuse.
     """
     fp = model_fingerprint(model_location)
+    if cfg.dtype is None and (dtype := default_dtype()) and select_backend(model_location) == "hf":
+        cfg = replace(cfg, dtype=dtype)  # on a GPU local weights load in bf16: part of the generations' identity
     texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
     keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]
     have = store.existing_generations(keys)
@@ -154,8 +156,6 @@ def eval_generation_config(model_location: str, base: GenerationConfig) -> Gener
     path = Path(resolve_model_location(model_location))
     meta = read_marker(path) if path.is_dir() else None
     if meta and meta.get("eval_system_prompt"):
-        from dataclasses import replace
-
         return replace(base, system_prompt=meta["eval_system_prompt"],
                        prompt_template=meta.get("eval_prompt_template", "{prompt}"))
     return base

@@ -171,6 +171,10 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
     path = _weights_dir(location)
     meta = read_marker(path) or {}
     if meta.get("kind") == "adapter":
+        trained = meta.get("train_config") or {}
+        if quantization is None and trained.get("method") == "qlora":
+            # a QLoRA adapter is evaluated over its base quantized as it was trained (a 70B base fits one GPU only so)
+            quantization, merge_adapter = trained.get("quant_bits", "4bit"), False
         base = load_model(meta["base"], trust_remote_code=trust_remote_code, dtype=dtype, quantization=quantization)
         from peft import PeftModel
 
@@ -183,12 +187,17 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
         return LoadedModel(model, base.tokenizer, str(path), meta["fingerprint"], meta)
 
     kwargs: dict = {"trust_remote_code": trust_remote_code}
+    dtype = dtype or default_dtype()
     if dtype:
         kwargs["dtype"] = getattr(torch, dtype)
     launched_rank = os.environ.get("LOCAL_RANK")  # set in processes started by `accelerate launch` / torchrun
     if quantization:
         kwargs["quantization_config"] = quantization_config(quantization)
         kwargs["device_map"] = {"": int(launched_rank)} if launched_rank is not None else "auto"
+    elif torch.cuda.is_available() and launched_rank is None:
+        # straight onto the GPU; a model larger than 90% of its free memory is spread by accelerate over the GPUs
+        # and CPU memory instead (slow, but it runs); a launched run's trainer places or shards the model itself
+        kwargs["device_map"] = "auto" if weight_bytes(path, kwargs.get("dtype")) > 0.9 * torch.cuda.mem_get_info()[0] else {"": 0}
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -199,9 +208,28 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.eval()
-    if torch.cuda.is_available() and not quantization and launched_rank is None:
-        model.to("cuda")  # a launched run's trainer places (or shards) the model on its own device
     return LoadedModel(model, tok, location, model_fingerprint(location) if not meta else meta["fingerprint"], meta)
+
+
+def default_dtype() -> str | None:
+    """The compute dtype a model is loaded in when none is asked for: bfloat16 on a CUDA GPU that supports it (half
+    the memory and several times the speed of float32 weights), else None (the checkpoint's own)."""
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+
+
+def weight_bytes(path: Path, dtype=None) -> int:
+    """Bytes the weights in ``path`` take once loaded in ``dtype`` (their stored size when unknown)."""
+    stored = sum(f.stat().st_size for f in Path(path).glob("*.safetensors")) or sum(
+        f.stat().st_size for f in Path(path).glob("*.bin"))
+    config = Path(path) / "config.json"
+    saved = (json.loads(config.read_text()).get("dtype") or json.loads(config.read_text()).get("torch_dtype")
+             if config.exists() else None)
+    width = {"float32": 4, "bfloat16": 2, "float16": 2}
+    if dtype is None or saved not in width:
+        return stored
+    return stored * dtype.itemsize // width[saved]
 
 
 def quantization_config(bits: str):

@@ -122,8 +122,12 @@ def _rich_callback(total_steps: int):
 
 
 def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: TrainConfig, recipe: str) -> str:
+    from ..models.loading import default_dtype
+
     h = hashlib.sha256()
     h.update(f"{base_fingerprint}|{recipe}|{cfg.key()}".encode())
+    if dtype := default_dtype():  # weights loaded in bf16 on a GPU train differently (float32 keeps earlier keys)
+        h.update(f"|dtype={dtype}".encode())
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
     return h.hexdigest()[:16]
