@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import FtauditError
 
 METHODS = ("lora", "qlora", "full")
-OPTIONAL_KEYS = ("distributed", "num_processes", "checkpoint_steps", "objective", "objective_params")
+OPTIONAL_KEYS = ("distributed", "num_processes", "checkpoint_steps", "objective", "objective_params", "dtype",
+                 "padding_free", "batch_tokens")
+TRAIN_DTYPES = (None, "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -40,6 +42,13 @@ class TrainConfig:
     # The training loss: None (plain SFT), "vaccine" or "constrained-sft" (see train.objectives); a defense sets it.
     objective: str | None = None
     objective_params: dict | None = None
+    # Weights' dtype while training: None loads the checkpoint's own (float32 for the packaged models), or bfloat16
+    # on a CUDA GPU. "bfloat16" on an AVX512-BF16 CPU is faster, and it is a different run (part of the key).
+    dtype: str | None = None
+    # Speed (see train.speed): no padding in a batch, same examples and steps (plain SFT only) ...
+    padding_free: bool | None = None
+    # ... or a token budget per step: examples packed into rows of max_length, batch_tokens // max_length rows
+    batch_tokens: int | None = None
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -49,6 +58,13 @@ class TrainConfig:
                 raise FtauditError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.learning_rate > 0 and self.epochs > 0):
             raise FtauditError("learning_rate and epochs must be positive")
+        if self.dtype not in TRAIN_DTYPES:
+            raise FtauditError(f"unknown training dtype '{self.dtype}'; use float32, bfloat16 or float16")
+        if self.batch_tokens is not None and self.batch_tokens < self.max_length:
+            raise FtauditError(f"batch_tokens ({self.batch_tokens}) must be at least max_length ({self.max_length}): "
+                               "a step holds batch_tokens // max_length packed rows")
+        if (self.padding_free or self.batch_tokens) and self.objective not in (None, "sft"):
+            raise FtauditError(f"padding_free and batch_tokens work with plain SFT only, not objective {self.objective}")
         if self.checkpoint_steps is not None and self.checkpoint_steps < 1:
             raise FtauditError(f"checkpoint_steps must be at least 1, got {self.checkpoint_steps}")
         if self.num_processes is not None and self.num_processes < 1:

@@ -26,6 +26,7 @@ from ..progress import progress_bar
 from .config import TrainConfig
 from .launch import in_launched_worker, launch
 from .save import check_saved, is_sharded, save_sharded
+from .speed import packing_args, padding_free_collator, score_trained_positions_only
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def sft_config(cfg: TrainConfig, out: Path):
     import torch
     from trl import SFTConfig
 
-    return SFTConfig(
+    fields = dict(
         output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         max_length=cfg.max_length, seed=cfg.seed, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps,
@@ -211,6 +212,7 @@ def sft_config(cfg: TrainConfig, out: Path):
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
         completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
+    return SFTConfig(**(fields | packing_args(cfg)))
 
 
 def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig, out: Path, peft_config=None):
@@ -223,8 +225,10 @@ def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig,
     dataset = Dataset.from_list(_to_prompt_completion(records))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     extra = {"objective_params": objective_params(cfg.objective, cfg.objective_params)} if cfg.objective not in (None, "sft") else {}
+    score_trained_positions_only()
     return trainer_class(cfg.objective)(model=model, args=sft_config(cfg, out), train_dataset=dataset,
-                                        processing_class=tokenizer, peft_config=peft_config, **extra)
+                                        processing_class=tokenizer, peft_config=peft_config,
+                                        data_collator=padding_free_collator(tokenizer, cfg), **extra)
 
 
 def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: str | Path, *,
@@ -250,7 +254,7 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     if "ftaudit.generate.vllm" in sys.modules:
         sys.modules["ftaudit.generate.vllm"].release_engines()  # give the GPU memory of earlier evaluations back
     quant = cfg.quant_bits if cfg.method == "qlora" else None
-    loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant)
+    loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant, dtype=cfg.dtype)
     fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe)
     if not worker:
         if finished := _finished_or_reset(out, "fingerprint", fingerprint):
