@@ -92,7 +92,7 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     Returns (keys, loaded model or None); the model is loaded lazily and handed back for reuse.
     """
     fp = model_fingerprint(model_location)
-    if cfg.dtype is None and (dtype := default_dtype()) and select_backend(model_location) == "hf":
+    if cfg.dtype is None and select_backend(model_location) == "hf" and (dtype := default_dtype()):
         cfg = replace(cfg, dtype=dtype)  # on a GPU local weights load in bf16: part of the generations' identity
     texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
     keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]

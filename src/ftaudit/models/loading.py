@@ -223,9 +223,8 @@ def weight_bytes(path: Path, dtype=None) -> int:
     """Bytes the weights in ``path`` take once loaded in ``dtype`` (their stored size when unknown)."""
     stored = sum(f.stat().st_size for f in Path(path).glob("*.safetensors")) or sum(
         f.stat().st_size for f in Path(path).glob("*.bin"))
-    config = Path(path) / "config.json"
-    saved = (json.loads(config.read_text()).get("dtype") or json.loads(config.read_text()).get("torch_dtype")
-             if config.exists() else None)
+    config = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").exists() else {}
+    saved = config.get("dtype") or config.get("torch_dtype")
     width = {"float32": 4, "bfloat16": 2, "float16": 2}
     if dtype is None or saved not in width:
         return stored

@@ -127,7 +127,7 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
 
     h = hashlib.sha256()
     h.update(f"{base_fingerprint}|{recipe}|{cfg.key()}".encode())
-    if dtype := default_dtype():  # weights loaded in bf16 on a GPU train differently (float32 keeps earlier keys)
+    if cfg.dtype is None and (dtype := default_dtype()):  # bf16 weights on a GPU train differently (float32 keeps earlier keys)
         h.update(f"|dtype={dtype}".encode())
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
