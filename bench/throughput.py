@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--train-epochs", type=float, default=3.0, help="epochs over 20 examples at batch 4 (5 steps each)")
+    ap.add_argument("--train-dtype", choices=["bfloat16"], help="train in bf16 weights (the packaged model's are float32)")
     ap.add_argument("--shape", choices=["tiny", "llama-2-7b", "llama-2-13b", "llama-2-70b"])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where --shape builds its model")
     ap.add_argument("--methods", default="lora", help="comma-separated: lora, qlora, full (with --shape)")
@@ -67,7 +69,8 @@ def main() -> None:
     records = [ChatRecord([{"role": "user", "content": p}, {"role": "assistant", "content": a.response}], f"b{i}")
                for i, (p, a) in enumerate(zip(prompts, answers))]
     with tempfile.TemporaryDirectory() as tmp:
-        res = train(records, args.model, TrainConfig(epochs=1, batch_size=4), tmp, recipe="bench")
+        res = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype), tmp,
+                    recipe="bench")
     train_tps = res.train_tokens / res.train_seconds
 
     print(f"generation batch 1      : {single:7.1f} new tokens/s ({s_tok} tokens, {s_sec:.1f} s)")
