@@ -112,3 +112,23 @@ def test_fsdp_on_cpu_is_refused_rather_than_run_as_ddp(tiny_model, tmp_path):
 
     with pytest.raises(FtauditError, match="needs CUDA GPUs; on CPU accelerate would train with plain DDP"):
         train(records(2), tiny_model, TrainConfig(distributed="fsdp", num_processes=2), tmp_path / "f", recipe="x")
+
+
+def test_the_save_check_reads_deepspeed_zero3_partitioned_shapes(tmp_path):
+    """Under ZeRO-3 a rank's parameter is an empty partition whose whole shape is ``ds_shape``."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ftaudit.train.save import check_saved
+
+    class Partitioned(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lora_A = torch.nn.Parameter(torch.empty(0))
+            self.lora_A.ds_shape = torch.Size([2, 32])
+
+    save_file({"base_model.model.lora_A": torch.zeros(2, 32)}, str(tmp_path / "adapter_model.safetensors"))
+    check_saved(Partitioned(), tmp_path)  # the whole tensor was gathered on save
+    save_file({"base_model.model.lora_A": torch.zeros(1, 32)}, str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(FtauditError, match="lack the full trained tensor lora_A"):
+        check_saved(Partitioned(), tmp_path)
