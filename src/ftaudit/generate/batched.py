@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from ..progress import progress_bar
 
 CPU_BATCH, CPU_BATCH_TOKENS = 40, 16384  # 2 cores: batch 40 ran as fast as 120, 2.4x batch 8; 135M KV: 46 kB/token
+CPU_SCORE_BATCH = 8  # one forward pass is compute-bound on CPU at any batch: bigger ones only add padding
 GPU_BATCH = 256
 STATIC_BUCKET = 64
 
@@ -115,7 +116,8 @@ def last_logits(model, tok, prompts: Sequence[Sequence[int]], *, batch_size: int
 
     import inspect
 
-    size, budget = batch_limits(model, batch_size, max_batch_tokens)
+    size, budget = batch_limits(model, batch_size or (CPU_SCORE_BATCH if model.device.type != "cuda" else None),
+                                max_batch_tokens)
     # the LM head on the last position only, where the model's forward takes it (transformers' causal LMs do)
     keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     with progress_bar() as bar:
