@@ -112,9 +112,9 @@ def _until_eos(row: list[int], tok) -> list[int]:
 def last_logits(model, tok, prompts: Sequence[Sequence[int]], *, batch_size: int | None = None,
                 max_batch_tokens: int | None = None, description: str = "scoring") -> Iterator[tuple[list[int], object]]:
     """One forward pass per batch; yields (indices, float logits at each prompt's last position)."""
-    import torch
-
     import inspect
+
+    import torch
 
     size, budget = batch_limits(model, batch_size or (CPU_SCORE_BATCH if model.device.type != "cuda" else None),
                                 max_batch_tokens)
