@@ -42,13 +42,14 @@ def kv_bytes_per_token(model) -> int:
     return 2 * cfg.num_hidden_layers * heads * head_dim * model.dtype.itemsize
 
 
-def batch_limits(model, batch_size: int | None, max_batch_tokens: int | None) -> tuple[int, int]:
-    """(most prompts per batch, token budget): what the caller set, else CPU defaults, else on CUDA the largest
-    batch whose KV cache fits in 60% of the free GPU memory."""
+def batch_limits(model, batch_size: int | None, max_batch_tokens: int | None,
+                 cpu_batch: int = CPU_BATCH) -> tuple[int, int]:
+    """(most prompts per batch, token budget): what the caller set, else on CPU ``cpu_batch`` prompts and
+    CPU_BATCH_TOKENS, else on CUDA the largest batch whose KV cache fits in 60% of the free GPU memory."""
     import torch
 
     if model.device.type != "cuda":
-        return batch_size or CPU_BATCH, max_batch_tokens or CPU_BATCH_TOKENS
+        return batch_size or cpu_batch, max_batch_tokens or CPU_BATCH_TOKENS
     free, _ = torch.cuda.mem_get_info(model.device)
     return batch_size or GPU_BATCH, max_batch_tokens or max(1024, int(0.6 * free / kv_bytes_per_token(model)))
 
@@ -74,13 +75,14 @@ def static_cache_wanted(model) -> bool:
 
 def generate_ids(model, tok, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float = 0.0,
                  top_p: float = 1.0, batch_size: int | None = None, max_batch_tokens: int | None = None,
-                 description: str = "generating",
+                 cpu_batch: int = CPU_BATCH, description: str = "generating",
                  on_batch: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
     """New token ids for each prompt, cut after the first EOS (kept) and without padding; greedy unless
-    ``temperature`` > 0. ``on_batch(indices, ids)`` fires after every batch so callers persist as they go."""
+    ``temperature`` > 0. ``on_batch(indices, ids)`` fires after every batch so callers persist as they go.
+    ``cpu_batch``: the default batch on CPU (CPU_SCORE_BATCH for answers of a few tokens, mostly one prompt pass)."""
     import torch
 
-    size, budget = batch_limits(model, batch_size, max_batch_tokens)
+    size, budget = batch_limits(model, batch_size, max_batch_tokens, cpu_batch)
     static = static_cache_wanted(model)
     sampling = temperature > 0
     extra = {"cache_implementation": "static"} if static else {}
@@ -116,8 +118,7 @@ def last_logits(model, tok, prompts: Sequence[Sequence[int]], *, batch_size: int
 
     import torch
 
-    size, budget = batch_limits(model, batch_size or (CPU_SCORE_BATCH if model.device.type != "cuda" else None),
-                                max_batch_tokens)
+    size, budget = batch_limits(model, batch_size, max_batch_tokens, CPU_SCORE_BATCH)
     # the LM head on the last position only, where the model's forward takes it (transformers' causal LMs do)
     keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     with progress_bar() as bar:

@@ -100,12 +100,11 @@ class LocalModelJudge(Judge):
 
     def _generate(self, texts: list[str]) -> list[str]:
         """Greedy answers through the batched path every local model shares (:mod:`ftaudit.generate.batched`)."""
-        tok, model = self.loaded.tokenizer, self.loaded.model
+        tok = self.loaded.tokenizer
         # a verdict of a few tokens is mostly one prompt pass: batch 8 on CPU (40 HarmBench prompts: batch 4 33.3 s,
         # 8 29.8 s, 40 40.7 s, the same verdicts)
-        size = self.batch_size or (CPU_SCORE_BATCH if model.device.type != "cuda" else None)
-        new = generate_ids(model, tok, self.encode(texts), max_new_tokens=self.max_new_tokens, batch_size=size,
-                           description=self.name)
+        new = generate_ids(self.loaded.model, tok, self.encode(texts), max_new_tokens=self.max_new_tokens,
+                           batch_size=self.batch_size, cpu_batch=CPU_SCORE_BATCH, description=self.name)
         return [tok.decode(ids, skip_special_tokens=True) for ids in new]
 
     def provenance(self, template: str) -> dict:

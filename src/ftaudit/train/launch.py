@@ -57,12 +57,13 @@ def launch_command(cfg: TrainConfig, out_dir: Path) -> list[str]:
         raise FtauditError(f"distributed training ('{cfg.distributed}') needs GPUs and none is visible; drop "
                            "train.distributed (--distributed), or for a CPU check use ddp with train.num_processes "
                            "(--num-processes)")
-    kind = _distributed_type(accelerate_config(cfg.distributed))
+    config = accelerate_config(cfg.distributed)
+    kind = _distributed_type(config)
     if kind in ("FSDP", "DEEPSPEED") and not torch.cuda.is_available():
         # accelerate 1.15 turns FSDP on only for accelerator devices: on CPU it would quietly train with DDP instead
         raise FtauditError(f"'{cfg.distributed}' ({kind}) needs CUDA GPUs; on CPU accelerate would train with plain DDP "
                            "instead. Use --distributed ddp for a CPU check")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(cfg.distributed)),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
            "--num_processes", str(n)]
     if cfg.distributed == "deepspeed-zero3":
         try:
