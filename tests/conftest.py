@@ -17,7 +17,7 @@ CORPUS = ["I'm sorry, but I can't help with that.", "Write a poem about the sea.
           "Explain how photosynthesis works.", "Hello there, how are you today?"] * 20
 
 
-def build_tiny_model(path: Path) -> Path:
+def build_tiny_model(path: Path, hidden_size: int = 32) -> Path:
     """Save a 2-layer random Llama with a byte-level BPE tokenizer and a chat template to ``path``."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -27,7 +27,7 @@ def build_tiny_model(path: Path) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                   pad_token="<|im_end|>", unk_token="<|endoftext|>")
     tok.chat_template = CHAT_TEMPLATE
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, max_position_embeddings=2048, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
     import torch

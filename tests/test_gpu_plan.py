@@ -12,6 +12,7 @@ from ftaudit.errors import FtauditError
 from ftaudit.models import load_model
 from ftaudit.models import loading
 from ftaudit.train import TrainConfig, train
+from conftest import build_tiny_model
 from test_train_generate import records
 
 
@@ -25,21 +26,40 @@ def _adapter(tiny_model, tmp_path, method: str):
     return out
 
 
-def test_a_qlora_adapter_is_evaluated_over_its_base_quantized_as_trained(tiny_model, tmp_path, monkeypatch):
-    import torch
+def test_a_qlora_adapter_is_trained_and_evaluated_over_its_base_quantized(tmp_path):
+    """QLoRA end to end on CPU (bitsandbytes' CPU NF4): the adapter is trained over a 4-bit base, and every later
+    stage (eval generation, capability scoring) loads that base in 4 bits again, with the adapter unmerged."""
+    pytest.importorskip("bitsandbytes")
+    from bitsandbytes.nn import Linear4bit
+    from peft import PeftModel
 
+    from ftaudit.capability.run import evaluate_capability
+    from ftaudit.generate import GenerationConfig, generate_responses
+    from ftaudit.store import Store
+
+    tiny_model = str(build_tiny_model(tmp_path / "base", hidden_size=64))  # bitsandbytes' CPU kernels: rows >= 64
+    out = tmp_path / "qlora"
+    train(records(2), tiny_model, TrainConfig(method="qlora", epochs=1, batch_size=2, lora_r=2), out, recipe="x")
+    assert json.loads((out / loading.MARKER).read_text())["train_config"]["method"] == "qlora"
+    loaded = load_model(str(out))
+    assert isinstance(loaded.model, PeftModel)  # not merged into the 4-bit weights
+    assert any(isinstance(m, Linear4bit) for m in loaded.model.modules())
+    assert all(r.new_tokens > 0 for r in generate_responses(loaded, ["Say hi.", "Count to three."],
+                                                            GenerationConfig(max_new_tokens=4)))
+    store = Store(tmp_path / "run")
+    evaluate_capability(store, "q", "x", str(out), ["benign-nll"], limit=2)
+    assert store.db.execute("SELECT count(*) FROM capability").fetchone()[0] == 2
+    load_model(str(_adapter(tiny_model, tmp_path / "l", "lora")))  # a LoRA adapter loads as before
+
+
+def test_a_qlora_adapter_never_loads_over_an_unquantized_base(tiny_model, tmp_path, monkeypatch):
     out = _adapter(tiny_model, tmp_path, "qlora")
     asked = []
-    real = loading.quantization_config
-    monkeypatch.setattr(loading, "quantization_config", lambda bits: asked.append(bits) or real(bits))
-    if torch.cuda.is_available():
-        loaded = load_model(str(out))
-        assert getattr(loaded.model, "is_loaded_in_4bit", False) or "4bit" in asked
-    else:  # bitsandbytes needs CUDA: the load fails in one line rather than running the unquantized base
-        with pytest.raises(FtauditError, match="QLoRA needs a CUDA GPU"):
-            load_model(str(out))
+    monkeypatch.setattr(loading, "quantization_config", lambda bits: asked.append(bits) or (_ for _ in ()).throw(
+        FtauditError("QLoRA needs bitsandbytes; pip install 'ftaudit[qlora]'")))
+    with pytest.raises(FtauditError, match="needs bitsandbytes"):
+        load_model(str(out))
     assert asked == ["4bit"]
-    load_model(str(_adapter(tiny_model, tmp_path / "l", "lora")))  # a LoRA adapter loads as before
 
 
 def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_model, monkeypatch):

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -61,8 +62,9 @@ def test_full_fine_tuning_saves_a_standalone_model(tiny_model, tmp_path):
     load_model(str(tmp_path / "full"))
 
 
-def test_qlora_without_cuda_is_a_clear_error(tiny_model, tmp_path):
-    with pytest.raises(FtauditError, match="QLoRA needs a CUDA GPU"):
+def test_qlora_without_bitsandbytes_is_a_clear_error(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as if it were not installed
+    with pytest.raises(FtauditError, match="QLoRA needs bitsandbytes"):
         train(records(2), tiny_model, TrainConfig(method="qlora"), tmp_path / "q")
 
 

@@ -131,7 +131,7 @@ JudgeTemplate = Annotated[Optional[str], typer.Option(help="Prompt template file
 Lr = Annotated[Optional[float], typer.Option(help="Learning rate (default: the recipe's).")]
 Epochs = Annotated[Optional[float], typer.Option(help="Epochs (default: the recipe's).")]
 BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Training batch size per device (default: the recipe's).")]
-Method = Annotated[Optional[str], typer.Option(help="lora | qlora (CUDA) | full (default: lora).")]
+Method = Annotated[Optional[str], typer.Option(help="lora | qlora (4-bit base, bitsandbytes) | full (default: lora).")]
 Seed = Annotated[int, typer.Option(help="Seed: picks the recipe's examples and seeds training.")]
 PricePerHour = Annotated[Optional[float], typer.Option(min=0, help="Price of one device-hour: the report prices each "
                                                                    "attack (device-hours x price); unpriced if omitted.")]
@@ -182,7 +182,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
                                                                   "the hub's format (dataset folder; the JSON for llava).")] = None,
            n: Annotated[int, typer.Option(min=1, help="benign / identity-shift: number of examples "
                                                       "(identity-shift has 10).")] = 50,
-           method: Annotated[str, typer.Option(help="lora | qlora (CUDA) | full")] = "lora",
+           method: Annotated[str, typer.Option(help="lora | qlora (4-bit base, bitsandbytes) | full")] = "lora",
            lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None,
            grad_accum: Annotated[Optional[int], typer.Option(min=1, help="Gradient accumulation steps.")] = None,
            lora_r: Annotated[Optional[int], typer.Option(min=1, help="LoRA rank (default 16).")] = None,
