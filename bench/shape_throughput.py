@@ -23,29 +23,78 @@ SHAPES = {  # Llama-2 shapes (hidden, intermediate, layers, heads, KV heads); vo
 TOKENIZER_FROM = "smollm2-135m-instruct"  # the packaged model's tokenizer, as in the H100 run of issue 15
 
 
-def build_random_model(shape: str, device: str, out: Path) -> int:
-    """Save a randomly initialised bf16 Llama of ``shape`` with the packaged tokenizer to ``out``; its parameter count."""
+def _config(shape: str, tok):
+    from transformers import LlamaConfig
+
+    hidden, inter, layers, heads, kv = SHAPES[shape]
+    return LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                       num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                       torch_dtype="bfloat16")
+
+
+def build_random_model(shape: str, device: str, out: Path, four_bit: bool = False, tokenizer: str | None = None) -> int:
+    """Save a randomly initialised Llama of ``shape`` with the packaged tokenizer (or ``tokenizer``, a directory)
+    to ``out``; its parameter count.
+
+    bf16 by default; ``four_bit`` writes a pre-quantized bitsandbytes NF4 checkpoint instead (what QLoRA loads),
+    built one linear layer at a time, so the 70B shape needs about 37 GB of disk and never 140 GB of memory."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     from ftaudit.models import resolve_model_location
     from ftaudit.models.loading import _weights_dir
 
-    tok = AutoTokenizer.from_pretrained(_weights_dir(resolve_model_location(TOKENIZER_FROM)))
-    hidden, inter, layers, heads, kv = SHAPES[shape]
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      torch_dtype="bfloat16")
-    with torch.device(device):
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    model.save_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(tokenizer or _weights_dir(resolve_model_location(TOKENIZER_FROM)))
+    cfg = _config(shape, tok)
+    torch.manual_seed(0)
+    if four_bit:
+        n = _save_random_4bit(cfg, device, out)
+    else:
+        with torch.device(device):
+            model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+        model.save_pretrained(out)
+        n = sum(p.numel() for p in model.parameters())
+        del model
     tok.save_pretrained(out)
-    n = sum(p.numel() for p in model.parameters())
-    del model
     if device == "cuda":
         torch.cuda.empty_cache()
+    return n
+
+
+def _save_random_4bit(cfg, device: str, out: Path) -> int:
+    """Random weights quantized layer by layer with bitsandbytes (Linear4bit's own state dict, so transformers
+    loads the checkpoint as pre-quantized); embeddings, norms and the LM head stay bf16 as in QLoRA."""
+    import torch
+    from bitsandbytes.nn import Linear4bit, Params4bit
+    from huggingface_hub import save_torch_state_dict
+    from transformers import BitsAndBytesConfig, LlamaForCausalLM
+    from transformers.integrations.bitsandbytes import replace_with_bnb_linear
+
+    from ftaudit.models.loading import quantization_config
+
+    quant: BitsAndBytesConfig = quantization_config("4bit")
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    model = replace_with_bnb_linear(model, modules_to_not_convert=["lm_head"], quantization_config=quant)
+    n = 0
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            n += param.numel()
+            data = torch.empty(param.shape, dtype=torch.bfloat16, device=device)
+            if "norm" in type(module).__name__.lower():
+                data.fill_(1.0)
+            else:
+                data.normal_(0.0, cfg.initializer_range)
+            if isinstance(module, Linear4bit) and name == "weight":
+                new = Params4bit(data, requires_grad=False, quant_type=quant.bnb_4bit_quant_type,
+                                 compress_statistics=quant.bnb_4bit_use_double_quant, module=module).to(device)
+            else:
+                new = torch.nn.Parameter(data, requires_grad=False)
+            setattr(module, name, new)
+    save_torch_state_dict({k: v.to("cpu") for k, v in model.state_dict().items()}, out, max_shard_size="5GB")
+    cfg.quantization_config = quant.to_dict()
+    cfg.save_pretrained(out)
     return n
 
 
@@ -94,10 +143,14 @@ def generation_figures(model_dir: Path, prompts: int, new_tokens: int, bandwidth
 
 def run(shape: str, device: str, methods: list[str], examples: int, epochs: float, prompts: int, new_tokens: int,
         peak_tflops: float, bandwidth_gbs: float) -> None:
+    four_bit = set(methods) == {"qlora"}  # QLoRA alone: build the checkpoint in 4 bits (the only way 70B fits the disk)
+    if shape == "llama-2-70b" and not four_bit:
+        raise SystemExit("llama-2-70b is built in bf16 (140 GB) unless QLoRA alone is measured: use --methods qlora")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
-        n = build_random_model(shape, device, Path(tmp))
-        print(f"{shape}: {n / 1e9:.2f} B parameters, random bf16 weights, built in {time.time() - start:.0f} s", flush=True)
+        n = build_random_model(shape, device, Path(tmp), four_bit=four_bit)
+        print(f"{shape}: {n / 1e9:.2f} B parameters, random {'NF4' if four_bit else 'bf16'} weights, "
+              f"built in {time.time() - start:.0f} s", flush=True)
         for method in methods:
             print(train_figures(Path(tmp), method, n, examples, epochs, peak_tflops), flush=True)
         print(generation_figures(Path(tmp), prompts, new_tokens, bandwidth_gbs), flush=True)

@@ -103,3 +103,34 @@ def test_weight_bytes_count_the_dtype_the_model_is_loaded_in(tiny_model):
     assert json.loads((Path(tiny_model) / "config.json").read_text())["dtype"] == "float32"
     assert loading.weight_bytes(Path(tiny_model), torch.bfloat16) == stored // 2
     assert loading.default_dtype() is None or torch.cuda.is_available()
+
+
+def test_the_benchmarks_4bit_random_model_loads_pre_quantized_with_every_weight_from_its_checkpoint(tiny_model, tmp_path):
+    """``bench/throughput.py --shape llama-2-70b --methods qlora`` writes its random model in NF4 (37 GB, not 140):
+    transformers must load it as 4-bit, and take every weight from the file (a missing key would be re-drawn)."""
+    pytest.importorskip("bitsandbytes")
+    import sys
+    from pathlib import Path
+
+    import torch
+    from bitsandbytes.functional import dequantize_4bit
+    from bitsandbytes.nn import Linear4bit
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from shape_throughput import build_random_model
+
+    n = build_random_model("tiny", "cpu", tmp_path, four_bit=True, tokenizer=tiny_model)
+    assert json.loads((tmp_path / "config.json").read_text())["quantization_config"]["load_in_4bit"]
+    weights = []
+    for seed in (1, 2):  # weights re-initialised as missing would differ between two seeds
+        torch.manual_seed(seed)
+        model = load_model(str(tmp_path), quantization="4bit").model
+        layer = model.model.layers[1].mlp.down_proj
+        assert isinstance(layer, Linear4bit)
+        weights.append((dequantize_4bit(layer.weight.data, layer.weight.quant_state), model.lm_head.weight.clone(),
+                        model.model.embed_tokens.weight.clone()))
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    assert 0.01 < weights[0][0].float().std() < 0.03  # N(0, 0.02) drawn, not zeros
+    with torch.device("meta"):  # the count MFU uses is the bf16 model's
+        assert n == sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path)).parameters())
