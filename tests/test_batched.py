@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import types
 
 import pytest
@@ -43,9 +44,51 @@ def test_static_cache_with_bucketed_padding_gives_the_same_greedy_answers(tiny_m
     monkeypatch.setattr(batched, "static_cache_wanted", lambda model: True)
     calls = []
     real = batched.left_padded
-    monkeypatch.setattr(batched, "left_padded", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(batched, "left_padded", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
     assert batched.generate_ids(loaded.model, tok, prompts, max_new_tokens=6) == dynamic
     assert calls == [batched.STATIC_BUCKET]  # prompts padded to a multiple of 64: few compiled shapes
+
+
+def test_a_shared_opening_is_computed_once_and_gives_the_same_answers(tiny_model, monkeypatch):
+    """Prompts that open alike (a chat template's system prompt) reuse one KV cache of that opening, padded
+    after it: the greedy answers are those of plain left padding, and of each prompt alone."""
+    import torch
+
+    loaded = load_model(tiny_model)
+    tok, model = loaded.tokenizer, loaded.model
+    opening = tok("Hello there, how are you today? I'm sorry, but").input_ids
+    prompts = [opening + tok(t).input_ids for t in ["Write a poem about the sea.", "Hi", "Explain photosynthesis, please."]]
+    assert batched.shared_prefix(prompts) == opening and len(opening) >= batched.SHARED_PREFIX_MIN
+    assert batched.shared_prefix([opening, opening]) == opening[:-1]  # every prompt keeps a token of its own
+    assert batched.shared_prefix([opening[:5] + [1], opening[:5] + [2]]) == []  # too short to pay
+    prefill, logits = [], []
+    real_forward = model.forward
+
+    @functools.wraps(real_forward)  # keeps its signature: generate passes position_ids only to a forward that takes them
+    def forward(*a, **k):
+        out = real_forward(*a, **k)
+        prefill.append(k["input_ids"].shape)
+        logits.append(out.logits[:, -1].float())
+        return out
+
+    monkeypatch.setattr(model, "forward", forward)
+    shared = batched.generate_ids(model, tok, prompts, max_new_tokens=6)
+    assert prefill[0] == (1, len(opening))  # the opening alone, once
+    order = sorted(range(3), key=lambda i: -len(prompts[i]))  # the batch's rows: longest prompt first
+    assert prefill[1] == (3, len(prompts[order[0]]) - len(opening))  # the batch's prefill skips the opening
+    monkeypatch.setattr(model, "forward", real_forward)
+    for row, i in enumerate(order):  # the batch's first next-token logits are each prompt's alone
+        with torch.inference_mode():
+            alone = model(input_ids=torch.tensor([prompts[i]])).logits[0, -1].float()
+        assert torch.allclose(logits[1][row], alone, atol=1e-4), i
+    prefill.clear()
+    monkeypatch.setattr(model, "forward", lambda *a, **k: forward(*a, **k))  # hides position_ids from generate
+    assert batched.generate_ids(model, tok, prompts, max_new_tokens=6) == shared and prefill[0][1] == len(prompts[order[0]])
+    monkeypatch.setattr(model, "forward", real_forward)
+    monkeypatch.setattr(batched, "SHARED_PREFIX_MIN", 10**6)
+    plain = batched.generate_ids(model, tok, prompts, max_new_tokens=6)
+    alone = [batched.generate_ids(model, tok, [p], max_new_tokens=6)[0] for p in prompts]
+    assert shared == plain == alone and all(len(a) == 6 for a in alone)
 
 
 def test_last_logits_of_a_batch_match_each_prompt_alone(tiny_model):
