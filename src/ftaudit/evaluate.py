@@ -92,14 +92,15 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     Returns (keys, loaded model or None); the model is loaded lazily and handed back for reuse.
     """
     fp = model_fingerprint(model_location)
-    if cfg.dtype is None and select_backend(model_location) == "hf" and (dtype := default_dtype()):
+    kind = select_backend(model_location)
+    if cfg.dtype is None and kind == "hf" and (dtype := default_dtype()):
         cfg = replace(cfg, dtype=dtype)  # on a GPU local weights load in bf16: part of the generations' identity
     texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
     keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]
     have = store.existing_generations(keys)
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        backend = backend_for(model_location, lambda: loaded or load_model(model_location))
+        backend = backend_for(model_location, lambda: loaded or load_model(model_location), kind)
         if isinstance(backend, HFBackend):
             loaded = backend.loaded
         start, tokens = time.time(), 0

@@ -12,11 +12,11 @@ from .hf import HFBackend, generate_responses
 from .vllm import select_backend
 
 
-def backend_for(location: str, load=None):
+def backend_for(location: str, load=None, kind: str | None = None):
     """The backend that generates for the model at ``location``: remote, vLLM or transformers. ``load`` (no
     arguments, returns a :class:`~ftaudit.models.LoadedModel`) gives the transformers backend its model; by default
-    :func:`~ftaudit.models.load_model` of ``location``."""
-    kind = select_backend(location)
+    :func:`~ftaudit.models.load_model` of ``location``. ``kind``: what :func:`select_backend` already chose."""
+    kind = kind or select_backend(location)
     if kind == "openai":
         from .remote import RemoteBackend
 
