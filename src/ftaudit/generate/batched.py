@@ -81,8 +81,9 @@ def left_padded(prompts: Sequence[Sequence[int]], pad_id: int, device, multiple:
 def shared_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
     """The tokens every prompt opens with (at least one token of each left over), or [] when fewer than
     SHARED_PREFIX_MIN."""
-    common = os.path.commonprefix([list(p) for p in prompts]) if prompts else []
-    common = common[:min(len(p) for p in prompts) - 1] if prompts else []
+    if not prompts:
+        return []
+    common = os.path.commonprefix([list(p) for p in prompts])[:min(len(p) for p in prompts) - 1]
     return common if len(common) >= SHARED_PREFIX_MIN else []
 
 
