@@ -68,6 +68,16 @@ def test_qlora_without_bitsandbytes_is_a_clear_error(tiny_model, tmp_path, monke
         train(records(2), tiny_model, TrainConfig(method="qlora"), tmp_path / "q")
 
 
+def test_qlora_on_cpu_with_a_bitsandbytes_before_cpu_nf4_is_a_clear_error(tiny_model, tmp_path, monkeypatch):
+    bnb = pytest.importorskip("bitsandbytes")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bnb, "__version__", "0.45.5")  # GPU-only NF4: it would fail deep inside bitsandbytes
+    with pytest.raises(FtauditError, match=r"QLoRA on CPU needs bitsandbytes>=0.50 .*0\.45\.5"):
+        train(records(2), tiny_model, TrainConfig(method="qlora"), tmp_path / "q")
+
+
 def test_unknown_method():
     with pytest.raises(FtauditError, match="unknown training method"):
         TrainConfig(method="dora").validate()

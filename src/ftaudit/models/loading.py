@@ -240,10 +240,15 @@ def quantization_config(bits: str):
     if bits not in ("4bit", "8bit"):
         raise FtauditError(f"unknown quantization '{bits}'; use 4bit or 8bit")
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes
     except ImportError:
         raise FtauditError("QLoRA needs bitsandbytes; pip install 'ftaudit[qlora]'") from None
+    from packaging.version import Version
     from transformers import BitsAndBytesConfig
+
+    if not torch.cuda.is_available() and Version(bitsandbytes.__version__) < Version("0.50"):
+        raise FtauditError(f"QLoRA on CPU needs bitsandbytes>=0.50 (the first tested with CPU NF4; this is "
+                           f"{bitsandbytes.__version__}): pip install -U 'bitsandbytes>=0.50'")
 
     if bits == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
