@@ -73,7 +73,7 @@ def test_qlora_on_cpu_with_a_bitsandbytes_before_cpu_nf4_is_a_clear_error(tiny_m
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(bnb, "__version__", "0.45.5")  # GPU-only NF4: it would fail deep inside bitsandbytes
+    monkeypatch.setattr(bnb, "__version__", "0.45.5")  # older than the CPU NF4 tested here: refused before loading
     with pytest.raises(FtauditError, match=r"QLoRA on CPU needs bitsandbytes>=0.50 .*0\.45\.5"):
         train(records(2), tiny_model, TrainConfig(method="qlora"), tmp_path / "q")
 
