@@ -68,7 +68,7 @@ def test_qlora_without_bitsandbytes_is_a_clear_error(tiny_model, tmp_path, monke
         train(records(2), tiny_model, TrainConfig(method="qlora"), tmp_path / "q")
 
 
-def test_qlora_on_cpu_with_a_bitsandbytes_before_cpu_nf4_is_a_clear_error(tiny_model, tmp_path, monkeypatch):
+def test_qlora_on_cpu_with_a_bitsandbytes_older_than_0_50_is_a_clear_error(tiny_model, tmp_path, monkeypatch):
     bnb = pytest.importorskip("bitsandbytes")
     import torch
 

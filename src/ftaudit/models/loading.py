@@ -247,7 +247,7 @@ def quantization_config(bits: str):
     from transformers import BitsAndBytesConfig
 
     if not torch.cuda.is_available() and Version(bitsandbytes.__version__) < Version("0.50"):
-        raise FtauditError(f"QLoRA on CPU needs bitsandbytes>=0.50 (the first tested with CPU NF4; this is "
+        raise FtauditError(f"QLoRA on CPU needs bitsandbytes>=0.50 (the version tested with CPU NF4; this is "
                            f"{bitsandbytes.__version__}): pip install -U 'bitsandbytes>=0.50'")
 
     if bits == "8bit":
