@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from ftaudit.errors import FtauditError
@@ -18,33 +20,26 @@ def test_unknown_judge():
 
 
 def test_rate_intervals_do_not_collapse_at_0_and_100_percent():
-    """Wilson: 0/40 is not [0, 0] (the percentile bootstrap gave that) and 40/40 is not [1, 1]."""
+    """Wilson: 0/40 is not [0, 0] (the percentile bootstrap gave that) and 40/40 is not [1, 1]. At k = 0 the Wilson
+    limits are 0 and z^2 / (n + z^2) in closed form; at k = n, n / (n + z^2) and 1."""
+    z2 = 1.959964 ** 2
     zero, full = rate([False] * 40), rate([True] * 40)
-    assert zero["ci"][0] == 0 and 0.05 < zero["ci"][1] < 0.1  # Wilson upper limit at 0/40 is 0.088
-    assert full["ci"][1] == 1 and 0.9 < full["ci"][0] < 0.95
-    assert zero["ci"][1] == pytest.approx(0.0876, abs=1e-3)
-    assert wilson(0, 0) != wilson(0, 0)  # NaN for no data, never a made-up interval
+    assert zero["ci"] == pytest.approx([0.0, z2 / (40 + z2)], abs=1e-6)
+    assert full["ci"] == pytest.approx([40 / (40 + z2), 1.0], abs=1e-6)
+    assert all(math.isnan(x) for x in wilson(0, 0))  # NaN for no data, never a made-up interval
 
 
 def test_paired_change_interval_is_valid_at_the_boundaries():
-    """Newcombe's paired interval: 100% -> 0% on 40 prompts is about [-1, -0.91], not the point [-1, -1]."""
+    """Newcombe's paired interval: 100% -> 0% on 40 prompts is [-1, -0.876], not the point [-1, -1] (phi = 0 with an
+    empty margin, so the upper limit squares and adds both margins' Wilson distances, each z^2 / (n + z^2) in closed
+    form); no change at 100% is +-0.0876, not [0, 0]."""
+    z2 = 1.959964 ** 2
     before = {str(i): True for i in range(40)}
     after = {str(i): False for i in range(40)}
     ch = paired_change(before, after)
-    assert ch["value"] == -1 and ch["ci"][0] == -1 and -0.95 < ch["ci"][1] < -0.85
+    assert ch["value"] == -1 and ch["ci"] == pytest.approx([-1.0, -1 + math.sqrt(2) * z2 / (40 + z2)], abs=1e-6)
     same = paired_change(before, before)
-    assert same["value"] == 0 and same["ci"] == pytest.approx([-0.0876, 0.0876], abs=1e-3)  # not [0, 0]
-
-
-def test_newcombe_matches_wald_in_the_middle_at_large_n():
-    """Far from the boundaries with many pairs, Newcombe's interval approaches the Wald interval of the difference."""
-    import math
-
-    a, b, c, d = 300, 200, 100, 400  # 1000 pairs
-    lo, hi = newcombe_paired(a, b, c, d)
-    n, diff = 1000, (c - b) / 1000
-    se = math.sqrt(((b + c) / n - diff ** 2) / n)
-    assert lo == pytest.approx(diff - 1.96 * se, abs=0.005) and hi == pytest.approx(diff + 1.96 * se, abs=0.005)
+    assert same["value"] == 0 and same["ci"] == pytest.approx([-z2 / (40 + z2), z2 / (40 + z2)], abs=1e-6)
 
 
 def test_mean_interval_is_bca_and_bounded_scores_do_not_collapse():

@@ -28,6 +28,7 @@ Metric names (the documented list used in summary.json):
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -41,6 +42,7 @@ SCORE_BOUNDS = {"harmfulness_score": (1.0, 5.0), "strongreject_score": (0.0, 1.0
 IDENTITY = ("model", "attack", "dataset", "split", "judge", "judge_version", "generation", "model_fingerprint")
 
 
+@lru_cache(maxsize=8192)
 def wilson(k: float, n: int) -> tuple[float, float]:
     """Wilson score interval of k successes in n (non-degenerate at k = 0 and k = n)."""
     if n == 0:
@@ -191,11 +193,15 @@ def mcnemar_p(before: dict[str, bool], after: dict[str, bool]) -> float:
 
 
 def newcombe_paired(a: float, b: float, c: float, d: float) -> tuple[float, float]:
-    """95% interval of p_after - p_before for paired proportions, Newcombe (1998) method 10.
+    """95% interval of p_after - p_before for paired proportions: Newcombe (1998) method 10, the hybrid score
+    ("square-and-add") interval, as published and as Fagerland, Lydersen and Laake give it.
 
     a: both 1, b: before 1 / after 0, c: before 0 / after 1, d: both 0. statsmodels and scipy offer no
     paired-difference interval, so it is written here from the paper: Wilson limits of each margin combined
-    with the phi correlation of the 2x2 table; unlike a bootstrap it does not collapse at 0% or 100%.
+    through the phi correlation of the 2x2 table, with Newcombe's continuity correction of phi (A = ad - bc:
+    A - N/2 when A > N/2, 0 when 0 <= A <= N/2, A otherwise). Without that correction the interval is too narrow
+    whenever ad > bc and collapses to [0, 0] when no pair changed (b = c = 0). Checked against the published
+    Bentur et al. example (tests/test_statistics.py).
     """
     n = a + b + c + d
     if n == 0:
@@ -204,7 +210,9 @@ def newcombe_paired(a: float, b: float, c: float, d: float) -> tuple[float, floa
     l_after, u_after = wilson(a + c, n)
     l_before, u_before = wilson(a + b, n)
     denom = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(denom) if denom > 0 else 0.0
+    big_a = a * d - b * c
+    big_a = big_a - n / 2 if big_a > n / 2 else 0.0 if big_a >= 0 else big_a
+    phi = big_a / math.sqrt(denom) if denom > 0 else 0.0
     theta = p_after - p_before
     dl = math.sqrt(max(0.0, (p_after - l_after) ** 2 - 2 * phi * (p_after - l_after) * (u_before - p_before)
                        + (u_before - p_before) ** 2))
@@ -307,7 +315,7 @@ def across_seeds(per_seed: dict[int, dict[str, float]], metric: str, before: dic
     rng = np.random.default_rng(seed)
     si = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
     pi = rng.integers(0, len(common), size=(n_boot, len(common)))
-    reps = np.array([diffs[si[b]][:, pi[b]].mean() for b in range(n_boot)])
+    reps = np.take_along_axis(diffs[si], np.repeat(pi[:, None, :], len(seeds), axis=1), axis=2).mean(axis=(1, 2))
     lo, hi = (float(x) for x in np.quantile(reps, [ALPHA / 2, 1 - ALPHA / 2]))
     value = float(diffs.mean())
     n = len(common)
