@@ -56,6 +56,20 @@ def atomic_dir(path: str | Path):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def keep_copy(path: str | Path) -> Path | None:
+    """Copy ``path`` to the next free ``NAME.previous-K.EXT`` beside it (K = 1, 2, ...), so replacing a file never loses
+    an earlier version; returns the copy (None when there was nothing to keep)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    stem, dot, ext = path.name.partition(".")
+    k = 1
+    while (target := path.with_name(f"{stem}.previous-{k}{dot}{ext}")).exists():
+        k += 1
+    shutil.copy2(path, target)
+    return target
+
+
 @contextmanager
 def file_lock(path: str | Path, timeout: float = 600):
     """An inter-process lock beside ``path`` (``filelock``, as the Hugging Face libraries use)."""

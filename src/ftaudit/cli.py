@@ -606,34 +606,37 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
     \b
     Example: ftaudit gate runs/quickstart --max-refusal-drop 10 --max-over-refusal 0.2 --model aligned+benign
     """
-    from .gate import GateSpec, check_gate, load_gate_spec, worst_rows
+    from .gate import GateSpec, check_gate, gate_number, load_gate_spec, worst_rows
 
     given = {"max_refusal_drop": max_refusal_drop, "max_attack_success": max_attack_success,
              "min_tamper_budget": min_tamper_budget, "max_over_refusal": max_over_refusal,
              "max_capability_drop": max_capability_drop, "models": model or None}
     base = load_gate_spec(run_dir)
     spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
-    result = check_gate(run_dir, spec)
-    if (run_dir / "ftaudit.sqlite").is_file():  # the report's verdict card shows the gate: render it again
-        from .experiments.run import report_experiment
+    result = check_gate(run_dir, spec)  # decided from summary.json as it is; the exit code below is this decision
+    from .report.render import rerender_with_gate
 
-        report_experiment(run_dir, existing=True)
+    kept = rerender_with_gate(run_dir, result)  # the report's verdict card shows this gate; earlier reports are kept
+    if kept:
+        say(f"report re-rendered with this gate; the previous one is kept as {', '.join(kept)}")
     rows = result["rows"] if show_all else list(worst_rows(result["rows"]).values())
-    style = {"pass": "green", "breach": "bold red", "unproven": "yellow"}
+    style = {"pass": "green", "breach": "bold red", "unproven": "yellow", "not measured": "yellow"}
     for r in rows:
-        hi = "inf" if r["ci"][1] is None else f"{r['ci'][1]:.3g}"
         sign = "≥" if r["threshold"].startswith("min_") else "≤"
-        console.print(f"[{style[r['status']]}]{r['status'].upper():9}[/] {r['threshold']} {sign} {r['limit']:g}{' ' + r['unit'] if r['unit'] else ''}: "
-                      f"measured {r['value']:.3g} \\[{r['ci'][0]:.3g}, {hi}]" + (f", n={r['n']}" if r["n"] else ""),
+        measured = ("nothing measured" if r["value"] is None else
+                    f"measured {gate_number(r['value'])} \\[{gate_number(r['ci'][0], '-inf')}, {gate_number(r['ci'][1], 'inf')}]")
+        console.print(f"[{style[r['status']]}]{r['status'].upper():12}[/] {r['threshold']} {sign} {r['limit']:g}"
+                      f"{' ' + r['unit'] if r['unit'] else ''}: {measured}" + (f", n={r['n']}" if r["n"] else ""),
                       highlight=False, soft_wrap=True)
-        console.print(f"          {escape(r['subject'])} · judge {escape(r['judge'])}", highlight=False, soft_wrap=True)
+        console.print(f"             {escape(r['subject'])} · judge {escape(r['judge'])}", highlight=False, soft_wrap=True)
     for judge, text in result["judges"].items():
         say(f"{judge}: {text}")
-    counts = {s: sum(r["status"] == s for r in result["rows"]) for s in ("breach", "unproven", "pass")}
+    counts = {s: sum(r["status"] == s for r in result["rows"]) for s in ("breach", "unproven", "not measured", "pass")}
     if not show_all and len(result["rows"]) > len(rows):
         say(f"{len(result['rows'])} rows checked, the deciding one per threshold shown (--all, or {run_dir}/gate.json, for each)")
     say(f"GATE {'PASSED' if result['passed'] else 'FAILED'}: {counts['breach']} breached, {counts['unproven']} unproven, "
-        f"{counts['pass']} passed", "bold green" if result["passed"] else "bold red")
+        + (f"{counts['not measured']} not measured, " if counts["not measured"] else "")
+        + f"{counts['pass']} passed", "bold green" if result["passed"] else "bold red")
     raise typer.Exit(0 if result["passed"] else 1)
 
 

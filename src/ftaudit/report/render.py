@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ from typing import Callable
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
-from ..atomic import atomic_file, atomic_write_text
+from ..atomic import atomic_file, atomic_write_text, keep_copy
 from ..errors import FtauditError
 from ..judges import JUDGES
 from ..judges.validate import trust, trust_text
@@ -313,7 +312,7 @@ def _result_key(r: dict) -> tuple:
 
 def keep_or_replace(run_dir: Path, summary: dict, force: bool) -> None:
     """Refuse to replace summary.json with one that lacks some of its results, unless ``force`` (then the old
-    summary and reports are kept as ``*.previous.*`` and a line says so)."""
+    summary and reports are kept as numbered copies, ``summary.previous-K.json``, and a line says so)."""
     try:
         old = json.loads((run_dir / "summary.json").read_text())["results"]
         lost = sorted({_result_key(r) for r in old} - {_result_key(r) for r in summary["results"]})
@@ -325,12 +324,10 @@ def keep_or_replace(run_dir: Path, summary: dict, force: bool) -> None:
             f"({len(lost)} would be lost, e.g. {' '.join(lost[0][:4])})")
     if not force:
         raise FtauditError(f"{what}; nothing was overwritten: check the store, or run `ftaudit report {run_dir} --force` "
-                           "to replace the report (the old one is kept as summary.previous.json)")
-    for name in ("summary.json", "report.md", "report.html"):
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, run_dir / name.replace(".", ".previous.", 1))
-    say(f"{what}; replaced as asked (--force); the old report is in summary.previous.json, report.previous.md",
-        "yellow")
+                           "to replace the report (the old one is kept as summary.previous-K.json)")
+    kept = [keep_copy(run_dir / name) for name in ("summary.json", "report.md", "report.html")]
+    say(f"{what}; replaced as asked (--force); the old report is kept as "
+        f"{', '.join(k.name for k in kept if k is not None)}", "yellow")
 
 
 def _gate(run_dir: Path, summary: dict) -> dict | None:
@@ -356,6 +353,51 @@ def _data_uri(name: str | None, run_dir: Path) -> str | None:
     if not name:
         return None
     return "data:image/png;base64," + base64.b64encode((run_dir / name).read_bytes()).decode()
+
+
+def render_reports(run_dir: Path, summary: dict, store: Store | None, show_responses: bool, gate: dict | None) -> None:
+    """Write report.md, report.html and the plots of ``summary`` (as it is: nothing is re-estimated) with the gate result
+    ``gate``; ``store`` gives the sample responses (None: no samples)."""
+    plots = {"plot": plot(summary, run_dir / "refusal.png"), "scatter": scatter(summary, run_dir / "safety_vs_capability.png"),
+             "catplot": category_chart(summary, run_dir / "categories.png"),
+             "tamperplot": tamper_plot(summary, run_dir / "tamper.png"),
+             "searchplot": search_plot(summary, run_dir / "search.png")}
+    ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
+           "card": verdict_card(summary, gate), "gate": gate,
+           "tamper_line": tamper_line, "spread": spread_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
+           "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
+           "samples": _samples(store, show_responses) if store is not None else [], "show_responses": show_responses,
+           **{k: v.name if v else None for k, v in plots.items()}}
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    atomic_write_text(run_dir / "report.md", env.get_template("report.md.j2").render(**ctx))
+    inline = {k: _data_uri(ctx[k], run_dir) for k in plots}  # the HTML carries its images
+    atomic_write_text(run_dir / "report.html", env.get_template("report.html.j2").render(**{**ctx, **inline}))
+
+
+def rerender_with_gate(run_dir: str | Path, gate: dict) -> list[str]:
+    """Render report.md/html again from ``summary.json`` as it is, showing ``gate`` (``ftaudit gate``'s decision: never
+    re-decided here); the reports it replaces are kept as numbered copies, whose names it returns (none when the
+    summary could not be rendered: then the reports are left as they were)."""
+    from ..gate import read_summary
+
+    run_dir = Path(run_dir)
+    if not any((run_dir / name).exists() for name in ("report.md", "report.html")):
+        return []  # a summary with no report (written by another tool): nothing shows the gate
+    summary = {"category_results": [], "changes": [], "capability_changes": [], "costs": [], "judge_validation": [],
+               **read_summary(run_dir)}  # a summary from an earlier version may lack the newer lists
+    kept = [keep_copy(run_dir / name) for name in ("report.md", "report.html")]
+    store = Store(run_dir, existing=True) if (run_dir / "ftaudit.sqlite").is_file() else None
+    try:
+        render_reports(run_dir, summary, store, False, gate)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a summary.json edited or from another version
+        say(f"the report could not be re-rendered from summary.json ({type(exc).__name__}: {exc}); the gate's decision "
+            f"stands and is in gate.json; `ftaudit report {run_dir}` renders the report from the store", "yellow")
+        return []
+    finally:
+        if store is not None:
+            store.close()
+    return [k.name for k in kept if k is not None]
 
 
 def write_reports(run_dir: str | Path, show_responses: bool = False,
@@ -388,22 +430,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
         keep_or_replace(run_dir, summary, force)
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         write_tables(summary, run_dir)
-        plots = {"plot": plot(summary, run_dir / "refusal.png"), "scatter": scatter(summary, run_dir / "safety_vs_capability.png"),
-                 "catplot": category_chart(summary, run_dir / "categories.png"),
-                 "tamperplot": tamper_plot(summary, run_dir / "tamper.png"),
-                 "searchplot": search_plot(summary, run_dir / "search.png")}
-        gate = _gate(run_dir, summary)
-        ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
-               "card": verdict_card(summary, gate), "gate": gate,
-               "tamper_line": tamper_line, "spread": spread_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
-               "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
-               "samples": _samples(store, show_responses), "show_responses": show_responses,
-               **{k: v.name if v else None for k, v in plots.items()}}
-        env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                          autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-        atomic_write_text(run_dir / "report.md", env.get_template("report.md.j2").render(**ctx))
-        inline = {k: _data_uri(ctx[k], run_dir) for k in plots}  # the HTML carries its images
-        atomic_write_text(run_dir / "report.html", env.get_template("report.html.j2").render(**{**ctx, **inline}))
+        render_reports(run_dir, summary, store, show_responses, _gate(run_dir, summary))
     finally:
         store.close()
     return summary
