@@ -127,11 +127,16 @@ def test_tamper_interval_comes_from_one_joint_bootstrap_and_widens_with_seed_dis
     assert all(p["n_seeds"] == 3 for p in a["points"]) and a["points"][0]["drop_ci"][0] < a["points"][0]["drop"]
 
 
-def test_priced_costs():
-    [c] = priced([{"train_seconds": 3000.0, "generate_seconds": 600.0}], 2.0)
-    assert c["device_seconds"] == 3600.0 and c["estimated_price"] == 2.0
-    [multi] = priced([{"train_seconds": 450.0, "generate_seconds": 0.0, "devices": 8}], 2.0)  # 8 GPUs for 450 s
+def test_priced_costs_are_the_attacks_training_only():
+    """Generation is evaluation, not the attack: 3000 s of training priced at $2/h is $1.67 whatever the 600 s of
+    generation; 8 GPUs for 450 s are 3600 device-seconds; a post-hoc defense's repair is part of its attack's price."""
+    [c] = priced([{"model": "a", "train_seconds": 3000.0, "generate_seconds": 600.0}], 2.0)
+    assert c["device_seconds"] == 3000.0 and c["estimated_price"] == 1.6667 and c["generate_seconds"] == 600.0
+    [multi] = priced([{"model": "b", "train_seconds": 450.0, "generate_seconds": 0.0, "devices": 8}], 2.0)
     assert multi["device_seconds"] == 3600.0 and multi["estimated_price"] == 2.0
+    budgets = {"c~safelora": {"defense_stage": "post-hoc", "defense_report": {"seconds": 36.0}}}
+    [repaired] = priced([{"model": "c~safelora", "train_seconds": 3564.0, "generate_seconds": 50.0}], 1.0, budgets)
+    assert repaired["device_seconds"] == 3600.0 and repaired["defense_seconds"] == 36.0 and repaired["estimated_price"] == 1.0
 
 
 def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):

@@ -239,7 +239,7 @@ class Store:
         an unfinished evaluation is reported as such, not as a smaller n."""
         return list(self.db.execute(
             f"SELECT e.model, e.attack, e.dataset, e.kind, e.split, g.prompt_id, g.category, g.prompt, g.response, "
-            f"g.new_tokens, g.gen_key, g.model_fingerprint, e.gen_ref, v.judge, v.judge_version, {OUTCOME} AS outcome, "
+            f"g.new_tokens, g.gen_key, g.model_fingerprint, g.system_prompt, e.gen_ref, v.judge, v.judge_version, {OUTCOME} AS outcome, "
             f"CASE WHEN {OUTCOME} = 'answered' THEN j.refused END AS refused, "
             f"CASE WHEN {OUTCOME} = 'answered' THEN j.score END AS score, j.label "
             "FROM evals e JOIN generations g ON g.key = e.gen_ref "

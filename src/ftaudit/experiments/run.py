@@ -240,22 +240,31 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
         from ..report.defense_matrix import defense_matrix
 
         price = meta.get("price_per_device_hour")
-        return {"budgets": budgets, **({"costs": priced(summary["costs"], price)} if price is not None else {}),
+        return {"budgets": budgets, **({"costs": priced(summary["costs"], price, budgets)} if price is not None else {}),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
                                                  meta.get("searches") or {}, threshold, relative),
                 "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {})}
 
-    return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing)
+    return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing, tamper=tamper)
 
 
-def priced(costs: list[dict], price_per_device_hour: float) -> list[dict]:
-    """Add device-seconds (training on every device it used + generation) and an estimated price."""
+def priced(costs: list[dict], price_per_device_hour: float, budgets: dict | None = None) -> list[dict]:
+    """Add the attack's device-seconds and an estimated price. The attack's price is its own compute: training on every
+    device it used, plus a post-hoc defense's repair of its weights; evaluation (generation, search prompts, replaced
+    evaluations) is not the attack's and stays apart in ``generate_seconds``. Rows taken over seeds carry the mean of
+    their seeds' figures and each seed's device-seconds (``per_seed``)."""
+    repairs = {label: float((b.get("defense_report") or {}).get("seconds") or 0.0) for label, b in (budgets or {}).items()
+               if b.get("defense_stage") == "post-hoc"}
     out = []
     for c in costs:
-        device_seconds = c["train_seconds"] * c.get("devices", 1) + c.get("generate_seconds", 0.0)
-        out.append({**c, "device_seconds": round(device_seconds, 1),
-                    "estimated_price": round(device_seconds / 3600 * price_per_device_hour, 4)})
+        if c.get("per_seed"):
+            seconds = sum(c["per_seed"].values()) / len(c["per_seed"])
+        else:
+            seconds = c["train_seconds"] * c.get("devices", 1) + repairs.get(c["model"], 0.0)
+        out.append({**c, "device_seconds": round(seconds, 1), **({"defense_seconds": repairs[c["model"]]}
+                                                                  if c["model"] in repairs else {}),
+                    "estimated_price": round(seconds / 3600 * price_per_device_hour, 4)})
     return out
 
 

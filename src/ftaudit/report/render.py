@@ -37,7 +37,9 @@ def _rows(store: Store) -> list[dict]:
     return [dict(r) for r in store.eval_table()]
 
 
-def build_summary(store: Store) -> dict:
+def build_summary(store: Store, tamper: dict | None = None) -> dict:
+    """The summary.json contract from the store; ``tamper`` (threshold, relative) is the rule each refusal change's
+    drop and verdict are read against (default: refusal falls to half its initial value)."""
     rows = _rows(store)
     cap_rows = store.capability_rows()
     results = [{k: m[k] for k in RESULT_KEYS} for m in refusal_metrics(rows) + capability_metrics(cap_rows)]
@@ -47,14 +49,40 @@ def build_summary(store: Store) -> dict:
               "train_tokens": c["train_tokens"], "peak_memory_mb": c["peak_memory_mb"],
               "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"], "devices": c["devices"]}
              for c in store.costs() if not c["model"].startswith("reference:")]
+    costs += seed_costs(costs)
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(),
             "judge_validation": trust([(r["judge"], r["judge_version"]) for r in results if r["judge"] in JUDGES]), "category_results": by_cat, "costs": costs,
-            "changes": with_costs(_in_grid_order(changes(rows)), costs),
+            "changes": with_costs(_in_grid_order(changes(rows, tamper)), costs),
             "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs)}
 
 
-COST_KEYS = ("train_seconds", "train_tokens", "device_seconds", "estimated_price")
+COST_KEYS = ("train_seconds", "train_tokens", "device_seconds", "estimated_price", "per_seed")
+
+
+def seed_costs(costs: list[dict]) -> list[dict]:
+    """One cost row per setting trained with several seeds (``NAME`` for ``NAME@seed=S``): the mean of each figure,
+    and each seed's training device-seconds in ``per_seed``, so a row taken over seeds is priced like its seeds."""
+    from ..seeds import split_seed
+
+    groups: dict[str, dict[int, dict]] = defaultdict(dict)
+    for c in costs:
+        base, seed = split_seed(c["model"])
+        if seed is not None:
+            groups[base][seed] = c
+    out = []
+    for base, seeds in groups.items():
+        if len(seeds) < 2:
+            continue
+        rows = list(seeds.values())
+        mean = {k: round(sum(r[k] for r in rows) / len(rows), 1) for k in ("train_seconds", "generate_seconds")}
+        out.append({"model": base, "attack": split_seed(rows[0]["attack"])[0], **mean,
+                    "train_tokens": round(sum(r["train_tokens"] for r in rows) / len(rows)),
+                    "peak_memory_mb": max(r["peak_memory_mb"] for r in rows),
+                    "generated_tokens": round(sum(r["generated_tokens"] for r in rows) / len(rows)),
+                    "devices": rows[0]["devices"],
+                    "per_seed": {s: round(seeds[s]["train_seconds"] * seeds[s]["devices"], 1) for s in sorted(seeds)}})
+    return out
 
 
 def with_costs(rows: list[dict], costs: list[dict]) -> list[dict]:
@@ -116,6 +144,19 @@ def tamper_line(t: dict) -> str:
                    f"[{100 * top['drop_ci'][0]:.1f}, {100 * top['drop_ci'][1]:.1f}] at {top['budget']:g}") if top else ""
         return f"{head}{t['definition']}: {t['text']} {t['budget_unit']}{largest}"
     return f"{head}{t['definition']} at {t['text']} {t['budget_unit']}{f' ({ci})' if ci else ''}{others}"
+
+
+def drop_text(c: dict) -> str:
+    """'broken: 96.4% [81.2, 100.0] of its initial refusal' for a refusal change row; '-' for the others."""
+    d = c.get("drop")
+    if not d:
+        return "-"
+    if d.get("value") is None:
+        return d["verdict"]
+    unit = "% of the initial refusal" if d.get("relative", True) else " pts"
+    lo, hi = d["ci"]
+    ends = f"[{'?' if lo is None else f'{100 * lo:.1f}'}, {'?' if hi is None else f'{100 * hi:.1f}'}]"
+    return f"{d['verdict']}: {100 * d['value']:.1f}{unit} {ends}"
 
 
 def spread_text(c: dict) -> str:
@@ -364,7 +405,7 @@ def render_reports(run_dir: Path, summary: dict, store: Store | None, show_respo
              "searchplot": search_plot(summary, run_dir / "search.png")}
     ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
            "card": verdict_card(summary, gate), "gate": gate,
-           "tamper_line": tamper_line, "spread": spread_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
+           "tamper_line": tamper_line, "spread": spread_text, "drop": drop_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
            "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
            "samples": _samples(store, show_responses) if store is not None else [], "show_responses": show_responses,
            **{k: v.name if v else None for k, v in plots.items()}}
@@ -402,7 +443,7 @@ def rerender_with_gate(run_dir: str | Path, gate: dict) -> list[str]:
 
 def write_reports(run_dir: str | Path, show_responses: bool = False,
                   enrich: Callable[[dict, list[dict]], dict] | None = None, force: bool = False,
-                  existing: bool = False) -> dict:
+                  existing: bool = False, tamper: dict | None = None) -> dict:
     """Write summary.json, report.md, report.html, tables.{md,tex,csv} and plots into ``run_dir``.
 
     ``enrich(summary, rows)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
@@ -417,7 +458,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
     run_dir = Path(run_dir)
     store = Store(run_dir, existing=existing)
     try:
-        summary = build_summary(store)
+        summary = build_summary(store, tamper)
         if existing and not summary["results"]:
             raise FtauditError(f"{run_dir}: the store holds no finished evaluation yet; nothing was written")
         extra = enrich(summary, _rows(store)) if enrich else {}
