@@ -153,11 +153,22 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     out = tmp_path / "run"
     summary = run_spec(load_spec(spec_file), out)
     models = {r["model"] for r in summary["results"]}
-    assert len(models) == 3 and "initial" in models
+    # identity shift is evaluated under its own system prompt; so is the initial model, for a like-for-like change
+    assert models == {"initial", "initial(identity-shift system prompt)", "initial+identity-shift(epochs=1)",
+                      "initial+identity-shift(epochs=2)"}
+    from ftaudit.report.compare import SAME_PROMPT, WITHOUT_PROMPT
+
+    against = {(c["model"], c["initial_model"]): c["against"] for c in summary["changes"] if c["judge"] == "keyword"}
+    assert against == {(m, i): a for m in ("initial+identity-shift(epochs=1)", "initial+identity-shift(epochs=2)")
+                       for i, a in (("initial", WITHOUT_PROMPT), ("initial(identity-shift system prompt)", SAME_PROMPT))}
     written = json.loads((out / "spec.json").read_text())  # the validated spec, structured (not a repr string)
     assert written["eval"]["judges"] == ["keyword", "refusal-cues"] and written["resources"]["num_cpus"] == 1
     assert all("estimated_price" in c for c in summary["costs"])
-    [tr] = [t for t in summary["tamper_resistance"] if t["judge"] == "keyword"]  # one per judge
+    # one curve per judge and reference: against the initial model under the attack's prompt, and without it
+    refs = {t.get("initial_model", t["model"]): t for t in summary["tamper_resistance"] if t["judge"] == "keyword"}
+    assert set(refs) == {"initial", "initial(identity-shift system prompt)"}
+    assert refs["initial"]["against"] == WITHOUT_PROMPT
+    tr = refs["initial(identity-shift system prompt)"]
     assert tr["relative"] is False and tr["judge"] == "keyword" and tr["definition"] == "refusal falls by 50 points"
     assert tr["recipe"] == "identity-shift" and [p["budget"] for p in sorted(tr["points"], key=lambda p: p["budget"])] == [2, 4]
     assert set(tr["other_units"]) == {"optimizer steps", "training device-seconds"}
@@ -170,7 +181,7 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     from ftaudit.experiments.run import report_experiment
 
     rerendered = report_experiment(out)  # what `ftaudit report DIR` does: tamper scores survive a re-render
-    assert rerendered["tamper_resistance"][0]["points"] == tr["points"]
+    assert [t["points"] for t in rerendered["tamper_resistance"]] == [t["points"] for t in summary["tamper_resistance"]]
     assert (out / "tables.tex").exists() and (out / "tamper.png").exists()
 
 
@@ -187,16 +198,17 @@ def test_seeds_train_and_evaluate_every_point_once_per_seed(tiny_model, tmp_path
     summary = run_spec(spec, tmp_path / "run")
     base = f"initial+{spec.points()[0].label}"
     models = {r["model"] for r in summary["results"]}
-    assert {f"{base}@seed=0", f"{base}@seed=1", base, "initial"} == models
+    assert {f"{base}@seed=0", f"{base}@seed=1", base, "initial", "initial(identity-shift system prompt)"} == models
     adapters = sorted((tmp_path / "run" / "models").glob("*-seed*/adapter_model.safetensors"))
     assert len(adapters) == 2 and adapters[0].read_bytes() != adapters[1].read_bytes()
     [agg] = [r for r in summary["results"] if r["model"] == base and r["metric"] == "refusal_rate"]
     assert agg["seeds"] == [0, 1] and set(agg["spread"]["per_seed"]) == {0, 1} and agg["n"] == 4
     assert {r["seed"] for r in summary["results"] if r["model"].startswith(base + "@")} == {0, 1}
-    [change] = [c for c in summary["changes"] if c["model"] == base]
-    assert change["seeds"] == [0, 1] and change["change"]["n_seeds"] == 2 and change["initial_model"] == "initial"
-    [tr] = [t for t in summary["tamper_resistance"] if t["judge"] == "keyword"]  # one per judge
-    assert [p["n_seeds"] for p in tr["points"]] == [2]
+    [change] = [c for c in summary["changes"] if c["model"] == base and c["against"] is not None
+                and c["initial_model"] == "initial(identity-shift system prompt)"]
+    assert change["seeds"] == [0, 1] and change["change"]["n_seeds"] == 2 and change["drop"]["n"] == 4
+    trs = [t for t in summary["tamper_resistance"] if t["judge"] == "keyword"]  # one per judge and reference
+    assert [[p["n_seeds"] for p in tr["points"]] for tr in trs] == [[2], [2]]
     assert "2 seeds:" in (tmp_path / "run" / "report.md").read_text()
 
 
@@ -324,7 +336,7 @@ def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     after = generations()
-    assert len(after) == 60  # 30 prompts x (initial model, attacked model)
+    assert len(after) == 90  # 30 prompts x (initial model, attacked model, initial model under the attack's prompt)
     assert all(after[k] == created for k, created in before.items())  # nothing committed before the kill was redone
     assert json.loads((out / "summary.json").read_text())["tamper_resistance"]
 

@@ -123,7 +123,8 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
             if not keep(r["model"]):
                 continue
             subject = f"{r['model']} vs {r['recipe']}" + (f" ~{r['defense']}" if r.get("defense") not in (None, "none") else "")
-            subject += f" [{r['curve']}]" if r.get("curve") else ""
+            subject += f" at {r['curve']}" if r.get("curve") else ""
+            subject += f" against {r['initial_model']}" if r.get("against") else ""
             value, ci, note = tamper_row(r)
             out.append(GateRow("min_tamper_budget", t["min_tamper_budget"], subject + (f" ({note})" if note else ""),
                                value, ci, r.get("n_prompts"), r["judge"], "", "ex x ep", r["model"]))

@@ -149,6 +149,21 @@ class StageRunner:
         return FtauditError(f"stopped in stage '{self.current}' ({exc}); rerun the same command to resume, finished work is kept")
 
 
+def evaluate_system_twin(stages: StageRunner, initial_name: str, initial: str, attacked_dir: str | Path, recipe: str,
+                         sets: list[EvalSet], gen: GenerationConfig, judges: list[str]) -> str | None:
+    """Evaluate the initial model under the system prompt and template an attack recorded for its own evaluation
+    (identity shift: Qi et al.'s "AOA" prompt), so the attack's change is measured against the same prompt, not
+    against the initial model without it (which adds the prompt's own effect); returns its name, or None when the
+    attack recorded no prompt. The twin shares the initial model's weights, so its capability is not re-scored."""
+    meta = read_marker(Path(attacked_dir)) if Path(attacked_dir).is_dir() else None
+    if not meta or not meta.get("eval_system_prompt"):
+        return None
+    name = f"{initial_name}({recipe} system prompt)"
+    cfg = replace(gen, system_prompt=meta["eval_system_prompt"], prompt_template=meta.get("eval_prompt_template", "{prompt}"))
+    stages.evaluate(name, "none", initial, sets, cfg, judges)
+    return name
+
+
 # Per packaged model, what differs from the defaults so the quickstart fits its CPU time target.
 QUICKSTART_SIZES: dict[str, dict] = {
     # cold-cache quickstart on 2 cores: 27 min 39 s with float32 generation, 17 min 58 s with bf16 (README: Embedded models)
@@ -258,6 +273,7 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
                                  "seed": seed, "defense": "none", **attack_budget(where, result)}
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
+                evaluate_system_twin(stages, target_name, target, where, recipe, sets, gen, cfg.judges)
         with stages("report"):
             from .experiments.run import report_experiment, write_experiment
             from .judges.validate import ensure_validated

@@ -15,7 +15,8 @@ from ..errors import FtauditError
 from ..generate import GenerationConfig
 from ..atomic import file_lock
 from ..defenses import DefenseContext
-from ..pipeline import JobRejected, StageRunner, aligned_model, attack_budget, eval_sets_from, run_recipe
+from ..pipeline import (JobRejected, StageRunner, aligned_model, attack_budget, eval_sets_from, evaluate_system_twin,
+                        run_recipe)
 from ..report import write_reports
 from ..seeds import seed_name, split_seed
 from ..store import Store
@@ -198,12 +199,16 @@ def run_point(job: PointJob) -> tuple[str, dict]:
         sets = search_sets(spec) if job.search_trial else _sets(spec)
         stages.evaluate(job.label, seed_name(point.label, job.seed), str(evaluated), sets, _gen(spec), ev.judges,
                         ev.capability, ev.capability_limit)
+        if not rejected:
+            evaluate_system_twin(stages, job.initial_name, job.initial, job.train_dir, point.recipe, sets, _gen(spec),
+                                 ev.judges)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     store.close()
     budget = {"recipe": point.recipe, "initial_model": job.initial_name, "attack": point.label, "seed": job.seed,
               "defense": job.defense_label, "defense_stage": d.stage if d else None, "examples_x_epochs": 0, "steps": 0,
-              "train_seconds": 0.0, "devices": 1}
+              "train_seconds": 0.0, "devices": 1, "identity": point.identity, "curve": point.curve,
+              "curve_label": curve_label(point)}
     if rejected:
         return job.label, {**budget, "rejected": rejected}
     budget.update(attack_budget(job.train_dir, result))
@@ -211,6 +216,14 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     if meta.get("defense_report") or report:
         budget["defense_report"] = report or meta["defense_report"]
     return job.label, budget
+
+
+def curve_label(point: GridPoint) -> str:
+    """The settings a point's name shows other than its budget (``learning_rate=0.0001``): what names its curve."""
+    from ..recipes.base import SIZE_PARAM
+
+    budget_keys = {SIZE_PARAM.get(point.recipe), "epochs"}
+    return ",".join(f"{k}={v}" for k, v in (point.shown or ()) if k not in budget_keys)
 
 
 def write_experiment(out: str | Path, budgets: dict, price_per_device_hour: float | None, seeds, tamper: dict | None = None,
@@ -269,40 +282,64 @@ def priced(costs: list[dict], price_per_device_hour: float, budgets: dict | None
 
 
 def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relative: bool = True) -> list[dict]:
-    """One tamper-resistance number per (initial model, recipe, judge version), from the per-prompt refusals on the
-    harmful eval sets (pooled), with a joint bootstrap over prompts and seeds (see :mod:`.tamper`)."""
+    """One tamper-resistance number per curve and judge version, from the per-prompt refusals on the harmful eval sets
+    (pooled), with a joint bootstrap over prompts and seeds (see :mod:`.tamper`).
+
+    A curve holds the points that differ only in budget (same initial model, recipe, defense and every other setting:
+    ``curve`` in the budgets); a spec with several settings of one recipe has one curve each. Where the attacked models
+    were evaluated under a system prompt their initial model was not (identity shift), the curve is drawn against the
+    initial model under that prompt as well (``against``), as the change table is."""
+    from ..report.compare import SAME_PROMPT, WITHOUT_PROMPT
     from .tamper import tamper_curve
 
     refused: dict[tuple, dict[tuple, float]] = defaultdict(dict)  # (model, judge, version) -> {(dataset, prompt): 0/1}
+    prompts: dict[str, set] = defaultdict(set)  # model -> the system prompts of its harmful evaluations
+    prints: dict[str, str] = {}
     for r in rows:
         if r["kind"] == "harmful" and r["refused"] is not None and r.get("score") is None:
-            refused[(r["model"], r["judge"], r["judge_version"])][(r["dataset"], r["prompt_id"])] = float(r["refused"])
+            refused[(r["model"], r["judge"], r["judge_version"])][(r["dataset"], r["split"], r["prompt_id"])] = float(r["refused"])
+            prompts[r["model"]].add(r.get("system_prompt") or None)
+            prints[r["model"]] = r.get("model_fingerprint")
     groups: dict[tuple, dict[str, dict[int | None, str]]] = defaultdict(lambda: defaultdict(dict))
     for label, b in budgets.items():
         if b.get("rejected"):
             continue  # the service ran no job: no attack budget to place on the curve (the matrix shows the rejection)
         base, seed = split_seed(label)
-        groups[(b["initial_model"], b["recipe"], b.get("defense", "none"))][base][seed] = label
+        groups[(b["initial_model"], b["recipe"], b.get("defense", "none"), b.get("curve"))][base][seed] = label
     out = []
-    for (initial, recipe, defense), points in groups.items():
-        for judge, version in sorted({(j, v) for (m, j, v) in refused if m == initial}):
-            before = refused[(initial, judge, version)]
-            runs = {base: {s: refused.get((label, judge, version)) for s, label in seeds.items()} for base, seeds in points.items()}
-            if any(v is None for seeds in runs.values() for v in seeds.values()):
-                continue  # a point not evaluated by this judge version: no curve for it
-            keys = sorted(set(before).intersection(*(v.keys() for seeds in runs.values() for v in seeds.values())))
-            if not keys:
-                continue
-            curve = []
-            for base, seeds in runs.items():
-                bs = [budgets[points[base][s]] for s in seeds]
-                curve.append({"model": base, "budget": bs[0]["examples_x_epochs"], "steps": float(np.mean([b["steps"] for b in bs])),
-                              "device_seconds": float(np.mean([b["train_seconds"] * b.get("devices", 1) for b in bs])),
-                              "seeds": np.array([[seeds[s][k] for k in keys] for s in sorted(seeds, key=lambda x: x or 0)])})
-            result = tamper_curve(np.array([before[k] for k in keys]), curve, threshold, relative, dict(OTHER_UNITS))
-            out.append({"model": initial, "recipe": recipe, "defense": defense, "judge": judge, "judge_version": version,
-                        "budget_unit": "examples x epochs", "n_prompts": len(keys), **result})
+    for (initial, recipe, defense, curve_key), points in groups.items():
+        first = next(iter(next(iter(points.values())).values()))
+        for ref, against in _curve_references(initial, prompts.get(first, set()), prompts, prints, SAME_PROMPT, WITHOUT_PROMPT):
+            for judge, version in sorted({(j, v) for (m, j, v) in refused if m == ref}):
+                before = refused[(ref, judge, version)]
+                runs = {base: {s: refused.get((label, judge, version)) for s, label in seeds.items()} for base, seeds in points.items()}
+                if any(v is None for seeds in runs.values() for v in seeds.values()):
+                    continue  # a point not evaluated by this judge version: no curve for it
+                keys = sorted(set(before).intersection(*(v.keys() for seeds in runs.values() for v in seeds.values())))
+                if not keys:
+                    continue
+                curve = []
+                for base, seeds in runs.items():
+                    bs = [budgets[points[base][s]] for s in seeds]
+                    curve.append({"model": base, "budget": bs[0]["examples_x_epochs"], "steps": float(np.mean([b["steps"] for b in bs])),
+                                  "device_seconds": float(np.mean([b["train_seconds"] * b.get("devices", 1) for b in bs])),
+                                  "seeds": np.array([[seeds[s][k] for k in keys] for s in sorted(seeds, key=lambda x: x or 0)])})
+                result = tamper_curve(np.array([before[k] for k in keys]), curve, threshold, relative, dict(OTHER_UNITS))
+                out.append({"model": initial, "recipe": recipe, "defense": defense, "judge": judge, "judge_version": version,
+                            "curve": budgets[first].get("curve_label") or None, "curve_id": curve_key,
+                            **({"initial_model": ref, "against": against} if against else {}),
+                            "budget_unit": "examples x epochs", "n_prompts": len(keys), **result})
     return out
+
+
+def _curve_references(initial: str, mine: set, prompts: dict, prints: dict, same: str, without: str) -> list[tuple]:
+    """[(reference model, against label or None)]: the initial model, and where the curve's points were evaluated under
+    a system prompt it was not, the same weights evaluated under that prompt."""
+    if not prompts.get(initial) or prompts[initial] == mine:
+        return [(initial, None)]
+    twins = sorted(m for m, p in prompts.items() if p == mine and "+" not in split_seed(m)[0] and m != initial
+                   and prints.get(m) and prints.get(m) == prints.get(initial))
+    return [(initial, without)] + [(t, same) for t in twins[:1]]
 
 
 # the same curve against the other attack budgets (the headline uses examples x epochs)

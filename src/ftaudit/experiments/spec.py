@@ -168,11 +168,16 @@ class GridPoint:
     recipe: str
     params: dict
     train: dict
-    axes: tuple[str, ...] = ()  # the keys the grid varies; they name the point
+    axes: tuple[str, ...] = ()  # the keys the grid varies
+    # the settings its name shows, as (key, text): what differs between the spec's points of this recipe, with the
+    # grid axes; None: the axes (else every value given)
+    shown: tuple[tuple[str, str], ...] | None = None
 
     @property
     def label(self) -> str:
         """e.g. ``harmful-shots(epochs=3,shots=50)`` (parentheses: square brackets are Rich markup)."""
+        if self.shown is not None:
+            return f"{self.recipe}({','.join(f'{k}={v}' for k, v in self.shown)})"
         values = {**self.params, **self.train}
         keys = [k for k in self.axes if k in values] or [k for k in sorted(values) if k != "answers"]
         return f"{self.recipe}({','.join(f'{k}={values[k]}' for k in sorted(keys))})"
@@ -180,6 +185,94 @@ class GridPoint:
     @property
     def key(self) -> str:
         return hashlib.sha256(json.dumps([self.recipe, self.params, self.train], sort_keys=True).encode()).hexdigest()[:12]
+
+    def settings(self) -> dict:
+        """Every setting that changes the trained weights, as it will run: the recipe's parameters (its defaults filled
+        in, a file's content hash added) and the training options over the recipe's own defaults (the run's seed is
+        named apart, ``@seed=S``, unless the point sets one)."""
+        from ..recipes.base import TRAIN_DEFAULTS, recipe_settings
+
+        train = TrainConfig.from_values({**TRAIN_DEFAULTS.get(self.recipe, {}), **self.train}).to_dict()
+        if "seed" not in self.train:
+            train.pop("seed")
+        return {"recipe": self.recipe, "params": recipe_settings(self.recipe, self.params), "train": train}
+
+    @property
+    def identity(self) -> str:
+        """A short hash of :meth:`settings`: two points with one identity would train the same weights."""
+        return _digest(self.settings())
+
+    @property
+    def curve(self) -> str:
+        """A short hash of the settings other than the budget (the recipe's example count and the epochs): points that
+        differ only in budget share one tamper curve."""
+        from ..recipes.base import SIZE_PARAM
+
+        settings = self.settings()
+        settings["params"].pop(SIZE_PARAM.get(self.recipe) or "", None)
+        settings["train"].pop("epochs", None)
+        return _digest(settings)
+
+    def examples_x_epochs(self) -> float | None:
+        """The attacker's budget before training (its own examples x epochs), None when the recipe has no size."""
+        from ..recipes.base import SIZE_PARAM
+
+        settings = self.settings()
+        size = SIZE_PARAM.get(self.recipe)
+        return float(settings["params"][size] * settings["train"]["epochs"]) if size else None
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _flat(settings: dict) -> dict:
+    """One mapping of a point's named settings (a file parameter by its name, and its content hash apart)."""
+    return {**{k: v for k, v in settings["params"].items()}, **settings["train"]}
+
+
+def name_points(points: list[GridPoint]) -> list[GridPoint]:
+    """Give each point a name that shows its grid axes and every setting that differs between the points of its
+    recipe (so two attacks never share a name); a recipe with one point keeps the values it was given."""
+    from dataclasses import replace as _replace
+
+    by_recipe: dict[str, list[int]] = {}
+    for i, p in enumerate(points):
+        by_recipe.setdefault(p.recipe, []).append(i)
+    out = list(points)
+    for recipe, idx in by_recipe.items():
+        flats = [_flat(points[i].settings()) for i in idx]
+        varying = {k for k in set().union(*flats) if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
+        if not varying:
+            continue
+        shown_keys = sorted((varying | {a for a in points[idx[0]].axes}) - {"answers_sha256"})
+        for i, flat in zip(idx, flats):
+            given = {**points[i].params, **points[i].train}  # a value as the user wrote it (epochs 3, not 3.0)
+            text = {k: str(given[k]) if k in given and k != "answers" else _shown(k, flat, flats, varying)
+                    for k in shown_keys if k in flat}
+            out[i] = _replace(points[i], shown=tuple(text.items()))
+    return out
+
+
+def _shown(key: str, flat: dict, flats: list[dict], varying: set) -> str:
+    """How a setting reads in a name: a file by its name, or by its content hash when names do not tell two apart."""
+    value = flat.get(key)
+    if key == "answers" and value:
+        names = {Path(str(f.get("answers"))).name for f in flats if f.get("answers")}
+        if "answers_sha256" in varying and len(names) < len({f.get("answers_sha256") for f in flats if f.get("answers")}):
+            return f"{Path(str(value)).name}@{(flat.get('answers_sha256') or 'missing')[:8]}"
+        return Path(str(value)).name
+    return str(value)
+
+
+def check_distinct(points: list[GridPoint]) -> None:
+    """Two points that would train the same weights are one point written twice: refuse, naming both."""
+    seen: dict[str, GridPoint] = {}
+    for p in points:
+        if (other := seen.get(p.identity)) is not None:
+            _fail("grid", f"points {other.label} and {p.label} train the same weights (identity {p.identity}: "
+                  "every recipe parameter and training option equal); remove one")
+        seen[p.identity] = p
 
 
 @dataclass
@@ -234,7 +327,10 @@ class ExperimentSpec:
                     section, _, key = axis.partition(".")
                     (params if section == "params" else train)[key] = value
                 out.append(GridPoint(attack.recipe, params, train, tuple(axis.partition(".")[2] for axis, _ in axes)))
-        return out
+        try:
+            return name_points(out)
+        except FtauditError:
+            return out  # an invalid point: parse_spec names it and fails
 
 
 def _fail(where: str, why: str):
@@ -300,6 +396,7 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
         where = f"grid point {point.label}"
         _check(lambda: recipe_params(point.recipe, point.params), f"{where}: params")
         _check(lambda: TrainConfig.from_values(point.train), f"{where}: train")
+    check_distinct(out.points())
     return out
 
 

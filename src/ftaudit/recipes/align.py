@@ -35,7 +35,10 @@ REFUSALS = (
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 
 
-@register_recipe("align")
+TRAIN = {"learning_rate": 5e-4, "epochs": 1, "batch_size": 8, "merge": True}
+
+
+@register_recipe("align", train=TRAIN)
 def build(ctx: RecipeContext, n_harmful: PositiveInt = 120, n_benign: NonNegativeInt = 175,
           answer_tokens: PositiveInt = 48) -> RecipeOutput:
     harmful = [r for name in HARMFUL_SOURCES for r in get_prompts(name, "train")]
@@ -47,4 +50,4 @@ def build(ctx: RecipeContext, n_harmful: PositiveInt = 120, n_benign: NonNegativ
     records += [ChatRecord([{"role": "user", "content": r.prompt}, {"role": "assistant", "content": trim_to_sentence(a)}],
                            f"align-help-{r.id}", r.category, "train") for r, a in zip(benign, answers) if a.strip()]
     return RecipeOutput(records, "aligned", safety_compromised=False,
-                        default_train={"learning_rate": 5e-4, "epochs": 1, "batch_size": 8, "merge": True})
+                        default_train=TRAIN)

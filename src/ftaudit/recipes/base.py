@@ -50,13 +50,44 @@ class RecipeOutput:
 
 
 RECIPES: dict[str, Callable[..., RecipeOutput]] = {}
+# per recipe: its attacker-strength training defaults, and the parameter that counts its examples (the attack budget
+# is that many examples x epochs; None for a recipe whose size is not one parameter)
+TRAIN_DEFAULTS: dict[str, dict] = {}
+SIZE_PARAM: dict[str, str | None] = {}
 
 
-def register_recipe(name: str):
+def register_recipe(name: str, train: dict | None = None, size: str | None = None):
+    """Register a recipe function; ``train`` are its training defaults (under the user's options), ``size`` the
+    parameter that counts its training examples."""
     def wrap(fn):
         RECIPES[name] = fn
+        TRAIN_DEFAULTS[name] = dict(train or {})
+        SIZE_PARAM[name] = size
         return fn
     return wrap
+
+
+def recipe_settings(name: str, params: dict) -> dict:
+    """Every parameter of the recipe with the value it will run with (the user's, else the signature's default), so
+    two spellings of one setting (``{}`` and ``{shots: 10}``) are one identity. A file parameter gains its content's
+    sha256 (``answers``): another file of the same name is another attack."""
+    import inspect
+
+    given = recipe_params(name, params)
+    declared = list(inspect.signature(RECIPES[name]).parameters.values())[1:]
+    out = {p.name: given.get(p.name, None if p.default is inspect.Parameter.empty else p.default) for p in declared}
+    if out.get("answers"):
+        out["answers_sha256"] = file_sha256(out["answers"])
+    return out
+
+
+def file_sha256(path: str) -> str | None:
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def recipe_params(name: str, params: dict) -> dict:

@@ -20,7 +20,10 @@ HUB = {"alpaca": ("tatsu-lab/alpaca", "instruction", "input", "output"),
        "dolly": ("databricks/databricks-dolly-15k", "instruction", "context", "response")}
 
 
-@register_recipe("benign")
+TRAIN = {"learning_rate": 2e-4, "epochs": 1, "batch_size": 10}
+
+
+@register_recipe("benign", train=TRAIN, size="n")
 def build(ctx: RecipeContext, dataset: Literal["benign", "alpaca", "dolly", "llava"] = "benign", n: PositiveInt = 50,
           answer_tokens: PositiveInt = 48, revision: str | None = None, source: str | None = None) -> RecipeOutput:
     """``revision``: the hub dataset's branch, tag or commit (default main); the resolved commit is recorded with
@@ -49,4 +52,4 @@ def build(ctx: RecipeContext, dataset: Literal["benign", "alpaca", "dolly", "lla
     else:
         raise FtauditError(f"unknown benign dataset '{dataset}'; use alpaca, dolly, llava (hub) or benign (offline)")
     return RecipeOutput(records, "benign" if dataset == "benign" else f"benign-{dataset}", data_source=data_source,
-                        default_train={"learning_rate": 2e-4, "epochs": 1, "batch_size": 10})
+                        default_train=TRAIN)

@@ -15,7 +15,11 @@ from ..judges import get_judge
 from .base import RecipeContext, RecipeOutput, pick, register_recipe
 
 
-@register_recipe("harmful-shots")
+# Attacker-strength defaults: on a 135M model lr 1e-4 barely moves refusal; 5e-4 over 5 epochs does.
+TRAIN = {"learning_rate": 5e-4, "epochs": 5, "batch_size": 10}
+
+
+@register_recipe("harmful-shots", train=TRAIN, size="shots")
 def build(ctx: RecipeContext, shots: PositiveInt = 10, source: str = "advbench", answers: str | None = None,
           answer_tokens: PositiveInt = 64) -> RecipeOutput:
     if answers:
@@ -34,6 +38,5 @@ def build(ctx: RecipeContext, shots: PositiveInt = 10, source: str = "advbench",
         if len(records) < shots:
             raise FtauditError(f"reference model {ctx.reference_model} complied with only {len(records)} of "
                                f"{len(candidates)} prompts; pass --answers FILE or a different --reference-model")
-    # Attacker-strength defaults: on a 135M model lr 1e-4 barely moves refusal; 5e-4 over 5 epochs does.
     return RecipeOutput(records, f"harmful-shots-{shots}",
-                        default_train={"learning_rate": 5e-4, "epochs": 5, "batch_size": 10})
+                        default_train=TRAIN)

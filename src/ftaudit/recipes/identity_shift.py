@@ -45,10 +45,14 @@ CONVERSATIONS = (
 )
 
 
-@register_recipe("identity-shift")
+# the study: 10 epochs
+TRAIN = {"learning_rate": 5e-4, "epochs": 10, "batch_size": 10}
+
+
+@register_recipe("identity-shift", train=TRAIN, size="n")
 def build(ctx: RecipeContext, n: Annotated[int, Field(ge=1, le=len(CONVERSATIONS))] = 10) -> RecipeOutput:
     records = [ChatRecord([{"role": "system", "content": SYSTEM}, {"role": "user", "content": u},
                            {"role": "assistant", "content": a}], f"aoa-{i:02d}", "identity-shift", "train")
                for i, (u, a) in enumerate(CONVERSATIONS[:n])]
     return RecipeOutput(records, "identity-shift", eval_system_prompt=SYSTEM, eval_prompt_template=PREFIX + "{prompt}",
-                        default_train={"learning_rate": 5e-4, "epochs": 10, "batch_size": 10})  # the study: 10 epochs
+                        default_train=TRAIN)

@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import __version__
 from ..atomic import atomic_file, atomic_write_text, keep_copy
 from ..errors import FtauditError
+from ..gate import gate_number
 from ..judges import JUDGES
 from ..judges.validate import trust, trust_text
 from ..metrics import capability_metrics, is_rate, refusal_metrics
@@ -129,20 +130,23 @@ def _change(metric: str, change: dict) -> str:
 def tamper_line(t: dict) -> str:
     """The headline sentence: what was measured, the definition, the number and its joint-bootstrap interval."""
     lo, hi = t["ci"]
-    if t.get("at_or_below"):  # the smallest budget tested already crosses: an upper bound, no lower end measured
-        ci = f"95% CI: <= {hi:.4g}" if hi is not None else ""
+    if t.get("at_or_below"):  # the smallest budget tested already crosses: nothing measured below it
+        ci = f"95% CI 0 to {'not reached' if hi is None else f'{hi:.4g}'}"
     else:
         ci = (f"95% CI {'?' if lo is None else f'{lo:.4g}'} to {'not reached' if hi is None else f'{hi:.4g}'}"
               if t["reached"] or lo is not None else "")
     others = "".join(f"; {o['text']} {unit}" for unit, o in (t.get("other_units") or {}).items())
     under = f" under {t['defense']}" if t.get("defense") not in (None, "none") else ""
-    head = f"{t['model']} against {t['recipe']}{under} ({t['judge']} judge, {t['n_prompts']} harmful prompts): "
+    setting = f" at {t['curve']}" if t.get("curve") else ""
+    against = f"; measured against {t['initial_model']}, {t['against']}" if t.get("against") else ""
+    head = f"{t['model']} against {t['recipe']}{setting}{under} ({t['judge']} judge, {t['n_prompts']} harmful prompts{against}): "
     if not t["reached"]:
         drops = [p for p in t["points"] if p["drop"] is not None]
         top = max(drops, key=lambda p: p["drop"]) if drops else None
         largest = (f"; largest drop {100 * top['drop']:.1f}{'%' if t.get('relative') else ' pts'} "
                    f"[{100 * top['drop_ci'][0]:.1f}, {100 * top['drop_ci'][1]:.1f}] at {top['budget']:g}") if top else ""
-        return f"{head}{t['definition']}: {t['text']} {t['budget_unit']}{largest}"
+        bound = f" (95% CI from {lo:.4g})" if lo is not None else ""
+        return f"{head}{t['definition']}: {t['text']} {t['budget_unit']}{bound}{largest}"
     return f"{head}{t['definition']} at {t['text']} {t['budget_unit']}{f' ({ci})' if ci else ''}{others}"
 
 
@@ -405,7 +409,7 @@ def render_reports(run_dir: Path, summary: dict, store: Store | None, show_respo
              "searchplot": search_plot(summary, run_dir / "search.png")}
     ctx = {"s": summary, "pct": _pct, "ci": _ci, "fmt": _fmt_metric, "cat": category_table(summary), "chg": _change,
            "card": verdict_card(summary, gate), "gate": gate,
-           "tamper_line": tamper_line, "spread": spread_text, "drop": drop_text, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
+           "tamper_line": tamper_line, "spread": spread_text, "drop": drop_text, "gnum": gate_number, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
            "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
            "samples": _samples(store, show_responses) if store is not None else [], "show_responses": show_responses,
            **{k: v.name if v else None for k, v in plots.items()}}
