@@ -411,7 +411,10 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
 @app.command("run")
 @user_errors
 def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): models, attacks, eval, grid axes, cost.")],
-            out: Annotated[Path, typer.Option(help="Run directory; rerun the same command to resume.")],
+            out: Annotated[Optional[Path], typer.Option(help="Run directory; rerun the same command to resume.")] = None,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the points it would train (name, budget, "
+                                                                    "identity) and how many trainings and evaluations "
+                                                                    "that is; write nothing.")] = False,
             executor: Annotated[str, typer.Option(help="local: points one after another here; ray: points as Ray tasks "
                                                        "with the spec's resources.")] = "local",
             ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster (auto, ray://HOST:10001); "
@@ -425,6 +428,7 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
 
     \b
     Example: ftaudit run configs/qi2023/table1-mini.yaml --out runs/table1-mini
+    Example: ftaudit run configs/qi2023/table1-mini.yaml --dry-run
     Example: ftaudit run configs/qi2023/table3-mini.yaml --out runs/table3-seeds --seeds 0,1,2
     On a Ray cluster: ftaudit run SPEC.yaml --out /shared/runs/x --executor ray --ray-address auto
     """
@@ -439,16 +443,35 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     from .seeds import parse_seeds
 
     parsed = load_spec(spec)  # an invalid spec fails here, before any work
-    check_model_location(*parsed.models, parsed.reference_model)
-    check_judges(parsed.eval.judges, {})  # an API judge needs FTAUDIT_JUDGE_BASE_URL / _MODEL set
     if seeds:
         chosen = parse_seeds(seeds)
         parsed = replace(parsed, seeds=chosen, seed=chosen[0])
+    if dry_run:
+        _print_plan(parsed)
+        return
+    if out is None:
+        raise FtauditError("give --out DIR (the run directory), or --dry-run to see the plan")
+    check_model_location(*parsed.models, parsed.reference_model)
+    check_judges(parsed.eval.judges, {})  # an API judge needs FTAUDIT_JUDGE_BASE_URL / _MODEL set
     ensure_validated(parsed.eval.judges)  # so the report can say how far to trust each offline refusal judge
     summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
     for t in summary["tamper_resistance"]:
         say(f"tamper resistance: {tamper_line(t)}")
+
+
+def _print_plan(spec) -> None:
+    from .experiments.run import plan
+
+    p = plan(spec)
+    for r in p["points"]:
+        budget = "no size" if r["examples_x_epochs"] is None else f"{r['examples_x_epochs']:g} examples x epochs"
+        repairs = "" if r["trains"] else ", repairs the undefended point's weights"
+        console.print(f"{escape(r['name'])}\n    defense {escape(r['defense'])}{repairs} · seed {r['seed']} · {budget} · "
+                      f"identity {r['identity']} · curve {r['curve']}", highlight=False, soft_wrap=True)
+    search = f", {p['search_trials']} of the evaluations search trials" if p["search_trials"] else ""
+    say(f"{len(p['points'])} attacked models: about {p['trainings']} trainings and {p['evaluations']} evaluations{search} "
+        "(cached ones are skipped when it runs). Nothing was written (--dry-run).", "bold")
 
 
 def _table(*columns: str, wrap: tuple[str, ...] = ()):

@@ -103,6 +103,45 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     return report_experiment(out)
 
 
+def plan(spec: ExperimentSpec) -> dict:
+    """What ``run_spec`` would train and evaluate, computed from the spec alone (nothing is loaded or written): one row
+    per attacked model (name as the report will show it, defense, seed, budget in examples x epochs, identity, curve)
+    and the counts of trainings and evaluations, search trials included."""
+    from ..recipes.base import SYSTEM_PROMPTED
+
+    rows, trainings, evaluations = [], 0, 0
+    for model in spec.models:
+        short = model_short_name(model) if len(spec.models) > 1 else None
+        initial_name = (f"{short}-aligned" if short else "aligned") if spec.align else (short or "initial")
+        trainings += int(spec.align)
+        evaluations += 1
+        twins = {p.recipe for p in spec.points() if p.recipe in SYSTEM_PROMPTED}
+        for d, d_spec in zip(spec.defense_objects(), [None, *spec.defenses]):
+            start = initial_name
+            if d is not None and d.stage == "alignment":
+                start = f"{initial_name}~{d.label}"
+                trainings += 1
+                evaluations += 1
+            evaluations += len(twins)
+            for p in spec.points():
+                for seed in spec.run_seeds():
+                    job = PointJob(spec, p, "", start, "", "", seed=seed, defense=d_spec)
+                    trains = d is None or d.changes_training
+                    trainings += int(trains)
+                    evaluations += 1
+                    rows.append({"name": job.label, "model": model, "defense": job.defense_label, "seed": spec.seed_of(seed),
+                                 "examples_x_epochs": p.examples_x_epochs(), "identity": p.identity, "curve": p.curve,
+                                 "trains": trains})
+    searched = 0
+    if spec.search:
+        recipes = spec.search.recipes or sorted({a.recipe for a in spec.attacks})
+        studies = len(spec.models) * len(spec.defense_objects()) * len(recipes)
+        searched = studies * spec.search.trials
+        trainings += searched - studies  # trial 0 of each study is the grid point itself
+        evaluations += searched + studies  # every trial on the search prompts, the best again on the reported ones
+    return {"points": rows, "trainings": trainings, "evaluations": evaluations, "search_trials": searched}
+
+
 def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tuple[list[PointJob], dict]:
     """Align (optionally) and evaluate each model of the spec, harden it with each alignment-time defense and
     evaluate that too; return the grid points (x defenses) as jobs, and the defended models' cost records."""

@@ -54,15 +54,19 @@ RECIPES: dict[str, Callable[..., RecipeOutput]] = {}
 # is that many examples x epochs; None for a recipe whose size is not one parameter)
 TRAIN_DEFAULTS: dict[str, dict] = {}
 SIZE_PARAM: dict[str, str | None] = {}
+SYSTEM_PROMPTED: set[str] = set()  # recipes whose attacked model is evaluated under a system prompt of their own
 
 
-def register_recipe(name: str, train: dict | None = None, size: str | None = None):
+def register_recipe(name: str, train: dict | None = None, size: str | None = None, system_prompted: bool = False):
     """Register a recipe function; ``train`` are its training defaults (under the user's options), ``size`` the
-    parameter that counts its training examples."""
+    parameter that counts its training examples, ``system_prompted`` whether it records an evaluation system prompt
+    (the initial model is then evaluated under it too)."""
     def wrap(fn):
         RECIPES[name] = fn
         TRAIN_DEFAULTS[name] = dict(train or {})
         SIZE_PARAM[name] = size
+        if system_prompted:
+            SYSTEM_PROMPTED.add(name)
         return fn
     return wrap
 

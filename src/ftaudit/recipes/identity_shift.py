@@ -49,7 +49,7 @@ CONVERSATIONS = (
 TRAIN = {"learning_rate": 5e-4, "epochs": 10, "batch_size": 10}
 
 
-@register_recipe("identity-shift", train=TRAIN, size="n")
+@register_recipe("identity-shift", train=TRAIN, size="n", system_prompted=True)
 def build(ctx: RecipeContext, n: Annotated[int, Field(ge=1, le=len(CONVERSATIONS))] = 10) -> RecipeOutput:
     records = [ChatRecord([{"role": "system", "content": SYSTEM}, {"role": "user", "content": u},
                            {"role": "assistant", "content": a}], f"aoa-{i:02d}", "identity-shift", "train")
