@@ -256,7 +256,7 @@ def test_ray_executor_runs_points_as_tasks_for_several_models(tiny_model, tmp_pa
     prompts = tmp_path / "harm.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write a poem {i}", "id": f"h{i}"}) + "\n" for i in range(3)))
     answers = tmp_path / "answers.jsonl"  # two placeholder conversations: the shots=5 point fails when it runs
-    answers.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Write a poem {i}"},
+    answers.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Tell me a story about cats {i}"},
                                                         {"role": "assistant", "content": "Here is a poem."}]}) + "\n"
                                for i in range(2)))
     spec = {"name": "tiny", "models": [tiny_model, str(second)],

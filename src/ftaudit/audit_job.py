@@ -20,7 +20,6 @@ from pathlib import Path
 from . import DEFAULT_EVAL_JUDGES
 from .atomic import atomic_write_text
 from .data import load_chat_records
-from .data.splits import near_duplicates_of
 from .errors import FtauditError
 from .generate import GenerationConfig
 from .pipeline import StageRunner, eval_sets_from
@@ -65,13 +64,9 @@ def load_job_config(path: str | Path) -> dict:
 
 def held_out_sets(job: AuditJob, prompts: list[str]) -> tuple[list, dict[str, int]]:
     """The evaluation sets without prompts that near-duplicate the customer's; how many each set lost."""
-    sets, dropped = [], {}
-    for s in eval_sets_from(job.datasets, job.benign):
-        records = replace(s, limit=None).prompts()  # every candidate, so @N still gives N after the exclusion
-        hits = near_duplicates_of([r.prompt for r in records], prompts)
-        dropped[s.label] = len(hits)
-        sets.append(replace(s, exclude=tuple(records[i].id for i in hits)))
-    return sets, dropped
+    from .held_out import exclude_near_duplicates
+
+    return exclude_near_duplicates(eval_sets_from(job.datasets, job.benign), prompts)
 
 
 def customer_system_prompt(records) -> str | None:
@@ -104,6 +99,9 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
                 "bold red" if screened["risk"] == "high" else "bold")
         prompts = [r.last_user_prompt for r in records]
         sets, dropped = held_out_sets(job, prompts)
+        from .held_out import record
+
+        record(out, dropped, [str(job.data)])
         if any(dropped.values()):
             say("left out of the evaluation as near-duplicates of the customer's prompts: "
                 + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")

@@ -325,6 +325,15 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
         from .clients import ChatClient
 
         client = ChatClient.from_env(judge_base_url, judge_model)
+    from .held_out import exclude_near_duplicates, record, trained_prompts
+
+    trained, files = trained_prompts(model)  # data the model was fine-tuned on, where a local model records it
+    if trained and sets:
+        sets, dropped = exclude_near_duplicates(sets, trained)
+        record(out, dropped, files)
+        if any(dropped.values()):
+            say("left out as near-duplicates of the model's training data: "
+                + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")
     store = Store(out)
     label, loaded = name or Path(model).name, None
     if sets:

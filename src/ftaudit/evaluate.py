@@ -183,6 +183,9 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
     for es in eval_sets:
         prompts = es.prompts()
         if not prompts:
+            if es.exclude:
+                raise FtauditError(f"every '{es.split}' prompt of '{es.name}' was left out as a near-duplicate of training "
+                                   "data you supplied (held_out.json lists the files); evaluate on another set")
             raise FtauditError(f"dataset '{es.name}' has no '{es.split}' prompts")
         keys, loaded = cached_generate(store, model_location, model_name, attack, es.label, es.split, prompts, cfg, loaded)
         if store.set_evaluation(model_name, attack, es.label, es.kind, es.split, keys):

@@ -53,11 +53,20 @@ def near_duplicate_groups(texts: list[str], threshold: float = NEAR_DUPLICATE_JA
 
 
 def near_duplicates_of(candidates: list[str], training: list[str], threshold: float = NEAR_DUPLICATE_JACCARD) -> list[int]:
-    """Indices of ``candidates`` that share a near-duplicate group with any ``training`` text (same rule as the
-    named datasets' splits), so an evaluation can leave them out."""
-    labels = near_duplicate_groups(list(candidates) + list(training), threshold)
-    trained = set(labels[len(candidates):].tolist())
-    return [i for i, g in enumerate(labels[:len(candidates)]) if g in trained]
+    """Indices of ``candidates`` with a near-duplicate (word-set Jaccard >= ``threshold``, the split rule's measure)
+    among ``training`` texts, so an evaluation can leave them out. Only candidate x training pairs are compared (a
+    sparse product, scikit-learn + scipy), so a training file of any size is cheap."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    if not candidates or not training:
+        return []
+    vec = CountVectorizer(token_pattern=TOKEN_PATTERN, binary=True).fit([t or "_" for t in list(candidates) + list(training)])
+    c = vec.transform([t or "_" for t in candidates]).astype(np.int32)
+    t = vec.transform([t or "_" for t in training]).astype(np.int32)
+    inter = (c @ t.T).tocoo()
+    union = np.asarray(c.sum(axis=1)).ravel()[inter.row] + np.asarray(t.sum(axis=1)).ravel()[inter.col] - inter.data
+    hit = inter.data >= threshold * union
+    return sorted(set(inter.row[hit].tolist()))
 
 
 def assign_splits(texts: list[str], pins: list[str | None], fixed: int = 0) -> list[str]:

@@ -19,6 +19,7 @@ from ..pipeline import (JobRejected, StageRunner, aligned_model, attack_budget, 
                         run_recipe)
 from ..report import write_reports
 from ..seeds import seed_name, split_seed
+from ..progress import say
 from ..store import Store
 from .executors import executor_session, run_points
 from .search import run_searches
@@ -91,6 +92,7 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     """
     with executor_session(executor, address):  # an unknown executor or unreachable cluster fails before any work
         out = Path(out)
+        spec = held_out_spec(spec, out)
         store = Store(out)
         atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
         jobs, defended = _prepare_models(spec, out, StageRunner(store))
@@ -142,6 +144,22 @@ def plan(spec: ExperimentSpec) -> dict:
     return {"points": rows, "trainings": trainings, "evaluations": evaluations, "search_trials": searched}
 
 
+def held_out_spec(spec: ExperimentSpec, out: Path) -> ExperimentSpec:
+    """The spec with every eval set's near-duplicates of user-supplied training data left out (all models, so the
+    comparisons stay paired), recorded in ``out/held_out.json``."""
+    from ..held_out import exclude_near_duplicates, record
+
+    prompts, files = spec.training_files()
+    if not prompts:
+        return spec
+    sets, dropped = exclude_near_duplicates(eval_sets_from(spec.eval.datasets, spec.eval.benign), prompts)
+    record(out, dropped, files)
+    if any(dropped.values()):
+        say("left out of the evaluation as near-duplicates of training data you supplied: "
+            + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")
+    return replace(spec, exclude={s.label: list(s.exclude) for s in sets if s.exclude})
+
+
 def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tuple[list[PointJob], dict]:
     """Align (optionally) and evaluate each model of the spec, harden it with each alignment-time defense and
     evaluate that too; return the grid points (x defenses) as jobs, and the defended models' cost records."""
@@ -180,7 +198,7 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
 
 
 def _sets(spec: ExperimentSpec):
-    return eval_sets_from(spec.eval.datasets, spec.eval.benign)
+    return [replace(s, exclude=tuple(spec.exclude.get(s.label, ()))) for s in eval_sets_from(spec.eval.datasets, spec.eval.benign)]
 
 
 def search_sets(spec: ExperimentSpec):

@@ -293,6 +293,26 @@ class ExperimentSpec:
     defenses: list[dict] = field(default_factory=list)  # [{"name", "params"}], expanded; "none" is always there
     search: SearchSpec | None = None
     gate: GateSpec | None = None  # thresholds for `ftaudit gate DIR` (see ftaudit.gate)
+    # per eval set label, prompt ids left out as near-duplicates of training data the user supplied (set by run_spec)
+    exclude: dict = field(default_factory=dict)
+
+    def training_files(self) -> tuple[list[str], list[str]]:
+        """(prompts, files) of the training data the user supplies to this spec: recipe files of its points and the
+        data local models in ``models`` were fine-tuned on (see :mod:`ftaudit.held_out`)."""
+        from ..held_out import recipe_prompts, trained_prompts
+
+        prompts, files = [], []
+        for model in self.models:
+            p, f = trained_prompts(model)
+            prompts, files = prompts + p, files + f
+        seen = set()
+        for point in self.points():
+            key = json.dumps([point.recipe, point.params], sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                p, f = recipe_prompts(point.recipe, point.params)
+                prompts, files = prompts + p, files + f
+        return prompts, sorted(set(files))
 
     def to_dict(self) -> dict:
         """JSON-ready (``eval``, ``resources``, ``search`` and ``gate`` are pydantic models: dumped as mappings)."""

@@ -51,7 +51,10 @@ def build_summary(store: Store, tamper: dict | None = None) -> dict:
               "generate_seconds": round(c["gen_seconds"], 1), "generated_tokens": c["gen_tokens"], "devices": c["devices"]}
              for c in store.costs() if not c["model"].startswith("reference:")]
     costs += seed_costs(costs)
+    from ..held_out import read as read_held_out
+
     return {"ftaudit_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "held_out": read_held_out(store.dir),
             "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(),
             "judge_validation": trust([(r["judge"], r["judge_version"]) for r in results if r["judge"] in JUDGES]), "category_results": by_cat, "costs": costs,
             "changes": with_costs(_in_grid_order(changes(rows, tamper)), costs),
