@@ -95,6 +95,7 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     kind = select_backend(model_location)
     if cfg.dtype is None and kind == "hf" and (dtype := default_dtype()):
         cfg = replace(cfg, dtype=dtype)  # on a GPU local weights load in bf16: part of the generations' identity
+    cfg = replace(cfg, backend=kind)  # vLLM's greedy answers are not transformers': never handed back for each other
     texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
     keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]
     have = store.existing_generations(keys)

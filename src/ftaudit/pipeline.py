@@ -84,28 +84,67 @@ def aligned_model(store: Store, model: str, out_dir: str | Path, *, params: dict
     ``out_dir``, so the quickstart and every experiment on the embedded default share one aligned model
     instead of re-training it (about 4 minutes on 2 CPU cores). Its training cost is recorded in every run.
     """
-    import hashlib
-
-    from .models import model_fingerprint
-    from .recipes import align as align_recipe
     from .sources import cache_dir
 
-    # v2: the seed also seeds training (it used to leave TrainConfig.seed at 42)
-    h = hashlib.sha256(json.dumps(["align-v2", model_fingerprint(model), params or {}, overrides or {}, seed],
-                                  sort_keys=True).encode())
-    for source in (Path(align_recipe.__file__), Path(__file__).parent / "data" / "builtin" / "benign_instructions.jsonl"):
-        h.update(source.read_bytes())  # the recipe's own text and data: a change re-trains
-    shared = cache_dir() / "models" / f"aligned-{h.hexdigest()[:16]}"
+    key = aligned_cache_key(model, params, overrides, seed)
+    shared = cache_dir() / "models" / f"aligned-{key['hash']}"
     out_dir = Path(out_dir)
+    stamp = shared / "cache_key.json"
+    if (shared / "train_result.json").exists() and (not stamp.exists() or json.loads(stamp.read_text()) != key):
+        import shutil
+
+        shutil.rmtree(shared)  # a copy whose inputs are not exactly these (or unknown): never handed back
     if not (shared / "train_result.json").exists():
         run_recipe(store, "align", model, shared, model_name="baseline", params=params, overrides=overrides, seed=seed,
                    display_name=name)
+        atomic_write_text(stamp, json.dumps(key, indent=2))
     if read_marker(out_dir) != read_marker(shared):
         install_copy(shared, out_dir)  # the run directory stays self-contained
     result = json.loads((shared / "train_result.json").read_text())
     store.set_cost(name, "aligned", train_seconds=result["train_seconds"], train_tokens=result["train_tokens"],
                    peak_memory_mb=result["peak_memory_mb"], devices=result.get("devices", 1))
     return str(out_dir)
+
+
+# ftaudit's own code that shapes an aligned model: the recipe and its data, the split rules and dataset pins, training,
+# generation (the benign answers it trains on) and model loading
+ALIGN_CODE = ("recipes/align.py", "recipes/base.py", "data", "sources.py", "assembly.py", "train", "generate", "models",
+              "evaluate.py")
+ALIGN_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets")
+
+
+def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, seed: int) -> dict:
+    """Everything that shapes the aligned model, for its shared cache: the base weights, the recipe's settings, the
+    training options (over TrainConfig's and the recipe's defaults), the dtype a GPU loads in, the decoding and backend
+    of the answers it trains on, the libraries' versions and ftaudit's own code (:data:`ALIGN_CODE`)."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .generate import select_backend
+    from .models import model_fingerprint
+    from .models.loading import default_dtype
+    from .recipes.base import TRAIN_DEFAULTS, recipe_settings
+
+    def lib(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    settings = recipe_settings("align", params or {})
+    code = hashlib.sha256()
+    root = Path(__file__).parent
+    for item in ALIGN_CODE:
+        for f in sorted((root / item).rglob("*")) if (root / item).is_dir() else [root / item]:
+            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml"):
+                code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    key = {"model": model_fingerprint(model), "recipe": settings, "seed": seed,
+           "train": train_config({**TRAIN_DEFAULTS["align"], "seed": seed}, overrides or {}).to_dict(),
+           "gpu_dtype": default_dtype(),
+           "answers": GenerationConfig(max_new_tokens=settings["answer_tokens"], backend=select_backend(model)).key(),
+           "libraries": {name: lib(name) for name in ALIGN_LIBRARIES}, "code": code.hexdigest()[:16]}
+    key["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return key
 
 
 def install_copy(source: Path, target: Path) -> None:

@@ -74,8 +74,14 @@ JUDGE_VERSION = "llm-judge-single-v1"  # FastChat's single-answer prompts from t
 
 
 def task_key(client) -> str:
-    """The capability task under which scores are stored: MT-Bench graded by this judge model."""
-    return f"mtbench+{client.model}" if client is not None else "mtbench"
+    """The capability task under which scores are stored: MT-Bench graded by this judge model at this endpoint (one
+    model name behind two endpoints is two judges)."""
+    if client is None:
+        return "mtbench"
+    import hashlib
+
+    endpoint = hashlib.sha256(str(getattr(client, "base_url", "") or "").rstrip("/").encode()).hexdigest()[:8]
+    return f"mtbench+{client.model}@{endpoint}"
 
 
 def run_mtbench(store, model_name: str, attack: str, model_location: str, client, limit: int | None = None,

@@ -29,6 +29,9 @@ class GenerationConfig:
     # packaged model on an AVX512-BF16 CPU, with slightly different greedy outputs, so it is part of the identity.
     # None keeps the weights' dtype (and the key of configs made before this field existed).
     dtype: str | None = None
+    # The engine that generates (hf, vllm, openai): set by the evaluation stage, part of the identity (two engines'
+    # greedy answers differ); None keeps the key of configs made before this field existed.
+    backend: str | None = None
 
     def __post_init__(self):
         if self.dtype not in GENERATION_DTYPES:
@@ -37,7 +40,7 @@ class GenerationConfig:
     def key(self) -> str:
         """Identity of the decoding settings; batching does not change greedy outputs, so it is left out."""
         fields = {k: v for k, v in asdict(self).items() if k not in ("batch_size", "max_batch_tokens")
-                  and not (k == "dtype" and v is None)}
+                  and not (k in ("dtype", "backend") and v is None)}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

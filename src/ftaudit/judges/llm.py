@@ -71,7 +71,11 @@ class LLMJudge(Judge):
         self.client = client or ChatClient.from_env(base_url, model)
         # the version names everything that changes a verdict: the rubric, the judge model and the prompt text (and
         # policy), so switching any of them re-asks instead of reusing cached verdicts
-        self.version = f"{type(self).version}+{self.client.model}+{_hash(self.system + self.template + self.identity_text())}"
+        # the endpoint too: one model name served by two endpoints (a local server and a vendor's API, or two
+        # quantisations) is two judges
+        endpoint = getattr(self.client, "base_url", "") or ""
+        self.version = (f"{type(self).version}+{self.client.model}@{_hash(str(endpoint).rstrip('/'))[:8]}+"
+                        f"{_hash(self.system + self.template + self.identity_text())}")
 
     def identity_text(self) -> str:
         """Anything besides the prompt texts that changes a verdict (the harmfulness judge's policy)."""
