@@ -4,7 +4,7 @@ import pytest
 
 from ftaudit.errors import FtauditError
 from ftaudit.judges import get_judge
-from ftaudit.metrics import across_seeds, mcnemar_p, mean_ci, newcombe_paired, paired_change, rate, refusal_metrics, wilson
+from ftaudit.metrics import across_seeds, mcnemar_p, mean_ci, paired_change, rate, refusal_metrics, wilson
 
 
 def test_keyword_judge_matches_substrings_anywhere_like_gcg():
