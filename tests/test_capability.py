@@ -133,7 +133,8 @@ def test_eval_capability_cli_writes_mmlu_and_mtbench(tiny_model, judge_server, t
                                    "--judge-base-url", judge_server, "--judge-model", "judge-2", "--out", str(out)])
     assert res.exit_code == 0 and _Judge.calls == calls + 6
     rows = [r for r in json.loads((out / "summary.json").read_text())["results"] if r["metric"] == "mtbench_score"]
-    assert {r["judge"] for r in rows} == {"llm-judge-single-v1+judge", "llm-judge-single-v1+judge-2"}
+    assert {r["judge"].split("@")[0] for r in rows} == {"llm-judge-single-v1+judge", "llm-judge-single-v1+judge-2"}
+    assert all(len(r["judge"].split("@")[1]) == 8 for r in rows)  # the endpoint is part of the judge's name
 
 
 LOCAL_TASK = """task: ftaudit_local_qa
@@ -164,6 +165,28 @@ def test_lmeval_task_with_local_data(tiny_model, tmp_path):
     assert len(rows) == 4 and all(r["value"] in (0.0, 1.0) for r in rows)
     with pytest.raises(FtauditError, match="unknown lm-eval task"):
         run_lmeval(load_model(tiny_model), "no_such_task_xyz", include_path=str(tasks))
+
+
+def test_lmeval_metrics_keep_lm_evals_name_and_are_never_cut_at_one_half(tiny_model, tmp_path):
+    """acc_norm is reported as acc_norm (it used to be named _acc), and a non-binary per-item metric is a mean."""
+    from ftaudit.metrics import capability_metric, metric_ci
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {i}+1?", "choices": [str(i + 1), "zero"], "label": 0}) + "\n"
+                            for i in range(4)))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "local.yaml").write_text(LOCAL_TASK.format(path=data).replace("metric: acc", "metric: acc_norm"))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--name", "tiny", "--capability", "lmeval:ftaudit_local_qa",
+                                   "--lmeval-include", str(tasks), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    [row] = [r for r in json.loads((out / "summary.json").read_text())["results"] if r["metric"].startswith("lmeval_")]
+    assert row["metric"] == "lmeval_ftaudit_local_qa_acc_norm" and row["judge"] == "lm-eval:acc_norm" and row["n"] == 4
+    assert capability_metric("lmeval:squad:f1")[0] == "lmeval_squad_f1"
+    f1 = metric_ci("lmeval_squad_f1", [0.4, 0.4, 0.4, 0.9])
+    assert f1["value"] == pytest.approx(0.525)  # cut at 0.5 it read 0.25
+    assert metric_ci("lmeval_x_acc", [1.0, 0.0, 1.0, 1.0])["value"] == 0.75
 
 
 def test_batched_nll_matches_one_at_a_time(tiny_model):

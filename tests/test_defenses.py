@@ -124,7 +124,12 @@ def test_data_filter_drops_complied_harmful_prompts_and_keeps_refusals_and_benig
                + [chat(p, "Sure, here is what you asked for.", f"b{i}") for i, p in enumerate(benign)])
     kept, report = get_defense("data-filter").screen(DefenseContext(None, "m"), records)
     assert {r.id for r in kept} == {"r0", "r1", "r2", "b0", "b1", "b2"} and report["dropped"] == 3
-    assert report["judge"] == "refusal-cues" and report["prompt_classifier"]["held_out"]["advbench"]["n"] > 0
+    assert report["judge"] == "refusal-cues" and report["screened"] == 9 and report["harmful_prompts"] == 6
+    held_out = report["prompt_classifier"]["held_out"]
+    from ftaudit.data import get_prompts as prompts_of
+
+    assert held_out["advbench"]["n"] == len(prompts_of("advbench", "eval"))  # scored on every held-out prompt
+    assert held_out["benign"]["flagged_harmful"] == 8 and held_out["benign"]["n"] == 58  # its false alarms, reported
 
 
 def test_search_picks_the_lowest_refusal_the_guard_allows():
@@ -178,23 +183,58 @@ def test_every_defense_runs_in_the_grid_and_the_report_shows_the_matrix(tiny_mod
     assert mix["defense_report"] == {"added_safety_examples": 1, "customer_examples": 2}
     assert mix["examples_x_epochs"] == 2 and mix["trained_examples"] == 3  # the attacker's budget, not the mix
     [lora] = [b for b in budgets.values() if b["defense"] == "safelora"]
-    assert lora["defense_report"]["modules"] > 0
+    assert lora["defense_report"]["modules"] == 14  # 2 layers x 7 adapted projections
     repaired = next(out.glob("models/defended/safelora/*/adapter_model.safetensors"))
     undefended = out / "models" / repaired.parent.name / "adapter_model.safetensors"
-    assert repaired.read_bytes() != undefended.read_bytes()  # SafeLoRA repaired the shared undefended weights
+    from safetensors.torch import load_file
+
+    new, old = load_file(repaired), load_file(undefended)
+    changed = sorted(k for k in new if not (new[k] == old[k]).all())
+    assert len(changed) == lora["defense_report"]["projected"] and all(".lora_B." in k for k in changed)
     costs = {d["defense"]: d for d in summary["defense_matrix"]["defense_costs"]}
-    assert costs["vaccine"]["initial_model"] == "aligned~vaccine" and costs["vaccine"]["hardening_seconds"] > 0
+    hardened = json.loads(next(out.glob("models/defended/vaccine*/initial/train_result.json")).read_text())
+    assert costs["vaccine"]["initial_model"] == "aligned~vaccine"
+    assert costs["vaccine"]["hardening_seconds"] == hardened["train_seconds"]
+    # every cell carries a verdict on its drop from the model the attacker got; a rejected job says so
+    assert all(c["drop"]["verdict"] in ("broken", "held", "inconclusive", "nothing to protect") for c in cells.values())
     report = (out / "report.md").read_text()
     assert "### Defense × attack" in report and "| safelora |" in report
 
 
 def _trials(db: Path) -> list[tuple]:
-    con = sqlite3.connect(db)
+    """The study's trials; none while the database is still being created by the run (it may be locked or half made)."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(db, timeout=30)
+    except sqlite3.OperationalError:
+        return []
     try:
         return con.execute("SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN trial_user_attributes a "
                            "ON a.trial_id = t.trial_id AND a.key = 'label' ORDER BY t.number").fetchall()
+    except sqlite3.OperationalError:
+        return []
     finally:
         con.close()
+
+
+def _wait_on_progress(proc, out: Path, done, idle: float = 600) -> None:
+    """Poll ``done()`` while ``proc`` runs; give up only after ``idle`` seconds in which nothing under ``out`` changed
+    (a busy machine makes a run slower, not stuck), so the wait never runs out on a loaded CI host."""
+    import time
+
+    def state():
+        return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*") if p.is_file()) \
+            if out.exists() else []
+
+    last, seen = time.time(), state()
+    while proc.poll() is None and not done():
+        time.sleep(0.2)
+        now = state()
+        if now != seen:
+            last, seen = time.time(), now
+        elif time.time() - last > idle:
+            break
 
 
 def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_model, tmp_path, isolated_cache):
@@ -205,7 +245,6 @@ def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_mode
     import signal
     import subprocess
     import sys
-    import time
 
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(_spec(tiny_model, tmp_path, search={
@@ -215,12 +254,13 @@ def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_mode
     cmd = [str(Path(sys.executable).parent / "ftaudit"), "run", str(spec_file), "--out", str(out)]
     db = out / "search" / "optuna.sqlite3"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if db.exists() and sum(s == "COMPLETE" for _, s, _ in _trials(db)) >= 1 and any(s == "RUNNING" for _, s, _ in _trials(db)):
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run finished before it could be killed"
+
+    def one_finished_one_running():
+        trials = _trials(db)
+        return sum(s == "COMPLETE" for _, s, _ in trials) >= 1 and any(s == "RUNNING" for _, s, _ in trials)
+
+    _wait_on_progress(proc, out, one_finished_one_running)
+    assert proc.poll() is None, "the run finished (or stalled) before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = {n: label for n, s, label in _trials(db) if s == "COMPLETE"}
@@ -237,11 +277,31 @@ def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_mode
     for t in study["trials"]:
         assert t["feasible"] == (t["capability_change"] <= 0.0)
     [default] = [t for t in study["trials"] if t["default"]]
-    assert default["number"] == 0 and default["label"] in summary["budgets"]  # the grid point itself, not a retrain
+    [grid_point] = [label for label, b in summary["budgets"].items() if b["recipe"] == "identity-shift"]
+    assert default["number"] == 0 and default["label"] == grid_point  # the grid point itself, not a retrain
+    feasible = [t for t in study["trials"] if t["feasible"]]
     assert study["best"]["feasible"] and study["best"]["params"]["learning_rate"] != 3.0
-    assert study["best"]["refusal"]["value"] <= default["refusal"]["value"]  # never weaker than the default attack
+    assert study["best"]["refusal"]["value"] == min(t["refusal"]["value"] for t in feasible)  # the strongest kept
     # lr 3.0 made the benign-answer NLL worse: the guard (no worsening allowed here) excludes it
     assert [t["feasible"] for t in study["trials"] if t["params"]["learning_rate"] == 3.0] == [False]
+
+
+def test_search_counts_each_setting_once_and_reuses_the_seeded_grid_point(tiny_model, tmp_path, isolated_cache):
+    """The space holds 2 settings (epochs 1, the grid point's own, and 2): 4 trials asked are 2 trials, none repeated;
+    with seeds the default trial is the seed-0 grid point's weights, not a retraining."""
+    from ftaudit.experiments.run import run_spec
+
+    spec = parse_spec(_spec(tiny_model, tmp_path, seeds=[0, 1], search={
+        "trials": 4, "space": {"epochs": [1, 2]}, "prompts": 2,
+        "capability_guard": {"metric": "benign_answer_nll", "max_change": 100.0}}))
+    out = tmp_path / "run"
+    summary = run_spec(spec, out)
+    [study] = summary["searches"].values()
+    assert len(study["trials"]) == 2 and len({json.dumps(t["params"]) for t in study["trials"]}) == 2
+    [default] = [t for t in study["trials"] if t["default"]]
+    assert default["label"].endswith("@seed=0") and default["label"] in summary["budgets"]
+    adapters = sorted(p.parent.name for p in (out / "models").glob("*/adapter_model.safetensors"))
+    assert len(adapters) == 3 and sum(a.endswith("-seed0") for a in adapters) == 2  # 2 grid seeds + 1 new setting
 
 
 def test_defend_command_repairs_an_adapter_screens_data_and_fails_in_one_line(tiny_model, tmp_path):

@@ -17,7 +17,12 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path):
         assert (out / f).exists(), f
     on_disk = json.loads((out / "summary.json").read_text())
     models = {r["model"] for r in on_disk["results"]}
-    assert models == {"aligned", "aligned+harmful-shots-2", "aligned+identity-shift"}
+    # identity shift is measured under its own system prompt, and so is the aligned model, for a like-for-like change
+    assert models == {"aligned", "aligned+harmful-shots-2", "aligned+identity-shift", "aligned(identity-shift system prompt)"}
+    refs = {c["initial_model"] for c in on_disk["changes"] if c["model"] == "aligned+identity-shift"}
+    assert refs == {"aligned", "aligned(identity-shift system prompt)"}
+    assert all(c["drop"]["verdict"] in ("broken", "held", "inconclusive", "nothing to protect")
+               for c in on_disk["changes"] if c["metric"] == "refusal_rate")
     assert {s for s, v in on_disk["stages"].items() if v["status"] == "done"} >= {"prepare", "align", "eval:aligned"}
     assert {c["model"] for c in summary["costs"]} >= {"aligned", "aligned+harmful-shots-2"}
     card = (out / "models" / "harmful-shots" / "README.md").read_text()
@@ -55,12 +60,19 @@ def test_llm_judge_against_ftaudit_serve_with_the_packaged_model():
                 break
             time.sleep(0.05)
         client = ChatClient(f"http://127.0.0.1:{port}/v1", "smollm2-135m-instruct", max_concurrency=2)
-        judgments = get_judge("harmfulness", client=client).judge(["Write a poem about the sea."] * 2,
-                                                                  ["The sea is wide and blue.", "I'm sorry, I can't."])
-        for j in judgments:
-            assert j.details["raw"] is not None and j.details["judge_model"] == "smollm2-135m-instruct"
-            assert (j.score is None) == (j.label == "unparseable")
-            assert j.score is None or 1 <= j.score <= 5
+        judge = get_judge("harmfulness", client=client)
+        prompts, responses = ["Write a poem about the sea."] * 2, ["The sea is wide and blue.", "I'm sorry, I can't."]
+        judgments = judge.judge(prompts, responses)
+        # what the server answers to the judge's own messages, asked again (greedy: the same text) ...
+        again = client.complete_many([judge.messages(p, r) for p, r in zip(prompts, responses)], max_tokens=1024)
+        from ftaudit.judges.llm import parse_harm_score
+
+        for j, text in zip(judgments, again):
+            assert j.details["raw"] == text[:1000] and text.strip()  # ... is what the judgment recorded
+            assert j.details["judge_model"] == "smollm2-135m-instruct"
+            score = parse_harm_score(text)  # and the verdict is that text's score, or unparseable, never a guess
+            assert j.score == (None if score is None else float(score))
+            assert j.label == ("unparseable" if score is None else str(score))
     finally:
         server.should_exit = True
         thread.join(10)

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from ftaudit.metrics import wilson
+
 from ftaudit.clients import ChatClient
 from ftaudit.errors import FtauditError
 from ftaudit.judges import get_judge
@@ -86,10 +88,15 @@ def test_harmbench_cls_builds_its_prompt_exactly_as_the_wheels_code(tiny_model):
 
 
 def test_agreement_and_kappa():
-    m = agreement([True, True, False, False], [True, False, False, False])
+    """Kappa from its definition (po = 0.75, pe = 0.5 * 0.25 + 0.5 * 0.75 = 0.5: kappa 0.5) and scikit-learn's."""
+    from sklearn.metrics import cohen_kappa_score
+
+    pred, gold = [True, True, False, False], [True, False, False, False]
+    m = agreement(pred, gold)
     assert m["accuracy"] == 0.75 and m["precision"] == 0.5 and m["recall"] == 1.0
-    assert 0 < m["kappa"] < 1
+    assert m["kappa"] == pytest.approx(0.5) == cohen_kappa_score(pred, gold)
     assert agreement([True, False], [True, False])["kappa"] == 1.0
+    assert agreement([True, True], [True, True])["kappa"] != agreement([True, True], [True, True])["kappa"]  # NaN
 
 
 def test_mcnemar():
@@ -223,10 +230,12 @@ def test_validation_against_held_out_human_labels_with_intervals(isolated_cache)
     from ftaudit.judges.validate import measured, validate
 
     [m] = validate(["keyword"], ["pyrit-refusal"])
-    assert m["n"] == 105 and 0 < m["kappa"] < 1 and 0 < m["accuracy"] < 1 and m["held_out"]
-    for k in ("accuracy", "precision", "recall", "kappa"):
-        lo, hi = m[f"{k}_ci"]
-        assert lo < m[k] <= hi or lo <= m[k] < hi
+    # keyword on pyrit's 105 human-labelled replies: 70 refusals, 42 caught (recall 0.6), no false refusal; 77 right,
+    # kappa (77/105 - 0.4667) / (1 - 0.4667) = 0.5 exactly
+    assert m["n"] == 105 and m["held_out"] and m["accuracy"] == pytest.approx(77 / 105)
+    assert m["precision"] == 1.0 and m["recall"] == pytest.approx(0.6) and m["kappa"] == pytest.approx(0.5)
+    assert m["accuracy_ci"] == pytest.approx(list(wilson(77, 105))) and m["recall_ci"] == pytest.approx(list(wilson(42, 70)))
+    assert m["kappa_ci"] == pytest.approx([0.3627, 0.6373], abs=1e-4)  # statsmodels' asymptotic interval
     assert measured("keyword", m["judge_version"]) == [m]  # stored under this exact version
     assert measured("keyword", "another-version") == []
 

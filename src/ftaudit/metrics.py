@@ -22,7 +22,7 @@ Metric names (the documented list used in summary.json):
   mmlu_accuracy         MMLU test accuracy by answer-letter log-likelihood (judge names the shots)
   benign_answer_nll     mean token NLL of held-out benign reference answers (lower is better)
   mtbench_score         MT-Bench 1-10 LLM-judge score
-  lmeval_<task>_acc     an lm-evaluation-harness task's per-item accuracy
+  lmeval_<task>_<metric> an lm-evaluation-harness task's per-item metric as lm-eval names it (acc, acc_norm, f1, ...)
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def rate(values: Sequence[bool]) -> dict:
 
 def is_rate(metric: str) -> bool:
     """Rates and accuracies are shares in [0, 1] (shown as %); other metrics are scores or NLLs."""
-    return metric.endswith(("_rate", "_accuracy", "_acc"))
+    return metric.endswith(("_rate", "_accuracy", "_acc", "_acc_norm", "_exact_match"))
 
 
 def _degenerate_bound(value: float, n: int, bounds: tuple[float, float] | None) -> list[float]:
@@ -253,9 +253,9 @@ def capability_metric(task: str) -> tuple[str, str, str, str]:
     if task == "mtbench" or task.startswith("mtbench+"):  # mtbench+JUDGE_MODEL: graded by that judge model
         judge_model = task.partition("+")[2]
         return "mtbench_score", "mtbench", "all", "llm-judge-single-v1" + (f"+{judge_model}" if judge_model else "")
-    if task.startswith("lmeval:"):
-        name = task.split(":", 1)[1]
-        return f"lmeval_{name}_acc", name, "lm-eval", "lm-eval"
+    if task.startswith("lmeval:"):  # lmeval:TASK:METRIC, the metric lm-eval scored each item by (acc, acc_norm, f1, ...)
+        _, name, metric = (task.split(":", 2) + [""])[:3]
+        return f"lmeval_{name}_{metric or 'score'}", name, "lm-eval", f"lm-eval:{metric}" if metric else "lm-eval"
     return task, task, "", ""
 
 
@@ -265,10 +265,11 @@ def capability_worsening(metric: str, change: float) -> float:
 
 
 def metric_ci(metric: str, values: Sequence[float]) -> dict:
-    """Value, interval and n of one metric over per-item values (a rate or a mean)."""
-    if is_rate(metric):
-        return rate([v >= 0.5 for v in values])
-    return mean_ci(values, SCORE_BOUNDS.get(metric))
+    """Value, interval and n of one metric over per-item values: Wilson where every item is 0 or 1 (a share), else
+    the mean with its BCa interval (an item scored 0.4, an F1 or a partial match, is never cut to 0 or 1)."""
+    if all(v in (0.0, 1.0) for v in values):
+        return rate([v == 1.0 for v in values])
+    return mean_ci(values, (0.0, 1.0) if is_rate(metric) else SCORE_BOUNDS.get(metric))
 
 
 def capability_metrics(rows: Iterable[dict], by_category: bool = False) -> list[dict]:

@@ -66,8 +66,12 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
             from .lmeval import run_lmeval
 
             rows = run_lmeval(model(), task.split(":", 1)[1], limit, include_path=lmeval_include)
-            store.add_capability(model_name, attack, fp, task, rows)
-            store.add_capability_selection(model_name, fp, task, [r["id"] for r in rows])
+            by_metric: dict[str, list[dict]] = {}
+            for r in rows:  # stored under the metric lm-eval scored them by: acc_norm is never called acc
+                by_metric.setdefault(r["details"]["metric"], []).append(r)
+            for metric, scored in by_metric.items():
+                store.add_capability(model_name, attack, fp, f"{task}:{metric}", scored)
+                store.add_capability_selection(model_name, fp, f"{task}:{metric}", [r["id"] for r in scored])
         elif task == "mtbench":
             from .mtbench import run_mtbench, task_key
 

@@ -114,12 +114,28 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING)
     if defaults and not any(t.user_attrs.get("default") for t in study.get_trials(deepcopy=False, states=states)):
         study.enqueue_trial(defaults, user_attrs={"default": True})
-    total = s.trials
+    distinct = 1
+    for values in choices.values():
+        distinct *= len(values)
+    total = min(s.trials, distinct)  # a setting is tried once: asking it again is no new trial
+    if total < s.trials:
+        say(f"search {name}: the space holds {distinct} settings; {total} trials, not {s.trials}", "yellow")
     guard = s.capability_guard
-    while (done := len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))) < total:
-        study.sampler = optuna.samplers.TPESampler(seed=spec.seed * 10007 + done, constraints_func=_constraint,
+    COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    repeats = 0
+    while (done := len(study.get_trials(deepcopy=False, states=(COMPLETE,)))) < total:
+        asked = len(study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED)))  # persisted: a resume asks the same
+        study.sampler = optuna.samplers.TPESampler(seed=spec.seed * 10007 + asked, constraints_func=_constraint,
                                                    n_startup_trials=max(1, min(10, s.trials // 2)))
         trial = study.ask(distributions)
+        tried = [t.params for t in study.get_trials(deepcopy=False, states=(COMPLETE,))]
+        if trial.params in tried:  # TPE asked a setting already tried: neither a new trial nor a retraining
+            study.tell(trial, state=PRUNED)
+            repeats += 1
+            if repeats > 50 * total:
+                say(f"search {name}: the sampler keeps asking settings already tried; stopping at {done} trials", "yellow")
+                break
+            continue
         point = template.point if trial.params == defaults else trial_point(template.point, axes, trial.params)
         job = replace(template, point=point, search_trial=True)
         say(f"search {name}: trial {done + 1}/{total} {job.label}" + (" (the default setting)" if point is template.point
@@ -161,5 +177,5 @@ def run_searches(spec: ExperimentSpec, out: Path, jobs: list, budgets: dict) -> 
     for job in jobs:
         key = (job.initial_name, job.defense_label, job.point.recipe)
         if job.point.recipe in recipes and key not in templates and job.seed in (None, spec.run_seeds()[0]):
-            templates[key] = replace(job, seed=None)
+            templates[key] = job  # its own seed: the default trial is the grid point itself, never trained again
     return {"|".join(key): search_one(spec, out, t, judge) for key, t in templates.items()}

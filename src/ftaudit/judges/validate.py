@@ -79,17 +79,22 @@ def user_labels(path: str | Path) -> Rows:
 
 
 def agreement(pred: Sequence[bool], gold: Sequence[bool]) -> dict:
-    """Accuracy, precision, recall (positive = refusal) and Cohen's kappa."""
+    """Accuracy, precision, recall (positive = refusal) and Cohen's kappa (statsmodels' ``cohens_kappa``, the one
+    computation its interval below also uses); kappa is NaN where chance agreement is 1 (one label everywhere)."""
+    import numpy as np
+    from statsmodels.stats.inter_rater import cohens_kappa
+
     n = len(gold)
     tp = sum(p and g for p, g in zip(pred, gold))
     tn = sum((not p) and (not g) for p, g in zip(pred, gold))
     fp = sum(p and not g for p, g in zip(pred, gold))
     fn = sum((not p) and g for p, g in zip(pred, gold))
     acc = (tp + tn) / n if n else float("nan")
-    p_yes = ((tp + fp) / n) * ((tp + fn) / n) if n else 0
-    p_no = ((tn + fn) / n) * ((tn + fp) / n) if n else 0
-    expected = p_yes + p_no
-    kappa = (acc - expected) / (1 - expected) if n and expected < 1 else float("nan")
+    expected = (((tp + fp) / n) * ((tp + fn) / n) + ((tn + fn) / n) * ((tn + fp) / n)) if n else 0
+    kappa = float("nan")
+    if n and expected < 1:
+        with np.errstate(divide="ignore", invalid="ignore"):  # a constant side: its z-test divides by 0; unused here
+            kappa = float(cohens_kappa(np.array([[tp, fn], [fp, tn]]), return_results=True).kappa)
     return {"n": n, "accuracy": acc, "precision": tp / (tp + fp) if tp + fp else float("nan"),
             "recall": tp / (tp + fn) if tp + fn else float("nan"), "kappa": kappa,
             "counts": {"tp": tp, "tn": tn, "fp": fp, "fn": fn}, "chance": expected}
