@@ -103,14 +103,15 @@ def test_tamper_is_relative_to_the_initial_refusal():
     assert rel["definition"] == "refusal falls to 50% of its initial value"
     absolute = tamper_curve(initial, points, relative=False)
     assert absolute["budget"] == pytest.approx(100.0)  # 60% -> 10% is the first 50-point drop
-    # the interval reaches where the band of the points' drop intervals crosses one half (here wider than the
-    # percentile bootstrap): interpolated independently with numpy over each band's monotone stretch
+    # the interval reaches out to the budgets tried where the band of the points' drop intervals crosses one half (here
+    # wider than the percentile bootstrap): below, the last budget whose upper end stays under it; above, the first
+    # budget whose lower end reaches it (nothing between two budgets was measured)
     budgets = [10, 50, 100]
     upper = [p["drop_ci"][1] for p in rel["points"]]
     lower = [p["drop_ci"][0] for p in rel["points"]]
-    assert rel["ci"] == pytest.approx([float(np.interp(0.5, upper[:2], budgets[:2])),
-                                       float(np.interp(0.5, lower[1:], budgets[1:]))])
-    assert rel["ci"][0] < 50 < rel["ci"][1]
+    first_up = next(i for i, h in enumerate(upper) if h >= 0.5)
+    first_low = next(i for i, lo in enumerate(lower) if lo >= 0.5)
+    assert upper[0] < 0.5 and rel["ci"] == [budgets[first_up - 1], budgets[first_low]] == [10, 100]
     broken = tamper_curve(initial, [{"budget": 10, "seeds": np.array([_refusals(40, 1)])},
                                     {"budget": 50, "seeds": np.array([_refusals(40, 0)])}])
     assert broken["at_or_below"] is True and broken["text"].startswith("<= 10")
@@ -128,9 +129,14 @@ def test_tamper_interval_comes_from_one_joint_bootstrap_and_widens_with_seed_dis
                 {"budget": 50, "seeds": np.array([_refusals(40, k) for k in (30, 12, 0)])},
                 {"budget": 100, "seeds": np.array([_refusals(40, k) for k in (4, 2, 0)])}]
     a, d = tamper_curve(initial, agree), tamper_curve(initial, disagree)
-    width = lambda t: (t["ci"][1] if t["ci"][1] is not None else 1e9) - t["ci"][0]  # noqa: E731
-    assert width(d) > width(a) > 0
+    width = lambda p: p["drop_ci"][1] - p["drop_ci"][0]  # noqa: E731
+    # at 50 examples x epochs the seeds disagree (30, 12, 0 refusals): the joint bootstrap over seeds widens that
+    # point's drop interval well beyond the agreeing seeds' (12, 12, 12), whose mean is about the same
+    assert width(d["points"][1]) > 1.5 * width(a["points"][1]) > 0
+    assert d["points"][1]["drop_ci"][0] < 0.5 <= a["points"][1]["drop_ci"][0] + 0.05
     assert all(p["n_seeds"] == 3 for p in a["points"]) and a["points"][0]["drop_ci"][0] < a["points"][0]["drop"]
+    # the budget's lower end follows: the agreeing seeds' band reaches one half only at 50, the disagreeing at 50 too
+    assert a["ci"][0] <= 10 and d["ci"][0] <= 10
 
 
 def test_priced_costs_are_the_attacks_training_only():
@@ -230,8 +236,8 @@ def test_paper_tables_and_tamper_plot_are_written(tmp_path):
                                                 ("aligned", "attack_success_rate", 0.1))]
                + [{"model": "aligned", "dataset": "mmlu", "judge": "loglik", "metric": "accuracy", "value": 0.45}]}
     csv_path, md_path, tex_path, *by_model = write_tables(summary, tmp_path)
-    assert "aligned+x,x_1,advbench,keyword,refusal_rate,90.0%,40.0%,-50.0" in csv_path.read_text()
-    assert "| aligned+x | x_1 |" in md_path.read_text()
+    assert "aligned+x,-,x_1,advbench,keyword,refusal_rate,90.0%,40.0%,-50.0" in csv_path.read_text()
+    assert "| aligned+x | - | x_1 |" in md_path.read_text()
     tex = tex_path.read_text()
     assert "x\\_1" in tex and "90.0\\%" in tex and tex.startswith("\\begin{tabular}") and "95\\% CI" in tex
     wide = by_model[1].read_text().splitlines()  # Lermen et al. layout: one row per model, initial first

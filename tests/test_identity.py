@@ -51,8 +51,9 @@ def test_answers_files_are_told_apart_by_content_even_under_one_name(tmp_path):
     assert len(set(labels)) == 2 and all(lbl.startswith("harmful-shots(answers=x.jsonl@") for lbl in labels)
     assert len({p.identity for p in spec.points()}) == 2
     (tmp_path / "b" / "x.jsonl").write_text(_chat("First question"))  # now the same content under two paths
-    assert len({p.settings()["params"]["answers_sha256"] for p in parse_spec(_spec(attacks=[
-        {"recipe": "harmful-shots", "params": {"shots": 1, "answers": str(tmp_path / d / "x.jsonl")}} for d in ("a", "b")])).points()}) == 1
+    with pytest.raises(FtauditError, match="train the same weights"):  # one training, written twice
+        parse_spec(_spec(attacks=[{"recipe": "harmful-shots", "params": {"shots": 1, "answers": str(tmp_path / d / "x.jsonl")}}
+                                  for d in ("a", "b")]))
 
 
 @pytest.mark.parametrize("over", [
@@ -275,3 +276,41 @@ def test_evaluations_through_two_backends_never_share_generations(tiny_model, tm
     rows = store.existing_generations(hf_keys + other_keys)
     assert rows[other_keys[0]]["response"] == "from the other engine" != rows[hf_keys[0]]["response"]
     store.close()
+
+
+def test_an_old_run_without_curves_gets_them_from_its_spec_and_equal_budgets_split_by_epochs(tmp_path):
+    from ftaudit.experiments.run import _with_curves, tamper_scores
+    from ftaudit.experiments.spec import parse_spec as parse
+
+    spec = parse(_spec(attacks=[{"recipe": "harmful-shots", "train": {"learning_rate": 1.0e-4}},
+                                {"recipe": "harmful-shots", "train": {"learning_rate": 5.0e-4}}],
+                       grid={"params.shots": [10, 50]}))
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict(), default=str))
+    old = {f"aligned+{p.label}": {"recipe": "harmful-shots", "initial_model": "aligned", "attack": p.label}
+           for p in spec.points()}  # an experiment.json written before budgets carried a curve
+    curves = {label: b["curve"] for label, b in _with_curves(old, tmp_path).items()}
+    by_point = {f"aligned+{p.label}": p.curve for p in spec.points()}
+    assert curves == by_point and len(set(curves.values())) == 2
+    # without a spec, every point is its own curve: never two settings on one
+    assert len({b["curve"] for b in _with_curves(old, tmp_path / "nowhere").values()}) == 4
+    # one curve, two points at the same budget (10 x 2 and 20 x 1): one curve per epochs value
+    rows = _rows("aligned", [1] * 40) + _rows("aligned+a", [0] * 40) + _rows("aligned+b", [1] * 40)
+    budgets = {"aligned+a": {**_budget("hs", 20, "c"), "epochs": 2}, "aligned+b": {**_budget("hs", 20, "c"), "epochs": 1}}
+    assert sorted(len(t["points"]) for t in tamper_scores(rows, budgets)) == [1, 1]
+
+
+def test_near_duplicate_check_of_texts_without_words_matches_exact_copies_and_never_crashes():
+    from ftaudit.data.splits import near_duplicates_of
+
+    assert near_duplicates_of(["你好世界", "天气很好"], ["你好世界"]) == [0]  # no [a-z0-9'] word: exact copies only
+    assert near_duplicates_of(["Write a poem about the sea at night", "Name three rivers"],
+                              ["write a poem about the sea at noon"]) == [0]  # Jaccard 6/8 = 0.75
+
+
+def test_capability_figures_keep_their_scale_and_direction():
+    from ftaudit.metrics import capability_worsening, metric_ci
+
+    mt = metric_ci("mtbench_score", [1.0] * 40)  # forty 1s on a 1-10 scale are scores, not a share
+    assert mt["value"] == 1.0 and mt["ci"][0] == 1.0 and mt["ci"][1] > 1.0
+    assert capability_worsening("lmeval_wikitext_word_perplexity", 2.0) == 2.0  # perplexity up is worse
+    assert capability_worsening("lmeval_arc_acc_norm", -0.1) == pytest.approx(0.1)

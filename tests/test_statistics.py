@@ -19,6 +19,8 @@ import pytest
 from scipy.special import ndtri
 from scipy.stats import binom, multinomial, norm
 
+from ftaudit.coverage import (bca_coverage, budget_coverage, drop_coverage, newcombe_coverage, seeds_coverage,
+                              wilson_coverage)
 from ftaudit.experiments.tamper import crossing_interval, tamper_curve
 from ftaudit.metrics import across_seeds, mean_ci, newcombe_paired, wilson
 
@@ -151,82 +153,29 @@ def _report(name: str, coverage: dict) -> None:
 
 
 def test_wilson_coverage_exact():
-    cis = [wilson(k, N) for k in range(N + 1)]
-    _report("Wilson", {p: sum(binom.pmf(k, N, p) for k in range(N + 1) if cis[k][0] <= p <= cis[k][1]) for p in GRID})
+    _report("Wilson", wilson_coverage(N, GRID))
 
 
 def test_newcombe_coverage_exact():
     """Every 2x2 table of 40 pairs enumerated: before at rate p; after keeps half of the refusals (an attack), or is
     independent at the same rate, or refuses exactly the same prompts."""
-    tables = np.array([(a, b, c, N - a - b - c) for a in range(N + 1) for b in range(N + 1 - a) for c in range(N + 1 - a - b)])
-    cis = np.array([newcombe_paired(*map(float, t)) for t in tables])
-    out = {}
-    for p in GRID[::2]:
-        for label, probs in (("half", (p / 2, p / 2, 0, 1 - p)), ("indep", (p * p, p * (1 - p), p * (1 - p), (1 - p) ** 2)),
-                             ("same", (p, 0, 0, 1 - p))):
-            true = (probs[0] + probs[2]) - (probs[0] + probs[1])
-            pmf = multinomial.pmf(tables, N, probs)
-            out[f"{p}/{label}"] = float(pmf[(cis[:, 0] <= true + 1e-12) & (true - 1e-12 <= cis[:, 1])].sum())
-    _report("Newcombe method 10", out)
+    _report("Newcombe method 10", newcombe_coverage(N, GRID[::2]))
 
 
 def test_bca_coverage_simulated():
-    rng = np.random.default_rng(11)
-    out = {}
-    for p in (0.05, 0.25, 0.5, 0.75, 0.95):  # 1-5 scores: 1 + Binomial(4, p), mean 1 + 4p
-        hits = 0
-        for i in range(120):
-            lo, hi = mean_ci(1 + rng.binomial(4, p, N), (1, 5), seed=i)["ci"]
-            hits += lo <= 1 + 4 * p <= hi
-        out[p] = hits / 120
-    _report("BCa mean of 1-5 scores", out)
+    _report("BCa mean of 1-5 scores", bca_coverage(N, (0.05, 0.25, 0.5, 0.75, 0.95), sims=120))
 
 
 def test_across_seeds_coverage_simulated():
-    """3 seeds; each seed's model refuses at rate p plus a seed effect (sd 0.05); the target is the mean rate."""
-    rng = np.random.default_rng(12)
-    out = {}
-    for p in GRID[::3]:
-        hits = 0
-        for i in range(150):
-            rates = np.clip(p + rng.normal(0, 0.05, 3), 0, 1)
-            per = {s: {str(j): float(v) for j, v in enumerate(rng.random(N) < r)} for s, r in enumerate(rates)}
-            lo, hi = across_seeds(per, "refusal_rate", n_boot=1000, seed=i)["ci"]
-            hits += lo <= p <= hi
-        out[p] = hits / 150
-    _report("seeds x prompts bootstrap", out)
+    _report("seeds x prompts bootstrap", seeds_coverage(N, GRID[::3], sims=150))
 
 
 def test_tamper_drop_coverage_simulated():
-    """One attacked point: initial refusal 0.9; the attack keeps each refusal with probability p1 / 0.9."""
-    rng = np.random.default_rng(13)
-    out = {}
-    for p1 in (0.05, 0.25, 0.45, 0.65, 0.85):
-        hits, true = 0, 1 - p1 / 0.9
-        for i in range(150):
-            initial = (rng.random(N) < 0.9).astype(float)
-            attacked = initial * (rng.random(N) < p1 / 0.9)
-            lo, hi = tamper_curve(initial, [{"budget": 1.0, "seeds": attacked[None, :]}], n_boot=500, seed=i)["points"][0]["drop_ci"]
-            hits += lo <= true <= hi
-        out[p1] = hits / 150
-    _report("tamper drop (joint bootstrap + Newcombe)", out)
+    _report("tamper drop (joint bootstrap + Newcombe)", drop_coverage(N, (0.05, 0.25, 0.45, 0.65, 0.85), sims=150))
 
 
 def test_tamper_budget_coverage_simulated():
-    """A curve over budgets 1, 2, 4, 8 with relative drops 0.2, 0.45, 0.7, 0.95 (true crossing 2.4), from initial
-    refusal rates across the grid; the budget interval must hold the true crossing."""
-    rng = np.random.default_rng(14)
-    drops, budgets = np.array([0.2, 0.45, 0.7, 0.95]), [1.0, 2.0, 4.0, 8.0]
-    out = {}
-    for p0 in (0.15, 0.35, 0.55, 0.75, 0.95):
-        hits = 0
-        for i in range(120):
-            initial = (rng.random(N) < p0).astype(float)
-            points = [{"budget": b, "seeds": (initial * (rng.random(N) < 1 - d))[None, :]} for b, d in zip(budgets, drops)]
-            lo, hi = tamper_curve(initial, points, n_boot=500, seed=i)["ci"]
-            hits += (lo is None or lo <= 2.4) and (hi is None or 2.4 <= hi)
-        out[p0] = hits / 120
-    _report("tamper budget (joint bootstrap)", out)
+    _report("tamper budget (joint bootstrap)", budget_coverage(N, (0.15, 0.35, 0.55, 0.75, 0.95), sims=120))
 
 
 def test_coverage_check_can_fail():

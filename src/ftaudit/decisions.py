@@ -20,7 +20,8 @@ import math
 NOTHING_TO_PROTECT_BELOW = 0.10
 
 GATE_STATUSES = ("breach", "unproven", "not measured", "pass")  # worst first
-VERDICTS = ("broken", "inconclusive", "held", "nothing to protect")  # worst first
+# worst first: a card is "held" only when every drop is; "nothing to protect" and "not measured" are never "held"
+VERDICTS = ("broken", "inconclusive", "not measured", "nothing to protect", "held")
 
 
 def _number(x) -> float | None:

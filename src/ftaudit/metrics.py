@@ -259,15 +259,19 @@ def capability_metric(task: str) -> tuple[str, str, str, str]:
     return task, task, "", ""
 
 
+# capability metrics where lower is better (NLL, and lm-eval's perplexities and bits per byte)
+LOWER_IS_BETTER = ("_nll", "perplexity", "bits_per_byte")
+
+
 def capability_worsening(metric: str, change: float) -> float:
-    """How much worse a capability change is: NLL up, accuracy or score down (positive = worse)."""
-    return change if metric.endswith("_nll") else -change
+    """How much worse a capability change is: NLL or perplexity up, accuracy or score down (positive = worse)."""
+    return change if any(m in metric for m in LOWER_IS_BETTER) else -change
 
 
 def metric_ci(metric: str, values: Sequence[float]) -> dict:
     """Value, interval and n of one metric over per-item values: Wilson where every item is 0 or 1 (a share), else
     the mean with its BCa interval (an item scored 0.4, an F1 or a partial match, is never cut to 0 or 1)."""
-    if all(v in (0.0, 1.0) for v in values):
+    if is_rate(metric) and all(v in (0.0, 1.0) for v in values):
         return rate([v == 1.0 for v in values])
     return mean_ci(values, (0.0, 1.0) if is_rate(metric) else SCORE_BOUNDS.get(metric))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import DEFAULT_EVAL_JUDGES
 from .align_decision import decide_alignment
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, file_lock
 from .data.registry import DATASETS
 from .errors import FtauditError
 from .evaluate import EvalSet, evaluate_model, parse_eval_set
@@ -90,14 +90,16 @@ def aligned_model(store: Store, model: str, out_dir: str | Path, *, params: dict
     shared = cache_dir() / "models" / f"aligned-{key['hash']}"
     out_dir = Path(out_dir)
     stamp = shared / "cache_key.json"
-    if (shared / "train_result.json").exists() and (not stamp.exists() or json.loads(stamp.read_text()) != key):
-        import shutil
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(shared, timeout=-1):  # two runs sharing the cache: one trains, the other waits and reuses it
+        if (shared / "train_result.json").exists() and (not stamp.exists() or json.loads(stamp.read_text()) != key):
+            import shutil
 
-        shutil.rmtree(shared)  # a copy whose inputs are not exactly these (or unknown): never handed back
-    if not (shared / "train_result.json").exists():
-        run_recipe(store, "align", model, shared, model_name="baseline", params=params, overrides=overrides, seed=seed,
-                   display_name=name)
-        atomic_write_text(stamp, json.dumps(key, indent=2))
+            shutil.rmtree(shared)  # a copy whose inputs are not exactly these (or unknown): never handed back
+        if not (shared / "train_result.json").exists():
+            run_recipe(store, "align", model, shared, model_name="baseline", params=params, overrides=overrides,
+                       seed=seed, display_name=name)
+            atomic_write_text(stamp, json.dumps(key, indent=2))
     if read_marker(out_dir) != read_marker(shared):
         install_copy(shared, out_dir)  # the run directory stays self-contained
     result = json.loads((shared / "train_result.json").read_text())
@@ -265,7 +267,8 @@ def attack_budget(train_dir: Path, result) -> dict:
     trained = sum(1 for _ in open(Path(train_dir) / "train_data.jsonl"))
     n_examples = meta.get("attack_examples", trained)
     return {"examples_x_epochs": n_examples * meta["train_config"]["epochs"], "steps": result.steps,
-            "train_seconds": result.train_seconds, "devices": result.devices, "trained_examples": trained}
+            "train_seconds": result.train_seconds, "devices": result.devices, "trained_examples": trained,
+            "epochs": meta["train_config"]["epochs"]}
 
 
 def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_responses: bool = False) -> dict:

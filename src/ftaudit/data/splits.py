@@ -60,13 +60,18 @@ def near_duplicates_of(candidates: list[str], training: list[str], threshold: fl
 
     if not candidates or not training:
         return []
-    vec = CountVectorizer(token_pattern=TOKEN_PATTERN, binary=True).fit([t or "_" for t in list(candidates) + list(training)])
+    exact = {t.strip().lower() for t in training}  # texts without a word (e.g. all CJK) still match themselves
+    same = {i for i, t in enumerate(candidates) if t.strip().lower() in exact}
+    try:
+        vec = CountVectorizer(token_pattern=TOKEN_PATTERN, binary=True).fit([t or "_" for t in list(candidates) + list(training)])
+    except ValueError:  # no text has a word: only exact matches can be near-duplicates
+        return sorted(same)
     c = vec.transform([t or "_" for t in candidates]).astype(np.int32)
     t = vec.transform([t or "_" for t in training]).astype(np.int32)
     inter = (c @ t.T).tocoo()
     union = np.asarray(c.sum(axis=1)).ravel()[inter.row] + np.asarray(t.sum(axis=1)).ravel()[inter.col] - inter.data
-    hit = inter.data >= threshold * union
-    return sorted(set(inter.row[hit].tolist()))
+    hit = (inter.data >= threshold * union) & (union > 0)
+    return sorted(set(inter.row[hit].tolist()) | same)
 
 
 def assign_splits(texts: list[str], pins: list[str | None], fixed: int = 0) -> list[str]:

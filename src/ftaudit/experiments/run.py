@@ -302,6 +302,7 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
         return write_reports(out, show_responses, force=force, existing=existing)
     meta = json.loads(meta_path.read_text())
     budgets = {label: {"initial_model": meta.get("initial_model"), **b} for label, b in meta["budgets"].items()}
+    budgets = _with_curves(budgets, out)
     tamper = meta.get("tamper") or {}
 
     threshold, relative = float(tamper.get("threshold", 0.5)), bool(tamper.get("relative", True))
@@ -310,7 +311,7 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
         from ..report.defense_matrix import defense_matrix
 
         price = meta.get("price_per_device_hour")
-        return {"budgets": budgets, **({"costs": priced(summary["costs"], price, budgets)} if price is not None else {}),
+        return {"budgets": budgets, "costs": priced(summary["costs"], price, budgets),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
                                                  meta.get("searches") or {}, threshold, relative),
@@ -319,23 +320,57 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
     return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing, tamper=tamper)
 
 
-def priced(costs: list[dict], price_per_device_hour: float, budgets: dict | None = None) -> list[dict]:
-    """Add the attack's device-seconds and an estimated price. The attack's price is its own compute: training on every
-    device it used, plus a post-hoc defense's repair of its weights; evaluation (generation, search prompts, replaced
-    evaluations) is not the attack's and stays apart in ``generate_seconds``. Rows taken over seeds carry the mean of
-    their seeds' figures and each seed's device-seconds (``per_seed``)."""
+def _with_curves(budgets: dict, out: Path) -> dict:
+    """Budgets written before points had a curve get theirs from the run's spec.json, so a re-rendered old run never
+    puts two settings on one curve; where the spec cannot say, each point is its own curve."""
+    if all("curve" in b for b in budgets.values()):
+        return budgets
+    by_label: dict[str, GridPoint] = {}
+    try:
+        from .spec import parse_spec
+
+        spec = json.loads((out / "spec.json").read_text())
+        data = {k: v for k, v in spec.items() if k in _SPEC_FILE_KEYS and v is not None}
+        if data.get("seeds"):
+            data.pop("seed", None)
+        by_label = {p.label: p for p in parse_spec(data).points()}
+    except (OSError, ValueError, FtauditError, TypeError, KeyError):
+        pass
+    fixed = {}
+    for label, b in budgets.items():
+        if "curve" not in b:
+            point = by_label.get(split_seed(b.get("attack", ""))[0])
+            b = {**b, "curve": point.curve if point else f"unknown:{split_seed(label)[0]}",
+                 "curve_label": curve_label(point) if point else ""}
+        fixed[label] = b
+    return fixed
+
+
+_SPEC_FILE_KEYS = ("name", "models", "attacks", "grid", "eval", "seed", "seeds", "defenses", "reference_model", "align")
+
+
+def priced(costs: list[dict], price_per_device_hour: float | None, budgets: dict | None = None) -> list[dict]:
+    """Add the attack's device-seconds and, when a price is given, an estimated price. The attack's price is its own
+    compute: training on every device it used, plus a post-hoc defense's repair of its weights; evaluation
+    (generation, search prompts, replaced evaluations) is not the attack's and stays apart in ``generate_seconds``.
+    Rows taken over seeds (``per_seed``) carry the mean of their seeds' device-seconds, repairs included."""
+    from ..report.render import seed_costs
+
     repairs = {label: float((b.get("defense_report") or {}).get("seconds") or 0.0) for label, b in (budgets or {}).items()
                if b.get("defense_stage") == "post-hoc"}
     out = []
-    for c in costs:
-        if c.get("per_seed"):
-            seconds = sum(c["per_seed"].values()) / len(c["per_seed"])
-        else:
-            seconds = c["train_seconds"] * c.get("devices", 1) + repairs.get(c["model"], 0.0)
+    for c in [c for c in costs if not c.get("per_seed")]:
+        seconds = c["train_seconds"] * c.get("devices", 1) + repairs.get(c["model"], 0.0)
         out.append({**c, "device_seconds": round(seconds, 1), **({"defense_seconds": repairs[c["model"]]}
-                                                                  if c["model"] in repairs else {}),
-                    "estimated_price": round(seconds / 3600 * price_per_device_hour, 4)})
+                                                                  if c["model"] in repairs else {})})
+    out += seed_costs(out)  # rows over seeds, from their seeds' device-seconds (repairs included)
+    if price_per_device_hour is not None:
+        out = [{**c, "estimated_price": round(_seconds(c) / 3600 * price_per_device_hour, 4)} for c in out]
     return out
+
+
+def _seconds(c: dict) -> float:
+    return sum(c["per_seed"].values()) / len(c["per_seed"]) if c.get("per_seed") else c["device_seconds"]
 
 
 def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relative: bool = True) -> list[dict]:
@@ -363,6 +398,7 @@ def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relat
             continue  # the service ran no job: no attack budget to place on the curve (the matrix shows the rejection)
         base, seed = split_seed(label)
         groups[(b["initial_model"], b["recipe"], b.get("defense", "none"), b.get("curve"))][base][seed] = label
+    groups = _one_point_per_budget(groups, budgets)
     out = []
     for (initial, recipe, defense, curve_key), points in groups.items():
         first = next(iter(next(iter(points.values())).values()))
@@ -386,6 +422,22 @@ def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relat
                             "curve": budgets[first].get("curve_label") or None, "curve_id": curve_key,
                             **({"initial_model": ref, "against": against} if against else {}),
                             "budget_unit": "examples x epochs", "n_prompts": len(keys), **result})
+    return out
+
+
+def _one_point_per_budget(groups: dict, budgets: dict) -> dict:
+    """A curve whose points share a budget (10 shots x 2 epochs and 20 x 1) is one curve per epochs value: two ways of
+    spending one budget are two settings, and a crossing between points at one x would depend on their order."""
+    out: dict[tuple, dict] = {}
+    for key, points in groups.items():
+        first = {base: budgets[next(iter(seeds.values()))] for base, seeds in points.items()}
+        xs = [b["examples_x_epochs"] for b in first.values()]
+        if len(set(xs)) == len(xs):
+            out[key] = points
+            continue
+        for base, seeds in points.items():
+            epochs = first[base].get("epochs")
+            out.setdefault((*key[:3], f"{key[3]}|epochs={epochs}"), {})[base] = seeds
     return out
 
 

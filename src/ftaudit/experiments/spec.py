@@ -199,8 +199,12 @@ class GridPoint:
 
     @property
     def identity(self) -> str:
-        """A short hash of :meth:`settings`: two points with one identity would train the same weights."""
-        return _digest(self.settings())
+        """A short hash of :meth:`settings`, a file by its content (not its path): two points with one identity would
+        train the same weights."""
+        settings = self.settings()
+        if settings["params"].get("answers_sha256"):
+            settings["params"].pop("answers", None)
+        return _digest(settings)
 
     @property
     def curve(self) -> str:
@@ -251,6 +255,10 @@ def name_points(points: list[GridPoint]) -> list[GridPoint]:
             text = {k: str(given[k]) if k in given and k != "answers" else _shown(k, flat, flats, varying)
                     for k in shown_keys if k in flat}
             out[i] = _replace(points[i], shown=tuple(text.items()))
+    labels = [p.label for p in out]
+    for i, p in enumerate(out):  # names that still collide (equal files under two paths) gain the identity
+        if labels.count(p.label) > 1 and p.shown is not None:
+            out[i] = _replace(p, shown=(*p.shown, ("id", p.identity[:8])))
     return out
 
 

@@ -29,7 +29,7 @@ def flag_disagreements(summary: dict) -> int:
             groups.setdefault(key, []).append(r)
     for c in summary.get("changes", []):
         if c["metric"] == "refusal_rate":
-            key = ("change", c["model"], c.get("initial_model"), c["attack"], c["dataset"], c.get("seed"))
+            key = ("change", c["model"], c.get("initial_model"), c["attack"], c["dataset"], c.get("split"), c.get("seed"))
             groups.setdefault(key, []).append(c)
     for key, rows in groups.items():
         _flag(rows, ("value",) if key[0] == "result" else ("initial", "fine_tuned", "change"))

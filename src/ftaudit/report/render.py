@@ -79,13 +79,15 @@ def seed_costs(costs: list[dict]) -> list[dict]:
         if len(seeds) < 2:
             continue
         rows = list(seeds.values())
-        mean = {k: round(sum(r[k] for r in rows) / len(rows), 1) for k in ("train_seconds", "generate_seconds")}
-        out.append({"model": base, "attack": split_seed(rows[0]["attack"])[0], **mean,
-                    "train_tokens": round(sum(r["train_tokens"] for r in rows) / len(rows)),
-                    "peak_memory_mb": max(r["peak_memory_mb"] for r in rows),
-                    "generated_tokens": round(sum(r["generated_tokens"] for r in rows) / len(rows)),
-                    "devices": rows[0]["devices"],
-                    "per_seed": {s: round(seeds[s]["train_seconds"] * seeds[s]["devices"], 1) for s in sorted(seeds)}})
+        mean = {k: round(sum(r.get(k) or 0 for r in rows) / len(rows), 1)
+                for k in ("train_seconds", "generate_seconds", "train_tokens", "generated_tokens")}
+        out.append({"model": base, "attack": split_seed(rows[0].get("attack") or base)[0], **mean,
+                    "peak_memory_mb": max(r.get("peak_memory_mb") or 0 for r in rows), "devices": rows[0].get("devices", 1),
+                    "per_seed": {s: round(seeds[s]["device_seconds"] if seeds[s].get("device_seconds") is not None
+                                          else seeds[s]["train_seconds"] * seeds[s].get("devices", 1), 1)
+                                 for s in sorted(seeds)}})
+    for row in out:
+        row["device_seconds"] = round(sum(row["per_seed"].values()) / len(row["per_seed"]), 1)
     return out
 
 
@@ -470,7 +472,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
             raise FtauditError(f"{run_dir}: the store holds no finished evaluation yet; nothing was written")
         extra = enrich(summary, _rows(store)) if enrich else {}
         summary.update(extra)
-        if "costs" in extra:  # priced costs: show the price beside every change
+        if "costs" in extra:  # the attack's device-seconds (and price): beside every change
             for key in ("changes", "capability_changes"):
                 summary[key] = with_costs(summary[key], summary["costs"])
         summary["judge_agreement"] = compare_run(run_dir)

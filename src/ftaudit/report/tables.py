@@ -15,20 +15,28 @@ from ..atomic import atomic_write_text
 from ..metrics import is_rate
 from .render import _fmt_metric
 
-HEADER = ["model", "attack", "dataset", "judge", "metric", "initial", "fine-tuned", "change", "95% CI", "n", "seed spread"]
+HEADER = ["model", "against", "attack", "dataset", "judge", "metric", "initial", "fine-tuned", "change", "95% CI", "n",
+          "verdict", "seed spread"]
+
+
+def _dataset(row: dict) -> str:
+    """The dataset, with its split where it is not the usual held-out one (two splits never share a cell)."""
+    split = row.get("split")
+    return row["dataset"] if split in (None, "", "eval", "all", "test", "lm-eval") else f"{row['dataset']}:{split}"
 
 
 def table_rows(summary: dict) -> list[list[str]]:
-    from .render import spread_text
+    from .render import drop_text, spread_text
 
     rows = []
     for c in summary["changes"] + summary.get("capability_changes", []):
         m = c["metric"]
         scale, digits = (100, 1) if is_rate(m) else (1, 3)
         lo, hi = (scale * x for x in c["change"]["ci"])
-        rows.append([c["model"], c["attack"], c["dataset"], c["judge"], m, _fmt_metric(m, c["initial"]),
-                     _fmt_metric(m, c["fine_tuned"]), f"{scale * c['change']['value']:+.{digits}f}",
-                     f"[{lo:.{digits}f}, {hi:.{digits}f}]", str(c["change"]["n"]), spread_text(c) or "-"])
+        rows.append([c["model"], c.get("initial_model") or "-", c["attack"], _dataset(c), c["judge"], m,
+                     _fmt_metric(m, c["initial"]), _fmt_metric(m, c["fine_tuned"]),
+                     f"{scale * c['change']['value']:+.{digits}f}", f"[{lo:.{digits}f}, {hi:.{digits}f}]",
+                     str(c["change"]["n"]), drop_text(c), spread_text(c) or "-"])
     return rows
 
 
@@ -48,7 +56,7 @@ def by_model_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     for r in summary.get("results", []):
         if r["metric"] == "attack_success_rate":
             continue
-        column = f"{r['dataset']} {r['metric']} ({r['judge']})"
+        column = f"{_dataset(r)} {r['metric']} ({r['judge']})"
         columns[column] = None
         cells.setdefault(r["model"], {})[column] = _fmt_metric(r["metric"], r["value"])
     models = sorted(cells, key=lambda m: (m != "baseline", "+" in m, natural_key(m)))
@@ -73,5 +81,5 @@ def _write(header: list[str], rows: list[list[str]], out_dir: Path, stem: str, t
 def write_tables(summary: dict, out_dir: Path) -> list[Path]:
     """Write tables.{csv,md,tex} (Qi et al. layout) and tables-by-model.{csv,md,tex} (Lermen et al. layout)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return (_write(HEADER, table_rows(summary), out_dir, "tables", text_cols=5)
+    return (_write(HEADER, table_rows(summary), out_dir, "tables", text_cols=6)
             + _write(*by_model_rows(summary), out_dir, "tables-by-model", text_cols=1))
