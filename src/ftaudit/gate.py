@@ -170,8 +170,13 @@ def _not_measured(rows: list[GateRow], gate: GateSpec, summary: dict) -> list[Ga
     out: list[tuple[str, str, str]] = []  # (threshold, model, what is missing)
     t = gate.thresholds()
     have = {(r.threshold, r.model) for r in rows}
+    initials = {b.get("initial_model") for b in (summary.get("budgets") or {}).values()} | \
+        {x["model"] for x in summary.get("tamper_resistance", [])}
+    applies = {"max_refusal_drop": lambda m: "+" in split_seed(m)[0], "max_capability_drop": lambda m: "+" in split_seed(m)[0],
+               "min_tamper_budget": lambda m: m in initials}  # a drop is an attacked model's; a budget, an initial's
     for name in t:
-        out += [(name, m, "nothing measured for this threshold") for m in gate.models or [] if (name, m) not in have]
+        out += [(name, m, "nothing measured for this threshold") for m in gate.models or []
+                if (name, m) not in have and applies.get(name, lambda _: True)(m)]
     if "max_refusal_drop" in t:
         changed = {(c["model"], c["dataset"], c.get("judge_version") or c["judge"]) for c in summary.get("changes", [])
                    if c["metric"] == "refusal_rate"}
@@ -207,12 +212,11 @@ def evaluate_gate(summary: dict, gate: GateSpec, where: str = "the run") -> dict
     if unknown:
         raise FtauditError(f"{where} has no model {', '.join(unknown)}; its models: {', '.join(sorted(known)) or 'none'}")
     rows = _rows(summary, gate)
+    rows += _not_measured(rows, gate, summary)
     missing = sorted(set(gate.thresholds()) - {r.threshold for r in rows})
     if missing:
-        models = f" for models {', '.join(gate.models)}" if gate.models else ""
-        raise FtauditError(f"{where} has nothing to check {', '.join(missing)} against{models} "
+        raise FtauditError(f"{where} has nothing to check {', '.join(missing)} against "
                            "(tamper budgets need a grid over budgets; refusal drops need an attacked model); drop it")
-    rows += _not_measured(rows, gate, summary)
     from .judges.validate import trust_text
 
     validation = summary.get("judge_validation") or []
