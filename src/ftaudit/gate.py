@@ -106,12 +106,17 @@ def tamper_row(r: dict) -> tuple[float | None, tuple[float | None, float | None]
     return top, (lo, None), f"not reached within {top:g}"
 
 
-def _keep(gate: GateSpec):
-    return (lambda m: m in gate.models) if gate.models else (lambda m: True)
+def _keep(gate: GateSpec, summary: dict | None = None):
+    """Which models' rows a threshold checks: the named ones, else every model the run evaluated except the
+    like-for-like references (the initial model evaluated under an attack's system prompt), which no release ships."""
+    if gate.models:
+        return lambda m: m in gate.models
+    references = set((summary or {}).get("reference_models") or [])
+    return lambda m: m not in references
 
 
 def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
-    keep = _keep(gate)
+    keep = _keep(gate, summary)
     out: list[GateRow] = []
     t = gate.thresholds()
     if "max_refusal_drop" in t:
@@ -166,7 +171,7 @@ def _not_measured(rows: list[GateRow], gate: GateSpec, summary: dict) -> list[Ga
     no change against its initial model; an attack budget of the grid with no tamper curve."""
     from .seeds import split_seed
 
-    keep = _keep(gate)
+    keep = _keep(gate, summary)
     out: list[tuple[str, str, str]] = []  # (threshold, model, what is missing)
     t = gate.thresholds()
     have = {(r.threshold, r.model) for r in rows}

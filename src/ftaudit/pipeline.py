@@ -315,7 +315,9 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
                                  "seed": seed, "defense": "none", **attack_budget(where, result)}
                 stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
                                 cfg.capability_limit)
-                evaluate_system_twin(stages, target_name, target, where, recipe, sets, gen, cfg.judges)
+                twin = evaluate_system_twin(stages, target_name, target, where, recipe, sets, gen, cfg.judges)
+                if twin:
+                    budgets[name]["same_prompt_reference"] = twin
         with stages("report"):
             from .experiments.run import report_experiment, write_experiment
             from .judges.validate import ensure_validated

@@ -256,16 +256,15 @@ def run_point(job: PointJob) -> tuple[str, dict]:
         sets = search_sets(spec) if job.search_trial else _sets(spec)
         stages.evaluate(job.label, seed_name(point.label, job.seed), str(evaluated), sets, _gen(spec), ev.judges,
                         ev.capability, ev.capability_limit)
-        if not rejected:
-            evaluate_system_twin(stages, job.initial_name, job.initial, job.train_dir, point.recipe, sets, _gen(spec),
-                                 ev.judges)
+        twin = None if rejected else evaluate_system_twin(stages, job.initial_name, job.initial, job.train_dir,
+                                                           point.recipe, sets, _gen(spec), ev.judges)
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     store.close()
     budget = {"recipe": point.recipe, "initial_model": job.initial_name, "attack": point.label, "seed": job.seed,
               "defense": job.defense_label, "defense_stage": d.stage if d else None, "examples_x_epochs": 0, "steps": 0,
               "train_seconds": 0.0, "devices": 1, "identity": point.identity, "curve": point.curve,
-              "curve_label": curve_label(point)}
+              "curve_label": curve_label(point), **({"same_prompt_reference": twin} if twin else {})}
     if rejected:
         return job.label, {**budget, "rejected": rejected}
     budget.update(attack_budget(job.train_dir, result))
@@ -312,6 +311,8 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
 
         price = meta.get("price_per_device_hour")
         return {"budgets": budgets, "costs": priced(summary["costs"], price, budgets),
+                "reference_models": sorted({b["same_prompt_reference"] for b in budgets.values()
+                                            if b.get("same_prompt_reference")}),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
                                                  meta.get("searches") or {}, threshold, relative),
