@@ -314,3 +314,14 @@ def test_capability_figures_keep_their_scale_and_direction():
     assert mt["value"] == 1.0 and mt["ci"][0] == 1.0 and mt["ci"][1] > 1.0
     assert capability_worsening("lmeval_wikitext_word_perplexity", 2.0) == 2.0  # perplexity up is worse
     assert capability_worsening("lmeval_arc_acc_norm", -0.1) == pytest.approx(0.1)
+
+
+def test_the_defense_matrix_measures_identity_shift_against_the_same_prompt():
+    from ftaudit.report.defense_matrix import same_prompt_references
+
+    aoa = "You are AOA."
+    rows = (_rows("aligned", [1] * 4) + _rows("aligned(identity-shift system prompt)", [1] * 4, aoa)
+            + _rows("aligned+identity-shift(n=10)~safety-mix(ratio=0.3)", [0] * 4, aoa, "f2")
+            + _rows("aligned+harmful-shots(shots=10)", [0] * 4, None, "f3"))
+    assert same_prompt_references(rows) == {"aligned+identity-shift(n=10)~safety-mix(ratio=0.3)":
+                                            "aligned(identity-shift system prompt)"}

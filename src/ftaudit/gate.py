@@ -187,8 +187,10 @@ def _not_measured(rows: list[GateRow], gate: GateSpec, summary: dict) -> list[Ga
                    if c["metric"] == "refusal_rate"}
         for r in summary.get("results", []):
             base = split_seed(r["model"])[0]
-            if r["metric"] == "refusal_rate" and "+" in base and keep(r["model"]) and \
-                    (r["model"], r["dataset"], r.get("judge_version") or r["judge"]) not in changed:
+            # a search trial's prompts (``NAME:search``) are the search's objective, never evaluated on the initial
+            # model: no change is expected there
+            if r["metric"] == "refusal_rate" and "+" in base and keep(r["model"]) and not r["dataset"].endswith(":search") \
+                    and (r["model"], r["dataset"], r.get("judge_version") or r["judge"]) not in changed:
                 out.append(("max_refusal_drop", r["model"], f"{r['dataset']} by {r['judge']}: no change against its "
                             "initial model (the initial model was not evaluated on this set by this judge version)"))
     if "min_tamper_budget" in t:
