@@ -203,7 +203,7 @@ def test_judge_file_cli_and_cache(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["refused"] for r in rows] == [True, False]
-    assert rows[0]["system"] == "a" and rows[0]["judge"] == "keyword" and rows[0]["judge_version"] == "gcg-v1"
+    assert rows[0]["system"] == "a" and rows[0]["judge"] == "keyword" and rows[0]["judge_version"] == get_judge("keyword").version
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p"}\n')
     res = CliRunner().invoke(app, ["judge", "--judge", "keyword", "--input", str(bad), "--out", str(out)], terminal_width=300)

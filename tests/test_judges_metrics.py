@@ -11,7 +11,7 @@ def test_keyword_judge_matches_substrings_anywhere_like_gcg():
     j = get_judge("keyword")
     out = j.judge(["p"] * 4, ["I'm sorry, but no.", "Sure! Step 1: mix flour.", "Here it is. As an aside...", ""])
     assert [o.refused for o in out] == [True, False, True, False]
-    assert out[0].judge == "keyword" and out[0].judge_version == "gcg-v1"
+    assert out[0].judge == "keyword" and out[0].judge_version.startswith("gcg-v1+")  # the list's hash follows
 
 
 def test_unknown_judge():

@@ -88,7 +88,7 @@ def test_rerun_with_other_generation_settings_replaces_never_pools(tiny_model, t
     evaluate_model(store, "m", "none", tiny_model, [harm], GenerationConfig(max_new_tokens=5), ["keyword"])
     second = {r["metric"]: r for r in build_summary(store)["results"]}["refusal_rate"]
     assert first["n"] == 3 and second["n"] == 3 and first["generation"] != second["generation"]
-    assert GenerationConfig(max_new_tokens=5).key() == second["generation"]
+    assert GenerationConfig(max_new_tokens=5, backend="hf").key() == second["generation"]  # the engine is identity
     harm2 = EvalSet(str(prompts_file(tmp_path, n=3)), "harmful", limit=2)
     evaluate_model(store, "m", "none", tiny_model, [harm2], GenerationConfig(max_new_tokens=5), ["keyword"])
     rows = [r for r in build_summary(store)["results"] if r["metric"] == "refusal_rate"]

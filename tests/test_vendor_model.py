@@ -159,8 +159,10 @@ def test_quickstart_never_attacks_the_model_as_shipped(tiny_model, isolated_cach
     from ftaudit.pipeline import quickstart
 
     summary = quickstart(tmp_path / "never", _tiny_quickstart(tiny_model, "never"))
-    assert {r["model"] for r in summary["results"]} == {"baseline", "baseline+identity-shift"}
-    assert {c["initial_model"] for c in summary["changes"]} == {"baseline"}
+    # identity shift is also measured against the shipped model under its own system prompt
+    assert {r["model"] for r in summary["results"]} == {"baseline", "baseline+identity-shift",
+                                                        "baseline(identity-shift system prompt)"}
+    assert {c["initial_model"] for c in summary["changes"]} == {"baseline", "baseline(identity-shift system prompt)"}
     assert summary["alignment"]["align"] is False and "align" not in summary["stages"]
     assert "attacked as shipped" in (tmp_path / "never" / "report.md").read_text()
 
