@@ -69,6 +69,20 @@ def held_out_sets(job: AuditJob, prompts: list[str]) -> tuple[list, dict[str, in
     return exclude_near_duplicates(eval_sets_from(job.datasets, job.benign), prompts)
 
 
+def applied_settings(cfg: TrainConfig) -> dict:
+    """The training settings the job ran with: LoRA's only for an adapter, the quantisation only for QLoRA, and the
+    optional ones only when set (a LoRA job's record never says ``quant_bits: 4bit``)."""
+    from .train.config import OPTIONAL_KEYS
+
+    out = cfg.to_dict()
+    if cfg.method != "qlora":
+        out.pop("quant_bits")
+    if cfg.method == "full":
+        for k in ("lora_r", "lora_alpha", "lora_dropout", "target_modules"):
+            out.pop(k)
+    return {k: v for k, v in out.items() if not (k in OPTIONAL_KEYS and v is None)}
+
+
 def customer_system_prompt(records) -> str | None:
     """The system prompt most of the customer's examples share (the one its model will be deployed with), else None."""
     from collections import Counter
@@ -123,7 +137,7 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
         raise stages.stopped(exc) from None
     store.close()
     atomic_write_text(out / "job.json", json.dumps({
-        "model": job.model, "data": str(job.data), "examples": len(records), "train": cfg.to_dict(),
+        "model": job.model, "data": str(job.data), "examples": len(records), "train": applied_settings(cfg),
         "screen": {k: screened[k] for k in ("examples", "flagged", "risk", "resembles")},
         "customer_system_prompt": system,
         "left_out_near_duplicates": dropped}, indent=2))
