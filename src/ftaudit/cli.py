@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -604,6 +605,10 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
               judge: Annotated[Optional[list[str]], typer.Option(help="Judge (repeatable; default: the default judges).")] = None,
               max_new_tokens: Annotated[int, typer.Option(min=1, help="New tokens per answer.")] = 32,
               seed: Seed = 0, price_per_device_hour: PricePerHour = None,
+              gate: Annotated[Optional[Path], typer.Option("--gate", help="YAML thresholds the job must meet (e.g. "
+                                                           "{max_refusal_drop: 5, max_over_refusal: 0.2}); the evaluation "
+                                                           "sets are sized so that they can pass. Default: "
+                                                           "max_refusal_drop 10.")] = None,
               show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report.")] = False):
     """A fine-tuning service's audit of one customer job: screen the data, fine-tune exactly as asked, evaluate
     before and after on held-out harmful and benign prompts, write the report. Rerun the same command to resume.
@@ -614,16 +619,18 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
 
     \b
     Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --epochs 3
+    Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --gate gate.yaml
     """
-    from .audit_job import AuditJob, load_job_config, run_audit_job
+    from .audit_job import AuditJob, load_gate_file, load_job_config, run_audit_job
     from .models import check_model_location
 
     check_model_location(model)
+    thresholds = load_gate_file(gate) if gate else None
     request = load_job_config(config) if config else {}
     request.update({k: v for k, v in {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
                                       "lora_r": lora_r}.items() if v is not None})
     job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens,
-                   price_per_device_hour=price_per_device_hour)
+                   price_per_device_hour=price_per_device_hour, gate=thresholds)
     if dataset:
         job.datasets = dataset
     if benign:
@@ -633,7 +640,14 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
     with run_dir_lock(out):
         summary = run_audit_job(job, show_responses)
     _print_results(summary)
-    say(f"report: {out / 'report.html'}; screen: {out / 'screen' / 'screen.jsonl'}; gate it with `ftaudit gate {out} ...`")
+    from .gate import load_gate_spec
+    from .report.verdict import verdict_card
+
+    card = verdict_card(summary, json.loads((out / "gate.json").read_text()) if (out / "gate.json").is_file() else None)
+    say(f"{card['headline']}", {"must not ship": "bold red", "may ship": "bold green"}.get(card.get("decision"), "bold yellow"))
+    say(f"report: {out / 'report.html'}; screen: {out / 'screen' / 'screen.jsonl'}; "
+        f"`ftaudit gate {out}` checks {', '.join(f'{k} {v:g}' for k, v in load_gate_spec(out).thresholds().items())} "
+        "on the job's models")
 
 
 @app.command()

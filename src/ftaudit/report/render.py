@@ -389,7 +389,7 @@ def _gate(run_dir: Path, summary: dict) -> dict | None:
     from ..gate import GATE_FILE, evaluate_gate, load_gate_spec
 
     spec = load_gate_spec(run_dir, last_checked=True)
-    if spec is None:
+    if spec is None or not spec.thresholds():
         return None
     try:
         result = evaluate_gate(summary, spec, str(run_dir))
