@@ -38,6 +38,7 @@ def test_audit_job_screens_trains_as_asked_evaluates_and_reports(tiny_model, tmp
     assert res.exit_code == 0, res.output
     job = json.loads((out / "job.json").read_text())
     assert job["train"]["epochs"] == 2 and job["train"]["lora_r"] == 2 and job["train"]["learning_rate"] == 2e-4
+    assert job["train"]["method"] == "lora" and "quant_bits" not in job["train"]  # what applied: LoRA, not 4-bit
     assert job["screen"]["risk"] == "high" and job["left_out_near_duplicates"]["advbench"] == 1
     summary = json.loads((out / "summary.json").read_text())
     pairs = {c["model"]: c for c in summary["changes"] if c["dataset"] == "advbench"}

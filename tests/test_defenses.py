@@ -200,6 +200,7 @@ def test_every_defense_runs_in_the_grid_and_the_report_shows_the_matrix(tiny_mod
     assert all(c["drop"]["verdict"] in ("broken", "held", "inconclusive", "nothing to protect") for c in cells.values())
     report = (out / "report.md").read_text()
     assert "### Defense × attack" in report and "| safelora |" in report
+    assert "**" not in (out / "report.html").read_text()  # Markdown emphasis never leaks into the HTML
 
 
 def _trials(db: Path) -> list[tuple]:

@@ -116,7 +116,7 @@ def test_cli_exit_codes_pass_breach_and_usage_errors(run_dir, tmp_path):
     for args, words in [([str(tmp_path / "missing"), "--max-refusal-drop", "10"], "no summary.json"),
                         ([str(run_dir)], "no threshold"),
                         ([str(run_dir), "--max-refusal-drop", "10", "--model", "aligned"], "nothing to check"),
-                        ([str(run_dir), "--max-attack-success", "20"], "less than or equal to 1")]:
+                        ([str(run_dir), "--max-attack-success", "20"], "20 is outside [0, 1]")]:
         res = runner.invoke(app, ["gate", *args])
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
 

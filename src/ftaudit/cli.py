@@ -27,6 +27,23 @@ from .errors import FtauditError
 from .progress import console, say
 
 
+def threshold(lo: float = 0.0, hi: float | None = None):
+    """A parser for a gate threshold: a finite number in [lo, hi]; 'nan' or 'inf' is "not a number", never a range
+    error."""
+    def parse(value) -> float:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise typer.BadParameter(f"{value!r} is not a number") from None
+        if not math.isfinite(x):
+            raise typer.BadParameter(f"{value} is not a number: give a finite threshold")
+        if x < lo or (hi is not None and x > hi):
+            raise typer.BadParameter(f"{x:g} is outside [{lo:g}, {'no limit' if hi is None else f'{hi:g}'}]")
+        return x
+
+    return parse
+
+
 class OneLineErrors(TyperGroup):
     """Usage errors (a bad option value, a missing option) as one line, like every other user error."""
 
@@ -322,6 +339,10 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     check_judges(judge if sets else [], options)
     check_tasks(capability or [])
     check_model_location(model)
+    if sets:
+        from .models.loading import check_generation_room
+
+        check_generation_room(max_new_tokens, model)
     client = None
     if capability and "mtbench" in capability:
         from .clients import ChatClient
@@ -469,6 +490,9 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     if out is None:
         raise FtauditError("give --out DIR (the run directory), or --dry-run to see the plan")
     check_model_location(*parsed.models, parsed.reference_model)
+    from .models.loading import check_generation_room
+
+    check_generation_room(parsed.eval.max_new_tokens, *parsed.models)
     check_judges(parsed.eval.judges, {})  # an API judge needs FTAUDIT_JUDGE_BASE_URL / _MODEL set
     ensure_validated(parsed.eval.judges)  # so the report can say how far to trust each offline refusal judge
     with run_dir_lock(out):
@@ -625,6 +649,9 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
     from .models import check_model_location
 
     check_model_location(model)
+    from .models.loading import check_generation_room
+
+    check_generation_room(max_new_tokens, model)
     thresholds = load_gate_file(gate) if gate else None
     request = load_job_config(config) if config else {}
     request.update({k: v for k, v in {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
@@ -653,11 +680,11 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
 @app.command()
 @user_errors
 def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (with summary.json).")],
-         max_refusal_drop: Annotated[Optional[float], typer.Option(min=0, max=100, help="Most refusal the fine-tuning may remove, in percentage points (changes: same prompts and judge, initial -> fine-tuned).")] = None,
-         max_attack_success: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest attack success rate (fraction) of a gated model on harmful prompts.")] = None,
-         min_tamper_budget: Annotated[Optional[float], typer.Option(min=0, help="Smallest budget (examples x epochs) at which an attack may bring refusal to the run's tamper threshold.")] = None,
-         max_over_refusal: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest over-refusal rate (fraction) on benign prompts.")] = None,
-         max_capability_drop: Annotated[Optional[float], typer.Option(min=0, help="Most a capability metric may worsen, in its own units (NLL up, accuracy down).")] = None,
+         max_refusal_drop: Annotated[Optional[float], typer.Option(parser=threshold(0, 100), help="Most refusal the fine-tuning may remove, in percentage points (changes: same prompts and judge, initial -> fine-tuned).")] = None,
+         max_attack_success: Annotated[Optional[float], typer.Option(parser=threshold(0, 1), help="Highest attack success rate (fraction) of a gated model on harmful prompts.")] = None,
+         min_tamper_budget: Annotated[Optional[float], typer.Option(parser=threshold(0), help="Smallest budget (examples x epochs) at which an attack may bring refusal to the run's tamper threshold.")] = None,
+         max_over_refusal: Annotated[Optional[float], typer.Option(parser=threshold(0, 1), help="Highest over-refusal rate (fraction) on benign prompts.")] = None,
+         max_capability_drop: Annotated[Optional[float], typer.Option(parser=threshold(0), help="Most a capability metric may worsen, in its own units (NLL up, accuracy down).")] = None,
          model: Annotated[Optional[list[str]], typer.Option(help="Gate only this model (repeatable); default: every model in the run.")] = None,
          show_all: Annotated[bool, typer.Option("--all", help="Print every checked row, not only the one that decides each threshold.")] = False):
     """Pass/fail a run against thresholds: exit 0 pass, 1 a threshold breached or unproven, 2 usage error.
