@@ -102,7 +102,8 @@ def sized_sets(job: AuditJob) -> tuple[list[str], list[str], list[str]]:
             if n > pool:
                 notes.append(f"{es.name} holds {pool} held-out prompts; the gate needs about {n} per set to pass a job "
                              "that changes nothing: evaluated on all of them, the gate may stay unproven")
-            out[kind].append(f"{es.name}:{es.split}@{min(n, pool)}")
+            # never fewer than asked: the gate's size is the least that could pass, not a smaller evaluation
+            out[kind].append(f"{es.name}:{es.split}@{min(max(n, es.limit or 0), pool)}")
     return out["harmful"], out["benign"], notes
 
 
