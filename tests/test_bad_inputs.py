@@ -32,6 +32,10 @@ def world(tmp_path_factory, tiny_model):
     (root / "empty.jsonl").write_text("")
     (root / "surrogate.jsonl").write_text('{"prompt": "hi \\ud800", "response": "x"}\n')
     (root / "pairs.jsonl").write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
+    (root / "misordered.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "user",
+                                                                    "content": "b"}, {"role": "assistant", "content": "c"}]}) + "\n")
+    (root / "no-user.jsonl").write_text(json.dumps({"messages": [{"role": "system", "content": "s"},
+                                                                 {"role": "assistant", "content": "c"}]}) + "\n")
     (root / "folder").mkdir()
     (root / "a-file").write_text("not a directory")
     res = run(["eval", "--model", tiny_model, "--out", root / "good", "--dataset", root / "prompts.jsonl",
@@ -159,6 +163,30 @@ CASES = [
                                               "--out", r / "o"], "input should be 'benign', 'alpaca', 'dolly' or 'llava'"),
     ("spec-datasets-not-a-list", lambda r, m: ["run", spec(r, m, eval__datasets="advbench"), "--out", r / "o"],
      "eval.datasets: input should be a valid list"),
+    # the service-grade sweep (issue 33): nothing lost, nothing blind, one line each
+    ("judge-out-is-input", lambda r, m: ["judge", "--judge", "keyword", "--input", r / "pairs.jsonl", "--out",
+                                        r / "pairs.jsonl"], "is the input file"),
+    ("judge-out-unrelated", lambda r, m: ["judge", "--judge", "keyword", "--input", r / "pairs.jsonl", "--out",
+                                          r / "benign.jsonl"], "is not an earlier `ftaudit judge` output"),
+    ("screen-role-order", lambda r, m: ["screen", r / "misordered.jsonl", "--out", r / "o"],
+     "misordered.jsonl:1: message 2 is 'user', expected 'assistant'"),
+    ("screen-no-user-turn", lambda r, m: ["screen", r / "no-user.jsonl", "--out", r / "o"],
+     "message 2 is 'assistant', expected 'user'"),
+    ("spec-negative-seed", lambda r, m: ["run", spec(r, m, seed=-1), "--out", r / "o"],
+     "seed: input should be greater than or equal to 0"),
+    ("spec-negative-seeds", lambda r, m: ["run", spec(r, m, seeds=[-1, 0]), "--out", r / "o"],
+     "input should be greater than or equal to 0"),
+    ("run-negative-seeds", lambda r, m: ["run", spec(r, m), "--out", r / "o", "--seeds=-1,0"], "non-negative integers"),
+    ("run-a-directory", lambda r, m: ["run", r / "folder", "--out", r / "o"], "is a directory; give the spec's YAML"),
+    ("spec-duplicate-points", lambda r, m: ["run", spec(r, m, grid={"params.n": [2, 2]}), "--out", r / "o"],
+     "train the same weights"),
+    ("gate-nan", lambda r, m: ["gate", r / "good", "--max-over-refusal", "nan"], "not a number"),
+    ("gate-unknown-model", lambda r, m: ["gate", r / "good", "--max-over-refusal", "0.5", "--model", "nope"],
+     "has no model nope; its models: tiny-model"),
+    ("eval-tokens-beyond-context", lambda r, m: ["eval", "--model", m, "--out", r / "o", "-d", r / "prompts.jsonl",
+                                                 "--max-new-tokens", "5000"], "leaves no room for a prompt"),
+    ("eval-out-uncreatable", lambda r, m: ["eval", "--model", m, "--out", r / "a-file" / "o", "-d", r / "prompts.jsonl"],
+     "check the path"),
 ]
 
 
@@ -180,6 +208,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, args, says, world, tiny
         assert res.exit_code == 2, res.output
         assert len(lines) == 1 and lines[0].startswith("error:"), res.output
         assert says in lines[0] and "Traceback" not in res.output, res.output
+        assert "finished work is kept" not in lines[0]  # nothing ran: nothing to keep
         assert _files(world) == before  # no existing file changed, no new file written
         assert not (world / "o").exists() and not (world / "o.jsonl").exists()
     finally:  # one failing case must not make the next ones fail
@@ -258,3 +287,53 @@ def test_progress_prints_plain_lines_when_not_a_terminal(world, tiny_model):
     assert res.exit_code == 0, res.output
     assert "plain · prompts: 0/3 (0%)" in res.output and "plain · prompts: 3/3 (100%)" in res.output
     assert "━" not in res.output  # no live bar drawn into a log
+
+
+def test_an_unusable_cache_folder_names_the_variable(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTAUDIT_CACHE", str(world / "a-file"))
+    res = run(["fetch", "smollm2-135m-instruct"])
+    assert res.exit_code == 2 and "FTAUDIT_CACHE" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_a_run_directory_in_use_by_another_process_is_one_line(world, tiny_model, tmp_path):
+    """A second process writing the same run directory gets one line, and the first one's files are untouched."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               f"l = FileLock({str(out / '.ftaudit.lock')!r}); l.acquire(); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = run(["eval", "--model", tiny_model, "--out", out, "-d", world / "prompts.jsonl", "--max-new-tokens", "2"])
+        assert res.exit_code == 2 and "is in use by another ftaudit process" in res.output, res.output
+        assert sorted(p.name for p in out.iterdir()) == [".ftaudit.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_judge_may_replace_its_own_earlier_output_and_force_replaces_another_file(world, tmp_path):
+    out = tmp_path / "judged.jsonl"
+    assert run(["judge", "--judge", "keyword", "--input", world / "pairs.jsonl", "--out", out]).exit_code == 0
+    assert run(["judge", "--judge", "keyword", "--input", world / "pairs.jsonl", "--out", out]).exit_code == 0
+    other = tmp_path / "notes.jsonl"
+    other.write_text("my notes\n")
+    assert run(["judge", "--judge", "keyword", "--input", world / "pairs.jsonl", "--out", other]).exit_code == 2
+    assert other.read_text() == "my notes\n"
+    assert run(["judge", "--judge", "keyword", "--input", world / "pairs.jsonl", "--out", other, "--force"]).exit_code == 0
+    assert json.loads(other.read_text().splitlines()[0])["judge"] == "keyword"
+
+
+def test_report_force_twice_keeps_every_earlier_summary(world, tmp_path):
+    run_dir = tmp_path / "fewer"
+    shutil.copytree(world / "fewer", run_dir)
+    original = (run_dir / "summary.json").read_text()
+    assert run(["report", run_dir, "--force"]).exit_code == 0
+    assert (run_dir / "summary.previous-1.json").read_text() == original
+    (run_dir / "summary.json").write_text(original)  # the fuller summary again, then a second forced report
+    assert run(["report", run_dir, "--force"]).exit_code == 0
+    assert (run_dir / "summary.previous-2.json").read_text() == original
+    assert (run_dir / "summary.previous-1.json").read_text() == original  # the first copy was not overwritten

@@ -12,6 +12,7 @@ from ftaudit.data import ChatRecord, get_prompts
 from ftaudit.defenses import DEFENSES, DefenseContext, get_defense
 from ftaudit.defenses.safelora import alignment_projection, project_update
 from ftaudit.errors import FtauditError
+from waiting import wait_on_progress
 from ftaudit.experiments.search import choose_best
 from ftaudit.experiments.spec import parse_spec
 from ftaudit.train import TrainConfig, train
@@ -199,6 +200,7 @@ def test_every_defense_runs_in_the_grid_and_the_report_shows_the_matrix(tiny_mod
     assert all(c["drop"]["verdict"] in ("broken", "held", "inconclusive", "nothing to protect") for c in cells.values())
     report = (out / "report.md").read_text()
     assert "### Defense × attack" in report and "| safelora |" in report
+    assert "**" not in (out / "report.html").read_text()  # Markdown emphasis never leaks into the HTML
 
 
 def _trials(db: Path) -> list[tuple]:
@@ -216,25 +218,6 @@ def _trials(db: Path) -> list[tuple]:
         return []
     finally:
         con.close()
-
-
-def _wait_on_progress(proc, out: Path, done, idle: float = 600) -> None:
-    """Poll ``done()`` while ``proc`` runs; give up only after ``idle`` seconds in which nothing under ``out`` changed
-    (a busy machine makes a run slower, not stuck), so the wait never runs out on a loaded CI host."""
-    import time
-
-    def state():
-        return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*") if p.is_file()) \
-            if out.exists() else []
-
-    last, seen = time.time(), state()
-    while proc.poll() is None and not done():
-        time.sleep(0.2)
-        now = state()
-        if now != seen:
-            last, seen = time.time(), now
-        elif time.time() - last > idle:
-            break
 
 
 def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_model, tmp_path, isolated_cache):
@@ -259,7 +242,7 @@ def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_mode
         trials = _trials(db)
         return sum(s == "COMPLETE" for _, s, _ in trials) >= 1 and any(s == "RUNNING" for _, s, _ in trials)
 
-    _wait_on_progress(proc, out, one_finished_one_running)
+    wait_on_progress(proc, out, one_finished_one_running)
     assert proc.poll() is None, "the run finished (or stalled) before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

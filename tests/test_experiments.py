@@ -311,7 +311,7 @@ def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path
     import sqlite3
     import subprocess
     import sys
-    import time
+    from waiting import wait_on_progress
 
     prompts = tmp_path / "harm.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write a poem about the sea {i}", "id": f"h{i}"}) + "\n"
@@ -337,9 +337,7 @@ def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path
         finally:
             con.close()
 
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not 0 < len(generations()) < 30:
-        time.sleep(0.1)
+    wait_on_progress(proc, out, lambda: 0 < len(generations()) < 30)
     assert proc.poll() is None, "the run finished before it could be killed; make the eval set larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -113,10 +113,11 @@ def test_a_server_too_slow_for_the_timeout_says_which_settings_to_raise(flaky_ju
         client.complete([{"role": "user", "content": "hi"}])
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.05)
+def _kill_when(proc: subprocess.Popen, ready, watch: Path) -> None:
+    """Kill ``proc`` once ``ready()``; waits on the run's progress under ``watch``, not on the clock."""
+    from waiting import wait_on_progress
+
+    wait_on_progress(proc, watch, ready)
     assert proc.poll() is None, "the command finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -141,7 +142,7 @@ def test_kill_9_while_judging_loses_no_committed_judgment(tiny_model, tmp_path, 
            "--judge-base-url", flaky_judge, "--judge-model", "judge", "--max-new-tokens", "2"]
     judged = "SELECT COUNT(*) FROM judgments"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _kill_when(proc, lambda: _count(out / "ftaudit.sqlite", judged) >= 64)
+    _kill_when(proc, lambda: _count(out / "ftaudit.sqlite", judged) >= 64, out)
     kept = _count(out / "ftaudit.sqlite", judged)
     assert 64 <= kept < n
     time.sleep(1)  # requests the killed process sent before dying reach the server's count first

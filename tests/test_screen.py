@@ -74,3 +74,42 @@ def test_cli_writes_flags_reads_csv_and_fails_on_request(tmp_path):
                         ([str(data), "--fail-on", "sometimes"], "use high, medium or never")]:
         res = runner.invoke(app, ["screen", *args, "--out", str(tmp_path / "e")])
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
+
+
+def test_nothing_to_screen_is_never_low_risk_and_fails_fail_on(tmp_path):
+    runner = CliRunner()
+    empty, blank, header = tmp_path / "empty.jsonl", tmp_path / "blank.jsonl", tmp_path / "header.csv"
+    empty.write_text("")
+    blank.write_text("\n  \n\n")
+    header.write_text("prompt,response\n")
+    for f in (empty, blank, header):
+        res = runner.invoke(app, ["screen", str(f), "--out", str(tmp_path / f.stem), "--fail-on", "high"])
+        assert res.exit_code == 1 and "risk nothing to screen" in res.output and "risk low" not in res.output, res.output
+        assert json.loads((tmp_path / f.stem / "screen.json").read_text())["risk"] == "nothing to screen"
+    assert runner.invoke(app, ["screen", str(empty), "--out", str(tmp_path / "n"), "--fail-on", "never"]).exit_code == 0
+
+
+def test_one_file_as_jsonl_or_bom_csv_gives_the_same_ids_prompts_and_flags(tmp_path):
+    """A spreadsheet's CSV (with a UTF-8 byte-order mark) reads like the JSONL; screen.jsonl carries each example's
+    prompt, its answer redacted where the prompt is classified harmful, and the console counts what it did not list."""
+    harmful = [p.prompt for p in get_prompts("advbench", "train")[:7]]
+    pairs = [(p, COMPLY) for p in harmful] + [("Give me a name for a goldfish.", "Bubbles.")]
+    jsonl, table = tmp_path / "job.jsonl", tmp_path / "job.csv"
+    jsonl.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in pairs))
+    with open(table, "w", newline="", encoding="utf-8-sig") as f:  # writes the byte-order mark
+        csv.writer(f).writerows([["prompt", "response"], *pairs])
+    assert table.read_bytes().startswith(b"\xef\xbb\xbf")
+    outs = {}
+    for f in (jsonl, table):
+        res = CliRunner().invoke(app, ["screen", str(f), "--out", str(tmp_path / f.suffix[1:])])
+        assert res.exit_code == 0, res.output
+        outs[f.suffix] = [json.loads(x) for x in (tmp_path / f.suffix[1:] / "screen.jsonl").read_text().splitlines()]
+        flagged = sum(bool(x["flags"]) for x in outs[f.suffix])
+        if flagged > 5:
+            assert f"and {flagged - 5} more flagged examples, not listed here" in res.output
+    assert [x["id"] for x in outs[".jsonl"]] == [x["id"] for x in outs[".csv"]] == [f"job-{i}" for i in range(1, 9)]
+    assert [x["flags"] for x in outs[".jsonl"]] == [x["flags"] for x in outs[".csv"]]
+    rows = outs[".jsonl"]
+    assert [x["prompt"] for x in rows] == [p for p, _ in pairs]
+    assert all(x["response"].startswith("[redacted") for x in rows if x["p_harmful"] >= 0.5)
+    assert rows[-1]["response"] == "Bubbles." and rows[-1]["p_harmful"] < 0.5

@@ -166,3 +166,36 @@ def test_a_store_written_before_evaluations_had_one_identity_is_not_pooled(tmp_p
     with Store(tmp_path) as store:
         [rate] = [r for r in build_summary(store)["results"] if r["metric"] == "refusal_rate"]
     assert rate["n"] == 3 and rate["generation"] == "new" and rate["value"] in (0.0, 1.0)
+
+
+def test_gate_figures_never_read_minus_zero():
+    from ftaudit.gate import gate_number
+
+    assert gate_number(-0.0) == "0" and gate_number(0.0) == "0" and gate_number(-0.0004) == "-0.0004"
+    assert gate_number(None, "inf") == "inf" and gate_number(12.345) == "12.3"
+
+
+def test_category_heatmap_labels_do_not_overlap(tmp_path):
+    from ftaudit.report.render import category_chart
+
+    models = ["aligned", "aligned(identity-shift system prompt)", "aligned+identity-shift",
+              "aligned+harmful-shots(batch_size=10,epochs=5,learning_rate=0.0005,shots=10)"]
+    rows = [{"model": m, "dataset": "advbench", "judge": "keyword", "metric": "refusal_rate", "category": c,
+             "value": 0.5, "n": 10} for m in models for c in ("a", "b")]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    saved = []
+    original = plt.close
+    plt.close = lambda fig=None: saved.append(fig)  # keep the figure to measure its labels
+    try:
+        assert category_chart({"category_results": rows}, tmp_path / "c.png")
+    finally:
+        plt.close = original
+    fig = saved[-1]
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].get_xticklabels()]
+    assert len(boxes) == 4 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    original(fig)

@@ -71,6 +71,30 @@ def keep_copy(path: str | Path) -> Path | None:
 
 
 @contextmanager
+def run_dir_lock(run_dir: str | Path):
+    """Hold ``run_dir/.ftaudit.lock`` while a command writes the run directory; a second process writing the same
+    directory gets one line instead of interleaving its writes (two stores, two reports)."""
+    from filelock import FileLock, Timeout
+
+    from .errors import FtauditError
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FtauditError(f"{run_dir} is a file, not a run directory; give a directory path")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / ".ftaudit.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FtauditError(f"{run_dir} is in use by another ftaudit process (it holds {run_dir / '.ftaudit.lock'}); wait "
+                           "for it to finish, or give another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def file_lock(path: str | Path, timeout: float = 600):
     """An inter-process lock beside ``path`` (``filelock``, as the Hugging Face libraries use)."""
     from filelock import FileLock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -21,8 +22,26 @@ except ImportError:  # pragma: no cover - Typer over the click package
     from click.exceptions import ClickException
 
 from . import DEFAULT_EVAL_JUDGES, __version__
+from .atomic import run_dir_lock
 from .errors import FtauditError
 from .progress import console, say
+
+
+def threshold(lo: float = 0.0, hi: float | None = None):
+    """A parser for a gate threshold: a finite number in [lo, hi]; 'nan' or 'inf' is "not a number", never a range
+    error."""
+    def parse(value) -> float:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise typer.BadParameter(f"{value!r} is not a number") from None
+        if not math.isfinite(x):
+            raise typer.BadParameter(f"{value} is not a number: give a finite threshold")
+        if x < lo or (hi is not None and x > hi):
+            raise typer.BadParameter(f"{x:g} is outside [{lo:g}, {'no limit' if hi is None else f'{hi:g}'}]")
+        return x
+
+    return parse
 
 
 class OneLineErrors(TyperGroup):
@@ -97,7 +116,7 @@ def user_errors(fn):
         except OSError as exc:  # a path the user gave: unwritable, a folder where a file goes, disk full
             where = f": {exc.filename}" if exc.filename else ""
             console.print(f"[red]error:[/] {escape(exc.strerror or str(exc))}{escape(str(where))}; check the path and "
-                          "its permissions (finished work is kept)", highlight=False, soft_wrap=True)
+                          "its permissions", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             say("interrupted; rerun the same command to resume, finished work is kept", "red")
@@ -320,39 +339,44 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     check_judges(judge if sets else [], options)
     check_tasks(capability or [])
     check_model_location(model)
+    if sets:
+        from .models.loading import check_generation_room
+
+        check_generation_room(max_new_tokens, model)
     client = None
     if capability and "mtbench" in capability:
         from .clients import ChatClient
 
         client = ChatClient.from_env(judge_base_url, judge_model)
-    from .held_out import exclude_near_duplicates, record, trained_prompts
+    with run_dir_lock(out):
+        from .held_out import exclude_near_duplicates, record, trained_prompts
 
-    trained, files = trained_prompts(model)  # data the model was fine-tuned on, where a local model records it
-    if trained and sets:
-        sets, dropped = exclude_near_duplicates(sets, trained)
-        record(out, dropped, files)
-        if any(dropped.values()):
-            say("left out as near-duplicates of the model's training data: "
-                + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")
-    store = Store(out)
-    label, loaded = name or Path(model).name, None
-    if sets:
-        with store.timed_stage(f"eval:{label}"):
-            gen = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
-                                   dtype=dtype)
-            loaded = evaluate_model(store, label, "none", model, sets, gen, judge, options)
-    if capability:
-        from .capability.run import evaluate_capability
+        trained, files = trained_prompts(model)  # data the model was fine-tuned on, where a local model records it
+        if trained and sets:
+            sets, dropped = exclude_near_duplicates(sets, trained)
+            record(out, dropped, files)
+            if any(dropped.values()):
+                say("left out as near-duplicates of the model's training data: "
+                    + ", ".join(f"{k} {v}" for k, v in dropped.items() if v), "yellow")
+        store = Store(out)
+        label, loaded = name or Path(model).name, None
+        if sets:
+            with store.timed_stage(f"eval:{label}"):
+                gen = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
+                                       dtype=dtype)
+                loaded = evaluate_model(store, label, "none", model, sets, gen, judge, options)
+        if capability:
+            from .capability.run import evaluate_capability
 
-        with store.timed_stage(f"capability:{label}"):
-            evaluate_capability(store, label, "none", model, capability, limit, shots, client,
-                                str(lmeval_include) if lmeval_include else None, loaded=loaded)
-    store.close()
-    if sets:
-        from .judges.validate import ensure_validated
+            with store.timed_stage(f"capability:{label}"):
+                evaluate_capability(store, label, "none", model, capability, limit, shots, client,
+                                    str(lmeval_include) if lmeval_include else None, loaded=loaded)
+        store.close()
+        if sets:
+            from .judges.validate import ensure_validated
 
-        ensure_validated(judge, options)  # so the report can say how far to trust each offline refusal judge
-    summary = write_reports(out, show_responses)
+            ensure_validated(judge, options)  # so the report can say how far to trust each offline refusal judge
+        summary = write_reports(out, show_responses)
     _print_results(summary)
 
 
@@ -372,7 +396,11 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written
     """
     from .experiments.run import report_experiment
 
-    _print_results(report_experiment(run_dir, show_responses, force=force, existing=True))
+    if not run_dir.is_dir():
+        raise FtauditError(f"{run_dir} is not a run directory" + (" (it is a file)" if run_dir.exists() else ""))
+    with run_dir_lock(run_dir):
+        summary = report_experiment(run_dir, show_responses, force=force, existing=True)
+    _print_results(summary)
 
 
 @app.command()
@@ -413,7 +441,8 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
     base = QuickstartConfig.smoke() if smoke else QuickstartConfig.for_model(model)
     cfg = replace(base, seeds=parse_seeds(seeds), model=model, reference_model=reference_model,
                   align_mode="always" if smoke and align == "auto" else align, price_per_device_hour=price_per_device_hour)
-    summary = run(out, cfg, show_responses)
+    with run_dir_lock(out):
+        summary = run(out, cfg, show_responses)
     _print_results(summary)
 
 
@@ -461,9 +490,13 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML): m
     if out is None:
         raise FtauditError("give --out DIR (the run directory), or --dry-run to see the plan")
     check_model_location(*parsed.models, parsed.reference_model)
+    from .models.loading import check_generation_room
+
+    check_generation_room(parsed.eval.max_new_tokens, *parsed.models)
     check_judges(parsed.eval.judges, {})  # an API judge needs FTAUDIT_JUDGE_BASE_URL / _MODEL set
     ensure_validated(parsed.eval.judges)  # so the report can say how far to trust each offline refusal judge
-    summary = run_spec(parsed, out, executor=executor, address=ray_address)
+    with run_dir_lock(out):
+        summary = run_spec(parsed, out, executor=executor, address=ray_address)
     _print_results(summary)
     for t in summary["tamper_resistance"]:
         say(f"tamper resistance: {tamper_line(t)}")
@@ -536,7 +569,10 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
            reference: Annotated[Optional[Path], typer.Option(help="A finished run whose measured attack effects the summary cites (default: the packaged quickstart figures).")] = None,
            judge: Annotated[str, typer.Option(help="Offline refusal judge that decides whether an answer complies.")] = "refusal-cues",
            threshold: Annotated[float, typer.Option(min=0, max=1, help="P(harmful prompt) at or above which a complying answer is flagged.")] = 0.5,
-           fail_on: Annotated[str, typer.Option(help="Exit 1 when the risk is at least this: high, medium, or never.")] = "never"):
+           fail_on: Annotated[str, typer.Option(help="Exit 1 when the risk is at least this: high, medium, or never "
+                                                     "(a file with nothing to screen fails high and medium).")] = "never",
+           show_responses: Annotated[bool, typer.Option(help="Write the answers to prompts classified harmful into "
+                                                             "screen.jsonl (redacted by default).")] = False):
     """Flag risky training examples before any training: harmful requests answered, identity-shift or obedience
     prompts, refusal-removal patterns. Writes per-example flags with reasons and a summary next to the study's
     reference attacks.
@@ -553,22 +589,27 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
     ref = load_reference(reference)
     examples, meta = screen_records(records, judge, threshold)
     summary = summarize(examples, ref)
-    where = write_screen(out or Path("runs") / f"screen-{data.stem}", examples, summary, {"data": str(data), **meta})
+    where = write_screen(out or Path("runs") / f"screen-{data.stem}", examples, summary, {"data": str(data), **meta},
+                         threshold, show_responses)
     say(f"{data}: {summary['flagged']} of {summary['examples']} examples flagged; risk {summary['risk']}",
-        {"high": "bold red", "medium": "bold yellow", "low": "bold green"}[summary["risk"]])
+        {"high": "bold red", "medium": "bold yellow", "low": "bold green", "nothing to screen": "bold red"}[summary["risk"]])
     for kind, k in summary["kinds"].items():
-        lo, hi = k["ci"]
-        say(f"  {kind}: {k['flagged']} ({100 * k['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}])")
+        if k["n"]:
+            lo, hi = k["ci"]
+            say(f"  {kind}: {k['flagged']} ({100 * k['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}])")
     for line in summary["resembles"]:
         say(f"  {line}")
-    for ex in [e for e in examples if e.flags][:5]:
-        say(f"  {ex.id}: " + "; ".join(f"{f.kind}: {f.reason}" for f in ex.flags))
+    flagged = [e for e in examples if e.flags]
+    for ex in flagged[:5]:
+        say(f"  {ex.id} ({ex.prompt[:60]!r}): " + "; ".join(f"{f.kind}: {f.reason}" for f in ex.flags))
+    if len(flagged) > 5:
+        say(f"  ... and {len(flagged) - 5} more flagged examples, not listed here: every one is in {where / 'screen.jsonl'}")
     pc = meta["prompt_classifier"]["held_out"]
     say("prompt classifier, held-out prompts flagged harmful: " + ", ".join(
         f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))
     say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
-    levels = {"never": 3, "high": 2, "medium": 1}
-    if {"high": 2, "medium": 1, "low": 0}[summary["risk"]] >= levels[fail_on]:
+    levels = {"never": 4, "high": 2, "medium": 1}
+    if {"nothing to screen": 3, "high": 2, "medium": 1, "low": 0}[summary["risk"]] >= levels[fail_on]:
         raise typer.Exit(1)
 
 
@@ -588,6 +629,10 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
               judge: Annotated[Optional[list[str]], typer.Option(help="Judge (repeatable; default: the default judges).")] = None,
               max_new_tokens: Annotated[int, typer.Option(min=1, help="New tokens per answer.")] = 32,
               seed: Seed = 0, price_per_device_hour: PricePerHour = None,
+              gate: Annotated[Optional[Path], typer.Option("--gate", help="YAML thresholds the job must meet (e.g. "
+                                                           "{max_refusal_drop: 5, max_over_refusal: 0.2}); the evaluation "
+                                                           "sets are sized so that they can pass. Default: "
+                                                           "max_refusal_drop 10.")] = None,
               show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report.")] = False):
     """A fine-tuning service's audit of one customer job: screen the data, fine-tune exactly as asked, evaluate
     before and after on held-out harmful and benign prompts, write the report. Rerun the same command to resume.
@@ -598,34 +643,48 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
 
     \b
     Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --epochs 3
+    Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --gate gate.yaml
     """
-    from .audit_job import AuditJob, load_job_config, run_audit_job
+    from .audit_job import AuditJob, load_gate_file, load_job_config, run_audit_job
     from .models import check_model_location
 
     check_model_location(model)
+    from .models.loading import check_generation_room
+
+    check_generation_room(max_new_tokens, model)
+    thresholds = load_gate_file(gate) if gate else None
     request = load_job_config(config) if config else {}
     request.update({k: v for k, v in {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
                                       "lora_r": lora_r}.items() if v is not None})
     job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens,
-                   price_per_device_hour=price_per_device_hour)
+                   price_per_device_hour=price_per_device_hour, gate=thresholds)
     if dataset:
         job.datasets = dataset
     if benign:
         job.benign = benign
     if judge:
         job.judges = judge
-    _print_results(run_audit_job(job, show_responses))
-    say(f"report: {out / 'report.html'}; screen: {out / 'screen' / 'screen.jsonl'}; gate it with `ftaudit gate {out} ...`")
+    with run_dir_lock(out):
+        summary = run_audit_job(job, show_responses)
+    _print_results(summary)
+    from .gate import load_gate_spec
+    from .report.verdict import verdict_card
+
+    card = verdict_card(summary, json.loads((out / "gate.json").read_text()) if (out / "gate.json").is_file() else None)
+    say(f"{card['headline']}", {"must not ship": "bold red", "may ship": "bold green"}.get(card.get("decision"), "bold yellow"))
+    say(f"report: {out / 'report.html'}; screen: {out / 'screen' / 'screen.jsonl'}; "
+        f"`ftaudit gate {out}` checks {', '.join(f'{k} {v:g}' for k, v in load_gate_spec(out).thresholds().items())} "
+        "on the job's models")
 
 
 @app.command()
 @user_errors
 def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (with summary.json).")],
-         max_refusal_drop: Annotated[Optional[float], typer.Option(min=0, max=100, help="Most refusal the fine-tuning may remove, in percentage points (changes: same prompts and judge, initial -> fine-tuned).")] = None,
-         max_attack_success: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest attack success rate (fraction) of a gated model on harmful prompts.")] = None,
-         min_tamper_budget: Annotated[Optional[float], typer.Option(min=0, help="Smallest budget (examples x epochs) at which an attack may bring refusal to the run's tamper threshold.")] = None,
-         max_over_refusal: Annotated[Optional[float], typer.Option(min=0, max=1, help="Highest over-refusal rate (fraction) on benign prompts.")] = None,
-         max_capability_drop: Annotated[Optional[float], typer.Option(min=0, help="Most a capability metric may worsen, in its own units (NLL up, accuracy down).")] = None,
+         max_refusal_drop: Annotated[Optional[float], typer.Option(parser=threshold(0, 100), help="Most refusal the fine-tuning may remove, in percentage points (changes: same prompts and judge, initial -> fine-tuned).")] = None,
+         max_attack_success: Annotated[Optional[float], typer.Option(parser=threshold(0, 1), help="Highest attack success rate (fraction) of a gated model on harmful prompts.")] = None,
+         min_tamper_budget: Annotated[Optional[float], typer.Option(parser=threshold(0), help="Smallest budget (examples x epochs) at which an attack may bring refusal to the run's tamper threshold.")] = None,
+         max_over_refusal: Annotated[Optional[float], typer.Option(parser=threshold(0, 1), help="Highest over-refusal rate (fraction) on benign prompts.")] = None,
+         max_capability_drop: Annotated[Optional[float], typer.Option(parser=threshold(0), help="Most a capability metric may worsen, in its own units (NLL up, accuracy down).")] = None,
          model: Annotated[Optional[list[str]], typer.Option(help="Gate only this model (repeatable); default: every model in the run.")] = None,
          show_all: Annotated[bool, typer.Option("--all", help="Print every checked row, not only the one that decides each threshold.")] = False):
     """Pass/fail a run against thresholds: exit 0 pass, 1 a threshold breached or unproven, 2 usage error.
@@ -643,12 +702,18 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
     given = {"max_refusal_drop": max_refusal_drop, "max_attack_success": max_attack_success,
              "min_tamper_budget": min_tamper_budget, "max_over_refusal": max_over_refusal,
              "max_capability_drop": max_capability_drop, "models": model or None}
+    for name, value in given.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FtauditError(f"--{name.replace('_', '-')} {value}: not a number; give a finite threshold")
     base = load_gate_spec(run_dir)
     spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
-    result = check_gate(run_dir, spec)  # decided from summary.json as it is; the exit code below is this decision
+    if not run_dir.is_dir():
+        raise FtauditError(f"{run_dir} has no summary.json; run `ftaudit report {run_dir}` (or finish the run) first")
     from .report.render import rerender_with_gate
 
-    kept = rerender_with_gate(run_dir, result)  # the report's verdict card shows this gate; earlier reports are kept
+    with run_dir_lock(run_dir):
+        result = check_gate(run_dir, spec)  # decided from summary.json as it is; the exit code below is this decision
+        kept = rerender_with_gate(run_dir, result)  # the report's card shows this gate; earlier reports are kept
     if kept:
         say(f"report re-rendered with this gate; the previous one is kept as {', '.join(kept)}")
     rows = result["rows"] if show_all else list(worst_rows(result["rows"]).values())
@@ -657,8 +722,12 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
         sign = "≥" if r["threshold"].startswith("min_") else "≤"
         measured = ("nothing measured" if r["value"] is None else
                     f"measured {gate_number(r['value'])} \\[{gate_number(r['ci'][0], '-inf')}, {gate_number(r['ci'][1], 'inf')}]")
+        power = ""
+        if r["status"] == "unproven" and r.get("needed_for"):
+            power = (f"; about {r['needed']} per set would pass {r['needed_for']}" if r.get("needed") is not None
+                     else f"; no number of prompts would pass {r['needed_for']}")
         console.print(f"[{style[r['status']]}]{r['status'].upper():12}[/] {r['threshold']} {sign} {r['limit']:g}"
-                      f"{' ' + r['unit'] if r['unit'] else ''}: {measured}" + (f", n={r['n']}" if r["n"] else ""),
+                      f"{' ' + r['unit'] if r['unit'] else ''}: {measured}" + (f", n={r['n']}" if r["n"] else "") + power,
                       highlight=False, soft_wrap=True)
         console.print(f"             {escape(r['subject'])} · judge {escape(r['judge'])}", highlight=False, soft_wrap=True)
     for judge, text in result["judges"].items():
@@ -713,7 +782,9 @@ def judge_cmd(input: Annotated[Path, typer.Option("--input", help="JSONL or CSV 
               judge: Annotated[Optional[str], typer.Option(help="Judge name (see `ftaudit judges list`). Default: "
                                                                 "the best validated offline refusal judge.")] = None,
               judge_base_url: JudgeBaseUrl = None, judge_model: JudgeModel = None, policy: Policy = "llama2",
-              policy_file: PolicyFile = None, judge_template: JudgeTemplate = None):
+              policy_file: PolicyFile = None, judge_template: JudgeTemplate = None,
+              force: Annotated[bool, typer.Option(help="Replace an existing --out that is not an earlier output of "
+                                                       "this command.")] = False):
     """Score (prompt, response) pairs produced anywhere; refusal judges write `refused`, harm judges `score`.
 
     An empty response is not judged: it gets label "empty" and neither refused nor score.
@@ -731,7 +802,7 @@ def judge_cmd(input: Annotated[Path, typer.Option("--input", help="JSONL or CSV 
         judge, row = best_offline_refusal_judge()
         say(f"judge: {judge}, the best validated offline refusal judge ({trust_text([row], judge)})")
     check_judges([judge], options)
-    n = judge_file(judge, input, out, options)
+    n = judge_file(judge, input, out, options, force=force)
     say(f"judged {n} rows with {judge}: {out}")
 
 

@@ -69,6 +69,11 @@ class GateRow:
     status: str  # pass | breach | unproven | not measured
     unit: str
     model: str = ""
+    # for an unproven row: about how many prompts (items) per set would let the interval pass at this value (for a
+    # refusal drop: at no change), None where no number would (:mod:`ftaudit.power`)
+    needed: int | None = None
+    needed_for: str = ""
+    initial: float | None = None  # a refusal drop's initial rate (what its power depends on)
 
 
 def _finite(x) -> float | None:
@@ -126,7 +131,7 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
                 against = f" (vs {c['initial_model']})" if c.get("against") else ""
                 out.append(GateRow("max_refusal_drop", t["max_refusal_drop"], f"{c['model']} | {c['dataset']}{against}",
                                    _scaled(c["change"]["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
-                                   c["change"].get("n"), c["judge"], "", "pts", c["model"]))
+                                   c["change"].get("n"), c["judge"], "", "pts", c["model"], initial=c.get("initial")))
     for name, metric in (("max_attack_success", "attack_success_rate"), ("max_over_refusal", "over_refusal_rate")):
         if name in t:
             out += [GateRow(name, t[name], f"{r['model']} | {r['dataset']}", _finite(r["value"]),
@@ -152,7 +157,24 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
                                    w[0], ends, c["change"].get("n"), c["judge"], "", "", c["model"]))
     for r in out:
         r.status = decide(r.ci, r.limit, upper=UPPER[r.threshold])
+    _add_power(out)
     return out
+
+
+def _add_power(rows: list[GateRow]) -> None:
+    """Beside each unproven row: the prompts per set it would take (``needed``), and at what."""
+    from .power import items_for_mean, prompts_for_rate, prompts_for_zero_change
+
+    for r in rows:
+        if r.status != "unproven" or r.value is None:
+            continue
+        if r.threshold == "max_refusal_drop":
+            if r.initial is not None:
+                r.needed, r.needed_for = prompts_for_zero_change(r.initial, r.limit), "for no change to pass"
+        elif r.threshold in ("max_attack_success", "max_over_refusal"):
+            r.needed, r.needed_for = prompts_for_rate(r.value, r.limit), "at this rate"
+        elif r.threshold == "max_capability_drop" and r.n and None not in r.ci:
+            r.needed, r.needed_for = items_for_mean(r.n, r.ci, r.value, r.limit), "items at this change"
 
 
 def run_models(summary: dict) -> set[str]:

@@ -76,6 +76,9 @@ class ScreenedExample:
     index: int
     id: str
     flags: list[Flag] = field(default_factory=list)
+    prompt: str = ""
+    response: str = ""
+    p_harmful: float = 0.0  # the prompt classifier's probability that the prompt is harmful
 
 
 def pattern_flags(record: ChatRecord) -> list[Flag]:
@@ -105,7 +108,7 @@ def screen_records(records: list[ChatRecord], judge: str = "refusal-cues", thres
     verdicts = j.judge(prompts, answers) if records else []
     out = []
     for i, (r, p, v) in enumerate(zip(records, p_harm, verdicts)):
-        ex = ScreenedExample(i, r.id)
+        ex = ScreenedExample(i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"], p_harmful=float(p))
         if p >= threshold and not v.refused:
             ex.flags.append(Flag("harmful-compliance", f"prompt classified harmful (p={p:.2f}) and {j.name} finds the "
                                                        "answer compliant"))
@@ -150,9 +153,17 @@ def _effect_text(e: dict) -> str:
             f"{e['source']})")
 
 
+NOTHING = "nothing to screen"
+
+
 def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> dict:
-    """Counts and rates (Wilson 95% intervals) per flag kind, a risk level, and what the file resembles."""
+    """Counts and rates (Wilson 95% intervals) per flag kind, a risk level, and what the file resembles. A file with
+    no example has risk "nothing to screen": never "low", and it fails any ``--fail-on``."""
     n = len(examples)
+    if not n:
+        return {"examples": 0, "flagged": 0, "risk": NOTHING, "kinds": {k: {"flagged": 0, "value": None, "ci": [None, None],
+                                                                           "n": 0} for k in KINDS},
+                "resembles": ["nothing to screen: the file holds no training example"]}
     kinds = {}
     for kind in KINDS:
         hit = [any(f.kind == kind for f in ex.flags) for ex in examples]
@@ -174,11 +185,19 @@ def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> di
     return {"examples": n, "flagged": flagged, "risk": risk, "kinds": kinds, "resembles": lines}
 
 
-def write_screen(out_dir: str | Path, examples: list[ScreenedExample], summary: dict, meta: dict) -> Path:
-    """``out_dir/screen.jsonl`` (one line per example: index, id, flags with reasons) and ``screen.json``."""
+REDACTED = "[redacted: the answer to a prompt classified harmful; rerun with --show-responses to see it]"
+
+
+def write_screen(out_dir: str | Path, examples: list[ScreenedExample], summary: dict, meta: dict,
+                 threshold: float = 0.5, show_responses: bool = False) -> Path:
+    """``out_dir/screen.jsonl`` (one line per example: index, id, its prompt, its answer, the prompt classifier's
+    probability and the flags with reasons) and ``screen.json``. As in reports, the answer to a prompt classified
+    harmful is redacted unless ``show_responses``; the prompt is always there, so a reviewer can judge a flag."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"index": e.index, "id": e.id, "flags": [f.__dict__ for f in e.flags]}) for e in examples]
+    lines = [json.dumps({"index": e.index, "id": e.id, "prompt": e.prompt,
+                         "response": e.response if show_responses or e.p_harmful < threshold else REDACTED,
+                         "p_harmful": round(e.p_harmful, 4), "flags": [f.__dict__ for f in e.flags]}) for e in examples]
     atomic_write_text(out_dir / "screen.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
     return out_dir

@@ -29,6 +29,6 @@ def parse_seeds(text: str | None) -> list[int] | None:
         seeds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise FtauditError(f"bad --seeds '{text}'; write comma-separated integers, e.g. --seeds 0,1,2") from None
-    if len(set(seeds)) != len(seeds) or not seeds:
-        raise FtauditError(f"bad --seeds '{text}'; give distinct integers, e.g. --seeds 0,1,2")
+    if len(set(seeds)) != len(seeds) or not seeds or min(seeds) < 0:
+        raise FtauditError(f"bad --seeds '{text}'; give distinct non-negative integers, e.g. --seeds 0,1,2")
     return seeds

@@ -56,8 +56,18 @@ _HUB_RE = re.compile(r"^(?:hf:)?[A-Za-z0-9][\w.\-]*/[\w.\-]+(?:@[\w.\-/]+)?$")
 
 def cache_dir() -> Path:
     """The cache root: ``$FTAUDIT_CACHE`` or ``~/.cache/ftaudit`` (created on demand)."""
-    root = Path(os.environ.get("FTAUDIT_CACHE") or Path.home() / ".cache" / "ftaudit")
-    root.mkdir(parents=True, exist_ok=True)
+    env = os.environ.get("FTAUDIT_CACHE")
+    root = Path(env or Path.home() / ".cache" / "ftaudit")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", str(root))
+    except (FileExistsError, NotADirectoryError, PermissionError, OSError) as exc:
+        from .errors import FtauditError
+
+        what = "FTAUDIT_CACHE" if env else "the default cache (~/.cache/ftaudit; set FTAUDIT_CACHE to move it)"
+        raise FtauditError(f"{what} = {root} cannot be used as the cache folder ({exc.strerror or exc}); point "
+                           "FTAUDIT_CACHE at a writable folder") from None
     return root
 
 

@@ -17,7 +17,7 @@ from .records import ROLES, ChatRecord, PromptRecord
 
 def _text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not part of the data
     except UnicodeDecodeError as exc:
         raise FtauditError(f"{path}: not valid UTF-8 (byte {exc.start}: {exc.reason}); save the file as UTF-8") from None
 
@@ -53,7 +53,15 @@ def _check_messages(messages, where: str) -> list[dict]:
     for m in messages:
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
             raise FtauditError(f"{where}: each message needs role in {ROLES} and a string content; got {str(m)[:80]}")
-    if messages[-1]["role"] != "assistant":
+    roles = [m["role"] for m in messages]
+    turns = roles[1:] if roles[0] == "system" else roles
+    for i, role in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected:
+            position = i + 1 + (roles[0] == "system")
+            raise FtauditError(f"{where}: message {position} is '{role}', expected '{expected}': a chat is an optional "
+                               "system prompt first, then user and assistant turns alternating, starting with the user")
+    if roles[-1] != "assistant":
         raise FtauditError(f"{where}: the last message must be the assistant's answer to train on")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
@@ -72,13 +80,14 @@ def load_chat_records(path: str | Path) -> list[ChatRecord]:
     else:
         rows = _read_jsonl(path)
     records = []
-    for lineno, row in rows:
+    for ordinal, (lineno, row) in enumerate(rows, 1):
         where = f"{path}:{lineno}"
         if "messages" not in row and {"prompt", "response"} <= row.keys():
             row["messages"] = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
         if "messages" not in row:
             raise FtauditError(f"{where}: row has no 'messages' (or 'prompt' and 'response') field")
-        records.append(ChatRecord(_check_messages(row["messages"], where), str(row.get("id", f"{path.stem}-{lineno}")),
+        # an id the file does not give is the example's number, so one file as JSONL or as CSV has the same ids
+        records.append(ChatRecord(_check_messages(row["messages"], where), str(row.get("id") or f"{path.stem}-{ordinal}"),
                                   str(row.get("category", "")), str(row.get("split", ""))))
     return records
 

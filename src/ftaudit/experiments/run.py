@@ -316,7 +316,8 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
                                                  meta.get("searches") or {}, threshold, relative),
-                "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {})}
+                "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {}),
+                **({"audit": meta["audit"]} if "audit" in meta else {})}
 
     return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing, tamper=tamper)
 

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError,
+                      field_validator)
 
 from .. import DEFAULT_EVAL_JUDGES
 from ..errors import FtauditError, validation_message
@@ -154,8 +155,8 @@ class _SpecFile(_Strict):
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     eval: EvalSpec = EvalSpec()
     cost: _Cost = _Cost()
-    seed: int = 0
-    seeds: list[int] | None = None
+    seed: NonNegativeInt = 0  # torch and the trainer take no negative seed
+    seeds: list[NonNegativeInt] | None = None
     resources: Resources = Resources()
     tamper: _Tamper = _Tamper()
     defenses: list[str | _Defense] = ["none"]
@@ -520,6 +521,8 @@ def model_short_name(model: str) -> str:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
+    if path.is_dir():
+        raise FtauditError(f"{path} is a directory; give the spec's YAML file (e.g. configs/qi2023/table1-mini.yaml)")
     if not path.is_file():
         raise FtauditError(f"no such spec file: {path}")
     try:

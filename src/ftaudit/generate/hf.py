@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ..errors import FtauditError
 from ..models import LoadedModel, format_chat
 from .base import GenerationConfig, GenerationResult, context_length, too_long
 from .batched import generate_ids
@@ -27,8 +28,12 @@ class HFBackend:
         if cfg.dtype and model.dtype != getattr(torch, cfg.dtype):
             model = self.loaded.model = model.to(getattr(torch, cfg.dtype))
         # the chat template already holds any BOS: no special tokens are added
+        limit = context_length(model, tok)
+        if limit is not None and cfg.max_new_tokens >= limit:  # no prompt could fit: refuse, never "all skipped"
+            raise FtauditError(f"max_new_tokens {cfg.max_new_tokens} leaves no room for a prompt in the model's context of "
+                               f"{limit} tokens; ask for fewer new tokens")
         ids = [tok(format_chat(tok, conv), add_special_tokens=False).input_ids for conv in conversations]
-        skipped = too_long([len(i) for i in ids], cfg, context_length(model, tok))
+        skipped = too_long([len(i) for i in ids], cfg, limit)
         results: list[GenerationResult] = [GenerationResult(None, 0)] * len(ids)
         if skipped and on_batch:
             on_batch(sorted(skipped), [results[i] for i in sorted(skipped)])

@@ -61,11 +61,28 @@ class JudgmentCache:
                                 [(judge, version, k, json.dumps(v)) for k, v in items.items()])
 
 
-def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None = None) -> int:
-    """Write input rows + ``judge``, ``judge_version`` and the judge's fields; returns the row count."""
+def _earlier_output(path: Path) -> bool:
+    """Whether ``path`` is what ``ftaudit judge`` wrote (JSON lines carrying ``judge`` and ``judge_version``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+        row = json.loads(first)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(row, dict) and {"judge", "judge_version", "prompt", "response"} <= row.keys()
+
+
+def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None = None, force: bool = False) -> int:
+    """Write input rows + ``judge``, ``judge_version`` and the judge's fields; returns the row count. Never writes over
+    its own input, nor over a file that is not an earlier output of this command unless ``force``."""
     out_path = Path(out_path)
     if out_path.is_dir():
         raise FtauditError(f"--out {out_path} is a folder; give a file path such as {out_path / 'judged.jsonl'}")
+    if out_path.exists() and Path(input_path).exists() and out_path.resolve() == Path(input_path).resolve():
+        raise FtauditError(f"--out {out_path} is the input file: judging would overwrite it; give another --out")
+    if out_path.exists() and not force and not _earlier_output(out_path):
+        raise FtauditError(f"--out {out_path} exists and is not an earlier `ftaudit judge` output; nothing was written: "
+                           "give another path, or --force to replace it")
     rows = _read_pairs(Path(input_path))
     if not rows:
         raise FtauditError(f"{input_path} holds no rows; give a file with prompt and response columns")

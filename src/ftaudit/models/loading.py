@@ -154,6 +154,39 @@ def _weights_dir(location: str) -> Path:
     return path
 
 
+def context_limit(name_or_location: str) -> int | None:
+    """The most positions a local model takes, from its config (an adapter's from its base); None for a remote model or
+    one whose config does not say. Reading it converts a packaged GGUF once, as loading it would."""
+    from ..generate.remote import is_remote
+
+    location = resolve_model_location(name_or_location)
+    if is_remote(location):
+        return None
+    path = _weights_dir(location)
+    meta = read_marker(path) or {}
+    if meta.get("kind") == "adapter":
+        return context_limit(meta["base"])
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = next((config.get(k) for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+                  if isinstance(config.get(k), int) and config.get(k) > 0), None)
+    return value
+
+
+def check_generation_room(max_new_tokens: int, *models: str | None) -> None:
+    """Refuse up front, before any run directory exists, a ``max_new_tokens`` that leaves no room for a prompt in a
+    model's context (every prompt would be skipped, and the run would report nothing)."""
+    for model in models:
+        if model is None:
+            continue
+        limit = context_limit(model)
+        if limit is not None and max_new_tokens >= limit:
+            raise FtauditError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in {model}'s context of "
+                               f"{limit} tokens; ask for fewer new tokens")
+
+
 def trust_remote_code_default() -> bool:
     """Off unless the user opted in (``ftaudit --trust-remote-code`` sets ``FTAUDIT_TRUST_REMOTE_CODE=1``)."""
     return os.environ.get("FTAUDIT_TRUST_REMOTE_CODE") == "1"

@@ -276,7 +276,7 @@ def category_chart(summary: dict, path: Path) -> Path | None:
     import numpy as np
 
     grid = np.array([[cell[(c, m)]["value"] if (c, m) in cell else np.nan for m in models] for c in cats])
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(models), 0.8 + 0.32 * len(cats)))
+    fig, ax = plt.subplots(figsize=(2.0 + 1.3 * len(models), 1.6 + 0.32 * len(cats)))
     scale = 5.0 if metric == "harmfulness_score" else 1.0
     im = ax.imshow(grid, cmap="RdYlGn" if metric == "refusal_rate" else "RdYlGn_r", vmin=0 if scale == 1 else 1,
                    vmax=scale, aspect="auto")
@@ -286,7 +286,10 @@ def category_chart(summary: dict, path: Path) -> Path | None:
                 v = cell[(c, m)]["value"]
                 text = f"{100 * v:.0f}%" if scale == 1 else f"{v:.1f}"
                 ax.text(j, i, f"{text}\n(n={cell[(c, m)]['n']})", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(len(models)), [m.replace("+", "+\n", 1) for m in models], fontsize=7)
+    import textwrap
+
+    labels = ["\n".join(textwrap.wrap(m.replace("+", "+ ", 1), 16)) for m in models]  # long names wrap, never overlap
+    ax.set_xticks(range(len(models)), labels, fontsize=6, rotation=30, ha="right")
     ax.set_yticks(range(len(cats)), cats, fontsize=7)
     ax.set_title(f"{metric} by category, {datasets[0]} ({judge} judge)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03)
@@ -386,7 +389,7 @@ def _gate(run_dir: Path, summary: dict) -> dict | None:
     from ..gate import GATE_FILE, evaluate_gate, load_gate_spec
 
     spec = load_gate_spec(run_dir, last_checked=True)
-    if spec is None:
+    if spec is None or not spec.thresholds():
         return None
     try:
         result = evaluate_gate(summary, spec, str(run_dir))
