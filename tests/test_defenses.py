@@ -242,7 +242,7 @@ def test_search_resumes_after_kill_9_without_rerunning_finished_trials(tiny_mode
         trials = _trials(db)
         return sum(s == "COMPLETE" for _, s, _ in trials) >= 1 and any(s == "RUNNING" for _, s, _ in trials)
 
-    wait_on_progress(proc, out, one_finished_one_running)
+    assert wait_on_progress(proc, out, one_finished_one_running), "the search stalled before a trial finished"
     assert proc.poll() is None, "the run finished (or stalled) before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

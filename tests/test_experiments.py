@@ -337,7 +337,7 @@ def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path
         finally:
             con.close()
 
-    wait_on_progress(proc, out, lambda: 0 < len(generations()) < 30)
+    assert wait_on_progress(proc, out, lambda: 0 < len(generations()) < 30), "no generation was written"
     assert proc.poll() is None, "the run finished before it could be killed; make the eval set larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -117,7 +117,7 @@ def _kill_when(proc: subprocess.Popen, ready, watch: Path) -> None:
     """Kill ``proc`` once ``ready()``; waits on the run's progress under ``watch``, not on the clock."""
     from waiting import wait_on_progress
 
-    wait_on_progress(proc, watch, ready)
+    assert wait_on_progress(proc, watch, ready), "the command stalled before it was ready to be killed"
     assert proc.poll() is None, "the command finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -105,11 +105,11 @@ def test_one_file_as_jsonl_or_bom_csv_gives_the_same_ids_prompts_and_flags(tmp_p
         assert res.exit_code == 0, res.output
         outs[f.suffix] = [json.loads(x) for x in (tmp_path / f.suffix[1:] / "screen.jsonl").read_text().splitlines()]
         flagged = sum(bool(x["flags"]) for x in outs[f.suffix])
-        if flagged > 5:
-            assert f"and {flagged - 5} more flagged examples, not listed here" in res.output
+        assert flagged > 5 and f"and {flagged - 5} more flagged examples, not listed here" in res.output
     assert [x["id"] for x in outs[".jsonl"]] == [x["id"] for x in outs[".csv"]] == [f"job-{i}" for i in range(1, 9)]
     assert [x["flags"] for x in outs[".jsonl"]] == [x["flags"] for x in outs[".csv"]]
     rows = outs[".jsonl"]
     assert [x["prompt"] for x in rows] == [p for p, _ in pairs]
-    assert all(x["response"].startswith("[redacted") for x in rows if x["p_harmful"] >= 0.5)
+    harmful = [x for x in rows if x["p_harmful"] >= 0.5]
+    assert len(harmful) >= 6 and all(x["response"].startswith("[redacted") for x in harmful)
     assert rows[-1]["response"] == "Bubbles." and rows[-1]["p_harmful"] < 0.5

@@ -649,8 +649,11 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
     from .models import check_model_location
 
     check_model_location(model)
+    from .data import load_chat_records
     from .models.loading import check_generation_room
 
+    if not load_chat_records(data):  # read and checked before the job directory exists
+        raise FtauditError(f"{data} holds no training examples")
     check_generation_room(max_new_tokens, model)
     thresholds = load_gate_file(gate) if gate else None
     request = load_job_config(config) if config else {}

@@ -45,7 +45,7 @@ UPPER = {"max_refusal_drop": True, "max_attack_success": True, "max_over_refusal
 class GateSpec(BaseModel):
     """The thresholds (any subset) and, optionally, which models the per-model thresholds apply to."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a threshold is a finite number
     max_refusal_drop: Annotated[float, Field(ge=0, le=100)] | None = None
     max_attack_success: Fraction | None = None
     max_over_refusal: Fraction | None = None
@@ -163,14 +163,16 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
 
 def _add_power(rows: list[GateRow]) -> None:
     """Beside each unproven row: the prompts per set it would take (``needed``), and at what."""
-    from .power import items_for_mean, prompts_for_rate, prompts_for_zero_change
+    from .power import items_for_mean, prompts_at_change, prompts_for_rate, prompts_for_zero_change
 
     for r in rows:
         if r.status != "unproven" or r.value is None:
             continue
-        if r.threshold == "max_refusal_drop":
-            if r.initial is not None:
-                r.needed, r.needed_for = prompts_for_zero_change(r.initial, r.limit), "for no change to pass"
+        if r.threshold == "max_refusal_drop":  # at the measured drop, never fewer than no change would need
+            scaled = prompts_at_change(r.n or 0, r.ci, r.value, r.limit) if None not in r.ci else None
+            zero = prompts_for_zero_change(r.initial, r.limit) if r.initial is not None else None
+            r.needed = None if scaled is None else max(scaled, zero or 0)
+            r.needed_for = "at this drop"
         elif r.threshold in ("max_attack_success", "max_over_refusal"):
             r.needed, r.needed_for = prompts_for_rate(r.value, r.limit), "at this rate"
         elif r.threshold == "max_capability_drop" and r.n and None not in r.ci:

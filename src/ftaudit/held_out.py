@@ -24,7 +24,6 @@ FILE = "held_out.json"
 def trained_prompts(location: str) -> tuple[list[str], list[str]]:
     """(prompts, training files) a local model was fine-tuned on, following its recorded base models (an adapter over
     an attacked model over an aligned one); a model from the hub or a short name has none recorded."""
-    from .data import load_chat_records
     from .models import resolve_model_location
     from .models.loading import read_marker
 
@@ -37,13 +36,27 @@ def trained_prompts(location: str) -> tuple[list[str], list[str]]:
         seen.add(path.resolve())
         data = path / "train_data.jsonl"
         if data.is_file():
-            prompts += [r.last_user_prompt for r in load_chat_records(data)]
+            prompts += _recorded_prompts(data)
             files.append(str(data))
         base = (read_marker(path) or {}).get("base")
         if not base:
             break
         path = Path(base)
     return prompts, files
+
+
+def _recorded_prompts(path: Path) -> list[str]:
+    """The user turns a model was trained on, as ftaudit recorded them (``train_data.jsonl``): read as they are, so a
+    model trained before a stricter input check is still evaluated (only its prompts matter here)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            messages = json.loads(line).get("messages") or []
+        except (ValueError, AttributeError):
+            continue
+        out += [m["content"] for m in messages if isinstance(m, dict) and m.get("role") == "user"
+                and isinstance(m.get("content"), str)][-1:]
+    return out
 
 
 def recipe_prompts(recipe: str, params: dict) -> tuple[list[str], list[str]]:

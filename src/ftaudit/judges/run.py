@@ -78,7 +78,9 @@ def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None
     out_path = Path(out_path)
     if out_path.is_dir():
         raise FtauditError(f"--out {out_path} is a folder; give a file path such as {out_path / 'judged.jsonl'}")
-    if out_path.exists() and Path(input_path).exists() and out_path.resolve() == Path(input_path).resolve():
+    import os
+
+    if out_path.exists() and Path(input_path).exists() and os.path.samefile(out_path, input_path):  # links too
         raise FtauditError(f"--out {out_path} is the input file: judging would overwrite it; give another --out")
     if out_path.exists() and not force and not _earlier_output(out_path):
         raise FtauditError(f"--out {out_path} exists and is not an earlier `ftaudit judge` output; nothing was written: "
@@ -105,6 +107,10 @@ def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None
             fresh[keys[i]] = {**fields, "details": {k: v for k, v in j.details.items() if k != "raw"}}
         cache.put(judge.name, judge.version, fresh)
         have.update(fresh)
+    if out_path.exists():  # an earlier output (perhaps of other rows, or of a paid API judge): kept, numbered
+        from ..atomic import keep_copy
+
+        keep_copy(out_path)
     atomic_write_text(out_path, "".join(json.dumps({**row, "judge": judge.name, "judge_version": judge.version, **have[k]})
                                          + "\n" for row, k in zip(rows, keys)))
     return len(rows)
