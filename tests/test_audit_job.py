@@ -63,6 +63,8 @@ def test_audit_job_screens_trains_as_asked_evaluates_and_reports(tiny_model, tmp
     assert "base |" not in gated.output and "NOT MEASURED" not in gated.output
     gated = CliRunner().invoke(app, ["gate", str(out), "--max-refusal-drop", "100", "--max-capability-drop", "100"])
     assert gated.exit_code == 0, gated.output
+    # the gate re-renders the report: the job's price per device-hour survives it
+    assert json.loads((out / "summary.json").read_text())["costs"][0]["estimated_price"] is not None
     report = (out / "report.md").read_text()
     # the service's answer, first: the random tiny model refuses nothing, so no gate can show the job kept refusal
     assert report.splitlines()[4].startswith("## Decision: cannot tell with this evaluation")
@@ -76,8 +78,6 @@ def test_audit_job_screens_trains_as_asked_evaluates_and_reports(tiny_model, tmp
     assert json.loads((out / "spec.json").read_text())["gate"]["max_refusal_drop"] == 10.0  # never dropped by a file
     assert (out / "gate.previous-1.json").is_file()
     assert json.loads((out / "gate.json").read_text())["thresholds"] == {"max_refusal_drop": 10.0, "max_over_refusal": 0.01}
-    # the gate re-renders the report: the job's price per device-hour survives it
-    assert json.loads((out / "summary.json").read_text())["costs"][0]["estimated_price"] is not None
 
 
 def test_audit_job_resumes_after_kill_9(tiny_model, tmp_path, isolated_cache):
