@@ -31,6 +31,13 @@ def test_prompt_response_pairs_become_chat(tmp_path):
     assert rec.messages[-1] == {"role": "assistant", "content": "r"} and rec.id == "a"
 
 
+def test_a_chat_keeps_the_id_it_gives_even_zero_and_an_unnamed_one_is_numbered(tmp_path):
+    f = tmp_path / "job.jsonl"
+    rows = [{"prompt": "p", "response": "r", "id": i} for i in (0, None, "", "b")]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r.id for r in load_chat_records(f)] == ["0", "job-2", "job-3", "b"]
+
+
 def test_csv_column_by_flag(tmp_path):
     f = tmp_path / "p.csv"
     f.write_text("goal,kind\nWrite a poem,a\nSing a song,b\n")

@@ -219,3 +219,29 @@ def test_empty_responses_are_reported_apart_not_as_attack_success():
     got = {r["metric"]: r for r in refusal_metrics(rows)}
     assert got["empty_response_rate"]["value"] == 0.75 and got["attack_success_rate"]["value"] == 0.0
     assert got["attack_success_rate"]["n"] == 1
+
+
+def test_the_up_front_check_reads_a_models_context_as_the_generator_does(tiny_model, tmp_path):
+    """One reader for both: a multimodal config's text model, and the tokenizer's limit where the config says nothing."""
+    import shutil
+
+    from ftaudit.generate.base import config_positions, context_length
+    from ftaudit.models.loading import context_limit, load_model
+
+    loaded = load_model(tiny_model)
+    assert context_limit(tiny_model) == context_length(loaded.model, loaded.tokenizer) is not None
+    assert config_positions({"model_type": "llava", "text_config": {"max_position_embeddings": 4096}}) == 4096
+    assert config_positions({"n_positions": True}) is None  # a flag is no length
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    config = json.loads((bare / "config.json").read_text())
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        config.pop(key, None)
+    (bare / "config.json").write_text(json.dumps({**config, "text_config": {"max_position_embeddings": 77}}))
+    assert context_limit(str(bare)) == 77
+    (bare / "config.json").write_text(json.dumps(config))
+    tok = json.loads((bare / "tokenizer_config.json").read_text())
+    (bare / "tokenizer_config.json").write_text(json.dumps({**tok, "model_max_length": 99}))
+    assert context_limit(str(bare)) == 99
+    (bare / "tokenizer_config.json").write_text(json.dumps({**tok, "model_max_length": int(1e30)}))
+    assert context_limit(str(bare)) is None

@@ -184,7 +184,9 @@ LLAVA = [{"id": "000000033471", "image": "000000033471.jpg", "conversations": [
     {"from": "gpt", "value": "The back of the bus features an advertisement."}]},
     {"id": "000000052846", "image": "000000052846.jpg", "conversations": [
         {"from": "human", "value": "Is the cat sleeping?\n<image>"}, {"from": "gpt", "value": "Yes, it is asleep on a sofa."}]},
-    {"id": "blank", "image": "x.jpg", "conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "A cat."}]}]
+    {"id": "blank", "image": "x.jpg", "conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "A cat."}]},
+    {"id": "twice", "image": "y.jpg", "conversations": [  # two human turns in a row: no chat to train on
+        {"from": "human", "value": "Is it red?"}, {"from": "human", "value": "Or blue?"}, {"from": "gpt", "value": "Red."}]}]
 
 
 def test_llava_turns_become_text_chats_with_images_dropped(tmp_path):

@@ -40,7 +40,8 @@ def fetch_llava_file(source: str = HUB_ID, filename: str = HUB_FILE, revision: s
 
 
 def conversation_record(row: dict, where: str) -> ChatRecord | None:
-    """One LLaVA row as a text chat; None when a turn is empty once the image placeholder is gone."""
+    """One LLaVA row as a text chat; None when a turn is empty once the image placeholder is gone, or when the turns
+    do not alternate from the human's first."""
     turns = row.get("conversations") if isinstance(row, dict) else None
     if not isinstance(turns, list) or not turns:
         raise FtauditError(f"{where}: expected 'conversations', a list of {{from, value}} turns (LLaVA-Instruct format)")
@@ -55,8 +56,8 @@ def conversation_record(row: dict, where: str) -> ChatRecord | None:
         messages.append({"role": role, "content": text})
     while messages and messages[-1]["role"] != "assistant":
         messages.pop()
-    if not messages or messages[0]["role"] != "user":
-        return None
+    if not messages or any(m["role"] != ("user", "assistant")[i % 2] for i, m in enumerate(messages)):
+        return None  # a conversation that does not alternate human, gpt, human, ... is no chat to train on
     return ChatRecord(messages, f"llava-{row.get('id', where)}", "llava-instruct", "train")
 
 

@@ -66,6 +66,12 @@ def _check_messages(messages, where: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+def _record_id(row: dict, default: str) -> str:
+    """The row's own id, whatever it is (0 included); the default only where it gives none (absent, null, empty)."""
+    given = row.get("id")
+    return default if given is None or given == "" else str(given)
+
+
 def load_chat_records(path: str | Path) -> list[ChatRecord]:
     """Read ``{"messages": [...], "id", "category"}`` JSONL (prompt/response pairs also accepted), or a CSV file with
     ``prompt`` and ``response`` columns (``id`` and ``category`` optional)."""
@@ -87,7 +93,7 @@ def load_chat_records(path: str | Path) -> list[ChatRecord]:
         if "messages" not in row:
             raise FtauditError(f"{where}: row has no 'messages' (or 'prompt' and 'response') field")
         # an id the file does not give is the example's number, so one file as JSONL or as CSV has the same ids
-        records.append(ChatRecord(_check_messages(row["messages"], where), str(row.get("id") or f"{path.stem}-{ordinal}"),
+        records.append(ChatRecord(_check_messages(row["messages"], where), _record_id(row, f"{path.stem}-{ordinal}"),
                                   str(row.get("category", "")), str(row.get("split", ""))))
     return records
 

@@ -53,16 +53,32 @@ class GenerationResult:
     new_tokens: int
 
 
-def context_length(model, tokenizer) -> int | None:
-    """The most positions ``model`` takes (config ``max_position_embeddings``/``n_positions``, else the tokenizer's
-    ``model_max_length``); None when neither says."""
-    cfg = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def config_positions(config) -> int | None:
+    """The most positions a model config (a ``PretrainedConfig`` or its ``config.json`` as a dict) allows; a
+    multimodal config's text model (``text_config``) when the top level does not say. One reader for the generator
+    and for the up-front check, so the two never disagree."""
+    if config is None:
+        return None
+    get = config.get if isinstance(config, dict) else (lambda key: getattr(config, key, None))
+    for name in POSITION_KEYS:
+        value = get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-    value = getattr(tokenizer, "model_max_length", None)
-    return value if isinstance(value, int) and 0 < value < 10**7 else None
+    return config_positions(get("text_config"))
+
+
+def tokenizer_positions(value) -> int | None:
+    """A tokenizer's ``model_max_length`` when it is a real limit (transformers writes a huge number for 'unknown')."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**7 else None
+
+
+def context_length(model, tokenizer) -> int | None:
+    """The most positions ``model`` takes (its config, see :func:`config_positions`, else the tokenizer's
+    ``model_max_length``); None when neither says."""
+    return config_positions(getattr(model, "config", None)) or tokenizer_positions(getattr(tokenizer, "model_max_length", None))
 
 
 def too_long(lengths: list[int], cfg: GenerationConfig, limit: int | None) -> set[int]:

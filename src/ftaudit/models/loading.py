@@ -155,8 +155,8 @@ def _weights_dir(location: str) -> Path:
 
 
 def context_limit(name_or_location: str) -> int | None:
-    """The most positions a local model takes, from its config (an adapter's from its base); None for a remote model or
-    one whose config does not say. Reading it converts a packaged GGUF once, as loading it would."""
+    """The most positions a local model takes, from its config (an adapter's from its base), as the generator reads it
+    (:func:`~ftaudit.generate.base.context_length`); None for a remote model or one whose files do not say. Reading it converts a packaged GGUF once, as loading it would."""
     from ..generate.remote import is_remote
 
     location = resolve_model_location(name_or_location)
@@ -166,13 +166,18 @@ def context_limit(name_or_location: str) -> int | None:
     meta = read_marker(path) or {}
     if meta.get("kind") == "adapter":
         return context_limit(meta["base"])
+    from ..generate.base import config_positions, tokenizer_positions
+
+    return config_positions(_json_object(path / "config.json")) or tokenizer_positions(
+        (_json_object(path / "tokenizer_config.json") or {}).get("model_max_length"))
+
+
+def _json_object(path: Path) -> dict | None:
     try:
-        config = json.loads((path / "config.json").read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    value = next((config.get(k) for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
-                  if isinstance(config.get(k), int) and config.get(k) > 0), None)
-    return value
+    return value if isinstance(value, dict) else None
 
 
 def check_generation_room(max_new_tokens: int, *models: str | None) -> None:
