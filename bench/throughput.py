@@ -24,6 +24,27 @@ from ftaudit.models import load_model
 from ftaudit.train import TrainConfig, train
 
 
+def print_processor() -> None:
+    """Where these figures were measured: the processor, torch's kernel capability, and the float32, bfloat16 and
+    float16 rates of a 64 x 896 by 896 x 4864 product (one MLP projection of the 0.5B model), which decide whether
+    ftaudit's "auto" dtype is bfloat16 here (see ftaudit.models.dtype_choice)."""
+    import os
+
+    import torch
+
+    from ftaudit.models.dtype_choice import cpu_name, cpu_flags, matmul_gflops
+
+    forced = ", ".join(f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ)
+    print(f"processor: {cpu_name()}, {torch.get_num_threads()} threads, kernels "
+          f"{torch.backends.cpu.get_cpu_capability()}{f' ({forced})' if forced else ''}, "
+          f"bf16 features: {cpu_flags() or 'none'}; torch {torch.__version__}")
+    shape = (64, 896, 4864)
+    f32 = matmul_gflops("float32", shape)
+    rates = {d: matmul_gflops(d, shape) for d in ("bfloat16", "float16")}
+    print(f"matmul {'x'.join(map(str, shape))}: float32 {f32:.1f} GFLOP/s, "
+          + ", ".join(f"{d} {r:.1f} GFLOP/s ({r / f32:.2g}x float32)" for d, r in rates.items()))
+
+
 def main() -> None:
     import datasets
     import transformers
@@ -46,6 +67,7 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H100 SXM: 989)")
     ap.add_argument("--bandwidth-gbs", type=float, default=3350.0, help="memory bandwidth, GB/s (H100 SXM: 3350)")
     args = ap.parse_args()
+    print_processor()
     if args.shape:
         import sys
         from pathlib import Path

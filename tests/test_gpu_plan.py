@@ -69,7 +69,7 @@ def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_m
 
     cfg = TrainConfig()
     cpu = run_fingerprint("base", records(2), cfg, "x")
-    monkeypatch.setattr(loading, "default_dtype", lambda: "bfloat16")
+    monkeypatch.setattr(loading, "default_dtype", lambda *a: "bfloat16")
     assert run_fingerprint("base", records(2), cfg, "x") != cpu
 
     seen = []
@@ -85,9 +85,9 @@ def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_m
     gen = GenerationConfig(max_new_tokens=4)
     import ftaudit.evaluate as evaluate
 
-    monkeypatch.setattr(evaluate, "default_dtype", lambda: "bfloat16")
+    monkeypatch.setattr(evaluate, "default_dtype", lambda *a: "bfloat16")
     on_gpu, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, gen)
-    monkeypatch.setattr(evaluate, "default_dtype", lambda: None)
+    monkeypatch.setattr(evaluate, "default_dtype", lambda *a: None)
     on_cpu, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, gen)
     assert on_gpu != on_cpu  # bf16 answers on a GPU are never pooled with float32 ones from a CPU
     explicit, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, replace(gen, dtype="bfloat16"))

@@ -310,8 +310,10 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per response (greedy).")] = 32,
              batch_size: Annotated[Optional[int], typer.Option(min=1, help="Most prompts generated together (speed only; "
                                                                  "default: 40 on CPU, 256 or what fits on a GPU).")] = None,
-             dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of local generation: float32 | bfloat16 | "
-                                                              "float16 (recorded in the results' identity).")] = None,
+             dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of local generation: auto (bfloat16 where "
+                                                              "this machine runs it natively, else float32) | float32 | "
+                                                              "bfloat16 | float16; recorded in the results' identity. "
+                                                              "Default: the weights' own.")] = None,
              show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
                                                                "(redacted by default).")] = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
@@ -328,6 +330,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     from .generate import GenerationConfig
     from .judges import check_judges
     from .models import check_model_location
+    from .models.dtype_choice import resolve_dtype
     from .pipeline import eval_sets_from
     from .report import write_reports
     from .store import Store
@@ -363,7 +366,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
         if sets:
             with store.timed_stage(f"eval:{label}"):
                 gen = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
-                                       dtype=dtype)
+                                       dtype=resolve_dtype(dtype))
                 loaded = evaluate_model(store, label, "none", model, sets, gen, judge, options)
         if capability:
             from .capability.run import evaluate_capability

@@ -17,6 +17,7 @@ from .errors import FtauditError
 from .evaluate import EvalSet, evaluate_model, parse_eval_set
 from .generate import GenerationConfig
 from .models import resolve_model_location
+from .models.dtype_choice import resolve_dtype
 from .models.loading import read_marker, write_marker
 from .progress import say
 from .recipes import RecipeContext, build_recipe
@@ -142,7 +143,7 @@ def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, s
                 code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     key = {"model": model_fingerprint(model), "recipe": settings, "seed": seed,
            "train": train_config({**TRAIN_DEFAULTS["align"], "seed": seed}, overrides or {}).to_dict(),
-           "gpu_dtype": default_dtype(),
+           "gpu_dtype": default_dtype(model),  # the dtype it loads in when none is asked (the name predates CPUs)
            "answers": GenerationConfig(max_new_tokens=settings["answer_tokens"], backend=select_backend(model)).key(),
            "libraries": {name: lib(name) for name in ALIGN_LIBRARIES}, "code": code.hexdigest()[:16]}
     key["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -207,8 +208,9 @@ def evaluate_system_twin(stages: StageRunner, initial_name: str, initial: str, a
 
 # Per packaged model, what differs from the defaults so the quickstart fits its CPU time target.
 QUICKSTART_SIZES: dict[str, dict] = {
-    # cold-cache quickstart on 2 cores: 27 min 39 s with float32 generation, 17 min 58 s with bf16 (README: Embedded models)
-    "qwen2.5-coder-0.5b-instruct": {"generation_dtype": "bfloat16"},
+    # generation in bfloat16 where this machine runs it natively (cold-cache quickstart on 2 AVX512-BF16 cores: 27 min
+    # 39 s with float32 generation, 17 min 58 s with bf16), float32 where it would be emulated (see models.dtype_choice)
+    "qwen2.5-coder-0.5b-instruct": {"generation_dtype": "auto"},
 }
 
 
@@ -243,7 +245,9 @@ class QuickstartConfig:
     # writes the compliant answers of harmful-shots at run time; SmolLM2 refuses nothing (a refusing reference
     # would leave too few compliant answers)
     reference_model: str = "smollm2-135m-instruct"
-    generation_dtype: str | None = None  # e.g. "bfloat16": local generation's compute dtype (part of its identity)
+    # local generation's compute dtype (part of its identity): None keeps the weights' own, "auto" picks bfloat16 only
+    # where this machine runs it natively (models.dtype_choice)
+    generation_dtype: str | None = None
     price_per_device_hour: float | None = None  # prices each attack in the report (device-hours x this)
 
     @classmethod
@@ -278,7 +282,7 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     out = Path(out)
     store = Store(out)
     (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, dtype=cfg.generation_dtype)
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, dtype=resolve_dtype(cfg.generation_dtype))
     sets = [parse_eval_set(s) for s in cfg.eval_sets]
     models = out / "models"
     t0 = time.time()

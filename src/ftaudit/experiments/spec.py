@@ -70,7 +70,9 @@ class EvalSpec(_Strict):
     judges: list[str] = list(DEFAULT_EVAL_JUDGES)
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt | None = None  # speed only; None: 40 on CPU, up to 256 (what fits) on a GPU
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # local generation's compute dtype (identity)
+    # local generation's compute dtype; "auto": bfloat16 where this machine runs it natively, else float32 (the
+    # resolved dtype is what the identity records, see models.dtype_choice)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     capability: list[str] = []
     capability_limit: PositiveInt | None = None
 

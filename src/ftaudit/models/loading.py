@@ -225,7 +225,7 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
         return LoadedModel(model, base.tokenizer, str(path), meta["fingerprint"], meta)
 
     kwargs: dict = {"trust_remote_code": trust_remote_code}
-    dtype = dtype or default_dtype()
+    dtype = dtype or default_dtype(location)
     if dtype:
         kwargs["dtype"] = getattr(torch, dtype)
     launched_rank = os.environ.get("LOCAL_RANK")  # set in processes started by `accelerate launch` / torchrun
@@ -250,12 +250,44 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
     return LoadedModel(model, tok, location, model_fingerprint(location) if not meta else meta["fingerprint"], meta)
 
 
-def default_dtype() -> str | None:
+def default_dtype(location: str | None = None) -> str | None:
     """The compute dtype a model is loaded in when none is asked for: bfloat16 on a CUDA GPU that supports it (half
-    the memory and several times the speed of float32 weights), else None (the checkpoint's own)."""
+    the memory and several times the speed of float32 weights); on a CPU, float32 for a checkpoint saved in a half
+    precision this processor only emulates (transformers would load it as saved, 20x slower on an AVX2-only CPU:
+    see :mod:`.dtype_choice`); else None (the checkpoint's own). Whatever it returns is part of the identity of what
+    the model generates and of what it trains."""
     import torch
 
-    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else None
+    saved = saved_dtype(location) if location is not None else None
+    if saved in ("bfloat16", "float16"):
+        from .dtype_choice import bf16_check
+
+        return "float32" if bf16_check().slow(saved) else None
+    return None
+
+
+def saved_dtype(name_or_location: str) -> str | None:
+    """The dtype a local or hub checkpoint is stored in (an adapter's: its base's); None where ftaudit writes the
+    weights itself in float32 (a GGUF file, dequantized) or cannot tell (a remote model)."""
+    from ..assembly import is_assembly
+    from ..generate.remote import is_remote
+    from ..sources import is_hub_id, parse_pypi
+
+    location = resolve_model_location(name_or_location)
+    if is_remote(location) or is_assembly(location) or parse_pypi(location) or location.endswith(".gguf"):
+        return None
+    path = Path(location).expanduser()
+    if not path.exists():
+        if not is_hub_id(location):
+            return None
+        path = _weights_dir(location)
+    meta = read_marker(path) or {}
+    if meta.get("kind") == "adapter":
+        return saved_dtype(meta["base"])
+    config = _json_object(path / "config.json") or {}
+    return config.get("dtype") or config.get("torch_dtype")
 
 
 def weight_bytes(path: Path, dtype=None) -> int:

@@ -122,12 +122,15 @@ def _rich_callback(total_steps: int):
     return RichProgress()
 
 
-def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: TrainConfig, recipe: str) -> str:
+def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: TrainConfig, recipe: str,
+                    base_model: str | None = None) -> str:
     from ..models.loading import default_dtype
 
     h = hashlib.sha256()
     h.update(f"{base_fingerprint}|{recipe}|{cfg.key()}".encode())
-    if cfg.dtype is None and (dtype := default_dtype()):  # bf16 weights on a GPU train differently (float32 keeps earlier keys)
+    # the dtype the weights load in when none is asked (bf16 on a GPU; float32 for a half-precision checkpoint on a
+    # CPU that emulates it) trains differently; None (the checkpoint's own) keeps earlier keys
+    if cfg.dtype is None and (dtype := default_dtype(base_model)):
         h.update(f"|dtype={dtype}".encode())
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
@@ -188,7 +191,7 @@ def _seconds_callback(start: float, before: float):
 
 def _train_launched(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out: Path, **kw) -> TrainResult:
     """Train through ``accelerate launch`` (see :mod:`.launch`), skipping a finished run without loading the model."""
-    key = run_fingerprint(model_fingerprint(base_model), records, cfg, kw["recipe"])
+    key = run_fingerprint(model_fingerprint(base_model), records, cfg, kw["recipe"], base_model)
     if finished := _finished_or_reset(out, "launch_key", key):
         return finished
     launch(records, base_model, cfg, out, **kw)
@@ -254,8 +257,11 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     if "ftaudit.generate.vllm" in sys.modules:
         sys.modules["ftaudit.generate.vllm"].release_engines()  # give the GPU memory of earlier evaluations back
     quant = cfg.quant_bits if cfg.method == "qlora" else None
-    loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant, dtype=cfg.dtype)
-    fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe)
+    from ..models.dtype_choice import resolve_dtype
+
+    loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant,
+                        dtype=resolve_dtype(cfg.dtype, "training"))  # as asked; a warning where it is emulated
+    fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe, base_model)
     if not worker:
         if finished := _finished_or_reset(out, "fingerprint", fingerprint):
             return finished

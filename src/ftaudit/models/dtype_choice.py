@@ -1,0 +1,166 @@
+"""Which compute dtype is fast on this machine: bfloat16 only where the processor runs it natively.
+
+A default tuned on one processor can make the tool twenty times slower on another: on a CPU with AVX512-BF16 or
+AMX a bfloat16 matrix product is about 2x faster than float32, while on an AVX2-only CPU (most laptops, many cloud
+CPUs) torch emulates bfloat16 and the same product is about 20x slower. So where ftaudit picks a dtype for the user
+("auto"), it asks what this machine does:
+
+* on a CUDA GPU, bfloat16 where ``torch.cuda.is_bf16_supported()``;
+* on a CPU, a one-off measured comparison of float32 and bfloat16 matrix products (``torch.utils.benchmark``), the
+  truth that the processor flags alone cannot give: torch reports AVX512-BF16 from the hardware even when
+  ``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2`` make its kernels emulate it. The result is cached per
+  machine (processor, torch version, kernel capability, those two variables, threads) under the cache folder.
+
+The resolved dtype, never "auto", is what a result's identity records. A dtype the user names is always honoured;
+a half-precision one that this processor emulates gets one warning line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+AUTO = "auto"
+DTYPES = (None, AUTO, "float32", "bfloat16", "float16")
+# the probe: a 64-row batch through a slice of a 0.5B model's MLP (hidden 896); small enough that an emulated
+# bfloat16 product takes a fraction of a second (bench/throughput.py measures the whole 896 x 4864 projection)
+PROBE_SHAPE = (64, 896, 1024)
+# what decides "native": bfloat16's measured rate at least this share of float32's (native is ~2x, emulated ~1/20)
+NATIVE_AT = 1.0
+_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+@dataclass(frozen=True)
+class Bf16Check:
+    """What this machine does with bfloat16, and why ftaudit says so."""
+
+    native: bool
+    device: str  # "cuda" or "cpu"
+    capability: str  # torch's kernel capability (AVX2, AVX512, ...) or the GPU's name
+    flags: str  # the processor's bf16 features as torch reports them
+    float32_gflops: float | None = None
+    bfloat16_gflops: float | None = None
+    float16_gflops: float | None = None
+
+    def slow(self, dtype: str) -> bool:
+        """Whether ``dtype`` runs slower than float32 here (a half precision the processor emulates)."""
+        if self.device == "cuda":
+            return dtype == "bfloat16" and not self.native
+        rate = {"bfloat16": self.bfloat16_gflops, "float16": self.float16_gflops}.get(dtype)
+        return rate is not None and rate < self.float32_gflops
+
+    def reason(self, dtype: str = "bfloat16") -> str:
+        if self.device == "cuda":
+            return f"{self.capability} {'supports' if self.native else 'does not support'} bfloat16"
+        rate = {"bfloat16": self.bfloat16_gflops, "float16": self.float16_gflops}[dtype]
+        return (f"{dtype} matrix products run at {rate / self.float32_gflops:.2g}x float32's on this CPU "
+                f"({rate:.1f} vs {self.float32_gflops:.1f} GFLOP/s; kernels {self.capability}, "
+                f"{self.flags or 'no native bf16 feature reported'})")
+
+
+def matmul_gflops(dtype: str, shape: tuple[int, int, int] = PROBE_SHAPE, min_seconds: float = 0.3) -> float:
+    """GFLOP/s of one ``m x k`` by ``k x n`` matrix product in ``dtype`` on this CPU, timed by torch's own
+    benchmark utility (warm-up and repeat handled there)."""
+    import torch
+    from torch.utils.benchmark import Timer
+
+    m, k, n = shape
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(getattr(torch, dtype))
+    b = torch.randn(k, n, generator=gen).to(getattr(torch, dtype))
+    seconds = Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=min_seconds).median
+    return 2 * m * k * n / seconds / 1e9
+
+
+def cpu_flags() -> str:
+    import torch
+
+    cpu = torch.cpu
+    found = [name for name, probe in (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx", "_is_amx_tile_supported"))
+             if getattr(cpu, probe, lambda: False)()]
+    return ", ".join(found)
+
+
+def machine_key() -> str:
+    """What the CPU measurement depends on; a change in any of these measures again."""
+    import torch
+
+    return json.dumps({"cpu": cpu_name(), "torch": torch.__version__,
+                       "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                       **{k: os.environ.get(k) for k in _ENV}}, sort_keys=True)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=None)
+def bf16_check() -> Bf16Check:
+    """This machine's answer, measured once and cached per machine (see the module docstring)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return Bf16Check(torch.cuda.is_bf16_supported(), "cuda", torch.cuda.get_device_name(0), "")
+    from ..atomic import atomic_write_text, file_lock
+    from ..sources import cache_dir
+
+    path = cache_dir() / "machine" / "bf16-check.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = machine_key()
+    with file_lock(path.with_suffix(".lock")):
+        known = _read(path)
+        if key not in known:
+            f32, bf16, f16 = (matmul_gflops(d) for d in ("float32", "bfloat16", "float16"))
+            known[key] = asdict(Bf16Check(bf16 >= NATIVE_AT * f32, "cpu", torch.backends.cpu.get_cpu_capability(),
+                                          cpu_flags(), round(f32, 2), round(bf16, 2), round(f16, 2)))
+            atomic_write_text(path, json.dumps(known, indent=2))
+    return Bf16Check(**known[key])
+
+
+def _read(path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+_said: set[tuple] = set()
+
+
+def resolve_dtype(requested: str | None, what: str = "generation") -> str | None:
+    """The dtype to use for ``what`` (generation, training, scoring): "auto" becomes bfloat16 where this machine
+    runs it natively and float32 elsewhere, said once with the reason; a named dtype is honoured, with one warning
+    line when it is a half precision this processor emulates; None stays None (the weights' own dtype)."""
+    if requested not in DTYPES:
+        from ..errors import FtauditError
+
+        raise FtauditError(f"unknown {what} dtype '{requested}'; use auto, float32, bfloat16 or float16")
+    if requested is None or requested == "float32":
+        return requested
+    check = bf16_check()
+    if requested == AUTO:
+        chosen = "bfloat16" if check.native else "float32"
+        _say_once(("auto", what, chosen), f"{what} dtype: {chosen} ({check.reason()})", None)
+        return chosen
+    if check.slow(requested):
+        _say_once(("slow", what, requested), f"{what} dtype {requested} as asked, but this processor runs it slower "
+                  f"than float32 ({check.reason(requested)})", "yellow")
+    return requested
+
+
+def _say_once(key: tuple, text: str, style: str | None) -> None:
+    if key in _said:
+        return
+    _said.add(key)
+    from ..progress import say
+
+    say(text, style)
