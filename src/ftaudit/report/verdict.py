@@ -14,6 +14,8 @@ re-estimated here):
 
 from __future__ import annotations
 
+import math
+
 from ..decisions import VERDICTS, worst
 from ..judges.validate import trust_text
 from ..metrics import is_rate
@@ -178,7 +180,8 @@ def job_decision(summary: dict, gate: dict | None) -> tuple[str, str]:
     def row_text(r: dict) -> str:
         value = "nothing measured" if r["value"] is None else (
             f"{gate_number(r['value'])} [{gate_number(r['ci'][0], '-inf')}, {gate_number(r['ci'][1], 'inf')}]")
-        return f"{r['threshold']} {r['limit']:g}{' ' + r['unit'] if r['unit'] else ''}: {value} on {r['subject']}"
+        judge = f" ({r['judge']})" if r.get("judge") else ""
+        return f"{r['threshold']} {r['limit']:g}{' ' + r['unit'] if r['unit'] else ''}: {value} on {r['subject']}{judge}"
 
     cannot = "cannot tell with this evaluation"
     if breach := next((r for r in rows if r["status"] == "breach"), None):
@@ -209,7 +212,9 @@ def job_decision(summary: dict, gate: dict | None) -> tuple[str, str]:
         r["threshold"] == t and r["model"] == m for r in rows)]
     if missing:
         return cannot, f"the gate has no row for {missing[0][0]} on {missing[0][1]} (the job's models are {', '.join(sorted(jobs))})"
-    undecided = next((r for r in rows if r["status"] != "pass"), None)
+    # the row hardest to settle decides the reason: one no number of prompts would pass, else the one needing the most
+    undecided = max((r for r in rows if r["status"] != "pass"), default=None,
+                    key=lambda r: math.inf if r.get("needed") is None else r["needed"])
     if undecided is None:
         if loose := next((c for c in drops if verdict_of(c) in ("inconclusive", "not measured")), None):
             return cannot, (f"every threshold holds, but the job's refusal drop on {loose['dataset']} "
@@ -243,8 +248,15 @@ def audit_card(summary: dict, gate: dict | None) -> dict:
     audit = summary["audit"]
     jobs = set(audit["job_models"])
     drops = [c for c in _refusal_changes(summary) if c["model"] in jobs]
+    gated = {(r["subject"], r.get("judge")): r for r in (gate or {}).get("rows", []) if r.get("threshold") == "max_refusal_drop"}
+
+    def judged(c: dict) -> str:  # a job is judged against the gate's limit; "halved or not" is the tamper reading
+        subject = f"{c['model']} | {c['dataset']}" + (f" (vs {c['initial_model']})" if c.get("against") else "")
+        row = gated.get((subject, c["judge"]))  # the gate's own row for this change (gate.py names it so)
+        return (f"{row['status']} against at most {row['limit']:g} pts removed" if row
+                else f"refusal halved: {verdict_of(c)}")
     effect = "; ".join(f"{c['model']} on {c['dataset']} ({c['judge']}): {100 * c['initial']:.1f}% -> "
-                       f"{100 * c['fine_tuned']:.1f}% ({_pts(c['change'])}; {verdict_of(c)})" for c in drops[:4])
+                       f"{100 * c['fine_tuned']:.1f}% ({_pts(c['change'])}; {judged(c)})" for c in drops[:4])
     lines = [("Why", reason), *((("Evaluation size", "; ".join(audit["sizing_notes"])),) if audit.get("sizing_notes") else ()),
              ("The job's effect on refusal", effect or "not measured"),
              ("Screen of the customer's data", _screen_line(audit)),
