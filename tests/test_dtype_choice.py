@@ -56,22 +56,53 @@ def test_a_named_dtype_is_honoured_with_a_warning_where_emulated(machine, capsys
         resolve_dtype("bf16")
 
 
-def test_the_measurement_is_cached_per_machine_and_redone_when_the_kernels_change(monkeypatch, isolated_cache):
+def test_the_measurement_is_cached_per_machine_and_redone_when_anything_it_depends_on_changes(monkeypatch, isolated_cache):
     rates = {"float32": 10.0, "bfloat16": 25.0, "float16": 1.0}
     measured = []
     monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: measured.append(d) or rates[d])
+    monkeypatch.setattr(dtype_choice, "cpu_flags", lambda: "avx512_bf16")
+    assert {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"} <= set(dtype_choice._ENV)
+    for var in dtype_choice._ENV:
+        monkeypatch.delenv(var, raising=False)
+
+    def check():
+        dtype_choice.bf16_check.cache_clear()
+        return dtype_choice.bf16_check()
+    try:
+        first = check()
+        assert first.native and first.bfloat16_gflops == 25.0 and len(measured) == 3 * dtype_choice.ROUNDS
+        assert check() == first and len(measured) == 9  # from the cache file, not measured again
+        stored = json.loads(dtype_choice.check_file().read_text())
+        assert [json.loads(k)["schema"] for k in stored] == [dtype_choice.SCHEMA]
+        count = len(measured)
+        for var in dtype_choice._ENV:  # every variable that caps the kernels measures again
+            monkeypatch.setenv(var, "AVX2")
+            check()
+            assert len(measured) == count + 9, var
+            count = len(measured)
+            monkeypatch.delenv(var)
+        monkeypatch.setattr(dtype_choice, "cpu_flags", lambda: "")  # another machine under the same name
+        check()
+        assert len(measured) == count + 9
+        # a record this version cannot read is measured again, never misread (nor a crash)
+        path = dtype_choice.check_file()
+        path.write_text(json.dumps({k: {"native": True} for k in json.loads(path.read_text())}))
+        count = len(measured)
+        assert check().bfloat16_gflops == 25.0 and len(measured) == count + 9
+    finally:
+        dtype_choice.bf16_check.cache_clear()
+
+
+def test_a_measurement_between_native_and_emulated_is_not_trusted_nor_kept(monkeypatch, isolated_cache):
+    # one burst of load in the middle round: the median of three ignores it
+    seq = iter([10.0, 30.0, 1.0, 10.0, 24.0, 1.0, 10.0, 0.3, 1.0])  # bf16: 30, 24, 0.3 -> the median, 24
+    monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: next(seq))
+    assert dtype_choice.measure().bfloat16_gflops == 24.0
+    monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: {"float32": 10.0, "bfloat16": 10.5, "float16": 1.0}[d])
     dtype_choice.bf16_check.cache_clear()
     try:
-        first = dtype_choice.bf16_check()
-        assert first.native and first.bfloat16_gflops == 25.0 and len(measured) == 3
-        dtype_choice.bf16_check.cache_clear()
-        assert dtype_choice.bf16_check() == first and len(measured) == 3  # from the cache file, not measured again
-        stored = json.loads((isolated_cache / "machine" / "bf16-check.json").read_text())
-        assert [json.loads(k)["ONEDNN_MAX_CPU_ISA"] for k in stored] == [None]
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-        rates["bfloat16"] = 0.5
-        dtype_choice.bf16_check.cache_clear()
-        assert not dtype_choice.bf16_check().native and len(measured) == 6
+        assert not dtype_choice.bf16_check().native  # 1.05x: not native, float32 for this process ...
+        assert not dtype_choice.check_file().exists()  # ... and measured again next time
     finally:
         dtype_choice.bf16_check.cache_clear()
 
@@ -86,62 +117,118 @@ def test_with_avx2_kernels_forced_bf16_is_measured_as_emulated(tmp_path):
     assert out.stdout.split() == ["False", "float32"], out.stdout + out.stderr
 
 
-def test_a_half_precision_checkpoint_loads_in_float32_on_a_cpu_that_emulates_it(tiny_model, tmp_path, machine, capsys):
+def _half(tiny_model, tmp_path):
     import shutil
 
+    half = tmp_path / "bf16-model"
+    shutil.copytree(tiny_model, half)
+    config = json.loads((half / "config.json").read_text())
+    (half / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    return str(half)
+
+
+class _AllCached:
+    def existing_generations(self, keys):
+        return set(keys)  # nothing is generated
+
+
+def _key(location, dtype=None, backend=None):
+    from ftaudit.data import PromptRecord
+    from ftaudit.evaluate import cached_generate
+    from ftaudit.generate import GenerationConfig
+
+    if backend:
+        from ftaudit import evaluate
+
+        original = evaluate.select_backend
+        evaluate.select_backend = lambda loc: backend
+    try:
+        return cached_generate(_AllCached(), location, "m", "none", "d", "eval", [PromptRecord("Hi", "p1")],
+                               GenerationConfig(4, dtype=dtype))[0]
+    finally:
+        if backend:
+            evaluate.select_backend = original
+
+
+def test_a_half_precision_checkpoint_loads_in_float32_on_a_cpu_that_emulates_it(tiny_model, tmp_path, machine, capsys):
     import torch
 
-    from ftaudit.evaluate import cached_generate
-    from ftaudit.data import PromptRecord
-    from ftaudit.generate import GenerationConfig
-    from ftaudit.models.loading import default_dtype, load_model
+    from ftaudit import pipeline
+    from ftaudit.models.loading import default_dtype, load_model, saved_dtype, write_marker
     from ftaudit.train import TrainConfig
     from ftaudit.train.engine import run_fingerprint
 
     if torch.cuda.is_available():
         pytest.skip("on a GPU the default is the GPU's bf16")
-    half = tmp_path / "bf16-model"
-    shutil.copytree(tiny_model, half)
-    config = json.loads((half / "config.json").read_text())
-    (half / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    half = _half(tiny_model, tmp_path)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    write_marker(adapter, kind="adapter", base=half, fingerprint="adapter-fp")
     machine(EMULATED)
-    assert default_dtype(str(half)) == "float32" and default_dtype(tiny_model) is None
-    assert next(load_model(str(half)).model.parameters()).dtype == torch.float32
-
-    class Store:
-        def existing_generations(self, keys):
-            return set(keys)  # all cached: nothing is generated
-
-    gen, prompts = GenerationConfig(max_new_tokens=4), [PromptRecord("Hi", "p1")]
-    emulated, _ = cached_generate(Store(), str(half), "m", "none", "d", "eval", prompts, gen)
-    emulated_fp = run_fingerprint("base", [], TrainConfig(), "x", str(half))
+    assert default_dtype(half) == "float32" and default_dtype(tiny_model) is None
+    assert saved_dtype(str(adapter)) == "bfloat16" and default_dtype(str(adapter)) == "float32"  # an adapter: its base's
+    assert next(load_model(half).model.parameters()).dtype == torch.float32
+    emulated = _key(half)
+    emulated_fp = run_fingerprint("base", [], TrainConfig(), "x", half)
+    emulated_align = pipeline.aligned_cache_key(half, {}, {}, 0)["hash"]
     machine(NATIVE)
-    assert default_dtype(str(half)) is None
-    assert next(load_model(str(half)).model.parameters()).dtype == torch.bfloat16
-    native, _ = cached_generate(Store(), str(half), "m", "none", "d", "eval", prompts, gen)
-    assert native != emulated  # float32 answers are never handed back for the checkpoint's own bf16 ones
-    assert run_fingerprint("base", [], TrainConfig(), "x", str(half)) != emulated_fp
-    assert run_fingerprint("base", [], TrainConfig(), "x", str(half)) == run_fingerprint("base", [], TrainConfig(), "x")
-    explicit, _ = cached_generate(Store(), str(half), "m", "none", "d", "eval", prompts, GenerationConfig(4, dtype="float32"))
-    assert explicit == emulated
+    assert default_dtype(half) is None
+    assert next(load_model(half).model.parameters()).dtype == torch.bfloat16
+    assert _key(half) != emulated  # float32 answers are never handed back for the checkpoint's own bf16 ones
+    assert run_fingerprint("base", [], TrainConfig(), "x", half) != emulated_fp
+    assert run_fingerprint("base", [], TrainConfig(), "x", half) == run_fingerprint("base", [], TrainConfig(), "x", tiny_model)
+    assert pipeline.aligned_cache_key(half, {}, {}, 0)["hash"] != emulated_align
     machine(EMULATED)
-    cached_generate(Store(), str(half), "m", "none", "d", "eval", prompts, GenerationConfig(4, dtype="bfloat16"))
+    assert _key(half, "float32") == emulated  # asked or defaulted, float32 is one identity
+    assert _key(half, "bfloat16") not in (emulated, _key(tiny_model))
     assert "generation dtype bfloat16 as asked, but this processor runs it slower" in _said(capsys)
 
 
-def test_the_qwen_quickstart_and_its_minis_ask_for_auto_and_record_what_it_became(machine, tmp_path):
+def test_auto_is_resolved_where_the_engine_is_known_and_keyed_as_what_it_computed(tiny_model, tmp_path, machine):
+    from ftaudit.models.dtype_choice import generation_dtype
+
+    half = _half(tiny_model, tmp_path)
+    machine(EMULATED)
+    assert _key(tiny_model, "auto") == _key(tiny_model) == _key(tiny_model, "float32")  # float32 weights: one computation
+    assert _key(half, "auto") == _key(half) == _key(half, "float32")  # the float32 fallback
+    machine(NATIVE)
+    assert _key(tiny_model, "auto") == _key(tiny_model, "bfloat16") != _key(tiny_model)
+    assert _key(half, "auto") == _key(half)  # the checkpoint's own bf16: the plain load's key
+    # vLLM and remote APIs pick their own dtype: "auto" asks nothing of them
+    assert generation_dtype("auto", tiny_model, "vllm")[0] is None
+    assert generation_dtype("auto", "openai:http://localhost:1#m", "openai")[0] is None
+    assert generation_dtype("bfloat16", tiny_model, "vllm")[0] == "bfloat16"  # refused by vLLM itself, as before
+    from ftaudit.generate import GenerationConfig
+
+    with pytest.raises(ValueError, match="resolve dtype 'auto' first"):
+        GenerationConfig(4, dtype="auto").key()
+
+
+def test_the_resolved_dtype_and_why_are_in_the_summary(tiny_model, tmp_path, machine):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Hello there", "id": "a"}) + "\n")
+    machine(EMULATED)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--out", str(out), "-d", str(prompts),
+                                   "--max-new-tokens", "2", "--dtype", "auto"])
+    assert res.exit_code == 0, res.output
+    settings = json.loads((out / "summary.json").read_text())["generation_settings"]
+    [(key, got)] = settings[Path(tiny_model).name].items()
+    assert "dtype" not in got and got["dtype_computed"].startswith("float32 (auto; checkpoint stored in float32); "
+                                                                    "bfloat16 matrix products run at 0.043x")
+
+
+def test_the_qwen_quickstart_and_its_minis_ask_for_auto():
     from ftaudit.experiments.run import _gen
     from ftaudit.experiments.spec import load_spec
-    from ftaudit.generate import GenerationConfig
     from ftaudit.pipeline import QuickstartConfig
 
     assert QuickstartConfig.for_model("qwen2.5-coder-0.5b-instruct").generation_dtype == "auto"
     root = Path(__file__).parents[1] / "configs" / "qi2023"
     minis = sorted(root.glob("*-qwen-mini.yaml"))
     assert minis and all(load_spec(p).eval.dtype == "auto" for p in minis)
-    spec = load_spec(minis[0])
-    machine(EMULATED)
-    assert _gen(spec).dtype == "float32"
-    assert _gen(spec).key() == GenerationConfig(spec.eval.max_new_tokens, dtype="float32").key()
-    machine(NATIVE)
-    assert _gen(spec).dtype == "bfloat16"
+    assert _gen(load_spec(minis[0])).dtype == "auto"  # resolved where the engine is known (the test above)

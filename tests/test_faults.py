@@ -228,20 +228,28 @@ def test_the_up_front_check_reads_a_models_context_as_the_generator_does(tiny_mo
     from ftaudit.generate.base import config_positions, context_length
     from ftaudit.models.loading import context_limit, load_model
 
-    loaded = load_model(tiny_model)
-    assert context_limit(tiny_model) == context_length(loaded.model, loaded.tokenizer) is not None
+    def both(location: str) -> tuple:
+        loaded = load_model(location)
+        return context_limit(location), context_length(loaded.model, loaded.tokenizer)
+
+    assert both(tiny_model)[0] == both(tiny_model)[1] is not None
     assert config_positions({"model_type": "llava", "text_config": {"max_position_embeddings": 4096}}) == 4096
     assert config_positions({"n_positions": True}) is None  # a flag is no length
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model, bare)
     config = json.loads((bare / "config.json").read_text())
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        config.pop(key, None)
-    (bare / "config.json").write_text(json.dumps({**config, "text_config": {"max_position_embeddings": 77}}))
-    assert context_limit(str(bare)) == 77
-    (bare / "config.json").write_text(json.dumps(config))
     tok = json.loads((bare / "tokenizer_config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 77}))
     (bare / "tokenizer_config.json").write_text(json.dumps({**tok, "model_max_length": 99}))
+    assert both(str(bare)) == (77, 77)  # the config says: the tokenizer's limit is not asked
+    # a config without its length: the class default the loaded config gets, for the check as for the generator
+    (bare / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "max_position_embeddings"}))
+    limit, generator = both(str(bare))
+    assert limit == generator and limit is not None
+    # a model type transformers cannot build: the raw config, a composite one's text part, else the tokenizer's limit
+    (bare / "config.json").write_text(json.dumps({"model_type": "no-such-type", "text_config": {"max_position_embeddings": 55}}))
+    assert context_limit(str(bare)) == 55
+    (bare / "config.json").write_text(json.dumps({"model_type": "no-such-type"}))
     assert context_limit(str(bare)) == 99
     (bare / "tokenizer_config.json").write_text(json.dumps({**tok, "model_max_length": int(1e30)}))
     assert context_limit(str(bare)) is None

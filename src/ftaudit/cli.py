@@ -313,7 +313,9 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of local generation: auto (bfloat16 where "
                                                               "this machine runs it natively, else float32) | float32 | "
                                                               "bfloat16 | float16; recorded in the results' identity. "
-                                                              "Default: the weights' own.")] = None,
+                                                              "Default: the weights' own, except bfloat16 on a GPU and "
+                                                              "float32 for a half-precision checkpoint on a CPU that "
+                                                              "emulates it.")] = None,
              show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
                                                                "(redacted by default).")] = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.
@@ -330,7 +332,6 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
     from .generate import GenerationConfig
     from .judges import check_judges
     from .models import check_model_location
-    from .models.dtype_choice import resolve_dtype
     from .pipeline import eval_sets_from
     from .report import write_reports
     from .store import Store
@@ -366,7 +367,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
         if sets:
             with store.timed_stage(f"eval:{label}"):
                 gen = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt,
-                                       dtype=resolve_dtype(dtype))
+                                       dtype=dtype)
                 loaded = evaluate_model(store, label, "none", model, sets, gen, judge, options)
         if capability:
             from .capability.run import evaluate_capability

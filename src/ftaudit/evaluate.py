@@ -13,8 +13,8 @@ from .errors import FtauditError
 from .generate import GenerationConfig, HFBackend, backend_for, select_backend
 from .judges import judge_responses, shared_judge
 from .models import load_model, messages_for, model_fingerprint, resolve_model_location
-from .models.dtype_choice import resolve_dtype
-from .models.loading import default_dtype, read_marker
+from .models.dtype_choice import generation_dtype
+from .models.loading import read_marker
 from .progress import say
 from .store import Store, generation_key
 
@@ -94,16 +94,16 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     """
     fp = model_fingerprint(model_location)
     kind = select_backend(model_location)
-    if cfg.dtype is None and kind == "hf" and (dtype := default_dtype(model_location)):
-        cfg = replace(cfg, dtype=dtype)  # the dtype the weights load in when none is asked: part of the identity
-    elif cfg.dtype and kind == "hf":
-        resolve_dtype(cfg.dtype)  # honoured as asked; one warning line where this processor emulates it
-    cfg = replace(cfg, backend=kind)  # vLLM's greedy answers are not transformers': never handed back for each other
+    # the dtype computed in (auto resolved on this machine, a named one honoured with a warning where emulated, the
+    # default load's) is part of the identity; vLLM's greedy answers are not transformers': never handed back for each other
+    dtype, dtype_note = generation_dtype(cfg.dtype, model_location, kind)
+    cfg = replace(cfg, dtype=dtype, backend=kind)
     texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
     keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]
     have = store.existing_generations(keys)
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
+        store.add_gen_settings(cfg.key(), {**cfg.identity(), "dtype_computed": dtype_note})
         backend = backend_for(model_location, lambda: loaded or load_model(model_location), kind)
         if isinstance(backend, HFBackend):
             loaded = backend.loaded

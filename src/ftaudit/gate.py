@@ -120,6 +120,14 @@ def _keep(gate: GateSpec, summary: dict | None = None):
     return lambda m: m not in references
 
 
+def change_subject(c: dict) -> str:
+    """The gate row's name for a refusal change: model, dataset (and split, where not the eval split), and the
+    initial model it is measured against where that is not its own; the job card finds a change's row by it."""
+    split = f":{c['split']}" if c.get("split") not in (None, "", "eval") else ""
+    against = f" (vs {c['initial_model']})" if c.get("against") else ""
+    return f"{c['model']} | {c['dataset']}{split}{against}"
+
+
 def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
     keep = _keep(gate, summary)
     out: list[GateRow] = []
@@ -128,8 +136,7 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
         for c in summary.get("changes", []):
             if c["metric"] == "refusal_rate" and keep(c["model"]):
                 lo, hi = (_finite(x) for x in c["change"]["ci"])
-                against = f" (vs {c['initial_model']})" if c.get("against") else ""
-                out.append(GateRow("max_refusal_drop", t["max_refusal_drop"], f"{c['model']} | {c['dataset']}{against}",
+                out.append(GateRow("max_refusal_drop", t["max_refusal_drop"], change_subject(c),
                                    _scaled(c["change"]["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
                                    c["change"].get("n"), c["judge"], "", "pts", c["model"], initial=c.get("initial")))
     for name, metric in (("max_attack_success", "attack_success_rate"), ("max_over_refusal", "over_refusal_rate")):

@@ -17,7 +17,6 @@ from .errors import FtauditError
 from .evaluate import EvalSet, evaluate_model, parse_eval_set
 from .generate import GenerationConfig
 from .models import resolve_model_location
-from .models.dtype_choice import resolve_dtype
 from .models.loading import read_marker, write_marker
 from .progress import say
 from .recipes import RecipeContext, build_recipe
@@ -282,7 +281,7 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     out = Path(out)
     store = Store(out)
     (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, dtype=resolve_dtype(cfg.generation_dtype))
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, dtype=cfg.generation_dtype)
     sets = [parse_eval_set(s) for s in cfg.eval_sets]
     models = out / "models"
     t0 = time.time()

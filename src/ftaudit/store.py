@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS capability_sel(
 CREATE TABLE IF NOT EXISTS stages(name TEXT PRIMARY KEY, status TEXT, seconds REAL, input_hash TEXT, updated REAL);
 CREATE TABLE IF NOT EXISTS eval_judges(
   model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, PRIMARY KEY(model, dataset, split, judge));
+CREATE TABLE IF NOT EXISTS gen_settings(gen_key TEXT PRIMARY KEY, settings TEXT);
 CREATE TABLE IF NOT EXISTS judge_retries(
   model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, requests INTEGER, retries INTEGER,
   PRIMARY KEY(model, dataset, split, judge, judge_version));
@@ -253,6 +254,14 @@ class Store:
                             "VALUES (?,?,0,0,0)", (model, attack))
             for k, v in fields.items():
                 self.db.execute(f"UPDATE costs SET {k}=? WHERE model=?", (v, model))
+
+    def add_gen_settings(self, gen_key: str, settings: dict) -> None:
+        """The generation settings a ``gen_key`` hashes, readable (the dtype it computed in and why)."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO gen_settings VALUES (?, ?)", (gen_key, json.dumps(settings, sort_keys=True)))
+
+    def gen_settings(self) -> dict[str, dict]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT gen_key, settings FROM gen_settings")}
 
     def add_gen_cost(self, model: str, attack: str, seconds: float, tokens: int) -> None:
         self.set_cost(model, attack)

@@ -39,6 +39,11 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
         raise FtauditError(f"capability tasks {sorted(set(tasks) - {'mtbench'})} need the model's weights (log-likelihoods); "
                            f"{model_location} is remote: use mtbench")
     fp = model_fingerprint(model_location)
+    if not is_remote(model_location):
+        from ..models.loading import default_dtype
+
+        if dtype := default_dtype(model_location):  # scores computed in another dtype than the weights' own are others
+            fp = f"{fp}@{dtype}"
 
     def model():
         nonlocal loaded

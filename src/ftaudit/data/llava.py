@@ -72,5 +72,5 @@ def load_llava(source: str = HUB_ID, filename: str = HUB_FILE, revision: str | N
         raise FtauditError(f"{path}: expected a JSON list of conversations (LLaVA-Instruct format)")
     records = [r for i, row in enumerate(rows) if (r := conversation_record(row, f"{path}[{i}]")) is not None]
     if not records:
-        raise FtauditError(f"{path}: no conversation with text in every turn")
+        raise FtauditError(f"{path}: no usable conversation (each needs text in every turn, alternating human and gpt)")
     return records, data_source

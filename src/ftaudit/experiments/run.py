@@ -13,7 +13,6 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..errors import FtauditError
 from ..generate import GenerationConfig
-from ..models.dtype_choice import resolve_dtype
 from ..atomic import file_lock
 from ..defenses import DefenseContext
 from ..pipeline import (JobRejected, StageRunner, aligned_model, attack_budget, eval_sets_from, evaluate_system_twin,
@@ -213,8 +212,7 @@ def search_sets(spec: ExperimentSpec):
 
 
 def _gen(spec: ExperimentSpec) -> GenerationConfig:
-    return GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size,
-                            dtype=resolve_dtype(spec.eval.dtype))
+    return GenerationConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=spec.eval.batch_size, dtype=spec.eval.dtype)
 
 
 def _detach(job: PointJob) -> PointJob:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from ..errors import FtauditError
 
 
-GENERATION_DTYPES = (None, "float32", "bfloat16", "float16")
+GENERATION_DTYPES = (None, "auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,19 @@ class GenerationConfig:
 
     def __post_init__(self):
         if self.dtype not in GENERATION_DTYPES:
-            raise FtauditError(f"unknown generation dtype '{self.dtype}'; use one of float32, bfloat16, float16")
+            raise FtauditError(f"unknown generation dtype '{self.dtype}'; use one of auto, float32, bfloat16, float16")
 
     def key(self) -> str:
-        """Identity of the decoding settings; batching does not change greedy outputs, so it is left out."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("batch_size", "max_batch_tokens")
-                  and not (k in ("dtype", "backend") and v is None)}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        """Identity of the decoding settings; batching does not change greedy outputs, so it is left out. "auto" is
+        a request, not a dtype: it is resolved (:func:`ftaudit.evaluate.cached_generate`) before anything is keyed."""
+        if self.dtype == "auto":
+            raise ValueError("GenerationConfig.key(): resolve dtype 'auto' first (models.dtype_choice)")
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def identity(self) -> dict:
+        """The settings the key hashes, readable (stored beside each run's generations)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "max_batch_tokens")
+                and not (k in ("dtype", "backend") and v is None)}
 
 
 @dataclass
@@ -57,22 +63,27 @@ POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length"
 
 
 def config_positions(config) -> int | None:
-    """The most positions a model config (a ``PretrainedConfig`` or its ``config.json`` as a dict) allows; a
-    multimodal config's text model (``text_config``) when the top level does not say. One reader for the generator
-    and for the up-front check, so the two never disagree."""
+    """The most positions a model config allows: a ``PretrainedConfig`` through transformers' own
+    ``get_text_config()`` (a composite model's text part, whatever it is called), or a raw ``config.json`` dict (its
+    ``text_config`` when the top level does not say) where transformers cannot build the config."""
     if config is None:
         return None
-    get = config.get if isinstance(config, dict) else (lambda key: getattr(config, key, None))
-    for name in POSITION_KEYS:
-        value = get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return config_positions(get("text_config"))
+    if isinstance(config, dict):
+        values = [config.get(k) for k in POSITION_KEYS]
+        nested = config.get("text_config")
+    else:
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        values = [getattr(text, k, None) for k in POSITION_KEYS]
+        nested = None
+    found = next((v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0), None)
+    return found if found is not None else config_positions(nested)
 
 
 def tokenizer_positions(value) -> int | None:
-    """A tokenizer's ``model_max_length`` when it is a real limit (transformers writes a huge number for 'unknown')."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**7 else None
+    """A tokenizer's ``model_max_length`` when it is a real limit, not transformers' "unknown" sentinel."""
+    from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
+
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < VERY_LARGE_INTEGER else None
 
 
 def context_length(model, tokenizer) -> int | None:

@@ -83,6 +83,10 @@ class LocalModelJudge(Judge):
         # template re-judges instead of reusing cached verdicts
         self.version = (f"{type(self).version}+{model_fingerprint(self.model_location)}"
                         f"+{hashlib.sha256(self.template.encode()).hexdigest()[:12]}")
+        from ..models.loading import default_dtype
+
+        if dtype := default_dtype(self.model_location):  # the judge model loaded in another dtype than its own
+            self.version += f"+{dtype}"
 
     @property
     def loaded(self):

@@ -28,9 +28,13 @@ DTYPES = (None, AUTO, "float32", "bfloat16", "float16")
 # the probe: a 64-row batch through a slice of a 0.5B model's MLP (hidden 896); small enough that an emulated
 # bfloat16 product takes a fraction of a second (bench/throughput.py measures the whole 896 x 4864 projection)
 PROBE_SHAPE = (64, 896, 1024)
-# what decides "native": bfloat16's measured rate at least this share of float32's (native is ~2x, emulated ~1/20)
-NATIVE_AT = 1.0
-_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+# what decides: bfloat16 at least NATIVE_AT x float32's rate is native, at most EMULATED_AT x is emulated (measured:
+# native ~2x, emulated ~0.1x); a ratio between them is noise or a machine under load: float32, not cached
+NATIVE_AT, EMULATED_AT = 1.2, 0.8
+ROUNDS = 3  # float32 and the half precisions timed in turn, ROUNDS times; each dtype's median decides
+SCHEMA = 2  # bump when the cached record changes: an older record is measured again, never misread
+# what can change the kernels torch and oneDNN pick: any of them set differently measures again
+_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
 
 
 @dataclass(frozen=True)
@@ -86,11 +90,13 @@ def cpu_flags() -> str:
 
 
 def machine_key() -> str:
-    """What the CPU measurement depends on; a change in any of these measures again."""
+    """What the CPU measurement depends on (the processor's name and bf16 features, torch and its kernel capability,
+    threads, oneDNN, the variables that cap the instruction set); a change in any of these measures again."""
     import torch
 
-    return json.dumps({"cpu": cpu_name(), "torch": torch.__version__,
+    return json.dumps({"schema": SCHEMA, "cpu": cpu_name(), "flags": cpu_flags(), "torch": torch.__version__,
                        "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                       "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
                        **{k: os.environ.get(k) for k in _ENV}}, sort_keys=True)
 
 
@@ -102,27 +108,52 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def check_file():
+    """Where the measurements are kept, one per machine key: delete it to measure again."""
+    from ..sources import cache_dir
+
+    return cache_dir() / "machine" / "bf16-check.json"
+
+
+def measure() -> Bf16Check:
+    """Time float32, bfloat16 and float16 in turn, :data:`ROUNDS` times (a burst of load hits all three alike), and
+    decide from each dtype's median."""
+    import statistics
+
+    import torch
+
+    rates: dict[str, list[float]] = {"float32": [], "bfloat16": [], "float16": []}
+    for _ in range(ROUNDS):
+        for dtype in rates:
+            rates[dtype].append(matmul_gflops(dtype))
+    f32, bf16, f16 = (statistics.median(rates[d]) for d in rates)
+    return Bf16Check(bf16 >= NATIVE_AT * f32, "cpu", torch.backends.cpu.get_cpu_capability(), cpu_flags(),
+                     round(f32, 2), round(bf16, 2), round(f16, 2))
+
+
 @lru_cache(maxsize=None)
 def bf16_check() -> Bf16Check:
-    """This machine's answer, measured once and cached per machine (see the module docstring)."""
+    """This machine's answer, measured once and cached per machine (see the module docstring). A ratio between
+    :data:`EMULATED_AT` and :data:`NATIVE_AT` is not trusted: it says "not native" for this process and is not kept."""
     import torch
 
     if torch.cuda.is_available():
         return Bf16Check(torch.cuda.is_bf16_supported(), "cuda", torch.cuda.get_device_name(0), "")
     from ..atomic import atomic_write_text, file_lock
-    from ..sources import cache_dir
 
-    path = cache_dir() / "machine" / "bf16-check.json"
+    path = check_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = machine_key()
-    with file_lock(path.with_suffix(".lock")):
+    with file_lock(path):
         known = _read(path)
-        if key not in known:
-            f32, bf16, f16 = (matmul_gflops(d) for d in ("float32", "bfloat16", "float16"))
-            known[key] = asdict(Bf16Check(bf16 >= NATIVE_AT * f32, "cpu", torch.backends.cpu.get_cpu_capability(),
-                                          cpu_flags(), round(f32, 2), round(bf16, 2), round(f16, 2)))
-            atomic_write_text(path, json.dumps(known, indent=2))
-    return Bf16Check(**known[key])
+        try:
+            return Bf16Check(**known[key])
+        except (KeyError, TypeError):  # not measured here yet, or a record this version cannot read: measure
+            pass
+        check = measure()
+        if check.native or check.bfloat16_gflops <= EMULATED_AT * check.float32_gflops:
+            atomic_write_text(path, json.dumps({**known, key: asdict(check)}, indent=2))
+    return check
 
 
 def _read(path) -> dict:
@@ -164,3 +195,27 @@ def _say_once(key: tuple, text: str, style: str | None) -> None:
     from ..progress import say
 
     say(text, style)
+
+
+def generation_dtype(requested: str | None, location: str, backend: str) -> tuple[str | None, str]:
+    """The dtype a generation's identity records, and a readable note of where it came from.
+
+    Resolved here, once the engine is known: vLLM and remote APIs choose their own dtype ("auto" becomes None; a
+    named one is refused by them). For local transformers generation the key names the dtype actually computed in,
+    except that the plain load (no dtype asked, none defaulted: the checkpoint's own) keeps None, as keys always
+    have; so "auto" that lands on the checkpoint's own dtype shares the plain load's key, and a float32 fallback for
+    an emulated half-precision checkpoint is recorded as float32."""
+    if backend != "hf":
+        return (None if requested == AUTO else requested), f"{backend} chooses its own dtype"
+    from .loading import default_dtype, saved_dtype
+
+    default = default_dtype(location)
+    used = resolve_dtype(requested) if requested else default
+    own = saved_dtype(location) or "float32"
+    how = ("asked" if requested not in (None, AUTO) else "auto" if requested == AUTO else "default")
+    note = f"{used or own} ({how}; checkpoint stored in {own})"
+    if requested == AUTO or "bfloat16" in (requested, own) or "float16" in (requested, own):  # the machine decided
+        note += f"; {bf16_check().reason('float16' if 'float16' in (requested, own) else 'bfloat16')}"
+    if default is None and used in (None, own):
+        return None, note
+    return used, note

@@ -168,7 +168,13 @@ def context_limit(name_or_location: str) -> int | None:
         return context_limit(meta["base"])
     from ..generate.base import config_positions, tokenizer_positions
 
-    return config_positions(_json_object(path / "config.json")) or tokenizer_positions(
+    try:  # the config object the generator will see, class defaults included (no weights are read)
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code_default())
+    except (OSError, ValueError, KeyError):  # a model type this transformers cannot build: its raw config.json
+        config = _json_object(path / "config.json")
+    return config_positions(config) or tokenizer_positions(
         (_json_object(path / "tokenizer_config.json") or {}).get("model_max_length"))
 
 
@@ -252,15 +258,19 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
 
 def default_dtype(location: str | None = None) -> str | None:
     """The compute dtype a model is loaded in when none is asked for: bfloat16 on a CUDA GPU that supports it (half
-    the memory and several times the speed of float32 weights); on a CPU, float32 for a checkpoint saved in a half
+    the memory and several times the speed of float32 weights), float16 for a bf16 checkpoint on one that does not;
+    on a CPU, float32 for a checkpoint saved in a half
     precision this processor only emulates (transformers would load it as saved, 20x slower on an AVX2-only CPU:
     see :mod:`.dtype_choice`); else None (the checkpoint's own). Whatever it returns is part of the identity of what
     the model generates and of what it trains."""
     import torch
 
-    if torch.cuda.is_available():
-        return "bfloat16" if torch.cuda.is_bf16_supported() else None
     saved = saved_dtype(location) if location is not None else None
+    if torch.cuda.is_available():
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16"
+        # an older GPU emulates bfloat16: float16 instead, as vLLM does for bf16 checkpoints on such GPUs
+        return "float16" if saved == "bfloat16" else None
     if saved in ("bfloat16", "float16"):
         from .dtype_choice import bf16_check
 

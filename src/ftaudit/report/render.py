@@ -58,7 +58,17 @@ def build_summary(store: Store, tamper: dict | None = None) -> dict:
             "stages": store.stages(), "results": results, "judge_calls": store.judge_calls(),
             "judge_validation": trust([(r["judge"], r["judge_version"]) for r in results if r["judge"] in JUDGES]), "category_results": by_cat, "costs": costs,
             "changes": with_costs(_in_grid_order(changes(rows, tamper)), costs),
-            "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs)}
+            "capability_changes": with_costs(_in_grid_order(capability_changes(cap_rows)), costs),
+            "generation_settings": generation_settings(rows, store.gen_settings())}
+
+
+def generation_settings(rows: list[dict], known: dict[str, dict]) -> dict[str, dict]:
+    """Per model, the readable settings of each generation key its evaluations used (the dtype computed in and
+    why); a key generated before settings were recorded is listed with ``{}``."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        out.setdefault(r["model"], {})[r["gen_key"]] = known.get(r["gen_key"], {})
+    return out
 
 
 COST_KEYS = ("train_seconds", "train_tokens", "device_seconds", "estimated_price", "per_seed")

@@ -123,7 +123,7 @@ def _rich_callback(total_steps: int):
 
 
 def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: TrainConfig, recipe: str,
-                    base_model: str | None = None) -> str:
+                    base_model: str) -> str:
     from ..models.loading import default_dtype
 
     h = hashlib.sha256()
