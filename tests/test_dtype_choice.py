@@ -19,8 +19,12 @@ EMULATED = Bf16Check(False, "cpu", "AVX2", "", 9.4, 0.4, 0.3)
 
 @pytest.fixture
 def machine(monkeypatch):
-    """Pretend to be a given CPU: ``machine(NATIVE)``; every 'said once' line is forgotten first."""
+    """Pretend to be a given CPU (never a GPU, so the tests hold on a GPU machine too): ``machine(NATIVE)``; every
+    'said once' line is forgotten first."""
+    import torch
+
     monkeypatch.setattr(dtype_choice, "_said", set())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
     def use(check: Bf16Check):
         monkeypatch.setattr(dtype_choice, "bf16_check", lambda: check)
@@ -93,18 +97,34 @@ def test_the_measurement_is_cached_per_machine_and_redone_when_anything_it_depen
         dtype_choice.bf16_check.cache_clear()
 
 
-def test_a_measurement_between_native_and_emulated_is_not_trusted_nor_kept(monkeypatch, isolated_cache):
-    # one burst of load in the middle round: the median of three ignores it
+def test_a_noisy_round_is_outvoted_and_anything_short_of_native_is_float32(monkeypatch, isolated_cache):
+    # one burst of load in the last round: the median of three ignores it
     seq = iter([10.0, 30.0, 1.0, 10.0, 24.0, 1.0, 10.0, 0.3, 1.0])  # bf16: 30, 24, 0.3 -> the median, 24
     monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: next(seq))
     assert dtype_choice.measure().bfloat16_gflops == 24.0
-    monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: {"float32": 10.0, "bfloat16": 10.5, "float16": 1.0}[d])
+    monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: {"float32": 10.0, "bfloat16": 11.5, "float16": 1.0}[d])
     dtype_choice.bf16_check.cache_clear()
     try:
-        assert not dtype_choice.bf16_check().native  # 1.05x: not native, float32 for this process ...
-        assert not dtype_choice.check_file().exists()  # ... and measured again next time
+        check = dtype_choice.bf16_check()
+        assert not check.native and check.slow("bfloat16")  # 1.15x: not native, and "auto" and the default agree
+        assert dtype_choice.check_file().exists()  # kept: the choice does not flip from one run to the next
     finally:
         dtype_choice.bf16_check.cache_clear()
+
+
+def test_on_a_gpu_bf16_is_the_default_only_where_native(tiny_model, tmp_path, monkeypatch):
+    import torch
+
+    from ftaudit.models.loading import default_dtype
+
+    half = _half(tiny_model, tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    native = {"value": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native["value"] or including_emulation)
+    assert default_dtype(half) == "bfloat16" == default_dtype(tiny_model) == default_dtype(half, training=True)
+    native["value"] = False  # a T4 or V100: torch's default answer (with emulation) would still say yes
+    assert default_dtype(half) == "float16" and default_dtype(half, training=True) == "float32"
+    assert default_dtype(tiny_model) is None
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="forcing AVX2 kernels needs an x86 CPU")
@@ -182,6 +202,43 @@ def test_a_half_precision_checkpoint_loads_in_float32_on_a_cpu_that_emulates_it(
     assert _key(half, "float32") == emulated  # asked or defaulted, float32 is one identity
     assert _key(half, "bfloat16") not in (emulated, _key(tiny_model))
     assert "generation dtype bfloat16 as asked, but this processor runs it slower" in _said(capsys)
+
+
+def test_the_model_generates_in_exactly_the_dtype_its_key_names(tiny_model, tmp_path, machine, monkeypatch):
+    """Weights stored in bf16 with no dtype in the config: transformers loads them as stored; ftaudit reads the
+    weights file as transformers does, so a float32 request is never mistaken for the plain load."""
+    import torch
+
+    from ftaudit import evaluate
+    from ftaudit.data import PromptRecord
+    from ftaudit.generate import GenerationConfig, GenerationResult
+    from ftaudit.models.loading import load_model, saved_dtype
+    from ftaudit.store import Store
+
+    bare = tmp_path / "bf16-weights"
+    load_model(tiny_model).model.to(torch.bfloat16).save_pretrained(bare)
+    load_model(tiny_model).tokenizer.save_pretrained(bare)
+    config = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in ("dtype", "torch_dtype")}))
+    assert saved_dtype(str(bare)) == "bfloat16"
+    computed = []
+
+    class Backend:
+        def __init__(self, loaded):
+            self.loaded = loaded
+
+        def generate(self, convs, cfg, on_batch, description):
+            computed.append((str(self.loaded.model.dtype), cfg.dtype))
+            on_batch(list(range(len(convs))), [GenerationResult("ok", 1)] * len(convs))
+
+    monkeypatch.setattr(evaluate, "backend_for", lambda location, load, kind: Backend(load()))
+    prompts = [PromptRecord("Hi", "p1")]
+    for cpu, asked in ((NATIVE, "float32"), (NATIVE, "auto"), (EMULATED, None), (EMULATED, "bfloat16")):
+        machine(cpu)
+        with Store(tmp_path / f"run-{len(computed)}") as store:
+            evaluate.cached_generate(store, str(bare), "m", "none", "d", "eval", prompts, GenerationConfig(2, dtype=asked))
+    assert computed == [("torch.float32", "float32"), ("torch.bfloat16", None), ("torch.float32", "float32"),
+                        ("torch.bfloat16", "bfloat16")]
 
 
 def test_auto_is_resolved_where_the_engine_is_known_and_keyed_as_what_it_computed(tiny_model, tmp_path, machine):

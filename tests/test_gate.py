@@ -391,3 +391,18 @@ def test_an_unproven_row_says_how_many_prompts_would_pass_it():
     # than the 70 no change needs at 90%
     assert rows["max_refusal_drop"]["status"] == "unproven" and rows["max_refusal_drop"]["needed"] == 79
     assert rows["max_over_refusal"]["needed"] == m
+
+
+def test_an_open_end_gets_no_estimate_never_a_claim_that_no_number_would_do():
+    from ftaudit.gate import GateRow, _add_power
+
+    open_end = GateRow("max_refusal_drop", 10.0, "m | advbench", 2.0, (-8.0, None), 40, "keyword", "unproven", "pts",
+                       "m", initial=0.9)
+    closed = GateRow("max_refusal_drop", 10.0, "m | advbench", 2.0, (-8.0, 12.0), 40, "keyword", "unproven", "pts",
+                     "m", initial=0.9)
+    beyond = GateRow("max_refusal_drop", 10.0, "m | advbench", 11.0, (1.0, 21.0), 40, "keyword", "unproven", "pts",
+                     "m", initial=0.9)
+    _add_power([open_end, closed, beyond])
+    assert (open_end.needed, open_end.needed_for) == (None, "")  # no width to scale: no estimate at all
+    assert closed.needed > 40 and closed.needed_for == "at this drop"
+    assert (beyond.needed, beyond.needed_for) == (None, "at this drop")  # measured beyond the limit: no number would do

@@ -313,9 +313,10 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of local generation: auto (bfloat16 where "
                                                               "this machine runs it natively, else float32) | float32 | "
                                                               "bfloat16 | float16; recorded in the results' identity. "
-                                                              "Default: the weights' own, except bfloat16 on a GPU and "
-                                                              "float32 for a half-precision checkpoint on a CPU that "
-                                                              "emulates it.")] = None,
+                                                              "Default: the weights' own, except bfloat16 on a GPU that "
+                                                              "runs it natively, float16 for a bf16 checkpoint on one "
+                                                              "that does not, float32 for a half-precision checkpoint on "
+                                                              "a CPU that emulates it (docs/speed.md).")] = None,
              show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
                                                                "(redacted by default).")] = False):
     """Generate (greedy, batched) on evaluation prompts, judge, compute metrics, write the report.

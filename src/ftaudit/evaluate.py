@@ -103,8 +103,12 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
     have = store.existing_generations(keys)
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        store.add_gen_settings(cfg.key(), {**cfg.identity(), "dtype_computed": dtype_note})
-        backend = backend_for(model_location, lambda: loaded or load_model(model_location), kind)
+        store.add_gen_settings(fp, cfg.key(), {**cfg.identity(), "dtype_computed": dtype_note})
+        def load():  # the model in exactly the dtype the key names: a handed-in one only if it was loaded so
+            if loaded is not None and (dtype is None or str(getattr(loaded.model, "dtype", "")) == f"torch.{dtype}"):
+                return loaded
+            return load_model(model_location, dtype=dtype)
+        backend = backend_for(model_location, load, kind)
         if isinstance(backend, HFBackend):
             loaded = backend.loaded
         start, tokens = time.time(), 0

@@ -176,7 +176,9 @@ def _add_power(rows: list[GateRow]) -> None:
         if r.status != "unproven" or r.value is None:
             continue
         if r.threshold == "max_refusal_drop":  # at the measured drop, never fewer than no change would need
-            scaled = prompts_at_change(r.n or 0, r.ci, r.value, r.limit) if None not in r.ci else None
+            if None in r.ci:  # an open end: no width to scale, so no estimate (never "no number would do")
+                continue
+            scaled = prompts_at_change(r.n or 0, r.ci, r.value, r.limit)
             zero = prompts_for_zero_change(r.initial, r.limit) if r.initial is not None else None
             r.needed = None if scaled is None else max(scaled, zero or 0)
             r.needed_for = "at this drop"

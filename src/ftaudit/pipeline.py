@@ -142,7 +142,7 @@ def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, s
                 code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     key = {"model": model_fingerprint(model), "recipe": settings, "seed": seed,
            "train": train_config({**TRAIN_DEFAULTS["align"], "seed": seed}, overrides or {}).to_dict(),
-           "gpu_dtype": default_dtype(model),  # the dtype it loads in when none is asked (the name predates CPUs)
+           "gpu_dtype": default_dtype(model, training=True),  # the dtype it loads in when none is asked (the name predates CPUs)
            "answers": GenerationConfig(max_new_tokens=settings["answer_tokens"], backend=select_backend(model)).key(),
            "libraries": {name: lib(name) for name in ALIGN_LIBRARIES}, "code": code.hexdigest()[:16]}
     key["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

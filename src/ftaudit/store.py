@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS capability_sel(
 CREATE TABLE IF NOT EXISTS stages(name TEXT PRIMARY KEY, status TEXT, seconds REAL, input_hash TEXT, updated REAL);
 CREATE TABLE IF NOT EXISTS eval_judges(
   model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, PRIMARY KEY(model, dataset, split, judge));
-CREATE TABLE IF NOT EXISTS gen_settings(gen_key TEXT PRIMARY KEY, settings TEXT);
+CREATE TABLE IF NOT EXISTS gen_settings(
+  model_fingerprint TEXT, gen_key TEXT, settings TEXT, PRIMARY KEY(model_fingerprint, gen_key));
 CREATE TABLE IF NOT EXISTS judge_retries(
   model TEXT, dataset TEXT, split TEXT, judge TEXT, judge_version TEXT, requests INTEGER, retries INTEGER,
   PRIMARY KEY(model, dataset, split, judge, judge_version));
@@ -104,6 +105,8 @@ class Store:
             if self.path.stat().st_size and (bad := self.db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
                 raise sqlite3.DatabaseError(bad)
             self.db.execute("PRAGMA journal_mode=WAL")
+            if "model_fingerprint" not in {r[1] for r in self.db.execute("PRAGMA table_info(gen_settings)")}:
+                self.db.execute("DROP TABLE IF EXISTS gen_settings")  # a development version's, keyed by gen_key alone
             self.db.executescript(SCHEMA)
             if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
                 self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")
@@ -141,7 +144,7 @@ class Store:
 
     # several processes -------------------------------------------------
     TABLES = ("generations", "judgments", "evals", "eval_judges", "costs", "capability", "capability_sel", "stages",
-              "judge_retries")
+              "judge_retries", "gen_settings")
 
     def snapshot_to(self, run_dir: str | Path) -> None:
         """Write a consistent copy of this store into ``run_dir`` (a grid point's own store under Ray)."""
@@ -255,13 +258,15 @@ class Store:
             for k, v in fields.items():
                 self.db.execute(f"UPDATE costs SET {k}=? WHERE model=?", (v, model))
 
-    def add_gen_settings(self, gen_key: str, settings: dict) -> None:
-        """The generation settings a ``gen_key`` hashes, readable (the dtype it computed in and why)."""
+    def add_gen_settings(self, model_fingerprint: str, gen_key: str, settings: dict) -> None:
+        """The generation settings a ``gen_key`` hashes for one model, readable (the dtype it computed in and why:
+        one key can stand for float32 on one model and bfloat16 on another, each the checkpoint's own)."""
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO gen_settings VALUES (?, ?)", (gen_key, json.dumps(settings, sort_keys=True)))
+            self.db.execute("INSERT OR REPLACE INTO gen_settings VALUES (?, ?, ?)",
+                            (model_fingerprint, gen_key, json.dumps(settings, sort_keys=True)))
 
-    def gen_settings(self) -> dict[str, dict]:
-        return {k: json.loads(v) for k, v in self.db.execute("SELECT gen_key, settings FROM gen_settings")}
+    def gen_settings(self) -> dict[tuple[str, str], dict]:
+        return {(fp, k): json.loads(v) for fp, k, v in self.db.execute("SELECT model_fingerprint, gen_key, settings FROM gen_settings")}
 
     def add_gen_cost(self, model: str, attack: str, seconds: float, tokens: int) -> None:
         self.set_cost(model, attack)

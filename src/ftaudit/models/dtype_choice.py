@@ -28,11 +28,11 @@ DTYPES = (None, AUTO, "float32", "bfloat16", "float16")
 # the probe: a 64-row batch through a slice of a 0.5B model's MLP (hidden 896); small enough that an emulated
 # bfloat16 product takes a fraction of a second (bench/throughput.py measures the whole 896 x 4864 projection)
 PROBE_SHAPE = (64, 896, 1024)
-# what decides: bfloat16 at least NATIVE_AT x float32's rate is native, at most EMULATED_AT x is emulated (measured:
-# native ~2x, emulated ~0.1x); a ratio between them is noise or a machine under load: float32, not cached
-NATIVE_AT, EMULATED_AT = 1.2, 0.8
+# what decides: bfloat16 at least NATIVE_AT x float32's rate is native (measured: native ~2-3x, emulated ~0.02-0.1x);
+# anything less, a machine under load included, is read as not native (float32: never the slow side), and kept
+NATIVE_AT = 1.2
 ROUNDS = 3  # float32 and the half precisions timed in turn, ROUNDS times; each dtype's median decides
-SCHEMA = 2  # bump when the cached record changes: an older record is measured again, never misread
+SCHEMA = 3  # bump when the cached record changes: an older record is measured again, never misread
 # what can change the kernels torch and oneDNN pick: any of them set differently measures again
 _ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
 
@@ -50,11 +50,13 @@ class Bf16Check:
     float16_gflops: float | None = None
 
     def slow(self, dtype: str) -> bool:
-        """Whether ``dtype`` runs slower than float32 here (a half precision the processor emulates)."""
-        if self.device == "cuda":
-            return dtype == "bfloat16" and not self.native
-        rate = {"bfloat16": self.bfloat16_gflops, "float16": self.float16_gflops}.get(dtype)
-        return rate is not None and rate < self.float32_gflops
+        """Whether ``dtype`` is not worth it here: bfloat16 wherever it is not native (the same line "auto" draws,
+        so the two never disagree), float16 on a CPU where it runs under NATIVE_AT x float32's rate."""
+        if dtype == "bfloat16":
+            return not self.native
+        if self.device == "cuda" or dtype != "float16":
+            return False
+        return self.float16_gflops < NATIVE_AT * self.float32_gflops
 
     def reason(self, dtype: str = "bfloat16") -> str:
         if self.device == "cuda":
@@ -133,12 +135,12 @@ def measure() -> Bf16Check:
 
 @lru_cache(maxsize=None)
 def bf16_check() -> Bf16Check:
-    """This machine's answer, measured once and cached per machine (see the module docstring). A ratio between
-    :data:`EMULATED_AT` and :data:`NATIVE_AT` is not trusted: it says "not native" for this process and is not kept."""
+    """This machine's answer, measured once and cached per machine (see the module docstring); delete
+    :func:`check_file` to measure again."""
     import torch
 
-    if torch.cuda.is_available():
-        return Bf16Check(torch.cuda.is_bf16_supported(), "cuda", torch.cuda.get_device_name(0), "")
+    if torch.cuda.is_available():  # native only: torch's default also says yes where bf16 is merely emulated
+        return Bf16Check(torch.cuda.is_bf16_supported(including_emulation=False), "cuda", torch.cuda.get_device_name(0), "")
     from ..atomic import atomic_write_text, file_lock
 
     path = check_file()
@@ -151,8 +153,7 @@ def bf16_check() -> Bf16Check:
         except (KeyError, TypeError):  # not measured here yet, or a record this version cannot read: measure
             pass
         check = measure()
-        if check.native or check.bfloat16_gflops <= EMULATED_AT * check.float32_gflops:
-            atomic_write_text(path, json.dumps({**known, key: asdict(check)}, indent=2))
+        atomic_write_text(path, json.dumps({**known, key: asdict(check)}, indent=2))
     return check
 
 
@@ -202,9 +203,11 @@ def generation_dtype(requested: str | None, location: str, backend: str) -> tupl
 
     Resolved here, once the engine is known: vLLM and remote APIs choose their own dtype ("auto" becomes None; a
     named one is refused by them). For local transformers generation the key names the dtype actually computed in,
-    except that the plain load (no dtype asked, none defaulted: the checkpoint's own) keeps None, as keys always
-    have; so "auto" that lands on the checkpoint's own dtype shares the plain load's key, and a float32 fallback for
-    an emulated half-precision checkpoint is recorded as float32."""
+    and the model is loaded in exactly that dtype (the caller loads with the returned dtype; None is the plain
+    load). The plain load (no dtype asked, none defaulted) computes in the checkpoint's own dtype (its config's, else
+    its weights file's, as transformers reads it) and keeps None, as keys always have; so "auto" or a named dtype that
+    lands on the checkpoint's own dtype shares the plain load's key, and a float32 fallback for an emulated
+    half-precision checkpoint is recorded as float32, like asking for float32."""
     if backend != "hf":
         return (None if requested == AUTO else requested), f"{backend} chooses its own dtype"
     from .loading import default_dtype, saved_dtype

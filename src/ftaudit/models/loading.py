@@ -256,21 +256,21 @@ def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, 
     return LoadedModel(model, tok, location, model_fingerprint(location) if not meta else meta["fingerprint"], meta)
 
 
-def default_dtype(location: str | None = None) -> str | None:
-    """The compute dtype a model is loaded in when none is asked for: bfloat16 on a CUDA GPU that supports it (half
-    the memory and several times the speed of float32 weights), float16 for a bf16 checkpoint on one that does not;
-    on a CPU, float32 for a checkpoint saved in a half
-    precision this processor only emulates (transformers would load it as saved, 20x slower on an AVX2-only CPU:
-    see :mod:`.dtype_choice`); else None (the checkpoint's own). Whatever it returns is part of the identity of what
-    the model generates and of what it trains."""
+def default_dtype(location: str | None = None, training: bool = False) -> str | None:
+    """The compute dtype a model is loaded in when none is asked for: bfloat16 on a CUDA GPU that runs it natively
+    (half the memory and several times the speed of float32 weights); on a GPU that only emulates it, a bf16
+    checkpoint in float16 to generate and score (as vLLM does) and float32 to train (pure float16 weights do not
+    train); on a CPU, float32 for a checkpoint saved in a half precision this processor only emulates
+    (transformers would load it as saved, 20x slower on an AVX2-only CPU: see :mod:`.dtype_choice`); else None (the
+    checkpoint's own). Whatever it returns is part of the identity of what the model generates and of what it
+    trains."""
     import torch
 
     saved = saved_dtype(location) if location is not None else None
     if torch.cuda.is_available():
-        if torch.cuda.is_bf16_supported():
+        if torch.cuda.is_bf16_supported(including_emulation=False):
             return "bfloat16"
-        # an older GPU emulates bfloat16: float16 instead, as vLLM does for bf16 checkpoints on such GPUs
-        return "float16" if saved == "bfloat16" else None
+        return ("float32" if training else "float16") if saved == "bfloat16" else None
     if saved in ("bfloat16", "float16"):
         from .dtype_choice import bf16_check
 
@@ -297,7 +297,25 @@ def saved_dtype(name_or_location: str) -> str | None:
     if meta.get("kind") == "adapter":
         return saved_dtype(meta["base"])
     config = _json_object(path / "config.json") or {}
-    return config.get("dtype") or config.get("torch_dtype")
+    return config.get("dtype") or config.get("torch_dtype") or _weights_file_dtype(path)
+
+
+SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+
+
+def _weights_file_dtype(path: Path) -> str | None:
+    """The floating dtype the weights are stored in, from a safetensors header (what transformers' "auto" dtype
+    falls back to when the config names none); None without safetensors files."""
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(files[0]), "pt") as f:
+        for name in f.keys():
+            if (dtype := SAFETENSORS_DTYPES.get(f.get_slice(name).get_dtype())) is not None:
+                return dtype
+    return None
 
 
 def weight_bytes(path: Path, dtype=None) -> int:

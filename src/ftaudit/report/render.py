@@ -62,12 +62,12 @@ def build_summary(store: Store, tamper: dict | None = None) -> dict:
             "generation_settings": generation_settings(rows, store.gen_settings())}
 
 
-def generation_settings(rows: list[dict], known: dict[str, dict]) -> dict[str, dict]:
+def generation_settings(rows: list[dict], known: dict[tuple[str, str], dict]) -> dict[str, dict]:
     """Per model, the readable settings of each generation key its evaluations used (the dtype computed in and
     why); a key generated before settings were recorded is listed with ``{}``."""
     out: dict[str, dict] = {}
     for r in rows:
-        out.setdefault(r["model"], {})[r["gen_key"]] = known.get(r["gen_key"], {})
+        out.setdefault(r["model"], {})[r["gen_key"]] = known.get((r["model_fingerprint"], r["gen_key"]), {})
     return out
 
 

@@ -130,7 +130,7 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
     h.update(f"{base_fingerprint}|{recipe}|{cfg.key()}".encode())
     # the dtype the weights load in when none is asked (bf16 on a GPU; float32 for a half-precision checkpoint on a
     # CPU that emulates it) trains differently; None (the checkpoint's own) keeps earlier keys
-    if cfg.dtype is None and (dtype := default_dtype(base_model)):
+    if cfg.dtype is None and (dtype := default_dtype(base_model, training=True)):
         h.update(f"|dtype={dtype}".encode())
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
@@ -212,7 +212,7 @@ def sft_config(cfg: TrainConfig, out: Path):
         logging_steps=1, report_to="none", disable_tqdm=True,
         save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False), dataloader_num_workers=0,
         completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
     return SFTConfig(**(fields | packing_args(cfg)))
@@ -259,8 +259,11 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
     quant = cfg.quant_bits if cfg.method == "qlora" else None
     from ..models.dtype_choice import resolve_dtype
 
+    from ..models.loading import default_dtype
+
+    # as asked (a warning where it is emulated), else the training default (never float16 weights)
     loaded = load_model(base_model, trust_remote_code=trust_remote_code, quantization=quant,
-                        dtype=resolve_dtype(cfg.dtype, "training"))  # as asked; a warning where it is emulated
+                        dtype=resolve_dtype(cfg.dtype, "training") or default_dtype(base_model, training=True))
     fingerprint = run_fingerprint(loaded.fingerprint, records, cfg, recipe, base_model)
     if not worker:
         if finished := _finished_or_reset(out, "fingerprint", fingerprint):
