@@ -200,7 +200,7 @@ def test_the_aligned_model_cache_key_holds_everything_that_shapes_it(monkeypatch
     monkeypatch.setitem(base.TRAIN_DEFAULTS, "align", {**base.TRAIN_DEFAULTS["align"], "epochs": 2})
     assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # the recipe's training defaults
     monkeypatch.undo()
-    monkeypatch.setattr("ftaudit.models.loading.default_dtype", lambda *a: "bfloat16")
+    monkeypatch.setattr("ftaudit.models.loading.default_dtype", lambda *a, **k: "bfloat16")
     assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # a GPU's bf16 default
     monkeypatch.undo()
     monkeypatch.setattr("importlib.metadata.version", lambda name: "9.9")
