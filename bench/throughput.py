@@ -32,9 +32,9 @@ def print_processor() -> None:
 
     import torch
 
-    from ftaudit.models.dtype_choice import cpu_name, cpu_flags, matmul_gflops
+    from ftaudit.models.dtype_choice import ISA_VARIABLES, cpu_flags, cpu_name, matmul_gflops
 
-    forced = ", ".join(f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ)
+    forced = ", ".join(f"{k}={os.environ[k]}" for k in ISA_VARIABLES if k in os.environ)
     print(f"processor: {cpu_name()}, {torch.get_num_threads()} threads, kernels "
           f"{torch.backends.cpu.get_cpu_capability()}{f' ({forced})' if forced else ''}, "
           f"bf16 features: {cpu_flags() or 'none'}; torch {torch.__version__}")

@@ -65,8 +65,8 @@ def test_the_measurement_is_cached_per_machine_and_redone_when_anything_it_depen
     measured = []
     monkeypatch.setattr(dtype_choice, "matmul_gflops", lambda d: measured.append(d) or rates[d])
     monkeypatch.setattr(dtype_choice, "cpu_flags", lambda: "avx512_bf16")
-    assert {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"} <= set(dtype_choice._ENV)
-    for var in dtype_choice._ENV:
+    assert {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"} <= set(dtype_choice.ISA_VARIABLES)
+    for var in dtype_choice.ISA_VARIABLES:
         monkeypatch.delenv(var, raising=False)
 
     def check():
@@ -79,7 +79,7 @@ def test_the_measurement_is_cached_per_machine_and_redone_when_anything_it_depen
         stored = json.loads(dtype_choice.check_file().read_text())
         assert [json.loads(k)["schema"] for k in stored] == [dtype_choice.SCHEMA]
         count = len(measured)
-        for var in dtype_choice._ENV:  # every variable that caps the kernels measures again
+        for var in dtype_choice.ISA_VARIABLES:  # every variable that caps the kernels measures again
             monkeypatch.setenv(var, "AVX2")
             check()
             assert len(measured) == count + 9, var

@@ -69,7 +69,7 @@ def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_m
 
     cfg = TrainConfig()
     cpu = run_fingerprint("base", records(2), cfg, "x", tiny_model)
-    monkeypatch.setattr(loading, "default_dtype", lambda *a, **k: "bfloat16")
+    monkeypatch.setattr(loading, "default_for_saved", lambda *a, **k: "bfloat16")
     assert run_fingerprint("base", records(2), cfg, "x", tiny_model) != cpu
 
     seen = []
@@ -83,9 +83,9 @@ def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_m
 
     prompts = [PromptRecord("Hi", "p1")]
     gen = GenerationConfig(max_new_tokens=4)
-    monkeypatch.setattr(loading, "default_dtype", lambda *a, **k: "bfloat16")
+    monkeypatch.setattr(loading, "default_for_saved", lambda *a, **k: "bfloat16")
     on_gpu, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, gen)
-    monkeypatch.setattr(loading, "default_dtype", lambda *a, **k: None)
+    monkeypatch.setattr(loading, "default_for_saved", lambda *a, **k: None)
     on_cpu, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, gen)
     assert on_gpu != on_cpu  # bf16 answers on a GPU are never pooled with float32 ones from a CPU
     explicit, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, replace(gen, dtype="bfloat16"))

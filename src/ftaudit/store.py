@@ -105,8 +105,6 @@ class Store:
             if self.path.stat().st_size and (bad := self.db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
                 raise sqlite3.DatabaseError(bad)
             self.db.execute("PRAGMA journal_mode=WAL")
-            if "model_fingerprint" not in {r[1] for r in self.db.execute("PRAGMA table_info(gen_settings)")}:
-                self.db.execute("DROP TABLE IF EXISTS gen_settings")  # a development version's, keyed by gen_key alone
             self.db.executescript(SCHEMA)
             if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
                 self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")

@@ -5,11 +5,11 @@ AMX a bfloat16 matrix product is about 2x faster than float32, while on an AVX2-
 CPUs) torch emulates bfloat16 and the same product is about 20x slower. So where ftaudit picks a dtype for the user
 ("auto"), it asks what this machine does:
 
-* on a CUDA GPU, bfloat16 where ``torch.cuda.is_bf16_supported()``;
-* on a CPU, a one-off measured comparison of float32 and bfloat16 matrix products (``torch.utils.benchmark``), the
+* on a CUDA GPU, bfloat16 where ``torch.cuda.is_bf16_supported(including_emulation=False)``;
+* on a CPU, a measured comparison of float32, bfloat16 and float16 matrix products (``torch.utils.benchmark``), the
   truth that the processor flags alone cannot give: torch reports AVX512-BF16 from the hardware even when
   ``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2`` make its kernels emulate it. The result is cached per
-  machine (processor, torch version, kernel capability, those two variables, threads) under the cache folder.
+  machine (see :func:`machine_key`) under the cache folder.
 
 The resolved dtype, never "auto", is what a result's identity records. A dtype the user names is always honoured;
 a half-precision one that this processor emulates gets one warning line.
@@ -34,7 +34,7 @@ NATIVE_AT = 1.2
 ROUNDS = 3  # float32 and the half precisions timed in turn, ROUNDS times; each dtype's median decides
 SCHEMA = 3  # bump when the cached record changes: an older record is measured again, never misread
 # what can change the kernels torch and oneDNN pick: any of them set differently measures again
-_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def machine_key() -> str:
     return json.dumps({"schema": SCHEMA, "cpu": cpu_name(), "flags": cpu_flags(), "torch": torch.__version__,
                        "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
                        "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
-                       **{k: os.environ.get(k) for k in _ENV}}, sort_keys=True)
+                       **{k: os.environ.get(k) for k in ISA_VARIABLES}}, sort_keys=True)
 
 
 def cpu_name() -> str:
@@ -210,11 +210,12 @@ def generation_dtype(requested: str | None, location: str, backend: str) -> tupl
     half-precision checkpoint is recorded as float32, like asking for float32."""
     if backend != "hf":
         return (None if requested == AUTO else requested), f"{backend} chooses its own dtype"
-    from .loading import default_dtype, saved_dtype
+    from .loading import default_for_saved, saved_dtype
 
-    default = default_dtype(location)
+    saved = saved_dtype(location)  # read once: the default and the checkpoint's own dtype both come from it
+    default = default_for_saved(saved)
     used = resolve_dtype(requested) if requested else default
-    own = saved_dtype(location) or "float32"
+    own = saved or "float32"
     how = ("asked" if requested not in (None, AUTO) else "auto" if requested == AUTO else "default")
     note = f"{used or own} ({how}; checkpoint stored in {own})"
     if requested == AUTO or "bfloat16" in (requested, own) or "float16" in (requested, own):  # the machine decided

@@ -156,7 +156,8 @@ def _weights_dir(location: str) -> Path:
 
 def context_limit(name_or_location: str) -> int | None:
     """The most positions a local model takes, from its config (an adapter's from its base), as the generator reads it
-    (:func:`~ftaudit.generate.base.context_length`); None for a remote model or one whose files do not say. Reading it converts a packaged GGUF once, as loading it would."""
+    (:func:`~ftaudit.generate.base.context_length`); None for a remote model or one whose files do not say. Reading
+    it converts a packaged GGUF once, as loading it would."""
     from ..generate.remote import is_remote
 
     location = resolve_model_location(name_or_location)
@@ -264,9 +265,13 @@ def default_dtype(location: str | None = None, training: bool = False) -> str | 
     (transformers would load it as saved, 20x slower on an AVX2-only CPU: see :mod:`.dtype_choice`); else None (the
     checkpoint's own). Whatever it returns is part of the identity of what the model generates and of what it
     trains."""
+    return default_for_saved(saved_dtype(location) if location is not None else None, training)
+
+
+def default_for_saved(saved: str | None, training: bool = False) -> str | None:
+    """:func:`default_dtype` for a checkpoint stored in ``saved`` (for a caller that already read it)."""
     import torch
 
-    saved = saved_dtype(location) if location is not None else None
     if torch.cuda.is_available():
         if torch.cuda.is_bf16_supported(including_emulation=False):
             return "bfloat16"

@@ -14,7 +14,6 @@ re-estimated here):
 
 from __future__ import annotations
 
-
 from ..decisions import VERDICTS, worst
 from ..judges.validate import trust_text
 from ..metrics import is_rate
