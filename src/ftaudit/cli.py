@@ -250,7 +250,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
 @app.command()
 @user_errors
 def defend(defense: Annotated[str, typer.Option(help="vaccine | safelora | constrained-sft | safety-mix | data-filter "
-                                                     "(see `ftaudit defend --help` and the README's Defenses section).")],
+                                                     "(see `ftaudit defend --help` and docs/defenses.md).")],
            model: Annotated[str, typer.Option(help="The released model the defense protects (or trains from).")],
            out: Annotated[Path, typer.Option(help="Where the defended model, adapter or data is written.")],
            param: Annotated[Optional[list[str]], typer.Option(help="A defense parameter, KEY=VALUE (YAML value); "
