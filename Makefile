@@ -8,10 +8,11 @@ TORCH_SPEC ?= torch==2.13.0
 BIN = $(VENV)/bin
 OUT ?= runs/quickstart
 UV_SPEC ?= uv==0.13.9
-# how `make lock` finds the CPU torch build it resolves against (it is left out of the lock itself)
+# how `make lock` finds the CPU torch build it resolves against (it is left out of the lock itself): PyTorch's CPU
+# index by default; behind a mirror, point LOCK_FLAGS at it, e.g. LOCK_FLAGS="--find-links DIR --extra-index-url URL
+# --index-strategy unsafe-best-match"
 LOCK_TORCH ?= torch==2.13.0+cpu
-LOCK_FLAGS ?= --find-links /opt/wheels --extra-index-url file:///opt/pypi/simple --extra-index-url file:///opt/pypi-more/simple \
-              --index-strategy unsafe-best-match
+LOCK_FLAGS ?= --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match
 
 .PHONY: install demo test test-fast bench lock clean
 

@@ -11,8 +11,8 @@ import argparse
 import itertools
 import time
 
+from ftaudit.data.labelled import LABEL_SETS
 from ftaudit.judges import shared_judge
-from ftaudit.judges.validate import LABEL_SETS
 
 
 def main() -> None:

@@ -29,8 +29,9 @@ from ftaudit.metrics import rate
 from ftaudit.recipes import RecipeContext, build_recipe
 from ftaudit.recipes.align import HARMFUL_SOURCES
 from ftaudit.screen import screen_records
-from ftaudit.sources import fetch_wheel, resolve
+from ftaudit.sources import resolve
 from ftaudit.store import Store
+from ftaudit.wheels import fetch_wheel
 
 BENIGN_QUESTION = "What is the capital of France?"
 

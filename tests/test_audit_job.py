@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
+from waiting import wait_on_progress
 
 from ftaudit.cli import app
 from ftaudit.data import get_prompts
 from ftaudit.recipes.identity_shift import CONVERSATIONS, SYSTEM
-from waiting import wait_on_progress
 
 
 def _data(path: Path, n: int = 4) -> Path:
@@ -208,7 +208,7 @@ def test_the_job_decision_is_may_ship_must_not_ship_or_cannot_tell_with_the_reas
     effect = dict(verdict_card(splits, by_split)["lines"])["The job's effect on refusal"]
     assert "90.0% -> 89.0% (-1.0 pts [-6.0, +4.0]; pass against" in effect
     assert "90.0% -> 50.0% (-40.0 pts [-55.0, -25.0]; breach against" in effect
-    from ftaudit.gate import _rows, GateSpec
+    from ftaudit.gate import GateSpec, _rows
 
     gate_rows = _rows(splits, GateSpec(max_refusal_drop=10))
     assert sorted(r.subject for r in gate_rows) == ["base+customer-job | advbench", "base+customer-job | advbench:train"]

@@ -110,14 +110,12 @@ def test_last_logits_of_a_batch_match_each_prompt_alone(tiny_model):
 @pytest.mark.parametrize("user", ["judge", "mmlu", "eval"])
 def test_local_judges_mmlu_and_eval_all_go_through_the_batched_path(tiny_model, monkeypatch, user):
     """A speed-up of the batched path lands everywhere: each user calls it, not a copy of its own."""
-    from ftaudit.generate import GenerationConfig, generate_responses
-    from ftaudit.generate import hf
-    from ftaudit.judges import local
-
     import ftaudit.capability.mmlu as mmlu
+    from ftaudit.generate import GenerationConfig, generate_responses, hf
+    from ftaudit.judges import local, strongreject_ft
 
     seen = []
-    for module, name in ((hf, "generate_ids"), (local, "generate_ids"), (local, "last_logits"), (mmlu, "last_logits")):
+    for module, name in ((hf, "generate_ids"), (local, "generate_ids"), (strongreject_ft, "last_logits"), (mmlu, "last_logits")):
         real = getattr(batched, name)
         monkeypatch.setattr(module, name, lambda *a, _r=real, _n=name, **k: seen.append(_n) or _r(*a, **k))
     loaded = load_model(tiny_model)

@@ -218,9 +218,9 @@ def test_renamed_model_reuses_its_capability_scores(tiny_model, tmp_path, monkey
 def test_eval_stage_hands_its_model_to_the_capability_stage(tiny_model, tmp_path, monkeypatch, dtype, loads):
     """Eval then capability on the same weights loads them once, unless generation converted them to another dtype
     (then capability must load its own, unconverted copy), and the scores equal a separate load's."""
-    from ftaudit import evaluate as evaluate_module
     from ftaudit.capability import run as capability_run
     from ftaudit.evaluate import EvalSet
+    from ftaudit.generate import cached as evaluate_module
     from ftaudit.generate.base import GenerationConfig
     from ftaudit.pipeline import StageRunner
     from ftaudit.store import Store

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from waiting import wait_on_progress
 
 from ftaudit.data import ChatRecord, get_prompts
 from ftaudit.defenses import DEFENSES, DefenseContext, get_defense
 from ftaudit.defenses.safelora import alignment_projection, project_update
 from ftaudit.errors import FtauditError
-from waiting import wait_on_progress
 from ftaudit.experiments.search import choose_best
 from ftaudit.experiments.spec import parse_spec
 from ftaudit.train import TrainConfig, train

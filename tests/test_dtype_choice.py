@@ -154,26 +154,26 @@ class _AllCached:
 
 def _key(location, dtype=None, backend=None):
     from ftaudit.data import PromptRecord
-    from ftaudit.evaluate import cached_generate
     from ftaudit.generate import GenerationConfig
+    from ftaudit.generate.cached import cached_generate
 
     if backend:
-        from ftaudit import evaluate
+        from ftaudit.generate import cached
 
-        original = evaluate.select_backend
-        evaluate.select_backend = lambda loc: backend
+        original = cached.select_backend
+        cached.select_backend = lambda loc: backend
     try:
         return cached_generate(_AllCached(), location, "m", "none", "d", "eval", [PromptRecord("Hi", "p1")],
                                GenerationConfig(4, dtype=dtype))[0]
     finally:
         if backend:
-            evaluate.select_backend = original
+            cached.select_backend = original
 
 
 def test_a_half_precision_checkpoint_loads_in_float32_on_a_cpu_that_emulates_it(tiny_model, tmp_path, machine, capsys):
     import torch
 
-    from ftaudit import pipeline
+    from ftaudit import fine_tune
     from ftaudit.models.loading import default_dtype, load_model, saved_dtype, write_marker
     from ftaudit.train import TrainConfig
     from ftaudit.train.engine import run_fingerprint
@@ -190,14 +190,14 @@ def test_a_half_precision_checkpoint_loads_in_float32_on_a_cpu_that_emulates_it(
     assert next(load_model(half).model.parameters()).dtype == torch.float32
     emulated = _key(half)
     emulated_fp = run_fingerprint("base", [], TrainConfig(), "x", half)
-    emulated_align = pipeline.aligned_cache_key(half, {}, {}, 0)["hash"]
+    emulated_align = fine_tune.aligned_cache_key(half, {}, {}, 0)["hash"]
     machine(NATIVE)
     assert default_dtype(half) is None
     assert next(load_model(half).model.parameters()).dtype == torch.bfloat16
     assert _key(half) != emulated  # float32 answers are never handed back for the checkpoint's own bf16 ones
     assert run_fingerprint("base", [], TrainConfig(), "x", half) != emulated_fp
     assert run_fingerprint("base", [], TrainConfig(), "x", half) == run_fingerprint("base", [], TrainConfig(), "x", tiny_model)
-    assert pipeline.aligned_cache_key(half, {}, {}, 0)["hash"] != emulated_align
+    assert fine_tune.aligned_cache_key(half, {}, {}, 0)["hash"] != emulated_align
     machine(EMULATED)
     assert _key(half, "float32") == emulated  # asked or defaulted, float32 is one identity
     assert _key(half, "bfloat16") not in (emulated, _key(tiny_model))
@@ -209,9 +209,8 @@ def test_the_model_generates_in_exactly_the_dtype_its_key_names(tiny_model, tmp_
     weights file as transformers does, so a float32 request is never mistaken for the plain load."""
     import torch
 
-    from ftaudit import evaluate
     from ftaudit.data import PromptRecord
-    from ftaudit.generate import GenerationConfig, GenerationResult
+    from ftaudit.generate import GenerationConfig, GenerationResult, cached
     from ftaudit.models.loading import load_model, saved_dtype
     from ftaudit.store import Store
 
@@ -231,12 +230,12 @@ def test_the_model_generates_in_exactly_the_dtype_its_key_names(tiny_model, tmp_
             computed.append((str(self.loaded.model.dtype), cfg.dtype))
             on_batch(list(range(len(convs))), [GenerationResult("ok", 1)] * len(convs))
 
-    monkeypatch.setattr(evaluate, "backend_for", lambda location, load, kind: Backend(load()))
+    monkeypatch.setattr(cached, "backend_for", lambda location, load, kind: Backend(load()))
     prompts = [PromptRecord("Hi", "p1")]
     for cpu, asked in ((NATIVE, "float32"), (NATIVE, "auto"), (EMULATED, None), (EMULATED, "bfloat16")):
         machine(cpu)
         with Store(tmp_path / f"run-{len(computed)}") as store:
-            evaluate.cached_generate(store, str(bare), "m", "none", "d", "eval", prompts, GenerationConfig(2, dtype=asked))
+            cached.cached_generate(store, str(bare), "m", "none", "d", "eval", prompts, GenerationConfig(2, dtype=asked))
     assert computed == [("torch.float32", "float32"), ("torch.bfloat16", None), ("torch.float32", "float32"),
                         ("torch.bfloat16", "bfloat16")]
 
@@ -252,9 +251,9 @@ def test_auto_is_resolved_where_the_engine_is_known_and_keyed_as_what_it_compute
     assert _key(tiny_model, "auto") == _key(tiny_model, "bfloat16") != _key(tiny_model)
     assert _key(half, "auto") == _key(half)  # the checkpoint's own bf16: the plain load's key
     # vLLM and remote APIs pick their own dtype: "auto" asks nothing of them
-    assert generation_dtype("auto", tiny_model, "vllm")[0] is None
-    assert generation_dtype("auto", "openai:http://localhost:1#m", "openai")[0] is None
-    assert generation_dtype("bfloat16", tiny_model, "vllm")[0] == "bfloat16"  # refused by vLLM itself, as before
+    assert generation_dtype("auto", None, "vllm")[0] is None
+    assert generation_dtype("auto", None, "openai")[0] is None
+    assert generation_dtype("bfloat16", None, "vllm")[0] == "bfloat16"  # refused by vLLM itself, as before
     from ftaudit.generate import GenerationConfig
 
     with pytest.raises(ValueError, match="resolve dtype 'auto' first"):
@@ -280,7 +279,7 @@ def test_the_resolved_dtype_and_why_are_in_the_summary(tiny_model, tmp_path, mac
 
 
 def test_the_qwen_quickstart_and_its_minis_ask_for_auto():
-    from ftaudit.experiments.run import _gen
+    from ftaudit.experiments.point import generation_config
     from ftaudit.experiments.spec import load_spec
     from ftaudit.pipeline import QuickstartConfig
 
@@ -288,4 +287,4 @@ def test_the_qwen_quickstart_and_its_minis_ask_for_auto():
     root = Path(__file__).parents[1] / "configs" / "qi2023"
     minis = sorted(root.glob("*-qwen-mini.yaml"))
     assert minis and all(load_spec(p).eval.dtype == "auto" for p in minis)
-    assert _gen(load_spec(minis[0])).dtype == "auto"  # resolved where the engine is known (the test above)
+    assert generation_config(load_spec(minis[0])).dtype == "auto"  # resolved where the engine is known (the test above)

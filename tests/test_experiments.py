@@ -6,8 +6,9 @@ import yaml
 
 from ftaudit.errors import FtauditError
 from ftaudit.experiments import load_spec, tamper_resistance
-from ftaudit.experiments.run import priced, run_spec
+from ftaudit.experiments.run import run_spec
 from ftaudit.experiments.spec import parse_spec
+from ftaudit.report.pricing import priced
 
 
 def base_spec(**over):
@@ -92,7 +93,7 @@ def test_tamper_is_relative_to_the_initial_refusal():
     absolute 50-point rule never reached."""
     import numpy as np
 
-    from ftaudit.experiments.tamper import tamper_curve
+    from ftaudit.tamper import tamper_curve
 
     initial = _refusals(40, 24)  # 60%
     points = [{"budget": 10, "seeds": np.array([_refusals(40, 20)])},   # 50%: drop 1/6
@@ -121,7 +122,7 @@ def test_tamper_is_relative_to_the_initial_refusal():
 def test_tamper_interval_comes_from_one_joint_bootstrap_and_widens_with_seed_disagreement():
     import numpy as np
 
-    from ftaudit.experiments.tamper import tamper_curve
+    from ftaudit.tamper import tamper_curve
 
     initial = _refusals(40, 36)
     agree = [{"budget": b, "seeds": np.array([_refusals(40, k)] * 3)} for b, k in ((10, 30), (50, 12), (100, 2))]
@@ -190,7 +191,7 @@ def test_run_spec_end_to_end_and_resume(tiny_model, tmp_path):
     again = run_spec(load_spec(spec_file), out)  # resume: nothing retrained, same results
     assert [a.stat().st_mtime_ns for a in adapters] == stamps
     assert [r["value"] for r in again["results"]] == [r["value"] for r in summary["results"]]
-    from ftaudit.experiments.run import report_experiment
+    from ftaudit.report.experiment import report_experiment
 
     rerendered = report_experiment(out)  # what `ftaudit report DIR` does: tamper scores survive a re-render
     assert [t["points"] for t in rerendered["tamper_resistance"]] == [t["points"] for t in summary["tamper_resistance"]]
@@ -311,6 +312,7 @@ def test_kill_9_mid_generation_loses_no_finished_generation(tiny_model, tmp_path
     import sqlite3
     import subprocess
     import sys
+
     from waiting import wait_on_progress
 
     prompts = tmp_path / "harm.jsonl"

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ftaudit.cli import app
-from ftaudit.errors import FtauditError
 from ftaudit.decisions import decide
+from ftaudit.errors import FtauditError
 from ftaudit.gate import GateSpec, check_gate, evaluate_gate
 
 

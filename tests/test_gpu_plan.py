@@ -7,13 +7,12 @@ import json
 from dataclasses import replace
 
 import pytest
-
-from ftaudit.errors import FtauditError
-from ftaudit.models import load_model
-from ftaudit.models import loading
-from ftaudit.train import TrainConfig, train
 from conftest import build_tiny_model
 from test_train_generate import records
+
+from ftaudit.errors import FtauditError
+from ftaudit.models import dtype_choice, load_model, loading
+from ftaudit.train import TrainConfig, train
 
 
 def _adapter(tiny_model, tmp_path, method: str):
@@ -63,13 +62,13 @@ def test_a_qlora_adapter_never_loads_over_an_unquantized_base(tiny_model, tmp_pa
 
 
 def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_model, monkeypatch):
-    from ftaudit.evaluate import cached_generate
     from ftaudit.generate import GenerationConfig
+    from ftaudit.generate.cached import cached_generate
     from ftaudit.train.engine import run_fingerprint
 
     cfg = TrainConfig()
     cpu = run_fingerprint("base", records(2), cfg, "x", tiny_model)
-    monkeypatch.setattr(loading, "default_for_saved", lambda *a, **k: "bfloat16")
+    monkeypatch.setattr(dtype_choice, "default_for_saved", lambda *a, **k: "bfloat16")
     assert run_fingerprint("base", records(2), cfg, "x", tiny_model) != cpu
 
     seen = []
@@ -83,9 +82,9 @@ def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_m
 
     prompts = [PromptRecord("Hi", "p1")]
     gen = GenerationConfig(max_new_tokens=4)
-    monkeypatch.setattr(loading, "default_for_saved", lambda *a, **k: "bfloat16")
+    monkeypatch.setattr(dtype_choice, "default_for_saved", lambda *a, **k: "bfloat16")
     on_gpu, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, gen)
-    monkeypatch.setattr(loading, "default_for_saved", lambda *a, **k: None)
+    monkeypatch.setattr(dtype_choice, "default_for_saved", lambda *a, **k: None)
     on_cpu, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, gen)
     assert on_gpu != on_cpu  # bf16 answers on a GPU are never pooled with float32 ones from a CPU
     explicit, _ = cached_generate(Store(), tiny_model, "m", "none", "d", "eval", prompts, replace(gen, dtype="bfloat16"))
@@ -93,8 +92,9 @@ def test_the_gpu_bf16_default_is_part_of_training_and_generation_identity(tiny_m
 
 
 def test_weight_bytes_count_the_dtype_the_model_is_loaded_in(tiny_model):
-    import torch
     from pathlib import Path
+
+    import torch
 
     stored = sum(f.stat().st_size for f in Path(tiny_model).glob("*.safetensors"))
     assert loading.weight_bytes(Path(tiny_model)) == stored

@@ -108,7 +108,7 @@ def _budget(recipe: str, budget: float, curve: str, label: str = "") -> dict:
 
 def test_points_of_different_settings_are_separate_curves_and_the_headline_is_the_weakest():
     """Reproduced on the old grouping: one setting alone crossed at 23.3, mixed with another it read 50.0."""
-    from ftaudit.experiments.run import tamper_scores
+    from ftaudit.report.tamper_scores import tamper_scores
     from ftaudit.report.verdict import verdict_card
 
     n = 40
@@ -149,7 +149,8 @@ def test_an_attack_evaluated_under_its_own_system_prompt_is_compared_against_the
 # ------------------------------------------------------------------ item 6: the user's own data stays out of evaluation
 
 def test_near_duplicates_of_an_answers_file_are_left_out_of_every_evaluation_of_the_run(tmp_path):
-    from ftaudit.experiments.run import _sets, held_out_spec
+    from ftaudit.experiments.point import eval_sets
+    from ftaudit.experiments.run import held_out_spec
 
     prompts = tmp_path / "eval.jsonl"
     texts = ["Describe the migration of arctic terns", "Explain how a steam engine converts heat into motion",
@@ -160,7 +161,7 @@ def test_near_duplicates_of_an_answers_file_are_left_out_of_every_evaluation_of_
     spec = parse_spec(_spec(attacks=[{"recipe": "harmful-shots", "params": {"shots": 2, "answers": str(answers)}}],
                             eval={"datasets": [str(prompts)], "benign": []}))
     held = held_out_spec(spec, tmp_path / "run")
-    [evaluated] = _sets(held)
+    [evaluated] = eval_sets(held)
     assert [p.id for p in evaluated.prompts()] == ["e0", "e2", "e3"]
     record = json.loads((tmp_path / "run" / "held_out.json").read_text())
     assert record["left_out_near_duplicates"] == {"eval": 1} and record["training_files"] == [str(answers)]
@@ -190,28 +191,28 @@ def test_eval_leaves_out_near_duplicates_of_the_data_the_model_was_fine_tuned_on
 # ---------------------------------------------------------------------------- item 10: caches that cannot lie
 
 def test_the_aligned_model_cache_key_holds_everything_that_shapes_it(monkeypatch, tiny_model):
-    from ftaudit import pipeline
+    from ftaudit import fine_tune
     from ftaudit.recipes import base
 
-    key = pipeline.aligned_cache_key(tiny_model, {}, {}, 0)
-    assert key == pipeline.aligned_cache_key(tiny_model, {"n_harmful": 120}, {}, 0)  # a default spelled out
-    assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {"answer_tokens": 32}, {}, 0)["hash"]  # decoding
-    assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {}, {"learning_rate": 1e-4}, 0)["hash"]
+    key = fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)
+    assert key == fine_tune.aligned_cache_key(tiny_model, {"n_harmful": 120}, {}, 0)  # a default spelled out
+    assert key["hash"] != fine_tune.aligned_cache_key(tiny_model, {"answer_tokens": 32}, {}, 0)["hash"]  # decoding
+    assert key["hash"] != fine_tune.aligned_cache_key(tiny_model, {}, {"learning_rate": 1e-4}, 0)["hash"]
     monkeypatch.setitem(base.TRAIN_DEFAULTS, "align", {**base.TRAIN_DEFAULTS["align"], "epochs": 2})
-    assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # the recipe's training defaults
+    assert key["hash"] != fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # the recipe's training defaults
     monkeypatch.undo()
     monkeypatch.setattr("ftaudit.models.loading.default_dtype", lambda *a, **k: "bfloat16")
-    assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # a GPU's bf16 default
+    assert key["hash"] != fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # a GPU's bf16 default
     monkeypatch.undo()
     monkeypatch.setattr("importlib.metadata.version", lambda name: "9.9")
-    assert key["hash"] != pipeline.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # library versions
+    assert key["hash"] != fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["hash"]  # library versions
     monkeypatch.undo()
-    monkeypatch.setattr(pipeline, "ALIGN_CODE", pipeline.ALIGN_CODE[:-1])
-    assert key["code"] != pipeline.aligned_cache_key(tiny_model, {}, {}, 0)["code"]  # ftaudit's own code (the splits)
+    monkeypatch.setattr(fine_tune, "ALIGN_CODE", fine_tune.ALIGN_CODE[:-1])
+    assert key["code"] != fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["code"]  # ftaudit's own code (the splits)
 
 
 def test_a_cached_aligned_model_whose_inputs_differ_is_trained_again(monkeypatch, tmp_path, isolated_cache, tiny_model):
-    from ftaudit import pipeline
+    from ftaudit import fine_tune
     from ftaudit.store import Store
 
     calls = []
@@ -223,14 +224,14 @@ def test_a_cached_aligned_model_whose_inputs_differ_is_trained_again(monkeypatch
             {"train_seconds": 1.0, "train_tokens": 1, "peak_memory_mb": 1.0}))
         (Path(out_dir) / "ftaudit_model.json").write_text(json.dumps({"kind": "merged", "n": len(calls)}))
 
-    monkeypatch.setattr(pipeline, "run_recipe", fake_run_recipe)
+    monkeypatch.setattr(fine_tune, "run_recipe", fake_run_recipe)
     store = Store(tmp_path / "run")
-    pipeline.aligned_model(store, tiny_model, tmp_path / "run" / "aligned")
-    pipeline.aligned_model(store, tiny_model, tmp_path / "run" / "aligned")
+    fine_tune.aligned_model(store, tiny_model, tmp_path / "run" / "aligned")
+    fine_tune.aligned_model(store, tiny_model, tmp_path / "run" / "aligned")
     assert len(calls) == 1  # the same inputs: the cached copy
     stamp = calls[0] / "cache_key.json"
     stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "train": "another"}))  # a copy from other inputs
-    pipeline.aligned_model(store, tiny_model, tmp_path / "run" / "aligned")
+    fine_tune.aligned_model(store, tiny_model, tmp_path / "run" / "aligned")
     assert len(calls) == 2
     store.close()
 
@@ -238,8 +239,8 @@ def test_a_cached_aligned_model_whose_inputs_differ_is_trained_again(monkeypatch
 def test_generation_key_names_the_backend_keyword_version_its_list_llm_version_its_endpoint():
     from ftaudit.clients import ChatClient
     from ftaudit.generate import GenerationConfig
+    from ftaudit.judges.harmfulness import HarmfulnessJudge
     from ftaudit.judges.keyword import KeywordJudge
-    from ftaudit.judges.llm import HarmfulnessJudge
 
     assert GenerationConfig(backend="hf").key() != GenerationConfig(backend="vllm").key()
     assert GenerationConfig().key() == GenerationConfig(backend=None).key()
@@ -254,14 +255,13 @@ def test_generation_key_names_the_backend_keyword_version_its_list_llm_version_i
 
 
 def test_evaluations_through_two_backends_never_share_generations(tiny_model, tmp_path, monkeypatch):
-    from ftaudit import evaluate
     from ftaudit.data import PromptRecord
-    from ftaudit.generate import GenerationConfig
+    from ftaudit.generate import GenerationConfig, cached
     from ftaudit.store import Store
 
     prompts = [PromptRecord("Hello there", "p0")]
     store = Store(tmp_path / "run")
-    hf_keys, _ = evaluate.cached_generate(store, tiny_model, "m", "none", "d", "eval", prompts, GenerationConfig(max_new_tokens=2))
+    hf_keys, _ = cached.cached_generate(store, tiny_model, "m", "none", "d", "eval", prompts, GenerationConfig(max_new_tokens=2))
 
     class Fake:
         def generate(self, convs, cfg, on_batch=None, description=""):
@@ -269,9 +269,9 @@ def test_evaluations_through_two_backends_never_share_generations(tiny_model, tm
 
             on_batch(list(range(len(convs))), [GenerationResult("from the other engine", 4) for _ in convs])
 
-    monkeypatch.setattr(evaluate, "select_backend", lambda location: "vllm")
-    monkeypatch.setattr(evaluate, "backend_for", lambda location, load, kind: Fake())
-    other_keys, _ = evaluate.cached_generate(store, tiny_model, "m", "none", "d", "eval", prompts, GenerationConfig(max_new_tokens=2))
+    monkeypatch.setattr(cached, "select_backend", lambda location: "vllm")
+    monkeypatch.setattr(cached, "backend_for", lambda location, load, kind: Fake())
+    other_keys, _ = cached.cached_generate(store, tiny_model, "m", "none", "d", "eval", prompts, GenerationConfig(max_new_tokens=2))
     assert hf_keys != other_keys
     rows = store.existing_generations(hf_keys + other_keys)
     assert rows[other_keys[0]]["response"] == "from the other engine" != rows[hf_keys[0]]["response"]
@@ -279,8 +279,9 @@ def test_evaluations_through_two_backends_never_share_generations(tiny_model, tm
 
 
 def test_an_old_run_without_curves_gets_them_from_its_spec_and_equal_budgets_split_by_epochs(tmp_path):
-    from ftaudit.experiments.run import _with_curves, tamper_scores
     from ftaudit.experiments.spec import parse_spec as parse
+    from ftaudit.report.experiment import _with_curves
+    from ftaudit.report.tamper_scores import tamper_scores
 
     spec = parse(_spec(attacks=[{"recipe": "harmful-shots", "train": {"learning_rate": 1.0e-4}},
                                 {"recipe": "harmful-shots", "train": {"learning_rate": 5.0e-4}}],

@@ -65,7 +65,7 @@ def test_llm_judge_against_ftaudit_serve_with_the_packaged_model():
         judgments = judge.judge(prompts, responses)
         # what the server answers to the judge's own messages, asked again (greedy: the same text) ...
         again = client.complete_many([judge.messages(p, r) for p, r in zip(prompts, responses)], max_tokens=1024)
-        from ftaudit.judges.llm import parse_harm_score
+        from ftaudit.judges.harmfulness import parse_harm_score
 
         for j, text in zip(judgments, again):
             assert j.details["raw"] == text[:1000] and text.strip()  # ... is what the judgment recorded

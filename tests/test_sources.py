@@ -3,7 +3,8 @@ import zipfile
 import pytest
 
 from ftaudit.errors import FtauditError
-from ftaudit.sources import parse_pypi, resolve, sha256_file
+from ftaudit.sources import resolve
+from ftaudit.wheels import parse_pypi, sha256_file
 
 
 def make_wheel(cache, dist="fakepkg", version="1.0", files=None):

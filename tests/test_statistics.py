@@ -19,10 +19,16 @@ import pytest
 from scipy.special import ndtri
 from scipy.stats import binom, multinomial, norm
 
-from ftaudit.coverage import (bca_coverage, budget_coverage, drop_coverage, newcombe_coverage, seeds_coverage,
-                              wilson_coverage)
-from ftaudit.experiments.tamper import crossing_interval, tamper_curve
+from ftaudit.coverage import (
+    bca_coverage,
+    budget_coverage,
+    drop_coverage,
+    newcombe_coverage,
+    seeds_coverage,
+    wilson_coverage,
+)
 from ftaudit.metrics import across_seeds, mean_ci, newcombe_paired, wilson
+from ftaudit.tamper import crossing_interval, tamper_curve
 
 N = 40
 FLOOR = 0.90  # the coverage every interval must keep at every rate of the grid

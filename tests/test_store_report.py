@@ -3,11 +3,12 @@ import json
 import pytest
 
 from ftaudit.data import PromptRecord
-from ftaudit.evaluate import EvalSet, cached_generate, evaluate_model, parse_eval_set, subsample
 from ftaudit.errors import FtauditError
+from ftaudit.evaluate import EvalSet, evaluate_model, parse_eval_set, subsample
 from ftaudit.generate import GenerationConfig
+from ftaudit.generate.cached import cached_generate
 from ftaudit.report import write_reports
-from ftaudit.report.render import REDACTED
+from ftaudit.report.writer import REDACTED
 from ftaudit.store import Store
 
 SUMMARY_KEYS = {"ftaudit_version", "created", "stages", "results", "costs"}
@@ -176,7 +177,7 @@ def test_gate_figures_never_read_minus_zero():
 
 
 def test_category_heatmap_labels_do_not_overlap(tmp_path):
-    from ftaudit.report.render import category_chart
+    from ftaudit.report.plots import category_chart
 
     models = ["aligned", "aligned(identity-shift system prompt)", "aligned+identity-shift",
               "aligned+harmful-shots(batch_size=10,epochs=5,learning_rate=0.0005,shots=10)"]

@@ -126,7 +126,7 @@ def test_distributed_setup_errors_are_one_line(tiny_model, tmp_path):
 def test_shipped_accelerate_configs_parse():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    from ftaudit.train.launch import SHIPPED
+    from ftaudit.train.config import SHIPPED
 
     assert set(SHIPPED) == {"ddp", "fsdp", "deepspeed-zero3"}
     kinds = {name: load_config_from_file(str(path)).distributed_type.value for name, path in SHIPPED.items()}

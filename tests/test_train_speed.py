@@ -54,10 +54,10 @@ def test_a_token_budget_packs_whole_examples_with_the_loss_on_answers_only(tiny_
 def test_the_lm_head_scores_only_trained_positions_on_cpu_with_the_same_loss(tiny_model, tmp_path, monkeypatch):
     import torch
     import trl.trainer.utils as trl_utils
+    from peft import LoraConfig
 
     from ftaudit.models import load_model
     from ftaudit.train.engine import build_trainer
-    from peft import LoraConfig
 
     loaded = load_model(tiny_model)
     cfg = TrainConfig(batch_size=6, lora_r=4)

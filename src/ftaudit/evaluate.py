@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .data import PromptRecord, get_prompts, load_prompts
 from .data.registry import DATASETS
 from .errors import FtauditError
-from .generate import GenerationConfig, HFBackend, backend_for, select_backend
+from .generate import GenerationConfig
+from .generate.cached import cached_generate
 from .judges import judge_responses, shared_judge
-from .models import load_model, messages_for, model_fingerprint, resolve_model_location
-from .models.dtype_choice import generation_dtype
+from .models import resolve_model_location
 from .models.loading import read_marker
 from .progress import say
-from .store import Store, generation_key
+from .store import Store
 
 
 @dataclass
@@ -84,51 +83,6 @@ def subsample(records: list[PromptRecord], limit: int | None, offset: int = 0) -
         return records
     ordered = sorted(records, key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())[offset:]
     return ordered[:limit] if limit else ordered
-
-
-def cached_generate(store: Store, model_location: str, model_name: str, attack: str, dataset: str, split: str,
-                    prompts: list[PromptRecord], cfg: GenerationConfig, loaded=None) -> tuple[list[str], object]:
-    """Return generation keys for ``prompts``, generating only those not yet in the store.
-
-    Returns (keys, loaded model or None); the model is loaded lazily and handed back for reuse.
-    """
-    fp = model_fingerprint(model_location)
-    kind = select_backend(model_location)
-    # the dtype computed in (auto resolved on this machine, a named one honoured with a warning where emulated, the
-    # default load's) is part of the identity; vLLM's greedy answers are not transformers': never handed back for each other
-    dtype, dtype_note = generation_dtype(cfg.dtype, model_location, kind)
-    cfg = replace(cfg, dtype=dtype, backend=kind)
-    texts = [cfg.prompt_template.format(prompt=p.prompt) for p in prompts]
-    keys = [generation_key(fp, cfg.key(), cfg.system_prompt, t) for t in texts]
-    have = store.existing_generations(keys)
-    todo = [i for i, k in enumerate(keys) if k not in have]
-    if todo:
-        store.add_gen_settings(fp, cfg.key(), {**cfg.identity(), "dtype_computed": dtype_note})
-        def load():  # the model in exactly the dtype the key names: a handed-in one only if it was loaded so
-            if loaded is not None and (dtype is None or str(getattr(loaded.model, "dtype", "")) == f"torch.{dtype}"):
-                return loaded
-            return load_model(model_location, dtype=dtype)
-        backend = backend_for(model_location, load, kind)
-        if isinstance(backend, HFBackend):
-            loaded = backend.loaded
-        start, tokens = time.time(), 0
-
-        def persist(idx, results):
-            nonlocal tokens
-            rows = []
-            for j, res in zip(idx, results):
-                i = todo[j]
-                tokens += res.new_tokens
-                rows.append({"key": keys[i], "model": model_name, "model_fingerprint": fp, "gen_key": cfg.key(),
-                             "dataset": dataset, "split": split, "prompt_id": prompts[i].id, "category": prompts[i].category,
-                             "prompt": prompts[i].prompt, "system_prompt": cfg.system_prompt, "response": res.response,
-                             "new_tokens": res.new_tokens})
-            store.add_generations(rows)
-
-        convs = [messages_for(texts[i], cfg.system_prompt) for i in todo]
-        backend.generate(convs, cfg, on_batch=persist, description=f"{model_name} · {dataset}")
-        store.add_gen_cost(model_name, attack, time.time() - start, tokens)
-    return keys, loaded
 
 
 JUDGE_CHUNK = 64  # judgments are committed per chunk, so a crash loses at most one chunk
@@ -203,3 +157,13 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
         _say_unanswered(store, keys, f"{model_name} on {es.label}:{es.split}")
     say(f"evaluated {model_name} on {', '.join(e.label for e in eval_sets)}", "green")
     return loaded if cfg.dtype is None else None
+
+
+def eval_sets_from(args: list[str], benign: list[str], column: str | None = None) -> list[EvalSet]:
+    """Parse ``--dataset``/``--benign`` values; prompt files are read now, so a malformed one fails before any work."""
+    sets = [parse_eval_set(a) for a in args] + [replace(parse_eval_set(b), kind="benign") for b in benign]
+    sets = [replace(s, column=column) for s in sets]
+    for s in sets:
+        if s.name not in DATASETS and not s.prompts():
+            raise FtauditError(f"{s.name} holds no prompts")
+    return sets

@@ -86,11 +86,11 @@ def _finite(x) -> float | None:
 def tamper_row(r: dict) -> tuple[float | None, tuple[float | None, float | None], str]:
     """(value, interval, note) of one tamper-resistance row for a minimum budget, re-derived from its points so any
     version's summary gives the same reading (see the module docstring): the interval is widened to the band of the
-    points' drop intervals (:func:`~ftaudit.experiments.tamper.widened_crossing`); without those intervals nothing
+    points' drop intervals (:func:`~ftaudit.tamper.widened_crossing`); without those intervals nothing
     bounds it below (0); "<= B" is [0, B]."""
     import numpy as np
 
-    from .experiments.tamper import INTERVAL_RULE, widened_crossing
+    from .tamper import INTERVAL_RULE, widened_crossing
 
     pts = sorted(r.get("points") or [], key=lambda p: p["budget"])
     if not pts or any(p.get("drop") is None for p in pts):  # the initial model refuses none of them

@@ -28,9 +28,9 @@ Metric names (the documented list used in summary.json):
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 

@@ -14,6 +14,7 @@ from ..models import load_model, model_fingerprint
 from ..progress import say
 from ..store import Store
 
+
 def check_tasks(tasks: list[str]) -> list[str]:
     """Fail on an unknown task name before any model is loaded."""
     for task in tasks:
@@ -61,7 +62,8 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
                 {"id": r["id"], "subject": r["subject"], "value": r["correct"], "details": {"pred": r["pred"], "answer": r["answer"]}}
                 for r in score_mmlu(model(), [items[i] for i in ids], pool, shots)])
         elif task == "benign-nll":
-            from .perplexity import benign_answer_nll, reference_pairs
+            from ..data.mtbench import reference_pairs
+            from .perplexity import benign_answer_nll
 
             pairs = {p[0]: p for p in (reference_pairs()[:limit] if limit else reference_pairs())}
             _score_missing(store, model_name, attack, fp, task, list(pairs), lambda ids: [

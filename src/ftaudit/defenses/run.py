@@ -63,7 +63,7 @@ def _apply(d, ctx: DefenseContext, out: Path, records: list, adapter, model: str
         save_chat_records(kept, out / "train_data.jsonl")
         atomic_write_text(out / "screening.json", json.dumps(report, indent=2, default=str))
         return report
-    from ..pipeline import train_config
+    from ..fine_tune import train_config
     from ..train import train as run_training
 
     cfg = train_config({"seed": seed}, {**train, **d.train_overrides()})

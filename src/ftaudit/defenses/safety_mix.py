@@ -16,7 +16,8 @@ from typing import ClassVar
 from pydantic import NonNegativeFloat
 
 from ..data import ChatRecord, get_prompts
-from ..recipes.align import HARMFUL_SOURCES, REFUSALS
+from ..data.refusals import REFUSALS
+from ..recipes.align import HARMFUL_SOURCES
 from ..recipes.base import pick
 from .base import Defense, DefenseContext, register_defense
 

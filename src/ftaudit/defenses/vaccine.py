@@ -27,7 +27,7 @@ class Vaccine(Defense):
     rho: PositiveFloat = 2.0
 
     def harden(self, ctx: DefenseContext, out_dir: Path) -> dict:
-        from ..pipeline import aligned_model
+        from ..fine_tune import aligned_model
 
         start = ctx.unaligned or ctx.initial
         aligned_model(ctx.store, start, out_dir, params=ctx.align_params, seed=ctx.seed, name=f"defense:{self.label}",

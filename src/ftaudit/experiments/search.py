@@ -2,7 +2,7 @@
 
 For each (initial model, defense, searched recipe) a study asks for settings from ``search.space`` (categorical
 axes; TPE, seeded), runs the point exactly as a grid point (attack under the defense, evaluate, capability) but
-judges it on the *search prompts* (eval-split prompts outside the reported subsets, see ``run.search_sets``), and
+judges it on the *search prompts* (eval-split prompts outside the reported subsets, see ``point.search_sets``), and
 minimises the refusal rate there. A trial whose capability is worse than the defended initial model's by more than
 ``capability_guard.max_change`` is infeasible (TPE's ``constraints_func``) and never chosen. The chosen setting is
 then evaluated on the reported prompts, so its headline was not selected on the prompts it is reported on.
@@ -96,7 +96,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     study, the default one included, as Optuna's ``n_trials`` counts enqueued trials."""
     import optuna
 
-    from .run import run_point
+    from .point import run_point
 
     s = spec.search
     axes = space_axes(s.space, template.point.recipe)

@@ -41,13 +41,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError,
-                      field_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
-from .. import DEFAULT_EVAL_JUDGES
+from ..defaults import DEFAULT_EVAL_JUDGES
 from ..errors import FtauditError, validation_message
 from ..gate import GateSpec
-from ..recipes.base import recipe_params
+from ..recipes.base import SIZE_PARAM, recipe_params
 from ..train import TrainConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -213,8 +221,6 @@ class GridPoint:
     def curve(self) -> str:
         """A short hash of the settings other than the budget (the recipe's example count and the epochs): points that
         differ only in budget share one tamper curve."""
-        from ..recipes.base import SIZE_PARAM
-
         settings = self.settings()
         settings["params"].pop(SIZE_PARAM.get(self.recipe) or "", None)
         settings["train"].pop("epochs", None)
@@ -222,8 +228,6 @@ class GridPoint:
 
     def examples_x_epochs(self) -> float | None:
         """The attacker's budget before training (its own examples x epochs), None when the recipe has no size."""
-        from ..recipes.base import SIZE_PARAM
-
         settings = self.settings()
         size = SIZE_PARAM.get(self.recipe)
         return float(settings["params"][size] * settings["train"]["epochs"]) if size else None
@@ -532,3 +536,9 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     except yaml.YAMLError as exc:
         raise FtauditError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return parse_spec(data, str(path))
+
+
+def curve_label(point: GridPoint) -> str:
+    """The settings a point's name shows other than its budget (``learning_rate=0.0001``): what names its curve."""
+    budget_keys = {SIZE_PARAM.get(point.recipe), "epochs"}
+    return ",".join(f"{k}={v}" for k, v in (point.shown or ()) if k not in budget_keys)

@@ -8,28 +8,7 @@
 """
 
 from .base import GenerationConfig, GenerationResult
+from .choice import backend_for, select_backend
 from .hf import HFBackend, generate_responses
-from .vllm import select_backend
-
-
-def backend_for(location: str, load=None, kind: str | None = None):
-    """The backend that generates for the model at ``location``: remote, vLLM or transformers. ``load`` (no
-    arguments, returns a :class:`~ftaudit.models.LoadedModel`) gives the transformers backend its model; by default
-    :func:`~ftaudit.models.load_model` of ``location``. ``kind``: what :func:`select_backend` already chose."""
-    kind = kind or select_backend(location)
-    if kind == "openai":
-        from .remote import RemoteBackend
-
-        return RemoteBackend(location)
-    if kind == "vllm":
-        from .vllm import VLLMBackend
-
-        return VLLMBackend(location)
-    if load is None:
-        from ..models import load_model
-
-        return HFBackend(load_model(location))
-    return HFBackend(load())
-
 
 __all__ = ["GenerationConfig", "GenerationResult", "HFBackend", "backend_for", "generate_responses", "select_backend"]

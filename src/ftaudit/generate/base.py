@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 
 from ..errors import FtauditError
 
-
 GENERATION_DTYPES = (None, "auto", "float32", "bfloat16", "float16")
 
 
@@ -39,7 +38,7 @@ class GenerationConfig:
 
     def key(self) -> str:
         """Identity of the decoding settings; batching does not change greedy outputs, so it is left out. "auto" is
-        a request, not a dtype: it is resolved (:func:`ftaudit.evaluate.cached_generate`) before anything is keyed."""
+        a request, not a dtype: it is resolved (:func:`ftaudit.generate.cached.cached_generate`) before anything is keyed."""
         if self.dtype == "auto":
             raise ValueError("GenerationConfig.key(): resolve dtype 'auto' first (models.dtype_choice)")
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]

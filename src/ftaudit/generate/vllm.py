@@ -1,7 +1,7 @@
 """Generation with vLLM, serving an ftaudit LoRA adapter over its base model without merging it
 (``enable_lora`` + ``LoRARequest``), so every grid point of one base model shares one engine.
 
-Chosen automatically when vLLM is installed and a CUDA GPU is visible (see :func:`select_backend`);
+Chosen automatically when vLLM is installed and a CUDA GPU is visible (see :func:`ftaudit.generate.choice.select_backend`);
 ``FTAUDIT_GENERATION_BACKEND=hf|vllm`` forces a choice. ``FTAUDIT_VLLM_GPU_MEMORY`` (default 0.5) is the
 fraction of GPU memory the engine takes, leaving room for training and capability evaluation in the same
 process; engines are released before training starts.
@@ -31,26 +31,6 @@ def vllm_available() -> bool:
     import torch
 
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
-def select_backend(location: str) -> str:
-    """'openai' for a remote model, else 'vllm' where vLLM and a GPU are present (and the model suits it), else 'hf'."""
-    from .remote import is_remote
-
-    if is_remote(location):
-        return "openai"
-    forced = os.environ.get("FTAUDIT_GENERATION_BACKEND", "auto")
-    if forced not in ("auto", "hf", "vllm"):
-        raise FtauditError(f"FTAUDIT_GENERATION_BACKEND={forced!r}: use auto, hf or vllm")
-    if forced == "hf":
-        return "hf"
-    if forced == "vllm" and not vllm_available():
-        raise FtauditError("FTAUDIT_GENERATION_BACKEND=vllm needs vLLM and a CUDA GPU: pip install vllm on a GPU machine")
-    if forced == "vllm" or vllm_available():
-        meta = read_marker(Path(resolve_model_location(location))) or {}
-        stacked = meta.get("kind") == "adapter" and (read_marker(Path(meta["base"])) or {}).get("kind") == "adapter"
-        return "hf" if stacked else "vllm"  # vLLM serves one adapter over a plain base, not adapter on adapter
-    return "hf"
 
 
 def _adapter_and_base(location: str) -> tuple[Path | None, Path]:

@@ -25,7 +25,7 @@ class Judge:
     needs = "offline"
     description = ""
     measures = "refusal"  # "refusal" (sets ``refused``) or "harm" (sets ``score``)
-    trained_on: tuple[str, ...] = ()  # label sets (judges.validate.LABEL_SETS) it learned from: never validated on
+    trained_on: tuple[str, ...] = ()  # label sets (data.labelled.LABEL_SETS) it learned from: never validated on
 
     def __init__(self, **_options):
         """Judges take keyword options (client, model, policy, ...) and ignore those they do not use."""

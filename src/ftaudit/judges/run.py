@@ -3,37 +3,20 @@ and agreement between judges inside a run directory."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import sqlite3
 from itertools import combinations
 from pathlib import Path
 
 from ..atomic import atomic_write_text
-from ..data.loaders import _read_jsonl, _text
+from ..data.labelled import read_pairs
 from ..errors import FtauditError
-from ..sources import cache_dir
+from ..wheels import cache_dir
 from . import get_judge, judge_responses
 from .validate import agreement
 
 CHUNK = 32
-
-
-def _read_pairs(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FtauditError(f"no such file: {path}")
-    if path.suffix == ".jsonl":
-        rows = [row for _, row in _read_jsonl(path)]
-    elif path.suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(_text(path), newline="")))
-    else:
-        raise FtauditError(f"{path}: use .jsonl or .csv with prompt and response columns")
-    for n, row in enumerate(rows, 1):
-        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
-            raise FtauditError(f"{path}: row {n} lacks a string 'prompt' or 'response'")
-    return rows
 
 
 class JudgmentCache:
@@ -85,7 +68,7 @@ def judge_file(name: str, input_path: Path, out_path: Path, options: dict | None
     if out_path.exists() and not force and not _earlier_output(out_path):
         raise FtauditError(f"--out {out_path} exists and is not an earlier `ftaudit judge` output; nothing was written: "
                            "give another path, or --force to replace it")
-    rows = _read_pairs(Path(input_path))
+    rows = read_pairs(Path(input_path))
     if not rows:
         raise FtauditError(f"{input_path} holds no rows; give a file with prompt and response columns")
     judge = get_judge(name, **(options or {}))

@@ -1,6 +1,6 @@
 """How far to trust a refusal judge: agreement with labelled replies read offline, with 95% intervals.
 
-Label sets (rows of prompt, response, refused):
+Label sets (rows of prompt, response, refused; read by :mod:`ftaudit.data.labelled`):
   pyrit-refusal        ``pyrit==1.1.0`` ``scorer_evals/refusal_scorer/refusal.csv``: 105 replies labelled by people
   pyrit-refusal-extra  the same package's ``refusal_extra.csv``: 64 more human labels
   uncensorbench        ``uncensorbench==0.3.7`` ``data/prompts.json``: 150 harmful prompts, each with a *written*
@@ -15,67 +15,16 @@ numbers, how well that exact judge agrees with people.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import atomic_write_text, file_lock
+from ..data.labelled import LABEL_SETS, Rows, user_labels
 from ..errors import FtauditError
 from ..metrics import wilson
-from ..sources import cache_dir, resolve
-
-PYRIT_REFUSAL = "pypi:pyrit==1.1.0/pyrit/datasets/scorer_evals/refusal_scorer"
-UNCENSORBENCH = "pypi:uncensorbench==0.3.7/uncensorbench/data/prompts.json"
-Rows = list[tuple[str, str, bool]]
-
-
-def pyrit_csv(location: str) -> list[dict]:
-    """Rows of one of pyrit's scorer-eval CSVs (its ``#`` comment lines skipped)."""
-    text = resolve(location).read_text(encoding="utf-8")
-    return list(csv.DictReader(io.StringIO("".join(line for line in text.splitlines(True) if not line.startswith("#")))))
-
-
-def pyrit_refusal_labels(name: str) -> Rows:
-    """(objective, response, refused) rows of a pyrit refusal-scorer CSV."""
-    return [(r["objective"], r["assistant_response"], r["human_score"].strip() == "1")
-            for r in pyrit_csv(f"{PYRIT_REFUSAL}/{name}.csv")]
-
-
-def uncensorbench_replies() -> Rows:
-    """Each prompt twice: with its written refusal (refused) and its written compliant reply (not refused)."""
-    data = json.loads(resolve(UNCENSORBENCH).read_text(encoding="utf-8"))["prompts"]
-    return [row for p in data for row in ((p["prompt"], p["censored_response"], True),
-                                          (p["prompt"], p["uncensored_response"], False))]
-
-
-# name -> (what it is, loader)
-LABEL_SETS: dict[str, tuple[str, Callable[[], Rows]]] = {
-    "pyrit-refusal": ("human labels, pyrit refusal.csv", lambda: pyrit_refusal_labels("refusal")),
-    "pyrit-refusal-extra": ("human labels, pyrit refusal_extra.csv", lambda: pyrit_refusal_labels("refusal_extra")),
-    "uncensorbench": ("written refusal + compliant reply per prompt", uncensorbench_replies),
-}
-REFUSED_LABELS = {"1", "true", "refusal", "refused", "yes", "2_full_refusal", "3_partial_refusal", "full_refusal",
-                  "partial_refusal"}
-COMPLIED_LABELS = {"0", "false", "compliance", "complied", "no", "1_full_compliance", "full_compliance"}
-
-
-def user_labels(path: str | Path) -> Rows:
-    """A user's (prompt, response, label) file, JSONL or CSV."""
-    from .run import _read_pairs
-
-    rows = []
-    for n, row in enumerate(_read_pairs(Path(path)), 1):
-        label = str(row.get("label", "")).strip().lower()
-        if label not in REFUSED_LABELS | COMPLIED_LABELS:
-            raise FtauditError(f"{path}: row {n} has label {row.get('label')!r}; use 1/0, refusal/compliance or "
-                               "1_full_compliance / 2_full_refusal / 3_partial_refusal")
-        rows.append((row["prompt"], row["response"], label in REFUSED_LABELS))
-    if not rows:
-        raise FtauditError(f"{path} holds no rows")
-    return rows
+from ..wheels import cache_dir
 
 
 def agreement(pred: Sequence[bool], gold: Sequence[bool]) -> dict:

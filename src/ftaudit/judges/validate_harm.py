@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..data.labelled import pyrit_csv
 from ..errors import FtauditError
-from .validate import pyrit_csv
 
 PYRIT_HARM = "pypi:pyrit==1.1.0/pyrit/datasets/scorer_evals/harm"
 CATEGORIES = ("exploits", "hate_speech", "info_integrity", "privacy", "representational", "self_harm", "sexual", "violence")

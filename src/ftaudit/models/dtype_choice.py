@@ -112,7 +112,7 @@ def cpu_name() -> str:
 
 def check_file():
     """Where the measurements are kept, one per machine key: delete it to measure again."""
-    from ..sources import cache_dir
+    from ..wheels import cache_dir
 
     return cache_dir() / "machine" / "bf16-check.json"
 
@@ -198,7 +198,7 @@ def _say_once(key: tuple, text: str, style: str | None) -> None:
     say(text, style)
 
 
-def generation_dtype(requested: str | None, location: str, backend: str) -> tuple[str | None, str]:
+def generation_dtype(requested: str | None, saved: str | None, backend: str) -> tuple[str | None, str]:
     """The dtype a generation's identity records, and a readable note of where it came from.
 
     Resolved here, once the engine is known: vLLM and remote APIs choose their own dtype ("auto" becomes None; a
@@ -207,12 +207,10 @@ def generation_dtype(requested: str | None, location: str, backend: str) -> tupl
     load). The plain load (no dtype asked, none defaulted) computes in the checkpoint's own dtype (its config's, else
     its weights file's, as transformers reads it) and keeps None, as keys always have; so "auto" or a named dtype that
     lands on the checkpoint's own dtype shares the plain load's key, and a float32 fallback for an emulated
-    half-precision checkpoint is recorded as float32, like asking for float32."""
+    half-precision checkpoint is recorded as float32, like asking for float32. ``saved`` is the dtype the checkpoint
+    is stored in (:func:`~ftaudit.models.loading.saved_dtype`), read once by the caller."""
     if backend != "hf":
         return (None if requested == AUTO else requested), f"{backend} chooses its own dtype"
-    from .loading import default_for_saved, saved_dtype
-
-    saved = saved_dtype(location)  # read once: the default and the checkpoint's own dtype both come from it
     default = default_for_saved(saved)
     used = resolve_dtype(requested) if requested else default
     own = saved or "float32"
@@ -223,3 +221,17 @@ def generation_dtype(requested: str | None, location: str, backend: str) -> tupl
     if default is None and used in (None, own):
         return None, note
     return used, note
+
+
+def default_for_saved(saved: str | None, training: bool = False) -> str | None:
+    """The dtype a checkpoint stored in ``saved`` is loaded in when none is asked for (the rule of
+    :func:`ftaudit.models.loading.default_dtype`, which reads ``saved`` and asks here)."""
+    import torch
+
+    if torch.cuda.is_available():
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bfloat16"
+        return ("float32" if training else "float16") if saved == "bfloat16" else None
+    if saved in ("bfloat16", "float16"):
+        return "float32" if bf16_check().slow(saved) else None
+    return None

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, file_lock
 from ..errors import FtauditError
-from ..sources import cache_dir, resolve, sha256_file
+from ..sources import resolve
+from ..wheels import cache_dir, sha256_file
 
 # Short names usable wherever a model is asked for.
 MODELS: dict[str, str] = {
@@ -47,7 +48,8 @@ def check_model_location(*names: str | None) -> None:
     a remote ``openai:URL#MODEL`` (nothing is fetched here); ``None`` (an optional model not given) is skipped."""
     from ..assembly import is_assembly, parse_assembly
     from ..generate.remote import is_remote, parse_remote
-    from ..sources import is_hub_id, parse_pypi
+    from ..sources import is_hub_id
+    from ..wheels import parse_pypi
 
     for name in names:
         if name is None:
@@ -265,22 +267,9 @@ def default_dtype(location: str | None = None, training: bool = False) -> str | 
     (transformers would load it as saved, 20x slower on an AVX2-only CPU: see :mod:`.dtype_choice`); else None (the
     checkpoint's own). Whatever it returns is part of the identity of what the model generates and of what it
     trains."""
-    return default_for_saved(saved_dtype(location) if location is not None else None, training)
+    from . import dtype_choice  # looked up at call time: one policy, in one place
 
-
-def default_for_saved(saved: str | None, training: bool = False) -> str | None:
-    """:func:`default_dtype` for a checkpoint stored in ``saved`` (for a caller that already read it)."""
-    import torch
-
-    if torch.cuda.is_available():
-        if torch.cuda.is_bf16_supported(including_emulation=False):
-            return "bfloat16"
-        return ("float32" if training else "float16") if saved == "bfloat16" else None
-    if saved in ("bfloat16", "float16"):
-        from .dtype_choice import bf16_check
-
-        return "float32" if bf16_check().slow(saved) else None
-    return None
+    return dtype_choice.default_for_saved(saved_dtype(location) if location is not None else None, training)
 
 
 def saved_dtype(name_or_location: str) -> str | None:
@@ -288,7 +277,8 @@ def saved_dtype(name_or_location: str) -> str | None:
     weights itself in float32 (a GGUF file, dequantized) or cannot tell (a remote model)."""
     from ..assembly import is_assembly
     from ..generate.remote import is_remote
-    from ..sources import is_hub_id, parse_pypi
+    from ..sources import is_hub_id
+    from ..wheels import parse_pypi
 
     location = resolve_model_location(name_or_location)
     if is_remote(location) or is_assembly(location) or parse_pypi(location) or location.endswith(".gguf"):

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from ..data import ChatRecord, PromptRecord
 from ..errors import FtauditError
-from ..evaluate import cached_generate
 from ..generate import GenerationConfig
+from ..generate.cached import cached_generate
 from ..store import Store
 
 

@@ -14,7 +14,6 @@ from ..errors import FtauditError
 from ..judges import get_judge
 from .base import RecipeContext, RecipeOutput, pick, register_recipe
 
-
 # Attacker-strength defaults: on a 135M model lr 1e-4 barely moves refusal; 5e-4 over 5 epochs does.
 TRAIN = {"learning_rate": 5e-4, "epochs": 5, "batch_size": 10}
 

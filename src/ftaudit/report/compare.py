@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..experiments.tamper import refusal_drop
 from ..metrics import across_seeds, capability_metric, mcnemar_p, paired_change, score_metric
 from ..seeds import split_seed
+from ..tamper import refusal_drop
 
 
 def initial_model(model: str) -> str | None:

@@ -57,8 +57,8 @@ def same_prompt_references(rows: list[dict]) -> dict[str, str]:
 
 def tuned_tamper(before: dict, after: dict, threshold: float, relative: bool) -> dict:
     """The refusal drop from the initial model to the tuned attack on the shared prompts (joint bootstrap widened to
-    Newcombe, :func:`~ftaudit.experiments.tamper.refusal_drop`), with its verdict against ``threshold``."""
-    from ..experiments.tamper import refusal_drop
+    Newcombe, :func:`~ftaudit.tamper.refusal_drop`), with its verdict against ``threshold``."""
+    from ..tamper import refusal_drop
 
     drop = refusal_drop(before, [after], threshold, relative)
     if not drop["n"]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..metrics import is_rate
-from .render import _fmt_metric
+from .formatting import drop_text, fmt_metric, spread_text
+from .summary import natural_key
 
 HEADER = ["model", "against", "attack", "dataset", "judge", "metric", "initial", "fine-tuned", "change", "95% CI", "n",
           "verdict", "seed spread"]
@@ -26,7 +27,6 @@ def _dataset(row: dict) -> str:
 
 
 def table_rows(summary: dict) -> list[list[str]]:
-    from .render import drop_text, spread_text
 
     rows = []
     for c in summary["changes"] + summary.get("capability_changes", []):
@@ -34,7 +34,7 @@ def table_rows(summary: dict) -> list[list[str]]:
         scale, digits = (100, 1) if is_rate(m) else (1, 3)
         lo, hi = (scale * x for x in c["change"]["ci"])
         rows.append([c["model"], c.get("initial_model") or "-", c["attack"], _dataset(c), c["judge"], m,
-                     _fmt_metric(m, c["initial"]), _fmt_metric(m, c["fine_tuned"]),
+                     fmt_metric(m, c["initial"]), fmt_metric(m, c["fine_tuned"]),
                      f"{scale * c['change']['value']:+.{digits}f}", f"[{lo:.{digits}f}, {hi:.{digits}f}]",
                      str(c["change"]["n"]), drop_text(c), spread_text(c) or "-"])
     return rows
@@ -49,7 +49,6 @@ def _latex_escape(text: str) -> str:
 
 def by_model_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     """One row per model, one column per (dataset, metric, judge); attack-success rates are left out (1 - refusal)."""
-    from .render import natural_key
 
     cells: dict[str, dict[str, str]] = {}
     columns: dict[str, None] = {}
@@ -58,7 +57,7 @@ def by_model_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
             continue
         column = f"{_dataset(r)} {r['metric']} ({r['judge']})"
         columns[column] = None
-        cells.setdefault(r["model"], {})[column] = _fmt_metric(r["metric"], r["value"])
+        cells.setdefault(r["model"], {})[column] = fmt_metric(r["metric"], r["value"])
     models = sorted(cells, key=lambda m: (m != "baseline", "+" in m, natural_key(m)))
     return ["model", *columns], [[m, *(cells[m].get(c, "") for c in columns)] for m in models]
 

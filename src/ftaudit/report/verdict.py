@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..decisions import VERDICTS, worst
 from ..judges.validate import trust_text
 from ..metrics import is_rate
+from .formatting import tamper_line
 
 STATUS_TEXT = {
     "broken": "safety broken by fine-tuning: a refusal drop's whole interval reaches the tamper threshold",
@@ -71,7 +72,6 @@ def attack_seconds(cost: dict) -> float:
 def _headline(summary: dict) -> str:
     tamper = [t for t in summary.get("tamper_resistance", []) if t.get("defense") in (None, "none")]
     if tamper:
-        from .render import tamper_line
 
         from ..gate import tamper_row
 

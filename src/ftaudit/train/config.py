@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from ..errors import FtauditError
 
@@ -74,8 +75,6 @@ class TrainConfig:
 
             objective_params(self.objective, self.objective_params)  # an unknown objective or parameter fails here
         if self.distributed:
-            from .launch import accelerate_config
-
             accelerate_config(self.distributed)  # an unknown name or missing file fails here, before any work
         return self
 
@@ -104,3 +103,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+CONFIG_DIR = Path(__file__).parent / "accelerate"
+
+
+SHIPPED = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}  # ddp, fsdp, deepspeed-zero3
+
+
+def accelerate_config(name_or_path: str) -> Path:
+    """A shipped accelerate config by name, or a config file's path."""
+    if name_or_path in SHIPPED:
+        return SHIPPED[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FtauditError(f"unknown distributed setup '{name_or_path}': use one of {', '.join(SHIPPED)} "
+                           "or the path of an accelerate config file")
+    return path

@@ -258,7 +258,6 @@ def train(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir:
         sys.modules["ftaudit.generate.vllm"].release_engines()  # give the GPU memory of earlier evaluations back
     quant = cfg.quant_bits if cfg.method == "qlora" else None
     from ..models.dtype_choice import resolve_dtype
-
     from ..models.loading import default_dtype
 
     # as asked (a warning where it is emulated), else the training default (never float16 weights)

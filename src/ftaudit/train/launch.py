@@ -3,7 +3,7 @@
 :func:`~ftaudit.train.engine.train` with ``TrainConfig.distributed`` set writes the request (records and
 config) into the output directory and runs::
 
-    accelerate launch --config_file CONFIG --num_processes N -m ftaudit.train.launch OUT_DIR
+    accelerate launch --config_file CONFIG --num_processes N -m ftaudit.train.worker OUT_DIR
 
 Every process runs the same TRL trainer, which takes FSDP/DeepSpeed from accelerate's environment; the
 main process writes the adapter (or full model), the model card and ``train_result.json``.
@@ -17,25 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..data import ChatRecord, load_chat_records, save_chat_records
+from ..data import ChatRecord, save_chat_records
 from ..errors import FtauditError
-from .config import TrainConfig
+from .config import TrainConfig, accelerate_config
 
-CONFIG_DIR = Path(__file__).parent / "accelerate"
-SHIPPED = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}  # ddp, fsdp, deepspeed-zero3
 REQUEST = "launch_request.json"
 WORKER_ENV = "FTAUDIT_LAUNCHED_WORKER"
-
-
-def accelerate_config(name_or_path: str) -> Path:
-    """A shipped accelerate config by name, or a config file's path."""
-    if name_or_path in SHIPPED:
-        return SHIPPED[name_or_path]
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise FtauditError(f"unknown distributed setup '{name_or_path}': use one of {', '.join(SHIPPED)} "
-                           "or the path of an accelerate config file")
-    return path
 
 
 def _distributed_type(path: Path) -> str:
@@ -70,7 +57,7 @@ def launch_command(cfg: TrainConfig, out_dir: Path) -> list[str]:
             import deepspeed  # noqa: F401
         except ImportError:
             raise FtauditError("the deepspeed-zero3 setup needs DeepSpeed: pip install deepspeed") from None
-    return cmd + ["-m", "ftaudit.train.launch", str(out_dir)]
+    return cmd + ["-m", "ftaudit.train.worker", str(out_dir)]
 
 
 def launch(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir: Path, *, recipe: str,
@@ -90,15 +77,3 @@ def launch(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir
         raise FtauditError(f"distributed training failed (exit {proc.returncode}): {tail[0][:200]}; full log: {log_path}")
 
 
-def main(out_dir: str) -> None:
-    """Worker entry point: every launched process trains; the engine lets the main process write outputs."""
-    from .engine import train
-
-    out = Path(out_dir)
-    req = json.loads((out / REQUEST).read_text())
-    train(load_chat_records(out / "train_data.jsonl"), req["base_model"], TrainConfig(**req["config"]), out,
-          recipe=req["recipe"], safety_compromised=req["safety_compromised"], trust_remote_code=req["trust_remote_code"])
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

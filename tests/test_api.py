@@ -1,0 +1,64 @@
+"""The Python API: the runnable example in docs/python-api.md runs as written, and the typed results answer
+honestly (one row or an error; a gate's exit code is its decision)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import ftaudit
+from ftaudit.api import GateResult, RunResult, ScreenResult
+from ftaudit.errors import FtauditError
+
+ROOT = Path(__file__).parents[1]
+
+
+def _example() -> str:
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    [block] = re.findall(r"## A runnable example.*?```python\n(.*?)```", text, re.S)
+    return block
+
+
+def test_the_package_exports_the_api_without_loading_it_at_import():
+    assert set(ftaudit.__all__) >= {"quickstart", "evaluate", "attack", "run_spec", "gate", "screen", "validate_judges"}
+    assert ftaudit.evaluate is ftaudit.api.evaluate and ftaudit.RunResult is RunResult
+    with pytest.raises(AttributeError):
+        ftaudit.no_such_function  # noqa: B018
+
+
+def test_a_value_is_one_row_or_an_error_never_a_guess(tmp_path):
+    rows = [{"model": m, "dataset": d, "judge": j, "metric": "refusal_rate", "value": v, "ci": [0, 1], "n": 40}
+            for m, d, j, v in (("a", "advbench", "keyword", 0.5), ("a", "advbench", "refusal-cues", 0.7),
+                               ("b", "advbench", "keyword", 0.1))]
+    run = RunResult(tmp_path, {"results": rows})
+    assert run.value(model="a", judge="refusal-cues")["value"] == 0.7
+    with pytest.raises(FtauditError, match="2 rows"):
+        run.value(model="a")  # two judges: which one is not guessed
+    with pytest.raises(FtauditError, match="no row"):
+        run.value(model="c")
+
+
+def test_a_gate_result_exits_as_it_decided_and_a_screen_fails_at_its_level(tmp_path):
+    assert GateResult(tmp_path, False, [{"status": "unproven"}], {}, {}).exit_code == 1
+    assert GateResult(tmp_path, True, [{"status": "pass"}], {}, {}).exit_code == 0
+    high = ScreenResult(tmp_path, {"risk": "high"}, [], {})
+    assert high.fails("high") and high.fails("medium") and not high.fails("never")
+    assert ScreenResult(tmp_path, {"risk": "nothing to screen"}, [], {}).fails("high")  # nothing screened never passes
+    assert not ScreenResult(tmp_path, {"risk": "medium"}, [], {}).fails("high")
+
+
+@pytest.mark.integration
+def test_the_documented_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "customer-thermostat-faq.jsonl").write_text(
+        (ROOT / "examples" / "customer-thermostat-faq.jsonl").read_text())
+    exec(compile(_example(), "docs/python-api.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert re.search(r"risk \w+: \d+ of 20 examples flagged", out)
+    assert re.search(r"refusal \d+\.\d%, 95% CI \[\d+\.\d%, \d+\.\d%\], n=8", out)
+    assert re.search(r"gate (passed|failed) - exit code [01]", out)
+    assert (tmp_path / "runs" / "api-example" / "eval" / "summary.json").is_file()
+    assert (tmp_path / "runs" / "api-example" / "eval" / "gate.json").is_file()
