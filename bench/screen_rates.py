@@ -28,7 +28,7 @@ from ftaudit.judges import get_judge
 from ftaudit.metrics import rate
 from ftaudit.recipes import RecipeContext, build_recipe
 from ftaudit.recipes.align import HARMFUL_SOURCES
-from ftaudit.screen import screen_records
+from ftaudit.screening import screen_records
 from ftaudit.sources import resolve
 from ftaudit.store import Store
 from ftaudit.wheels import fetch_wheel

@@ -21,11 +21,30 @@ def _example() -> str:
     return block
 
 
-def test_the_package_exports_the_api_without_loading_it_at_import():
+def test_the_api_names_stay_functions_whatever_modules_are_imported():
+    """A submodule named like an API function would replace it on the package once imported (``ftaudit.gate``
+    would become a module): none is named so, and every API name stays the function after the library is loaded."""
+    import ftaudit.cli  # noqa: F401  (imports every stage and report module)
+    import ftaudit.evaluation  # noqa: F401
+    import ftaudit.gating  # noqa: F401
+    import ftaudit.screening  # noqa: F401
+
     assert set(ftaudit.__all__) >= {"quickstart", "evaluate", "attack", "run_spec", "gate", "screen", "validate_judges"}
-    assert ftaudit.evaluate is ftaudit.api.evaluate and ftaudit.RunResult is RunResult
+    for name in ftaudit._API:
+        assert getattr(ftaudit, name) is getattr(ftaudit.api, name), name
+    src = Path(ftaudit.__file__).parent
+    assert not {p.stem for p in src.iterdir()} & set(ftaudit._API)
     with pytest.raises(AttributeError):
         ftaudit.no_such_function  # noqa: B018
+
+
+def test_importing_ftaudit_loads_neither_the_api_nor_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, ftaudit; print('ftaudit.api' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
 
 
 def test_a_value_is_one_row_or_an_error_never_a_guess(tmp_path):
@@ -38,6 +57,21 @@ def test_a_value_is_one_row_or_an_error_never_a_guess(tmp_path):
         run.value(model="a")  # two judges: which one is not guessed
     with pytest.raises(FtauditError, match="no row"):
         run.value(model="c")
+
+
+def test_gate_decides_a_run_as_the_command_does_and_refuses_a_bad_threshold_in_one_line(tmp_path):
+    from test_gate import _summary
+
+    import json
+
+    (tmp_path / "summary.json").write_text(json.dumps(_summary()))
+    decision = ftaudit.gate(tmp_path, max_refusal_drop=10)
+    assert not decision.passed and decision.exit_code == 1 and decision.count("breach") >= 1
+    assert (tmp_path / "gate.json").is_file()
+    with pytest.raises(FtauditError, match="max_refusal_drop"):
+        ftaudit.gate(tmp_path, max_refusal_drop=150)  # a percentage over 100: one line, not a pydantic dump
+    with pytest.raises(FtauditError, match="seeds"):
+        ftaudit.attack("benign", "smollm2-135m-instruct", tmp_path / "x", seeds=[1, 1])
 
 
 def test_a_gate_result_exits_as_it_decided_and_a_screen_fails_at_its_level(tmp_path):

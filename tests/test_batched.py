@@ -112,7 +112,7 @@ def test_local_judges_mmlu_and_eval_all_go_through_the_batched_path(tiny_model, 
     """A speed-up of the batched path lands everywhere: each user calls it, not a copy of its own."""
     import ftaudit.capability.mmlu as mmlu
     from ftaudit.generate import GenerationConfig, generate_responses, hf
-    from ftaudit.judges import local, strongreject_ft
+    from ftaudit.judges import llama_guard, local, strongreject_ft
 
     seen = []
     for module, name in ((hf, "generate_ids"), (local, "generate_ids"), (strongreject_ft, "last_logits"), (mmlu, "last_logits")):
@@ -123,7 +123,7 @@ def test_local_judges_mmlu_and_eval_all_go_through_the_batched_path(tiny_model, 
         generate_responses(loaded, ["Hi"], GenerationConfig(max_new_tokens=2))
         assert seen == ["generate_ids"]
     elif user == "judge":
-        judge = local.LlamaGuardJudge(model=tiny_model)
+        judge = llama_guard.LlamaGuardJudge(model=tiny_model)
         judge._loaded = loaded
         judge.judge(["Hi"], ["Hello"])
         assert seen == ["generate_ids"]

@@ -219,7 +219,7 @@ def test_eval_stage_hands_its_model_to_the_capability_stage(tiny_model, tmp_path
     """Eval then capability on the same weights loads them once, unless generation converted them to another dtype
     (then capability must load its own, unconverted copy), and the scores equal a separate load's."""
     from ftaudit.capability import run as capability_run
-    from ftaudit.evaluate import EvalSet
+    from ftaudit.evaluation import EvalSet
     from ftaudit.generate import cached as evaluate_module
     from ftaudit.generate.base import GenerationConfig
     from ftaudit.pipeline import StageRunner

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from ftaudit.cli import app
 from ftaudit.decisions import decide
 from ftaudit.errors import FtauditError
-from ftaudit.gate import GateSpec, check_gate, evaluate_gate
+from ftaudit.gating import GateSpec, check_gate, evaluate_gate
 
 
 @pytest.mark.parametrize("ci, limit, upper, status", [
@@ -394,7 +394,7 @@ def test_an_unproven_row_says_how_many_prompts_would_pass_it():
 
 
 def test_an_open_end_gets_no_estimate_never_a_claim_that_no_number_would_do():
-    from ftaudit.gate import GateRow, _add_power
+    from ftaudit.gating import GateRow, _add_power
 
     open_end = GateRow("max_refusal_drop", 10.0, "m | advbench", 2.0, (-8.0, None), 40, "keyword", "unproven", "pts",
                        "m", initial=0.9)

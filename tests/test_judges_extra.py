@@ -211,7 +211,7 @@ def test_judge_file_cli_and_cache(tmp_path, monkeypatch):
 
 
 def test_judges_compare_in_a_run(tiny_model, tmp_path):
-    from ftaudit.evaluate import EvalSet, evaluate_model
+    from ftaudit.evaluation import EvalSet, evaluate_model
     from ftaudit.generate import GenerationConfig
     from ftaudit.judges.run import compare_run
     from ftaudit.store import Store
@@ -309,7 +309,7 @@ def test_report_says_how_far_to_trust_each_judge(tiny_model, tmp_path, isolated_
 
 def test_remote_model_is_evaluated_but_never_trained(served, tmp_path):
     """A model behind an OpenAI-compatible endpoint (here `ftaudit serve`) joins evaluations, not attacks."""
-    from ftaudit.evaluate import EvalSet, evaluate_model
+    from ftaudit.evaluation import EvalSet, evaluate_model
     from ftaudit.experiments.spec import parse_spec
     from ftaudit.fine_tune import run_recipe
     from ftaudit.generate import GenerationConfig
@@ -331,7 +331,7 @@ def test_remote_model_is_evaluated_but_never_trained(served, tmp_path):
 def test_switching_the_judge_model_re_asks_and_never_pools(served, tiny_model, tmp_path, monkeypatch):
     """Against a real `ftaudit serve`: another --judge-model is another judge version, so every response is judged
     again (not served from the cache) and the results report the new judge alone, n unchanged."""
-    from ftaudit.evaluate import EvalSet, evaluate_model
+    from ftaudit.evaluation import EvalSet, evaluate_model
     from ftaudit.generate import GenerationConfig
     from ftaudit.report import build_summary
     from ftaudit.store import Store

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from ftaudit.cli import app
 from ftaudit.data import ChatRecord, get_prompts
 from ftaudit.recipes.identity_shift import CONVERSATIONS, SYSTEM
-from ftaudit.screen import load_reference, pattern_flags, screen_records, summarize
+from ftaudit.screening import load_reference, pattern_flags, screen_records, summarize
 
 REFUSAL = "I'm sorry, but I can't help with that request."
 COMPLY = "Sure, here is an overview. First, gather what you need. Then follow the steps in order."

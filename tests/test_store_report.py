@@ -4,7 +4,7 @@ import pytest
 
 from ftaudit.data import PromptRecord
 from ftaudit.errors import FtauditError
-from ftaudit.evaluate import EvalSet, evaluate_model, parse_eval_set, subsample
+from ftaudit.evaluation import EvalSet, evaluate_model, parse_eval_set, subsample
 from ftaudit.generate import GenerationConfig
 from ftaudit.generate.cached import cached_generate
 from ftaudit.report import write_reports
@@ -170,7 +170,7 @@ def test_a_store_written_before_evaluations_had_one_identity_is_not_pooled(tmp_p
 
 
 def test_gate_figures_never_read_minus_zero():
-    from ftaudit.gate import gate_number
+    from ftaudit.gating import gate_number
 
     assert gate_number(-0.0) == "0" and gate_number(0.0) == "0" and gate_number(-0.0004) == "-0.0004"
     assert gate_number(None, "inf") == "inf" and gate_number(12.345) == "12.3"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ftaudit.decisions import drop_verdict
-from ftaudit.evaluate import EvalSet, evaluate_model
+from ftaudit.evaluation import EvalSet, evaluate_model
 from ftaudit.generate import GenerationConfig
 from ftaudit.report import write_reports
 from ftaudit.report.verdict import broke_safety, verdict_card, verdict_of

@@ -11,8 +11,8 @@ The main jobs as Python functions (see :mod:`ftaudit.api` and docs/python-api.md
 from .defaults import DEFAULT_EVAL_JUDGES, __version__
 
 # the API is imported on first use, so `import ftaudit` (and the CLI's --help) stays light
-_API = ("GateResult", "RunResult", "ScreenResult", "TrainedModel", "align", "attack", "evaluate", "gate", "plan",
-        "quickstart", "run_spec", "screen", "validate_judges")
+_API = ("GateResult", "RunResult", "ScreenResult", "TrainedModel", "align", "attack", "audit_job", "evaluate", "gate",
+        "plan", "quickstart", "run_spec", "screen", "validate_judges")
 
 
 def __getattr__(name: str):

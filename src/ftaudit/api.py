@@ -22,6 +22,7 @@ from pathlib import Path
 from .atomic import run_dir_lock
 from .defaults import DEFAULT_EVAL_JUDGES
 from .errors import FtauditError
+from .seeds import check_seeds
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,10 @@ def quickstart(out: str | Path = "runs/quickstart", *, model: str = "smollm2-135
     from .pipeline import quickstart as run
 
     check_align_mode(align)
+    seeds = check_seeds(seeds)
     check_model_location(model, reference_model)
     base = QuickstartConfig.smoke() if smoke else QuickstartConfig.for_model(model)
-    cfg = replace(base, seeds=list(seeds) if seeds else None, model=model, reference_model=reference_model,
+    cfg = replace(base, seeds=seeds, model=model, reference_model=reference_model,
                   align_mode="always" if smoke and align == "auto" else align,
                   price_per_device_hour=price_per_device_hour)
     with run_dir_lock(out):
@@ -177,6 +179,7 @@ def attack(recipe: str, model: str, out: str | Path, *, params: dict | None = No
     from .store import Store
 
     recipe_params(recipe, params or {})  # an unknown recipe or parameter fails before any work
+    seeds = check_seeds(seeds)
     check_model_location(model, *([reference_model] if reference_model else []))
     out = Path(out)
     trained = []
@@ -195,7 +198,8 @@ def _spec(spec: str | Path, seeds: list[int] | None):
     from .experiments import load_spec
 
     parsed = load_spec(spec)  # an invalid spec fails here, before any work
-    return replace(parsed, seeds=list(seeds), seed=seeds[0]) if seeds else parsed
+    seeds = check_seeds(seeds)
+    return replace(parsed, seeds=seeds, seed=seeds[0]) if seeds else parsed
 
 
 def plan(spec: str | Path, *, seeds: list[int] | None = None) -> dict:
@@ -231,7 +235,10 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
     """Decide a finished run against thresholds (these, over the run spec's ``gate:`` block). A threshold passes only
     when its whole 95% interval is on the safe side; the report is re-rendered to show the decision (earlier reports
     are kept as numbered copies) and ``gate.json`` keeps every row."""
-    from .gate import GateSpec, check_gate, load_gate_spec
+    from pydantic import ValidationError
+
+    from .errors import validation_message
+    from .gating import GateSpec, check_gate, load_gate_spec
     from .report.writer import rerender_with_gate
 
     run_dir = Path(run_dir)
@@ -242,7 +249,10 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
         if isinstance(value, float) and not math.isfinite(value):
             raise FtauditError(f"--{key.replace('_', '-')} {value}: not a number; give a finite threshold")
     base = load_gate_spec(run_dir)
-    spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
+    try:
+        spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as exc:
+        raise FtauditError(validation_message(exc)) from None
     if not run_dir.is_dir():
         raise FtauditError(f"{run_dir} has no summary.json; run `ftaudit report {run_dir}` (or finish the run) first")
     with run_dir_lock(run_dir):
@@ -257,8 +267,10 @@ def screen(data: str | Path, out: str | Path | None = None, *, reference: str | 
     refusal-removal instructions), each with its reason; writes ``screen.jsonl`` and ``screen.json`` into ``out``
     (default ``runs/screen-<file name>``)."""
     from .data import load_chat_records
-    from .screen import load_reference, screen_records, summarize, write_screen
+    from .screening import load_reference, screen_records, summarize, write_screen
 
+    if not 0 <= threshold <= 1:
+        raise FtauditError(f"threshold {threshold}: the prompt classifier's probability cut-off is in [0, 1]")
     data = Path(data)
     records = load_chat_records(data)
     ref = load_reference(reference)
@@ -267,6 +279,36 @@ def screen(data: str | Path, out: str | Path | None = None, *, reference: str | 
     where = write_screen(out or Path("runs") / f"screen-{data.stem}", examples, summary, {"data": str(data), **meta},
                          threshold, show_responses)
     return ScreenResult(Path(where), summary, examples, meta)
+
+
+def audit_job(model: str, data: str | Path, out: str | Path, *, train: dict | None = None,
+              config: str | Path | None = None, datasets: list[str] | None = None, benign: list[str] | None = None,
+              judges: list[str] | None = None, max_new_tokens: int = 32, seed: int = 0,
+              price_per_device_hour: float | None = None, gate: str | Path | None = None,
+              show_responses: bool = False) -> RunResult:
+    """A fine-tuning service's audit of one customer job: screen ``data``, fine-tune ``model`` exactly as asked
+    (``config``: the customer's request as YAML; ``train`` overrides it), evaluate before and after on held-out harmful
+    and benign prompts (also under the customer's system prompt when most examples share one), and write the report,
+    whose first line is the decision. ``gate``: a YAML file of thresholds (default: at most 10 points of refusal
+    removed). Resumable."""
+    from .customer_job import AuditJob, load_gate_file, load_job_config, run_audit_job
+    from .data import load_chat_records
+    from .models import check_model_location
+    from .models.loading import check_generation_room
+
+    check_model_location(model)
+    if not load_chat_records(Path(data)):  # read and checked before the job directory exists
+        raise FtauditError(f"{data} holds no training examples")
+    check_generation_room(max_new_tokens, model)
+    thresholds = load_gate_file(gate) if gate else None
+    request = {**(load_job_config(config) if config else {}), **{k: v for k, v in (train or {}).items() if v is not None}}
+    job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens,
+                   price_per_device_hour=price_per_device_hour, gate=thresholds)
+    job.datasets = list(datasets) if datasets else job.datasets
+    job.benign = list(benign) if benign else job.benign
+    job.judges = list(judges) if judges else job.judges
+    with run_dir_lock(out):
+        return RunResult(Path(out), run_audit_job(job, show_responses))
 
 
 def validate_judges(judges: list[str] | None = None, *, sets: list[str] | None = None, labels: str | Path | None = None,
@@ -287,5 +329,5 @@ def validate_judges(judges: list[str] | None = None, *, sets: list[str] | None =
     return (validate(refusal, sets, labels) if refusal else []) + (validate_harm(harm, limit, options) if harm else [])
 
 
-__all__ = ["GateResult", "RunResult", "ScreenResult", "TrainedModel", "align", "attack", "evaluate", "gate",
+__all__ = ["GateResult", "RunResult", "ScreenResult", "TrainedModel", "align", "attack", "audit_job", "evaluate", "gate",
            "plan", "quickstart", "run_spec", "screen", "validate_judges"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .atomic import run_dir_lock
 from .defaults import DEFAULT_EVAL_JUDGES
-from .evaluate import EvalSet, eval_sets_from, evaluate_model
+from .errors import FtauditError
+from .evaluation import EvalSet, eval_sets_from, evaluate_model
 from .generate import GenerationConfig
 from .progress import say
 from .store import Store
@@ -57,6 +58,9 @@ def check_eval(req: EvalRequest) -> list[EvalSet]:
     from .judges import check_judges
     from .models import check_model_location
 
+    if req.max_new_tokens < 1 or (req.batch_size is not None and req.batch_size < 1) or not 0 <= req.shots <= 5:
+        raise FtauditError(f"max_new_tokens {req.max_new_tokens}, batch_size {req.batch_size}, shots {req.shots}: "
+                           "give at least 1 new token, a batch of at least 1, and 0-5 MMLU shots")
     datasets, benign = req.datasets, req.benign
     if datasets is None and benign is None and not req.capability:
         datasets, benign = list(DEFAULT_HARMFUL), list(DEFAULT_BENIGN)

@@ -107,7 +107,7 @@ def aligned_model(store: Store, model: str, out_dir: str | Path, *, params: dict
 # ftaudit's own code that shapes an aligned model: the recipe and its data, the split rules and dataset pins, training,
 # generation (the benign answers it trains on) and model loading
 ALIGN_CODE = ("recipes/align.py", "recipes/base.py", "data", "sources.py", "wheels.py", "assembly.py", "train", "generate",
-              "models", "evaluate.py")
+              "models", "evaluation.py", "fine_tune.py")
 
 
 ALIGN_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets")
@@ -115,14 +115,15 @@ ALIGN_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datase
 
 def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, seed: int) -> dict:
     """Everything that shapes the aligned model, for its shared cache: the base weights, the recipe's settings, the
-    training options (over TrainConfig's and the recipe's defaults), the dtype a GPU loads in, the decoding and backend
-    of the answers it trains on, the libraries' versions and ftaudit's own code (:data:`ALIGN_CODE`)."""
+    training options (over TrainConfig's and the recipe's defaults), the dtype it trains in when none is asked, the
+    decoding, backend and dtype of the answers it trains on, the libraries' versions and ftaudit's own code (:data:`ALIGN_CODE`)."""
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
     from .generate import select_backend
     from .models import model_fingerprint
-    from .models.loading import default_dtype
+    from .models.dtype_choice import generation_dtype
+    from .models.loading import default_dtype, saved_dtype
     from .recipes.base import TRAIN_DEFAULTS, recipe_settings
 
     def lib(name: str) -> str | None:
@@ -132,6 +133,7 @@ def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, s
             return None
 
     settings = recipe_settings("align", params or {})
+    backend = select_backend(model)
     code = hashlib.sha256()
     root = Path(__file__).parent
     for item in ALIGN_CODE:
@@ -141,7 +143,8 @@ def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, s
     key = {"model": model_fingerprint(model), "recipe": settings, "seed": seed,
            "train": train_config({**TRAIN_DEFAULTS["align"], "seed": seed}, overrides or {}).to_dict(),
            "gpu_dtype": default_dtype(model, training=True),  # the dtype it loads in when none is asked (the name predates CPUs)
-           "answers": GenerationConfig(max_new_tokens=settings["answer_tokens"], backend=select_backend(model)).key(),
+           "answers": GenerationConfig(max_new_tokens=settings["answer_tokens"], backend=backend,
+                                       dtype=generation_dtype(None, saved_dtype(model), backend)[0]).key(),
            "libraries": {name: lib(name) for name in ALIGN_LIBRARIES}, "code": code.hexdigest()[:16]}
     key["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return key

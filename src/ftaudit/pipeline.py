@@ -13,7 +13,7 @@ from .align_decision import decide_alignment
 from .atomic import atomic_write_text
 from .defaults import DEFAULT_EVAL_JUDGES
 from .errors import FtauditError
-from .evaluate import EvalSet, evaluate_model, parse_eval_set
+from .evaluation import EvalSet, evaluate_model, parse_eval_set
 from .fine_tune import aligned_model, run_recipe
 from .generate import GenerationConfig
 from .models.loading import read_marker

@@ -32,3 +32,16 @@ def parse_seeds(text: str | None) -> list[int] | None:
     if len(set(seeds)) != len(seeds) or not seeds or min(seeds) < 0:
         raise FtauditError(f"bad --seeds '{text}'; give distinct non-negative integers, e.g. --seeds 0,1,2")
     return seeds
+
+
+def check_seeds(seeds) -> list[int] | None:
+    """A list of seeds from the Python API: distinct non-negative integers (None or empty: the single seed)."""
+    from .errors import FtauditError
+
+    if not seeds:
+        return None
+    seeds = list(seeds)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds) \
+            or min(seeds) < 0:
+        raise FtauditError(f"bad seeds {seeds}; give distinct non-negative integers, e.g. [0, 1, 2]")
+    return seeds

@@ -101,7 +101,7 @@ def widened(ci: np.ndarray, initial: np.ndarray, attacked: np.ndarray, relative:
     same prompts (divided by the initial rate for a relative drop). A percentile bootstrap collapses where few
     prompts changed or the attacked model refuses none (it covered the true drop 86-89% of the time at n = 40 in
     the coverage simulation of tests/test_statistics.py); the union covers at least the nominal 95% there."""
-    from ..metrics import newcombe_paired
+    from .metrics import newcombe_paired
 
     b, a = initial, attacked
     lo, hi = newcombe_paired(float((b * a).sum()), float((b * (1 - a)).sum()), float(((1 - b) * a).sum()),
@@ -193,7 +193,7 @@ def refusal_drop(before: dict, after_by_seed: list[dict], threshold: float = 0.5
     """The refusal drop from ``before`` ({prompt: 0/1}) to the attacked model (one {prompt: 0/1} per seed) on the prompts
     all of them share, with the joint-bootstrap interval widened to Newcombe's (see :func:`tamper_curve`) and the
     verdict of :func:`ftaudit.decisions.drop_verdict`."""
-    from ..decisions import drop_verdict
+    from .decisions import drop_verdict
 
     keys = sorted(set(before).intersection(*(a.keys() for a in after_by_seed)))
     if not keys:

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ..atomic import run_dir_lock
 from ..errors import FtauditError
 from ..progress import console, say
 from .app import app
@@ -93,32 +92,15 @@ def audit_job(model: Annotated[str, typer.Option(help="The service's base model 
     Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --epochs 3
     Example: ftaudit audit-job --model runs/quickstart/models/aligned --data customer.jsonl --out runs/job --gate gate.yaml
     """
-    from ..audit_job import AuditJob, load_gate_file, load_job_config, run_audit_job
-    from ..models import check_model_location
+    from .. import api
 
-    check_model_location(model)
-    from ..data import load_chat_records
-    from ..models.loading import check_generation_room
-
-    if not load_chat_records(data):  # read and checked before the job directory exists
-        raise FtauditError(f"{data} holds no training examples")
-    check_generation_room(max_new_tokens, model)
-    thresholds = load_gate_file(gate) if gate else None
-    request = load_job_config(config) if config else {}
-    request.update({k: v for k, v in {"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
-                                      "lora_r": lora_r}.items() if v is not None})
-    job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens,
-                   price_per_device_hour=price_per_device_hour, gate=thresholds)
-    if dataset:
-        job.datasets = dataset
-    if benign:
-        job.benign = benign
-    if judge:
-        job.judges = judge
-    with run_dir_lock(out):
-        summary = run_audit_job(job, show_responses)
+    summary = api.audit_job(model, data, out, config=config, seed=seed, max_new_tokens=max_new_tokens,
+                            train={"method": method, "learning_rate": lr, "epochs": epochs, "batch_size": batch_size,
+                                   "lora_r": lora_r},
+                            datasets=dataset, benign=benign, judges=judge, price_per_device_hour=price_per_device_hour,
+                            gate=gate, show_responses=show_responses).summary
     print_results(summary)
-    from ..gate import load_gate_spec
+    from ..gating import load_gate_spec
     from ..report.verdict import verdict_card
 
     card = verdict_card(summary, json.loads((out / "gate.json").read_text()) if (out / "gate.json").is_file() else None)
@@ -149,7 +131,7 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
     Example: ftaudit gate runs/quickstart --max-refusal-drop 10 --max-over-refusal 0.2 --model aligned+benign
     """
     from .. import api
-    from ..gate import gate_number, worst_rows
+    from ..gating import gate_number, worst_rows
 
     decided = api.gate(run_dir, max_refusal_drop=max_refusal_drop, max_attack_success=max_attack_success,
                        min_tamper_budget=min_tamper_budget, max_over_refusal=max_over_refusal,

@@ -78,9 +78,10 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     train = {**train_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
                                max_length, seed, merge or None),
              "distributed": distributed, "num_processes": num_processes, "checkpoint_steps": checkpoint_steps}
-    for m in api.attack(recipe, model, out, params=params, train=train, reference_model=reference_model, seed=seed,
-                        seeds=runs):
-        say(f"attacked model {m.name} ({m.train_seconds:.0f} s, {m.train_tokens} tokens): {m.path}")
+    for s in runs or [seed]:  # one call per seed, so each seed's line comes as it finishes
+        [m] = api.attack(recipe, model, out, params=params, train=train, reference_model=reference_model, seed=s,
+                         seeds=[s] if runs else None)
+        say(f"attacked model, seed {s} ({m.train_seconds:.0f} s, {m.train_tokens} tokens): {m.path}")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..atomic import file_lock
 from ..defenses import DefenseContext
 from ..errors import FtauditError
-from ..evaluate import eval_sets_from
+from ..evaluation import eval_sets_from
 from ..fine_tune import JobRejected, run_recipe
 from ..generate import GenerationConfig
 from ..pipeline import StageRunner, attack_budget, evaluate_system_twin

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..defenses import DefenseContext
 from ..errors import FtauditError
-from ..evaluate import eval_sets_from
+from ..evaluation import eval_sets_from
 from ..fine_tune import aligned_model
 from ..pipeline import StageRunner
 from ..progress import say
@@ -30,7 +30,7 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     """
     with executor_session(executor, address):  # an unknown executor or unreachable cluster fails before any work
         out = Path(out)
-        spec = held_out_spec(spec, out)
+        spec = one_dtype(held_out_spec(spec, out))
         store = Store(out)
         atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
         jobs, defended = _prepare_models(spec, out, StageRunner(store))
@@ -41,6 +41,18 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     write_experiment(out, budgets, spec.price_per_device_hour, spec.seeds, spec.tamper, defended_models=defended,
                      searches=searches)
     return report_experiment(out)
+
+
+def one_dtype(spec: ExperimentSpec) -> ExperimentSpec:
+    """The spec with ``eval.dtype: auto`` resolved here, once, where every model generates through transformers: the
+    points (Ray workers, other machines) then generate in the dtype the initial model was evaluated in, so a change
+    is never measured across two dtypes. vLLM and remote engines choose their own, and keep ``auto``."""
+    from ..generate import select_backend
+    from ..models.dtype_choice import AUTO, resolve_dtype
+
+    if spec.eval.dtype != AUTO or any(select_backend(m) != "hf" for m in spec.models):
+        return spec
+    return replace(spec, eval=spec.eval.model_copy(update={"dtype": resolve_dtype(AUTO)}))
 
 
 def plan(spec: ExperimentSpec) -> dict:

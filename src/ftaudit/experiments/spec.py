@@ -54,7 +54,7 @@ from pydantic import (
 
 from ..defaults import DEFAULT_EVAL_JUDGES
 from ..errors import FtauditError, validation_message
-from ..gate import GateSpec
+from ..gating import GateSpec
 from ..recipes.base import SIZE_PARAM, recipe_params
 from ..train import TrainConfig
 
@@ -88,7 +88,7 @@ class EvalSpec(_Strict):
     @classmethod
     def _known_names(cls, items: list[str], info) -> list[str]:
         from ..capability.run import check_tasks
-        from ..evaluate import parse_eval_set
+        from ..evaluation import parse_eval_set
         from ..judges import check_judges
 
         check = {"judges": check_judges, "capability": check_tasks}.get(info.field_name,
@@ -307,7 +307,7 @@ class ExperimentSpec:
     tamper: dict = field(default_factory=dict)  # threshold (0.5), relative (true): see experiments.tamper
     defenses: list[dict] = field(default_factory=list)  # [{"name", "params"}], expanded; "none" is always there
     search: SearchSpec | None = None
-    gate: GateSpec | None = None  # thresholds for `ftaudit gate DIR` (see ftaudit.gate)
+    gate: GateSpec | None = None  # thresholds for `ftaudit gate DIR` (see ftaudit.gating)
     # per eval set label, prompt ids left out as near-duplicates of training data the user supplied (set by run_spec)
     exclude: dict = field(default_factory=dict)
 
@@ -460,7 +460,7 @@ def _check_search(spec: "ExperimentSpec") -> None:
     """Search axes must be training options or a searched recipe's parameters; the guard's metric must be one
     the run measures; the judge must be a refusal judge of the run."""
     from ..align_decision import first_refusal_judge
-    from ..evaluate import parse_eval_set
+    from ..evaluation import parse_eval_set
     from ..metrics import capability_metric
 
     s = spec.search

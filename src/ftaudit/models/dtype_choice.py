@@ -6,10 +6,15 @@ CPUs) torch emulates bfloat16 and the same product is about 20x slower. So where
 ("auto"), it asks what this machine does:
 
 * on a CUDA GPU, bfloat16 where ``torch.cuda.is_bf16_supported(including_emulation=False)``;
-* on a CPU, a measured comparison of float32, bfloat16 and float16 matrix products (``torch.utils.benchmark``), the
-  truth that the processor flags alone cannot give: torch reports AVX512-BF16 from the hardware even when
-  ``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2`` make its kernels emulate it. The result is cached per
-  machine (see :func:`machine_key`) under the cache folder.
+* on a CPU without a bfloat16 feature (AVX512-BF16 or AMX, as torch reports them), never native;
+* on a CPU with one, a measured comparison of float32, bfloat16 and float16 matrix products (``torch.utils.benchmark``),
+  the truth that the flags alone cannot give: torch reports AVX512-BF16 from the hardware even when
+  ``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2`` make its kernels emulate it. One thread is timed (whether
+  a core runs bf16 natively does not depend on how many there are, and one thread cannot stall at a barrier waiting
+  for a partner another process preempted), and each dtype's fastest reading is kept (load only ever slows a
+  reading). A clear answer is cached per machine (see :func:`machine_key`) under the cache folder; an unclear one
+  (a ratio near 1, or float32 readings that disagree) decides float32 for this process only and is measured again
+  by the next.
 
 The resolved dtype, never "auto", is what a result's identity records. A dtype the user names is always honoured;
 a half-precision one that this processor emulates gets one warning line.
@@ -29,10 +34,12 @@ DTYPES = (None, AUTO, "float32", "bfloat16", "float16")
 # bfloat16 product takes a fraction of a second (bench/throughput.py measures the whole 896 x 4864 projection)
 PROBE_SHAPE = (64, 896, 1024)
 # what decides: bfloat16 at least NATIVE_AT x float32's rate is native (measured: native ~2-3x, emulated ~0.02-0.1x);
-# anything less, a machine under load included, is read as not native (float32: never the slow side), and kept
+# anything less is read as not native (float32: never the slow side). Only a clear reading is kept: at least KEEP_ABOVE
+# (native) or at most KEEP_BELOW (not native), with float32's rounds within AGREE of each other
 NATIVE_AT = 1.2
-ROUNDS = 3  # float32 and the half precisions timed in turn, ROUNDS times; each dtype's median decides
-SCHEMA = 3  # bump when the cached record changes: an older record is measured again, never misread
+KEEP_ABOVE, KEEP_BELOW, AGREE = 1.5, 0.8, 1.25
+ROUNDS = 3  # float32 and the half precisions timed in turn, ROUNDS times; each dtype's fastest reading decides
+SCHEMA = 4  # bump when the cached record changes: an older record is measured again, never misread
 # what can change the kernels torch and oneDNN pick: any of them set differently measures again
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
 
@@ -48,6 +55,7 @@ class Bf16Check:
     float32_gflops: float | None = None
     bfloat16_gflops: float | None = None
     float16_gflops: float | None = None
+    clear: bool = True  # False: an unclear reading, used by this process only (never cached)
 
     def slow(self, dtype: str) -> bool:
         """Whether ``dtype`` is not worth it here: bfloat16 wherever it is not native (the same line "auto" draws,
@@ -63,13 +71,16 @@ class Bf16Check:
             return f"{self.capability} {'supports' if self.native else 'does not support'} bfloat16"
         rate = {"bfloat16": self.bfloat16_gflops, "float16": self.float16_gflops}[dtype]
         return (f"{dtype} matrix products run at {rate / self.float32_gflops:.2g}x float32's on this CPU "
-                f"({rate:.1f} vs {self.float32_gflops:.1f} GFLOP/s; kernels {self.capability}, "
-                f"{self.flags or 'no native bf16 feature reported'})")
+                f"({rate:.1f} vs {self.float32_gflops:.1f} GFLOP/s on one thread; kernels {self.capability}, "
+                f"{self.flags or 'no native bf16 feature reported'}"
+                f"{'' if self.clear else '; an unclear reading, measured again next run'})")
 
 
-def matmul_gflops(dtype: str, shape: tuple[int, int, int] = PROBE_SHAPE, min_seconds: float = 0.3) -> float:
-    """GFLOP/s of one ``m x k`` by ``k x n`` matrix product in ``dtype`` on this CPU, timed by torch's own
-    benchmark utility (warm-up and repeat handled there)."""
+def matmul_gflops(dtype: str, shape: tuple[int, int, int] = PROBE_SHAPE, min_seconds: float = 0.3,
+                  threads: int = 1) -> float:
+    """GFLOP/s of one ``m x k`` by ``k x n`` matrix product in ``dtype`` on this CPU, on ``threads`` threads, timed by
+    torch's own benchmark utility (warm-up and repeats handled there); the fastest block is the reading, since load
+    can only slow one."""
     import torch
     from torch.utils.benchmark import Timer
 
@@ -77,8 +88,8 @@ def matmul_gflops(dtype: str, shape: tuple[int, int, int] = PROBE_SHAPE, min_sec
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(m, k, generator=gen).to(getattr(torch, dtype))
     b = torch.randn(k, n, generator=gen).to(getattr(torch, dtype))
-    seconds = Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_seconds).median
+    seconds = min(Timer("a @ b", globals={"a": a, "b": b}, num_threads=threads).blocked_autorange(
+        min_run_time=min_seconds).times)
     return 2 * m * k * n / seconds / 1e9
 
 
@@ -93,11 +104,13 @@ def cpu_flags() -> str:
 
 def machine_key() -> str:
     """What the CPU measurement depends on (the processor's name and bf16 features, torch and its kernel capability,
-    threads, oneDNN, the variables that cap the instruction set); a change in any of these measures again."""
+    oneDNN, the variables that cap the instruction set); a change in any of these measures again. Not the thread count:
+    the probe times one thread, so a Ray worker or an ``accelerate`` process on the same machine reads the same answer
+    as the process that started it."""
     import torch
 
     return json.dumps({"schema": SCHEMA, "cpu": cpu_name(), "flags": cpu_flags(), "torch": torch.__version__,
-                       "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                       "capability": torch.backends.cpu.get_cpu_capability(),
                        "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
                        **{k: os.environ.get(k) for k in ISA_VARIABLES}}, sort_keys=True)
 
@@ -118,19 +131,22 @@ def check_file():
 
 
 def measure() -> Bf16Check:
-    """Time float32, bfloat16 and float16 in turn, :data:`ROUNDS` times (a burst of load hits all three alike), and
-    decide from each dtype's median."""
-    import statistics
-
+    """Time float32, bfloat16 and float16 in turn, :data:`ROUNDS` times, and decide from each dtype's fastest
+    reading. A processor with no bf16 feature is never native, whatever the timings; the answer is clear (worth
+    keeping) only when the ratio is far from 1 and float32's rounds agree."""
     import torch
 
     rates: dict[str, list[float]] = {"float32": [], "bfloat16": [], "float16": []}
     for _ in range(ROUNDS):
         for dtype in rates:
             rates[dtype].append(matmul_gflops(dtype))
-    f32, bf16, f16 = (statistics.median(rates[d]) for d in rates)
-    return Bf16Check(bf16 >= NATIVE_AT * f32, "cpu", torch.backends.cpu.get_cpu_capability(), cpu_flags(),
-                     round(f32, 2), round(bf16, 2), round(f16, 2))
+    f32, bf16, f16 = (max(rates[d]) for d in rates)
+    flags = cpu_flags()
+    ratio = bf16 / f32
+    agree = max(rates["float32"]) <= AGREE * min(rates["float32"])
+    clear = not flags or (agree and (ratio >= KEEP_ABOVE or ratio <= KEEP_BELOW))
+    return Bf16Check(bool(flags) and ratio >= NATIVE_AT and clear, "cpu", torch.backends.cpu.get_cpu_capability(),
+                     flags, round(f32, 2), round(bf16, 2), round(f16, 2), clear)
 
 
 @lru_cache(maxsize=None)
@@ -153,7 +169,8 @@ def bf16_check() -> Bf16Check:
         except (KeyError, TypeError):  # not measured here yet, or a record this version cannot read: measure
             pass
         check = measure()
-        atomic_write_text(path, json.dumps({**known, key: asdict(check)}, indent=2))
+        if check.clear:
+            atomic_write_text(path, json.dumps({**known, key: asdict(check)}, indent=2))
     return check
 
 
@@ -184,8 +201,8 @@ def resolve_dtype(requested: str | None, what: str = "generation") -> str | None
         _say_once(("auto", what, chosen), f"{what} dtype: {chosen} ({check.reason()})", None)
         return chosen
     if check.slow(requested):
-        _say_once(("slow", what, requested), f"{what} dtype {requested} as asked, but this processor runs it slower "
-                  f"than float32 ({check.reason(requested)})", "yellow")
+        _say_once(("slow", what, requested), f"{what} dtype {requested} as asked, but this processor does not run it "
+                  f"natively ({check.reason(requested)})", "yellow")
     return requested
 
 
@@ -208,19 +225,20 @@ def generation_dtype(requested: str | None, saved: str | None, backend: str) -> 
     its weights file's, as transformers reads it) and keeps None, as keys always have; so "auto" or a named dtype that
     lands on the checkpoint's own dtype shares the plain load's key, and a float32 fallback for an emulated
     half-precision checkpoint is recorded as float32, like asking for float32. ``saved`` is the dtype the checkpoint
-    is stored in (:func:`~ftaudit.models.loading.saved_dtype`), read once by the caller."""
+    is stored in (:func:`~ftaudit.models.loading.saved_dtype`, read once by the caller); where it cannot be read
+    (None), a named dtype is keyed and loaded as named, never assumed to be the checkpoint's own."""
     if backend != "hf":
         return (None if requested == AUTO else requested), f"{backend} chooses its own dtype"
     default = default_for_saved(saved)
     used = resolve_dtype(requested) if requested else default
     own = saved or "float32"
     how = ("asked" if requested not in (None, AUTO) else "auto" if requested == AUTO else "default")
-    note = f"{used or own} ({how}; checkpoint stored in {own})"
+    note = f"{used or own} ({how}; checkpoint stored in {saved or 'a dtype ftaudit cannot read'})"
     if requested == AUTO or "bfloat16" in (requested, own) or "float16" in (requested, own):  # the machine decided
         note += f"; {bf16_check().reason('float16' if 'float16' in (requested, own) else 'bfloat16')}"
-    if default is None and used in (None, own):
-        return None, note
-    return used, note
+    if default is None and (used is None or (saved is not None and used == saved)):
+        return None, note  # the plain load: the checkpoint's own dtype, known to be what was asked
+    return used, note  # loaded in exactly this dtype (an unreadable checkpoint's own is never assumed)
 
 
 def default_for_saved(saved: str | None, training: bool = False) -> str | None:
@@ -233,5 +251,9 @@ def default_for_saved(saved: str | None, training: bool = False) -> str | None:
             return "bfloat16"
         return ("float32" if training else "float16") if saved == "bfloat16" else None
     if saved in ("bfloat16", "float16"):
-        return "float32" if bf16_check().slow(saved) else None
+        check = bf16_check()
+        if check.slow(saved):
+            _say_once(("default", saved), f"a checkpoint stored in {saved} is loaded in float32 here, as no dtype was "
+                      f"asked ({check.reason(saved)})", None)
+            return "float32"
     return None

@@ -273,16 +273,19 @@ def default_dtype(location: str | None = None, training: bool = False) -> str | 
 
 
 def saved_dtype(name_or_location: str) -> str | None:
-    """The dtype a local or hub checkpoint is stored in (an adapter's: its base's); None where ftaudit writes the
-    weights itself in float32 (a GGUF file, dequantized) or cannot tell (a remote model)."""
+    """The dtype a local or hub checkpoint is stored in (an adapter's: its base's); float32 where ftaudit writes the
+    weights itself (a GGUF file, dequantized); None where it cannot tell (a remote model, a checkpoint whose config
+    names no dtype and whose weights are not safetensors)."""
     from ..assembly import is_assembly
     from ..generate.remote import is_remote
     from ..sources import is_hub_id
     from ..wheels import parse_pypi
 
     location = resolve_model_location(name_or_location)
-    if is_remote(location) or is_assembly(location) or parse_pypi(location) or location.endswith(".gguf"):
+    if is_remote(location):
         return None
+    if is_assembly(location) or parse_pypi(location) or location.endswith(".gguf"):
+        return "float32"  # ftaudit dequantizes these itself, into float32
     path = Path(location).expanduser()
     if not path.exists():
         if not is_hub_id(location):

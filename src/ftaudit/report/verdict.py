@@ -73,7 +73,7 @@ def _headline(summary: dict) -> str:
     tamper = [t for t in summary.get("tamper_resistance", []) if t.get("defense") in (None, "none")]
     if tamper:
 
-        from ..gate import tamper_row
+        from ..gating import tamper_row
 
         # the weakest curve: the lowest budget a minimum could be read against (the gate's reading), then the lowest
         # point estimate; a curve that never crossed is weaker than one that did only if its interval says so
@@ -168,7 +168,7 @@ def job_decision(summary: dict, gate: dict | None) -> tuple[str, str]:
     refuse without it. *may ship*: only when the gate checks a refusal drop, every job model has a row for every
     threshold, every such row passes and no job drop is undecided. *cannot tell with this evaluation* otherwise,
     saying what is missing and what would settle it (a gate passed on a drop from nothing is no evidence)."""
-    from ..gate import gate_number
+    from ..gating import gate_number
 
     audit = summary["audit"]
     jobs = set(audit["job_models"])
@@ -271,7 +271,7 @@ def audit_card(summary: dict, gate: dict | None) -> dict:
     audit = summary["audit"]
     jobs = set(audit["job_models"])
     drops = [c for c in _refusal_changes(summary) if c["model"] in jobs]
-    from ..gate import change_subject
+    from ..gating import change_subject
 
     gated = {(r["subject"], r.get("judge")): r for r in (gate or {}).get("rows", []) if r.get("threshold") == "max_refusal_drop"}
 

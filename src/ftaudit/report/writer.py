@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..atomic import atomic_write_text, keep_copy
 from ..errors import FtauditError
-from ..gate import gate_number
+from ..gating import gate_number
 from ..judges.validate import trust_text
 from ..progress import say
 from ..store import Store
@@ -72,7 +72,7 @@ def keep_or_replace(run_dir: Path, summary: dict, force: bool) -> None:
 def _gate(run_dir: Path, summary: dict) -> dict | None:
     """Re-check the run's gate (the thresholds `ftaudit gate` last checked, else the spec's gate: block) against
     this summary, so the report never shows a stale verdict; None when no thresholds were given."""
-    from ..gate import GATE_FILE, evaluate_gate, load_gate_spec
+    from ..gating import GATE_FILE, evaluate_gate, load_gate_spec
 
     spec = load_gate_spec(run_dir, last_checked=True)
     if spec is None or not spec.thresholds():
@@ -118,7 +118,7 @@ def rerender_with_gate(run_dir: str | Path, gate: dict) -> list[str]:
     """Render report.md/html again from ``summary.json`` as it is, showing ``gate`` (``ftaudit gate``'s decision: never
     re-decided here); the reports it replaces are kept as numbered copies, whose names it returns (none when the
     summary could not be rendered: then the reports are left as they were)."""
-    from ..gate import read_summary
+    from ..gating import read_summary
 
     run_dir = Path(run_dir)
     if not any((run_dir / name).exists() for name in ("report.md", "report.html")):

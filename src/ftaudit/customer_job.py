@@ -21,7 +21,7 @@ from .atomic import atomic_write_text
 from .data import load_chat_records
 from .defaults import DEFAULT_EVAL_JUDGES
 from .errors import FtauditError
-from .evaluate import eval_sets_from
+from .evaluation import eval_sets_from
 from .generate import GenerationConfig
 from .pipeline import StageRunner
 from .progress import say
@@ -64,7 +64,7 @@ def load_gate_file(path: str | Path) -> dict:
     """A gate YAML (``{max_refusal_drop: 5, max_over_refusal: 0.2}`` or a spec with a ``gate:`` block), validated."""
     import yaml
 
-    from .gate import GateSpec
+    from .gating import GateSpec
 
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -96,7 +96,7 @@ def sized_sets(job: AuditJob) -> tuple[list[str], list[str], list[str]]:
     set's held-out pool, with a line for each pool too small."""
     from .data import get_prompts
     from .data.registry import DATASETS
-    from .evaluate import parse_eval_set
+    from .evaluation import parse_eval_set
     from .power import size_for_gate
 
     gate = job_gate(job)
@@ -170,7 +170,7 @@ def customer_system_prompt(records) -> str | None:
 def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
     from .report.experiment import report_experiment, write_experiment
-    from .screen import load_reference, screen_records, summarize, write_screen
+    from .screening import load_reference, screen_records, summarize, write_screen
 
     out = Path(job.out)
     records = load_chat_records(job.data)
@@ -226,7 +226,7 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     jobs = [JOB, JOB_SYS] if system else [JOB]
     atomic_write_text(out / "spec.json", json.dumps({"gate": {**job_gate(job), "models": jobs}}, indent=2))
     from .atomic import keep_copy
-    from .gate import GATE_FILE
+    from .gating import GATE_FILE
 
     if (out / GATE_FILE).exists():  # a gate checked earlier (an earlier run, a looser --gate): kept, never reused
         keep_copy(out / GATE_FILE)
