@@ -39,9 +39,10 @@ def print_processor() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}{f' ({forced})' if forced else ''}, "
           f"bf16 features: {cpu_flags() or 'none'}; torch {torch.__version__}")
     shape = (64, 896, 4864)
-    f32 = matmul_gflops("float32", shape)
-    rates = {d: matmul_gflops(d, shape) for d in ("bfloat16", "float16")}
-    print(f"matmul {'x'.join(map(str, shape))}: float32 {f32:.1f} GFLOP/s, "
+    threads = torch.get_num_threads()  # what generation uses (ftaudit's own probe times one thread)
+    f32 = matmul_gflops("float32", shape, threads=threads)
+    rates = {d: matmul_gflops(d, shape, threads=threads) for d in ("bfloat16", "float16")}
+    print(f"matmul {'x'.join(map(str, shape))} on {threads} threads: float32 {f32:.1f} GFLOP/s, "
           + ", ".join(f"{d} {r:.1f} GFLOP/s ({r / f32:.2g}x float32)" for d, r in rates.items()))
 
 

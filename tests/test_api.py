@@ -96,3 +96,22 @@ def test_the_documented_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert re.search(r"gate (passed|failed) - exit code [01]", out)
     assert (tmp_path / "runs" / "api-example" / "eval" / "summary.json").is_file()
     assert (tmp_path / "runs" / "api-example" / "eval" / "gate.json").is_file()
+
+
+def test_the_api_checks_what_a_user_can_get_wrong_before_any_work(tmp_path):
+    cases = [
+        (lambda: ftaudit.quickstart(tmp_path / "q", seeds=[0, 0]), "seeds"),
+        (lambda: ftaudit.quickstart(tmp_path / "q", price_per_device_hour=float("nan")), "price"),
+        (lambda: ftaudit.screen(ROOT / "examples" / "customer-thermostat-faq.jsonl", tmp_path / "s", threshold=2),
+         "threshold"),
+        (lambda: ftaudit.evaluate("smollm2-135m-instruct", tmp_path / "e", dtype="bf16"), "dtype"),
+        (lambda: ftaudit.evaluate("smollm2-135m-instruct", tmp_path / "e", capability=["benign-nll"],
+                                  capability_limit=0), "capability_limit"),
+        (lambda: ftaudit.attack("benign", "smollm2-135m-instruct", tmp_path / "a", train={"epochs": "five"}), "epochs"),
+        (lambda: ftaudit.audit_job("smollm2-135m-instruct", ROOT / "examples" / "customer-thermostat-faq.jsonl",
+                                   tmp_path / "j", max_new_tokens=0), "max_new_tokens"),
+    ]
+    for call, what in cases:
+        with pytest.raises(FtauditError, match=what):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run directory was created

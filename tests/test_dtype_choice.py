@@ -418,3 +418,40 @@ def test_the_aligned_models_key_names_the_dtype_its_answers_were_generated_in(ti
     plain = fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)
     monkeypatch.setattr(choice, "generation_dtype", lambda requested, saved, backend: ("float16", ""))
     assert fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["hash"] != plain["hash"]  # a T4: answers in float16
+
+
+def test_a_runs_workers_are_handed_its_answer_and_the_environment_is_restored(monkeypatch, isolated_cache):
+    """A Ray worker or an accelerate process decides as its starting process did, without measuring."""
+    monkeypatch.delenv(dtype_choice.PINNED, raising=False)
+    monkeypatch.setattr(dtype_choice, "bf16_check", lambda: NATIVE)
+    with dtype_choice.pinned_for_workers():
+        handed = os.environ[dtype_choice.PINNED]
+    assert dtype_choice.PINNED not in os.environ  # only while the run lasts
+    code = ("from ftaudit.models import dtype_choice as d; d.measure = lambda: 1 / 0; "
+            "print(d.bf16_check().native, d.resolve_dtype('auto'))")
+    env = {**os.environ, dtype_choice.PINNED: handed, "FTAUDIT_CACHE": str(isolated_cache),
+           "ATEN_CPU_CAPABILITY": "avx2"}  # whatever this worker would measure, it never measures
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split()[-2:] == ["True", "bfloat16"], out.stdout + out.stderr
+
+
+def test_the_ray_executor_and_accelerate_launch_pass_the_answer_on(monkeypatch):
+    from ftaudit.experiments import run as run_module
+    from ftaudit.train import launch
+
+    monkeypatch.setattr(dtype_choice, "bf16_check", lambda: EMULATED)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def session(executor, address):
+        seen["env"] = os.environ.get(dtype_choice.PINNED)
+        raise Stop
+
+    monkeypatch.setattr(run_module, "executor_session", session)
+    with pytest.raises(Stop):
+        run_module.run_spec(None, "unused", executor="ray")
+    assert json.loads(seen["env"])["native"] is False
+    assert dtype_choice.PINNED in dtype_choice.pinned_answer() or __import__("torch").cuda.is_available()
+    assert "pinned_answer()" in Path(launch.__file__).read_text()  # the launched workers' environment carries it

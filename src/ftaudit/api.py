@@ -133,6 +133,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, model: str = "smollm2-135
 
     check_align_mode(align)
     seeds = check_seeds(seeds)
+    _check_price(price_per_device_hour)
     check_model_location(model, reference_model)
     base = QuickstartConfig.smoke() if smoke else QuickstartConfig.for_model(model)
     cfg = replace(base, seeds=seeds, model=model, reference_model=reference_model,
@@ -178,7 +179,10 @@ def attack(recipe: str, model: str, out: str | Path, *, params: dict | None = No
     from .recipes.base import recipe_params
     from .store import Store
 
+    from .fine_tune import train_config
+
     recipe_params(recipe, params or {})  # an unknown recipe or parameter fails before any work
+    train_config({}, train or {})  # so does an unknown or out-of-range training option
     seeds = check_seeds(seeds)
     check_model_location(model, *([reference_model] if reference_model else []))
     out = Path(out)
@@ -248,8 +252,8 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
     for key, value in given.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise FtauditError(f"--{key.replace('_', '-')} {value}: not a number; give a finite threshold")
-    base = load_gate_spec(run_dir)
     try:
+        base = load_gate_spec(run_dir)
         spec = GateSpec(**{**(base.model_dump() if base else {}), **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:
         raise FtauditError(validation_message(exc)) from None
@@ -296,10 +300,19 @@ def audit_job(model: str, data: str | Path, out: str | Path, *, train: dict | No
     from .models import check_model_location
     from .models.loading import check_generation_room
 
+    from .evaluation import eval_sets_from
+    from .judges import check_judges
+
+    _check_price(price_per_device_hour)
+    if max_new_tokens < 1:
+        raise FtauditError(f"max_new_tokens {max_new_tokens}: give at least 1")
     check_model_location(model)
     if not load_chat_records(Path(data)):  # read and checked before the job directory exists
         raise FtauditError(f"{data} holds no training examples")
     check_generation_room(max_new_tokens, model)
+    eval_sets_from(list(datasets or []), list(benign or []))  # names, files and limits, before any work
+    if judges:
+        check_judges(list(judges), {})
     thresholds = load_gate_file(gate) if gate else None
     request = {**(load_job_config(config) if config else {}), **{k: v for k, v in (train or {}).items() if v is not None}}
     job = AuditJob(model, str(data), str(out), request, seed=seed, max_new_tokens=max_new_tokens,
@@ -309,6 +322,11 @@ def audit_job(model: str, data: str | Path, out: str | Path, *, train: dict | No
     job.judges = list(judges) if judges else job.judges
     with run_dir_lock(out):
         return RunResult(Path(out), run_audit_job(job, show_responses))
+
+
+def _check_price(price: float | None) -> None:
+    if price is not None and not (math.isfinite(price) and price >= 0):
+        raise FtauditError(f"price per device-hour {price}: give a finite, non-negative number")
 
 
 def validate_judges(judges: list[str] | None = None, *, sets: list[str] | None = None, labels: str | Path | None = None,

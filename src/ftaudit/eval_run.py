@@ -58,9 +58,15 @@ def check_eval(req: EvalRequest) -> list[EvalSet]:
     from .judges import check_judges
     from .models import check_model_location
 
-    if req.max_new_tokens < 1 or (req.batch_size is not None and req.batch_size < 1) or not 0 <= req.shots <= 5:
-        raise FtauditError(f"max_new_tokens {req.max_new_tokens}, batch_size {req.batch_size}, shots {req.shots}: "
-                           "give at least 1 new token, a batch of at least 1, and 0-5 MMLU shots")
+    from .models.dtype_choice import DTYPES
+
+    if req.max_new_tokens < 1 or (req.batch_size is not None and req.batch_size < 1) or not 0 <= req.shots <= 5 \
+            or (req.capability_limit is not None and req.capability_limit < 1):
+        raise FtauditError(f"max_new_tokens {req.max_new_tokens}, batch_size {req.batch_size}, shots {req.shots}, "
+                           f"capability_limit {req.capability_limit}: give at least 1 new token, a batch of at least 1, "
+                           "0-5 MMLU shots and at least 1 capability item")
+    if req.dtype not in DTYPES:
+        raise FtauditError(f"unknown generation dtype '{req.dtype}'; use auto, float32, bfloat16 or float16")
     datasets, benign = req.datasets, req.benign
     if datasets is None and benign is None and not req.capability:
         datasets, benign = list(DEFAULT_HARMFUL), list(DEFAULT_BENIGN)

@@ -28,9 +28,15 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     ``executor="ray"`` runs the points as Ray tasks (``address``: a cluster, or None for a local instance);
     ``out`` must then be on storage every worker sees.
     """
-    with executor_session(executor, address):  # an unknown executor or unreachable cluster fails before any work
+    from contextlib import nullcontext
+
+    from ..models.dtype_choice import pinned_for_workers
+
+    # Ray workers get this process's dtype answer (set before they start), so a change is never measured across two
+    # dtypes; local points run in this process, which decides once
+    with pinned_for_workers() if executor == "ray" else nullcontext(), executor_session(executor, address):
         out = Path(out)
-        spec = one_dtype(held_out_spec(spec, out))
+        spec = held_out_spec(spec, out)
         store = Store(out)
         atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
         jobs, defended = _prepare_models(spec, out, StageRunner(store))
@@ -41,18 +47,6 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
     write_experiment(out, budgets, spec.price_per_device_hour, spec.seeds, spec.tamper, defended_models=defended,
                      searches=searches)
     return report_experiment(out)
-
-
-def one_dtype(spec: ExperimentSpec) -> ExperimentSpec:
-    """The spec with ``eval.dtype: auto`` resolved here, once, where every model generates through transformers: the
-    points (Ray workers, other machines) then generate in the dtype the initial model was evaluated in, so a change
-    is never measured across two dtypes. vLLM and remote engines choose their own, and keep ``auto``."""
-    from ..generate import select_backend
-    from ..models.dtype_choice import AUTO, resolve_dtype
-
-    if spec.eval.dtype != AUTO or any(select_backend(m) != "hf" for m in spec.models):
-        return spec
-    return replace(spec, eval=spec.eval.model_copy(update={"dtype": resolve_dtype(AUTO)}))
 
 
 def plan(spec: ExperimentSpec) -> dict:

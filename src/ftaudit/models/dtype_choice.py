@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -33,11 +34,13 @@ DTYPES = (None, AUTO, "float32", "bfloat16", "float16")
 # the probe: a 64-row batch through a slice of a 0.5B model's MLP (hidden 896); small enough that an emulated
 # bfloat16 product takes a fraction of a second (bench/throughput.py measures the whole 896 x 4864 projection)
 PROBE_SHAPE = (64, 896, 1024)
-# what decides: bfloat16 at least NATIVE_AT x float32's rate is native (measured: native ~2-3x, emulated ~0.02-0.1x);
-# anything less is read as not native (float32: never the slow side). Only a clear reading is kept: at least KEEP_ABOVE
-# (native) or at most KEEP_BELOW (not native), with float32's two fastest rounds within AGREE of each other
+# what decides: bfloat16 at least KEEP_ABOVE x float32's rate, read clearly, is native (measured: native ~2-3x,
+# emulated ~0.02-0.1x); anything else is read as not native (float32: never the slow side). Only a clear reading is
+# kept: at least KEEP_ABOVE or at most KEEP_BELOW, with float32's two fastest rounds within AGREE of each other.
+# float16 on a CPU is worth it only at NATIVE_AT x float32's rate or more
 NATIVE_AT = 1.2
 KEEP_ABOVE, KEEP_BELOW, AGREE = 1.5, 0.8, 1.25
+PINNED = "FTAUDIT_BF16_CHECK"  # a run's starting process hands its answer to its workers through the environment
 ROUNDS = 3  # float32 and the half precisions timed in turn, ROUNDS times; each dtype's fastest reading decides
 SCHEMA = 4  # bump when the cached record changes: an older record is measured again, never misread
 # what can change the kernels torch and oneDNN pick: any of them set differently measures again
@@ -146,7 +149,7 @@ def measure() -> Bf16Check:
     best, second = sorted(rates["float32"], reverse=True)[:2]
     agree = best <= AGREE * second  # the two fastest float32 readings: one disturbed round does not make it unclear
     clear = not flags or (agree and (ratio >= KEEP_ABOVE or ratio <= KEEP_BELOW))
-    return Bf16Check(bool(flags) and ratio >= NATIVE_AT and clear, "cpu", torch.backends.cpu.get_cpu_capability(),
+    return Bf16Check(bool(flags) and ratio >= KEEP_ABOVE and clear, "cpu", torch.backends.cpu.get_cpu_capability(),
                      flags, round(f32, 2), round(bf16, 2), round(f16, 2), clear)
 
 
@@ -158,6 +161,11 @@ def bf16_check() -> Bf16Check:
 
     if torch.cuda.is_available():  # native only: torch's default also says yes where bf16 is merely emulated
         return Bf16Check(torch.cuda.is_bf16_supported(including_emulation=False), "cuda", torch.cuda.get_device_name(0), "")
+    if os.environ.get(PINNED):  # a worker of a run: the answer its starting process used, so no change spans two dtypes
+        try:
+            return Bf16Check(**json.loads(os.environ[PINNED]))
+        except (ValueError, TypeError):
+            pass  # not ours to read: measure
     from ..atomic import atomic_write_text, file_lock
 
     path = check_file()
@@ -173,6 +181,30 @@ def bf16_check() -> Bf16Check:
         if check.clear:
             atomic_write_text(path, json.dumps({**known, key: asdict(check)}, indent=2))
     return check
+
+
+def pinned_answer() -> dict[str, str]:
+    """The environment entry that hands this process's answer to a process it starts (none on a GPU machine, where
+    each process asks its own GPU)."""
+    import torch
+
+    return {} if torch.cuda.is_available() else {PINNED: json.dumps(asdict(bf16_check()))}
+
+
+@contextmanager
+def pinned_for_workers():
+    """While a run lasts, hand this process's answer to every process it starts (Ray workers, ``accelerate launch``)
+    through the environment: its points then decide ``auto`` and the default dtype as its initial model was
+    evaluated, even where a worker's own reading would be unclear. A GPU worker still asks its own GPU."""
+    before = os.environ.get(PINNED)
+    os.environ.update(pinned_answer())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PINNED, None)
+        else:
+            os.environ[PINNED] = before
 
 
 def _read(path) -> dict:
@@ -230,7 +262,7 @@ def generation_dtype(requested: str | None, saved: str | None, backend: str) -> 
     (None), a named dtype is keyed and loaded as named, never assumed to be the checkpoint's own."""
     if backend != "hf":
         return (None if requested == AUTO else requested), f"{backend} chooses its own dtype"
-    default = default_for_saved(saved)
+    default = default_for_saved(saved, announce=not requested)  # a dtype asked is loaded as asked: no fallback line
     used = resolve_dtype(requested) if requested else default
     own = saved or "float32"
     how = ("asked" if requested not in (None, AUTO) else "auto" if requested == AUTO else "default")
@@ -242,7 +274,7 @@ def generation_dtype(requested: str | None, saved: str | None, backend: str) -> 
     return used, note  # loaded in exactly this dtype (an unreadable checkpoint's own is never assumed)
 
 
-def default_for_saved(saved: str | None, training: bool = False) -> str | None:
+def default_for_saved(saved: str | None, training: bool = False, announce: bool = True) -> str | None:
     """The dtype a checkpoint stored in ``saved`` is loaded in when none is asked for (the rule of
     :func:`ftaudit.models.loading.default_dtype`, which reads ``saved`` and asks here)."""
     import torch
@@ -254,7 +286,8 @@ def default_for_saved(saved: str | None, training: bool = False) -> str | None:
     if saved in ("bfloat16", "float16"):
         check = bf16_check()
         if check.slow(saved):
-            _say_once(("default", saved), f"a checkpoint stored in {saved} is loaded in float32 here, as no dtype was "
-                      f"asked ({check.reason(saved)})", None)
+            if announce:
+                _say_once(("default", saved), f"a checkpoint stored in {saved} is loaded in float32 here, as no dtype "
+                          f"was asked ({check.reason(saved)})", None)
             return "float32"
     return None

@@ -69,7 +69,9 @@ def launch(records: list[ChatRecord], base_model: str, cfg: TrainConfig, out_dir
         "base_model": base_model, "config": cfg.to_dict(), "recipe": recipe, "safety_compromised": safety_compromised,
         "trust_remote_code": trust_remote_code}, indent=2))
     log_path = out_dir / "launch.log"
-    env = {**os.environ, WORKER_ENV: "1"}
+    from ..models.dtype_choice import pinned_answer
+
+    env = {**os.environ, **pinned_answer(), WORKER_ENV: "1"}  # the workers load in the dtype this process keyed
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0 or not (out_dir / "train_result.json").exists():
