@@ -13,14 +13,8 @@ import time
 
 import numpy as np
 
-from ftaudit.coverage import (
-    bca_coverage,
-    budget_coverage,
-    drop_coverage,
-    newcombe_coverage,
-    seeds_coverage,
-    wilson_coverage,
-)
+from ftaudit.coverage import (bca_coverage, budget_coverage, drop_coverage, newcombe_coverage, seeds_coverage,
+                              wilson_coverage)
 
 
 def main() -> None:

@@ -60,9 +60,9 @@ def test_a_value_is_one_row_or_an_error_never_a_guess(tmp_path):
 
 
 def test_gate_decides_a_run_as_the_command_does_and_refuses_a_bad_threshold_in_one_line(tmp_path):
-    from test_gate import _summary
-
     import json
+
+    from test_gate import _summary
 
     (tmp_path / "summary.json").write_text(json.dumps(_summary()))
     decision = ftaudit.gate(tmp_path, max_refusal_drop=10)

@@ -138,7 +138,6 @@ def test_load_only_slows_a_reading_so_the_fastest_decides_and_an_unclear_one_is_
 
 def test_the_probe_times_one_thread_and_the_thread_count_is_not_part_of_the_machine(monkeypatch):
     import torch
-
     from torch.utils import benchmark
 
     seen = []

@@ -19,14 +19,8 @@ import pytest
 from scipy.special import ndtri
 from scipy.stats import binom, multinomial, norm
 
-from ftaudit.coverage import (
-    bca_coverage,
-    budget_coverage,
-    drop_coverage,
-    newcombe_coverage,
-    seeds_coverage,
-    wilson_coverage,
-)
+from ftaudit.coverage import (bca_coverage, budget_coverage, drop_coverage, newcombe_coverage, seeds_coverage,
+                              wilson_coverage)
 from ftaudit.metrics import across_seeds, mean_ci, newcombe_paired, wilson
 from ftaudit.tamper import crossing_interval, tamper_curve
 

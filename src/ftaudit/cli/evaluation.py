@@ -14,17 +14,8 @@ from ..defaults import DEFAULT_EVAL_JUDGES
 from ..errors import FtauditError
 from ..progress import console, say
 from .app import app, judges_app
-from .common import (
-    JudgeBaseUrl,
-    JudgeModel,
-    JudgeTemplate,
-    Policy,
-    PolicyFile,
-    judge_options,
-    print_results,
-    table,
-    user_errors,
-)
+from .common import (JudgeBaseUrl, JudgeModel, JudgeTemplate, Policy, PolicyFile, judge_options, print_results, table,
+                     user_errors)
 
 
 @app.command("eval")
