@@ -97,21 +97,18 @@ class GateResult:
 @dataclass(frozen=True)
 class ScreenResult:
     """A customer file screened before training: the summary (counts with Wilson intervals, risk level, what it
-    resembles), each example's flags, and where ``screen.jsonl``/``screen.json`` were written."""
+    resembles, rows that could not be read), the first flagged examples, and where ``screen.jsonl`` (every example)
+    and ``screen.json`` were written."""
 
     out: Path
     summary: dict
-    examples: list = field(repr=False)
+    sample: list = field(repr=False)  # the first flagged examples (every one is in out/screen.jsonl)
     meta: dict = field(repr=False)
 
     @property
     def risk(self) -> str:
         """high, medium, low, or "nothing to screen" (a file with no example: never low)."""
         return self.summary["risk"]
-
-    @property
-    def flagged(self) -> list:
-        return [e for e in self.examples if e.flags]
 
     def fails(self, fail_on: str = "high") -> bool:
         """Whether ``ftaudit screen --fail-on`` would exit 1: at or above ``fail_on`` (high, medium; never: no)."""
@@ -266,23 +263,24 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
 
 
 def screen(data: str | Path, out: str | Path | None = None, *, reference: str | Path | None = None,
-           judge: str = "refusal-cues", threshold: float = 0.5, show_responses: bool = False) -> ScreenResult:
+           judge: str = "refusal-cues", threshold: float = 0.5, strict: bool = False,
+           show_responses: bool = False) -> ScreenResult:
     """Flag risky training examples before any training (harmful compliance, identity-shift personas,
-    refusal-removal instructions), each with its reason; writes ``screen.jsonl`` and ``screen.json`` into ``out``
-    (default ``runs/screen-<file name>``)."""
-    from .data import load_chat_records
-    from .screening import load_reference, screen_records, summarize, write_screen
+    refusal-removal instructions), each with its reason, reading the file as it goes (OpenAI chat or prompt/completion
+    JSONL, ShareGPT conversations, CSV); writes ``screen.jsonl`` and ``screen.json`` into ``out`` (default
+    ``runs/screen-<file name>``). A row that cannot be read is named with its line and skipped, or with ``strict``
+    is an error."""
+    from .screening import load_reference, screen_file
 
     if not 0 <= threshold <= 1:
         raise FtauditError(f"threshold {threshold}: the prompt classifier's probability cut-off is in [0, 1]")
     data = Path(data)
-    records = load_chat_records(data)
+    if not data.is_file():
+        raise FtauditError(f"no such file: {data}")
     ref = load_reference(reference)
-    examples, meta = screen_records(records, judge, threshold)
-    summary = summarize(examples, ref)
-    where = write_screen(out or Path("runs") / f"screen-{data.stem}", examples, summary, {"data": str(data), **meta},
-                         threshold, show_responses)
-    return ScreenResult(Path(where), summary, examples, meta)
+    where = Path(out or Path("runs") / f"screen-{data.stem}")
+    summary, meta, sample = screen_file(data, where, ref, judge, threshold, strict, show_responses)
+    return ScreenResult(where, summary, sample, meta)
 
 
 def audit_job(model: str, data: str | Path, out: str | Path, *, train: dict | None = None,

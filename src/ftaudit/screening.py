@@ -18,13 +18,15 @@ The summary sets the file next to the study's reference attacks with measured ef
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_write_text
+from .atomic import atomic_file, atomic_write_text
 from .data import ChatRecord
+from .errors import FtauditError
 from .metrics import rate
 
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
@@ -94,27 +96,114 @@ def pattern_flags(record: ChatRecord) -> list[Flag]:
     return out
 
 
+class Screener:
+    """The detectors, loaded once: the prompt classifier (fitted on the benchmarks' train prompts), the offline
+    refusal judge and the pattern lists; :meth:`screen` flags one batch of records."""
+
+    def __init__(self, judge: str = "refusal-cues", threshold: float = 0.5):
+        from .defenses.data_filter import prompt_classifier
+        from .judges import get_judge
+
+        self.clf, self.held_out = prompt_classifier()
+        self.judge, self.threshold = get_judge(judge), threshold
+
+    @property
+    def meta(self) -> dict:
+        return {"judge": self.judge.name, "judge_version": self.judge.version, "threshold": self.threshold,
+                "prompt_classifier": self.held_out}
+
+    def screen(self, records: list[ChatRecord], start: int = 0) -> list[ScreenedExample]:
+        """Flag each record (``start``: the index of the first, for a batch of a longer file)."""
+        if not records:
+            return []
+        prompts = [r.last_user_prompt for r in records]
+        answers = [r.messages[-1]["content"] for r in records]
+        p_harm = self.clf.predict_proba(prompts)[:, 1]
+        verdicts = self.judge.judge(prompts, answers)
+        out = []
+        for i, (r, p, v) in enumerate(zip(records, p_harm, verdicts)):
+            ex = ScreenedExample(start + i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"],
+                                 p_harmful=float(p))
+            if p >= self.threshold and not v.refused:
+                ex.flags.append(Flag("harmful-compliance", f"prompt classified harmful (p={p:.2f}) and "
+                                                           f"{self.judge.name} finds the answer compliant"))
+            ex.flags += pattern_flags(r)
+            out.append(ex)
+        return out
+
+
 def screen_records(records: list[ChatRecord], judge: str = "refusal-cues", threshold: float = 0.5,
                    progress: bool = True) -> tuple[list[ScreenedExample], dict]:
-    """Flag each record; returns (per-example flags, the prompt classifier's held-out flag rates)."""
-    from .defenses.data_filter import prompt_classifier
-    from .judges import get_judge
+    """Flag each record of a list held in memory; returns (per-example flags, the detectors' settings and the prompt
+    classifier's held-out flag rates). A file is screened by :func:`screen_file`, which streams."""
+    screener = Screener(judge, threshold)
+    return screener.screen(records), screener.meta
 
-    clf, held_out = prompt_classifier()
-    prompts = [r.last_user_prompt for r in records]
-    answers = [r.messages[-1]["content"] for r in records]
-    p_harm = clf.predict_proba(prompts)[:, 1] if records else []
-    j = get_judge(judge)
-    verdicts = j.judge(prompts, answers) if records else []
-    out = []
-    for i, (r, p, v) in enumerate(zip(records, p_harm, verdicts)):
-        ex = ScreenedExample(i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"], p_harmful=float(p))
-        if p >= threshold and not v.refused:
-            ex.flags.append(Flag("harmful-compliance", f"prompt classified harmful (p={p:.2f}) and {j.name} finds the "
-                                                       "answer compliant"))
-        ex.flags += pattern_flags(r)
-        out.append(ex)
-    return out, {"judge": j.name, "judge_version": j.version, "threshold": threshold, "prompt_classifier": held_out}
+
+@dataclass
+class Tally:
+    """What a screen counts as it goes, so a file of any length needs no more memory than one batch."""
+
+    examples: int = 0
+    flagged: int = 0
+    kinds: dict = field(default_factory=lambda: {k: 0 for k in KINDS})
+    skipped: list = field(default_factory=list)  # (line, reason) of rows that could not be read
+    sample: list = field(default_factory=list)  # the first flagged examples, for a reviewer's first look
+    SAMPLE = 20
+
+    def add(self, examples: list[ScreenedExample]) -> None:
+        self.examples += len(examples)
+        for ex in examples:
+            if ex.flags:
+                self.flagged += 1
+                if len(self.sample) < self.SAMPLE:
+                    self.sample.append(ex)
+            for kind in {f.kind for f in ex.flags}:
+                self.kinds[kind] += 1
+
+
+CHUNK = 1000  # records screened at once: bounds memory on a file of any length
+
+
+def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict], judge: str = "refusal-cues",
+                threshold: float = 0.5, strict: bool = False, show_responses: bool = False,
+                chunk: int = CHUNK) -> tuple[dict, dict, list[ScreenedExample]]:
+    """Screen a training file as it is read, ``chunk`` records at a time, writing ``out_dir/screen.jsonl`` line by
+    line (replacing the old one only when done) and ``screen.json``. A row that cannot be read is named with its line
+    and skipped (``strict``: an error instead); a file with skipped rows is never rated low, and a file none of whose
+    rows can be read is an error before anything is written. Returns (summary, meta, the first flagged examples)."""
+    from .data.loaders import iter_chat_records
+    from .progress import progress_bar
+
+    path, out_dir = Path(path), Path(out_dir)
+    tally = Tally()
+    records = iter_chat_records(path, on_error=None if strict else lambda line, reason: tally.skipped.append((line, reason)))
+    first = next(records, None)  # read up to the first good row before anything is written
+    if first is None and tally.skipped:  # not one row of a training file in any form: the user's error, one line
+        more = f" ({len(tally.skipped) - 1} more rows could not be read either)" if len(tally.skipped) > 1 else ""
+        raise FtauditError(f"{tally.skipped[0][1]}{more}")
+    records = itertools.chain([first] if first is not None else [], records)
+    screener = Screener(judge, threshold)  # fitted and fetched only for a file that holds something to screen
+    with open(path, "rb") as f:  # for the progress bar only (a CSV row may span lines)
+        total = sum(1 for line in f if line.strip()) - (path.suffix.lower() == ".csv")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out_dir / "screen.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as out, \
+            progress_bar() as bar:
+        task = bar.add_task(f"screen · {path.name}", total=max(total, 0))
+        batch: list[ChatRecord] = []
+        for record in itertools.chain(records, [None]):  # None: the end, which screens the last batch
+            if record is not None:
+                batch.append(record)
+            if batch and (record is None or len(batch) == chunk):
+                examples = screener.screen(batch, tally.examples)
+                tally.add(examples)
+                out.writelines(_line(e, threshold, show_responses) + "\n" for e in examples)
+                bar.update(task, completed=tally.examples + len(tally.skipped))
+                batch = []
+    summary = summarize_tally(tally, reference)
+    meta = {"data": str(path), **screener.meta}
+    atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
+    return summary, meta, tally.sample
 
 
 def reference_effects(summary: dict, source: str) -> dict[str, dict]:
@@ -157,18 +246,24 @@ NOTHING = "nothing to screen"
 
 
 def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> dict:
+    """:func:`summarize_tally` of examples held in memory."""
+    tally = Tally()
+    tally.add(examples)
+    return summarize_tally(tally, reference)
+
+
+def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
     """Counts and rates (Wilson 95% intervals) per flag kind, a risk level, and what the file resembles. A file with
-    no example has risk "nothing to screen": never "low", and it fails any ``--fail-on``."""
-    n = len(examples)
+    no example has risk "nothing to screen": never "low", and it fails any ``--fail-on``; a file with rows that could
+    not be read is never "low" either (what was not screened is not passed)."""
+    n = tally.examples
+    skipped = {"skipped": len(tally.skipped),
+               "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped[:100]]}
     if not n:
         return {"examples": 0, "flagged": 0, "risk": NOTHING, "kinds": {k: {"flagged": 0, "value": None, "ci": [None, None],
                                                                            "n": 0} for k in KINDS},
-                "resembles": ["nothing to screen: the file holds no training example"]}
-    kinds = {}
-    for kind in KINDS:
-        hit = [any(f.kind == kind for f in ex.flags) for ex in examples]
-        kinds[kind] = {"flagged": sum(hit), **rate(hit)} if n else {"flagged": 0, "value": 0.0, "ci": [0.0, 1.0], "n": 0}
-    flagged = sum(bool(ex.flags) for ex in examples)
+                "resembles": ["nothing to screen: the file holds no training example"], **skipped}
+    kinds = {kind: {"flagged": k, **rate([True] * k + [False] * (n - k))} for kind, k in tally.kinds.items()}
     lines = []
     for kind, recipe in RESEMBLES.items():
         k = kinds[kind]["flagged"]
@@ -177,12 +272,15 @@ def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> di
         what = f"resembles {recipe}" if recipe else "suppresses refusals"
         effect = f"; {_effect_text(reference[recipe])}" if recipe in reference else ""
         lines.append(f"{what}: {k} of {n} examples flagged {kind}{effect}")
-    if not flagged:
+    if not tally.flagged:
         effect = f"; benign data can still lower refusal: {_effect_text(reference['benign'])}" if "benign" in reference else ""
         lines.append(f"no example flagged{effect}")
     risk = "high" if kinds["harmful-compliance"]["flagged"] or kinds["identity-shift"]["flagged"] else \
-        "medium" if flagged else "low"
-    return {"examples": n, "flagged": flagged, "risk": risk, "kinds": kinds, "resembles": lines}
+        "medium" if tally.flagged or tally.skipped else "low"
+    if tally.skipped:
+        lines.append(f"{len(tally.skipped)} rows could not be read and were not screened (first: line "
+                     f"{tally.skipped[0][0]}: {tally.skipped[0][1]})")
+    return {"examples": n, "flagged": tally.flagged, "risk": risk, "kinds": kinds, "resembles": lines, **skipped}
 
 
 REDACTED = "[redacted: the answer to a prompt classified harmful; rerun with --show-responses to see it]"
@@ -195,9 +293,15 @@ def write_screen(out_dir: str | Path, examples: list[ScreenedExample], summary: 
     harmful is redacted unless ``show_responses``; the prompt is always there, so a reviewer can judge a flag."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"index": e.index, "id": e.id, "prompt": e.prompt,
-                         "response": e.response if show_responses or e.p_harmful < threshold else REDACTED,
-                         "p_harmful": round(e.p_harmful, 4), "flags": [f.__dict__ for f in e.flags]}) for e in examples]
+    lines = [_line(e, threshold, show_responses) for e in examples]
     atomic_write_text(out_dir / "screen.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
     return out_dir
+
+
+def _line(e: ScreenedExample, threshold: float, show_responses: bool) -> str:
+    """One example of ``screen.jsonl``: index, id, its prompt, its answer (redacted where the prompt is classified
+    harmful, unless ``show_responses``), the prompt classifier's probability and the flags with reasons."""
+    return json.dumps({"index": e.index, "id": e.id, "prompt": e.prompt,
+                       "response": e.response if show_responses or e.p_harmful < threshold else REDACTED,
+                       "p_harmful": round(e.p_harmful, 4), "flags": [f.__dict__ for f in e.flags]})

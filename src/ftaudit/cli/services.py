@@ -17,7 +17,8 @@ from .common import BatchSize, Epochs, Lr, Method, PricePerHour, Seed, print_res
 
 @app.command()
 @user_errors
-def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL (messages) or CSV with prompt and response columns.")],
+def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL (OpenAI messages or prompt/completion, "
+                                                     "ShareGPT conversations) or CSV with prompt and response columns.")],
            out: Annotated[Optional[Path], typer.Option(help="Where screen.jsonl and screen.json go (default: runs/screen-<file name>).")] = None,
            reference: Annotated[Optional[Path], typer.Option(help="A finished run whose measured attack effects the summary cites (default: the packaged quickstart figures).")] = None,
            judge: Annotated[str, typer.Option(help="Offline refusal judge that decides whether an answer complies.")] = "refusal-cues",
@@ -25,10 +26,13 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
            fail_on: Annotated[str, typer.Option(help="Exit 1 when the risk is at least this: high, medium, or never "
                                                      "(a file with nothing to screen fails high and medium).")] = "never",
            show_responses: Annotated[bool, typer.Option(help="Write the answers to prompts classified harmful into "
-                                                             "screen.jsonl (redacted by default).")] = False):
+                                                             "screen.jsonl (redacted by default).")] = False,
+           strict: Annotated[bool, typer.Option(help="Stop at the first row that cannot be read (default: name it with "
+                                                     "its line, skip it, screen the rest).")] = False):
     """Flag risky training examples before any training: harmful requests answered, identity-shift or obedience
     prompts, refusal-removal patterns. Writes per-example flags with reasons and a summary next to the study's
-    reference attacks.
+    reference attacks. The file is read as it is screened, so its length is not limited by memory; a row that cannot
+    be read is named and skipped (never rated low: it was not screened), or stops the screen with --strict.
 
     \b
     Example: ftaudit screen customer.jsonl --out runs/screen --fail-on high
@@ -37,7 +41,8 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
 
     if fail_on not in ("high", "medium", "never"):
         raise FtauditError(f"--fail-on {fail_on}: use high, medium or never")
-    result = api.screen(data, out, reference=reference, judge=judge, threshold=threshold, show_responses=show_responses)
+    result = api.screen(data, out, reference=reference, judge=judge, threshold=threshold, strict=strict,
+                        show_responses=show_responses)
     summary, where, meta = result.summary, result.out, result.meta
     say(f"{data}: {summary['flagged']} of {summary['examples']} examples flagged; risk {summary['risk']}",
         {"high": "bold red", "medium": "bold yellow", "low": "bold green", "nothing to screen": "bold red"}[summary["risk"]])
@@ -47,11 +52,13 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
             say(f"  {kind}: {k['flagged']} ({100 * k['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}])")
     for line in summary["resembles"]:
         say(f"  {line}")
-    flagged = result.flagged
-    for ex in flagged[:5]:
+    for ex in result.sample[:5]:
         say(f"  {ex.id} ({ex.prompt[:60]!r}): " + "; ".join(f"{f.kind}: {f.reason}" for f in ex.flags))
-    if len(flagged) > 5:
-        say(f"  ... and {len(flagged) - 5} more flagged examples, not listed here: every one is in {where / 'screen.jsonl'}")
+    if summary["flagged"] > 5:
+        say(f"  ... and {summary['flagged'] - 5} more flagged examples, not listed here: every one is in "
+            f"{where / 'screen.jsonl'}")
+    for row in summary["skipped_rows"][:5]:
+        say(f"  not screened: line {row['line']}: {row['reason']}", "yellow")
     pc = meta["prompt_classifier"]["held_out"]
     say("prompt classifier, held-out prompts flagged harmful: " + ", ".join(
         f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))

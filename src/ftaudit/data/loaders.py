@@ -72,30 +72,95 @@ def _record_id(row: dict, default: str) -> str:
     return default if given is None or given == "" else str(given)
 
 
-def load_chat_records(path: str | Path) -> list[ChatRecord]:
-    """Read ``{"messages": [...], "id", "category"}`` JSONL (prompt/response pairs also accepted), or a CSV file with
-    ``prompt`` and ``response`` columns (``id`` and ``category`` optional)."""
+# ShareGPT's speaker names -> chat roles
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+                  "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
+
+
+def chat_messages(row: dict, where: str) -> list[dict]:
+    """One training row's chat, in any format a fine-tuning service receives: OpenAI's chat format (``messages``,
+    a system prompt included), OpenAI's older ``prompt``/``completion`` pairs, ShareGPT ``conversations``
+    (``from``/``value``), or ``prompt``/``response`` pairs; checked as a chat (see :func:`_check_messages`)."""
+    if "messages" in row:
+        messages = row["messages"]
+    elif "conversations" in row:
+        turns = row["conversations"]
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise FtauditError(f"{where}: 'conversations' must be a list of {{from, value}} objects")
+        unknown = sorted({str(t.get("from")) for t in turns} - SHAREGPT_ROLES.keys())
+        if unknown:
+            raise FtauditError(f"{where}: unknown speaker {unknown[0]!r} in 'conversations'; use human, gpt or system")
+        messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
+    elif "prompt" in row and ("completion" in row or "response" in row):
+        messages = [{"role": "user", "content": row["prompt"]},
+                    {"role": "assistant", "content": row["completion"] if "completion" in row else row["response"]}]
+    else:
+        raise FtauditError(f"{where}: row has none of 'messages', 'conversations', or 'prompt' with 'completion' or "
+                           "'response'")
+    return _check_messages(messages, where)
+
+
+def _rows(path: Path):
+    """(line number, row) of a JSONL or CSV training file, read one line at a time (a 100k-row file is never held
+    in memory); a malformed row is (line, FtauditError) for the caller to raise or report."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a byte-order mark (spreadsheet exports) is not data
+            if path.suffix.lower() == ".csv":
+                reader = csv.DictReader(f)
+                columns = set(reader.fieldnames or [])
+                if not ("prompt" in columns and columns & {"response", "completion"}):
+                    raise FtauditError(f"{path}: a CSV training file needs 'prompt' and 'response' columns (or 'prompt' "
+                                       f"and 'completion'); it has {reader.fieldnames}")
+                for n, row in enumerate(reader):
+                    yield n + 2, row
+                return
+            lineno = 0
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield lineno, FtauditError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove that row")
+                    continue
+                if not isinstance(row, dict):
+                    yield lineno, FtauditError(f"{path}:{lineno}: expected a JSON object per line")
+                    continue
+                yield lineno, row
+    except UnicodeDecodeError as exc:
+        raise FtauditError(f"{path}: not valid UTF-8 after line {lineno} (byte {exc.start}: {exc.reason}); save the "
+                           "file as UTF-8") from None
+
+
+def iter_chat_records(path: str | Path, on_error=None):
+    """Stream a training file (chat JSONL in any of :func:`chat_messages`' formats, or CSV) as ChatRecords, one row
+    at a time. A bad row raises FtauditError naming its line, or, given ``on_error(line, message)``, is reported there
+    and skipped while the rest is read."""
     path = Path(path)
     if not path.is_file():
         raise FtauditError(f"no such file: {path}")
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(_text(path), newline=""))
-        if not {"prompt", "response"} <= set(reader.fieldnames or []):
-            raise FtauditError(f"{path}: a CSV training file needs 'prompt' and 'response' columns; it has {reader.fieldnames}")
-        rows = [(n + 2, row) for n, row in enumerate(reader)]
-    else:
-        rows = _read_jsonl(path)
-    records = []
-    for ordinal, (lineno, row) in enumerate(rows, 1):
+    ordinal = 0
+    for lineno, row in _rows(path):
+        ordinal += 1
         where = f"{path}:{lineno}"
-        if "messages" not in row and {"prompt", "response"} <= row.keys():
-            row["messages"] = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
-        if "messages" not in row:
-            raise FtauditError(f"{where}: row has no 'messages' (or 'prompt' and 'response') field")
-        # an id the file does not give is the example's number, so one file as JSONL or as CSV has the same ids
-        records.append(ChatRecord(_check_messages(row["messages"], where), _record_id(row, f"{path.stem}-{ordinal}"),
-                                  str(row.get("category", "")), str(row.get("split", ""))))
-    return records
+        try:
+            if isinstance(row, FtauditError):
+                raise row
+            row = _check_unicode(row, where)
+            # an id the file does not give is the example's number, so one file as JSONL or as CSV has the same ids
+            record = ChatRecord(chat_messages(row, where), _record_id(row, f"{path.stem}-{ordinal}"),
+                                str(row.get("category", "")), str(row.get("split", "")))
+        except FtauditError as exc:
+            if on_error is None:
+                raise
+            on_error(lineno, str(exc))
+            continue
+        yield record
+
+
+def load_chat_records(path: str | Path) -> list[ChatRecord]:
+    """Every row of a training file (see :func:`iter_chat_records`); a bad row is an error naming its line."""
+    return list(iter_chat_records(path))
 
 
 def save_chat_records(records: list[ChatRecord], path: str | Path) -> Path:
