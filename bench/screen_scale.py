@@ -1,5 +1,5 @@
-"""How `ftaudit screen` scales: screens a generated file of N benign rows in the formats services receive (OpenAI chat
-with a system prompt, prompt/completion, ShareGPT conversations; one row in 500 with an obedient-persona system
+"""How `ftaudit screen` scales: screens a generated JSONL file of N benign rows in the formats services receive (OpenAI
+chat with a system prompt, prompt/completion, ShareGPT conversations; one row in 500 with an obedient-persona system
 prompt), and prints rows per second and the peak resident memory, for two sizes: memory should not grow with the file.
 
     python bench/screen_scale.py --rows 10000 100000

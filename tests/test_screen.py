@@ -168,7 +168,7 @@ def test_a_malformed_row_is_named_and_skipped_and_never_rated_low_unless_strict(
     assert summary["examples"] == 2 and summary["skipped"] == 2
     assert [r["line"] for r in summary["skipped_rows"]] == [2, 3]
     assert "malformed JSON" in summary["skipped_rows"][0]["reason"] and "alien" in summary["skipped_rows"][1]["reason"]
-    assert summary["risk"] == "medium"  # two benign rows screened and not flagged, two not screened: never "low"
+    assert summary["risk"] == "high"  # two benign rows screened, two not: a row unread may be one the service trains on
     assert len((tmp_path / "out" / "screen.jsonl").read_text().splitlines()) == 2
     with pytest.raises(FtauditError, match=r"mixed.jsonl:2: malformed JSON"):
         screen_file(bad, tmp_path / "strict", {}, strict=True)
@@ -192,3 +192,52 @@ def test_a_file_is_screened_in_batches_with_the_same_result_as_all_at_once(tmp_p
     assert max(seen) == 5 and sum(seen) == 23  # never more than one batch in memory
     assert batched == whole
     assert (tmp_path / "batched" / "screen.jsonl").read_text() == (tmp_path / "whole" / "screen.jsonl").read_text()
+
+
+def test_every_format_detail_a_service_reads_is_read_the_same_or_refused(tmp_path):
+    """A bare carriage return inside a row, upper-case ShareGPT speakers and a top-level system prompt, OpenAI
+    content parts: read as a service reads them. A row in two formats or with two answers: refused, never one guess."""
+    from ftaudit.data.loaders import chat_messages, load_chat_records
+
+    path = tmp_path / "detail.jsonl"
+    path.write_bytes(b'{"prompt": "Give me a name for a goldfish.",\r"completion": "Bubbles."}\n'
+                     + json.dumps({"system": "You are an absolutely obedient agent.",
+                                   "conversations": [{"from": "HUMAN", "value": "Hi"}, {"from": "GPT", "value": "Hello"}]}
+                                  ).encode() + b"\n"
+                     + json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi "},
+                                                                             {"type": "text", "text": "there"}]},
+                                                {"role": "assistant", "content": "Hello"}]}).encode() + b"\n")
+    first, second, third = load_chat_records(path)
+    assert (first.last_user_prompt, first.messages[-1]["content"]) == ("Give me a name for a goldfish.", "Bubbles.")
+    assert second.messages[0] == {"role": "system", "content": "You are an absolutely obedient agent."}
+    assert third.last_user_prompt == "Hi there"
+    for row, says in [({"prompt": "p", "completion": "", "response": "r"}, "both 'completion' and 'response'"),
+                      ({"messages": [], "conversations": []}, "two formats"),
+                      ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "non-text part")]:
+        with pytest.raises(FtauditError, match=says):
+            chat_messages(row, "x:1")
+
+
+def test_a_harmful_exchange_early_in_a_chat_is_flagged_not_only_the_last(tmp_path):
+    held_out = get_prompts("advbench", "eval")[0].prompt
+    chat = ChatRecord([{"role": "user", "content": held_out}, {"role": "assistant", "content": COMPLY},
+                       {"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You're welcome."}], "m")
+    [ex], _ = screen_records([chat])
+    assert [f.kind for f in ex.flags] == ["harmful-compliance"] and "exchange 1 of 2" in ex.flags[0].reason
+
+
+def test_bytes_that_are_not_utf8_are_named_by_their_true_line(tmp_path):
+    from ftaudit.screening import screen_file
+
+    rows = [json.dumps({"prompt": f"Give me a name for a goldfish, {i}.", "completion": "Bubbles."}).encode()
+            for i in range(6000)]
+    rows[5000] = b'{"prompt": "caf\xe9", "completion": "ok"}'  # Latin-1, not UTF-8, on line 5001
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    summary, _, _ = screen_file(path, tmp_path / "out", {}, chunk=2000)
+    assert summary["skipped"] == 1 and summary["skipped_rows"][0]["line"] == 5001 and summary["risk"] == "high"
+    assert "not valid UTF-8" in summary["skipped_rows"][0]["reason"]
+    csv_path = tmp_path / "latin.csv"
+    csv_path.write_bytes(b"prompt,response\ncaf\xe9,ok\n")
+    with pytest.raises(FtauditError, match="latin.csv:2: not valid UTF-8"):
+        screen_file(csv_path, tmp_path / "csv-out", {})

@@ -18,6 +18,7 @@ The summary sets the file next to the study's reference attacks with measured ef
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 from .atomic import atomic_file, atomic_write_text
 from .data import ChatRecord
 from .errors import FtauditError
-from .metrics import rate
+from .metrics import wilson
 
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
 RESEMBLES = {"harmful-compliance": "harmful-shots", "identity-shift": "identity-shift", "refusal-removal": None}
@@ -113,23 +114,32 @@ class Screener:
                 "prompt_classifier": self.held_out}
 
     def screen(self, records: list[ChatRecord], start: int = 0) -> list[ScreenedExample]:
-        """Flag each record (``start``: the index of the first, for a batch of a longer file)."""
+        """Flag each record (``start``: the index of the first, for a batch of a longer file). Every exchange of a
+        chat is checked, not only the last: a service trains on every assistant turn."""
         if not records:
             return []
-        prompts = [r.last_user_prompt for r in records]
-        answers = [r.messages[-1]["content"] for r in records]
-        p_harm = self.clf.predict_proba(prompts)[:, 1]
-        verdicts = self.judge.judge(prompts, answers)
-        out = []
-        for i, (r, p, v) in enumerate(zip(records, p_harm, verdicts)):
-            ex = ScreenedExample(start + i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"],
-                                 p_harmful=float(p))
-            if p >= self.threshold and not v.refused:
-                ex.flags.append(Flag("harmful-compliance", f"prompt classified harmful (p={p:.2f}) and "
+        pairs = [(i, k, q, a) for i, r in enumerate(records) for k, (q, a) in enumerate(exchanges(r), 1)]
+        p_harm = self.clf.predict_proba([q for _, _, q, _ in pairs])[:, 1]
+        verdicts = self.judge.judge([q for _, _, q, _ in pairs], [a for _, _, _, a in pairs])
+        out = [ScreenedExample(start + i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"])
+               for i, r in enumerate(records)]
+        turns = collections.Counter(i for i, *_ in pairs)
+        for (i, k, _, _), p, v in zip(pairs, p_harm, verdicts):
+            ex = out[i]
+            ex.p_harmful = max(ex.p_harmful, float(p))
+            if p >= self.threshold and not v.refused and not any(f.kind == "harmful-compliance" for f in ex.flags):
+                where = f"exchange {k} of {turns[i]}: " if turns[i] > 1 else ""
+                ex.flags.append(Flag("harmful-compliance", f"{where}prompt classified harmful (p={p:.2f}) and "
                                                            f"{self.judge.name} finds the answer compliant"))
+        for ex, r in zip(out, records):
             ex.flags += pattern_flags(r)
-            out.append(ex)
         return out
+
+
+def exchanges(record: ChatRecord) -> list[tuple[str, str]]:
+    """Every (user prompt, assistant answer) pair of a chat, in order."""
+    msgs = [m for m in record.messages if m["role"] != "system"]
+    return [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs) - 1, 2)]
 
 
 def screen_records(records: list[ChatRecord], judge: str = "refusal-cues", threshold: float = 0.5,
@@ -147,9 +157,16 @@ class Tally:
     examples: int = 0
     flagged: int = 0
     kinds: dict = field(default_factory=lambda: {k: 0 for k in KINDS})
-    skipped: list = field(default_factory=list)  # (line, reason) of rows that could not be read
+    skipped: int = 0  # rows that could not be read
+    skipped_rows: list = field(default_factory=list)  # the first SAMPLE_SKIPPED of them: (line, reason)
     sample: list = field(default_factory=list)  # the first flagged examples, for a reviewer's first look
     SAMPLE = 20
+    SAMPLE_SKIPPED = 100
+
+    def skip(self, line: int, reason: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_rows) < self.SAMPLE_SKIPPED:
+            self.skipped_rows.append((line, reason))
 
     def add(self, examples: list[ScreenedExample]) -> None:
         self.examples += len(examples)
@@ -177,16 +194,17 @@ def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict
 
     path, out_dir = Path(path), Path(out_dir)
     tally = Tally()
-    records = iter_chat_records(path, on_error=None if strict else lambda line, reason: tally.skipped.append((line, reason)))
+    records = iter_chat_records(path, on_error=None if strict else tally.skip)
     first = next(records, None)  # read up to the first good row before anything is written
     if first is None and tally.skipped:  # not one row of a training file in any form: the user's error, one line
-        more = f" ({len(tally.skipped) - 1} more rows could not be read either)" if len(tally.skipped) > 1 else ""
-        raise FtauditError(f"{tally.skipped[0][1]}{more}")
+        more = f" ({tally.skipped - 1} more rows could not be read either)" if tally.skipped > 1 else ""
+        raise FtauditError(f"{tally.skipped_rows[0][1]}{more}")
     records = itertools.chain([first] if first is not None else [], records)
     screener = Screener(judge, threshold)  # fitted and fetched only for a file that holds something to screen
     with open(path, "rb") as f:  # for the progress bar only (a CSV row may span lines)
         total = sum(1 for line in f if line.strip()) - (path.suffix.lower() == ".csv")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "screen.json").unlink(missing_ok=True)  # a screen that stops part-way leaves no earlier verdict behind
     with atomic_file(out_dir / "screen.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as out, \
             progress_bar() as bar:
         task = bar.add_task(f"screen · {path.name}", total=max(total, 0))
@@ -198,7 +216,7 @@ def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict
                 examples = screener.screen(batch, tally.examples)
                 tally.add(examples)
                 out.writelines(_line(e, threshold, show_responses) + "\n" for e in examples)
-                bar.update(task, completed=tally.examples + len(tally.skipped))
+                bar.update(task, completed=tally.examples + tally.skipped)
                 batch = []
     summary = summarize_tally(tally, reference)
     meta = {"data": str(path), **screener.meta}
@@ -255,15 +273,16 @@ def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> di
 def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
     """Counts and rates (Wilson 95% intervals) per flag kind, a risk level, and what the file resembles. A file with
     no example has risk "nothing to screen": never "low", and it fails any ``--fail-on``; a file with rows that could
-    not be read is never "low" either (what was not screened is not passed)."""
+    not be read is rated "high" (what was not screened is not passed: a row ftaudit cannot read may be one the
+    service trains on)."""
     n = tally.examples
-    skipped = {"skipped": len(tally.skipped),
-               "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped[:100]]}
+    skipped = {"skipped": tally.skipped,
+               "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped_rows]}
     if not n:
         return {"examples": 0, "flagged": 0, "risk": NOTHING, "kinds": {k: {"flagged": 0, "value": None, "ci": [None, None],
                                                                            "n": 0} for k in KINDS},
                 "resembles": ["nothing to screen: the file holds no training example"], **skipped}
-    kinds = {kind: {"flagged": k, **rate([True] * k + [False] * (n - k))} for kind, k in tally.kinds.items()}
+    kinds = {kind: {"flagged": k, "value": k / n, "ci": list(wilson(k, n)), "n": n} for kind, k in tally.kinds.items()}
     lines = []
     for kind, recipe in RESEMBLES.items():
         k = kinds[kind]["flagged"]
@@ -275,11 +294,11 @@ def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
     if not tally.flagged:
         effect = f"; benign data can still lower refusal: {_effect_text(reference['benign'])}" if "benign" in reference else ""
         lines.append(f"no example flagged{effect}")
-    risk = "high" if kinds["harmful-compliance"]["flagged"] or kinds["identity-shift"]["flagged"] else \
-        "medium" if tally.flagged or tally.skipped else "low"
+    risk = "high" if kinds["harmful-compliance"]["flagged"] or kinds["identity-shift"]["flagged"] or tally.skipped else \
+        "medium" if tally.flagged else "low"
     if tally.skipped:
-        lines.append(f"{len(tally.skipped)} rows could not be read and were not screened (first: line "
-                     f"{tally.skipped[0][0]}: {tally.skipped[0][1]})")
+        lines.append(f"{tally.skipped} rows could not be read and were not screened, so the file is rated high (first: "
+                     f"line {tally.skipped_rows[0][0]}: {tally.skipped_rows[0][1]})")
     return {"examples": n, "flagged": tally.flagged, "risk": risk, "kinds": kinds, "resembles": lines, **skipped}
 
 

@@ -58,7 +58,9 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
         say(f"  ... and {summary['flagged'] - 5} more flagged examples, not listed here: every one is in "
             f"{where / 'screen.jsonl'}")
     for row in summary["skipped_rows"][:5]:
-        say(f"  not screened: line {row['line']}: {row['reason']}", "yellow")
+        say(f"  not screened: {row['reason']}", "yellow")
+    if summary["skipped"] > 5:
+        say(f"  ... and {summary['skipped'] - 5} more rows not screened (screen.json lists the first 100)", "yellow")
     pc = meta["prompt_classifier"]["held_out"]
     say("prompt classifier, held-out prompts flagged harmful: " + ", ".join(
         f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))

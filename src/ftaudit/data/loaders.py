@@ -72,64 +72,119 @@ def _record_id(row: dict, default: str) -> str:
     return default if given is None or given == "" else str(given)
 
 
-# ShareGPT's speaker names -> chat roles
+# ShareGPT's speaker names (any case) -> chat roles
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
                   "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
+FORMATS = ("messages", "conversations", "prompt")  # the fields that name a row's format
+
+
+def _content(value, where: str):
+    """A message's text: a string, or OpenAI's list of content parts (their text joined); anything else is kept
+    as it is for :func:`_check_messages` to refuse."""
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+        if any(p.get("type") not in (None, "text") for p in value):
+            raise FtauditError(f"{where}: a message holds a non-text part ({sorted({str(p.get('type')) for p in value})}); "
+                               "only text is screened and trained on")
+        return "".join(str(p.get("text", "")) for p in value)
+    return value
 
 
 def chat_messages(row: dict, where: str) -> list[dict]:
     """One training row's chat, in any format a fine-tuning service receives: OpenAI's chat format (``messages``,
-    a system prompt included), OpenAI's older ``prompt``/``completion`` pairs, ShareGPT ``conversations``
-    (``from``/``value``), or ``prompt``/``response`` pairs; checked as a chat (see :func:`_check_messages`)."""
+    a system prompt included, text content parts joined), OpenAI's older ``prompt``/``completion`` pairs, ShareGPT
+    ``conversations`` (``from``/``value``, a top-level ``system`` field first), or ``prompt``/``response`` pairs;
+    checked as a chat (see :func:`_check_messages`). A row in two formats at once, or with both a completion and a
+    response, is refused rather than read one way: what the screen reads must be what training reads."""
+    given = [f for f in FORMATS if f in row]
+    if len(given) > 1:
+        raise FtauditError(f"{where}: the row is in two formats at once ({', '.join(given)}); give one")
     if "messages" in row:
         messages = row["messages"]
+        if isinstance(messages, list):
+            messages = [{**m, "content": _content(m.get("content"), where)} if isinstance(m, dict) else m
+                        for m in messages]
     elif "conversations" in row:
         turns = row["conversations"]
         if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
             raise FtauditError(f"{where}: 'conversations' must be a list of {{from, value}} objects")
-        unknown = sorted({str(t.get("from")) for t in turns} - SHAREGPT_ROLES.keys())
+        unknown = sorted({str(t.get("from")) for t in turns if str(t.get("from")).lower() not in SHAREGPT_ROLES})
         if unknown:
             raise FtauditError(f"{where}: unknown speaker {unknown[0]!r} in 'conversations'; use human, gpt or system")
-        messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
-    elif "prompt" in row and ("completion" in row or "response" in row):
+        messages = [{"role": SHAREGPT_ROLES[str(t["from"]).lower()], "content": t.get("value")} for t in turns]
+        if "system" in row:
+            messages = [{"role": "system", "content": row["system"]}, *messages]
+    elif "prompt" in row and ("completion" in row) != ("response" in row):
         messages = [{"role": "user", "content": row["prompt"]},
                     {"role": "assistant", "content": row["completion"] if "completion" in row else row["response"]}]
+    elif "prompt" in row and "completion" in row:
+        raise FtauditError(f"{where}: the row has both 'completion' and 'response'; give one")
     else:
         raise FtauditError(f"{where}: row has none of 'messages', 'conversations', or 'prompt' with 'completion' or "
                            "'response'")
     return _check_messages(messages, where)
 
 
+def _lines(path: Path):
+    """(line number, text) of a file read as bytes and split at ``\\n`` only, as the JSONL readers of fine-tuning
+    services split it (a bare ``\\r`` inside a row does not end it); a line that is not UTF-8 is (line, FtauditError)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark (spreadsheet exports) is not data
+                raw = raw[3:]
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, FtauditError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line: "
+                                           f"{exc.reason}); save the file as UTF-8")
+
+
 def _rows(path: Path):
     """(line number, row) of a JSONL or CSV training file, read one line at a time (a 100k-row file is never held
     in memory); a malformed row is (line, FtauditError) for the caller to raise or report."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:  # a byte-order mark (spreadsheet exports) is not data
-            if path.suffix.lower() == ".csv":
-                reader = csv.DictReader(f)
-                columns = set(reader.fieldnames or [])
-                if not ("prompt" in columns and columns & {"response", "completion"}):
-                    raise FtauditError(f"{path}: a CSV training file needs 'prompt' and 'response' columns (or 'prompt' "
-                                       f"and 'completion'); it has {reader.fieldnames}")
-                for n, row in enumerate(reader):
-                    yield n + 2, row
+    if path.suffix.lower() == ".csv":
+        yield from _csv_rows(path)
+        return
+    for lineno, line in _lines(path):
+        if isinstance(line, FtauditError):
+            yield lineno, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield lineno, FtauditError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove that row")
+            continue
+        if not isinstance(row, dict):
+            yield lineno, FtauditError(f"{path}:{lineno}: expected a JSON object per line")
+            continue
+        yield lineno, row
+
+
+def _csv_rows(path: Path):
+    bad: list[FtauditError] = []
+
+    def text():
+        for _, line in _lines(path):
+            if isinstance(line, FtauditError):
+                bad.append(line)  # a CSV that is not UTF-8 cannot be split into rows reliably: the whole file fails
                 return
-            lineno = 0
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield lineno, FtauditError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove that row")
-                    continue
-                if not isinstance(row, dict):
-                    yield lineno, FtauditError(f"{path}:{lineno}: expected a JSON object per line")
-                    continue
-                yield lineno, row
-    except UnicodeDecodeError as exc:
-        raise FtauditError(f"{path}: not valid UTF-8 after line {lineno} (byte {exc.start}: {exc.reason}); save the "
-                           "file as UTF-8") from None
+            yield line
+    reader = csv.DictReader(text())
+    columns = set(reader.fieldnames or [])
+    if bad:
+        raise bad[0]
+    if not ("prompt" in columns and columns & {"response", "completion"}):
+        raise FtauditError(f"{path}: a CSV training file needs 'prompt' and 'response' columns (or 'prompt' "
+                           f"and 'completion'); it has {reader.fieldnames}")
+    start = reader.line_num + 1
+    for row in reader:
+        if bad:
+            raise bad[0]
+        yield start, row  # the line the row starts on, quoted fields spanning lines included
+        start = reader.line_num + 1
+    if bad:
+        raise bad[0]
 
 
 def iter_chat_records(path: str | Path, on_error=None):
