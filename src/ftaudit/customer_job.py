@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .data import load_chat_records
-from .defaults import DEFAULT_EVAL_JUDGES
+from .defaults import DEFAULT_BENIGN_SETS, DEFAULT_EVAL_JUDGES, DEFAULT_HARMFUL_SETS
 from .errors import FtauditError
 from .evaluation import eval_sets_from
 from .generate import GenerationConfig
@@ -40,8 +40,8 @@ class AuditJob:
     data: str
     out: str
     train: dict = field(default_factory=dict)  # the customer's training request (TrainConfig fields)
-    datasets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40"])
-    benign: list[str] = field(default_factory=lambda: ["benign@40"])
+    datasets: list[str] = field(default_factory=lambda: list(DEFAULT_HARMFUL_SETS))
+    benign: list[str] = field(default_factory=lambda: list(DEFAULT_BENIGN_SETS))
     judges: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_JUDGES))
     capability: list[str] = field(default_factory=lambda: ["benign-nll"])
     max_new_tokens: int = 32
@@ -170,7 +170,7 @@ def customer_system_prompt(records) -> str | None:
 def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     """Run (or resume) the whole job into ``job.out``; returns the report's summary."""
     from .report.experiment import report_experiment, write_experiment
-    from .screening import load_reference, screen_records, summarize, write_screen
+    from .screening import load_reference, screen_file
 
     out = Path(job.out)
     records = load_chat_records(job.data)
@@ -187,9 +187,7 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
     stages = StageRunner(store)
     try:
         with stages("screen"):
-            examples, meta = screen_records(records)
-            screened = summarize(examples, load_reference(None))
-            write_screen(out / "screen", examples, screened, {"data": str(job.data), **meta})
+            screened, _, flagged_sample = screen_file(job.data, out / "screen", load_reference(None), strict=True)
             say(f"screen: {screened['flagged']} of {screened['examples']} examples flagged, risk {screened['risk']}",
                 "bold red" if screened["risk"] == "high" else "bold")
         prompts = [r.last_user_prompt for r in records]
@@ -236,7 +234,7 @@ def run_audit_job(job: AuditJob, show_responses: bool = False) -> dict:
                      audit={"job_models": jobs, "base_models": [BASE, BASE_SYS] if system else [BASE],
                             "screen": {k: screened[k] for k in ("examples", "flagged", "risk", "kinds", "resembles")},
                             "screen_examples": [{"id": e.id, "prompt": e.prompt[:200], "flags": [f.__dict__ for f in e.flags]}
-                                                for e in examples if e.flags][:10],
+                                                for e in flagged_sample[:10]],
                             "screen_file": "screen/screen.jsonl", "sets": {"harmful": job.datasets, "benign": job.benign},
                             "sizing_notes": sizing_notes})
     return report_experiment(out, show_responses)

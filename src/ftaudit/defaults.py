@@ -6,3 +6,7 @@ __version__ = "0.1.0"
 # Evaluations judge with both by default: keyword is the studies' metric (comparable with the papers), refusal-cues
 # the offline judge that agrees best with labelled replies; reports flag figures where the two differ by > 10 points.
 DEFAULT_EVAL_JUDGES = ("keyword", "refusal-cues")
+
+# The held-out sets an evaluation, a spec and a customer's job use when none are named
+DEFAULT_HARMFUL_SETS = ("advbench@40", "harmbench@40")
+DEFAULT_BENIGN_SETS = ("benign@40",)

@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import run_dir_lock
-from .defaults import DEFAULT_EVAL_JUDGES
+from .defaults import DEFAULT_BENIGN_SETS, DEFAULT_EVAL_JUDGES, DEFAULT_HARMFUL_SETS
 from .errors import FtauditError
-from .evaluation import EvalSet, eval_sets_from, evaluate_model
+from .evaluation import EvalSet, eval_sets_from
 from .generate import GenerationConfig
+from .pipeline import StageRunner
 from .progress import say
 from .store import Store
-
-DEFAULT_HARMFUL = ("advbench@40", "harmbench@40")
-DEFAULT_BENIGN = ("benign@40",)
 
 
 @dataclass
@@ -69,7 +67,7 @@ def check_eval(req: EvalRequest) -> list[EvalSet]:
         raise FtauditError(f"unknown generation dtype '{req.dtype}'; use auto, float32, bfloat16 or float16")
     datasets, benign = req.datasets, req.benign
     if datasets is None and benign is None and not req.capability:
-        datasets, benign = list(DEFAULT_HARMFUL), list(DEFAULT_BENIGN)
+        datasets, benign = list(DEFAULT_HARMFUL_SETS), list(DEFAULT_BENIGN_SETS)
     sets = eval_sets_from(datasets or [], benign or [], req.column)
     check_judges(req.judges if sets else [], req.judge_options)
     check_tasks(req.capability)
@@ -94,20 +92,12 @@ def run_eval(req: EvalRequest) -> dict:
     with run_dir_lock(req.out):
         sets = _held_out(req, sets)
         store = Store(req.out)
-        loaded = None
         try:
-            if sets:
-                with store.timed_stage(f"eval:{req.label}"):
-                    gen = GenerationConfig(max_new_tokens=req.max_new_tokens, batch_size=req.batch_size,
-                                           system_prompt=req.system_prompt, dtype=req.dtype)
-                    loaded = evaluate_model(store, req.label, "none", req.model, sets, gen, req.judges,
-                                            req.judge_options)
-            if req.capability:
-                from .capability.run import evaluate_capability
-
-                with store.timed_stage(f"capability:{req.label}"):
-                    evaluate_capability(store, req.label, "none", req.model, req.capability, req.capability_limit,
-                                        req.shots, client, req.lmeval_include, loaded=loaded)
+            gen = GenerationConfig(max_new_tokens=req.max_new_tokens, batch_size=req.batch_size,
+                                   system_prompt=req.system_prompt, dtype=req.dtype)
+            StageRunner(store).evaluate(req.label, "none", req.model, sets, gen, req.judges, req.capability,
+                                        req.capability_limit, judge_options=req.judge_options, shots=req.shots,
+                                        judge_client=client, lmeval_include=req.lmeval_include)
         finally:
             store.close()
         if sets:

@@ -37,15 +37,19 @@ class StageRunner:
 
     def evaluate(self, name: str, attack: str, location: str, sets: list[EvalSet], gen: GenerationConfig,
                  judges: list[str], capability: list[str] | None = None, capability_limit: int | None = None,
-                 stage: str | None = None) -> None:
-        """The eval stage (generate + judge) and, if asked, the capability stage for one model."""
-        with self(stage or f"eval:{name}"):
-            loaded = evaluate_model(self.store, name, attack, location, sets, gen, judges)
+                 stage: str | None = None, judge_options: dict | None = None, shots: int = 0, judge_client=None,
+                 lmeval_include: str | None = None) -> None:
+        """The eval stage (generate + judge; none without sets) and, if asked, the capability stage for one model."""
+        loaded = None
+        if sets:
+            with self(stage or f"eval:{name}"):
+                loaded = evaluate_model(self.store, name, attack, location, sets, gen, judges, judge_options)
         if capability:
             from .capability.run import evaluate_capability
 
             with self(f"capability:{name}"):
-                evaluate_capability(self.store, name, attack, location, capability, capability_limit, loaded=loaded)
+                evaluate_capability(self.store, name, attack, location, capability, capability_limit, shots,
+                                    judge_client, lmeval_include, loaded=loaded)
 
     def stopped(self, exc: BaseException) -> FtauditError:
         self.store.close()

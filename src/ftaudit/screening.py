@@ -1,10 +1,10 @@
 """Screen a fine-tuning file before any training: flag examples that resemble the attacks of Qi et al. 2023.
 
 Three detectors, each flag with its reason:
-``harmful-compliance``  the data-filter defense's rule: the last user prompt is classified harmful by the TF-IDF +
-                        logistic-regression prompt classifier (fitted on the benchmarks' *train* prompts, see
-                        :mod:`ftaudit.defenses.data_filter`) and the offline refusal judge (``refusal-cues``) finds
-                        the final answer compliant.
+``harmful-compliance``  the data-filter defense's rule, applied to every exchange of a chat: the user prompt is
+                        classified harmful by the TF-IDF + logistic-regression prompt classifier (fitted on the
+                        benchmarks' *train* prompts, see :mod:`ftaudit.defenses.data_filter`) and the offline
+                        refusal judge (``refusal-cues``) finds the answer to it compliant.
 ``identity-shift``      a system prompt, instruction prefix or answer that recasts the assistant as an obedient or
                         unrestricted persona ("absolutely obedient agent", "do anything now", "ignore your
                         guidelines").
@@ -187,8 +187,8 @@ def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict
                 chunk: int = CHUNK) -> tuple[dict, dict, list[ScreenedExample]]:
     """Screen a training file as it is read, ``chunk`` records at a time, writing ``out_dir/screen.jsonl`` line by
     line (replacing the old one only when done) and ``screen.json``. A row that cannot be read is named with its line
-    and skipped (``strict``: an error instead); a file with skipped rows is never rated low, and a file none of whose
-    rows can be read is an error before anything is written. Returns (summary, meta, the first flagged examples)."""
+    and skipped (``strict``: an error instead); a file with skipped rows is rated high, and a file none of whose rows
+    can be read is an error before anything is written. Returns (summary, meta, the first flagged examples)."""
     from .data.loaders import iter_chat_records
     from .progress import progress_bar
 
@@ -208,16 +208,11 @@ def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict
     with atomic_file(out_dir / "screen.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as out, \
             progress_bar() as bar:
         task = bar.add_task(f"screen · {path.name}", total=max(total, 0))
-        batch: list[ChatRecord] = []
-        for record in itertools.chain(records, [None]):  # None: the end, which screens the last batch
-            if record is not None:
-                batch.append(record)
-            if batch and (record is None or len(batch) == chunk):
-                examples = screener.screen(batch, tally.examples)
-                tally.add(examples)
-                out.writelines(_line(e, threshold, show_responses) + "\n" for e in examples)
-                bar.update(task, completed=tally.examples + tally.skipped)
-                batch = []
+        for batch in iter(lambda: list(itertools.islice(records, chunk)), []):
+            examples = screener.screen(batch, tally.examples)
+            tally.add(examples)
+            out.writelines(_line(e, threshold, show_responses) + "\n" for e in examples)
+            bar.update(task, completed=tally.examples + tally.skipped)
     summary = summarize_tally(tally, reference)
     meta = {"data": str(path), **screener.meta}
     atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
@@ -303,19 +298,6 @@ def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
 
 
 REDACTED = "[redacted: the answer to a prompt classified harmful; rerun with --show-responses to see it]"
-
-
-def write_screen(out_dir: str | Path, examples: list[ScreenedExample], summary: dict, meta: dict,
-                 threshold: float = 0.5, show_responses: bool = False) -> Path:
-    """``out_dir/screen.jsonl`` (one line per example: index, id, its prompt, its answer, the prompt classifier's
-    probability and the flags with reasons) and ``screen.json``. As in reports, the answer to a prompt classified
-    harmful is redacted unless ``show_responses``; the prompt is always there, so a reviewer can judge a flag."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [_line(e, threshold, show_responses) for e in examples]
-    atomic_write_text(out_dir / "screen.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-    atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
-    return out_dir
 
 
 def _line(e: ScreenedExample, threshold: float, show_responses: bool) -> str:

@@ -44,7 +44,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError,
                       field_validator)
 
-from ..defaults import DEFAULT_EVAL_JUDGES
+from ..defaults import DEFAULT_BENIGN_SETS, DEFAULT_EVAL_JUDGES, DEFAULT_HARMFUL_SETS
 from ..errors import FtauditError, validation_message
 from ..gating import GateSpec
 from ..recipes.base import SIZE_PARAM, recipe_params
@@ -65,8 +65,8 @@ class _Strict(BaseModel):
 
 
 class EvalSpec(_Strict):
-    datasets: list[str] = ["advbench@40", "harmbench@40"]
-    benign: list[str] = ["benign@40"]
+    datasets: list[str] = list(DEFAULT_HARMFUL_SETS)
+    benign: list[str] = list(DEFAULT_BENIGN_SETS)
     judges: list[str] = list(DEFAULT_EVAL_JUDGES)
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt | None = None  # speed only; None: 40 on CPU, up to 256 (what fits) on a GPU
