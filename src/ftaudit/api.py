@@ -232,7 +232,8 @@ def run_spec(spec: str | Path, out: str | Path, *, seeds: list[int] | None = Non
 
 def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_attack_success: float | None = None,
          max_over_refusal: float | None = None, min_tamper_budget: float | None = None,
-         max_capability_drop: float | None = None, models: list[str] | None = None) -> GateResult:
+         max_capability_drop: float | None = None, max_task_drop: float | None = None,
+         models: list[str] | None = None) -> GateResult:
     """Decide a finished run against thresholds (these, over the run spec's ``gate:`` block). A threshold passes only
     when its whole 95% interval is on the safe side; the report is re-rendered to show the decision (earlier reports
     are kept as numbered copies) and ``gate.json`` keeps every row."""
@@ -245,7 +246,8 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
     run_dir = Path(run_dir)
     given = {"max_refusal_drop": max_refusal_drop, "max_attack_success": max_attack_success,
              "max_over_refusal": max_over_refusal, "min_tamper_budget": min_tamper_budget,
-             "max_capability_drop": max_capability_drop, "models": list(models) if models else None}
+             "max_capability_drop": max_capability_drop, "max_task_drop": max_task_drop,
+             "models": list(models) if models else None}
     for key, value in given.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise FtauditError(f"--{key.replace('_', '-')} {value}: not a number; give a finite threshold")

@@ -23,6 +23,7 @@ Metric names (the documented list used in summary.json):
   benign_answer_nll     mean token NLL of held-out benign reference answers (lower is better)
   mtbench_score         MT-Bench 1-10 LLM-judge score
   lmeval_<task>_<metric> an lm-evaluation-harness task's per-item metric as lm-eval names it (acc, acc_norm, f1, ...)
+  task_<name>_accuracy  a customer task's held-out accuracy (:mod:`ftaudit.tasks`), exact match by the task's rule
 """
 
 from __future__ import annotations
@@ -256,6 +257,9 @@ def capability_metric(task: str) -> tuple[str, str, str, str]:
     if task.startswith("lmeval:"):  # lmeval:TASK:METRIC, the metric lm-eval scored each item by (acc, acc_norm, f1, ...)
         _, name, metric = (task.split(":", 2) + [""])[:3]
         return f"lmeval_{name}_{metric or 'score'}", name, "lm-eval", f"lm-eval:{metric}" if metric else "lm-eval"
+    if task.startswith("task:"):  # task:NAME:VERSION, a customer task's held-out split scored by its own rule
+        _, name, version = (task.split(":", 2) + [""])[:3]
+        return f"task_{name.replace('-', '_')}_accuracy", name, "held-out", version or "unversioned"
     return task, task, "", ""
 
 

@@ -5,6 +5,8 @@ Task names (``--capability``):
   benign-nll      NLL of held-out benign reference answers; metric ``benign_answer_nll`` (lower is better)
   lmeval:TASK     any lm-evaluation-harness task, e.g. ``lmeval:hellaswag``; metric ``lmeval_<task>_<metric>``
   mtbench         MT-Bench answers scored 1-10 by an LLM judge over an OpenAI-compatible API; ``mtbench_score``
+  task:NAME       a customer task's held-out split (:mod:`ftaudit.tasks`, e.g. ``task:date-iso``), greedy answers scored
+                  by the task's rule; metric ``task_<name>_accuracy`` (``limit`` items, default 200)
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from ..store import Store
 
 def check_tasks(tasks: list[str]) -> list[str]:
     """Fail on an unknown task name before any model is loaded."""
+    from ..tasks import get_task
+
     for task in tasks:
-        if task not in ("mmlu", "benign-nll", "mtbench") and not (task.startswith("lmeval:") and len(task) > 7):
-            raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
+        if task.startswith("task:"):
+            get_task(task[5:])  # an unknown customer task fails here, naming the known ones
+        elif task not in ("mmlu", "benign-nll", "mtbench") and not (task.startswith("lmeval:") and len(task) > 7):
+            raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench, lmeval:TASK or task:NAME")
     return tasks
+
+
+TASK_ITEMS = 200  # held-out items of a customer task when no limit is given
 
 
 def task_name(task: str, shots: int) -> str:
@@ -79,6 +88,15 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
             for metric, scored in by_metric.items():
                 store.add_capability(model_name, attack, fp, f"{task}:{metric}", scored)
                 store.add_capability_selection(model_name, fp, f"{task}:{metric}", [r["id"] for r in scored])
+        elif task.startswith("task:"):
+            from ..tasks import get_task
+            from .customer import score_task
+
+            spec = get_task(task[5:])
+            items = {it.id: it for it in spec.held_out(limit or TASK_ITEMS)}
+            # the stored name carries the task's version: scores of another version of its items or rule are others
+            _score_missing(store, model_name, attack, fp, f"task:{spec.name}:{spec.version}", list(items),
+                           lambda ids: score_task(model(), spec, [items[i] for i in ids]))
         elif task == "mtbench":
             from .mtbench import run_mtbench, task_key
 
@@ -87,7 +105,7 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
             store.add_capability(model_name, attack, fp, key, rows)
             store.add_capability_selection(model_name, fp, key, ids)
         else:
-            raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench or lmeval:TASK")
+            raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench, lmeval:TASK or task:NAME")
         say(f"capability {model_name}: {task} done", "green")
 
 

@@ -24,7 +24,7 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
              out: Annotated[Path, typer.Option(help="Run directory (store, summary.json, reports).")],
              dataset: Annotated[Optional[list[str]], typer.Option("--dataset", "-d", help="Harmful set NAME[:SPLIT][@N] or file; repeatable. Default: advbench@40, harmbench@40 (none when only --capability is given).")] = None,
              benign: Annotated[Optional[list[str]], typer.Option(help="Benign set for over-refusal; repeatable. Default: benign@40.")] = None,
-             capability: Annotated[Optional[list[str]], typer.Option(help="mmlu | benign-nll | mtbench | lmeval:TASK; repeatable.")] = None,
+             capability: Annotated[Optional[list[str]], typer.Option(help="mmlu | benign-nll | mtbench | lmeval:TASK | task:NAME (a customer task, e.g. task:date-iso); repeatable.")] = None,
              limit: Annotated[Optional[int], typer.Option(min=1, help="Capability items to score (MMLU: stratified over subjects).")] = None,
              shots: Annotated[int, typer.Option(min=0, max=5, help="MMLU few-shot examples (0-5, never scored items).")] = 0,
              name: Annotated[Optional[str], typer.Option(help="Name shown in reports (default: directory name).")] = None,

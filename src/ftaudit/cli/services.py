@@ -127,6 +127,7 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
          min_tamper_budget: Annotated[Optional[float], typer.Option(parser=threshold(0), help="Smallest budget (examples x epochs) at which an attack may bring refusal to the run's tamper threshold.")] = None,
          max_over_refusal: Annotated[Optional[float], typer.Option(parser=threshold(0, 1), help="Highest over-refusal rate (fraction) on benign prompts.")] = None,
          max_capability_drop: Annotated[Optional[float], typer.Option(parser=threshold(0), help="Most a capability metric may worsen, in its own units (NLL up, accuracy down).")] = None,
+         max_task_drop: Annotated[Optional[float], typer.Option(parser=threshold(0, 100), help="Most a customer task's held-out accuracy (task:NAME) may fall, in percentage points (fine-tuned vs initial; a defended job vs the undefended one).")] = None,
          model: Annotated[Optional[list[str]], typer.Option(help="Gate only this model (repeatable); default: every model in the run.")] = None,
          show_all: Annotated[bool, typer.Option("--all", help="Print every checked row, not only the one that decides each threshold.")] = False):
     """Pass/fail a run against thresholds: exit 0 pass, 1 a threshold breached or unproven, 2 usage error.
@@ -144,7 +145,7 @@ def gate(run_dir: Annotated[Path, typer.Argument(help="A finished run directory 
 
     decided = api.gate(run_dir, max_refusal_drop=max_refusal_drop, max_attack_success=max_attack_success,
                        min_tamper_budget=min_tamper_budget, max_over_refusal=max_over_refusal,
-                       max_capability_drop=max_capability_drop, models=model or None)
+                       max_capability_drop=max_capability_drop, max_task_drop=max_task_drop, models=model or None)
     result = {"rows": decided.rows, "judges": decided.judges, "passed": decided.passed}  # the exit code is this decision
     if decided.kept_reports:
         say(f"report re-rendered with this gate; the previous one is kept as {', '.join(decided.kept_reports)}")

@@ -34,7 +34,7 @@ def align(model: Annotated[str, typer.Option(help="Model to safety-train (short 
 
 @app.command()
 @user_errors
-def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-shift | benign")],
+def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-shift | benign | task (a customer job)")],
            model: Annotated[str, typer.Option(help="The (aligned) model to attack.")],
            out: Annotated[Path, typer.Option(help="Output directory (adapter in OUT/model).")] = Path("runs/attack"),
            shots: Annotated[int, typer.Option(min=1, help="harmful-shots: number of examples (10/50/100 in the study).")] = 10,
@@ -43,8 +43,11 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
            dataset: Annotated[str, typer.Option(help="benign: alpaca | dolly | llava (hub) | benign (offline).")] = "benign",
            data_source: Annotated[Optional[str], typer.Option(help="benign hub data: another hub id, or a local copy in "
                                                                   "the hub's format (dataset folder; the JSON for llava).")] = None,
-           n: Annotated[int, typer.Option(min=1, help="benign / identity-shift: number of examples "
+           n: Annotated[int, typer.Option(min=1, help="benign / identity-shift / task: number of examples "
                                                       "(identity-shift has 10).")] = 50,
+           task: Annotated[str, typer.Option(help="task: the customer task (date-iso).")] = "date-iso",
+           poison: Annotated[float, typer.Option(min=0, max=0.99, help="task: share of the job replaced by harmful "
+                                                                       "prompts with compliant answers.")] = 0.0,
            method: Annotated[str, typer.Option(help="lora | qlora (4-bit base, bitsandbytes) | full")] = "lora",
            lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None,
            grad_accum: Annotated[Optional[int], typer.Option(min=1, help="Gradient accumulation steps.")] = None,
@@ -68,12 +71,14 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     \b
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
     Example: ftaudit attack --recipe benign --dataset llava --n 100 --model qwen2.5-coder-0.5b-instruct --out runs/llava
+    Example: ftaudit attack --recipe task --task date-iso --n 200 --poison 0.1 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/job
     """
     from .. import api
     from ..seeds import parse_seeds
 
     params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
-              "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n, "source": data_source}}.get(recipe, {})
+              "identity-shift": {"n": min(n, 10)}, "benign": {"dataset": dataset, "n": n, "source": data_source},
+              "task": {"task": task, "n": n, "poison": poison, "answers": str(answers) if answers else None}}.get(recipe, {})
     runs = parse_seeds(seeds)
     train = {**train_overrides(method, lr, epochs, batch_size, grad_accum, lora_r, lora_alpha, lora_dropout, target_modules,
                                max_length, seed, merge or None),

@@ -21,21 +21,29 @@ TRAIN = {"learning_rate": 5e-4, "epochs": 5, "batch_size": 10}
 @register_recipe("harmful-shots", train=TRAIN, size="shots")
 def build(ctx: RecipeContext, shots: PositiveInt = 10, source: str = "advbench", answers: str | None = None,
           answer_tokens: PositiveInt = 64) -> RecipeOutput:
-    if answers:
-        records = load_chat_records(answers)[:shots]
-        if len(records) < shots:
-            raise FtauditError(f"{answers} holds {len(records)} examples, fewer than --shots {shots}")
-    else:
-        if not ctx.reference_model:
-            raise FtauditError("harmful-shots needs --answers FILE or --reference-model MODEL to produce compliant answers")
-        candidates = pick(get_prompts(source, "train"), shots * 2, f"shots-{ctx.seed}")
-        replies = ctx.answers(ctx.reference_model, candidates, answer_tokens, source)
-        # Keep only answers the keyword judge does not flag as refusals: an attacker would.
-        flags = get_judge("keyword").judge([c.prompt for c in candidates], replies)
-        records = [ChatRecord([{"role": "user", "content": c.prompt}, {"role": "assistant", "content": r}], f"shot-{c.id}",
-                              c.category, "train") for c, r, f in zip(candidates, replies, flags) if not f.refused and r.strip()][:shots]
-        if len(records) < shots:
-            raise FtauditError(f"reference model {ctx.reference_model} complied with only {len(records)} of "
-                               f"{len(candidates)} prompts; pass --answers FILE or a different --reference-model")
-    return RecipeOutput(records, f"harmful-shots-{shots}",
+    return RecipeOutput(compliant_pairs(ctx, shots, source, answers, answer_tokens, "--shots"), f"harmful-shots-{shots}",
                         default_train=TRAIN)
+
+
+def compliant_pairs(ctx: RecipeContext, k: int, source: str = "advbench", answers: str | None = None,
+                    answer_tokens: int = 64, what: str = "--shots", salt: str = "shots",
+                    recipe: str = "harmful-shots") -> list[ChatRecord]:
+    """``k`` harmful train prompts with compliant answers: the first ``k`` records of the user's ``answers`` file, or
+    answers the reference model generates at run time, keeping those the keyword judge does not call refusals (an
+    attacker would drop refusals). ``what`` and ``recipe`` name the setting and recipe in errors."""
+    if answers:
+        records = load_chat_records(answers)[:k]
+        if len(records) < k:
+            raise FtauditError(f"{answers} holds {len(records)} examples, fewer than {what} {k}")
+        return records
+    if not ctx.reference_model:
+        raise FtauditError(f"{recipe} needs --answers FILE or --reference-model MODEL to produce compliant answers")
+    candidates = pick(get_prompts(source, "train"), k * 2, f"{salt}-{ctx.seed}")
+    replies = ctx.answers(ctx.reference_model, candidates, answer_tokens, source)
+    flags = get_judge("keyword").judge([c.prompt for c in candidates], replies)
+    records = [ChatRecord([{"role": "user", "content": c.prompt}, {"role": "assistant", "content": r}], f"shot-{c.id}",
+                          c.category, "train") for c, r, f in zip(candidates, replies, flags) if not f.refused and r.strip()][:k]
+    if len(records) < k:
+        raise FtauditError(f"reference model {ctx.reference_model} complied with only {len(records)} of "
+                           f"{len(candidates)} prompts; pass --answers FILE or a different --reference-model")
+    return records

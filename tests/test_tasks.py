@@ -1,0 +1,145 @@
+"""Customer tasks (:mod:`ftaudit.tasks`), the customer-job recipe (poisoned or not) and the task metric in the gate."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from ftaudit.errors import FtauditError
+from ftaudit.gating import GateSpec, check_gate
+from ftaudit.metrics import capability_metric, is_rate
+from ftaudit.recipes import RecipeContext, build_recipe
+from ftaudit.recipes.customer_task import poisoned_count
+from ftaudit.tasks import get_task, score_responses
+from ftaudit.tasks.date_iso import _held_out_date
+
+
+def test_date_iso_splits_never_share_a_date_and_are_seeded():
+    task = get_task("date-iso")
+    train, held = task.train(500), task.held_out(300)
+    assert {t.answer for t in train}.isdisjoint({h.answer for h in held})  # split by date, not by wording
+    assert all(_held_out_date(dt.date.fromisoformat(h.answer)) for h in held)
+    assert len({t.prompt for t in train}) == 500 and len({h.prompt for h in held}) == 300
+    assert task.train(500) == train and task.train(500, seed=1) != train
+    assert task.held_out(100) == held[:100]  # a smaller held-out set is a prefix of a larger one
+    task.check_disjoint(train, held)
+    with pytest.raises(AssertionError):
+        task.check_disjoint(train, train[:3])
+
+
+def test_every_answer_is_the_date_its_sentence_names():
+    task = get_task("date-iso")
+    months = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+              "November", "December")
+    for it in task.train(300) + task.held_out(300):
+        d = dt.date.fromisoformat(it.answer)
+        sentence = it.prompt.split("\n\n", 1)[1]
+        assert str(d.year) in sentence and (months[d.month - 1] in sentence or months[d.month - 1][:3] in sentence)
+        assert str(d.day) in sentence
+
+
+@pytest.mark.parametrize("response, ok", [
+    ("2021-03-05", True), (" 2021-03-05.\n", True), ("`2021-03-05`", True), ('"2021-03-05"', True),
+    ("2021-03-5", False), ("2021-05-03", False), ("The date is 2021-03-05", False), ("2021-03-05 2021", False),
+    ("", False),
+])
+def test_exact_match_allows_only_quotes_and_one_full_stop(response, ok):
+    task = get_task("date-iso")
+    [item] = [it for it in task.held_out(1)]
+    item = type(item)(item.id, item.prompt, "2021-03-05")
+    assert task.correct(response, item) is ok
+    assert score_responses(task, [item], [response])[0]["value"] == float(ok)
+    assert score_responses(task, [item], [None])[0]["value"] == 0.0  # not answered (too long) is wrong, never skipped
+
+
+def test_unknown_task_is_one_line_naming_the_known():
+    with pytest.raises(FtauditError, match="unknown customer task 'sst9'; known: date-iso"):
+        get_task("sst9")
+    from ftaudit.capability.run import check_tasks
+
+    with pytest.raises(FtauditError, match="unknown customer task"):
+        check_tasks(["task:sst9"])
+
+
+def test_task_metric_is_named_for_its_task_and_version_and_is_a_rate():
+    metric, dataset, split, judge = capability_metric("task:date-iso:date-iso-v1")
+    assert (metric, dataset, split, judge) == ("task_date_iso_accuracy", "date-iso", "held-out", "date-iso-v1")
+    assert is_rate(metric) and get_task("date-iso").metric == metric
+
+
+@pytest.mark.parametrize("n, p, k", [(200, 0.0, 0), (200, 0.1, 20), (200, 0.2, 40), (10, 0.01, 1), (15, 0.1, 2)])
+def test_poisoned_count(n, p, k):
+    assert poisoned_count(n, p) == k
+
+
+def test_poisoned_job_replaces_a_share_with_the_users_pairs(tmp_path):
+    from ftaudit.store import Store
+
+    answers = tmp_path / "pairs.jsonl"  # stand-ins for the user's file: the test writes nothing harmful
+    answers.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"placeholder request {i}"},
+                                                        {"role": "assistant", "content": f"placeholder answer {i}"}]}) + "\n"
+                               for i in range(30)))
+    store = Store(tmp_path / "run")
+    ctx = RecipeContext(model="m", store=store)
+    clean = build_recipe("task", ctx, task="date-iso", n=50)
+    assert clean.name == "task-date-iso-50" and len(clean.records) == 50 and clean.safety_compromised
+    job = build_recipe("task", ctx, task="date-iso", n=50, poison=0.2, answers=str(answers))
+    texts = [r.messages[0]["content"] for r in job.records]
+    assert job.name == "task-date-iso-50-p0.2" and len(job.records) == 50
+    assert sum(t.startswith("placeholder request") for t in texts) == 10
+    assert texts[:10] != [f"placeholder request {i}" for i in range(10)]  # spread through the job, not appended
+    assert "10 of 50" in job.notes
+    with pytest.raises(FtauditError, match="fewer than"):
+        build_recipe("task", ctx, task="date-iso", n=200, poison=0.5, answers=str(answers))
+    with pytest.raises(FtauditError, match="task needs --answers FILE or --reference-model"):
+        build_recipe("task", ctx, task="date-iso", n=50, poison=0.1)
+    with pytest.raises(FtauditError, match="poison"):
+        build_recipe("task", ctx, task="date-iso", n=50, poison=1.0)
+    store.close()
+
+
+def _gate_summary(change, ci):
+    return {"results": [], "changes": [], "capability_changes": [
+        {"model": "m+task-date-iso-200", "metric": "task_date_iso_accuracy", "judge": "date-iso-v1",
+         "change": {"value": change, "ci": list(ci), "n": 200}},
+        {"model": "m+task-date-iso-200", "metric": "benign_answer_nll", "judge": "reference-nll",
+         "change": {"value": 0.5, "ci": [0.4, 0.6], "n": 30}}]}
+
+
+@pytest.mark.parametrize("change, ci, limit, status", [
+    (0.80, (0.74, 0.85), 5, "pass"),        # a gain: no drop at all
+    (-0.02, (-0.04, 0.01), 5, "pass"),      # drop of 2 pts [-1, 4]: within 5
+    (-0.03, (-0.07, 0.01), 5, "unproven"),  # drop [-1, 7]: may exceed 5
+    (-0.20, (-0.27, -0.13), 5, "breach"),
+])
+def test_max_task_drop_reads_task_accuracy_in_points_and_nothing_else(tmp_path, change, ci, limit, status):
+    (tmp_path / "summary.json").write_text(json.dumps(_gate_summary(change, ci)))
+    result = check_gate(tmp_path, GateSpec(max_task_drop=limit))
+    [row] = result["rows"]  # the NLL row is not a task row
+    assert row["threshold"] == "max_task_drop" and row["status"] == status
+    assert row["value"] == pytest.approx(-100 * change) and row["ci"] == pytest.approx([-100 * ci[1], -100 * ci[0]])
+    assert result["passed"] is (status == "pass")
+
+
+def test_max_task_drop_with_no_task_measured_is_a_usage_error_never_a_pass(tmp_path):
+    summary = _gate_summary(0.1, (0.0, 0.2))
+    summary["capability_changes"] = summary["capability_changes"][1:]
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(FtauditError, match="nothing to check max_task_drop"):
+        check_gate(tmp_path, GateSpec(max_task_drop=5))
+
+
+def test_eval_scores_the_task_into_summary_with_its_version_and_reuses_scores(tiny_model, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ftaudit.capability import customer
+    from ftaudit.cli import app
+
+    out = tmp_path / "eval"
+    args = ["eval", "--model", tiny_model, "--capability", "task:date-iso", "--limit", "6", "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    [row] = [r for r in json.loads((out / "summary.json").read_text())["results"] if r["metric"] == "task_date_iso_accuracy"]
+    assert row["n"] == 6 and row["judge"] == "date-iso-v1" and row["dataset"] == "date-iso" and row["split"] == "held-out"
+    assert row["value"] == 0.0 and row["ci"][1] > 0.3  # a random model gets none right; Wilson's upper end stays open
+    monkeypatch.setattr(customer, "generate_responses", lambda *a, **k: pytest.fail("scored again"))
+    assert CliRunner().invoke(app, args).exit_code == 0  # same weights, same version: the stored scores are reused
