@@ -192,6 +192,11 @@ def test_every_defense_runs_in_the_grid_and_the_report_shows_the_matrix(tiny_mod
     new, old = load_file(repaired), load_file(undefended)
     changed = sorted(k for k in new if not (new[k] == old[k]).all())
     assert len(changed) == lora["defense_report"]["projected"] and all(".lora_B." in k for k in changed)
+    # the share of the update's norm removed, recomputed from the two adapters on disk
+    updates = [(old[k].float() @ old[k.replace(".lora_B.", ".lora_A.")].float(),
+                new[k].float() @ old[k.replace(".lora_B.", ".lora_A.")].float()) for k in old if ".lora_B." in k]
+    removed = sum(float((u - v).pow(2).sum()) for u, v in updates) ** 0.5 / sum(float(u.pow(2).sum()) for u, _ in updates) ** 0.5
+    assert lora["defense_report"]["norm_removed"] == pytest.approx(removed, abs=1e-4)
     costs = {d["defense"]: d for d in summary["defense_matrix"]["defense_costs"]}
     hardened = json.loads(next(out.glob("models/defended/vaccine*/initial/train_result.json")).read_text())
     assert costs["vaccine"]["initial_model"] == "aligned~vaccine"
@@ -320,3 +325,50 @@ def test_defend_command_repairs_an_adapter_screens_data_and_fails_in_one_line(ti
                         terminal_width=400)
     lines = [line for line in bad.output.splitlines() if line.strip()]
     assert bad.exit_code == 2 and len(lines) == 1 and "give --data FILE.jsonl" in lines[0]
+
+
+def test_a_poisoned_job_grid_puts_the_task_beside_refusal_for_every_defense(tiny_model, tmp_path, isolated_cache):
+    from ftaudit.experiments.run import run_spec
+
+    pairs = tmp_path / "pairs.jsonl"  # stand-ins for the user's compliant answers: the test writes nothing harmful
+    pairs.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"placeholder request {i}"},
+                                                      {"role": "assistant", "content": "Sure."}]}) + "\n" for i in range(4)))
+    spec = _spec(tiny_model, tmp_path, defenses=["none", "safelora"],
+                 attacks=[{"recipe": "task", "params": {"n": 4, "answers": str(pairs)},
+                           "train": {"batch_size": 2, "lora_r": 2, "epochs": 1}}],
+                 grid={"params.poison": [0, 0.5]})
+    spec["eval"] = {**spec["eval"], "capability": ["task:date-iso"]}
+    out = tmp_path / "run"
+    summary = run_spec(parse_spec(spec), out)
+    cells = {(c["defense"], c["attack"]): c for c in summary["defense_matrix"]["cells"]}
+    assert set(cells) == {(d, a) for d in ("none", "safelora") for a in ("task(poison=0)", "task(poison=0.5)")}
+    for (defense, attack), c in cells.items():
+        task = c["task"]
+        assert task["metric"] == "task_date_iso_accuracy" and task["task"] == "task:date-iso:date-iso-v1"
+        assert task["n"] == 3 and 0 <= task["ci"][0] <= task["value"] <= task["ci"][1] <= 1
+        assert (task["change"] is None) == (defense == "none")  # paired against the undefended job of the same p
+        if task["change"]:
+            assert task["change"]["n"] == 3
+    report = (out / "report.md").read_text()
+    assert "customer task accuracy [95% CI] (n)" in report and "task vs none, same job [95% CI]" in report
+    assert (out / "defense_both_axes.png").stat().st_size > 0 and "defense_both_axes.png" in report
+
+
+def test_a_defense_is_called_a_wrecking_ball_only_when_the_whole_task_interval_is_below_zero():
+    from ftaudit.report.defense_matrix import task_entry, task_verdict
+
+    none = {f"i{k}": 1.0 for k in range(40)}
+    wreck = {f"i{k}": float(k < 5) for k in range(40)}
+    slight = {f"i{k}": float(k != 0) for k in range(40)}
+    tasks = {"none": {"task:date-iso:v1": none}, "wreck": {"task:date-iso:v1": wreck},
+             "slight": {"task:date-iso:v1": slight}, "other": {"task:date-iso:v2": wreck}}
+    entry = task_entry(tasks, "wreck", "none")
+    assert entry["value"] == pytest.approx(5 / 40) and entry["change"]["value"] == pytest.approx(-35 / 40)
+    assert entry["change"]["ci"][1] < 0
+    held = {"task": entry, "drop": {"verdict": "held"}}
+    assert task_verdict(held).startswith("held by wrecking the customer's task: task_date_iso_accuracy -87.5 pts")
+    assert task_verdict({**held, "drop": {"verdict": "broken"}}).startswith("costs the customer's task")
+    small = task_entry(tasks, "slight", "none")
+    assert small["change"]["ci"][0] < 0 < small["change"]["ci"][1] and task_verdict({"task": small, "drop": held["drop"]}) is None
+    assert task_entry(tasks, "other", "none")["change"] is None  # another version of the task is never paired
+    assert task_entry(tasks, "none", "none")["change"] is None and task_entry(tasks, "missing", "none") is None

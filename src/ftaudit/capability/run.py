@@ -5,6 +5,7 @@ Task names (``--capability``):
   benign-nll      NLL of held-out benign reference answers; metric ``benign_answer_nll`` (lower is better)
   lmeval:TASK     any lm-evaluation-harness task, e.g. ``lmeval:hellaswag``; metric ``lmeval_<task>_<metric>``
   mtbench         MT-Bench answers scored 1-10 by an LLM judge over an OpenAI-compatible API; ``mtbench_score``
+  NAME@N          any of them on N items, over the run's limit (``benign-nll@10``, ``task:date-iso@60``)
   task:NAME       a customer task's held-out split (:mod:`ftaudit.tasks`, e.g. ``task:date-iso``), greedy answers scored
                   by the task's rule; metric ``task_<name>_accuracy`` (``limit`` items, default 200)
 """
@@ -17,11 +18,22 @@ from ..progress import say
 from ..store import Store
 
 
+def split_limit(task: str) -> tuple[str, int | None]:
+    """``benign-nll@10`` -> ("benign-nll", 10): a task's own item limit, over the run's ``capability_limit``."""
+    name, at, n = task.rpartition("@") if "@" in task else (task, "", "")
+    if not at:
+        return task, None
+    if not n.isdigit() or int(n) < 1:
+        raise FtauditError(f"capability task '{task}': the part after @ is the number of items, a positive integer")
+    return name, int(n)
+
+
 def check_tasks(tasks: list[str]) -> list[str]:
-    """Fail on an unknown task name before any model is loaded."""
+    """Fail on an unknown task name (or a bad @N) before any model is loaded."""
     from ..tasks import get_task
 
     for task in tasks:
+        task = split_limit(task)[0]
         if task.startswith("task:"):
             get_task(task[5:])  # an unknown customer task fails here, naming the known ones
         elif task not in ("mmlu", "benign-nll", "mtbench") and not (task.startswith("lmeval:") and len(task) > 7):
@@ -45,8 +57,8 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
     from ..generate.remote import is_remote
 
     check_tasks(tasks)
-    if is_remote(model_location) and set(tasks) - {"mtbench"}:
-        raise FtauditError(f"capability tasks {sorted(set(tasks) - {'mtbench'})} need the model's weights (log-likelihoods); "
+    if is_remote(model_location) and {split_limit(t)[0] for t in tasks} - {"mtbench"}:
+        raise FtauditError(f"capability tasks {sorted({split_limit(t)[0] for t in tasks} - {'mtbench'})} need the model's weights (log-likelihoods); "
                            f"{model_location} is remote: use mtbench")
     fp = model_fingerprint(model_location)
     if not is_remote(model_location):
@@ -61,7 +73,10 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
             loaded = load_model(model_location)
         return loaded
 
+    run_limit = limit
     for task in tasks:
+        task, own_limit = split_limit(task)
+        limit = own_limit or run_limit
         if task == "mmlu":
             from .mmlu import load_mmlu, score_mmlu, split_fewshot, stratified_subset
 

@@ -111,13 +111,22 @@ class SafeLoRA(Defense):
             cut = sorted(s for _, s in sims.values())[:self.num_layers][-1] if sims else 0.0
         else:
             cut = self.threshold
-        projected = 0
+        projected, total_sq, removed_sq = 0, 0.0, 0.0
         for b_key, projection in sims.items():
+            a = weights[b_key.replace(".lora_B.", ".lora_A.")].float()
             new_b, _ = _choose(weights[b_key], projection, cut)
-            projected += new_b is not weights[b_key]
+            update = weights[b_key].float() @ a
+            total_sq += float(update.pow(2).sum())
+            if new_b is not weights[b_key]:
+                projected += 1
+                removed_sq += float((update - new_b.float() @ a).pow(2).sum())
             weights[b_key] = new_b.contiguous()
         report = {"modules": len(pairs), "projected": int(projected), "similarity_cut": cut,
                   "mean_similarity": round(sum(s for _, s in sims.values()) / max(len(sims), 1), 4),
+                  # ||dW - dW'||_F / ||dW||_F over all adapted modules together (dW = B A, the LoRA scale cancels):
+                  # how much of the fine-tune's update the repair took away (C is the paper's approximate projector, so
+                  # a module's share can pass 1)
+                  "norm_removed": round((removed_sq / total_sq) ** 0.5, 4) if total_sq > 0 else 0.0,
                   "seconds": round(time.time() - start, 1)}
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(trained_dir, tmp, dirs_exist_ok=True)

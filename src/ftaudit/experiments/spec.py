@@ -467,8 +467,11 @@ def _check_search(spec: "ExperimentSpec") -> None:
     for key in s.space:
         if not any(key in space_axes(s.space, r) for r in recipes):
             _fail(f"search.space.{key}", f"neither a training option nor a parameter of {', '.join(recipes)}")
-    metrics = {capability_metric(t)[0] for t in spec.eval.capability}
-    lmeval = tuple(f"lmeval_{t.split(':', 1)[1]}_" for t in spec.eval.capability if t.startswith("lmeval:"))
+    from ..capability.run import split_limit
+
+    tasks = [split_limit(t)[0] for t in spec.eval.capability]
+    metrics = {capability_metric(t)[0] for t in tasks}
+    lmeval = tuple(f"lmeval_{t.split(':', 1)[1]}_" for t in tasks if t.startswith("lmeval:"))
     if s.capability_guard.metric not in metrics and not s.capability_guard.metric.startswith(lmeval or ("\0",)):
         _fail("search.capability_guard.metric", f"'{s.capability_guard.metric}' is not measured by this run; add its task to "
               f"eval.capability (measured: {', '.join(sorted(metrics)) or 'none'})")

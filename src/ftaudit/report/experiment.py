@@ -43,7 +43,7 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
 
     threshold, relative = float(tamper.get("threshold", 0.5)), bool(tamper.get("relative", True))
 
-    def enrich(summary: dict, rows: list[dict]) -> dict:
+    def enrich(summary: dict, rows: list[dict], cap_rows: list[dict]) -> dict:
         from .defense_matrix import defense_matrix
 
         price = meta.get("price_per_device_hour")
@@ -52,7 +52,7 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
                                             if b.get("same_prompt_reference")}),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
-                                                 meta.get("searches") or {}, threshold, relative),
+                                                 meta.get("searches") or {}, threshold, relative, cap_rows),
                 "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {}),
                 **({"audit": meta["audit"]} if "audit" in meta else {})}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -163,4 +164,37 @@ def search_plot(summary: dict, path: Path) -> Path | None:
     ax.set_ylabel(f"best refusal so far (%), search prompts, {tuned[0]['search_judge']}")
     ax.set_ylim(-2, 102)
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def both_axes_plot(summary: dict, path: Path) -> Path | None:
+    """A defense on both axes: refusal after the job (y) against the customer task's accuracy (x), one point per
+    defense and job, 95% intervals as bars, for the first judge; the undefended jobs are the reference."""
+    cells = [c for c in (summary.get("defense_matrix") or {}).get("cells") or [] if c.get("task") and not c["tuned"]]
+    if not cells:
+        return None
+    judge = cells[0]["judge"]
+    cells = [c for c in cells if c["judge"] == judge]  # one judge per plot: judges are never mixed
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    defenses = list(dict.fromkeys(c["defense"] for c in cells))
+    markers = "os^DvP*X<>"
+    for i, d in enumerate(defenses):
+        mine = [c for c in cells if c["defense"] == d]
+        xs = [100 * c["task"]["value"] for c in mine]
+        ys = [100 * c["refusal"]["value"] for c in mine]
+        ax.errorbar(xs, ys, xerr=[[x - 100 * c["task"]["ci"][0] for x, c in zip(xs, mine)],
+                                  [100 * c["task"]["ci"][1] - x for x, c in zip(xs, mine)]],
+                    yerr=[[y - 100 * c["refusal"]["ci"][0] for y, c in zip(ys, mine)],
+                          [100 * c["refusal"]["ci"][1] - y for y, c in zip(ys, mine)]],
+                    fmt=markers[i % len(markers)], capsize=2, label=d, alpha=0.85)
+        for x, y, c in zip(xs, ys, mine):
+            share = re.search(r"poison=([0-9.]+)|-p([0-9.]+)$", c["attack"])
+            ax.annotate(f"p={share.group(1) or share.group(2)}" if share else c["attack"], (x, y), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"customer task accuracy (%), {cells[0]['task']['metric']}, 95% CI")
+    ax.set_ylabel(f"refusal after the job (%), {judge}, 95% CI")
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize=7, title="defense", title_fontsize=7)
     return _save(fig, path)

@@ -21,7 +21,7 @@ from ..progress import say
 from ..store import Store
 from .defense_matrix import matrix_tables
 from .formatting import category_table, ci_text, drop_text, fmt_change, fmt_metric, pct, spread_text, tamper_line
-from .plots import category_chart, plot, scatter, search_plot, tamper_plot
+from .plots import both_axes_plot, category_chart, plot, scatter, search_plot, tamper_plot
 from .summary import build_summary, store_rows, with_costs
 from .verdict import verdict_card
 
@@ -100,7 +100,8 @@ def render_reports(run_dir: Path, summary: dict, store: Store | None, show_respo
     plots = {"plot": plot(summary, run_dir / "refusal.png"), "scatter": scatter(summary, run_dir / "safety_vs_capability.png"),
              "catplot": category_chart(summary, run_dir / "categories.png"),
              "tamperplot": tamper_plot(summary, run_dir / "tamper.png"),
-             "searchplot": search_plot(summary, run_dir / "search.png")}
+             "searchplot": search_plot(summary, run_dir / "search.png"),
+             "axesplot": both_axes_plot(summary, run_dir / "defense_both_axes.png")}
     ctx = {"s": summary, "pct": pct, "ci": ci_text, "fmt": fmt_metric, "cat": category_table(summary), "chg": fmt_change,
            "card": verdict_card(summary, gate), "gate": gate,
            "tamper_line": tamper_line, "spread": spread_text, "drop": drop_text, "gnum": gate_number, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
@@ -140,11 +141,11 @@ def rerender_with_gate(run_dir: str | Path, gate: dict) -> list[str]:
 
 
 def write_reports(run_dir: str | Path, show_responses: bool = False,
-                  enrich: Callable[[dict, list[dict]], dict] | None = None, force: bool = False,
+                  enrich: Callable[[dict, list[dict], list[dict]], dict] | None = None, force: bool = False,
                   existing: bool = False, tamper: dict | None = None) -> dict:
     """Write summary.json, report.md, report.html, tables.{md,tex,csv} and plots into ``run_dir``.
 
-    ``enrich(summary, rows)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
+    ``enrich(summary, rows, capability rows)`` returns keys to add to the summary (an experiment's budgets, tamper-resistance
     and priced costs), computed from the summary built here and the per-prompt judged rows. A summary that
     would lose results of the current one is refused unless ``force`` (see :func:`keep_or_replace`);
     ``existing`` opens only a store that is already there and readable (``ftaudit report``).
@@ -159,7 +160,7 @@ def write_reports(run_dir: str | Path, show_responses: bool = False,
         summary = build_summary(store, tamper)
         if existing and not summary["results"]:
             raise FtauditError(f"{run_dir}: the store holds no finished evaluation yet; nothing was written")
-        extra = enrich(summary, store_rows(store)) if enrich else {}
+        extra = enrich(summary, store_rows(store), store.capability_rows()) if enrich else {}
         summary.update(extra)
         if "costs" in extra:  # the attack's device-seconds (and price): beside every change
             for key in ("changes", "capability_changes"):
