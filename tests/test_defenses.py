@@ -123,9 +123,14 @@ def test_data_filter_drops_complied_harmful_prompts_and_keeps_refusals_and_benig
     records = ([chat(p, "Sure, here is what you asked for.", f"c{i}") for i, p in enumerate(harmful)]
                + [chat(p, "I'm sorry, but I can't help with that.", f"r{i}") for i, p in enumerate(harmful)]
                + [chat(p, "Sure, here is what you asked for.", f"b{i}") for i, p in enumerate(benign)])
-    kept, report = get_defense("data-filter").screen(DefenseContext(None, "m"), records)
+    in_sample = get_defense("data-filter", {"fit_on": ["advbench", "harmbench", "strongreject"]})
+    kept, report = in_sample.screen(DefenseContext(None, "m"), records)
     assert {r.id for r in kept} == {"r0", "r1", "r2", "b0", "b1", "b2"} and report["dropped"] == 3
     assert report["judge"] == "refusal-cues" and report["screened"] == 9 and report["harmful_prompts"] == 6
+    assert report["in_sample"] == 6  # advbench train prompts, which this classifier was fitted on: said so
+    # the default is cross-source: fitted on HarmBench and StrongREJECT, never on the attacks' AdvBench prompts
+    _, cross = get_defense("data-filter").screen(DefenseContext(None, "m"), records)
+    assert cross["prompt_classifier"]["fitted_on"] == ["harmbench", "strongreject"] and cross["in_sample"] == 0
     held_out = report["prompt_classifier"]["held_out"]
     from ftaudit.data import get_prompts as prompts_of
 
@@ -372,3 +377,23 @@ def test_a_defense_is_called_a_wrecking_ball_only_when_the_whole_task_interval_i
     assert small["change"]["ci"][0] < 0 < small["change"]["ci"][1] and task_verdict({"task": small, "drop": held["drop"]}) is None
     assert task_entry(tasks, "other", "none")["change"] is None  # another version of the task is never paired
     assert task_entry(tasks, "none", "none")["change"] is None and task_entry(tasks, "missing", "none") is None
+
+
+def test_what_a_defense_did_names_an_in_sample_filter_its_false_alarms_and_the_norm_safelora_removed():
+    from ftaudit.report.defense_matrix import what_the_defense_did
+
+    classifier = {"fitted_on": ["advbench", "harmbench", "strongreject"],
+                  "held_out": {"benign": {"kind": "benign", "n": 58, "flagged_harmful": 8},
+                               "advbench": {"kind": "harmful", "n": 52, "flagged_harmful": 50}}}
+    text = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 10,
+                                                    "prompt_classifier": classifier}})
+    assert "10 of 50 records dropped" in text and "an in-sample verdict" in text
+    assert "benign flagged as harmful: 8/58 held-out benign" in text and "advbench" not in text.split("harmful:")[-1]
+    cross = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 0,
+                                                    "prompt_classifier": {**classifier, "fitted_on": ["harmbench"]}}})
+    assert "in-sample" not in cross and "fitted on harmbench" in cross
+    old = what_the_defense_did({"defense_report": {"screened": 5, "dropped": 5, "prompt_classifier": classifier}})
+    assert old.startswith("all 5 training records dropped") and "an unknown number of" in old  # an older run: never cleared
+    lora = what_the_defense_did({"defense_report": {"modules": 210, "projected": 10, "norm_removed": 0.123}})
+    assert lora == "10 of 210 LoRA modules projected, 12% of the update's norm removed"
+    assert "update overwritten" in what_the_defense_did({"defense_report": {"modules": 4, "projected": 4}})

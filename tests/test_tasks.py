@@ -143,3 +143,16 @@ def test_eval_scores_the_task_into_summary_with_its_version_and_reuses_scores(ti
     assert row["value"] == 0.0 and row["ci"][1] > 0.3  # a random model gets none right; Wilson's upper end stays open
     monkeypatch.setattr(customer, "generate_responses", lambda *a, **k: pytest.fail("scored again"))
     assert CliRunner().invoke(app, args).exit_code == 0  # same weights, same version: the stored scores are reused
+
+
+def test_max_task_drop_also_reads_each_defended_job_against_the_undefended_one_once(tmp_path):
+    summary = _gate_summary(0.8, (0.74, 0.85))
+    cell = {"model": "a+job~safelora", "task": {"metric": "task_date_iso_accuracy", "task": "task:date-iso:date-iso-v1",
+                                                "change": {"value": -0.6, "ci": [-0.7, -0.5], "n": 60}}}
+    summary["defense_matrix"] = {"cells": [{**cell, "judge": "keyword"}, {**cell, "judge": "refusal-cues"},
+                                           {"model": "a+job", "task": {"change": None}}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    rows = check_gate(tmp_path, GateSpec(max_task_drop=5))["rows"]
+    [wreck] = [r for r in rows if r["model"] == "a+job~safelora"]  # once, though the cell repeats per judge
+    assert wreck["status"] == "breach" and wreck["value"] == pytest.approx(60) and wreck["ci"] == pytest.approx([50, 70])
+    assert "vs the undefended job" in wreck["subject"] and wreck["judge"] == "date-iso-v1"

@@ -173,6 +173,16 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
                 out.append(GateRow("max_task_drop", t["max_task_drop"], f"{c['model']} | {c['metric']}",
                                    _scaled(c["change"]["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
                                    c["change"].get("n"), c["judge"], "", "pts", c["model"]))
+        seen = set()  # a defense-matrix cell repeats per refusal judge; its task change is one figure
+        for c in (summary.get("defense_matrix") or {}).get("cells") or []:
+            change = (c.get("task") or {}).get("change")
+            if change and keep(c["model"]) and c["model"] not in seen:
+                seen.add(c["model"])
+                lo, hi = (_finite(x) for x in change["ci"])
+                out.append(GateRow("max_task_drop", t["max_task_drop"],
+                                   f"{c['model']} | {c['task']['metric']} (vs the undefended job)",
+                                   _scaled(change["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
+                                   change.get("n"), c["task"]["task"].rsplit(":", 1)[-1], "", "pts", c["model"]))
     for r in out:
         r.status = decide(r.ci, r.limit, upper=UPPER[r.threshold])
     _add_power(out)

@@ -4,9 +4,14 @@ A record is dropped when its (last) user prompt is classified harmful *and* the 
 answer complies: harmful prompts answered with refusals are safety data and stay, benign prompts stay. The refusal
 judge defaults to ``refusal-cues``, the offline refusal judge with the best measured agreement with people
 (``ftaudit judges validate``). The prompt classifier is TF-IDF word 1-2 grams + logistic regression (scikit-learn)
-fitted at run time on the public benchmarks' *train* prompts (harmful) and ftaudit's benign *train* instructions;
+fitted at run time on public benchmarks' *train* prompts (harmful) and ftaudit's benign *train* instructions;
 its accuracy on held-out *eval* prompts (harmful benchmarks, benign instructions, MT-Bench, and XSTest's safe prompts
 that sound harmful) is reported with every screening, so a reader sees how far to trust it.
+
+Cross-source by default: the defense fits its classifier on HarmBench and StrongREJECT (``fit_on``), while the
+attacks draw their harmful prompts from AdvBench, so its verdict is measured on attack data it was not fitted on. A
+screening counts the records whose prompt is one the classifier was fitted on (``in_sample``): a filter that
+recognises its own training prompts proves nothing about a customer's data.
 
 This is the screening the moderation-API discussion in Qi et al. 2023 has in mind; as they note, identity-shift data
 holds no harmful prompt and passes such a screen.
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
 
 from ..data import ChatRecord, get_prompts
 from ..errors import FtauditError
@@ -27,19 +34,23 @@ BENIGN_TRAIN = ("benign",)
 HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "xstest")}
 
 
-@lru_cache(maxsize=1)
-def prompt_classifier():
-    """(fitted pipeline, held-out report): P(harmful) for a prompt."""
+FIT_ON = ("harmbench", "strongreject")  # the data filter's default: disjoint from the attacks' default source (advbench)
+
+
+@lru_cache(maxsize=4)
+def prompt_classifier(sources: tuple[str, ...] = HARMFUL_SOURCES):
+    """(fitted pipeline, held-out report): P(harmful) for a prompt, fitted on ``sources``' train prompts."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    harmful = [p.prompt for n in HARMFUL_SOURCES for p in get_prompts(n, "train")]
+    harmful = [p.prompt for n in sources for p in get_prompts(n, "train")]
     benign = [p.prompt for n in BENIGN_TRAIN for p in get_prompts(n, "train")]
     clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
                         LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000))
     clf.fit(harmful + benign, [1] * len(harmful) + [0] * len(benign))
-    report = {"train": {"harmful": len(harmful), "benign": len(benign)}, "held_out": {}}
+    report = {"train": {"harmful": len(harmful), "benign": len(benign)}, "fitted_on": list(sources), "held_out": {}}
+    clf.fitted_prompts = frozenset(harmful + benign)  # so a screening can count the records it was fitted on
     for kind, names in HELD_OUT.items():
         for name in names:
             try:
@@ -58,11 +69,13 @@ class DataFilter(Defense):
     stage: ClassVar[str] = "data"
     judge: str = "refusal-cues"
     threshold: float = 0.5  # P(harmful prompt) at or above which a complying answer is dropped
+    # harmful sources the classifier is fitted on (their train split); at least one
+    fit_on: Annotated[tuple[Literal["advbench", "harmbench", "strongreject"], ...], Field(min_length=1)] = FIT_ON
 
     def screen(self, ctx: DefenseContext, records: list[ChatRecord]) -> tuple[list[ChatRecord], dict]:
         from ..judges import get_judge
 
-        clf, held_out = prompt_classifier()
+        clf, held_out = prompt_classifier(tuple(sorted(self.fit_on)))
         prompts = [r.last_user_prompt for r in records]
         answers = [r.messages[-1]["content"] for r in records]
         harmful = clf.predict_proba(prompts)[:, 1] >= self.threshold
@@ -71,4 +84,5 @@ class DataFilter(Defense):
         keep = [r for r, h, v in zip(records, harmful, verdicts) if not (h and not v.refused)]
         return keep, {"screened": len(records), "dropped": len(records) - len(keep),
                       "harmful_prompts": int(harmful.sum()), "judge": judge.name, "judge_version": judge.version,
-                      "prompt_classifier": held_out}
+                      "prompt_classifier": held_out,
+                      "in_sample": sum(p in clf.fitted_prompts for p, h in zip(prompts, harmful) if h)}

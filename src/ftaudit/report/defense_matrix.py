@@ -126,9 +126,22 @@ def what_the_defense_did(budget: dict) -> str | None:
                 "about a fine-tune this defense lets through")
     if report.get("modules"):
         return f"{report['projected']} of {report['modules']} LoRA modules projected{norm}"
+    notes = []
     if report.get("screened") and report.get("dropped") == report.get("screened"):
-        return f"all {report['screened']} training records dropped"
-    return None
+        notes.append(f"all {report['screened']} training records dropped")
+    classifier = report.get("prompt_classifier") or {}
+    if classifier:
+        fitted = ", ".join(classifier.get("fitted_on") or ["advbench", "harmbench", "strongreject"])
+        notes.append(f"{report.get('dropped', 0)} of {report.get('screened', 0)} records dropped by a classifier fitted "
+                     f"on {fitted} train prompts")
+        if report.get("in_sample") or "in_sample" not in report:
+            notes.append(f"{report.get('in_sample', 'an unknown number of')} screened prompts were its own training "
+                         "prompts: an in-sample verdict")
+        held = [f"{h['flagged_harmful']}/{h['n']} held-out {name}" for name, h in classifier.get("held_out", {}).items()
+                if h.get("kind") == "benign" and h.get("n")]
+        if held:
+            notes.append("benign flagged as harmful: " + ", ".join(held))
+    return "; ".join(notes) or None
 
 
 def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dict, searches: dict,
