@@ -397,3 +397,6 @@ def test_what_a_defense_did_names_an_in_sample_filter_its_false_alarms_and_the_n
     lora = what_the_defense_did({"defense_report": {"modules": 210, "projected": 10, "norm_removed": 0.123}})
     assert lora == "10 of 210 LoRA modules projected, 12% of the update's norm removed"
     assert "update overwritten" in what_the_defense_did({"defense_report": {"modules": 4, "projected": 4}})
+    mine = what_the_defense_did({"defense_report": {"modules": 4, "projected": 1, "unaligned": "smollm2-135m-instruct",
+                                                    "unaligned_is": "the run's model before its align recipe"}})
+    assert "'unaligned' is smollm2-135m-instruct before ftaudit's own safety training" in mine

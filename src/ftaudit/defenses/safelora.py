@@ -26,6 +26,9 @@ from ..errors import FtauditError
 from .base import Defense, DefenseContext, register_defense
 
 
+REPORT_VERSION = 2  # 2: the share of the update's norm removed, and what "unaligned" was
+
+
 def alignment_projection(aligned, unaligned):
     """``C = V V^T / ||V||_F`` for ``V = aligned - unaligned`` (float32)."""
     import torch
@@ -92,7 +95,10 @@ class SafeLoRA(Defense):
                                "(train the attack with method lora and merge: false)")
         done = out_dir / "safelora.json"
         key = {"trained": meta.get("fingerprint"), "defense": self.params(), "initial": ctx.initial, "unaligned": unaligned}
-        if done.exists() and json.loads(done.read_text()).get("key") == key:
+        # the stored report is reused only when it is the current report's version (REPORT_VERSION); the weights'
+        # fingerprint below depends on ``key`` alone, so a richer report never makes the same weights another model
+        if done.exists() and json.loads(done.read_text()).get("key") == key and \
+                json.loads(done.read_text()).get("report_version") == REPORT_VERSION:
             return json.loads(done.read_text())["report"]
         start = time.time()
         weights = load_file(trained_dir / "adapter_model.safetensors")
@@ -127,7 +133,11 @@ class SafeLoRA(Defense):
                   # how much of the fine-tune's update the repair took away (C is the paper's approximate projector, so
                   # a module's share can pass 1)
                   "norm_removed": round((removed_sq / total_sq) ** 0.5, 4) if total_sq > 0 else 0.0,
-                  "seconds": round(time.time() - start, 1)}
+                  "seconds": round(time.time() - start, 1),
+                  # what "unaligned" is here: with a self-aligned model, the model before ftaudit's own align recipe,
+                  # so the alignment matrix is that recipe's direction, not a vendor's safety training
+                  "unaligned": unaligned, "unaligned_is": "parameter" if self.unaligned_model else "the run's model "
+                  "before its align recipe"}
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(trained_dir, tmp, dirs_exist_ok=True)
             save_file(weights, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
@@ -136,5 +146,6 @@ class SafeLoRA(Defense):
             fingerprint = hashlib.sha256(json.dumps([meta.get("fingerprint"), self.label, key], sort_keys=True,
                                                     default=str).encode()).hexdigest()[:16]
             write_marker(tmp, **{**meta, "fingerprint": fingerprint, "defense": self.label, "repaired_from": str(trained_dir)})
-            atomic_write_text(tmp / "safelora.json", json.dumps({"key": key, "report": report}, indent=2, default=str))
+            atomic_write_text(tmp / "safelora.json", json.dumps({"key": key, "report_version": REPORT_VERSION,
+                                                                 "report": report}, indent=2, default=str))
         return report

@@ -121,11 +121,13 @@ def what_the_defense_did(budget: dict) -> str | None:
         return f"job rejected: {budget['rejected']}"
     report = budget.get("defense_report") or {}
     norm = f", {100 * report['norm_removed']:.0f}% of the update's norm removed" if "norm_removed" in report else ""
+    unaligned = (f"; 'unaligned' is {report['unaligned']} before ftaudit's own safety training, so the projection keeps "
+                 "the align recipe's direction, not a vendor's") if report.get("unaligned_is", "").startswith("the run's") else ""
     if report.get("modules") and report.get("projected") == report.get("modules"):
         return (f"update overwritten: all {report['modules']} LoRA modules projected{norm}, so 'held' says nothing "
-                "about a fine-tune this defense lets through")
+                f"about a fine-tune this defense lets through{unaligned}")
     if report.get("modules"):
-        return f"{report['projected']} of {report['modules']} LoRA modules projected{norm}"
+        return f"{report['projected']} of {report['modules']} LoRA modules projected{norm}{unaligned}"
     notes = []
     if report.get("screened") and report.get("dropped") == report.get("screened"):
         notes.append(f"all {report['screened']} training records dropped")
