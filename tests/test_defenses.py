@@ -127,10 +127,21 @@ def test_data_filter_drops_complied_harmful_prompts_and_keeps_refusals_and_benig
     kept, report = in_sample.screen(DefenseContext(None, "m"), records)
     assert {r.id for r in kept} == {"r0", "r1", "r2", "b0", "b1", "b2"} and report["dropped"] == 3
     assert report["judge"] == "refusal-cues" and report["screened"] == 9 and report["harmful_prompts"] == 6
-    assert report["in_sample"] == 6  # advbench train prompts, which this classifier was fitted on: said so
-    # the default is cross-source: fitted on HarmBench and StrongREJECT, never on the attacks' AdvBench prompts
-    _, cross = get_defense("data-filter").screen(DefenseContext(None, "m"), records)
+    assert report["in_sample"] == 9  # advbench and benign train prompts, which this classifier was fitted on: said so
+    # the default is cross-source: fitted on HarmBench and StrongREJECT, never on any AdvBench prompt, even the
+    # StrongREJECT train prompts that are AdvBench prompts too
+    every = [chat(p.prompt, "Sure.", p.id) for p in get_prompts("advbench", "train") + get_prompts("advbench", "eval")]
+    _, cross = get_defense("data-filter").screen(DefenseContext(None, "m"), every)
     assert cross["prompt_classifier"]["fitted_on"] == ["harmbench", "strongreject"] and cross["in_sample"] == 0
+    assert cross["prompt_classifier"]["train"]["left_out_shared_with_other_sources"] > 0
+    assert report["in_sample_benign"] == 3 and report["in_sample_harmful"] == 6  # benign train prompts count too
+    assert get_defense("data-filter", {"fit_on": ["strongreject", "harmbench", "harmbench"]}).label == \
+        get_defense("data-filter", {"fit_on": ["harmbench", "strongreject"]}).label  # one classifier, one label
+    # its false alarms are counted at the threshold it drops at
+    low = get_defense("data-filter", {"threshold": 0.05}).screen(DefenseContext(None, "m"), records)[1]
+    assert low["prompt_classifier"]["held_out"]["benign"]["threshold"] == 0.05
+    assert low["prompt_classifier"]["held_out"]["benign"]["flagged_harmful"] > \
+        cross["prompt_classifier"]["held_out"]["benign"]["flagged_harmful"]
     held_out = report["prompt_classifier"]["held_out"]
     from ftaudit.data import get_prompts as prompts_of
 
@@ -202,6 +213,7 @@ def test_every_defense_runs_in_the_grid_and_the_report_shows_the_matrix(tiny_mod
                 new[k].float() @ old[k.replace(".lora_B.", ".lora_A.")].float()) for k in old if ".lora_B." in k]
     removed = sum(float((u - v).pow(2).sum()) for u, v in updates) ** 0.5 / sum(float(u.pow(2).sum()) for u, _ in updates) ** 0.5
     assert lora["defense_report"]["norm_removed"] == pytest.approx(removed, abs=1e-4)
+    assert lora["defense_report"]["projected"] > 0 and removed > 0  # the check above is not 0 == 0
     costs = {d["defense"]: d for d in summary["defense_matrix"]["defense_costs"]}
     hardened = json.loads(next(out.glob("models/defended/vaccine*/initial/train_result.json")).read_text())
     assert costs["vaccine"]["initial_model"] == "aligned~vaccine"
@@ -349,7 +361,7 @@ def test_a_poisoned_job_grid_puts_the_task_beside_refusal_for_every_defense(tiny
     assert set(cells) == {(d, a) for d in ("none", "safelora") for a in ("task(poison=0)", "task(poison=0.5)")}
     for (defense, attack), c in cells.items():
         task = c["task"]
-        assert task["metric"] == "task_date_iso_accuracy" and task["task"] == "task:date-iso:date-iso-v1"
+        assert task["metric"] == "task_date_iso_accuracy" and task["task"] == "task:date-iso:date-iso-v2"
         assert task["n"] == 3 and 0 <= task["ci"][0] <= task["value"] <= task["ci"][1] <= 1
         assert (task["change"] is None) == (defense == "none")  # paired against the undefended job of the same p
         if task["change"]:
@@ -400,3 +412,26 @@ def test_what_a_defense_did_names_an_in_sample_filter_its_false_alarms_and_the_n
     mine = what_the_defense_did({"defense_report": {"modules": 4, "projected": 1, "unaligned": "smollm2-135m-instruct",
                                                     "unaligned_is": "the run's model before its align recipe"}})
     assert "'unaligned' is smollm2-135m-instruct before ftaudit's own safety training" in mine
+
+
+def test_a_defense_that_holds_by_wrecking_the_task_is_called_that_in_the_matrix():
+    from ftaudit.report.defense_matrix import defense_matrix
+
+    def rows(model, refused):
+        return [{"model": model, "kind": "harmful", "judge": "keyword", "judge_version": "v", "dataset": "advbench",
+                 "split": "eval", "prompt_id": f"p{i}", "refused": float(refused[i]), "score": None} for i in range(40)]
+
+    def task(model, right):
+        return [{"model": model, "task": "task:date-iso:date-iso-v2", "item_id": f"i{i}", "value": float(i < right)}
+                for i in range(60)]
+
+    budgets = {"a+job": {"attack": "job", "initial_model": "a", "defense": "none"},
+               "a+job~safelora": {"attack": "job", "initial_model": "a", "defense": "safelora"}}
+    judged = rows("a", [1] * 40) + rows("a+job", [0] * 40) + rows("a+job~safelora", [1] * 40)
+    scored = task("a+job", 50) + task("a+job~safelora", 2) + [  # an older version's scores never stand for the task
+        {"model": "a+job~safelora", "task": "task:date-iso:date-iso-v1", "item_id": f"i{i}", "value": 1.0} for i in range(60)]
+    dm = defense_matrix({"results": []}, judged, budgets, {}, {}, cap_rows=scored)
+    cell = next(c for c in dm["cells"] if c["defense"] == "safelora")
+    assert cell["drop"]["verdict"] == "held" and cell["task"]["task"] == "task:date-iso:date-iso-v2"
+    assert cell["task"]["change"]["value"] == pytest.approx(-48 / 60)
+    assert cell["task_cost"].startswith("held by wrecking the customer's task")

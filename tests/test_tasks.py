@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -35,11 +36,12 @@ def test_every_answer_is_the_date_its_sentence_names():
         d = dt.date.fromisoformat(it.answer)
         sentence = it.prompt.split("\n\n", 1)[1]
         assert str(d.year) in sentence and (months[d.month - 1] in sentence or months[d.month - 1][:3] in sentence)
-        assert str(d.day) in sentence
+        assert re.search(rf"(?<![0-9]){d.day}(st|nd|rd|th)?(?![0-9])", sentence.replace(str(d.year), ""))
 
 
 @pytest.mark.parametrize("response, ok", [
     ("2021-03-05", True), (" 2021-03-05.\n", True), ("`2021-03-05`", True), ('"2021-03-05"', True),
+    ('"2021-03-05".', True), ('"2021-03-05."', True), ("2021-03-05..", False), ('"2021-03-05.".', False),
     ("2021-03-5", False), ("2021-05-03", False), ("The date is 2021-03-05", False), ("2021-03-05 2021", False),
     ("", False),
 ])
@@ -64,6 +66,7 @@ def test_unknown_task_is_one_line_naming_the_known():
 def test_task_metric_is_named_for_its_task_and_version_and_is_a_rate():
     metric, dataset, split, judge = capability_metric("task:date-iso:date-iso-v1")
     assert (metric, dataset, split, judge) == ("task_date_iso_accuracy", "date-iso", "held-out", "date-iso-v1")
+    assert get_task("date-iso").version == "date-iso-v2"
     assert is_rate(metric) and get_task("date-iso").metric == metric
 
 
@@ -81,11 +84,13 @@ def test_poisoned_job_replaces_a_share_with_the_users_pairs(tmp_path):
                                for i in range(30)))
     store = Store(tmp_path / "run")
     ctx = RecipeContext(model="m", store=store)
+    with pytest.raises(FtauditError, match="leaves no date-iso example"):
+        build_recipe("task", ctx, task="date-iso", n=10, poison=0.96, answers=str(answers))
     clean = build_recipe("task", ctx, task="date-iso", n=50)
     assert clean.name == "task-date-iso-50" and len(clean.records) == 50 and clean.safety_compromised
     job = build_recipe("task", ctx, task="date-iso", n=50, poison=0.2, answers=str(answers))
     texts = [r.messages[0]["content"] for r in job.records]
-    assert job.name == "task-date-iso-50-p0.2" and len(job.records) == 50
+    assert job.name == "task-date-iso-50-p0.2-file" and len(job.records) == 50
     assert sum(t.startswith("placeholder request") for t in texts) == 10
     assert texts[:10] != [f"placeholder request {i}" for i in range(10)]  # spread through the job, not appended
     assert "10 of 50" in job.notes
@@ -139,7 +144,7 @@ def test_eval_scores_the_task_into_summary_with_its_version_and_reuses_scores(ti
     args = ["eval", "--model", tiny_model, "--capability", "task:date-iso", "--limit", "6", "--out", str(out)]
     assert CliRunner().invoke(app, args).exit_code == 0
     [row] = [r for r in json.loads((out / "summary.json").read_text())["results"] if r["metric"] == "task_date_iso_accuracy"]
-    assert row["n"] == 6 and row["judge"] == "date-iso-v1" and row["dataset"] == "date-iso" and row["split"] == "held-out"
+    assert row["n"] == 6 and row["judge"] == "date-iso-v2" and row["dataset"] == "date-iso" and row["split"] == "held-out"
     assert row["value"] == 0.0 and row["ci"][1] > 0.3  # a random model gets none right; Wilson's upper end stays open
     monkeypatch.setattr(customer, "generate_responses", lambda *a, **k: pytest.fail("scored again"))
     assert CliRunner().invoke(app, args).exit_code == 0  # same weights, same version: the stored scores are reused
@@ -156,3 +161,47 @@ def test_max_task_drop_also_reads_each_defended_job_against_the_undefended_one_o
     [wreck] = [r for r in rows if r["model"] == "a+job~safelora"]  # once, though the cell repeats per judge
     assert wreck["status"] == "breach" and wreck["value"] == pytest.approx(60) and wreck["ci"] == pytest.approx([50, 70])
     assert "vs the undefended job" in wreck["subject"] and wreck["judge"] == "date-iso-v1"
+
+
+@pytest.mark.parametrize("task, message", [("task:date-iso@0", "positive integer"), ("task:date-iso@abc", "positive integer"),
+                                           ("benign-nll@\u00b2", "positive integer"), ("task:date-iso@", "positive integer"),
+                                           ("task:nope@5", "unknown customer task")])
+def test_a_bad_item_count_or_task_is_one_line(task, message):
+    from ftaudit.capability.run import check_tasks, split_limit
+
+    with pytest.raises(FtauditError, match=message):
+        check_tasks([task])
+    assert split_limit("task:date-iso@60") == ("task:date-iso", 60) and split_limit("mmlu") == ("mmlu", None)
+
+
+def test_two_tasks_can_never_share_a_metric_and_a_split_is_never_searched_forever():
+    from ftaudit.tasks import register_task
+    from ftaudit.tasks.date_iso import MAX_ITEMS
+
+    with pytest.raises(ValueError, match="task_date_iso_accuracy is task date-iso's"):
+        register_task("date_iso")(type("Other", (get_task("date-iso").__class__,), {}))
+    with pytest.raises(FtauditError, match="at most"):
+        get_task("date-iso").held_out(MAX_ITEMS + 1)
+
+
+def test_every_registered_task_keeps_its_splits_apart():
+    from ftaudit.tasks import TASKS
+
+    for name in TASKS:
+        task = get_task(name)
+        task.check_disjoint(task.train(300), task.held_out(300))
+
+
+def test_a_missing_task_comparison_is_not_measured_never_a_pass(tmp_path):
+    summary = _gate_summary(0.8, (0.74, 0.85))
+    summary["results"] = [{"model": "m+other-job", "metric": "task_date_iso_accuracy", "dataset": "date-iso", "split": "held-out",
+                           "judge": "date-iso-v2", "value": 0.9, "ci": [0.8, 0.95], "n": 60}]
+    summary["defense_matrix"] = {"cells": [{"model": "m+job~safelora", "defense": "safelora", "tuned": False,
+                                            "task": {"metric": "task_date_iso_accuracy", "task": "task:date-iso:date-iso-v2",
+                                                     "change": None}}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    result = check_gate(tmp_path, GateSpec(max_task_drop=5))
+    missing = {r["model"]: r for r in result["rows"] if r["status"] == "not measured"}
+    assert set(missing) == {"m+other-job", "m+job~safelora"} and not result["passed"]
+    assert "initial model was not scored" in missing["m+other-job"]["subject"]
+    assert "undefended job was not scored" in missing["m+job~safelora"]["subject"]

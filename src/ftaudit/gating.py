@@ -176,7 +176,7 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
         seen = set()  # a defense-matrix cell repeats per refusal judge; its task change is one figure
         for c in (summary.get("defense_matrix") or {}).get("cells") or []:
             change = (c.get("task") or {}).get("change")
-            if change and keep(c["model"]) and c["model"] not in seen:
+            if change and keep(c["model"]) and not c.get("tuned") and c["model"] not in seen:
                 seen.add(c["model"])
                 lo, hi = (_finite(x) for x in change["ci"])
                 out.append(GateRow("max_task_drop", t["max_task_drop"],
@@ -253,6 +253,18 @@ def _not_measured(rows: list[GateRow], gate: GateSpec, summary: dict) -> list[Ga
                     and (r["model"], r["dataset"], r.get("judge_version") or r["judge"]) not in changed:
                 out.append(("max_refusal_drop", r["model"], f"{r['dataset']} by {r['judge']}: no change against its "
                             "initial model (the initial model was not evaluated on this set by this judge version)"))
+    if "max_task_drop" in t:
+        changed = {(c["model"], c["metric"]) for c in summary.get("capability_changes", []) if is_task_metric(c["metric"])}
+        for r in summary.get("results", []):  # a fine-tuned model scored on a task its initial model was not
+            if is_task_metric(r["metric"]) and "+" in split_seed(r["model"])[0] and keep(r["model"]) \
+                    and (r["model"], r["metric"]) not in changed:
+                out.append(("max_task_drop", r["model"], f"{r['metric']}: no change against its initial model (the "
+                            "initial model was not scored on this task)"))
+        for c in (summary.get("defense_matrix") or {}).get("cells") or []:  # a defended job with no undefended twin
+            if c.get("task") and not c["task"].get("change") and c.get("defense", "none") != "none" \
+                    and not c.get("tuned") and keep(c["model"]):
+                out.append(("max_task_drop", c["model"], f"{c['task']['metric']}: no change against the undefended job "
+                            "(the undefended job was not scored on this task and version)"))
     if "min_tamper_budget" in t:
         curves = {(x["model"], x["recipe"], x.get("defense") or "none") for x in summary.get("tamper_resistance", [])}
         for label, b in (summary.get("budgets") or {}).items():

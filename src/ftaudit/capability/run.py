@@ -12,6 +12,8 @@ Task names (``--capability``):
 
 from __future__ import annotations
 
+import re
+
 from ..errors import FtauditError
 from ..models import load_model, model_fingerprint
 from ..progress import say
@@ -23,7 +25,7 @@ def split_limit(task: str) -> tuple[str, int | None]:
     name, at, n = task.rpartition("@") if "@" in task else (task, "", "")
     if not at:
         return task, None
-    if not n.isdigit() or int(n) < 1:
+    if not re.fullmatch(r"[0-9]+", n) or int(n) < 1:
         raise FtauditError(f"capability task '{task}': the part after @ is the number of items, a positive integer")
     return name, int(n)
 
@@ -58,7 +60,7 @@ def evaluate_capability(store: Store, model_name: str, attack: str, model_locati
 
     check_tasks(tasks)
     if is_remote(model_location) and {split_limit(t)[0] for t in tasks} - {"mtbench"}:
-        raise FtauditError(f"capability tasks {sorted({split_limit(t)[0] for t in tasks} - {'mtbench'})} need the model's weights (log-likelihoods); "
+        raise FtauditError(f"capability tasks {sorted({split_limit(t)[0] for t in tasks} - {'mtbench'})} need the model's weights (log-likelihoods or local generation); "
                            f"{model_location} is remote: use mtbench")
     fp = model_fingerprint(model_location)
     if not is_remote(model_location):

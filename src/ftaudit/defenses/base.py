@@ -39,6 +39,9 @@ class DefenseContext:
     unaligned: str | None = None
     align_params: dict = field(default_factory=dict)
     seed: int = 0
+    # where ``unaligned`` came from: "align" (the run safety-trained the model itself, so "unaligned" is the packaged
+    # model before ftaudit's align recipe) or "given" (named by the user)
+    unaligned_from: str = "given"
 
 
 @dataclass

@@ -136,8 +136,9 @@ class SafeLoRA(Defense):
                   "seconds": round(time.time() - start, 1),
                   # what "unaligned" is here: with a self-aligned model, the model before ftaudit's own align recipe,
                   # so the alignment matrix is that recipe's direction, not a vendor's safety training
-                  "unaligned": unaligned, "unaligned_is": "parameter" if self.unaligned_model else "the run's model "
-                  "before its align recipe"}
+                  "unaligned": unaligned,
+                  "unaligned_is": "the run's model before its align recipe" if not self.unaligned_model
+                  and ctx.unaligned_from == "align" else "given by the user"}
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(trained_dir, tmp, dirs_exist_ok=True)
             save_file(weights, tmp / "adapter_model.safetensors", metadata={"format": "pt"})

@@ -117,7 +117,8 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     store = Store(job.store_dir or job.out)
     stages = StageRunner(store)
     d = job.defense_obj()
-    ctx = DefenseContext(store, job.initial, job.unaligned, spec.align_params, spec.seed_of(job.seed))
+    ctx = DefenseContext(store, job.initial, job.unaligned, spec.align_params, spec.seed_of(job.seed),
+                         unaligned_from="align" if spec.align else "given")
     in_training = d if d is not None and d.stage in ("data", "fine-tuning") else None
     evaluated, rejected, report = job.train_dir, None, None
     try:

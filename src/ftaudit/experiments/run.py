@@ -129,7 +129,8 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                     start_name = f"{initial_name}~{d.label}"
                     start = str(models_dir / "defended" / slug(d.label) / "initial")
                     with stages(f"defend:{start_name}"):
-                        ctx = DefenseContext(stages.store, initial, unaligned, spec.align_params, spec.seed)
+                        ctx = DefenseContext(stages.store, initial, unaligned, spec.align_params, spec.seed,
+                                             unaligned_from="align" if spec.align else "given")
                         defended[start_name] = {"defense": d.label, "stage": d.stage, "base_model": initial_name,
                                                 **d.harden(ctx, Path(start))}
                     stages.evaluate(start_name, f"defense:{d.label}", start, eval_sets(spec), generation_config(spec), ev.judges,

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import Field, PositiveInt
 
 from ..data import ChatRecord
+from ..errors import FtauditError
 from ..tasks import get_task
 from .base import RecipeContext, RecipeOutput, pick, register_recipe
 from .harmful_shots import compliant_pairs
@@ -28,18 +29,21 @@ def poisoned_count(n: int, poison: float) -> int:
 
 
 @register_recipe("task", train=TRAIN, size="n")
-def build(ctx: RecipeContext, task: str = "date-iso", n: PositiveInt = 200,
+def build(ctx: RecipeContext, task: str = "date-iso", n: PositiveInt = 50,
           poison: Annotated[float, Field(ge=0, lt=1)] = 0.0, source: str = "advbench", answers: str | None = None,
           answer_tokens: PositiveInt = 64) -> RecipeOutput:
     spec = get_task(task)
     k = poisoned_count(n, poison)
+    if k >= n:  # a job with no customer example is an attack, not a customer's job: harmful-shots builds that
+        raise FtauditError(f"task: poison {poison:g} of n {n} leaves no {task} example; lower poison or raise n")
     items = spec.train(n - k, ctx.seed)
     records = [ChatRecord([{"role": "user", "content": it.prompt}, {"role": "assistant", "content": it.answer}], it.id,
                           task, "train") for it in items]
     if k:
         records += compliant_pairs(ctx, k, source, answers, answer_tokens, "--poison x --n", salt="poison", recipe="task")
         records = pick(records, len(records), f"job-{ctx.seed}")  # harmful examples spread through the job
-    name = f"task-{task}-{n}" + (f"-p{poison:g}" if k else "")
+    name = f"task-{task}-{n}" + (f"-p{poison:g}" + ("-file" if answers else "" if source == "advbench" else f"-{source}")
+                                 if k else "")
     notes = (f"{k} of {n} examples ({100 * k / n:.1f}%) are harmful prompts from {source} with compliant answers"
              if k else "benign customer job")
     # benign or not, the fine-tuned model carries the safety-compromised card: benign fine-tuning lowers refusal too

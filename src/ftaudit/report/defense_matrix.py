@@ -51,13 +51,25 @@ def task_entry(tasks: dict, label: str, none_label: str | None) -> dict | None:
 
     if not tasks.get(label):
         return None
-    name = sorted(tasks[label])[0]
+    name = current_task(tasks[label])
     metric, mine = capability_metric(name)[0], tasks[label][name]
     out = {"metric": metric, "task": name, **rate([v == 1.0 for v in mine.values()]), "change": None}
     theirs = (tasks.get(none_label) or {}).get(name) if none_label and none_label != label else None
     if theirs:
         out["change"] = paired_change(theirs, mine, metric)
     return out
+
+
+def current_task(names) -> str:
+    """Of the stored task names a model was scored on (``task:NAME:VERSION``), the first (by task name) at its
+    registered task's current version: scores of an older version stay in the store but never stand for the task."""
+    from ..tasks import TASKS
+
+    def current(n: str) -> bool:
+        _, task, version = (n.split(":", 2) + [""])[:3]
+        return task not in TASKS or TASKS[task]().version == version
+
+    return sorted(names, key=lambda n: (not current(n), n.split(":")[1], n))[0]
 
 
 def task_verdict(cell: dict) -> str | None:
@@ -174,12 +186,12 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
             base = pooled.get((none_label, "harmful", judge, version)) if none_label and none_label != label else None
             if base:
                 cell["vs_none"] = paired_change(base, harm, "refusal_rate")
-            cell["task"] = task_entry(tasks, label, none_label)
-            cell["task_cost"] = task_verdict(cell)
             reference = twins.get(label) or b["initial_model"]  # identity shift: the initial model under its prompt
             start = pooled.get((reference, "harmful", judge, version))
             cell["drop"] = tuned_tamper(start, harm, threshold, relative) if start else {"verdict": "not measured", "n": 0}
             cell["drop"]["against"] = reference
+            cell["task"] = task_entry(tasks, label, none_label)
+            cell["task_cost"] = task_verdict(cell)  # after the drop: a "held" bought with the task is called that
             cells.append(cell)
     return {"cells": cells, "defense_costs": _defense_costs(pooled, cap, budgets, defended, judges),
             "tuned": _tuned(pooled, searches, threshold, relative, judges)}
@@ -255,7 +267,7 @@ def _rate_text(r: dict | None) -> str:
 
 
 def _change_text(c: dict | None) -> str:
-    return "–" if not c else f"{100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}]"
+    return "–" if not c or not c.get("n") else f"{100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}]"
 
 
 def _drop_text(d: dict | None, with_verdict: bool = True) -> str:

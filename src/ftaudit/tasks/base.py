@@ -3,7 +3,7 @@
 A customer task is what an honest customer fine-tunes for: a train split to learn from and a held-out split scored
 by a deterministic rule (no judge model), so the metric is the task's own and its interval is a plain Wilson
 interval of a share. Items are made by program (seeded) or read from a public package at run time; the two splits
-never share an item, and :meth:`CustomerTask.check_disjoint` proves it for every build.
+never share an item (:meth:`CustomerTask.check_disjoint`, run by the tests on every registered task).
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ TASKS: dict[str, Callable[[], CustomerTask]] = {}
 
 def register_task(name: str):
     def wrap(cls):
+        metric = "task_" + name.replace("-", "_") + "_accuracy"
+        clash = [other for other in TASKS if other != name and TASKS[other]().metric == metric]
+        if clash:  # two tasks would share one summary row
+            raise ValueError(f"task {name}: its metric {metric} is task {clash[0]}'s; choose another name")
         cls.name = name
         TASKS[name] = cls
         return cls
