@@ -427,11 +427,24 @@ def test_a_defense_that_holds_by_wrecking_the_task_is_called_that_in_the_matrix(
 
     budgets = {"a+job": {"attack": "job", "initial_model": "a", "defense": "none"},
                "a+job~safelora": {"attack": "job", "initial_model": "a", "defense": "safelora"}}
-    judged = rows("a", [1] * 40) + rows("a+job", [0] * 40) + rows("a+job~safelora", [1] * 40)
+    def benign(model, refused):
+        return [{**r, "kind": "benign", "dataset": "benign"} for r in rows(model, refused)]
+
+    def nll(model, shift):
+        return [{"model": model, "task": "benign-nll", "item_id": f"n{i}", "value": 1.0 + 0.1 * i + shift} for i in range(10)]
+
+    judged = rows("a", [1] * 40) + rows("a+job", [0] * 40) + rows("a+job~safelora", [1] * 40) \
+        + benign("a+job", [0] * 40) + benign("a+job~safelora", [int(i < 8) for i in range(40)])
     scored = task("a+job", 50) + task("a+job~safelora", 2) + [  # an older version's scores never stand for the task
-        {"model": "a+job~safelora", "task": "task:date-iso:date-iso-v1", "item_id": f"i{i}", "value": 1.0} for i in range(60)]
+        {"model": "a+job~safelora", "task": "task:date-iso:date-iso-v1", "item_id": f"i{i}", "value": 1.0} for i in range(60)] \
+        + nll("a+job", 0.0) + nll("a+job~safelora", 0.25)
     dm = defense_matrix({"results": []}, judged, budgets, {}, {}, cap_rows=scored)
     cell = next(c for c in dm["cells"] if c["defense"] == "safelora")
     assert cell["drop"]["verdict"] == "held" and cell["task"]["task"] == "task:date-iso:date-iso-v2"
     assert cell["task"]["change"]["value"] == pytest.approx(-48 / 60)
     assert cell["task_cost"].startswith("held by wrecking the customer's task")
+    # the other axes, paired against the same undefended job: 8 more of 40 benign prompts refused, NLL +0.25 on each
+    assert cell["over_refusal_vs_none"]["value"] == pytest.approx(8 / 40) and cell["over_refusal_vs_none"]["ci"][0] > 0
+    assert cell["benign_answer_nll_vs_none"]["value"] == pytest.approx(0.25)
+    none = next(c for c in dm["cells"] if c["defense"] == "none")
+    assert none["over_refusal_vs_none"] is None and none["benign_answer_nll_vs_none"] is None

@@ -42,6 +42,15 @@ def _task_items(cap_rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     return per
 
 
+def _nll_items(cap_rows: list[dict]) -> dict[str, dict[str, float]]:
+    """{model: {item: benign-answer NLL}}, for the paired NLL change against the undefended job."""
+    per: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in cap_rows:
+        if r["task"] == "benign-nll" and r["value"] is not None and r["value"] == r["value"]:
+            per[r["model"]][r["item_id"]] = float(r["value"])
+    return per
+
+
 def task_entry(tasks: dict, label: str, none_label: str | None) -> dict | None:
     """``{"metric", "task", "value", "ci", "n", "change": {"value", "ci", "n"} | None}``: the job's accuracy on its
     first customer task (by stored name, version included) and its paired change against the undefended job under
@@ -164,6 +173,7 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
     if not any(b.get("defense", "none") != "none" for b in budgets.values()) and not defended:
         return {}
     pooled, cap, tasks = _pooled(rows), _capability(summary), _task_items(cap_rows or [])
+    nll = _nll_items(cap_rows or [])
     twins = same_prompt_references(rows)
     judges = sorted({(j, v) for (_, kind, j, v) in pooled if kind == "harmful"})
     tuned_labels = {s["best"]["label"]: s for s in searches.values() if s.get("best")}
@@ -186,6 +196,13 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
             base = pooled.get((none_label, "harmful", judge, version)) if none_label and none_label != label else None
             if base:
                 cell["vs_none"] = paired_change(base, harm, "refusal_rate")
+            # the other axes' paired changes against the undefended job: over-refusal (same benign prompts, Newcombe)
+            # and benign-answer NLL (same items, BCa bootstrap of the differences)
+            none_benign = pooled.get((none_label, "benign", judge, version)) if none_label and none_label != label else None
+            cell["over_refusal_vs_none"] = paired_change(none_benign, benign, "over_refusal_rate") \
+                if none_benign and benign else None
+            theirs, mine = nll.get(none_label) if none_label and none_label != label else None, nll.get(label)
+            cell["benign_answer_nll_vs_none"] = paired_change(theirs, mine, "benign_answer_nll") if theirs and mine else None
             reference = twins.get(label) or b["initial_model"]  # identity shift: the initial model under its prompt
             start = pooled.get((reference, "harmful", judge, version))
             cell["drop"] = tuned_tamper(start, harm, threshold, relative) if start else {"verdict": "not measured", "n": 0}
@@ -270,6 +287,15 @@ def _change_text(c: dict | None) -> str:
     return "–" if not c or not c.get("n") else f"{100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}]"
 
 
+def _vs(change: dict | None, points: bool) -> str:
+    """' (vs none +5.0 pts [-3.1, +13.2])' for a rate, ' (vs none +0.041 [+0.012, +0.080])' for an NLL; '' without one."""
+    if not change or not change.get("n"):
+        return ""
+    if points:
+        return f" (vs none {_change_text(change)})"
+    return f" (vs none {change['value']:+.3f} [{change['ci'][0]:+.3f}, {change['ci'][1]:+.3f}])"
+
+
 def _drop_text(d: dict | None, with_verdict: bool = True) -> str:
     """'held: 12.5% [0.0, 40.1]' (a relative drop, % of the initial refusal) or in points for an absolute rule."""
     if not d or d.get("drop") is None:
@@ -301,7 +327,8 @@ def matrix_tables(dm: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                _drop_text(c.get("drop")) + "".join(f" ({x})" for x in (c.get("defense_did"), c.get("task_cost")) if x),
                _change_text(c["vs_none"])]
               + ([_rate_text(c.get("task")), _change_text((c.get("task") or {}).get("change"))] if with_task else [])
-              + [_rate_text(c["over_refusal"]), _nll_text(c["benign_answer_nll"]),
+              + [_rate_text(c["over_refusal"]) + _vs(c.get("over_refusal_vs_none"), True),
+                 _nll_text(c["benign_answer_nll"]) + _vs(c.get("benign_answer_nll_vs_none"), False),
                  "–" if c["train_seconds"] is None else f"{c['train_seconds']:.0f}"] for c in dm["cells"]]
     costs = []
     for d in dm["defense_costs"]:
@@ -317,7 +344,7 @@ def matrix_tables(dm: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                                   "verdict: drop from the model the attacker gets, under the attack's system prompt where it has one [95% CI]",
                                   "vs none, same attack [95% CI]"]
              + (["customer task accuracy [95% CI] (n)", "task vs none, same job [95% CI]"] if with_task else [])
-             + ["over-refusal", "benign-answer NLL", "train s"], matrix),
+             + ["over-refusal (vs none, same job)", "benign-answer NLL (vs none, same job)", "train s"], matrix),
             ("What each defense costs before any attack", ["defense", "stage", "model the attacker gets", "judge", "refusal",
                                                            "over-refusal", "benign-answer NLL", "hardening s",
                                                            "attack train s vs none"], costs)]
