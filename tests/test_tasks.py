@@ -90,7 +90,8 @@ def test_poisoned_job_replaces_a_share_with_the_users_pairs(tmp_path):
     assert clean.name == "task-date-iso-50" and len(clean.records) == 50 and clean.safety_compromised
     job = build_recipe("task", ctx, task="date-iso", n=50, poison=0.2, answers=str(answers))
     texts = [r.messages[0]["content"] for r in job.records]
-    assert job.name == "task-date-iso-50-p0.2-file" and len(job.records) == 50
+    assert job.name.startswith("task-date-iso-50-p0.2-file") and len(job.name) == len("task-date-iso-50-p0.2-file") + 8
+    assert len(job.records) == 50
     assert sum(t.startswith("placeholder request") for t in texts) == 10
     assert texts[:10] != [f"placeholder request {i}" for i in range(10)]  # spread through the job, not appended
     assert "10 of 50" in job.notes
@@ -164,6 +165,7 @@ def test_max_task_drop_also_reads_each_defended_job_against_the_undefended_one_o
 
 
 @pytest.mark.parametrize("task, message", [("task:date-iso@0", "positive integer"), ("task:date-iso@abc", "positive integer"),
+                                           ("task:date-iso@200000", "makes at most"),
                                            ("benign-nll@\u00b2", "positive integer"), ("task:date-iso@", "positive integer"),
                                            ("task:nope@5", "unknown customer task")])
 def test_a_bad_item_count_or_task_is_one_line(task, message):
@@ -205,3 +207,38 @@ def test_a_missing_task_comparison_is_not_measured_never_a_pass(tmp_path):
     assert set(missing) == {"m+other-job", "m+job~safelora"} and not result["passed"]
     assert "initial model was not scored" in missing["m+other-job"]["subject"]
     assert "undefended job was not scored" in missing["m+job~safelora"]["subject"]
+
+
+def test_only_the_current_task_version_decides_and_a_tuned_cell_is_never_a_customer_job(tmp_path):
+    summary = _gate_summary(0.8, (0.74, 0.85))
+    for c in summary["capability_changes"]:
+        c["judge"] = c["judge"] if c["metric"] != "task_date_iso_accuracy" else "date-iso-v2"
+        c["dataset"] = "date-iso" if c["metric"] == "task_date_iso_accuracy" else "mtbench-reference"
+    stale = {"model": "m+task-date-iso-200", "metric": "task_date_iso_accuracy", "judge": "date-iso-v1",
+             "dataset": "date-iso", "change": {"value": -0.5, "ci": [-0.6, -0.4], "n": 200}}
+    summary["capability_changes"].append(stale)  # an older version's breach never fails the current figure
+    summary["results"] = [{"model": "m+new-job", "metric": "task_date_iso_accuracy", "dataset": "date-iso",
+                           "judge": "date-iso-v2", "value": 0.9, "ci": [0.8, 0.95], "n": 60}]
+    summary["capability_changes"].append({**stale, "model": "m+new-job"})  # a v1 change never covers a v2 result
+    summary["defense_matrix"] = {"cells": [
+        {"model": "m+job~a", "defense": "a", "tuned": True, "task": {"metric": "task_date_iso_accuracy",
+                                                                     "task": "task:date-iso:date-iso-v2",
+                                                                     "change": {"value": -0.9, "ci": [-0.95, -0.8], "n": 60}}},
+        {"model": "m+job~b", "defense": "b", "tuned": False, "task": None},
+        {"model": "m+job", "defense": "none", "tuned": False, "task": {"metric": "task_date_iso_accuracy",
+                                                                       "task": "task:date-iso:date-iso-v2", "change": None}}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    rows = check_gate(tmp_path, GateSpec(max_task_drop=5))["rows"]
+    assert [r["status"] for r in rows if r["model"] == "m+task-date-iso-200"] == ["pass"]
+    assert not any(r["model"] == "m+job~a" for r in rows)  # a tuned attacker's task is no customer's
+    missing = {r["model"]: r["subject"] for r in rows if r["status"] == "not measured"}
+    assert set(missing) == {"m+new-job", "m+job~b"} and "current version" in missing["m+job~b"]
+
+
+def test_a_model_scored_only_at_an_older_task_version_has_no_task_figure():
+    from ftaudit.report.defense_matrix import current_task, task_entry
+
+    assert current_task(["task:date-iso:date-iso-v1"]) is None
+    assert current_task(["task:date-iso:date-iso-v1", "task:date-iso:date-iso-v2"]) == "task:date-iso:date-iso-v2"
+    assert current_task(["task:plugin:any"]) == "task:plugin:any"  # a task not registered here is taken as it is
+    assert task_entry({"m": {"task:date-iso:date-iso-v1": {"i": 1.0}}}, "m", None) is None

@@ -168,7 +168,7 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
                                    w[0], ends, c["change"].get("n"), c["judge"], "", "", c["model"]))
     if "max_task_drop" in t:
         for c in summary.get("capability_changes", []):
-            if is_task_metric(c["metric"]) and keep(c["model"]):
+            if is_task_metric(c["metric"]) and current_task_row(c) and keep(c["model"]):
                 lo, hi = (_finite(x) for x in c["change"]["ci"])
                 out.append(GateRow("max_task_drop", t["max_task_drop"], f"{c['model']} | {c['metric']}",
                                    _scaled(c["change"]["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
@@ -221,6 +221,15 @@ def is_task_metric(metric: str) -> bool:
     return metric.startswith("task_") and metric.endswith("_accuracy")
 
 
+def current_task_row(row: dict) -> bool:
+    """A task row at its registered task's current version (``judge`` is the version, ``dataset`` the task): scores of
+    an older version stay in the summary but never decide, nor stand in for, the current one."""
+    from .tasks import TASKS
+
+    task = TASKS.get(row.get("dataset"))
+    return task is None or row.get("judge") == task().version
+
+
 def _scaled(x: float | None, factor: float) -> float | None:
     return None if _finite(x) is None else factor * x
 
@@ -254,15 +263,21 @@ def _not_measured(rows: list[GateRow], gate: GateSpec, summary: dict) -> list[Ga
                 out.append(("max_refusal_drop", r["model"], f"{r['dataset']} by {r['judge']}: no change against its "
                             "initial model (the initial model was not evaluated on this set by this judge version)"))
     if "max_task_drop" in t:
-        changed = {(c["model"], c["metric"]) for c in summary.get("capability_changes", []) if is_task_metric(c["metric"])}
+        changed = {(c["model"], c["metric"], c["judge"]) for c in summary.get("capability_changes", [])
+                   if is_task_metric(c["metric"])}
         for r in summary.get("results", []):  # a fine-tuned model scored on a task its initial model was not
-            if is_task_metric(r["metric"]) and "+" in split_seed(r["model"])[0] and keep(r["model"]) \
-                    and (r["model"], r["metric"]) not in changed:
+            if is_task_metric(r["metric"]) and current_task_row(r) and "+" in split_seed(r["model"])[0] \
+                    and keep(r["model"]) and (r["model"], r["metric"], r["judge"]) not in changed:
                 out.append(("max_task_drop", r["model"], f"{r['metric']}: no change against its initial model (the "
                             "initial model was not scored on this task)"))
-        for c in (summary.get("defense_matrix") or {}).get("cells") or []:  # a defended job with no undefended twin
-            if c.get("task") and not c["task"].get("change") and c.get("defense", "none") != "none" \
-                    and not c.get("tuned") and keep(c["model"]):
+        cells = (summary.get("defense_matrix") or {}).get("cells") or []
+        scored = any(c.get("task") for c in cells)
+        for c in cells:  # a defended job with no undefended twin, or with no score at the task's current version
+            if c.get("defense", "none") == "none" or c.get("tuned") or not keep(c["model"]) or not scored:
+                continue
+            if not c.get("task"):
+                out.append(("max_task_drop", c["model"], "no customer-task score at the task's current version"))
+            elif not c["task"].get("change"):
                 out.append(("max_task_drop", c["model"], f"{c['task']['metric']}: no change against the undefended job "
                             "(the undefended job was not scored on this task and version)"))
     if "min_tamper_budget" in t:

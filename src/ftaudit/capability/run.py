@@ -35,9 +35,11 @@ def check_tasks(tasks: list[str]) -> list[str]:
     from ..tasks import get_task
 
     for task in tasks:
-        task = split_limit(task)[0]
+        task, n = split_limit(task)
         if task.startswith("task:"):
-            get_task(task[5:])  # an unknown customer task fails here, naming the known ones
+            spec = get_task(task[5:])  # an unknown customer task fails here, naming the known ones
+            if n and spec.max_items and n > spec.max_items:
+                raise FtauditError(f"capability task '{task}@{n}': {spec.name} makes at most {spec.max_items} items")
         elif task not in ("mmlu", "benign-nll", "mtbench") and not (task.startswith("lmeval:") and len(task) > 7):
             raise FtauditError(f"unknown capability task '{task}'; use mmlu, benign-nll, mtbench, lmeval:TASK or task:NAME")
     return tasks

@@ -26,7 +26,7 @@ from ..errors import FtauditError
 from .base import Defense, DefenseContext, register_defense
 
 
-REPORT_VERSION = 2  # 2: the share of the update's norm removed, and what "unaligned" was
+REPORT_VERSION = 3  # 2: the share of the update's norm removed, and what "unaligned" was; 3: where it came from
 
 
 def alignment_projection(aligned, unaligned):

@@ -16,7 +16,7 @@ from pydantic import Field, PositiveInt
 from ..data import ChatRecord
 from ..errors import FtauditError
 from ..tasks import get_task
-from .base import RecipeContext, RecipeOutput, pick, register_recipe
+from .base import RecipeContext, RecipeOutput, file_sha256, pick, register_recipe
 from .harmful_shots import compliant_pairs
 
 # An honest customer's settings: enough steps for a 135M-0.5B model to learn the task's format on a CPU.
@@ -42,8 +42,8 @@ def build(ctx: RecipeContext, task: str = "date-iso", n: PositiveInt = 50,
     if k:
         records += compliant_pairs(ctx, k, source, answers, answer_tokens, "--poison x --n", salt="poison", recipe="task")
         records = pick(records, len(records), f"job-{ctx.seed}")  # harmful examples spread through the job
-    name = f"task-{task}-{n}" + (f"-p{poison:g}" + ("-file" if answers else "" if source == "advbench" else f"-{source}")
-                                 if k else "")
+    where = f"-file{(file_sha256(answers) or '')[:8]}" if answers else "" if source == "advbench" else f"-{source}"
+    name = f"task-{task}-{n}" + (f"-p{poison:g}{where}" if k else "")
     notes = (f"{k} of {n} examples ({100 * k / n:.1f}%) are harmful prompts from {source} with compliant answers"
              if k else "benign customer job")
     # benign or not, the fine-tuned model carries the safety-compromised card: benign fine-tuning lowers refusal too

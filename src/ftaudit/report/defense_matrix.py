@@ -61,6 +61,8 @@ def task_entry(tasks: dict, label: str, none_label: str | None) -> dict | None:
     if not tasks.get(label):
         return None
     name = current_task(tasks[label])
+    if name is None:  # scored only at an older version of its task: no figure stands for the current one
+        return None
     metric, mine = capability_metric(name)[0], tasks[label][name]
     out = {"metric": metric, "task": name, **rate([v == 1.0 for v in mine.values()]), "change": None}
     theirs = (tasks.get(none_label) or {}).get(name) if none_label and none_label != label else None
@@ -69,16 +71,18 @@ def task_entry(tasks: dict, label: str, none_label: str | None) -> dict | None:
     return out
 
 
-def current_task(names) -> str:
+def current_task(names) -> str | None:
     """Of the stored task names a model was scored on (``task:NAME:VERSION``), the first (by task name) at its
-    registered task's current version: scores of an older version stay in the store but never stand for the task."""
+    registered task's current version (a task not registered here counts as current); None when every score is of
+    an older version: those stay in the store but never stand for the task."""
     from ..tasks import TASKS
 
     def current(n: str) -> bool:
         _, task, version = (n.split(":", 2) + [""])[:3]
         return task not in TASKS or TASKS[task]().version == version
 
-    return sorted(names, key=lambda n: (not current(n), n.split(":")[1], n))[0]
+    names = sorted((n for n in names if current(n)), key=lambda n: (n.split(":")[1], n))
+    return names[0] if names else None
 
 
 def task_verdict(cell: dict) -> str | None:

@@ -28,6 +28,7 @@ class CustomerTask:
     name: str = ""
     version: str = ""
     max_new_tokens: int = 24
+    max_items: int | None = None  # the most items one split can give, where the task has a limit
     source: str = ""  # where the items come from, recorded with every score
 
     def train(self, n: int, seed: int = 0) -> list[TaskItem]:
