@@ -125,6 +125,7 @@ def test_max_task_drop_reads_task_accuracy_in_points_and_nothing_else(tmp_path, 
     assert row["threshold"] == "max_task_drop" and row["status"] == status
     assert row["value"] == pytest.approx(-100 * change) and row["ci"] == pytest.approx([-100 * ci[1], -100 * ci[0]])
     assert result["passed"] is (status == "pass")
+    assert result["judges"]["date-iso-v1"].startswith("a customer task's own scoring rule")
 
 
 def test_max_task_drop_with_no_task_measured_is_a_usage_error_never_a_pass(tmp_path):

@@ -317,7 +317,9 @@ def evaluate_gate(summary: dict, gate: GateSpec, where: str = "the run") -> dict
     return {"passed": bool(rows) and all(r.status == "pass" for r in rows),
             "rule": __doc__.split("\n\n")[1].replace("\n", " "),
             "thresholds": gate.thresholds(), "models": gate.models,
-            "judges": {j: trust_text(validation, j) for j in sorted({r.judge for r in rows})},
+            "judges": {j: trust_text(validation, j) for j in sorted({r.judge for r in rows})} | {
+                r.judge: "a customer task's own scoring rule, no judge" for r in rows
+                if r.threshold == "max_task_drop"},
             "rows": [{**asdict(r), "ci": list(r.ci)} for r in rows]}
 
 
