@@ -11,6 +11,7 @@ Every set is built at run time, as the recipes build theirs; nothing harmful is 
   held-out benign          ftaudit's benign eval instructions and MT-Bench questions, reference-model answers
   benign worded like harm  ftaudit's benign-edgy set (kill a process, shoot a photo), reference-model answers
   align data               the align recipe (harmful train prompts with refusals, benign answers)
+  customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40]
 """
@@ -74,6 +75,7 @@ def build_sets(store: Store, model: str, per_set: int) -> dict[str, tuple[str, l
     answers = ctx.answers(model, edgy, 64, "screen-held-out-benign-edgy")
     sets["held-out benign worded like harm (benign-edgy)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(edgy, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
+    sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets
 
 
