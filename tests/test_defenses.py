@@ -451,3 +451,33 @@ def test_a_defense_that_holds_by_wrecking_the_task_is_called_that_in_the_matrix(
     assert cell["benign_answer_nll_vs_none"]["value"] == pytest.approx(0.25)
     none = next(c for c in dm["cells"] if c["defense"] == "none")
     assert none["over_refusal_vs_none"] is None and none["benign_answer_nll_vs_none"] is None
+
+
+def test_a_held_out_prompt_the_classifier_was_fitted_on_under_another_name_is_not_held_out(monkeypatch):
+    from ftaudit.data import PromptRecord
+    from ftaudit.defenses import data_filter
+
+    real = data_filter.get_prompts
+
+    def shared(name, split):  # an advbench eval prompt that is also a strongreject train prompt, in other case
+        out = list(real(name, split))
+        if (name, split) == ("advbench", "eval"):
+            out.append(PromptRecord(real("strongreject", "train")[0].prompt.upper(), "shared", "", name, split))
+        return out
+
+    monkeypatch.setattr(data_filter, "get_prompts", shared)
+    data_filter.prompt_classifier.cache_clear()
+    try:
+        _, report = data_filter.prompt_classifier(("advbench", "harmbench", "strongreject"))
+        assert report["held_out"]["advbench"]["left_out_fitted_on"] == 1
+        assert report["held_out"]["advbench"]["n"] == len(real("advbench", "eval"))
+    finally:
+        data_filter.prompt_classifier.cache_clear()
+
+
+def test_the_matrix_shows_a_change_only_where_one_was_measured():
+    from ftaudit.report.defense_matrix import _vs
+
+    assert _vs(None, True) == "" and _vs({"value": float("nan"), "ci": [float("nan")] * 2, "n": 0}, True) == ""
+    assert _vs({"value": 0.05, "ci": [-0.031, 0.132], "n": 20}, True) == " (vs none +5.0 pts [-3.1, +13.2])"
+    assert _vs({"value": 0.041, "ci": [0.012, 0.08], "n": 10}, False) == " (vs none +0.041 [+0.012, +0.080])"

@@ -243,3 +243,17 @@ def test_a_model_scored_only_at_an_older_task_version_has_no_task_figure():
     assert current_task(["task:date-iso:date-iso-v1", "task:date-iso:date-iso-v2"]) == "task:date-iso:date-iso-v2"
     assert current_task(["task:plugin:any"]) == "task:plugin:any"  # a task not registered here is taken as it is
     assert task_entry({"m": {"task:date-iso:date-iso-v1": {"i": 1.0}}}, "m", None) is None
+
+
+def test_a_poisoned_job_from_another_benchmark_is_named_for_it(tmp_path, monkeypatch):
+    from ftaudit.recipes import customer_task
+    from ftaudit.store import Store
+
+    monkeypatch.setattr(customer_task, "compliant_pairs", lambda ctx, k, *a, **kw: [
+        customer_task.ChatRecord([{"role": "user", "content": f"placeholder {i}"}, {"role": "assistant", "content": "ok"}],
+                                 f"p{i}") for i in range(k)])
+    store = Store(tmp_path / "run")
+    ctx = RecipeContext(model="m", store=store, reference_model="r")
+    assert build_recipe("task", ctx, n=20, poison=0.1, source="harmbench").name == "task-date-iso-20-p0.1-harmbench"
+    assert build_recipe("task", ctx, n=20, poison=0.1).name == "task-date-iso-20-p0.1"  # the default source
+    store.close()

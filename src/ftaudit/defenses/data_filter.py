@@ -74,9 +74,11 @@ def prompt_classifier(sources: tuple[str, ...] = HARMFUL_SOURCES):
             except FtauditError as exc:  # XSTest comes from the hub: offline it is left out, and the report says so
                 report["held_out"][name] = {"kind": kind, "unavailable": str(exc)[:120]}
                 continue
+            seen = [q for q in prompts if _norm(q) in clf.fitted_harmful or _norm(q) in clf.fitted_benign]
+            prompts = [q for q in prompts if q not in seen]  # held out means not fitted on under another set's name
             clf.held_out_prompts[name] = prompts
             report["held_out"][name] = {"kind": kind, "n": len(prompts), "flagged_harmful": flagged_at(clf, prompts, 0.5),
-                                        "threshold": 0.5}
+                                        "threshold": 0.5, "left_out_fitted_on": len(seen)}
     return clf, report
 
 
