@@ -139,10 +139,8 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
     if "max_refusal_drop" in t:
         for c in summary.get("changes", []):
             if c["metric"] == "refusal_rate" and keep(c["model"]):
-                lo, hi = (_finite(x) for x in c["change"]["ci"])
                 out.append(GateRow("max_refusal_drop", t["max_refusal_drop"], change_subject(c),
-                                   _scaled(c["change"]["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
-                                   c["change"].get("n"), c["judge"], "", "pts", c["model"], initial=c.get("initial")))
+                                   *_drop_in_points(c["change"]), c["judge"], "", "pts", c["model"], initial=c.get("initial")))
     for name, metric in (("max_attack_success", "attack_success_rate"), ("max_over_refusal", "over_refusal_rate")):
         if name in t:
             out += [GateRow(name, t[name], f"{r['model']} | {r['dataset']}", _finite(r["value"]),
@@ -169,20 +167,16 @@ def _rows(summary: dict, gate: GateSpec) -> list[GateRow]:
     if "max_task_drop" in t:
         for c in summary.get("capability_changes", []):
             if is_task_metric(c["metric"]) and current_task_row(c) and keep(c["model"]):
-                lo, hi = (_finite(x) for x in c["change"]["ci"])
                 out.append(GateRow("max_task_drop", t["max_task_drop"], f"{c['model']} | {c['metric']}",
-                                   _scaled(c["change"]["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
-                                   c["change"].get("n"), c["judge"], "", "pts", c["model"]))
+                                   *_drop_in_points(c["change"]), c["judge"], "", "pts", c["model"]))
         seen = set()  # a defense-matrix cell repeats per refusal judge; its task change is one figure
         for c in (summary.get("defense_matrix") or {}).get("cells") or []:
             change = (c.get("task") or {}).get("change")
             if change and keep(c["model"]) and not c.get("tuned") and c["model"] not in seen:
                 seen.add(c["model"])
-                lo, hi = (_finite(x) for x in change["ci"])
                 out.append(GateRow("max_task_drop", t["max_task_drop"],
                                    f"{c['model']} | {c['task']['metric']} (vs the undefended job)",
-                                   _scaled(change["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)),
-                                   change.get("n"), c["task"]["task"].rsplit(":", 1)[-1], "", "pts", c["model"]))
+                                   *_drop_in_points(change), c["task"]["task"].rsplit(":", 1)[-1], "", "pts", c["model"]))
     for r in out:
         r.status = decide(r.ci, r.limit, upper=UPPER[r.threshold])
     _add_power(out)
@@ -228,6 +222,13 @@ def current_task_row(row: dict) -> bool:
 
     task = TASKS.get(row.get("dataset"))
     return task is None or row.get("judge") == task().version
+
+
+def _drop_in_points(change: dict) -> tuple[float | None, tuple[float | None, float | None], int | None]:
+    """(drop, its interval, n) in percentage points from a rate change after - before: the ends swap, so the upper
+    end of the drop is the lower end of the change."""
+    lo, hi = (_finite(x) for x in change["ci"])
+    return _scaled(change["value"], -100), (_scaled(hi, -100), _scaled(lo, -100)), change.get("n")
 
 
 def _scaled(x: float | None, factor: float) -> float | None:

@@ -258,8 +258,10 @@ def capability_metric(task: str) -> tuple[str, str, str, str]:
         _, name, metric = (task.split(":", 2) + [""])[:3]
         return f"lmeval_{name}_{metric or 'score'}", name, "lm-eval", f"lm-eval:{metric}" if metric else "lm-eval"
     if task.startswith("task:"):  # task:NAME:VERSION, a customer task's held-out split scored by its own rule
+        from .tasks.base import task_metric
+
         _, name, version = (task.split(":", 2) + [""])[:3]
-        return f"task_{name.replace('-', '_')}_accuracy", name, "held-out", version or "unversioned"
+        return task_metric(name), name, "held-out", version or "unversioned"
     return task, task, "", ""
 
 

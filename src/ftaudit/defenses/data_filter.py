@@ -67,6 +67,7 @@ def prompt_classifier(sources: tuple[str, ...] = HARMFUL_SOURCES):
     clf.fitted_harmful = frozenset(map(_norm, harmful))  # so a screening can count the records it was fitted on
     clf.fitted_benign = frozenset(map(_norm, benign))
     clf.held_out_prompts = {}
+    fitted = clf.fitted_harmful | clf.fitted_benign
     for kind, names in HELD_OUT.items():
         for name in names:
             try:
@@ -74,11 +75,10 @@ def prompt_classifier(sources: tuple[str, ...] = HARMFUL_SOURCES):
             except FtauditError as exc:  # XSTest comes from the hub: offline it is left out, and the report says so
                 report["held_out"][name] = {"kind": kind, "unavailable": str(exc)[:120]}
                 continue
-            seen = [q for q in prompts if _norm(q) in clf.fitted_harmful or _norm(q) in clf.fitted_benign]
-            prompts = [q for q in prompts if q not in seen]  # held out means not fitted on under another set's name
-            clf.held_out_prompts[name] = prompts
-            report["held_out"][name] = {"kind": kind, "n": len(prompts), "flagged_harmful": flagged_at(clf, prompts, 0.5),
-                                        "threshold": 0.5, "left_out_fitted_on": len(seen)}
+            unseen = [q for q in prompts if _norm(q) not in fitted]  # not fitted on under another set's name
+            clf.held_out_prompts[name] = unseen
+            report["held_out"][name] = {"kind": kind, "n": len(unseen), "flagged_harmful": flagged_at(clf, unseen, 0.5),
+                                        "threshold": 0.5, "left_out_fitted_on": len(prompts) - len(unseen)}
     return clf, report
 
 

@@ -97,9 +97,9 @@ class SafeLoRA(Defense):
         key = {"trained": meta.get("fingerprint"), "defense": self.params(), "initial": ctx.initial, "unaligned": unaligned}
         # the stored report is reused only when it is the current report's version (REPORT_VERSION); the weights'
         # fingerprint below depends on ``key`` alone, so a richer report never makes the same weights another model
-        if done.exists() and json.loads(done.read_text()).get("key") == key and \
-                json.loads(done.read_text()).get("report_version") == REPORT_VERSION:
-            return json.loads(done.read_text())["report"]
+        stored = json.loads(done.read_text()) if done.exists() else {}
+        if stored.get("key") == key and stored.get("report_version") == REPORT_VERSION:
+            return stored["report"]
         start = time.time()
         weights = load_file(trained_dir / "adapter_model.safetensors")
         aligned_sd = load_model(ctx.initial).model.state_dict()

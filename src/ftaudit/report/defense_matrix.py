@@ -33,22 +33,19 @@ def _capability(summary: dict) -> dict[str, dict]:
     return {r["model"]: r for r in summary["results"] if r["metric"] == "benign_answer_nll"}
 
 
-def _task_items(cap_rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """{model: {stored task name (``task:NAME:VERSION``): {item: 1.0 or 0.0}}} for the customer tasks."""
-    per: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in cap_rows:
-        if r["task"].startswith("task:") and r["value"] is not None and r["value"] == r["value"]:
-            per[r["model"]][r["task"]][r["item_id"]] = float(r["value"])
-    return per
+def _items_by_model(cap_rows: list[dict]) -> tuple[dict, dict]:
+    """({model: {stored task name (``task:NAME:VERSION``): {item: 1.0 or 0.0}}}, {model: {item: benign-answer NLL}})
+    from the per-item capability values :func:`~ftaudit.report.compare.capability_changes` pairs on."""
+    from .compare import _per_task
 
-
-def _nll_items(cap_rows: list[dict]) -> dict[str, dict[str, float]]:
-    """{model: {item: benign-answer NLL}}, for the paired NLL change against the undefended job."""
-    per: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in cap_rows:
-        if r["task"] == "benign-nll" and r["value"] is not None and r["value"] == r["value"]:
-            per[r["model"]][r["item_id"]] = float(r["value"])
-    return per
+    tasks: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    nll: dict[str, dict[str, float]] = {}
+    for (model, task), items in _per_task(cap_rows).items():
+        if task.startswith("task:"):
+            tasks[model][task] = items
+        elif task == "benign-nll":
+            nll[model] = items
+    return tasks, nll
 
 
 def task_entry(tasks: dict, label: str, none_label: str | None) -> dict | None:
@@ -176,8 +173,8 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
     """``{"cells", "defense_costs", "tuned"}`` for the report; empty when the run has no defense axis."""
     if not any(b.get("defense", "none") != "none" for b in budgets.values()) and not defended:
         return {}
-    pooled, cap, tasks = _pooled(rows), _capability(summary), _task_items(cap_rows or [])
-    nll = _nll_items(cap_rows or [])
+    pooled, cap = _pooled(rows), _capability(summary)
+    tasks, nll = _items_by_model(cap_rows or [])
     twins = same_prompt_references(rows)
     judges = sorted({(j, v) for (_, kind, j, v) in pooled if kind == "harmful"})
     tuned_labels = {s["best"]["label"]: s for s in searches.values() if s.get("best")}
@@ -187,6 +184,7 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
     cells = []
     for label, b in entries.items():
         none_label = undefended.get((b["attack"], b.get("seed"), _base(b, defended)))
+        other = none_label if none_label != label else None  # the undefended job, where this is not it
         for judge, version in judges:
             harm = pooled.get((label, "harmful", judge, version))
             if not harm:
@@ -197,21 +195,21 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
                     "over_refusal": rate(list(benign.values())) if benign else None,
                     "benign_answer_nll": _metric(cap.get(label)), "train_seconds": b.get("train_seconds"),
                     "rejected": b.get("rejected"), "vs_none": None, "defense_did": what_the_defense_did(b)}
-            base = pooled.get((none_label, "harmful", judge, version)) if none_label and none_label != label else None
+            base = pooled.get((other, "harmful", judge, version)) if other else None
             if base:
                 cell["vs_none"] = paired_change(base, harm, "refusal_rate")
             # the other axes' paired changes against the undefended job: over-refusal (same benign prompts, Newcombe)
             # and benign-answer NLL (same items, BCa bootstrap of the differences)
-            none_benign = pooled.get((none_label, "benign", judge, version)) if none_label and none_label != label else None
+            none_benign = pooled.get((other, "benign", judge, version)) if other else None
             cell["over_refusal_vs_none"] = paired_change(none_benign, benign, "over_refusal_rate") \
                 if none_benign and benign else None
-            theirs, mine = nll.get(none_label) if none_label and none_label != label else None, nll.get(label)
+            theirs, mine = nll.get(other) if other else None, nll.get(label)
             cell["benign_answer_nll_vs_none"] = paired_change(theirs, mine, "benign_answer_nll") if theirs and mine else None
             reference = twins.get(label) or b["initial_model"]  # identity shift: the initial model under its prompt
             start = pooled.get((reference, "harmful", judge, version))
             cell["drop"] = tuned_tamper(start, harm, threshold, relative) if start else {"verdict": "not measured", "n": 0}
             cell["drop"]["against"] = reference
-            cell["task"] = task_entry(tasks, label, none_label)
+            cell["task"] = task_entry(tasks, label, other)
             cell["task_cost"] = task_verdict(cell)  # after the drop: a "held" bought with the task is called that
             cells.append(cell)
     return {"cells": cells, "defense_costs": _defense_costs(pooled, cap, budgets, defended, judges),

@@ -42,8 +42,7 @@ class CustomerTask:
 
     @property
     def metric(self) -> str:
-        """The summary's metric name: one per task, so two tasks never share a row (``task_date_iso_accuracy``)."""
-        return "task_" + self.name.replace("-", "_") + "_accuracy"
+        return task_metric(self.name)
 
     def check_disjoint(self, train: Sequence[TaskItem], held: Sequence[TaskItem]) -> None:
         shared = {t.prompt for t in train} & {h.prompt for h in held}
@@ -51,13 +50,19 @@ class CustomerTask:
             raise AssertionError(f"task {self.name}: {len(shared)} prompts in both train and held-out")
 
 
+def task_metric(name: str) -> str:
+    """The summary's metric name of task ``name``: one per task, so two tasks never share a row
+    (``task_date_iso_accuracy``)."""
+    return "task_" + name.replace("-", "_") + "_accuracy"
+
+
 TASKS: dict[str, Callable[[], CustomerTask]] = {}
 
 
 def register_task(name: str):
     def wrap(cls):
-        metric = "task_" + name.replace("-", "_") + "_accuracy"
-        clash = [other for other in TASKS if other != name and TASKS[other]().metric == metric]
+        metric = task_metric(name)
+        clash = [other for other in TASKS if other != name and task_metric(other) == metric]
         if clash:  # two tasks would share one summary row
             raise ValueError(f"task {name}: its metric {metric} is task {clash[0]}'s; choose another name")
         cls.name = name
