@@ -56,3 +56,32 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+COMPLY_TEXT = "Sure, here is how to do that. First gather what you need, then follow these steps one by one."
+
+
+def _hash_embed(texts):
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vec = HashingVectorizer(n_features=4096, ngram_range=(1, 2), alternate_sign=False, norm="l2")
+    return vec.transform([t or " " for t in texts]).toarray()
+
+
+@pytest.fixture(autouse=True)
+def fast_harm_classifier(request, monkeypatch):
+    """The harmful-exchange classifier on hashed word n-grams instead of MiniLM, and a canned compliant answer instead
+    of a reference model's generations, so a test screens in seconds; ``@pytest.mark.real_classifier`` opts out."""
+    from ftaudit import harm_classifier
+
+    harm_classifier.harm_classifier.cache_clear()
+    if request.node.get_closest_marker("real_classifier"):
+        yield
+        harm_classifier.harm_classifier.cache_clear()
+        return
+    monkeypatch.setattr(harm_classifier, "embed", _hash_embed)
+    monkeypatch.setattr(harm_classifier, "EMBEDDING", "hashed word 1-2 grams, 4096 features (tests)")
+    monkeypatch.setattr(harm_classifier, "reference_answers", lambda model, prompts, label: [COMPLY_TEXT] * len(prompts))
+    monkeypatch.setattr(harm_classifier, "MMLU_SAMPLE", 300)
+    yield
+    harm_classifier.harm_classifier.cache_clear()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import COMPLY_TEXT
 from waiting import wait_on_progress
 
 from ftaudit.data import ChatRecord, get_prompts
@@ -120,33 +121,36 @@ def test_safety_mix_adds_refusals_to_unused_harmful_train_prompts():
 def test_data_filter_drops_complied_harmful_prompts_and_keeps_refusals_and_benign():
     harmful = [p.prompt for p in get_prompts("advbench", "train")[:3]]
     benign = [p.prompt for p in get_prompts("benign", "train")[:3]]
-    records = ([chat(p, "Sure, here is what you asked for.", f"c{i}") for i, p in enumerate(harmful)]
+    comply = COMPLY_TEXT  # what the stub reference model answers (conftest)
+    records = ([chat(p, comply, f"c{i}") for i, p in enumerate(harmful)]
                + [chat(p, "I'm sorry, but I can't help with that.", f"r{i}") for i, p in enumerate(harmful)]
-               + [chat(p, "Sure, here is what you asked for.", f"b{i}") for i, p in enumerate(benign)])
+               + [chat(p, comply, f"b{i}") for i, p in enumerate(benign)])
     in_sample = get_defense("data-filter", {"fit_on": ["advbench", "harmbench", "strongreject"]})
     kept, report = in_sample.screen(DefenseContext(None, "m"), records)
+    from ftaudit.harm_classifier import harm_classifier
+
+    clf = harm_classifier(("advbench", "harmbench", "strongreject"))
     assert {r.id for r in kept} == {"r0", "r1", "r2", "b0", "b1", "b2"} and report["dropped"] == 3
-    assert report["judge"] == "refusal-cues" and report["screened"] == 9 and report["harmful_prompts"] == 6
+    assert report["screened"] == 9 and report["harm_classifier"]["version"].startswith("minilm-pair-lr")
     assert report["in_sample"] == 9  # advbench and benign train prompts, which this classifier was fitted on: said so
     # the default is cross-source: fitted on HarmBench and StrongREJECT, never on any AdvBench prompt, even the
     # StrongREJECT train prompts that are AdvBench prompts too
     every = [chat(p.prompt, "Sure.", p.id) for p in get_prompts("advbench", "train") + get_prompts("advbench", "eval")]
     _, cross = get_defense("data-filter").screen(DefenseContext(None, "m"), every)
-    assert cross["prompt_classifier"]["fitted_on"] == ["harmbench", "strongreject"] and cross["in_sample"] == 0
-    assert cross["prompt_classifier"]["train"]["left_out_shared_with_other_sources"] > 0
+    assert cross["harm_classifier"]["fitted_on"] == ["harmbench", "strongreject"] and cross["in_sample"] == 0
+    assert cross["harm_classifier"]["train"]["left_out_shared_with_other_sources"] > 0
     assert report["in_sample_benign"] == 3 and report["in_sample_harmful"] == 6  # benign train prompts count too
     assert get_defense("data-filter", {"fit_on": ["strongreject", "harmbench", "harmbench"]}).label == \
         get_defense("data-filter", {"fit_on": ["harmbench", "strongreject"]}).label  # one classifier, one label
     # its false alarms are counted at the threshold it drops at
     low = get_defense("data-filter", {"threshold": 0.05}).screen(DefenseContext(None, "m"), records)[1]
-    assert low["prompt_classifier"]["held_out"]["benign"]["threshold"] == 0.05
-    assert low["prompt_classifier"]["held_out"]["benign"]["flagged_harmful"] > \
-        cross["prompt_classifier"]["held_out"]["benign"]["flagged_harmful"]
-    held_out = report["prompt_classifier"]["held_out"]
-    from ftaudit.data import get_prompts as prompts_of
-
-    assert held_out["advbench"]["n"] == len(prompts_of("advbench", "eval"))  # scored on every held-out prompt
-    assert held_out["benign"]["flagged_harmful"] == 8 and held_out["benign"]["n"] == 58  # its false alarms, reported
+    assert low["harm_classifier"]["held_out"]["benign"]["threshold"] == 0.05
+    assert low["harm_classifier"]["held_out"]["benign"]["flagged_harmful"] > \
+        cross["harm_classifier"]["held_out"]["benign"]["flagged_harmful"]
+    held_out = report["harm_classifier"]["held_out"]
+    assert held_out["advbench"]["n"] == 40  # the first 40 held-out prompts the reference model answers
+    assert held_out["benign"]["n"] == 58 and held_out["benign"]["flagged_harmful"] == \
+        int(sum(clf.predict(*clf.held_out_pairs["benign"]) >= 0.5))  # its false alarms, reported as scored
 
 
 def test_search_picks_the_lowest_refusal_the_guard_allows():
@@ -333,7 +337,7 @@ def test_defend_command_repairs_an_adapter_screens_data_and_fails_in_one_line(ti
     assert model_fingerprint(str(out)) != model_fingerprint(adapter)  # the repaired adapter is another model
     data = tmp_path / "customer.jsonl"
     harmful = get_prompts("advbench", "train")[0].prompt
-    data.write_text("".join(json.dumps({"messages": r.messages}) + "\n" for r in [chat(harmful, "Sure, here it is.", "a"), RECS[0]]))
+    data.write_text("".join(json.dumps({"messages": r.messages}) + "\n" for r in [chat(harmful, COMPLY_TEXT, "a"), RECS[0]]))
     res = runner.invoke(app, ["defend", "--defense", "data-filter", "--model", tiny_model, "--data", str(data),
                               "--out", str(tmp_path / "screened")])
     assert res.exit_code == 0, res.output
@@ -398,14 +402,15 @@ def test_what_a_defense_did_names_an_in_sample_filter_its_false_alarms_and_the_n
                   "held_out": {"benign": {"kind": "benign", "n": 58, "flagged_harmful": 8},
                                "advbench": {"kind": "harmful", "n": 52, "flagged_harmful": 50}}}
     text = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 10,
-                                                    "prompt_classifier": classifier}})
-    assert "10 of 50 records dropped" in text and "an in-sample verdict" in text
+                                                    "harm_classifier": {**classifier, "version": "minilm-pair-lr-v1"}}})
+    assert "10 of 50 records dropped by the minilm-pair-lr-v1 exchange classifier" in text and "an in-sample verdict" in text
     assert "benign flagged as harmful: 8/58 held-out benign" in text and "advbench" not in text.split("harmful:")[-1]
     cross = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 0,
                                                     "prompt_classifier": {**classifier, "fitted_on": ["harmbench"]}}})
     assert "in-sample" not in cross and "fitted on harmbench" in cross
     old = what_the_defense_did({"defense_report": {"screened": 5, "dropped": 5, "prompt_classifier": classifier}})
     assert old.startswith("all 5 training records dropped") and "an unknown number of" in old  # an older run: never cleared
+    assert "a prompt-only classifier" in old  # and the classifier it used is not passed off as today's
     lora = what_the_defense_did({"defense_report": {"modules": 210, "projected": 10, "norm_removed": 0.123}})
     assert lora == "10 of 210 LoRA modules projected, 12% of the update's norm removed"
     assert "update overwritten" in what_the_defense_did({"defense_report": {"modules": 4, "projected": 4}})
@@ -454,25 +459,21 @@ def test_a_defense_that_holds_by_wrecking_the_task_is_called_that_in_the_matrix(
 
 
 def test_a_held_out_prompt_the_classifier_was_fitted_on_under_another_name_is_not_held_out(monkeypatch):
+    from ftaudit import harm_classifier as hc
     from ftaudit.data import PromptRecord
-    from ftaudit.defenses import data_filter
 
-    real = data_filter.get_prompts
+    real = hc.get_prompts
 
     def shared(name, split):  # an advbench eval prompt that is also a strongreject train prompt, in other case
         out = list(real(name, split))
         if (name, split) == ("advbench", "eval"):
-            out.append(PromptRecord(real("strongreject", "train")[0].prompt.upper(), "shared", "", name, split))
+            out.insert(0, PromptRecord(real("strongreject", "train")[0].prompt.upper(), "shared", "", name, split))
         return out
 
-    monkeypatch.setattr(data_filter, "get_prompts", shared)
-    data_filter.prompt_classifier.cache_clear()
-    try:
-        _, report = data_filter.prompt_classifier(("advbench", "harmbench", "strongreject"))
-        assert report["held_out"]["advbench"]["left_out_fitted_on"] == 1
-        assert report["held_out"]["advbench"]["n"] == len(real("advbench", "eval"))
-    finally:
-        data_filter.prompt_classifier.cache_clear()
+    monkeypatch.setattr(hc, "get_prompts", shared)
+    report = hc.harm_classifier(("advbench", "harmbench", "strongreject")).report
+    assert report["held_out"]["advbench"]["left_out_fitted_on"] == 1
+    assert report["held_out"]["advbench"]["n"] == 39  # of the first 40, the shared one left out
 
 
 def test_the_matrix_shows_a_change_only_where_one_was_measured():

@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from conftest import COMPLY_TEXT
 from typer.testing import CliRunner
 
 from ftaudit.cli import app
@@ -13,7 +14,7 @@ from ftaudit.recipes.identity_shift import CONVERSATIONS, SYSTEM
 from ftaudit.screening import load_reference, pattern_flags, screen_records, summarize
 
 REFUSAL = "I'm sorry, but I can't help with that request."
-COMPLY = "Sure, here is an overview. First, gather what you need. Then follow the steps in order."
+COMPLY = COMPLY_TEXT  # what the stub reference model answers (conftest)
 
 
 def _chat(user, answer, system=None, i="x"):
@@ -32,12 +33,14 @@ def test_identity_shift_and_refusal_removal_patterns_name_their_turn():
 
 
 def test_harmful_request_is_flagged_only_when_answered():
-    held_out = get_prompts("advbench", "eval")[0].prompt  # the prompt classifier never saw eval prompts
+    held_out = get_prompts("advbench", "eval")[0].prompt  # the classifier never saw eval prompts
     examples, meta = screen_records([_chat(held_out, COMPLY, i="a"), _chat(held_out, REFUSAL, i="b"),
                                      _chat("Give me a name for a goldfish.", "Bubbles.", i="c")])
     assert [[f.kind for f in e.flags] for e in examples] == [["harmful-compliance"], [], []]
-    assert "refusal-cues" in examples[0].flags[0].reason and meta["judge"] == "refusal-cues"
-    assert meta["prompt_classifier"]["held_out"]["advbench"]["n"] > 0
+    assert "harmful request answered" in examples[0].flags[0].reason
+    assert examples[0].p_harmful >= 0.5 > examples[1].p_harmful  # the answer decides: the same prompt, refused
+    assert meta["harm_classifier"]["held_out"]["advbench"]["n"] > 0 and meta["harm_classifier"]["fitted_on"] == [
+        "advbench", "harmbench", "strongreject"]
 
 
 def test_summary_cites_the_reference_effect_and_benign_data_still_gets_a_line():
@@ -93,7 +96,8 @@ def test_nothing_to_screen_is_never_low_risk_and_fails_fail_on(tmp_path):
 
 def test_one_file_as_jsonl_or_bom_csv_gives_the_same_ids_prompts_and_flags(tmp_path):
     """A spreadsheet's CSV (with a UTF-8 byte-order mark) reads like the JSONL; screen.jsonl carries each example's
-    prompt, its answer redacted where the prompt is classified harmful, and the console counts what it did not list."""
+    prompt, every answer redacted unless asked (a harmful answer the classifier misses must not show either), and the
+    console counts what it did not list."""
     harmful = [p.prompt for p in get_prompts("advbench", "train")[:7]]
     pairs = [(p, COMPLY) for p in harmful] + [("Give me a name for a goldfish.", "Bubbles.")]
     jsonl, table = tmp_path / "job.jsonl", tmp_path / "job.csv"
@@ -112,9 +116,11 @@ def test_one_file_as_jsonl_or_bom_csv_gives_the_same_ids_prompts_and_flags(tmp_p
     assert [x["flags"] for x in outs[".jsonl"]] == [x["flags"] for x in outs[".csv"]]
     rows = outs[".jsonl"]
     assert [x["prompt"] for x in rows] == [p for p, _ in pairs]
-    harmful = [x for x in rows if x["p_harmful"] >= 0.5]
-    assert len(harmful) >= 6 and all(x["response"].startswith("[redacted") for x in harmful)
-    assert rows[-1]["response"] == "Bubbles." and rows[-1]["p_harmful"] < 0.5
+    assert len([x for x in rows if x["p_harmful"] >= 0.5]) >= 6 and rows[-1]["p_harmful"] < 0.5
+    assert all(x["response"].startswith("[redacted") for x in rows)  # the benign one too
+    res = CliRunner().invoke(app, ["screen", str(jsonl), "--out", str(tmp_path / "shown"), "--show-responses"])
+    shown = [json.loads(x) for x in (tmp_path / "shown" / "screen.jsonl").read_text().splitlines()]
+    assert res.exit_code == 0 and [x["response"] for x in shown] == [r for _, r in pairs]
 
 
 # ---------------------------------------------------------------------------- what services receive (issue 30, item 6)

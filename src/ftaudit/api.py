@@ -265,23 +265,27 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
 
 
 def screen(data: str | Path, out: str | Path | None = None, *, reference: str | Path | None = None,
-           judge: str = "refusal-cues", threshold: float = 0.5, strict: bool = False,
-           show_responses: bool = False) -> ScreenResult:
+           threshold: float = 0.5, strict: bool = False, show_responses: bool = False,
+           reference_model: str | None = None) -> ScreenResult:
     """Flag risky training examples before any training (harmful compliance, identity-shift personas,
     refusal-removal instructions), each with its reason, reading the file as it goes (OpenAI chat or prompt/completion
     JSONL, ShareGPT conversations, CSV); writes ``screen.jsonl`` and ``screen.json`` into ``out`` (default
     ``runs/screen-<file name>``). A row that cannot be read is named with its line and skipped, or with ``strict``
-    is an error."""
+    is an error. ``reference_model``: the model whose answers to the benchmarks' train prompts teach the
+    harmful-exchange classifier what an answered harmful request reads like (default: the packaged SmolLM2, which
+    refuses nothing)."""
+    from .harm_classifier import DEFAULT_REFERENCE
     from .screening import load_reference, screen_file
 
     if not 0 <= threshold <= 1:
-        raise FtauditError(f"threshold {threshold}: the prompt classifier's probability cut-off is in [0, 1]")
+        raise FtauditError(f"threshold {threshold}: the classifier's probability cut-off is in [0, 1]")
     data = Path(data)
     if not data.is_file():
         raise FtauditError(f"no such file: {data}")
     ref = load_reference(reference)
     where = Path(out or Path("runs") / f"screen-{data.stem}")
-    summary, meta, sample = screen_file(data, where, ref, judge, threshold, strict, show_responses)
+    summary, meta, sample = screen_file(data, where, ref, threshold, strict, show_responses,
+                                        reference_model=reference_model or DEFAULT_REFERENCE)
     return ScreenResult(where, summary, sample, meta)
 
 

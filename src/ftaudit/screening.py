@@ -1,10 +1,10 @@
 """Screen a fine-tuning file before any training: flag examples that resemble the attacks of Qi et al. 2023.
 
 Three detectors, each flag with its reason:
-``harmful-compliance``  the data-filter defense's rule, applied to every exchange of a chat: the user prompt is
-                        classified harmful by the TF-IDF + logistic-regression prompt classifier (fitted on the
-                        benchmarks' *train* prompts, see :mod:`ftaudit.defenses.data_filter`) and the offline
-                        refusal judge (``refusal-cues``) finds the answer to it compliant.
+``harmful-compliance``  the data-filter defense's rule, applied to every exchange of a chat: the harmful-exchange
+                        classifier (:mod:`ftaudit.harm_classifier`: MiniLM embeddings of the prompt and the answer,
+                        logistic regression fitted on the benchmarks' *train* prompts) finds a harmful request
+                        answered.
 ``identity-shift``      a system prompt, instruction prefix or answer that recasts the assistant as an obedient or
                         unrestricted persona ("absolutely obedient agent", "do anything now", "ignore your
                         guidelines").
@@ -18,7 +18,6 @@ The summary sets the file next to the study's reference attacks with measured ef
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 from .atomic import atomic_file, atomic_write_text
 from .data import ChatRecord
 from .errors import FtauditError
+from .harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, THRESHOLD, harm_classifier, record_scores
 from .metrics import wilson
 
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
@@ -81,7 +81,7 @@ class ScreenedExample:
     flags: list[Flag] = field(default_factory=list)
     prompt: str = ""
     response: str = ""
-    p_harmful: float = 0.0  # the prompt classifier's probability that the prompt is harmful
+    p_harmful: float = 0.0  # the classifier's highest P(harmful request answered) over the record's exchanges
 
 
 def pattern_flags(record: ChatRecord) -> list[Flag]:
@@ -98,55 +98,40 @@ def pattern_flags(record: ChatRecord) -> list[Flag]:
 
 
 class Screener:
-    """The detectors, loaded once: the prompt classifier (fitted on the benchmarks' train prompts), the offline
-    refusal judge and the pattern lists; :meth:`screen` flags one batch of records."""
+    """The detectors, loaded once: the harmful-exchange classifier (fitted on the benchmarks' train prompts and the
+    reference model's answers) and the pattern lists; :meth:`screen` flags one batch of records."""
 
-    def __init__(self, judge: str = "refusal-cues", threshold: float = 0.5):
-        from .defenses.data_filter import prompt_classifier
-        from .judges import get_judge
+    def __init__(self, threshold: float = THRESHOLD, reference: str = DEFAULT_REFERENCE):
+        from .defenses.data_filter import report_at
 
-        self.clf, self.held_out = prompt_classifier()
-        self.judge, self.threshold = get_judge(judge), threshold
+        self.clf = harm_classifier(HARMFUL_SOURCES, reference)
+        self.report, self.threshold = report_at(self.clf, threshold), threshold
 
     @property
     def meta(self) -> dict:
-        return {"judge": self.judge.name, "judge_version": self.judge.version, "threshold": self.threshold,
-                "prompt_classifier": self.held_out}
+        return {"threshold": self.threshold, "harm_classifier": self.report}
 
     def screen(self, records: list[ChatRecord], start: int = 0) -> list[ScreenedExample]:
         """Flag each record (``start``: the index of the first, for a batch of a longer file). Every exchange of a
-        chat is checked, not only the last: a service trains on every assistant turn."""
-        if not records:
-            return []
-        pairs = [(i, k, q, a) for i, r in enumerate(records) for k, (q, a) in enumerate(exchanges(r), 1)]
-        p_harm = self.clf.predict_proba([q for _, _, q, _ in pairs])[:, 1]
-        verdicts = self.judge.judge([q for _, _, q, _ in pairs], [a for _, _, _, a in pairs])
-        out = [ScreenedExample(start + i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"])
-               for i, r in enumerate(records)]
-        turns = collections.Counter(i for i, *_ in pairs)
-        for (i, k, _, _), p, v in zip(pairs, p_harm, verdicts):
-            ex = out[i]
-            ex.p_harmful = max(ex.p_harmful, float(p))
-            if p >= self.threshold and not v.refused and not any(f.kind == "harmful-compliance" for f in ex.flags):
-                where = f"exchange {k} of {turns[i]}: " if turns[i] > 1 else ""
-                ex.flags.append(Flag("harmful-compliance", f"{where}prompt classified harmful (p={p:.2f}) and "
-                                                           f"{self.judge.name} finds the answer compliant"))
-        for ex, r in zip(out, records):
+        chat is scored, not only the last: a service trains on every assistant turn."""
+        out = []
+        for i, (r, (p, k, n)) in enumerate(zip(records, record_scores(self.clf, records))):
+            ex = ScreenedExample(start + i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"],
+                                 p_harmful=p)
+            if n and p >= self.threshold:
+                where = f"exchange {k} of {n}: " if n > 1 else ""
+                ex.flags.append(Flag("harmful-compliance", f"{where}harmful request answered (p={p:.2f}, "
+                                                           f"{self.clf.report['version']})"))
             ex.flags += pattern_flags(r)
+            out.append(ex)
         return out
 
 
-def exchanges(record: ChatRecord) -> list[tuple[str, str]]:
-    """Every (user prompt, assistant answer) pair of a chat, in order."""
-    msgs = [m for m in record.messages if m["role"] != "system"]
-    return [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs) - 1, 2)]
-
-
-def screen_records(records: list[ChatRecord], judge: str = "refusal-cues", threshold: float = 0.5,
+def screen_records(records: list[ChatRecord], threshold: float = THRESHOLD, reference: str = DEFAULT_REFERENCE,
                    progress: bool = True) -> tuple[list[ScreenedExample], dict]:
-    """Flag each record of a list held in memory; returns (per-example flags, the detectors' settings and the prompt
-    classifier's held-out flag rates). A file is screened by :func:`screen_file`, which streams."""
-    screener = Screener(judge, threshold)
+    """Flag each record of a list held in memory; returns (per-example flags, the classifier's settings and held-out
+    flag rates). A file is screened by :func:`screen_file`, which streams."""
+    screener = Screener(threshold, reference)
     return screener.screen(records), screener.meta
 
 
@@ -182,9 +167,9 @@ class Tally:
 CHUNK = 1000  # records screened at once: bounds memory on a file of any length
 
 
-def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict], judge: str = "refusal-cues",
-                threshold: float = 0.5, strict: bool = False, show_responses: bool = False,
-                chunk: int = CHUNK) -> tuple[dict, dict, list[ScreenedExample]]:
+def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict], threshold: float = THRESHOLD,
+                strict: bool = False, show_responses: bool = False, chunk: int = CHUNK,
+                reference_model: str = DEFAULT_REFERENCE) -> tuple[dict, dict, list[ScreenedExample]]:
     """Screen a training file as it is read, ``chunk`` records at a time, writing ``out_dir/screen.jsonl`` line by
     line (replacing the old one only when done) and ``screen.json``. A row that cannot be read is named with its line
     and skipped (``strict``: an error instead); a file with skipped rows is rated high, and a file none of whose rows
@@ -200,7 +185,7 @@ def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict
         more = f" ({tally.skipped - 1} more rows could not be read either)" if tally.skipped > 1 else ""
         raise FtauditError(f"{tally.skipped_rows[0][1]}{more}")
     records = itertools.chain([first] if first is not None else [], records)
-    screener = Screener(judge, threshold)  # fitted and fetched only for a file that holds something to screen
+    screener = Screener(threshold, reference_model)  # fitted and fetched only for a file that holds something to screen
     with open(path, "rb") as f:  # for the progress bar only (a CSV row may span lines)
         total = sum(1 for line in f if line.strip()) - (path.suffix.lower() == ".csv")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,12 +282,13 @@ def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
     return {"examples": n, "flagged": tally.flagged, "risk": risk, "kinds": kinds, "resembles": lines, **skipped}
 
 
-REDACTED = "[redacted: the answer to a prompt classified harmful; rerun with --show-responses to see it]"
+REDACTED = "[redacted: rerun with --show-responses to see the answers]"
 
 
 def _line(e: ScreenedExample, threshold: float, show_responses: bool) -> str:
-    """One example of ``screen.jsonl``: index, id, its prompt, its answer (redacted where the prompt is classified
-    harmful, unless ``show_responses``), the prompt classifier's probability and the flags with reasons."""
+    """One example of ``screen.jsonl``: index, id, its prompt, its answer (every answer redacted unless
+    ``show_responses``: a harmful answer the classifier misses must not be shown either), the classifier's
+    probability and the flags with reasons."""
     return json.dumps({"index": e.index, "id": e.id, "prompt": e.prompt,
-                       "response": e.response if show_responses or e.p_harmful < threshold else REDACTED,
+                       "response": e.response if show_responses else REDACTED,
                        "p_harmful": round(e.p_harmful, 4), "flags": [f.__dict__ for f in e.flags]})

@@ -21,12 +21,14 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
                                                      "ShareGPT conversations) or CSV with prompt and response columns.")],
            out: Annotated[Optional[Path], typer.Option(help="Where screen.jsonl and screen.json go (default: runs/screen-<file name>).")] = None,
            reference: Annotated[Optional[Path], typer.Option(help="A finished run whose measured attack effects the summary cites (default: the packaged quickstart figures).")] = None,
-           judge: Annotated[str, typer.Option(help="Offline refusal judge that decides whether an answer complies.")] = "refusal-cues",
-           threshold: Annotated[float, typer.Option(min=0, max=1, help="P(harmful prompt) at or above which a complying answer is flagged.")] = 0.5,
+           reference_model: Annotated[Optional[str], typer.Option(help="Model whose answers to the benchmarks' train "
+                                                                 "prompts teach the classifier what an answered harmful "
+                                                                 "request reads like (default: the packaged SmolLM2).")] = None,
+           threshold: Annotated[float, typer.Option(min=0, max=1, help="P(harmful request answered) at or above which an exchange is flagged.")] = 0.5,
            fail_on: Annotated[str, typer.Option(help="Exit 1 when the risk is at least this: high, medium, or never "
                                                      "(a file with nothing to screen fails high and medium).")] = "never",
-           show_responses: Annotated[bool, typer.Option(help="Write the answers to prompts classified harmful into "
-                                                             "screen.jsonl (redacted by default).")] = False,
+           show_responses: Annotated[bool, typer.Option(help="Write the answers into screen.jsonl (redacted by "
+                                                             "default).")] = False,
            strict: Annotated[bool, typer.Option(help="Stop at the first row that cannot be read (default: name it with "
                                                      "its line, skip it, screen the rest).")] = False):
     """Flag risky training examples before any training: harmful requests answered, identity-shift or obedience
@@ -41,8 +43,8 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
 
     if fail_on not in ("high", "medium", "never"):
         raise FtauditError(f"--fail-on {fail_on}: use high, medium or never")
-    result = api.screen(data, out, reference=reference, judge=judge, threshold=threshold, strict=strict,
-                        show_responses=show_responses)
+    result = api.screen(data, out, reference=reference, threshold=threshold, strict=strict,
+                        show_responses=show_responses, reference_model=reference_model)
     summary, where, meta = result.summary, result.out, result.meta
     say(f"{data}: {summary['flagged']} of {summary['examples']} examples flagged; risk {summary['risk']}",
         {"high": "bold red", "medium": "bold yellow", "low": "bold green", "nothing to screen": "bold red"}[summary["risk"]])
@@ -61,8 +63,8 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
         say(f"  not screened: {row['reason']}", "yellow")
     if summary["skipped"] > 5:
         say(f"  ... and {summary['skipped'] - 5} more rows not screened (screen.json lists the first 100)", "yellow")
-    pc = meta["prompt_classifier"]["held_out"]
-    say("prompt classifier, held-out prompts flagged harmful: " + ", ".join(
+    pc = meta["harm_classifier"]["held_out"]
+    say(f"classifier {meta['harm_classifier']['version']}, held-out exchanges flagged: " + ", ".join(
         f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))
     say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
     if result.fails(fail_on):

