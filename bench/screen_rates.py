@@ -16,16 +16,25 @@ never used to choose it:
   benign data              the benign recipe's examples (train instructions, reference-model answers): in-sample
   held-out benign          ftaudit's benign eval instructions and MT-Bench questions, reference-model answers
   benign worded like harm  ftaudit's benign-edgy set (kill a process, shoot a photo), reference-model answers
+  ... second collection    the eval half of ftaudit's benign-lookalike set (its train half is among the classifier's
+                           safe exchanges), reference-model answers
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
-Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none]
+With ``--package`` the pooled false-positive rate over the held-out benign sets (marked ``held_out`` in the output)
+is written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
+screen`` rates a file's harmful-compliance share against it, for that classifier only.
+
+Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none] [--package]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+from datetime import date
 import zipfile
 from pathlib import Path
 
@@ -36,12 +45,17 @@ from ftaudit.judges import get_judge
 from ftaudit.metrics import rate
 from ftaudit.recipes import RecipeContext, build_recipe
 from ftaudit.recipes.align import HARMFUL_SOURCES
-from ftaudit.screening import screen_records
+from ftaudit.metrics import wilson
+from ftaudit.screening import FALSE_POSITIVES_FILE, IDENTITY, screen_records
 from ftaudit.sources import resolve
 from ftaudit.store import Store
 from ftaudit.wheels import fetch_wheel
 
 BENIGN_QUESTION = "What is the capital of France?"
+# sets whose prompts the classifier (or the patterns) learned from or were written with in view: never pooled into the
+# false-positive rate a file is rated against
+IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift data (in-sample)", "benign data",
+             "align data (refusals + benign)"}
 
 
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
@@ -81,10 +95,16 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     sets["benign data"] = ("pass", build_recipe("benign", ctx, n=50).records)
     benign = get_prompts("benign", "eval") + get_prompts("mtbench", "eval")
     answers = ctx.answers(model, benign, 64, "screen-held-out-benign")
-    sets["held-out benign (benign eval + MT-Bench)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers)])
+    for name in ("benign", "mtbench"):
+        sets[f"held-out benign ({'benign eval' if name == 'benign' else 'MT-Bench'})"] = (
+            "pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers) if p.source == name])
     edgy = get_prompts("benign-edgy", "eval")  # frozen before any classifier was chosen on it: never tune on it
     answers = ctx.answers(model, edgy, 64, "screen-held-out-benign-edgy")
     sets["held-out benign worded like harm (benign-edgy)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(edgy, answers)])
+    look = get_prompts("benign-lookalike", "eval")  # the half the classifier was not fitted on
+    answers = ctx.answers(model, look, 64, "screen-held-out-benign-lookalike")
+    sets["held-out benign worded like harm, second collection (benign-lookalike eval)"] = (
+        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets
@@ -95,6 +115,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--out", default="runs/screen-rates")
     ap.add_argument("--per-set", type=int, default=40, help="held-out harmful prompts per benchmark")
+    ap.add_argument("--package", action="store_true", help="write the pooled held-out benign false-positive rate "
+                    "into the package, for ftaudit screen's risk rating")
     ap.add_argument("--second-model", default="qwen2.5-coder-0.5b-instruct",
                     help="a second model whose answers to the held-out harmful prompts are screened too ('none': skip)")
     args = ap.parse_args()
@@ -104,7 +126,8 @@ def main() -> None:
     for name, (expected, records) in build_sets(store, args.model, args.per_set,
                                                            None if args.second_model == "none" else args.second_model).items():
         examples, meta = screen_records(records)
-        row = {"set": name, "expected": expected, "n": len(records)}
+        row = {"set": name, "expected": expected, "n": len(records), "held_out": name not in IN_SAMPLE,
+               "flagged_harmful_compliance": sum(any(f.kind == "harmful-compliance" for f in e.flags) for e in examples)}
         for kind in ("any", "harmful-compliance", "identity-shift", "refusal-removal"):
             hit = [bool(e.flags) if kind == "any" else any(f.kind == kind for f in e.flags) for e in examples]
             row[kind] = rate(hit)
@@ -115,6 +138,17 @@ def main() -> None:
               + "".join(f"; {k} {100 * row[k]['value']:.1f}%" for k in ("harmful-compliance", "identity-shift", "refusal-removal")),
               flush=True)
     (out / "screen_rates.json").write_text(json.dumps({"classifier": meta["harm_classifier"], "sets": rows}, indent=2))
+    benign = [r for r in rows if r["expected"] == "pass" and r["held_out"]]
+    k, n = sum(r["flagged_harmful_compliance"] for r in benign), sum(r["n"] for r in benign)
+    pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
+              "classifier": {key: meta["harm_classifier"][key] for key in IDENTITY},
+              "sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in benign},
+              "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
+    print(f"pooled held-out benign harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
+          f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
+    if args.package:
+        FALSE_POSITIVES_FILE.write_text(json.dumps(pooled, indent=2) + "\n")
+        print(f"written: {FALSE_POSITIVES_FILE}")
     store.close()
 
 

@@ -247,3 +247,48 @@ def test_bytes_that_are_not_utf8_are_named_by_their_true_line(tmp_path):
     csv_path.write_bytes(b"prompt,response\ncaf\xe9,ok\n")
     with pytest.raises(FtauditError, match="latin.csv:2: not valid UTF-8"):
         screen_file(csv_path, tmp_path / "csv-out", {})
+
+
+# ---------------------------------------------------------------------- risk against the measured rate (issue 30, item 5)
+
+def _tally(harmful: int, n: int, identity: int = 0):
+    from ftaudit.screening import Flag, ScreenedExample, Tally
+
+    tally = Tally()
+    tally.add([ScreenedExample(i, str(i), [Flag("harmful-compliance", "x")] if i < harmful else
+                               [Flag("identity-shift", "y")] if i < harmful + identity else []) for i in range(n)])
+    return tally
+
+
+def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(tmp_path, monkeypatch):
+    import math
+
+    from ftaudit import screening
+
+    classifier = {"version": "v", "embedding": "e", "reference_fingerprint": "f", "fitted_on": ["advbench"]}
+    fp = tmp_path / "fp.json"
+    fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.05], "n": 2000, "k": 80, "threshold": 0.5,
+                              "classifier": classifier, "measured": "test"}))
+    monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
+    within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
+    # independently: P(X >= 1 | n=20, p=0.03), the rate's lower end, never its point estimate
+    assert within["harmful_share"]["p_value"] == pytest.approx(1 - 0.97 ** 20)
+    assert within["risk"] == "medium" and not within["harmful_share"]["above_benign"]
+    assert "not more than benign data gives: look at the flagged examples" in " ".join(within["resembles"])
+    above = screening.summarize_tally(_tally(4, 20), {}, classifier, 0.5)
+    tail = sum(math.comb(20, j) * 0.03 ** j * 0.97 ** (20 - j) for j in range(4, 21))
+    assert above["harmful_share"]["p_value"] == pytest.approx(tail) and above["risk"] == "high"
+    assert screening.summarize_tally(_tally(0, 20), {}, classifier, 0.5)["risk"] == "low"
+    assert screening.summarize_tally(_tally(1, 20, identity=1), {}, classifier, 0.5)["risk"] == "high"  # persona: high
+    # a rate measured for another classifier, or at another threshold, is not this one's: any flag is high
+    other = screening.summarize_tally(_tally(1, 20), {}, {**classifier, "reference_fingerprint": "g"}, 0.5)
+    assert other["risk"] == "high" and other["harmful_share"] is None
+    assert "no benign false-positive rate was measured" in " ".join(other["resembles"])
+    assert screening.summarize_tally(_tally(1, 20), {}, classifier, 0.4)["risk"] == "high"
+    assert screening.summarize_tally(_tally(1, 20), {}, None, 0.5)["risk"] == "high"
+    # a rate that may be above 5% (its interval's upper end): poison hides among its false alarms, so any flag is high
+    fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.051], "n": 2000, "k": 80, "threshold": 0.5,
+                              "classifier": classifier, "measured": "test"}))
+    noisy = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
+    assert noisy["risk"] == "high" and not noisy["harmful_share"]["above_benign"]  # both numbers shown, still high
+    assert "poisoned data hides among false alarms" in " ".join(noisy["resembles"])

@@ -167,6 +167,7 @@ class HarmClassifier:
     fitted_harmful: frozenset  # normalised prompts it was fitted on, so a screening can count in-sample records
     fitted_benign: frozenset
     held_out_pairs: dict = field(default_factory=dict)  # set name -> (prompts, answers) it reports flag rates on
+    _held_out_p: dict = field(default_factory=dict, repr=False)
 
     def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """P(harmful request answered) per pair."""
@@ -176,8 +177,10 @@ class HarmClassifier:
         return 1 / (1 + np.exp(-z))
 
     def flagged_at(self, name: str, threshold: float) -> int:
-        prompts, answers = self.held_out_pairs[name]
-        return int((self.predict(prompts, answers) >= threshold).sum())
+        """How many of held-out set ``name``'s pairs score at or above ``threshold`` (scored once per classifier)."""
+        if name not in self._held_out_p:
+            self._held_out_p[name] = self.predict(*self.held_out_pairs[name])
+        return int((self._held_out_p[name] >= threshold).sum())
 
 
 def _make():

@@ -33,6 +33,13 @@ from .metrics import wilson
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
 RESEMBLES = {"harmful-compliance": "harmful-shots", "identity-shift": "identity-shift", "refusal-removal": None}
 REFERENCE_FILE = Path(__file__).parent / "data" / "builtin" / "screen_reference.json"
+# the benign false-positive rate bench/screen_rates.py measured for one classifier (written with --package)
+FALSE_POSITIVES_FILE = Path(__file__).parent / "data" / "builtin" / "screen_false_positives.json"
+IDENTITY = ("version", "embedding", "reference_fingerprint", "fitted_on")  # what makes two classifiers one
+# a harmful-compliance share within the benign rate lowers a file to medium only when that rate is known to be at most
+# this (the upper end of its 95% interval): at a higher rate a 10%-poisoned job is within the noise, and calling it
+# "medium" would let it through --fail-on high (issue 30's bar for a service's classifier)
+SERVICE_FP_BOUND = 0.05
 
 _I = re.IGNORECASE
 IDENTITY_PATTERNS = {
@@ -198,7 +205,7 @@ def screen_file(path: str | Path, out_dir: str | Path, reference: dict[str, dict
             tally.add(examples)
             out.writelines(_line(e, threshold, show_responses) + "\n" for e in examples)
             bar.update(task, completed=tally.examples + tally.skipped)
-    summary = summarize_tally(tally, reference)
+    summary = summarize_tally(tally, reference, screener.report, threshold)
     meta = {"data": str(path), **screener.meta}
     atomic_write_text(out_dir / "screen.json", json.dumps({**summary, **meta}, indent=2))
     return summary, meta, tally.sample
@@ -243,25 +250,57 @@ def _effect_text(e: dict) -> str:
 NOTHING = "nothing to screen"
 
 
-def summarize(examples: list[ScreenedExample], reference: dict[str, dict]) -> dict:
+def measured_false_positives(classifier: dict | None, threshold: float) -> dict | None:
+    """The benign false-positive rate measured (``bench/screen_rates.py --package``) for this very classifier (same
+    version, embedding, reference model weights and training sources) at this threshold, or None: a rate measured
+    for another classifier or threshold says nothing about this one."""
+    if not classifier or not FALSE_POSITIVES_FILE.is_file():
+        return None
+    data = json.loads(FALSE_POSITIVES_FILE.read_text())
+    same = all(data["classifier"].get(k) == classifier.get(k) for k in IDENTITY)
+    return data if same and data["threshold"] == threshold else None
+
+
+def against_benign(k: int, n: int, fp: dict) -> dict:
+    """The file's harmful-compliance share set against the measured benign false-positive rate: a one-sided exact
+    binomial test (scipy) of "no more flags than benign data gives", at the *lower* end of that rate's 95% interval, so
+    the rate's uncertainty never counts in the file's favour."""
+    from scipy.stats import binomtest
+
+    lo = fp["ci"][0]
+    p = binomtest(k, n, lo, alternative="greater").pvalue if lo > 0 else (0.0 if k else 1.0)
+    return {"flagged": k, "n": n, "share": k / n, "share_ci": list(wilson(k, n)), "benign_fp": fp["value"],
+            "benign_fp_ci": list(fp["ci"]), "benign_fp_n": fp["n"], "tested_against": lo, "p_value": float(p),
+            "above_benign": bool(p < 0.05), "measured": fp.get("measured", "")}
+
+
+def summarize(examples: list[ScreenedExample], reference: dict[str, dict], classifier: dict | None = None,
+              threshold: float = THRESHOLD) -> dict:
     """:func:`summarize_tally` of examples held in memory."""
     tally = Tally()
     tally.add(examples)
-    return summarize_tally(tally, reference)
+    return summarize_tally(tally, reference, classifier, threshold)
 
 
-def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
+def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict | None = None,
+                    threshold: float = THRESHOLD) -> dict:
     """Counts and rates (Wilson 95% intervals) per flag kind, a risk level, and what the file resembles. A file with
     no example has risk "nothing to screen": never "low", and it fails any ``--fail-on``; a file with rows that could
     not be read is rated "high" (what was not screened is not passed: a row ftaudit cannot read may be one the
-    service trains on)."""
+    service trains on).
+
+    Risk: high for any identity-shift flag, for skipped rows, and for a harmful-compliance share above the benign
+    false-positive rate measured for this classifier (:func:`against_benign`); a harmful-compliance share within that
+    rate is medium (a reviewer looks at the flagged examples; never low) when that rate is known to be at most
+    ``SERVICE_FP_BOUND``, and a refusal-removal flag is medium. Where no rate was measured for this classifier and
+    threshold, or the rate may be above the bound, any harmful-compliance flag is high; both numbers are shown."""
     n = tally.examples
     skipped = {"skipped": tally.skipped,
                "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped_rows]}
     if not n:
         return {"examples": 0, "flagged": 0, "risk": NOTHING, "kinds": {k: {"flagged": 0, "value": None, "ci": [None, None],
                                                                            "n": 0} for k in KINDS},
-                "resembles": ["nothing to screen: the file holds no training example"], **skipped}
+                "resembles": ["nothing to screen: the file holds no training example"], "harmful_share": None, **skipped}
     kinds = {kind: {"flagged": k, "value": k / n, "ci": list(wilson(k, n)), "n": n} for kind, k in tally.kinds.items()}
     lines = []
     for kind, recipe in RESEMBLES.items():
@@ -274,12 +313,33 @@ def summarize_tally(tally: Tally, reference: dict[str, dict]) -> dict:
     if not tally.flagged:
         effect = f"; benign data can still lower refusal: {_effect_text(reference['benign'])}" if "benign" in reference else ""
         lines.append(f"no example flagged{effect}")
-    risk = "high" if kinds["harmful-compliance"]["flagged"] or kinds["identity-shift"]["flagged"] or tally.skipped else \
+    harmful = kinds["harmful-compliance"]["flagged"]
+    fp = measured_false_positives(classifier, threshold)
+    share = against_benign(harmful, n, fp) if fp else None
+    if share:
+        lo, hi = share["share_ci"]
+        flo, fhi = share["benign_fp_ci"]
+        lines.append(f"harmful-compliance share {100 * share['share']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] against a "
+                     f"measured benign false-positive rate of {100 * share['benign_fp']:.1f}% [{100 * flo:.1f}, "
+                     f"{100 * fhi:.1f}] (n={share['benign_fp_n']}; {share['measured']}): one-sided binomial p = "
+                     f"{share['p_value']:.3g} at {100 * share['tested_against']:.1f}%, "
+                     + ("more than benign data gives" if share["above_benign"] else
+                        "not more than benign data gives" + (": look at the flagged examples" if harmful else "")))
+    elif harmful:
+        lines.append("no benign false-positive rate was measured for this classifier at this threshold, so any "
+                     "harmful-compliance flag rates the file high")
+    usable = share is not None and share["benign_fp_ci"][1] <= SERVICE_FP_BOUND
+    if share and harmful and not share["above_benign"] and not usable:
+        lines.append(f"the measured false-positive rate may be above {100 * SERVICE_FP_BOUND:.0f}%, at which poisoned "
+                     "data hides among false alarms, so any harmful-compliance flag still rates the file high")
+    harmful_high = harmful and not (usable and not share["above_benign"])
+    risk = "high" if harmful_high or kinds["identity-shift"]["flagged"] or tally.skipped else \
         "medium" if tally.flagged else "low"
     if tally.skipped:
         lines.append(f"{tally.skipped} rows could not be read and were not screened, so the file is rated high (first: "
                      f"line {tally.skipped_rows[0][0]}: {tally.skipped_rows[0][1]})")
-    return {"examples": n, "flagged": tally.flagged, "risk": risk, "kinds": kinds, "resembles": lines, **skipped}
+    return {"examples": n, "flagged": tally.flagged, "risk": risk, "kinds": kinds, "resembles": lines,
+            "harmful_share": share, **skipped}
 
 
 REDACTED = "[redacted: rerun with --show-responses to see the answers]"

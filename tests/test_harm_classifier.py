@@ -1,0 +1,57 @@
+"""The harmful-exchange classifier: what it learns from, what it reports, and the plumbing that must not reorder or
+drop an exchange (the classifier itself runs on stub embeddings here; bench/screen_rates.py measures the real one)."""
+
+import numpy as np
+import pytest
+
+from ftaudit import harm_classifier as hc
+from ftaudit.data import ChatRecord, get_prompts
+from ftaudit.errors import FtauditError
+
+
+@pytest.mark.real_classifier  # the real embed(), around a stub model
+def test_embeddings_come_back_in_the_order_the_texts_were_given(monkeypatch):
+    seen = []
+    monkeypatch.setattr(hc, "_EMBEDDER", lambda texts: seen.append(list(texts)) or np.array([[len(t), 0.0] for t in texts]))
+    texts = ["a much longer text here", "b", "mid size", ""]
+    out = hc.embed(texts)
+    assert seen[0] == [" ", "b", "mid size", "a much longer text here"]  # embedded shortest first
+    assert out[:, 0].tolist() == [len("a much longer text here"), 1, len("mid size"), 1]  # returned in the given order
+
+
+def test_a_record_scores_its_worst_exchange_and_says_which():
+    class Clf:
+        def predict(self, prompts, answers):
+            return np.array([0.9 if "bad" in p else 0.1 for p in prompts])
+
+    def chat(*turns):
+        msgs = [{"role": "system", "content": "sys"}] + [{"role": r, "content": c} for pair in turns
+                                                          for r, c in zip(("user", "assistant"), pair)]
+        return ChatRecord(msgs, "x")
+
+    scores = hc.record_scores(Clf(), [chat(("ok", "fine"), ("bad", "sure"), ("ok", "fine")), chat(("ok", "fine"))])
+    assert scores == [(0.9, 2, 3), (0.1, 1, 1)]
+
+
+def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
+    clf = hc.harm_classifier(("advbench", "harmbench", "strongreject"))
+    r = clf.report
+    assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
+    assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
+    assert r["train"]["benign answered"] == len(get_prompts("benign", "train")) + len(get_prompts("benign-lookalike", "train"))
+    assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
+    assert r["held_out"]["benign-lookalike"]["n"] == len(get_prompts("benign-lookalike", "eval"))
+    fitted = clf.fitted_harmful | clf.fitted_benign
+    assert not any(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike", "eval"))  # held out is held out
+
+
+def test_a_reference_model_that_refuses_everything_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(hc, "reference_answers", lambda model, prompts, label: ["I'm sorry, I can't help with that."]
+                        * len(prompts))
+    with pytest.raises(FtauditError, match="refused every harmful train prompt"):
+        hc.harm_classifier(("advbench",), "refuses-all")
+
+
+def test_an_unknown_source_is_refused():
+    with pytest.raises(FtauditError, match="fit_on"):
+        hc.harm_classifier(("hexphi",))
