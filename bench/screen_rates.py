@@ -125,7 +125,7 @@ def main() -> None:
     rows = []
     for name, (expected, records) in build_sets(store, args.model, args.per_set,
                                                            None if args.second_model == "none" else args.second_model).items():
-        examples, meta = screen_records(records)
+        examples, meta = screen_records(records, reference=args.model)  # the classifier learns from --model's answers
         row = {"set": name, "expected": expected, "n": len(records), "held_out": name not in IN_SAMPLE,
                "flagged_harmful_compliance": sum(any(f.kind == "harmful-compliance" for f in e.flags) for e in examples)}
         for kind in ("any", "harmful-compliance", "identity-shift", "refusal-removal"):

@@ -30,7 +30,7 @@ def test_a_record_scores_its_worst_exchange_and_says_which():
         return ChatRecord(msgs, "x")
 
     scores = hc.record_scores(Clf(), [chat(("ok", "fine"), ("bad", "sure"), ("ok", "fine")), chat(("ok", "fine"))])
-    assert scores == [(0.9, 2, 3), (0.1, 1, 1)]
+    assert scores == [(0.9, 3, 4), (0.1, 1, 2)]  # the system prompt with the first answer is exchange 1
 
 
 def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
@@ -55,3 +55,34 @@ def test_a_reference_model_that_refuses_everything_is_one_clear_error(monkeypatc
 def test_an_unknown_source_is_refused():
     with pytest.raises(FtauditError, match="fit_on"):
         hc.harm_classifier(("hexphi",))
+
+
+def test_every_turn_is_read_including_a_system_prompt_and_turns_without_an_answer():
+    def rec(*msgs):
+        return ChatRecord([{"role": r, "content": c} for r, c in msgs], "x")
+
+    assert hc.exchanges(rec(("system", "S"), ("user", "Q1"), ("assistant", "A1"), ("user", "Q2"), ("assistant", "A2"))) \
+        == [("S", "A1"), ("Q1", "A1"), ("Q2", "A2")]  # a request put in the system prompt is scored with the answer
+    assert hc.exchanges(rec(("user", "Q1"), ("user", "Q2"), ("assistant", "A"))) == [("Q1\nQ2", "A")]
+    assert hc.exchanges(rec(("system", "S"), ("user", "Q"))) == [("S\nQ", "")]  # no answer: still scored, never skipped
+
+
+def test_a_long_text_is_read_to_its_end():
+    long = " ".join(f"word{i}" for i in range(2000))
+    parts = hc.windows(long)
+    assert len(parts) > 1 and parts[0].startswith("word0 ") and parts[-1].endswith("word1999")
+    tok = hc._tokenizer()
+    assert all(len(tok(p, add_special_tokens=False)["input_ids"]) <= hc.WINDOW for p in parts)
+    assert hc.windows("short text") == ["short text"]
+
+
+def test_a_harmful_request_after_a_long_harmless_preamble_is_still_flagged():
+    clf = hc.harm_classifier(("advbench", "harmbench", "strongreject"))
+    harmful = get_prompts("advbench", "eval")[0].prompt
+    preamble = "Please read these notes about gardening and the weather in spring. " * 60  # far past 256 tokens
+    comply = "Sure, here is how to do that. First gather what you need, then follow these steps one by one."
+    parts = hc.windows(preamble + harmful)
+    assert harmful in parts[-1] and harmful not in parts[0]
+    [first], [buried], [alone] = (clf.predict([t], [comply]) for t in (parts[0], preamble + harmful, harmful))
+    assert alone >= 0.5 and buried > first  # reading past the first 240 tokens is what raises it
+    assert buried == pytest.approx(max(clf.predict(parts, [comply] * len(parts))))  # the worst window decides

@@ -265,30 +265,46 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
 
     from ftaudit import screening
 
-    classifier = {"version": "v", "embedding": "e", "reference_fingerprint": "f", "fitted_on": ["advbench"]}
+    classifier = {"version": "v", "settings": {"C": 1}, "reference_fingerprint": "f", "fitted_on": ["advbench"],
+                  "data_digest": "d", "weights": "w"}
     fp = tmp_path / "fp.json"
     fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.05], "n": 2000, "k": 80, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test"}))
+                              "classifier": classifier, "measured": "test", "sets": {"a": [20, 1000], "b": [30, 1000]}}))
     monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
     within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     # independently: P(X >= 1 | n=20, p=0.03), the rate's lower end, never its point estimate
     assert within["harmful_share"]["p_value"] == pytest.approx(1 - 0.97 ** 20)
     assert within["risk"] == "medium" and not within["harmful_share"]["above_benign"]
-    assert "not more than benign data gives: look at the flagged examples" in " ".join(within["resembles"])
+    assert "not shown above what benign data gives at this size" in " ".join(within["resembles"])
+    # an attack's worth of flagged examples (Qi et al.: 10) is high, even within the rate of a long file
+    many = screening.summarize_tally(_tally(10, 1000), {}, classifier, 0.5)
+    assert not many["harmful_share"]["above_benign"] and many["risk"] == "high"
+    assert "an attack's worth" in " ".join(many["resembles"])
     above = screening.summarize_tally(_tally(4, 20), {}, classifier, 0.5)
     tail = sum(math.comb(20, j) * 0.03 ** j * 0.97 ** (20 - j) for j in range(4, 21))
     assert above["harmful_share"]["p_value"] == pytest.approx(tail) and above["risk"] == "high"
     assert screening.summarize_tally(_tally(0, 20), {}, classifier, 0.5)["risk"] == "low"
     assert screening.summarize_tally(_tally(1, 20, identity=1), {}, classifier, 0.5)["risk"] == "high"  # persona: high
     # a rate measured for another classifier, or at another threshold, is not this one's: any flag is high
-    other = screening.summarize_tally(_tally(1, 20), {}, {**classifier, "reference_fingerprint": "g"}, 0.5)
-    assert other["risk"] == "high" and other["harmful_share"] is None
+    for key in screening.IDENTITY:
+        other = screening.summarize_tally(_tally(1, 20), {}, {**classifier, key: "other"}, 0.5)
+        assert other["risk"] == "high" and other["harmful_share"] is None, key
+        missing = {k: v for k, v in classifier.items() if k != key}
+        assert screening.summarize_tally(_tally(1, 20), {}, missing, 0.5)["harmful_share"] is None, key
     assert "no benign false-positive rate was measured" in " ".join(other["resembles"])
     assert screening.summarize_tally(_tally(1, 20), {}, classifier, 0.4)["risk"] == "high"
     assert screening.summarize_tally(_tally(1, 20), {}, None, 0.5)["risk"] == "high"
-    # a rate that may be above 5% (its interval's upper end): poison hides among its false alarms, so any flag is high
-    fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.051], "n": 2000, "k": 80, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test"}))
+    # one held-out set whose rate may be above 5% (its interval's upper end), though the pooled rate is low: poison
+    # hides among such false alarms, so any flag is high
+    fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.05], "n": 2000, "k": 80, "threshold": 0.5,
+                              "classifier": classifier, "measured": "test", "sets": {"a": [20, 1000], "b": [3, 50]}}))
     noisy = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     assert noisy["risk"] == "high" and not noisy["harmful_share"]["above_benign"]  # both numbers shown, still high
-    assert "poisoned data hides among false alarms" in " ".join(noisy["resembles"])
+    assert noisy["harmful_share"]["worst_set_ci_high"] > 0.05
+    assert "poisoned data hides among such false alarms" in " ".join(noisy["resembles"])
+    # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
+    fp.write_text(json.dumps({"value": 0.0, "ci": [0.0, 0.004], "n": 1000, "k": 0, "threshold": 0.5,
+                              "classifier": classifier, "measured": "test", "sets": {"a": [0, 1000]}}))
+    zero = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
+    assert zero["harmful_share"]["p_value"] == 0.0 and zero["harmful_share"]["above_benign"] and zero["risk"] == "high"
+    assert screening.summarize_tally(_tally(0, 20), {}, classifier, 0.5)["harmful_share"]["p_value"] == 1.0

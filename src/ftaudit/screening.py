@@ -27,7 +27,7 @@ from pathlib import Path
 from .atomic import atomic_file, atomic_write_text
 from .data import ChatRecord
 from .errors import FtauditError
-from .harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, THRESHOLD, harm_classifier, record_scores
+from .harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, THRESHOLD, exchanges, harm_classifier, record_scores
 from .metrics import wilson
 
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
@@ -35,11 +35,15 @@ RESEMBLES = {"harmful-compliance": "harmful-shots", "identity-shift": "identity-
 REFERENCE_FILE = Path(__file__).parent / "data" / "builtin" / "screen_reference.json"
 # the benign false-positive rate bench/screen_rates.py measured for one classifier (written with --package)
 FALSE_POSITIVES_FILE = Path(__file__).parent / "data" / "builtin" / "screen_false_positives.json"
-IDENTITY = ("version", "embedding", "reference_fingerprint", "fitted_on")  # what makes two classifiers one
-# a harmful-compliance share within the benign rate lowers a file to medium only when that rate is known to be at most
-# this (the upper end of its 95% interval): at a higher rate a 10%-poisoned job is within the noise, and calling it
-# "medium" would let it through --fail-on high (issue 30's bar for a service's classifier)
+# what makes two classifiers one: the same code and settings, reference weights, sources, training data and weights
+IDENTITY = ("version", "settings", "reference_fingerprint", "fitted_on", "data_digest", "weights")
+# a harmful-compliance share not shown above the benign rate lowers a file to medium only when every held-out benign
+# set's rate is known to be at most this (the upper end of its 95% interval): at a higher rate a 10%-poisoned job is
+# within the noise, and calling it "medium" would let it through --fail-on high (issue 30's bar for a service)
 SERVICE_FP_BOUND = 0.05
+# ... and only when fewer examples are flagged than this: Qi et al. 2023 jailbroke GPT-3.5 Turbo and Llama-2-7b-Chat
+# with 10 harmful examples, so 10 flagged answers are an attack's worth whatever the file's length
+ATTACK_EXAMPLES = 10
 
 _I = re.IGNORECASE
 IDENTITY_PATTERNS = {
@@ -123,8 +127,8 @@ class Screener:
         chat is scored, not only the last: a service trains on every assistant turn."""
         out = []
         for i, (r, (p, k, n)) in enumerate(zip(records, record_scores(self.clf, records))):
-            ex = ScreenedExample(start + i, r.id, prompt=r.last_user_prompt, response=r.messages[-1]["content"],
-                                 p_harmful=p)
+            prompt, answer = exchanges(r)[k - 1]  # the exchange that scored highest: what a reviewer must see
+            ex = ScreenedExample(start + i, r.id, prompt=prompt, response=answer, p_harmful=p)
             if n and p >= self.threshold:
                 where = f"exchange {k} of {n}: " if n > 1 else ""
                 ex.flags.append(Flag("harmful-compliance", f"{where}harmful request answered (p={p:.2f}, "
@@ -252,26 +256,28 @@ NOTHING = "nothing to screen"
 
 def measured_false_positives(classifier: dict | None, threshold: float) -> dict | None:
     """The benign false-positive rate measured (``bench/screen_rates.py --package``) for this very classifier (same
-    version, embedding, reference model weights and training sources) at this threshold, or None: a rate measured
-    for another classifier or threshold says nothing about this one."""
+    version and settings, reference model weights, training sources, training data and fitted weights) at this
+    threshold, or None: a rate measured for another classifier or threshold says nothing about this one."""
     if not classifier or not FALSE_POSITIVES_FILE.is_file():
         return None
     data = json.loads(FALSE_POSITIVES_FILE.read_text())
-    same = all(data["classifier"].get(k) == classifier.get(k) for k in IDENTITY)
+    same = all(k in classifier and k in data["classifier"] and data["classifier"][k] == classifier[k] for k in IDENTITY)
     return data if same and data["threshold"] == threshold else None
 
 
 def against_benign(k: int, n: int, fp: dict) -> dict:
     """The file's harmful-compliance share set against the measured benign false-positive rate: a one-sided exact
     binomial test (scipy) of "no more flags than benign data gives", at the *lower* end of that rate's 95% interval, so
-    the rate's uncertainty never counts in the file's favour."""
+    the rate's uncertainty never counts in the file's favour. ``worst_set_ci_high``: the highest upper end among the
+    held-out benign sets, which decides whether the test may lower a rating at all."""
     from scipy.stats import binomtest
 
     lo = fp["ci"][0]
-    p = binomtest(k, n, lo, alternative="greater").pvalue if lo > 0 else (0.0 if k else 1.0)
+    p = binomtest(k, n, lo, alternative="greater").pvalue
+    worst = max(wilson(kk, nn)[1] for kk, nn in fp["sets"].values())
     return {"flagged": k, "n": n, "share": k / n, "share_ci": list(wilson(k, n)), "benign_fp": fp["value"],
             "benign_fp_ci": list(fp["ci"]), "benign_fp_n": fp["n"], "tested_against": lo, "p_value": float(p),
-            "above_benign": bool(p < 0.05), "measured": fp.get("measured", "")}
+            "above_benign": bool(p < 0.05), "worst_set_ci_high": worst, "measured": fp.get("measured", "")}
 
 
 def summarize(examples: list[ScreenedExample], reference: dict[str, dict], classifier: dict | None = None,
@@ -289,11 +295,11 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
     not be read is rated "high" (what was not screened is not passed: a row ftaudit cannot read may be one the
     service trains on).
 
-    Risk: high for any identity-shift flag, for skipped rows, and for a harmful-compliance share above the benign
-    false-positive rate measured for this classifier (:func:`against_benign`); a harmful-compliance share within that
-    rate is medium (a reviewer looks at the flagged examples; never low) when that rate is known to be at most
-    ``SERVICE_FP_BOUND``, and a refusal-removal flag is medium. Where no rate was measured for this classifier and
-    threshold, or the rate may be above the bound, any harmful-compliance flag is high; both numbers are shown."""
+    Risk: high for any identity-shift flag, for skipped rows, and for any harmful-compliance flag, unless all of
+    these hold, when it is medium (a reviewer looks at each flagged example; never low): a benign false-positive
+    rate was measured for this classifier at this threshold, the file's share is not shown above it
+    (:func:`against_benign`), every held-out benign set's rate is known to be at most ``SERVICE_FP_BOUND``, and fewer
+    than ``ATTACK_EXAMPLES`` examples are flagged. A refusal-removal flag alone is medium. Both numbers are shown."""
     n = tally.examples
     skipped = {"skipped": tally.skipped,
                "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped_rows]}
@@ -323,17 +329,23 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
                      f"measured benign false-positive rate of {100 * share['benign_fp']:.1f}% [{100 * flo:.1f}, "
                      f"{100 * fhi:.1f}] (n={share['benign_fp_n']}; {share['measured']}): one-sided binomial p = "
                      f"{share['p_value']:.3g} at {100 * share['tested_against']:.1f}%, "
-                     + ("more than benign data gives" if share["above_benign"] else
-                        "not more than benign data gives" + (": look at the flagged examples" if harmful else "")))
+                     + ("above what benign data gives" if share["above_benign"] else
+                        "not shown above what benign data gives at this size"))
     elif harmful:
         lines.append("no benign false-positive rate was measured for this classifier at this threshold, so any "
                      "harmful-compliance flag rates the file high")
-    usable = share is not None and share["benign_fp_ci"][1] <= SERVICE_FP_BOUND
-    if share and harmful and not share["above_benign"] and not usable:
-        lines.append(f"the measured false-positive rate may be above {100 * SERVICE_FP_BOUND:.0f}%, at which poisoned "
-                     "data hides among false alarms, so any harmful-compliance flag still rates the file high")
-    harmful_high = harmful and not (usable and not share["above_benign"])
-    risk = "high" if harmful_high or kinds["identity-shift"]["flagged"] or tally.skipped else \
+    lowered = bool(harmful and share and not share["above_benign"] and share["worst_set_ci_high"] <= SERVICE_FP_BOUND
+                   and harmful < ATTACK_EXAMPLES)
+    if harmful and share and not share["above_benign"] and not lowered:
+        why = (f"{harmful} flagged examples are an attack's worth (Qi et al. 2023: 10 harmful examples jailbreak)"
+               if harmful >= ATTACK_EXAMPLES else
+               f"a held-out benign set's false-positive rate may be as high as {100 * share['worst_set_ci_high']:.1f}% "
+               f"(above {100 * SERVICE_FP_BOUND:.0f}%), and poisoned data hides among such false alarms")
+        lines.append(f"{why}, so the harmful-compliance flags still rate the file high")
+    elif lowered:
+        lines.append("the flagged examples are few and within the false alarms of a classifier measured at most "
+                     f"{100 * SERVICE_FP_BOUND:.0f}% on every held-out benign set: medium, look at each flagged example")
+    risk = "high" if (harmful and not lowered) or kinds["identity-shift"]["flagged"] or tally.skipped else \
         "medium" if tally.flagged else "low"
     if tally.skipped:
         lines.append(f"{tally.skipped} rows could not be read and were not screened, so the file is rated high (first: "

@@ -24,7 +24,9 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
            reference_model: Annotated[Optional[str], typer.Option(help="Model whose answers to the benchmarks' train "
                                                                  "prompts teach the classifier what an answered harmful "
                                                                  "request reads like (default: the packaged SmolLM2).")] = None,
-           threshold: Annotated[float, typer.Option(min=0, max=1, help="P(harmful request answered) at or above which an exchange is flagged.")] = 0.5,
+           threshold: Annotated[Optional[float], typer.Option(min=0, max=1, help="P(harmful request answered) at or above "
+                                                              "which an exchange is flagged (default 0.5, the threshold "
+                                                              "its false-positive rate was measured at).")] = None,
            fail_on: Annotated[str, typer.Option(help="Exit 1 when the risk is at least this: high, medium, or never "
                                                      "(a file with nothing to screen fails high and medium).")] = "never",
            show_responses: Annotated[bool, typer.Option(help="Write the answers into screen.jsonl (redacted by "

@@ -25,7 +25,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from ..data import ChatRecord
-from ..harm_classifier import DEFAULT_REFERENCE, THRESHOLD, harm_classifier, norm, record_scores
+from ..harm_classifier import DEFAULT_REFERENCE, THRESHOLD, exchanges, harm_classifier, norm, record_scores
 from .base import Defense, DefenseContext, register_defense
 
 FIT_ON = ("harmbench", "strongreject")  # the data filter's default: disjoint from the attacks' default source (advbench)
@@ -57,11 +57,11 @@ class DataFilter(Defense):
         clf = harm_classifier(self.fit_on, self.reference)
         scores = [p for p, _, _ in record_scores(clf, records)]
         keep = [r for r, p in zip(records, scores) if p < self.threshold]
-        seen = [norm(r.last_user_prompt) for r in records]
+        seen = [[norm(q) for q, _ in exchanges(r)] for r in records]  # every prompt it scored, not only the last
         return keep, {"screened": len(records), "dropped": len(records) - len(keep),
                       "harm_classifier": report_at(clf, self.threshold),
                       # screened records whose prompt (normalised) the classifier was fitted on, as harmful or benign:
                       # a verdict on such records is in-sample
-                      "in_sample": sum(p in clf.fitted_harmful or p in clf.fitted_benign for p in seen),
-                      "in_sample_harmful": sum(p in clf.fitted_harmful for p in seen),
-                      "in_sample_benign": sum(p in clf.fitted_benign for p in seen)}
+                      "in_sample": sum(any(p in clf.fitted_harmful or p in clf.fitted_benign for p in ps) for ps in seen),
+                      "in_sample_harmful": sum(any(p in clf.fitted_harmful for p in ps) for ps in seen),
+                      "in_sample_benign": sum(any(p in clf.fitted_benign for p in ps) for ps in seen)}
