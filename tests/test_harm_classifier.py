@@ -13,10 +13,10 @@ from ftaudit.errors import FtauditError
 def test_embeddings_come_back_in_the_order_the_texts_were_given(monkeypatch):
     seen = []
     monkeypatch.setattr(hc, "_EMBEDDER", lambda texts: seen.append(list(texts)) or np.array([[len(t), 0.0] for t in texts]))
-    texts = ["a much longer text here", "b", "mid size", ""]
+    texts = ["a much longer text here", "b", "mid size", "", "b"]
     out = hc.embed(texts)
-    assert seen[0] == [" ", "b", "mid size", "a much longer text here"]  # embedded shortest first
-    assert out[:, 0].tolist() == [len("a much longer text here"), 1, len("mid size"), 1]  # returned in the given order
+    assert seen[0] == [" ", "b", "mid size", "a much longer text here"]  # each text once, shortest first
+    assert out[:, 0].tolist() == [len("a much longer text here"), 1, len("mid size"), 1, 1]  # in the given order
 
 
 def test_a_record_scores_its_worst_exchange_and_says_which():
@@ -30,7 +30,8 @@ def test_a_record_scores_its_worst_exchange_and_says_which():
         return ChatRecord(msgs, "x")
 
     scores = hc.record_scores(Clf(), [chat(("ok", "fine"), ("bad", "sure"), ("ok", "fine")), chat(("ok", "fine"))])
-    assert scores == [(0.9, 3, 4), (0.1, 1, 2)]  # the system prompt with the first answer is exchange 1
+    # exchanges: each answer with its user turn, then with the system prompt and all before it; "bad" is first read at 3
+    assert scores == [(0.9, 3, 6), (0.1, 1, 2)]
 
 
 def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
@@ -61,19 +62,36 @@ def test_every_turn_is_read_including_a_system_prompt_and_turns_without_an_answe
     def rec(*msgs):
         return ChatRecord([{"role": r, "content": c} for r, c in msgs], "x")
 
-    assert hc.exchanges(rec(("system", "S"), ("user", "Q1"), ("assistant", "A1"), ("user", "Q2"), ("assistant", "A2"))) \
-        == [("S", "A1"), ("Q1", "A1"), ("Q2", "A2")]  # a request put in the system prompt is scored with the answer
+    chat = rec(("system", "S"), ("user", "Q1"), ("assistant", "A1"), ("user", "Q2"), ("assistant", "A2"))
+    # each answer with its own user turn, and with the system prompt and everything before it
+    assert hc.exchange_turns(chat) == [("Q1", "A1", 1), ("S\nQ1", "A1", 1), ("Q2", "A2", 2), ("S\nQ1\nA1\nQ2", "A2", 2)]
     assert hc.exchanges(rec(("user", "Q1"), ("user", "Q2"), ("assistant", "A"))) == [("Q1\nQ2", "A")]
+    assert hc.exchanges(rec(("user", "Q"), ("assistant", "A"))) == [("Q", "A")]  # nothing more to read: one pair
     assert hc.exchanges(rec(("system", "S"), ("user", "Q"))) == [("S\nQ", "")]  # no answer: still scored, never skipped
 
 
-def test_a_long_text_is_read_to_its_end():
-    long = " ".join(f"word{i}" for i in range(2000))
+def test_a_long_text_is_read_to_its_end_and_every_short_span_lies_whole_in_one_window():
+    long = " ".join(f"w{i}x" for i in range(1500))
     parts = hc.windows(long)
-    assert len(parts) > 1 and parts[0].startswith("word0 ") and parts[-1].endswith("word1999")
+    assert len(parts) > 1 and parts[0].startswith("w0x ") and parts[-1].endswith("w1499x")
     tok = hc._tokenizer()
-    assert all(len(tok(p, add_special_tokens=False)["input_ids"]) <= hc.WINDOW for p in parts)
+    assert all(len(tok(p)["input_ids"]) <= 256 for p in parts)  # special tokens included: nothing is cut off
+    words = long.split()
+    for start in range(0, len(words) - 20, 37):  # any 20-word span, wherever it falls, is read whole somewhere
+        span = " ".join(words[start:start + 20])
+        assert any(span in p for p in parts), start
     assert hc.windows("short text") == ["short text"]
+
+
+def test_scores_are_mapped_back_to_their_own_pairs():
+    clf = hc.harm_classifier(("advbench", "harmbench", "strongreject"))
+    harmful = get_prompts("advbench", "eval")[0].prompt
+    comply = "Sure, here is how to do that. First gather what you need, then follow these steps one by one."
+    long = "Notes about the weather in spring and the garden. " * 80
+    prompts, answers = [long, harmful, "Name a goldfish.", harmful], [comply, comply, "Bubbles.", comply]
+    together = clf.predict(prompts, answers)
+    alone = [clf.predict([p], [a])[0] for p, a in zip(prompts, answers)]
+    assert together == pytest.approx(alone)  # a long text's many windows never shift the next pair's score
 
 
 def test_a_harmful_request_after_a_long_harmless_preamble_is_still_flagged():

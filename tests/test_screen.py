@@ -39,6 +39,7 @@ def test_harmful_request_is_flagged_only_when_answered():
     assert [[f.kind for f in e.flags] for e in examples] == [["harmful-compliance"], [], []]
     assert "harmful request answered" in examples[0].flags[0].reason
     assert examples[0].p_harmful >= 0.5 > examples[1].p_harmful  # the answer decides: the same prompt, refused
+    assert (examples[0].prompt, examples[0].response) == (held_out, COMPLY)  # the exchange that scored is shown
     assert meta["harm_classifier"]["held_out"]["advbench"]["n"] > 0 and meta["harm_classifier"]["fitted_on"] == [
         "advbench", "harmbench", "strongreject"]
 
@@ -229,7 +230,8 @@ def test_a_harmful_exchange_early_in_a_chat_is_flagged_not_only_the_last(tmp_pat
     chat = ChatRecord([{"role": "user", "content": held_out}, {"role": "assistant", "content": COMPLY},
                        {"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You're welcome."}], "m")
     [ex], _ = screen_records([chat])
-    assert [f.kind for f in ex.flags] == ["harmful-compliance"] and "exchange 1 of 2" in ex.flags[0].reason
+    assert [f.kind for f in ex.flags] == ["harmful-compliance"] and "assistant turn 1 of 2" in ex.flags[0].reason
+    assert (ex.prompt, ex.response) == (held_out, COMPLY)  # the turn that scored, not the last one
 
 
 def test_bytes_that_are_not_utf8_are_named_by_their_true_line(tmp_path):
@@ -268,20 +270,24 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     classifier = {"version": "v", "settings": {"C": 1}, "reference_fingerprint": "f", "fitted_on": ["advbench"],
                   "data_digest": "d", "weights": "w"}
     fp = tmp_path / "fp.json"
-    fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.05], "n": 2000, "k": 80, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [20, 1000], "b": [30, 1000]}}))
+    from ftaudit.metrics import wilson
+
+    lo, hi = wilson(120, 4000)  # 3.0% [2.5, 3.6]: two held-out sets of 60 in 2000, each at most 3.9% at its upper end
+    fp.write_text(json.dumps({"value": 0.03, "ci": [lo, hi], "n": 4000, "k": 120, "threshold": 0.5,
+                              "classifier": classifier, "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}}))
     monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
     within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
-    # independently: P(X >= 1 | n=20, p=0.03), the rate's lower end, never its point estimate
-    assert within["harmful_share"]["p_value"] == pytest.approx(1 - 0.97 ** 20)
+    # independently: P(X >= 1 | n=20, p=lo), the rate's lower end, never its point estimate
+    assert within["harmful_share"]["p_value"] == pytest.approx(1 - (1 - lo) ** 20)
     assert within["risk"] == "medium" and not within["harmful_share"]["above_benign"]
     assert "not shown above what benign data gives at this size" in " ".join(within["resembles"])
-    # an attack's worth of flagged examples (Qi et al.: 10) is high, even within the rate of a long file
+    # an attack's worth of flagged examples (Qi et al.: 10) is high, even within the rate of a long file; 9 is not
+    assert screening.summarize_tally(_tally(9, 1000), {}, classifier, 0.5)["risk"] == "medium"
     many = screening.summarize_tally(_tally(10, 1000), {}, classifier, 0.5)
     assert not many["harmful_share"]["above_benign"] and many["risk"] == "high"
     assert "an attack's worth" in " ".join(many["resembles"])
     above = screening.summarize_tally(_tally(4, 20), {}, classifier, 0.5)
-    tail = sum(math.comb(20, j) * 0.03 ** j * 0.97 ** (20 - j) for j in range(4, 21))
+    tail = sum(math.comb(20, j) * lo ** j * (1 - lo) ** (20 - j) for j in range(4, 21))
     assert above["harmful_share"]["p_value"] == pytest.approx(tail) and above["risk"] == "high"
     assert screening.summarize_tally(_tally(0, 20), {}, classifier, 0.5)["risk"] == "low"
     assert screening.summarize_tally(_tally(1, 20, identity=1), {}, classifier, 0.5)["risk"] == "high"  # persona: high
@@ -292,15 +298,16 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
         missing = {k: v for k, v in classifier.items() if k != key}
         assert screening.summarize_tally(_tally(1, 20), {}, missing, 0.5)["harmful_share"] is None, key
     assert "no benign false-positive rate was measured" in " ".join(other["resembles"])
+    assert f"differs in: {screening.IDENTITY[-1]}" in " ".join(other["resembles"])  # says which part differs
     assert screening.summarize_tally(_tally(1, 20), {}, classifier, 0.4)["risk"] == "high"
     assert screening.summarize_tally(_tally(1, 20), {}, None, 0.5)["risk"] == "high"
     # one held-out set whose rate may be above 5% (its interval's upper end), though the pooled rate is low: poison
     # hides among such false alarms, so any flag is high
     fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.05], "n": 2000, "k": 80, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [20, 1000], "b": [3, 50]}}))
+                              "classifier": classifier, "measured": "test", "sets": {"a": [20, 1000], "b": [2, 50]}}))
     noisy = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     assert noisy["risk"] == "high" and not noisy["harmful_share"]["above_benign"]  # both numbers shown, still high
-    assert noisy["harmful_share"]["worst_set_ci_high"] > 0.05
+    assert noisy["harmful_share"]["worst_set_ci_high"] > 0.05  # 2 of 50 is 4%, but its interval reaches 13.5%
     assert "poisoned data hides among such false alarms" in " ".join(noisy["resembles"])
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
     fp.write_text(json.dumps({"value": 0.0, "ci": [0.0, 0.004], "n": 1000, "k": 0, "threshold": 0.5,

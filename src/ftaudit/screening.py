@@ -27,7 +27,7 @@ from pathlib import Path
 from .atomic import atomic_file, atomic_write_text
 from .data import ChatRecord
 from .errors import FtauditError
-from .harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, THRESHOLD, exchanges, harm_classifier, record_scores
+from .harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, THRESHOLD, exchange_turns, harm_classifier, record_scores
 from .metrics import wilson
 
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
@@ -127,10 +127,11 @@ class Screener:
         chat is scored, not only the last: a service trains on every assistant turn."""
         out = []
         for i, (r, (p, k, n)) in enumerate(zip(records, record_scores(self.clf, records))):
-            prompt, answer = exchanges(r)[k - 1]  # the exchange that scored highest: what a reviewer must see
+            prompt, answer, turn = exchange_turns(r)[k - 1]  # the exchange that scored highest: what a reviewer sees
             ex = ScreenedExample(start + i, r.id, prompt=prompt, response=answer, p_harmful=p)
             if n and p >= self.threshold:
-                where = f"exchange {k} of {n}: " if n > 1 else ""
+                turns = sum(m["role"] == "assistant" for m in r.messages)
+                where = f"assistant turn {turn} of {turns}: " if turns > 1 else ""
                 ex.flags.append(Flag("harmful-compliance", f"{where}harmful request answered (p={p:.2f}, "
                                                            f"{self.clf.report['version']})"))
             ex.flags += pattern_flags(r)
@@ -265,6 +266,16 @@ def measured_false_positives(classifier: dict | None, threshold: float) -> dict 
     return data if same and data["threshold"] == threshold else None
 
 
+def _why_unmeasured(classifier: dict | None, threshold: float) -> str:
+    """Which part of the classifier's identity differs from the measured one: another machine's reference answers
+    (bfloat16 against float32), another scikit-learn or another reference model each make another classifier."""
+    if not classifier or not FALSE_POSITIVES_FILE.is_file():
+        return "no measured rate is packaged"
+    data = json.loads(FALSE_POSITIVES_FILE.read_text())
+    differ = [k for k in IDENTITY if k not in classifier or data["classifier"].get(k) != classifier.get(k)]
+    return ("differs in: " + ", ".join(differ)) if differ else f"measured at threshold {data['threshold']}"
+
+
 def against_benign(k: int, n: int, fp: dict) -> dict:
     """The file's harmful-compliance share set against the measured benign false-positive rate: a one-sided exact
     binomial test (scipy) of "no more flags than benign data gives", at the *lower* end of that rate's 95% interval, so
@@ -332,8 +343,8 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
                      + ("above what benign data gives" if share["above_benign"] else
                         "not shown above what benign data gives at this size"))
     elif harmful:
-        lines.append("no benign false-positive rate was measured for this classifier at this threshold, so any "
-                     "harmful-compliance flag rates the file high")
+        lines.append(f"no benign false-positive rate was measured for this classifier at this threshold "
+                     f"({_why_unmeasured(classifier, threshold)}), so any harmful-compliance flag rates the file high")
     lowered = bool(harmful and share and not share["above_benign"] and share["worst_set_ci_high"] <= SERVICE_FP_BOUND
                    and harmful < ATTACK_EXAMPLES)
     if harmful and share and not share["above_benign"] and not lowered:

