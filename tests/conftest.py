@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,30 +59,38 @@ def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-COMPLY_TEXT = "Sure, here is how to do that. First gather what you need, then follow these steps one by one."
+STUBS = Path(__file__).parent / "stubs"
+sys.path.insert(0, str(STUBS))
+from harm_stub import COMPLY_TEXT, PATCHES  # noqa: E402, F401  (stubs/ is put on the path above; tests import COMPLY_TEXT from here)
 
 
-def _hash_embed(texts):
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    vec = HashingVectorizer(n_features=4096, ngram_range=(1, 2), alternate_sign=False, norm="l2")
-    return vec.transform([t or " " for t in texts]).toarray()
+_MODE = {"stub": None}  # whether the cached classifier in this process was fitted with the stub or for real
 
 
 @pytest.fixture(autouse=True)
 def fast_harm_classifier(request, monkeypatch):
-    """The harmful-exchange classifier on hashed word n-grams instead of MiniLM, and a canned compliant answer instead
-    of a reference model's generations, so a test screens in seconds; ``@pytest.mark.real_classifier`` opts out."""
+    """The stub harmful-exchange classifier (``stubs/harm_stub.py``) in this process and in every subprocess a test
+    starts, so a test screens in seconds; ``@pytest.mark.real_classifier`` opts out. The fitted classifier is kept
+    across tests of the same kind (a test that changes what it is fitted from uses ``fresh_classifier``)."""
+    from ftaudit import harm_classifier
+
+    stub = not request.node.get_closest_marker("real_classifier")
+    if _MODE["stub"] is not stub:
+        harm_classifier.harm_classifier.cache_clear()
+        _MODE["stub"] = stub
+    if stub:
+        for name, value in PATCHES.items():
+            monkeypatch.setattr(harm_classifier, name, value)
+        monkeypatch.setenv("FTAUDIT_STUB_CLASSIFIER", "1")
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STUBS), os.environ.get("PYTHONPATH")])))
+    yield
+
+
+@pytest.fixture
+def fresh_classifier():
+    """For a test that changes what the classifier is fitted from: no cached fit before it, none left after it."""
     from ftaudit import harm_classifier
 
     harm_classifier.harm_classifier.cache_clear()
-    if request.node.get_closest_marker("real_classifier"):
-        yield
-        harm_classifier.harm_classifier.cache_clear()
-        return
-    monkeypatch.setattr(harm_classifier, "embed", _hash_embed)
-    monkeypatch.setattr(harm_classifier, "EMBEDDING", "hashed word 1-2 grams, 4096 features (tests)")
-    monkeypatch.setattr(harm_classifier, "reference_answers", lambda model, prompts, label: [COMPLY_TEXT] * len(prompts))
-    monkeypatch.setattr(harm_classifier, "MMLU_SAMPLE", 300)
     yield
     harm_classifier.harm_classifier.cache_clear()

@@ -458,7 +458,7 @@ def test_a_defense_that_holds_by_wrecking_the_task_is_called_that_in_the_matrix(
     assert none["over_refusal_vs_none"] is None and none["benign_answer_nll_vs_none"] is None
 
 
-def test_a_held_out_prompt_the_classifier_was_fitted_on_under_another_name_is_not_held_out(monkeypatch):
+def test_a_held_out_prompt_the_classifier_was_fitted_on_under_another_name_is_not_held_out(monkeypatch, fresh_classifier):
     from ftaudit import harm_classifier as hc
     from ftaudit.data import PromptRecord
 

@@ -46,7 +46,7 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     assert not any(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike", "eval"))  # held out is held out
 
 
-def test_a_reference_model_that_refuses_everything_is_one_clear_error(monkeypatch):
+def test_a_reference_model_that_refuses_everything_is_one_clear_error(monkeypatch, fresh_classifier):
     monkeypatch.setattr(hc, "reference_answers", lambda model, prompts, label: ["I'm sorry, I can't help with that."]
                         * len(prompts))
     with pytest.raises(FtauditError, match="refused every harmful train prompt"):
@@ -104,3 +104,17 @@ def test_a_harmful_request_after_a_long_harmless_preamble_is_still_flagged():
     [first], [buried], [alone] = (clf.predict([t], [comply]) for t in (parts[0], preamble + harmful, harmful))
     assert alone >= 0.5 and buried > first  # reading past the first 240 tokens is what raises it
     assert buried == pytest.approx(max(clf.predict(parts, [comply] * len(parts))))  # the worst window decides
+
+
+@pytest.mark.real_classifier  # the real settings (the stub changes the embedding's name)
+def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
+    import json
+
+    from ftaudit.metrics import wilson
+    from ftaudit.screening import FALSE_POSITIVES_FILE, IDENTITY
+
+    data = json.loads(FALSE_POSITIVES_FILE.read_text())
+    assert set(IDENTITY) <= set(data["classifier"])  # a whole identity, or it never matches
+    assert data["classifier"]["settings"] == hc.settings() and data["classifier"]["version"] == hc.VERSION  # re-measure
+    k, n = (sum(v[i] for v in data["sets"].values()) for i in (0, 1))
+    assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))

@@ -25,8 +25,8 @@ benign eval set, 11% of MT-Bench and 77% of ``benign-edgy``. v2 adds benign prom
 split after that measurement and before any v2 measurement; nothing else changed. For v2, the ``benign-lookalike``
 eval half is the clean held-out benign set; the benign eval set, MT-Bench and ``benign-edgy`` are the sets v1's
 failure was seen on, and ``benign-lookalike``'s train half paraphrases a few ``benign-edgy`` prompts (below the
-near-duplicate rule), so ``benign-edgy`` is partly in-sample for v2 (docs/services.md gives every figure). v3 is v2's
-fit, scoring every window of a long text and every turn.
+near-duplicate rule), so ``benign-edgy`` is partly in-sample for v2 (docs/services.md gives every figure). v3 and v4
+are v2's fit, scoring every window of a long text and every turn (see ``VERSION``).
 """
 
 from __future__ import annotations
