@@ -96,8 +96,10 @@ def embed(texts: list[str]) -> np.ndarray:
 
 
 def windows(text: str) -> list[str]:
-    """``text`` as overlapping windows of at most ``WINDOW`` MiniLM tokens (one window when it fits): the embedder reads
-    256 tokens, and a harmful request or answer after a long harmless opening must still be read."""
+    """``text`` as overlapping windows of ``WINDOW`` MiniLM tokens, ``STRIDE`` apart (one window when it fits): the
+    embedder reads 256 tokens, and a harmful request or answer after a long harmless opening must still be read. A
+    window is cut from the text by character offsets, so re-tokenized it can come out a token or two longer; the
+    margin below 256 covers that and the 2 special tokens (tests check the 256)."""
     tok = _tokenizer()
     ids = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     if len(ids) <= WINDOW:
