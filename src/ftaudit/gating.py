@@ -218,10 +218,9 @@ def is_task_metric(metric: str) -> bool:
 def current_task_row(row: dict) -> bool:
     """A task row at its registered task's current version (``judge`` is the version, ``dataset`` the task): scores of
     an older version stay in the summary but never decide, nor stand in for, the current one."""
-    from .tasks import TASKS
+    from .tasks.base import is_current
 
-    task = TASKS.get(row.get("dataset"))
-    return task is None or row.get("judge") == task().version
+    return is_current(row.get("dataset"), row.get("judge"))
 
 
 def _drop_in_points(change: dict) -> tuple[float | None, tuple[float | None, float | None], int | None]:

@@ -155,7 +155,7 @@ class TrainingPairs:
     prompts: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)  # where each pair comes from (for the cross-validation report)
+    groups: list[str] = field(default_factory=list)  # where each pair comes from (what counts as fitted on, and how)
     counts: dict = field(default_factory=dict)
 
     def add(self, pairs, label: int, group: str) -> None:
@@ -234,6 +234,17 @@ class HarmClassifier:
             i0, j0 = i1, j1
         return out
 
+    def report_at(self, threshold: float) -> dict:
+        """The report with its held-out flag rates at ``threshold`` (its false alarms at the threshold a screen or a
+        filter flags at, not at the classifier's default)."""
+        import copy
+
+        report = copy.deepcopy(self.report)
+        for name, h in report["held_out"].items():
+            if "n" in h:
+                h.update(flagged_harmful=self.flagged_at(name, threshold), threshold=threshold)
+        return report
+
     def flagged_at(self, name: str, threshold: float) -> int:
         """How many of held-out set ``name``'s pairs score at or above ``threshold`` (scored once per classifier)."""
         if name not in self._held_out_p:
@@ -275,8 +286,7 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
         cv = _cv(x, y, [norm(p) for p in data.prompts], _make)
         atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv}))
     weights = hashlib.sha256(np.append(coef, intercept).astype("<f8").tobytes()).hexdigest()[:16]
-    fitted_h = frozenset(norm(p) for p, y in zip(data.prompts, data.labels) if y == 1)
-    fitted_h |= frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")
+    fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
     fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
     report = {"version": VERSION, "embedding": EMBEDDING, "fitted_on": list(fit_on), "reference": reference,
               "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": settings(),

@@ -113,10 +113,8 @@ class Screener:
     reference model's answers) and the pattern lists; :meth:`screen` flags one batch of records."""
 
     def __init__(self, threshold: float = THRESHOLD, reference: str = DEFAULT_REFERENCE):
-        from .defenses.data_filter import report_at
-
         self.clf = harm_classifier(HARMFUL_SOURCES, reference)
-        self.report, self.threshold = report_at(self.clf, threshold), threshold
+        self.report, self.threshold = self.clf.report_at(threshold), threshold
 
     @property
     def meta(self) -> dict:
@@ -255,25 +253,21 @@ def _effect_text(e: dict) -> str:
 NOTHING = "nothing to screen"
 
 
-def measured_false_positives(classifier: dict | None, threshold: float) -> dict | None:
-    """The benign false-positive rate measured (``bench/screen_rates.py --package``) for this very classifier (same
-    version and settings, reference model weights, training sources, training data and fitted weights) at this
-    threshold, or None: a rate measured for another classifier or threshold says nothing about this one."""
+def _packaged_rate(classifier: dict | None, threshold: float) -> tuple[dict | None, str]:
+    """(the benign false-positive rate measured by ``bench/screen_rates.py --package`` for this very classifier at this
+    threshold, or None; why not). Two classifiers are one only when every part of :data:`IDENTITY` is present in both
+    and equal: another machine's reference answers (bfloat16 against float32), another scikit-learn or another
+    reference model each make another classifier."""
     if not classifier or not FALSE_POSITIVES_FILE.is_file():
-        return None
+        return None, "no measured rate is packaged"
     data = json.loads(FALSE_POSITIVES_FILE.read_text())
-    same = all(k in classifier and k in data["classifier"] and data["classifier"][k] == classifier[k] for k in IDENTITY)
-    return data if same and data["threshold"] == threshold else None
-
-
-def _why_unmeasured(classifier: dict | None, threshold: float) -> str:
-    """Which part of the classifier's identity differs from the measured one: another machine's reference answers
-    (bfloat16 against float32), another scikit-learn or another reference model each make another classifier."""
-    if not classifier or not FALSE_POSITIVES_FILE.is_file():
-        return "no measured rate is packaged"
-    data = json.loads(FALSE_POSITIVES_FILE.read_text())
-    differ = [k for k in IDENTITY if k not in classifier or data["classifier"].get(k) != classifier.get(k)]
-    return ("differs in: " + ", ".join(differ)) if differ else f"measured at threshold {data['threshold']}"
+    differ = [k for k in IDENTITY if k not in classifier or k not in data["classifier"]
+              or data["classifier"][k] != classifier[k]]
+    if differ:
+        return None, "differs in: " + ", ".join(differ)
+    if data["threshold"] != threshold:
+        return None, f"measured at threshold {data['threshold']}"
+    return data, ""
 
 
 def against_benign(k: int, n: int, fp: dict) -> dict:
@@ -331,7 +325,7 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
         effect = f"; benign data can still lower refusal: {_effect_text(reference['benign'])}" if "benign" in reference else ""
         lines.append(f"no example flagged{effect}")
     harmful = kinds["harmful-compliance"]["flagged"]
-    fp = measured_false_positives(classifier, threshold)
+    fp, unmeasured = _packaged_rate(classifier, threshold)
     share = against_benign(harmful, n, fp) if fp else None
     if share:
         lo, hi = share["share_ci"]
@@ -344,7 +338,7 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
                         "not shown above what benign data gives at this size"))
     elif harmful:
         lines.append(f"no benign false-positive rate was measured for this classifier at this threshold "
-                     f"({_why_unmeasured(classifier, threshold)}), so any harmful-compliance flag rates the file high")
+                     f"({unmeasured}), so any harmful-compliance flag rates the file high")
     lowered = bool(harmful and share and not share["above_benign"] and share["worst_set_ci_high"] <= SERVICE_FP_BOUND
                    and harmful < ATTACK_EXAMPLES)
     if harmful and share and not share["above_benign"] and not lowered:

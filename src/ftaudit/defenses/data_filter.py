@@ -18,7 +18,6 @@ holds no harmful prompt and passes such a screen.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
@@ -29,16 +28,6 @@ from ..harm_classifier import DEFAULT_REFERENCE, THRESHOLD, exchanges, harm_clas
 from .base import Defense, DefenseContext, register_defense
 
 FIT_ON = ("harmbench", "strongreject")  # the data filter's default: disjoint from the attacks' default source (advbench)
-
-
-def report_at(clf, threshold: float) -> dict:
-    """The classifier's report with its held-out flag rates at ``threshold`` (its false alarms at the threshold it
-    drops at, not at the classifier's default)."""
-    report = copy.deepcopy(clf.report)
-    for name, h in report["held_out"].items():
-        if "n" in h:
-            h.update(flagged_harmful=clf.flagged_at(name, threshold), threshold=threshold)
-    return report
 
 
 @register_defense("data-filter")
@@ -59,7 +48,7 @@ class DataFilter(Defense):
         keep = [r for r, p in zip(records, scores) if p < self.threshold]
         seen = [[norm(q) for q, _ in exchanges(r)] for r in records]  # every prompt it scored, not only the last
         return keep, {"screened": len(records), "dropped": len(records) - len(keep),
-                      "harm_classifier": report_at(clf, self.threshold),
+                      "harm_classifier": clf.report_at(self.threshold),
                       # screened records whose prompt (normalised) the classifier was fitted on, as harmful or benign:
                       # a verdict on such records is in-sample
                       "in_sample": sum(any(p in clf.fitted_harmful or p in clf.fitted_benign for p in ps) for ps in seen),

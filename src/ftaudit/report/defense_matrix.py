@@ -72,13 +72,9 @@ def current_task(names) -> str | None:
     """Of the stored task names a model was scored on (``task:NAME:VERSION``), the first (by task name) at its
     registered task's current version (a task not registered here counts as current); None when every score is of
     an older version: those stay in the store but never stand for the task."""
-    from ..tasks import TASKS
+    from ..tasks.base import is_current
 
-    def current(n: str) -> bool:
-        _, task, version = (n.split(":", 2) + [""])[:3]
-        return task not in TASKS or TASKS[task]().version == version
-
-    names = sorted((n for n in names if current(n)), key=lambda n: (n.split(":")[1], n))
+    names = sorted((n for n in names if is_current(*(n.split(":", 2) + [""])[1:3])), key=lambda n: (n.split(":")[1], n))
     return names[0] if names else None
 
 

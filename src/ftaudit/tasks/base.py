@@ -59,6 +59,12 @@ def task_metric(name: str) -> str:
 TASKS: dict[str, Callable[[], CustomerTask]] = {}
 
 
+def is_current(name: str, version: str) -> bool:
+    """Whether scores of task ``name`` at ``version`` stand for the task: its registered task's current version (a
+    task not registered here counts as current). Older versions' scores stay stored but never decide."""
+    return name not in TASKS or TASKS[name]().version == version
+
+
 def register_task(name: str):
     def wrap(cls):
         metric = task_metric(name)
