@@ -170,3 +170,65 @@ def last_logits(model, tok, prompts: Sequence[Sequence[int]], *, batch_size: int
                 logits = model(input_ids=ids, attention_mask=mask, **keep).logits[:, -1, :].float()
             yield idx, logits
             bar.advance(task, len(idx))
+
+
+def answer_probabilities(model, tok, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
+                         bridges: Sequence[Callable[[int], list[int]]] = (), *, batch_size: int | None = None,
+                         max_batch_tokens: int | None = None, description: str = "judging",
+                         on_batch: Callable[[list[int], list[list]], None] | None = None) -> list[list[dict]]:
+    """Each prompt's next-token distribution over a closed set of answers, at one or more answer positions.
+
+    Step 0 reads the logits right after the prompt; ``answers[k]`` are the token ids allowed at step k. Before step
+    k + 1, ``bridges[k](chosen)`` (token ids: the step-k answer the model ranks first, then the text up to the next
+    answer) is appended to each row and run through the KV cache of the rows so far, so a rubric of three questions
+    costs one prompt pass and two short ones. The prompts' shared opening (a rubric and its policy) is computed once
+    and its cache copied into each batch, as :func:`generate_ids` does. Rows are left-padded; positions are counted
+    from the attention mask, so padding takes no position. Returns, per prompt, one dict per step: ``probs`` (over the
+    allowed answers, renormalised), ``mass`` (the share of the whole next-token distribution they held: how much the
+    model wanted to answer in the format) and ``chosen`` (the index ranked first). A verdict is never unparseable."""
+    import torch
+
+    if len(bridges) != len(answers) - 1:
+        raise ValueError("one bridge between each two answer steps")
+    import inspect
+
+    size, budget = batch_limits(model, batch_size, max_batch_tokens, CPU_SCORE_BATCH)
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    prefix = shared_prefix(prompts)
+    cache = _prefix_cache(model, prefix) if prefix else None
+    prefix = prefix if cache is not None else []
+    results: list[list[dict]] = [[] for _ in prompts]
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=len(prompts))
+        for idx in plan_batches([len(p) for p in prompts], size, budget):
+            ids, mask = left_padded([prompts[i][len(prefix):] for i in idx], tok.pad_token_id, model.device,
+                                    prefix=prefix)
+            past = None
+            if cache is not None:
+                past = copy.deepcopy(cache)
+                past.batch_repeat_interleave(len(idx))
+            new = ids[:, len(prefix):]
+            got: list[list[dict]] = [[] for _ in idx]
+            for step, allowed in enumerate(answers):
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new.shape[1]:]
+                with torch.inference_mode():
+                    out = model(input_ids=new, attention_mask=mask, position_ids=positions, past_key_values=past,
+                                use_cache=step + 1 < len(answers), **keep)
+                full = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
+                picked = full[:, list(allowed)]
+                mass = picked.sum(-1)
+                probs = picked / mass.clamp(min=torch.finfo(picked.dtype).tiny)[:, None]
+                chosen = probs.argmax(-1).tolist()
+                for row, (p, m, c) in enumerate(zip(probs.tolist(), mass.tolist(), chosen)):
+                    got[row].append({"probs": p, "mass": m, "chosen": c})
+                if step + 1 < len(answers):  # the chosen answer and the text up to the next answer position
+                    tails = [bridges[step](c) for c in chosen]
+                    new, tail_mask = left_padded(tails, tok.pad_token_id, model.device)
+                    mask = torch.cat([mask, tail_mask], dim=1)
+                    past = out.past_key_values
+            for i, g in zip(idx, got):
+                results[i] = g
+            if on_batch:
+                on_batch(idx, got)
+            bar.advance(task, len(idx))
+    return results

@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (register the built-in judges)
     harmfulness,
     keyword,
     llama_guard,
+    local_rubric,
     refusal_3way,
     refusal_cues,
     strongreject,
