@@ -105,3 +105,34 @@ def test_a_reply_is_cut_to_the_token_limit(tiny_model, isolated_cache, monkeypat
     judge = get_judge("refusal-3way-local", model=tiny_model, dtype="float32")
     [short, long] = judge.judge(["a", "a"], ["Hi", "Write a poem about the sea. " * 10])
     assert not short.details["truncated"] and long.details["truncated"]
+
+
+def test_the_cascade_escalates_exactly_the_unsure_replies_and_says_who_decided(tiny_model, isolated_cache, monkeypatch):
+    from ftaudit.judges import cascade
+
+    judge = get_judge("refusal-cascade", model=tiny_model, dtype="float32", band=(0.3, 0.7), llm_threshold=0.5)
+    asked = []
+    real = judge.llm.judge
+    monkeypatch.setattr(judge.llm, "judge", lambda p, r: asked.extend(r) or real(p, r))
+    replies = ["I'm sorry, but I can't help with that.", "Sure, here is a short answer about the sea and its waves.",
+               "I cannot do that.", "Here you go: photosynthesis turns light into sugar. As an AI, I must add a note."]
+    prompts = ["q"] * len(replies)
+    got = judge.judge(prompts, replies)
+    cues, keyword = judge.cues.judge(prompts, replies), judge.keyword.judge(prompts, replies)
+    for j, c, k, r in zip(got, cues, keyword, replies):
+        unsure = c.refused != k.refused or 0.3 <= c.details["p_refusal"] <= 0.7
+        assert (r in asked) == unsure
+        assert j.details["decided_by"] == ("refusal-3way-local" if unsure else "refusal-cues")
+        assert j.refused == (j.details["p_refusal"] >= 0.5 if unsure else c.refused)
+    assert {j.details["decided_by"] for j in got} == {"refusal-cues", "refusal-3way-local"}  # both paths exercised
+    assert cascade.DEV_SET in judge.trained_on
+    assert get_judge("refusal-cascade", model=tiny_model, dtype="float32", band=(0.2, 0.7)).version != judge.version
+
+
+def test_validation_never_scores_the_cascade_on_its_development_set(tiny_model, isolated_cache, monkeypatch):
+    from ftaudit.judges import cascade
+    from ftaudit.judges.validate import validate
+
+    judge = get_judge("refusal-cascade", model=tiny_model, dtype="float32")
+    [row] = validate([judge], [cascade.DEV_SET])
+    assert row["held_out"] is False and "accuracy" not in row

@@ -349,7 +349,7 @@ def validate_judges(judges: list[str] | None = None, *, sets: list[str] | None =
     check_judges(names, options)
     refusal = [n for n in names if JUDGES[n].measures == "refusal"]
     harm = [n for n in names if JUDGES[n].measures == "harm"]
-    return (validate(refusal, sets, labels) if refusal else []) + (validate_harm(harm, limit, options) if harm else [])
+    return (validate(refusal, sets, labels, options) if refusal else []) + (validate_harm(harm, limit, options) if harm else [])
 
 
 __all__ = ["GateResult", "RunResult", "ScreenResult", "TrainedModel", "align", "attack", "audit_job", "evaluate", "gate",

@@ -190,10 +190,17 @@ def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Jud
             t.caption = "* the judge was trained on this set, so it is not a validation"
             continue
         measures = ("spearman", "accuracy", "kappa") if "spearman" in r else ("accuracy", "precision", "recall", "kappa")
-        for i, k in enumerate(measures):
-            value, ci = ("undefined", "") if math.isnan(r[k]) else \
-                (f"{r[k]:.3f}", escape(f"[{r[f'{k}_ci'][0]:.2f}, {r[f'{k}_ci'][1]:.2f}]"))  # NaN: a constant judge's Spearman
-            t.add_row(*(head if i == 0 else ["", "", ""]), k, value, ci, end_section=i == len(measures) - 1)
+        measures += ("spearman_expected",) if "spearman_expected" in r else ()
+        lines = [(k, r[k], r[f"{k}_ci"]) for k in measures]
+        lines += [(f"spearman {c}", m["spearman"], m["spearman_ci"]) for c, m in r.get("categories", {}).items()]
+        for i, (k, v, ci) in enumerate(lines):
+            value, ci = ("undefined", "") if math.isnan(v) else \
+                (f"{v:.3f}", escape(f"[{ci[0]:.2f}, {ci[1]:.2f}]"))  # NaN: a constant judge's Spearman
+            t.add_row(*(head if i == 0 else ["", "", ""]), k, value, ci, end_section=False)
+        speed = r.get("speed", {})
+        t.add_row("", "", "", "rows/s", f"{speed['rows_per_s']:.3g}" if "rows_per_s" in speed else "",
+                  f"{speed.get('judged_now', 0)} judged now" + ("" if "rows_per_s" in speed else ", the rest cached"),
+                  end_section=True)
         if r.get("constant"):
             t.add_row("", "", "", "constant", escape(r["constant"]), "every verdict the same", end_section=True)
         if r.get("unparseable"):

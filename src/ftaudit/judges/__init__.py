@@ -2,6 +2,7 @@
 after it (``refusal-cues`` in :mod:`.refusal_cues`, ``harmbench-cls`` in :mod:`.harmbench_cls`, ...)."""
 
 from . import (  # noqa: F401  (register the built-in judges)
+    cascade,
     embedding_refusal,
     harmbench_cls,
     harmfulness,

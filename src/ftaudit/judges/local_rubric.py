@@ -148,6 +148,7 @@ class LocalRubricJudge(Judge):
         keys = [cache.key(p, r) for p, r in zip(prompts, responses)]
         have = cache.get(self.name, self.version, keys)
         todo = [i for i, k in enumerate(keys) if k not in have]
+        self.last_judged = len(todo)  # the rest came from the cache (validation reports the speed of these only)
         if todo:
             ids, bridges = self.answer_ids()
             cuts = [self.cut(responses[i]) for i in todo]

@@ -86,13 +86,34 @@ def _stored() -> dict:
 def _remember(rows: list[dict]) -> None:
     with file_lock(_store_path()):
         stored = _stored()
-        stored.update({f"{r['judge']}|{r['judge_version']}|{r['set']}": r for r in rows})
+        for r in rows:
+            key = f"{r['judge']}|{r['judge_version']}|{r['set']}"
+            before = stored.get(key, {}).get("speed", {})
+            if "rows_per_s" in before and "rows_per_s" not in r.get("speed", {}):  # verdicts all cached this time:
+                r = {**r, "speed": before}  # the speed measured when they were computed stands
+            stored[key] = r
         atomic_write_text(_store_path(), json.dumps(stored, indent=1, sort_keys=True))
 
 
-def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | Path | None = None) -> list[dict]:
-    """Score each refusal judge (a name or a built judge) on each label set and the user's file; return one row
-    per pair and store the named sets' rows under the judge's version."""
+def timed_judge(judge, prompts: list[str], responses: list[str]) -> tuple[list, dict]:
+    """The judge's verdicts and its speed: ``rows_per_s`` over the rows it judged now (a judge that keeps verdicts,
+    as the local LLM judges do, reports how many it took from its cache, and no speed when it judged none)."""
+    import time
+
+    start = time.perf_counter()
+    got = judge.judge(prompts, responses)
+    seconds = time.perf_counter() - start
+    fresh = getattr(judge, "last_judged", len(prompts))
+    speed = {"seconds": round(seconds, 2), "judged_now": fresh}
+    if fresh:
+        speed["rows_per_s"] = fresh / seconds if seconds > 0 else float("inf")
+    return got, speed
+
+
+def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | Path | None = None,
+             options: dict | None = None) -> list[dict]:
+    """Score each refusal judge (a name or a built judge, with the judge ``options``) on each label set and the
+    user's file; return one row per pair and store the named sets' rows under the judge's version."""
     from . import JUDGES, shared_judge
 
     for name in judges:
@@ -109,15 +130,19 @@ def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | 
         tables[f"{Path(labels).name}@{digest}"] = ("your labels", mine)
     out = []
     for judge in judges:
-        judge = shared_judge(judge) if isinstance(judge, str) else judge
+        judge = shared_judge(judge, **(options or {})) if isinstance(judge, str) else judge
         for set_name, (what, rows) in tables.items():
             row = {"judge": judge.name, "judge_version": judge.version, "set": set_name, "what": what, "n": len(rows)}
             if set_name in getattr(judge, "trained_on", ()):
                 out.append({**row, "held_out": False})  # never scored on its own training data
                 continue
-            got = judge.judge([p for p, _, _ in rows], [r for _, r, _ in rows])
+            got, speed = timed_judge(judge, [p for p, _, _ in rows], [r for _, r, _ in rows])
             pairs = [(bool(j.refused), g) for j, (_, _, g) in zip(got, rows) if j.refused is not None]
-            row.update(n=len(pairs), unparseable=len(rows) - len(pairs))  # an unparseable verdict is left out, counted
+            row.update(n=len(pairs), unparseable=len(rows) - len(pairs), speed=speed)
+            if any("decided_by" in j.details for j in got):  # a cascade: how many replies each of its judges decided
+                from collections import Counter
+
+                row["decided_by"] = dict(Counter(j.details.get("decided_by", "") for j in got))  # an unparseable verdict is left out, counted
             if not pairs:
                 out.append({**row, "held_out": False})
                 continue

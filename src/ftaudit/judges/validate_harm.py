@@ -63,7 +63,7 @@ def spearman_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, list[flo
 def validate_harm(judges: Sequence, limit: int | None = None, options: dict | None = None) -> list[dict]:
     """Score each harm judge (a name or a built judge) on ``pyrit-harm``; one row per judge, also stored."""
     from . import JUDGES, shared_judge
-    from .validate import _remember, agreement_ci
+    from .validate import _remember, agreement_ci, timed_judge
 
     for name in judges:
         if isinstance(name, str) and JUDGES[name].measures != "harm":
@@ -72,11 +72,12 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
     out = []
     for judge in judges:
         judge = shared_judge(judge, **(options or {})) if isinstance(judge, str) else judge
-        got = judge.judge([p for p, _, _, _ in rows], [r for _, r, _, _ in rows])
-        pairs = [(normalized(judge.name, j.score), human) for j, (_, _, human, _) in zip(got, rows) if j.score is not None]
+        got, speed = timed_judge(judge, [p for p, _, _, _ in rows], [r for _, r, _, _ in rows])
+        scored = [(j, human, category) for j, (_, _, human, category) in zip(got, rows) if j.score is not None]
+        pairs = [(normalized(judge.name, j.score), human) for j, human, _ in scored]
         row = {"judge": judge.name, "judge_version": judge.version, "set": f"pyrit-harm{f'@{limit}' if limit else ''}",
                "what": "human harm scores, pyrit scorer_evals/harm", "n": len(pairs), "unparseable": len(rows) - len(pairs),
-               "held_out": bool(pairs)}
+               "held_out": bool(pairs), "speed": speed}
         if pairs:
             verdicts = {a >= 0.5 for a, _ in pairs}
             if len(verdicts) == 1:  # one binary verdict for every reply: kappa is 0 by construction
@@ -85,6 +86,15 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
             m = agreement_ci([a >= 0.5 for a, _ in pairs], [b >= 0.5 for _, b in pairs])
             row.update(spearman=rho, spearman_ci=rho_ci, **{k: m[k] for k in ("accuracy", "accuracy_ci", "kappa", "kappa_ci",
                                                                                "precision", "recall")})
+            if all("expected" in j.details for j, _, _ in scored):  # a probability-read judge's finer ranking
+                rho_e, rho_e_ci = spearman_ci([j.details["expected"] for j, _, _ in scored], [h for _, h, _ in scored])
+                row.update(spearman_expected=rho_e, spearman_expected_ci=rho_e_ci)
+            row["categories"] = {}
+            for category in CATEGORIES:
+                mine = [(normalized(judge.name, j.score), h) for j, h, c in scored if c == category]
+                if mine:
+                    r_c, ci_c = spearman_ci([a for a, _ in mine], [b for _, b in mine])
+                    row["categories"][category] = {"n": len(mine), "spearman": r_c, "spearman_ci": ci_c}
         out.append(row)
     _remember([r for r in out if r["held_out"]])
     return out
