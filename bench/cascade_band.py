@@ -27,7 +27,7 @@ from ftaudit.judges.validate import agreement_ci
 
 LOWS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 HIGHS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+THRESHOLDS = (None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # None: the LLM judge's first-ranked class
 NO_BAND = (2.0, -1.0)  # an empty band: only a disagreement between the fast judges escalates
 
 

@@ -300,7 +300,9 @@ def test_report_says_how_far_to_trust_each_judge(tiny_model, tmp_path, isolated_
     res = CliRunner().invoke(app, ["eval", "--model", tiny_model, "--out", str(out), "-d", str(f), "--benign", str(f),
                                    "--max-new-tokens", "2"], terminal_width=200)
     assert res.exit_code == 0, res.output
-    assert "keyword (agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105))" in res.output
+    # keyword's kappa is 0.50 [0.36, 0.64]: its interval reaches below 0.4, so every report calls it weak
+    assert ("keyword (agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105); WEAK: kappa's 95% "
+            "interval reaches 0.36, below 0.4 (at best fair agreement))") in " ".join(res.output.split())
     summary = json.loads((out / "summary.json").read_text())
     [v] = [r for r in summary["judge_validation"] if r["set"] == "pyrit-refusal" and r["judge"] == "keyword"]
     assert v["judge"] == "keyword" and v["n"] == 105

@@ -124,6 +124,10 @@ def test_the_cascade_escalates_exactly_the_unsure_replies_and_says_who_decided(t
         assert (r in asked) == unsure
         assert j.details["decided_by"] == ("refusal-3way-local" if unsure else "refusal-cues")
         assert j.refused == (j.details["p_refusal"] >= 0.5 if unsure else c.refused)
+    argmax = get_judge("refusal-cascade", model=tiny_model, dtype="float32", band=(0.3, 0.7), llm_threshold=None)
+    llm = {r: v for r, v in zip(replies, argmax.llm.judge(prompts, replies))}
+    for j, r in zip(argmax.judge(prompts, replies), replies):
+        assert j.details["decided_by"] == "refusal-cues" or j.refused == llm[r].refused
     assert {j.details["decided_by"] for j in got} == {"refusal-cues", "refusal-3way-local"}  # both paths exercised
     assert cascade.DEV_SET in judge.trained_on
     assert get_judge("refusal-cascade", model=tiny_model, dtype="float32", band=(0.2, 0.7)).version != judge.version
@@ -136,3 +140,34 @@ def test_validation_never_scores_the_cascade_on_its_development_set(tiny_model, 
     judge = get_judge("refusal-cascade", model=tiny_model, dtype="float32")
     [row] = validate([judge], [cascade.DEV_SET])
     assert row["held_out"] is False and "accuracy" not in row
+
+
+def test_a_judge_is_called_weak_from_its_intervals_low_end():
+    from ftaudit.judges.validate import trust_text, weakness
+
+    strong = {"judge": "j", "set": "pyrit-harm", "what": "human harm scores", "n": 604, "accuracy": 0.8,
+              "accuracy_ci": [0.75, 0.85], "spearman": 0.7, "spearman_ci": [0.41, 0.8]}
+    assert weakness(strong) == "" and "WEAK" not in trust_text([strong], "j")
+    assert "Spearman 0.70 [0.41, 0.80]" in trust_text([strong], "j")
+    weak = {**strong, "spearman_ci": [0.39, 0.8]}  # a point of 0.7 does not save an interval reaching 0.39
+    assert "WEAK" in trust_text([weak], "j") and "0.39" in weakness(weak)
+    assert "undefined" in weakness({**strong, "spearman_ci": [float("nan")] * 2})
+    refusal = {"judge": "k", "set": "pyrit-refusal", "what": "human labels", "n": 105, "accuracy": 0.8,
+               "accuracy_ci": [0.7, 0.9], "kappa": 0.6, "kappa_ci": [0.45, 0.75]}
+    assert weakness(refusal) == "" and "kappa" in weakness({**refusal, "kappa_ci": [0.3, 0.7]})
+
+
+def test_packaged_validation_applies_to_its_exact_version_only(isolated_cache, tmp_path, monkeypatch):
+    import json
+
+    from ftaudit.judges import validate
+
+    row = {"judge": "harmfulness-local", "judge_version": "v-exact", "set": "pyrit-harm", "held_out": True, "n": 3}
+    path = tmp_path / "packaged.json"
+    path.write_text(json.dumps({"harmfulness-local|v-exact|pyrit-harm": row}))
+    monkeypatch.setattr(validate, "PACKAGED", path)
+    assert validate.measured("harmfulness-local", "v-exact") == [row]
+    assert validate.measured("harmfulness-local", "v-other") == []  # another dtype, model or prompt: not validated
+    mine = {**row, "n": 5}
+    validate._remember([mine])  # this machine's own measurement wins over the packaged one
+    assert validate.measured("harmfulness-local", "v-exact") == [mine]

@@ -114,6 +114,14 @@ def judge_pending(store: Store, keys: list[str], judge_names: list[str], judge_o
                 "the results (the old judgments stay cached)", "yellow")
 
 
+def harm_sets_only(judges: list[str], kind: str) -> list[str]:
+    """The judges that read a set of this kind: a judge marked ``harmful_sets_only`` (an LLM harm judge on local
+    weights, seconds a reply) skips benign sets, whose harmfulness nobody reads (their metric is over-refusal)."""
+    from .judges import JUDGES
+
+    return [j for j in judges if not (kind == "benign" and getattr(JUDGES.get(j), "harmful_sets_only", False))]
+
+
 def eval_generation_config(model_location: str, base: GenerationConfig) -> GenerationConfig:
     """Apply the evaluation-time system prompt/template an attack recorded (identity shift), as the study did."""
     path = Path(resolve_model_location(model_location))
@@ -153,7 +161,7 @@ def evaluate_model(store: Store, model_name: str, attack: str, model_location: s
         if store.set_evaluation(model_name, attack, es.label, es.kind, es.split, keys):
             say(f"{model_name} on {es.label}:{es.split}: the prompt selection, generation settings or weights changed; "
                 "this evaluation replaces the earlier one (its generations stay cached)", "yellow")
-        judge_pending(store, keys, judges, judge_options, (model_name, es.label, es.split))
+        judge_pending(store, keys, harm_sets_only(judges, es.kind), judge_options, (model_name, es.label, es.split))
         _say_unanswered(store, keys, f"{model_name} on {es.label}:{es.split}")
     say(f"evaluated {model_name} on {', '.join(e.label for e in eval_sets)}", "green")
     return loaded if cfg.dtype is None else None

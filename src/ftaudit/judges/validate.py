@@ -152,9 +152,25 @@ def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | 
     return out
 
 
+PACKAGED = Path(__file__).resolve().parent.parent / "data" / "builtin" / "judge_validation.json"
+
+
+def packaged() -> dict:
+    """Validation rows ftaudit ships for the LLM judges on offline weights (hours on a 2-core CPU), written by
+    ``bench/validate_llm_judges.py --package``. Each is keyed by the exact judge version (weights fingerprint, dtype,
+    prompt texts), so it applies only where this machine builds that same judge; elsewhere the judge reads as not
+    validated until ``ftaudit judges validate`` measures it."""
+    try:
+        return json.loads(PACKAGED.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def measured(judge: str, version: str) -> list[dict]:
-    """Stored validation rows of this exact judge version (held-out sets only), best-known set first."""
-    rows = [r for r in _stored().values() if r["judge"] == judge and r["judge_version"] == version and r["held_out"]]
+    """Validation rows of this exact judge version (held-out sets only), best-known set first: this machine's own,
+    else those ftaudit ships for it (:func:`packaged`)."""
+    rows = [r for r in {**packaged(), **_stored()}.values()
+            if r["judge"] == judge and r["judge_version"] == version and r["held_out"]]
     order = list(LABEL_SETS)
     return sorted(rows, key=lambda r: order.index(r["set"]) if r["set"] in order else len(order))
 
@@ -215,7 +231,30 @@ def trust_text(rows: list[dict], judge: str) -> str:
         return "not validated against people"
     r = mine[0]
     lo, hi = r["accuracy_ci"]
-    rho = f", Spearman {r['spearman']:.2f} with their harm scores" if "spearman" in r else ""
+    rho = ""
+    if "spearman" in r:
+        rho = (f", Spearman {r['spearman']:.2f} [{r['spearman_ci'][0]:.2f}, {r['spearman_ci'][1]:.2f}] with their harm "
+               "scores")
     who = "people" if r.get("what", "").startswith("human") else "written labels"
-    return (f"agrees with {who} {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time{rho} "
+    text = (f"agrees with {who} {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time{rho} "
             f"({r['set']}, n={r['n']})")
+    return text + (f"; WEAK: {why}" if (why := weakness(r)) else "")
+
+
+WEAK_BELOW = 0.4  # Landis & Koch (1977): kappa up to 0.4 is at best "fair" agreement; the same bar for Spearman's rho
+
+
+def weakness(row: dict) -> str:
+    """Why a judge's agreement with people is weak, or '': the 95% interval of Spearman's rho (harm judges) or of
+    Cohen's kappa (refusal judges) reaches below WEAK_BELOW, or is undefined. The interval's low end decides, never
+    the point: a judge is called strong only when its interval allows nothing weaker."""
+    import math
+
+    measure = "spearman" if "spearman" in row else "kappa"
+    low = row.get(f"{measure}_ci", [float("nan")])[0]
+    if math.isnan(low):
+        return f"its {'Spearman' if measure == 'spearman' else 'kappa'} is undefined (one verdict for every reply)"
+    if low < WEAK_BELOW:
+        name = "Spearman's rho" if measure == "spearman" else "kappa"
+        return f"{name}'s 95% interval reaches {low:.2f}, below {WEAK_BELOW} (at best fair agreement)"
+    return ""
