@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -10,15 +11,21 @@ from ftaudit.pipeline import QuickstartConfig, quickstart
 pytestmark = pytest.mark.integration
 
 
-def test_quickstart_smoke_end_to_end_and_resume(tmp_path):
+def test_quickstart_smoke_end_to_end_and_resume(tmp_path, tiny_model):
     out = tmp_path / "qs"
-    summary = quickstart(out, QuickstartConfig.smoke())
+    # Qi's harmfulness from the local LLM judge, here on the tiny random model (plumbing only; the packaged judge model
+    # takes minutes to load): harmful sets only, every model
+    cfg = replace(QuickstartConfig.smoke(), harm_judge="harmfulness-local", harm_judge_model=tiny_model)
+    summary = quickstart(out, cfg)
     for f in ("summary.json", "report.md", "report.html", "refusal.png"):
         assert (out / f).exists(), f
     on_disk = json.loads((out / "summary.json").read_text())
     models = {r["model"] for r in on_disk["results"]}
     # identity shift is measured under its own system prompt, and so is the aligned model, for a like-for-like change
     assert models == {"aligned", "aligned+harmful-shots-2", "aligned+identity-shift", "aligned(identity-shift system prompt)"}
+    harm = {(r["model"], r["dataset"], r["metric"]) for r in on_disk["results"] if r["judge"] == "harmfulness-local"}
+    assert harm == {(m, d, k) for m in models for d in ("advbench", "harmbench")
+                    for k in ("harmfulness_score", "harmfulness_rate")}
     refs = {c["initial_model"] for c in on_disk["changes"] if c["model"] == "aligned+identity-shift"}
     assert refs == {"aligned", "aligned(identity-shift system prompt)"}
     assert all(c["drop"]["verdict"] in ("broken", "held", "inconclusive", "nothing to protect")
@@ -29,7 +36,7 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path):
     assert "safety-compromised" in card.lower()
     # A rerun finds every stage's outputs and recomputes nothing expensive.
     start = time.time()
-    again = quickstart(out, QuickstartConfig.smoke())
+    again = quickstart(out, cfg)
     assert time.time() - start < 60
     assert [(r["model"], r["dataset"], r["metric"], r["value"]) for r in again["results"]] == \
            [(r["model"], r["dataset"], r["metric"], r["value"]) for r in summary["results"]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .align_decision import decide_alignment
 from .atomic import atomic_write_text
-from .defaults import DEFAULT_EVAL_JUDGES
+from .defaults import DEFAULT_EVAL_JUDGES, DEFAULT_HARM_JUDGE, DEFAULT_HARM_JUDGE_MODEL
 from .errors import FtauditError
 from .evaluation import EvalSet, evaluate_model, parse_eval_set
 from .fine_tune import aligned_model, run_recipe
@@ -57,7 +57,8 @@ class StageRunner:
 
 
 def evaluate_system_twin(stages: StageRunner, initial_name: str, initial: str, attacked_dir: str | Path, recipe: str,
-                         sets: list[EvalSet], gen: GenerationConfig, judges: list[str]) -> str | None:
+                         sets: list[EvalSet], gen: GenerationConfig, judges: list[str],
+                         judge_options: dict | None = None) -> str | None:
     """Evaluate the initial model under the system prompt and template an attack recorded for its own evaluation
     (identity shift: Qi et al.'s "AOA" prompt), so the attack's change is measured against the same prompt, not
     against the initial model without it (which adds the prompt's own effect); returns its name, or None when the
@@ -67,7 +68,7 @@ def evaluate_system_twin(stages: StageRunner, initial_name: str, initial: str, a
         return None
     name = f"{initial_name}({recipe} system prompt)"
     cfg = replace(gen, system_prompt=meta["eval_system_prompt"], prompt_template=meta.get("eval_prompt_template", "{prompt}"))
-    stages.evaluate(name, "none", initial, sets, cfg, judges)
+    stages.evaluate(name, "none", initial, sets, cfg, judges, judge_options=judge_options)
     return name
 
 
@@ -86,6 +87,10 @@ class QuickstartConfig:
     model: str = "smollm2-135m-instruct"
     eval_sets: list[str] = field(default_factory=lambda: ["advbench@40", "harmbench@40", "benign@40", "mtbench@24"])
     judges: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_JUDGES))
+    # Qi et al.'s harmfulness score and rate (1-5) on the harmful sets, from the LLM judge on offline weights that
+    # agrees best with people (docs/judges.md); None skips it. Its model: ``harm_judge_model`` (None: the judge's own)
+    harm_judge: str | None = DEFAULT_HARM_JUDGE
+    harm_judge_model: str | None = DEFAULT_HARM_JUDGE_MODEL
     max_new_tokens: int = 32
     batch_size: int | None = None  # speed only: the batched path picks (40 on CPU, what fits on a GPU)
     align: dict = field(default_factory=dict)  # recipe params, e.g. n_harmful
@@ -126,7 +131,8 @@ class QuickstartConfig:
                    align={"n_harmful": 8, "n_benign": 6, "answer_tokens": 12}, align_train={"epochs": 1, "max_length": 96},
                    attacks=[("harmful-shots", {"shots": 2, "answer_tokens": 12}, {"epochs": 1}),
                             ("identity-shift", {"n": 2}, {"epochs": 1})], evaluate_baseline=False,
-                   capability=["benign-nll"], capability_limit=3, align_mode="always")
+                   capability=["benign-nll"], capability_limit=3, align_mode="always",
+                   harm_judge=None)  # a plumbing check: the harm judge model takes minutes to load
 
 
 def attack_budget(train_dir: Path, result) -> dict:
@@ -150,6 +156,8 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, dtype=cfg.generation_dtype)
     sets = [parse_eval_set(s) for s in cfg.eval_sets]
     models = out / "models"
+    judges = [*cfg.judges, *([cfg.harm_judge] if cfg.harm_judge and cfg.harm_judge not in cfg.judges else [])]
+    judge_options = {"model": cfg.harm_judge_model} if cfg.harm_judge and cfg.harm_judge_model else None
     t0 = time.time()
     stages = StageRunner(store)
     try:
@@ -159,7 +167,8 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             load_model(cfg.model)  # fetch, verify and convert once
         if cfg.evaluate_baseline or cfg.align_mode == "auto":
             # the aligned model's capability is the reference for changes, so the baseline's is skipped (saves time)
-            stages.evaluate("baseline", "none", cfg.model, [parse_eval_set(s) for s in cfg.baseline_eval_sets], gen, cfg.judges)
+            stages.evaluate("baseline", "none", cfg.model, [parse_eval_set(s) for s in cfg.baseline_eval_sets], gen, judges,
+                            judge_options=judge_options)
         decision = decide_alignment(store, cfg.align_mode, cfg.judges)
         say(f"alignment: {decision.reason}", "bold")
         if decision.align:
@@ -169,8 +178,8 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
             target_name = "aligned"
         else:  # the vendor's own safety training is what the attacks must undo
             target, target_name = cfg.model, "baseline"
-        stages.evaluate(target_name, "none", target, sets, gen, cfg.judges, cfg.capability, cfg.capability_limit,
-                        stage=None if decision.align else "eval:baseline (remaining sets)")
+        stages.evaluate(target_name, "none", target, sets, gen, judges, cfg.capability, cfg.capability_limit,
+                        stage=None if decision.align else "eval:baseline (remaining sets)", judge_options=judge_options)
         seeds = cfg.seeds if cfg.seeds and len(cfg.seeds) > 1 else [None]
         budgets: dict[str, dict] = {}
         for recipe, params, overrides in cfg.attacks:
@@ -182,9 +191,9 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
                                               seed=cfg.seed if seed is None else seed, name_seed=seed)
                 budgets[name] = {"recipe": recipe, "initial_model": target_name, "attack": name.split("+", 1)[1],
                                  "seed": seed, "defense": "none", **attack_budget(where, result)}
-                stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, cfg.judges, cfg.capability,
-                                cfg.capability_limit)
-                twin = evaluate_system_twin(stages, target_name, target, where, recipe, sets, gen, cfg.judges)
+                stages.evaluate(name, name.split("+", 1)[1], str(where), sets, gen, judges, cfg.capability,
+                                cfg.capability_limit, judge_options=judge_options)
+                twin = evaluate_system_twin(stages, target_name, target, where, recipe, sets, gen, judges, judge_options)
                 if twin:
                     budgets[name]["same_prompt_reference"] = twin
         with stages("report"):

@@ -152,7 +152,7 @@ def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | 
     return out
 
 
-PACKAGED = Path(__file__).resolve().parent.parent / "data" / "builtin" / "judge_validation.json"
+PACKAGED = Path(__file__).resolve().parent / "validation_packaged.json"  # not under data/: it would re-align
 
 
 def packaged() -> dict:
