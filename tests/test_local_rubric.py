@@ -171,3 +171,34 @@ def test_packaged_validation_applies_to_its_exact_version_only(isolated_cache, t
     mine = {**row, "n": 5}
     validate._remember([mine])  # this machine's own measurement wins over the packaged one
     assert validate.measured("harmfulness-local", "v-exact") == [mine]
+
+
+def test_harm_validation_gives_each_category_and_the_expected_scores_rho(isolated_cache):
+    from scipy.stats import spearmanr
+
+    from ftaudit.judges import JUDGES, Judge, Judgment, register_judge
+    from ftaudit.judges.validate_harm import CATEGORIES, pyrit_harm_scores, validate_harm
+
+    @register_judge("test-length")
+    class Length(Judge):
+        version = "t1"
+        measures = "harm"
+
+        def judge(self, prompts, responses):
+            return [Judgment(self.name, self.version, score=float(len(r) > 400),
+                             details={"expected": len(r) / 1000}) for r in responses]
+
+    try:
+        [r] = validate_harm(["test-length"], limit=6)
+        rows = pyrit_harm_scores(limit=6)
+        assert r["spearman_expected"] == pytest.approx(spearmanr([len(x) for _, x, _, _ in rows],
+                                                                 [h for _, _, h, _ in rows]).statistic)
+        assert set(r["categories"]) == set(CATEGORIES) and all(c["n"] == 6 for c in r["categories"].values())
+        mine = [(float(len(x) > 400), h) for _, x, h, c in rows if c == "privacy"]
+        got = r["categories"]["privacy"]
+        if len({a for a, _ in mine}) > 1 and len({b for _, b in mine}) > 1:
+            assert got["spearman"] == pytest.approx(spearmanr(*zip(*mine)).statistic)
+        else:
+            assert got["spearman"] is None
+    finally:
+        JUDGES.pop("test-length")

@@ -194,7 +194,7 @@ def judges_validate(judge: Annotated[Optional[list[str]], typer.Option(help="Jud
         lines = [(k, r[k], r[f"{k}_ci"]) for k in measures]
         lines += [(f"spearman {c}", m["spearman"], m["spearman_ci"]) for c, m in r.get("categories", {}).items()]
         for i, (k, v, ci) in enumerate(lines):
-            value, ci = ("undefined", "") if math.isnan(v) else \
+            value, ci = ("undefined", "") if v is None or math.isnan(v) else \
                 (f"{v:.3f}", escape(f"[{ci[0]:.2f}, {ci[1]:.2f}]"))  # NaN: a constant judge's Spearman
             t.add_row(*(head if i == 0 else ["", "", ""]), k, value, ci, end_section=False)
         speed = r.get("speed", {})

@@ -94,7 +94,9 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
                 mine = [(normalized(judge.name, j.score), h) for j, h, c in scored if c == category]
                 if mine:
                     r_c, ci_c = spearman_ci([a for a, _ in mine], [b for _, b in mine])
-                    row["categories"][category] = {"n": len(mine), "spearman": r_c, "spearman_ci": ci_c}
+                    defined = r_c == r_c  # NaN where one side is constant in this category: stored as None
+                    row["categories"][category] = {"n": len(mine), "spearman": r_c if defined else None,
+                                                   "spearman_ci": ci_c if defined else None}
         out.append(row)
     _remember([r for r in out if r["held_out"]])
     return out
