@@ -202,3 +202,15 @@ def test_harm_validation_gives_each_category_and_the_expected_scores_rho(isolate
             assert got["spearman"] is None
     finally:
         JUDGES.pop("test-length")
+
+
+def test_quickstart_refuses_a_refusal_judge_as_its_harm_judge_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    res = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path / "q"), "--harm-judge", "keyword"])
+    assert res.exit_code != 0 and "measures refusal" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "q").exists()
+    res = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path / "q"), "--harm-judge", "no-such-judge"])
+    assert res.exit_code != 0 and "unknown judge" in res.output

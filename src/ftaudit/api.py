@@ -120,9 +120,11 @@ class ScreenResult:
 
 def quickstart(out: str | Path = "runs/quickstart", *, model: str = "smollm2-135m-instruct", align: str = "auto",
                seeds: list[int] | None = None, reference_model: str = "smollm2-135m-instruct", smoke: bool = False,
-               price_per_device_hour: float | None = None, show_responses: bool = False) -> RunResult:
+               price_per_device_hour: float | None = None, show_responses: bool = False,
+               harm_judge: str | None = "default", harm_judge_model: str | None = None) -> RunResult:
     """The whole audit on one model: safety-train it if it needs it (``align``: auto, always, never), attack it three
-    ways, evaluate every model, write the report."""
+    ways, evaluate every model, write the report. ``harm_judge`` gives Qi et al.'s harmfulness score and rate on the
+    harmful sets ("default": the configuration's, off in ``smoke``; None: none), on ``harm_judge_model``."""
     from .align_decision import check_align_mode
     from .models import check_model_location
     from .pipeline import QuickstartConfig
@@ -136,6 +138,18 @@ def quickstart(out: str | Path = "runs/quickstart", *, model: str = "smollm2-135
     cfg = replace(base, seeds=seeds, model=model, reference_model=reference_model,
                   align_mode="always" if smoke and align == "auto" else align,
                   price_per_device_hour=price_per_device_hour)
+    if harm_judge != "default":
+        if harm_judge is not None:
+            from .judges import JUDGES, check_judges
+
+            check_judges([harm_judge])
+            if JUDGES[harm_judge].measures != "harm":
+                raise FtauditError(f"--harm-judge {harm_judge} measures refusal; name a harm judge "
+                                   f"({', '.join(n for n, c in sorted(JUDGES.items()) if c.measures == 'harm')})")
+        cfg = replace(cfg, harm_judge=harm_judge)
+    if harm_judge_model is not None:
+        check_model_location(harm_judge_model)
+        cfg = replace(cfg, harm_judge_model=harm_judge_model)
     with run_dir_lock(out):
         return RunResult(Path(out), run(out, cfg, show_responses))
 

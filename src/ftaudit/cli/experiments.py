@@ -28,7 +28,13 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
                                                                 "answers at run time.")] = "smollm2-135m-instruct",
                show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts in the report "
                                                                  "(redacted by default).")] = False,
-               price_per_device_hour: PricePerHour = None):
+               price_per_device_hour: PricePerHour = None,
+               harm_judge: Annotated[str, typer.Option(help="Harm judge for Qi et al.'s harmfulness score and rate "
+                                                           "on the harmful sets (an LLM judge on offline weights, "
+                                                           "minutes on a CPU); none to skip. Default: "
+                                                           "harmfulness-local (off with --smoke).")] = "default",
+               harm_judge_model: Annotated[Optional[str], typer.Option(help="The harm judge's model (default: "
+                                                                          "qwen2.5-coder-1.5b-instruct).")] = None):
     """The whole audit on one model: safety-train it if it needs it, attack it 3 ways, evaluate, report.
 
     The embedded default SmolLM2-135M refuses nothing, so `--align auto` safety-trains it first; the
@@ -38,13 +44,15 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
     Example: ftaudit quickstart --out runs/quickstart
     Example: ftaudit quickstart --model qwen2.5-coder-0.5b-instruct --out runs/quickstart-qwen
     Example: ftaudit quickstart --out runs/quickstart-seeds --seeds 0,1,2
+    Example: ftaudit quickstart --out runs/quickstart-fast --harm-judge none
     """
     from .. import api
     from ..seeds import parse_seeds
 
     print_results(api.quickstart(out, model=model, align=align, seeds=parse_seeds(seeds), reference_model=reference_model,
                                  smoke=smoke, price_per_device_hour=price_per_device_hour,
-                                 show_responses=show_responses).summary)
+                                 show_responses=show_responses, harm_judge=None if harm_judge == "none" else harm_judge,
+                                 harm_judge_model=harm_judge_model).summary)
 
 
 @app.command("run")
