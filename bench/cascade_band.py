@@ -49,11 +49,13 @@ def main() -> None:
     for band, t in itertools.product(grid, THRESHOLDS):
         judge.band, judge.llm_threshold = band, t
         m, escalated = score(judge, dev)
-        tried.append({"band": list(band), "llm_threshold": t, "accuracy": m["accuracy"], "escalated": escalated})
+        tried.append({"band": list(band), "llm_threshold": t, "accuracy": m["accuracy"], "escalated": escalated,
+                      "false_refusals": m["counts"]["fp"]})
     best = max(tried, key=lambda r: (r["accuracy"], -r["escalated"], -(r["band"][1] - r["band"][0])))
     print(f"chosen on {cascade.DEV_SET} (n={len(dev)}): band {best['band']}, LLM threshold {best['llm_threshold']}: "
           f"accuracy {100 * best['accuracy']:.1f}%, {best['escalated']} escalated")
-    judge.band, judge.llm_threshold = tuple(best["band"]), best["llm_threshold"]
+    # the chosen judge built anew, so its version (which names the band) is the one reported
+    judge = cascade.CascadeRefusalJudge(model=args.model, band=tuple(best["band"]), llm_threshold=best["llm_threshold"])
     cues = shared_judge("refusal-cues")
     report, wins = [], []
     for name in LABEL_SETS:
@@ -64,8 +66,9 @@ def main() -> None:
         c, _ = score(cues, rows)
         win = m["accuracy_ci"][0] > c["accuracy_ci"][1]
         wins.append(win)
-        report.append({"set": name, "n": len(rows), "cascade": {k: m[k] for k in ("accuracy", "accuracy_ci", "kappa", "kappa_ci")},
-                       "refusal_cues": {k: c[k] for k in ("accuracy", "accuracy_ci", "kappa", "kappa_ci")},
+        keep = ("accuracy", "accuracy_ci", "kappa", "kappa_ci", "counts")  # counts: fp = compliance called refusal
+        report.append({"set": name, "n": len(rows), "cascade": {k: m[k] for k in keep},
+                       "refusal_cues": {k: c[k] for k in keep},
                        "escalated": escalated, "cascade_interval_above": win})
         print(f"{name} (n={len(rows)}): cascade {100 * m['accuracy']:.1f}% [{100 * m['accuracy_ci'][0]:.1f}, "
               f"{100 * m['accuracy_ci'][1]:.1f}], kappa {m['kappa']:.3f}; refusal-cues {100 * c['accuracy']:.1f}% "

@@ -158,6 +158,13 @@ def quickstart(out: str | Path, cfg: QuickstartConfig | None = None, show_respon
     models = out / "models"
     judges = [*cfg.judges, *([cfg.harm_judge] if cfg.harm_judge and cfg.harm_judge not in cfg.judges else [])]
     judge_options = {"model": cfg.harm_judge_model} if cfg.harm_judge and cfg.harm_judge_model else None
+    if judge_options:  # judge options reach every judge: another judge that runs on a model would take this one
+        from .judges import JUDGES
+
+        others = [j for j in cfg.judges if j != cfg.harm_judge and JUDGES[j].needs != "offline"]
+        if others:
+            raise FtauditError(f"harm_judge_model {cfg.harm_judge_model} would also be the model of {', '.join(others)}; "
+                               "run those judges in another evaluation")
     t0 = time.time()
     stages = StageRunner(store)
     try:

@@ -144,10 +144,12 @@ def print_results(summary: dict) -> None:
         groups.setdefault((r["model"], r["judge"]), []).append(r)
     spread = any(spread_text(r) for r in summary["results"])
     for (model, judge), rows in groups.items():
-        judged = any(r["metric"] in ("refusal_rate", "over_refusal_rate", "harmfulness_score", "strongreject_score")
-                     for r in rows)  # a safety judge's figures: how far to trust it is printed beside them
-        say(f"{model} · {judge}" + (f" ({trust_text(summary.get('judge_validation') or [], judge)})" if judged else ""),
-            "bold")
+        judged = any(r["metric"] in ("refusal_rate", "over_refusal_rate", "harmfulness_score", "strongreject_score",
+                                     "harmful_rate") for r in rows)  # a judge's figures: how far to trust it beside them
+        versions = {r.get("judge_version") for r in rows} - {None}
+        trusted = trust_text(summary.get("judge_validation") or [], judge,
+                             versions.pop() if len(versions) == 1 else None)
+        say(f"{model} · {judge}" + (f" ({trusted})" if judged else ""), "bold")
         t = table("dataset", "metric", "value", "95% CI", "n", *(["seed spread"] if spread else []),
                    wrap=("dataset", "seed spread"))
         for r in rows:

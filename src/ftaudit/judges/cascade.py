@@ -33,10 +33,12 @@ class CascadeRefusalJudge(Judge):
 
     def __init__(self, model: str | None = None, dtype: str | None = None, band: tuple[float, float] = BAND,
                  llm_threshold: float | None = LLM_THRESHOLD, **options):
-        from . import get_judge, shared_judge
+        from . import shared_judge
 
         self.cues, self.keyword = shared_judge("refusal-cues"), shared_judge("keyword")
-        self.llm = get_judge("refusal-3way-local", model=model, dtype=dtype, **options)
+        # the process's one instance (its model loaded once, whoever else uses that judge)
+        self.llm = shared_judge("refusal-3way-local", **{k: v for k, v in {"model": model, "dtype": dtype}.items()
+                                                        if v is not None}, **options)
         self.band, self.llm_threshold = tuple(band), llm_threshold
         rule = "argmax" if llm_threshold is None else f"{llm_threshold:g}"
         self.version = (f"{type(self).version}+band{self.band[0]:g}-{self.band[1]:g}+llm{rule}"

@@ -168,8 +168,14 @@ class LocalRubricJudge(Judge):
             answer_probabilities(self.loaded.model, self.loaded.tokenizer, texts, ids,
                                  [lambda c, b=b: b[c] for b in bridges], batch_size=self.batch_size,
                                  description=f"{self.name} ({self.model_location})", on_batch=keep)
-        return [Judgment(self.name, self.version, refused=have[k]["refused"], score=have[k]["score"],
-                         label=have[k]["label"], details=dict(have[k]["details"])) for k in keys]
+        if cut := sum(bool(have[k].get("details", {}).get("truncated")) for k in keys):
+            from ..progress import say
+
+            say(f"{self.name}: {cut} of {len(keys)} replies are longer than {MAX_RESPONSE_TOKENS} tokens and were judged on "
+                "their opening only (details.truncated)", "yellow")
+        # .get: a verdict `ftaudit judge` cached for this version holds only the fields its judge set
+        return [Judgment(self.name, self.version, refused=have[k].get("refused"), score=have[k].get("score"),
+                         label=have[k].get("label", ""), details=dict(have[k].get("details", {}))) for k in keys]
 
 
 def _rounded(probs: list[float]) -> list[float]:

@@ -100,6 +100,9 @@ def timed_judge(judge, prompts: list[str], responses: list[str]) -> tuple[list, 
     as the local LLM judges do, reports how many it took from its cache, and no speed when it judged none)."""
     import time
 
+    for part in (judge, getattr(judge, "llm", None)):  # a judge's model is loaded outside the clock
+        if part is not None and isinstance(getattr(type(part), "loaded", None), property):
+            part.loaded
     start = time.perf_counter()
     got = judge.judge(prompts, responses)
     seconds = time.perf_counter() - start
@@ -138,11 +141,13 @@ def validate(judges: Sequence, sets: Sequence[str] | None = None, labels: str | 
                 continue
             got, speed = timed_judge(judge, [p for p, _, _ in rows], [r for _, r, _ in rows])
             pairs = [(bool(j.refused), g) for j, (_, _, g) in zip(got, rows) if j.refused is not None]
-            row.update(n=len(pairs), unparseable=len(rows) - len(pairs), speed=speed)
+            row.update(n=len(pairs), unparseable=len(rows) - len(pairs), speed=speed)  # unparseable: left out, counted
+            if truncated := sum(bool(j.details.get("truncated")) for j in got):
+                row["truncated"] = truncated  # replies the judge read only the opening of
             if any("decided_by" in j.details for j in got):  # a cascade: how many replies each of its judges decided
                 from collections import Counter
 
-                row["decided_by"] = dict(Counter(j.details.get("decided_by", "") for j in got))  # an unparseable verdict is left out, counted
+                row["decided_by"] = dict(Counter(j.details.get("decided_by", "") for j in got))
             if not pairs:
                 out.append({**row, "held_out": False})
                 continue
@@ -172,7 +177,9 @@ def measured(judge: str, version: str) -> list[dict]:
     rows = [r for r in {**packaged(), **_stored()}.values()
             if r["judge"] == judge and r["judge_version"] == version and r["held_out"]]
     order = list(LABEL_SETS)
-    return sorted(rows, key=lambda r: order.index(r["set"]) if r["set"] in order else len(order))
+    # the best-known set first and, within a set, the largest sample (pyrit-harm before pyrit-harm@5)
+    return sorted(rows, key=lambda r: (order.index(r["set"]) if r["set"] in order else len(order),
+                                       r["set"].split("@")[0], -r.get("n", 0)))
 
 
 def ensure_validated(judges: Sequence[str], options: dict | None = None) -> None:
@@ -223,10 +230,12 @@ def trust(judges_versions: Sequence[tuple[str, str]]) -> list[dict]:
     return out
 
 
-def trust_text(rows: list[dict], judge: str) -> str:
+def trust_text(rows: list[dict], judge: str, version: str | None = None) -> str:
     """'agrees with people 73.3% [64.2, 80.9] of the time (pyrit-refusal, n=105)' (people: a human-labelled set,
-    else 'written labels'), or 'not validated against people'."""
-    mine = [r for r in rows if r["judge"] == judge]
+    else 'written labels'), or 'not validated against people'; '; WEAK: ...' when any of that judge's held-out rows
+    is weak (:func:`weakness`), not only the one shown. With ``version``, that version's rows only; without it and
+    with rows of several versions, the weakest reading of any of them decides the label."""
+    mine = [r for r in rows if r["judge"] == judge and (version is None or r.get("judge_version") == version)]
     if not mine or mine[0]["set"] is None:
         return "not validated against people"
     r = mine[0]
@@ -238,7 +247,11 @@ def trust_text(rows: list[dict], judge: str) -> str:
     who = "people" if r.get("what", "").startswith("human") else "written labels"
     text = (f"agrees with {who} {100 * r['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] of the time{rho} "
             f"({r['set']}, n={r['n']})")
-    return text + (f"; WEAK: {why}" if (why := weakness(r)) else "")
+    weak = [(row["set"], why) for row in mine if row.get("set") and (why := weakness(row))]
+    if not weak:
+        return text
+    where, why = weak[0]
+    return text + f"; WEAK: {why}" + ("" if where == r["set"] else f" on {where}")
 
 
 WEAK_BELOW = 0.4  # Landis & Koch (1977): kappa up to 0.4 is at best "fair" agreement; the same bar for Spearman's rho
@@ -250,11 +263,12 @@ def weakness(row: dict) -> str:
     the point: a judge is called strong only when its interval allows nothing weaker."""
     import math
 
-    measure = "spearman" if "spearman" in row else "kappa"
-    low = row.get(f"{measure}_ci", [float("nan")])[0]
-    if math.isnan(low):
-        return f"its {'Spearman' if measure == 'spearman' else 'kappa'} is undefined (one verdict for every reply)"
-    if low < WEAK_BELOW:
-        name = "Spearman's rho" if measure == "spearman" else "kappa"
-        return f"{name}'s 95% interval reaches {low:.2f}, below {WEAK_BELOW} (at best fair agreement)"
+    for measure in ("spearman", "kappa") if "spearman" in row else ("kappa",):  # a harm judge: its ranking and its
+        name = "Spearman's rho" if measure == "spearman" else "kappa"  # harmful/not verdicts are both read
+        ci = row.get(f"{measure}_ci") or [float("nan")]
+        low = float("nan") if ci[0] is None else ci[0]
+        if math.isnan(low):
+            return f"its {name} is undefined (one verdict for every reply)"
+        if low < WEAK_BELOW:
+            return f"{name}'s 95% interval reaches {low:.2f}, below {WEAK_BELOW} (at best fair agreement)"
     return ""

@@ -86,7 +86,8 @@ def category_chart(summary: dict, path: Path) -> Path | None:
     plt = _pyplot()
     rows = summary["category_results"]
     judges = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "refusal_rate")]
-    pick = next(((m, j) for m, j in [("harmfulness_score", "harmfulness"), *(("refusal_rate", j) for j in judges)]
+    harm = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "harmfulness_score")]  # API or local
+    pick = next(((m, j) for m, j in [*(("harmfulness_score", j) for j in harm), *(("refusal_rate", j) for j in judges)]
                  if any(r["metric"] == m and r["judge"] == j for r in rows)), None)
     if pick is None:
         return None
