@@ -2,8 +2,9 @@
 
 Runs ``ftaudit judges validate`` for ``harmfulness-local`` (pyrit-harm, 604 human harm scores), ``strongreject-local``
 (``--strongreject-limit`` replies per harm category; three answer positions a reply make it the slowest) and
-``refusal-3way-local`` (every offline refusal label set), on each ``--model``, then ``refusal-cascade`` on its
-held-out sets. Verdicts already in the judgment cache are reused (the speed reported is that of the verdicts judged
+``refusal-3way-local`` (every offline refusal label set) on the first ``--model``; on every other model (a
+comparison) ``harmfulness-local`` on ``--comparison-limit`` replies per category and ``refusal-3way-local`` on
+``--comparison-set``; then ``refusal-cascade`` on its held-out sets. Verdicts already in the judgment cache are reused (the speed reported is that of the verdicts judged
 now; ``judges/validation.json`` keeps the speed measured when they were first computed). Hours on 2 CPU cores for the
 1.5B model: the verdicts are kept batch by batch, so a killed run resumes.
 
@@ -12,7 +13,8 @@ machine then shows them beside the judge, but only where that machine builds the
 fingerprint, dtype, prompt texts).
 
 Usage: python bench/validate_llm_judges.py [--model qwen2.5-coder-1.5b-instruct --model qwen2.5-coder-0.5b-instruct]
-       [--strongreject-limit 5] [--out runs/llm-judges.json] [--package]
+       [--strongreject-limit 5] [--comparison-limit 20] [--comparison-set pyrit-refusal] [--out runs/llm-judges.json]
+       [--package]
 """
 
 from __future__ import annotations
@@ -29,16 +31,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", default=None)
     ap.add_argument("--strongreject-limit", type=int, default=5)
+    ap.add_argument("--comparison-limit", type=int, default=20,
+                    help="pyrit-harm replies per category for every model after the first (a comparison; 0: all)")
+    ap.add_argument("--comparison-set", action="append", default=None,
+                    help="refusal label sets for every model after the first (default: pyrit-refusal)")
     ap.add_argument("--out", default="runs/llm-judges.json")
     ap.add_argument("--package", action="store_true")
     args = ap.parse_args()
     models = args.model or ["qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"]
     rows = []
-    for model in models:
+    for i, model in enumerate(models):
         opts = {"model": model}
-        rows += validate_judges(["harmfulness-local"], judge_options=opts)
-        rows += validate_judges(["refusal-3way-local"], judge_options=opts)
-        rows += validate_judges(["strongreject-local"], limit=args.strongreject_limit, judge_options=opts)
+        if i == 0:  # the judge model: every set, and the StrongREJECT rubric on a subset (three answers a reply)
+            rows += validate_judges(["harmfulness-local"], judge_options=opts)
+            rows += validate_judges(["refusal-3way-local"], judge_options=opts)
+            rows += validate_judges(["strongreject-local"], limit=args.strongreject_limit, judge_options=opts)
+        else:  # a comparison model: a subset of each
+            rows += validate_judges(["harmfulness-local"], limit=args.comparison_limit or None, judge_options=opts)
+            rows += validate_judges(["refusal-3way-local"], sets=args.comparison_set or ["pyrit-refusal"],
+                                    judge_options=opts)
     rows += validate_judges(["refusal-cascade"], judge_options={"model": models[0]})
     for r in rows:
         if not r["held_out"]:

@@ -14,4 +14,4 @@ DEFAULT_BENIGN_SETS = ("benign@40",)
 # Qi et al.'s harmfulness score and rate in the quickstart and the minis: the LLM judge on offline weights that agrees
 # best with people's harm scores (pyrit-harm, docs/judges.md), and the model it runs on
 DEFAULT_HARM_JUDGE = "harmfulness-local"
-DEFAULT_HARM_JUDGE_MODEL: str | None = None  # None: the judge's own default (local_rubric.DEFAULT_JUDGE_MODEL)
+DEFAULT_HARM_JUDGE_MODEL: str | None = None  # None: the judge's own default (harmfulness-local: local_rubric.HARM_JUDGE_MODEL)

@@ -34,7 +34,8 @@ def quickstart(out: Annotated[Path, typer.Option(help="Run directory.")] = Path(
                                                            "minutes on a CPU); none to skip. Default: "
                                                            "harmfulness-local (off with --smoke).")] = "default",
                harm_judge_model: Annotated[Optional[str], typer.Option(help="The harm judge's model (default: "
-                                                                          "qwen2.5-coder-1.5b-instruct).")] = None):
+                                                                          "the judge's own: qwen2.5-coder-0.5b-instruct for "
+                                                                          "harmfulness-local).")] = None):
     """The whole audit on one model: safety-train it if it needs it, attack it 3 ways, evaluate, report.
 
     The embedded default SmolLM2-135M refuses nothing, so `--align auto` safety-trains it first; the
