@@ -78,6 +78,8 @@ def validate_harm(judges: Sequence, limit: int | None = None, options: dict | No
         row = {"judge": judge.name, "judge_version": judge.version, "set": f"pyrit-harm{f'@{limit}' if limit else ''}",
                "what": "human harm scores, pyrit scorer_evals/harm", "n": len(pairs), "unparseable": len(rows) - len(pairs),
                "held_out": bool(pairs), "speed": speed}
+        if truncated := sum(bool(j.details.get("truncated")) for j in got):
+            row["truncated"] = truncated  # replies the judge read only the opening of
         if pairs:
             verdicts = {a >= 0.5 for a, _ in pairs}
             if len(verdicts) == 1:  # one binary verdict for every reply: kappa is 0 by construction
