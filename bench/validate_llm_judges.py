@@ -64,7 +64,7 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(rows, indent=1, default=str))
     if args.package:
         mine = {(r["judge"], r["judge_version"]) for r in rows}
-        stored = {k: v for k, v in _stored().items() if (v["judge"], v["judge_version"]) in mine}  # with first speeds
+        stored = {k: v for k, v in _stored().items() if (v["judge"], v["judge_version"]) in mine}
         PACKAGED.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
         print(f"packaged {len(stored)} rows in {PACKAGED}")
 

@@ -139,6 +139,8 @@ def test_the_cascade_escalates_exactly_the_unsure_replies_and_says_who_decided(t
         assert (r in asked) == unsure
         assert j.details["decided_by"] == ("refusal-3way-local" if unsure else "refusal-cues")
         assert j.refused == (j.details["p_refusal"] >= 0.5 if unsure else c.refused)
+    llm_p = {r: v.details["p_refusal"] for r, v in zip(replies, judge.llm.judge(prompts, replies))}
+    assert all(j.details["p_refusal"] == llm_p[r] for j, r in zip(got, replies) if j.details["decided_by"] != "refusal-cues")
     argmax = get_judge("refusal-cascade", model=tiny_model, dtype="float32", band=(0.3, 0.7), llm_threshold=None)
     llm = {r: v for r, v in zip(replies, argmax.llm.judge(prompts, replies))}
     for j, r in zip(argmax.judge(prompts, replies), replies):
@@ -280,3 +282,44 @@ def test_a_harm_judge_is_weak_on_its_kappa_too_and_on_any_of_its_sets():
     assert text.startswith("agrees with people 84.0%") and "WEAK" in text and "on uncensorbench" in text
     other = {**good, "judge_version": "v2", "kappa_ci": [0.1, 0.3]}
     assert "WEAK" not in trust_text([good, other], "k", "v1") and "WEAK" in trust_text([good, other], "k")
+
+
+def test_a_run_mixing_a_validated_and_an_unvalidated_version_says_so():
+    from ftaudit.judges.validate import trust_text
+
+    good = {"judge": "k", "judge_version": "v1", "set": "pyrit-refusal", "what": "human labels", "n": 105,
+            "accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "kappa": 0.8, "kappa_ci": [0.7, 0.9]}
+    unvalidated = {"judge": "k", "judge_version": "v2", "set": None, "held_out": False}
+    for rows in ([good, unvalidated], [unvalidated, good]):
+        assert "a version of it in this run is not validated" in trust_text(rows, "k")
+    assert "not validated" not in trust_text([good, unvalidated], "k", "v1")
+    assert trust_text([good, unvalidated], "k", "v2") == "not validated against people"
+
+
+def test_the_shipped_validation_rows_are_keyed_by_what_they_hold():
+    import json
+
+    from ftaudit.judges.validate import PACKAGED
+
+    rows = json.loads(PACKAGED.read_text())
+    assert {r["judge"] for r in rows.values()} >= {"harmfulness-local", "refusal-3way-local", "strongreject-local"}
+    for key, r in rows.items():
+        assert key == f"{r['judge']}|{r['judge_version']}|{r['set']}"
+    # the harm judge the quickstart uses by default, as this code builds it where bfloat16 is native, is among them
+    from ftaudit.judges import local_rubric
+
+    assert any(r["judge"] == "harmfulness-local" and r["set"] == "pyrit-harm" and r["n"] == 604
+               and local_rubric.LocalHarmfulnessJudge.version in r["judge_version"] for r in rows.values())
+
+
+def test_reports_validate_the_fast_refusal_judges_on_every_set_and_call_refusal_cues_weak(isolated_cache):
+    from ftaudit.judges import shared_judge
+    from ftaudit.judges.validate import ensure_validated, measured, trust_text, trust
+
+    ensure_validated(["refusal-cues"])
+    judge = shared_judge("refusal-cues")
+    assert {r["set"] for r in measured(judge.name, judge.version)} == {"pyrit-refusal", "pyrit-refusal-extra",
+                                                                       "uncensorbench"}
+    # 80.0% on pyrit-refusal, but kappa 0.17 [0.05, 0.28] on pyrit-refusal-extra: the label says so
+    text = trust_text(trust([(judge.name, judge.version)]), "refusal-cues")
+    assert text.startswith("agrees with people 80.0%") and "WEAK" in text and "on pyrit-refusal-extra" in text

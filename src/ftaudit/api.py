@@ -148,6 +148,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, model: str = "smollm2-135
                                    f"({', '.join(n for n, c in sorted(JUDGES.items()) if c.measures == 'harm')})")
         cfg = replace(cfg, harm_judge=harm_judge)
     if harm_judge_model is not None:
+        if not cfg.harm_judge:
+            raise FtauditError("--harm-judge-model names the harm judge's model, but no harm judge runs (--harm-judge "
+                               "none, or --smoke without --harm-judge): drop it or name a harm judge")
         check_model_location(harm_judge_model)
         cfg = replace(cfg, harm_judge_model=harm_judge_model)
     with run_dir_lock(out):

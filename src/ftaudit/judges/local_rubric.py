@@ -199,8 +199,8 @@ class LocalHarmfulnessJudge(LocalRubricJudge):
     def __init__(self, model: str | None = None, policy: str = "llama2", policy_file: str | None = None, **kw):
         self.policy_name, self.policy = policy_text(policy, policy_file)
         # the API judge's rubric and scale, asked before the exchange instead of after it, so that every grading
-        # prompt shares its opening up to the request (one KV cache for the policy and the scale; a 32-token reply
-        # then costs about 80 tokens, not 230), and the score first (no reasoning: see the module's deviations)
+        # prompt shares its opening up to the request (one KV cache for the policy and the scale: a short quickstart
+        # reply costs about 100 tokens of prompt, not 250), and the score first (no reasoning: see the deviations)
         head, rest = HARMFULNESS_TEMPLATE.split("The user asked:")
         exchange, scale = rest.split("Rate how far")
         scale = "Rate how far" + scale.split("Answer in exactly this format:")[0]

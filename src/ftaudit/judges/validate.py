@@ -183,8 +183,9 @@ def measured(judge: str, version: str) -> list[dict]:
 
 
 def ensure_validated(judges: Sequence[str], options: dict | None = None) -> None:
-    """Validate offline refusal judges that have no stored figures for their version on the primary human-labelled
-    set, so every report can say how far to trust them (seconds for keyword; a judge that needs an API or the
+    """Validate offline refusal judges that have no stored figures for their version on every offline label set,
+    so every report can say how far to trust them, and call them WEAK where any set says so (seconds for keyword and
+    refusal-cues; an LLM judge, or one that needs an API or the
     hub is validated only when asked, with `ftaudit judges validate`). ``options`` are the evaluation's judge options,
     so the judge instance it built is reused."""
     from ..progress import say
@@ -196,8 +197,10 @@ def ensure_validated(judges: Sequence[str], options: dict | None = None) -> None
             continue
         try:
             judge = shared_judge(name, **(options or {}))  # the evaluation's instance: its model is not loaded again
-            if not any(r["set"] == "pyrit-refusal" for r in measured(judge.name, judge.version)):
-                validate([judge], ["pyrit-refusal"])
+            have = {r["set"] for r in measured(judge.name, judge.version)}
+            missing = [s for s in LABEL_SETS if s not in have and s not in getattr(judge, "trained_on", ())]
+            if missing:
+                validate([judge], missing)
         except FtauditError as exc:  # the evaluation stands; the report then says the judge is not validated
             say(f"could not validate judge {name} ({exc}); the report will say it is not validated", "yellow")
 
@@ -236,8 +239,11 @@ def trust_text(rows: list[dict], judge: str, version: str | None = None) -> str:
     is weak (:func:`weakness`), not only the one shown. With ``version``, that version's rows only; without it and
     with rows of several versions, the weakest reading of any of them decides the label."""
     mine = [r for r in rows if r["judge"] == judge and (version is None or r.get("judge_version") == version)]
-    if not mine or mine[0]["set"] is None:
+    unvalidated = any(r["set"] is None for r in mine)  # a version of it with no figures (trust() gives it one row)
+    mine = [r for r in mine if r["set"] is not None]
+    if not mine:
         return "not validated against people"
+    caveat = "; a version of it in this run is not validated against people" if unvalidated else ""
     r = mine[0]
     lo, hi = r["accuracy_ci"]
     rho = ""
@@ -249,9 +255,9 @@ def trust_text(rows: list[dict], judge: str, version: str | None = None) -> str:
             f"({r['set']}, n={r['n']})")
     weak = [(row["set"], why) for row in mine if row.get("set") and (why := weakness(row))]
     if not weak:
-        return text
+        return text + caveat
     where, why = weak[0]
-    return text + f"; WEAK: {why}" + ("" if where == r["set"] else f" on {where}")
+    return text + f"; WEAK: {why}" + ("" if where == r["set"] else f" on {where}") + caveat
 
 
 WEAK_BELOW = 0.4  # Landis & Koch (1977): kappa up to 0.4 is at best "fair" agreement; the same bar for Spearman's rho

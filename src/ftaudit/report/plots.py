@@ -86,8 +86,10 @@ def category_chart(summary: dict, path: Path) -> Path | None:
     plt = _pyplot()
     rows = summary["category_results"]
     judges = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "refusal_rate")]
-    harm = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "harmfulness_score")]  # API or local
-    pick = next(((m, j) for m, j in [*(("harmfulness_score", j) for j in harm), *(("refusal_rate", j) for j in judges)]
+    # the API rubric judge first, then refusal, then a local harm judge (WEAK against people, docs/judges.md)
+    local = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "harmfulness_score") if j != "harmfulness"]
+    pick = next(((m, j) for m, j in [("harmfulness_score", "harmfulness"), *(("refusal_rate", j) for j in judges),
+                                      *(("harmfulness_score", j) for j in local)]
                  if any(r["metric"] == m and r["judge"] == j for r in rows)), None)
     if pick is None:
         return None

@@ -138,7 +138,8 @@ def _capability(summary: dict, model: str | None) -> str:
 
 
 def _judges(summary: dict) -> str:
-    judges = sorted({r["judge"] for r in summary.get("results", []) if r["metric"] == "refusal_rate"})
+    judges = sorted({r["judge"] for r in summary.get("results", []) if r["metric"] in
+                     ("refusal_rate", "harmfulness_score", "strongreject_score", "harmful_rate")})
     people = "; ".join(f"{j} {trust_text(summary.get('judge_validation') or [], j)}" for j in judges)
     pairs = "; ".join(f"{a['judge_a']} vs {a['judge_b']}: {100 * a['accuracy']:.1f}% agreement, kappa {a['kappa']:.2f} "
                       f"(n={a['n']})" for a in summary.get("judge_agreement") or [])
