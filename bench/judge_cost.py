@@ -35,7 +35,7 @@ def main() -> None:
     wall = sum(s["seconds"] for s in summary["stages"].values())
     fresh = tempfile.mkdtemp(prefix="judge-cost-")
     from ftaudit.judges import JUDGES, get_judge
-    from ftaudit.judges import run as judgment_cache
+    from ftaudit.judges import cache as judgment_cache
 
     real_cache_dir = judgment_cache.cache_dir
     out = []

@@ -33,7 +33,7 @@ class CascadeRefusalJudge(Judge):
 
     def __init__(self, model: str | None = None, dtype: str | None = None, band: tuple[float, float] = BAND,
                  llm_threshold: float | None = LLM_THRESHOLD, **options):
-        from . import shared_judge
+        from .base import shared_judge
 
         self.cues, self.keyword = shared_judge("refusal-cues"), shared_judge("keyword")
         # the process's one instance (its model loaded once, whoever else uses that judge)

@@ -21,7 +21,7 @@ Deviations from the rubrics as published (each recorded in the judge's version t
 
 The shared opening of every grading prompt (system prompt, rubric and policy, up to the user's request) is computed
 once and its KV cache reused for every batch (:func:`ftaudit.generate.batched.answer_probabilities`). Verdicts are
-kept in the judgment cache (:class:`ftaudit.judges.run.JudgmentCache`) by judge version as each batch finishes, so
+kept in the judgment cache (:class:`ftaudit.judges.cache.JudgmentCache`) by judge version as each batch finishes, so
 a long validation resumes and the cascade re-asks nothing.
 """
 
@@ -146,7 +146,7 @@ class LocalRubricJudge(Judge):
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Judgment]:
         from ..generate.batched import answer_probabilities
-        from .run import JudgmentCache
+        from .cache import JudgmentCache
 
         cache = JudgmentCache()
         keys = [cache.key(p, r) for p, r in zip(prompts, responses)]
