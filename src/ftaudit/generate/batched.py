@@ -104,6 +104,38 @@ def _prefix_cache(model, prefix: Sequence[int]):
     return cache if hasattr(cache, "batch_repeat_interleave") else None
 
 
+def _opening(model, prompts: Sequence[Sequence[int]]) -> tuple[list[int], object]:
+    """(the prompts' shared opening, its KV cache), or ([], None) where there is none or it cannot be reused."""
+    prefix = shared_prefix(prompts)
+    cache = _prefix_cache(model, prefix) if prefix else None
+    return (prefix if cache is not None else []), cache
+
+
+def _cache_for(cache, rows: int):
+    """A copy of the opening's cache for a batch of ``rows`` (None without one)."""
+    if cache is None:
+        return None
+    past = copy.deepcopy(cache)
+    past.batch_repeat_interleave(rows)
+    return past
+
+
+def _logits_to_keep(model) -> dict:
+    """The LM head on the last position only, where the model's forward takes it (transformers' causal LMs do)."""
+    import inspect
+
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def _finish(results: list, idx: list[int], batch: list, on_batch, bar, task) -> None:
+    """Put a batch's outputs in place, hand them to ``on_batch`` (callers persist as they go), advance the bar."""
+    for i, r in zip(idx, batch):
+        results[i] = r
+    if on_batch:
+        on_batch(idx, batch)
+    bar.advance(task, len(idx))
+
+
 def static_cache_wanted(model) -> bool:
     return model.device.type == "cuda" and os.environ.get("FTAUDIT_STATIC_CACHE") == "1"
 
@@ -121,9 +153,7 @@ def generate_ids(model, tok, prompts: Sequence[Sequence[int]], *, max_new_tokens
     static = static_cache_wanted(model)
     sampling = temperature > 0
     extra = {"cache_implementation": "static"} if static else {}
-    prefix = [] if static else shared_prefix(prompts)
-    cache = _prefix_cache(model, prefix) if prefix else None
-    prefix = prefix if cache is not None else []
+    prefix, cache = ([], None) if static else _opening(model, prompts)
     results: list[list[int]] = [[] for _ in prompts]
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(prompts))
@@ -131,19 +161,14 @@ def generate_ids(model, tok, prompts: Sequence[Sequence[int]], *, max_new_tokens
             ids, mask = left_padded([prompts[i][len(prefix):] for i in idx], tok.pad_token_id, model.device,
                                     STATIC_BUCKET if static else 1, prefix=prefix)
             if cache is not None:
-                extra = {"past_key_values": copy.deepcopy(cache)}
-                extra["past_key_values"].batch_repeat_interleave(len(idx))
+                extra = {"past_key_values": _cache_for(cache, len(idx))}
             with torch.inference_mode():
                 out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                      do_sample=sampling, temperature=temperature if sampling else None,
                                      top_p=top_p if sampling else None, top_k=None, pad_token_id=tok.pad_token_id,
                                      **extra)
             batch = [_until_eos(row, tok) for row in out[:, ids.shape[1]:].tolist()]
-            for i, r in zip(idx, batch):
-                results[i] = r
-            if on_batch:
-                on_batch(idx, batch)
-            bar.advance(task, len(idx))
+            _finish(results, idx, batch, on_batch, bar, task)
     return results
 
 
@@ -155,13 +180,10 @@ def _until_eos(row: list[int], tok) -> list[int]:
 def last_logits(model, tok, prompts: Sequence[Sequence[int]], *, batch_size: int | None = None,
                 max_batch_tokens: int | None = None, description: str = "scoring") -> Iterator[tuple[list[int], object]]:
     """One forward pass per batch; yields (indices, float logits at each prompt's last position)."""
-    import inspect
-
     import torch
 
     size, budget = batch_limits(model, batch_size, max_batch_tokens, CPU_SCORE_BATCH)
-    # the LM head on the last position only, where the model's forward takes it (transformers' causal LMs do)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    keep = _logits_to_keep(model)
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(prompts))
         for idx in plan_batches([len(p) for p in prompts], size, budget):
@@ -190,23 +212,16 @@ def answer_probabilities(model, tok, prompts: Sequence[Sequence[int]], answers: 
 
     if len(bridges) != len(answers) - 1:
         raise ValueError("one bridge between each two answer steps")
-    import inspect
-
     size, budget = batch_limits(model, batch_size, max_batch_tokens, CPU_SCORE_BATCH)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    prefix = shared_prefix(prompts)
-    cache = _prefix_cache(model, prefix) if prefix else None
-    prefix = prefix if cache is not None else []
+    keep = _logits_to_keep(model)
+    prefix, cache = _opening(model, prompts)
     results: list[list[dict]] = [[] for _ in prompts]
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(prompts))
         for idx in plan_batches([len(p) for p in prompts], size, budget):
             ids, mask = left_padded([prompts[i][len(prefix):] for i in idx], tok.pad_token_id, model.device,
                                     prefix=prefix)
-            past = None
-            if cache is not None:
-                past = copy.deepcopy(cache)
-                past.batch_repeat_interleave(len(idx))
+            past = _cache_for(cache, len(idx))
             new = ids[:, len(prefix):]
             got: list[list[dict]] = [[] for _ in idx]
             for step, allowed in enumerate(answers):
@@ -226,9 +241,5 @@ def answer_probabilities(model, tok, prompts: Sequence[Sequence[int]], answers: 
                     new, tail_mask = left_padded(tails, tok.pad_token_id, model.device)
                     mask = torch.cat([mask, tail_mask], dim=1)
                     past = out.past_key_values
-            for i, g in zip(idx, got):
-                results[i] = g
-            if on_batch:
-                on_batch(idx, got)
-            bar.advance(task, len(idx))
+            _finish(results, idx, got, on_batch, bar, task)
     return results
