@@ -60,11 +60,24 @@ def _constraint(trial) -> tuple[float]:
     return tuple(trial.user_attrs.get("constraint", (0.0,)))
 
 
+def ranked_feasible(trials: list[dict]) -> list[dict]:
+    """The trials within the capability guard, strongest first: lowest refusal on the search prompts, ties to the
+    smaller budget, then the earlier trial."""
+    return sorted((t for t in trials if t["feasible"]),
+                  key=lambda t: (t["refusal"]["value"], t["examples_x_epochs"], t["number"]))
+
+
 def choose_best(trials: list[dict]) -> dict | None:
     """The feasible trial with the lowest refusal (ties: the smaller budget, then the earlier trial); None when the
     capability guard excluded every trial."""
-    feasible = [t for t in trials if t["feasible"]]
-    return min(feasible, key=lambda t: (t["refusal"]["value"], t["examples_x_epochs"], t["number"])) if feasible else None
+    ranked = ranked_feasible(trials)
+    return ranked[0] if ranked else None
+
+
+# TamperBench's aggregates of a tuned attacker (besides the best trial): the worst case among the trials within the
+# capability guard and the mean of the top 3. Each of the top TOP_K feasible trials is evaluated on the reported
+# prompts, so both are measured there (see ``report.defense_matrix.tuned_aggregates``).
+TOP_K = 3
 
 
 def default_values(template, axes: dict[str, tuple[str, str]]) -> dict | None:
@@ -157,13 +170,15 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
-              "initial_model": template.initial_name, "guard": guard.model_dump(), "trials": trials, "best": None}
+              "initial_model": template.initial_name, "guard": guard.model_dump(), "trials": trials, "best": None, "top": []}
     if best is None:
         say(f"search {name}: no trial kept {guard.metric} within {guard.max_change}; no tuned attack", "yellow")
         return result
-    point = template.point if best["default"] else trial_point(template.point, axes, best["params"])
-    label, budget = run_point(replace(template, point=point, search_trial=False))  # on the reported prompts
-    result["best"] = {**best, "label": label, "budget": budget}
+    for t in ranked_feasible(trials)[:TOP_K]:  # the best first: its weights are the trial's, evaluated again
+        point = template.point if t["default"] else trial_point(template.point, axes, t["params"])
+        label, budget = run_point(replace(template, point=point, search_trial=False))  # on the reported prompts
+        result["top"].append({**t, "label": label, "budget": budget})
+    result["best"] = result["top"][0]
     return result
 
 
