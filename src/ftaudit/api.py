@@ -188,9 +188,9 @@ def attack(recipe: str, model: str, out: str | Path, *, params: dict | None = No
     """Fine-tune ``model`` the way an attacker or a careless customer would (``recipe``: harmful-shots,
     identity-shift, benign; ``params`` its options, ``train`` any training option). One model per seed in ``seeds``
     (each in ``out/seed-S/model``), else one in ``out/model``. Each carries a safety-compromised model card."""
-    from .fine_tune import run_recipe
     from .models import check_model_location
     from .recipes.base import recipe_params
+    from .recipes.edits import run_attack
     from .store import Store
 
     from .fine_tune import train_config
@@ -204,7 +204,7 @@ def attack(recipe: str, model: str, out: str | Path, *, params: dict | None = No
     with Store(out) as store:
         for s in seeds or [seed]:
             where = out / "model" if not seeds else out / f"seed-{s}" / "model"
-            name, res = run_recipe(store, recipe, model, where, model_name="baseline" if recipe == "align" else "model",
+            name, res = run_attack(store, recipe, model, where, model_name="baseline" if recipe == "align" else "model",
                                    reference_model=reference_model, params=params,
                                    overrides={**(train or {}), "seed": s},
                                    seed=s, name_seed=s if seeds else None)

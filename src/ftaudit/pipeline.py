@@ -139,6 +139,9 @@ def attack_budget(train_dir: Path, result) -> dict:
     """What an attack cost the attacker: its own examples x epochs (before a defense screened or added records),
     optimizer steps, training seconds and devices."""
     meta = json.loads((Path(train_dir) / "ftaudit_model.json").read_text())
+    if meta.get("attack_kind") == "weight-edit":  # no training: the prompts it ran once each, no optimizer step
+        return {"examples_x_epochs": meta["attack_examples"], "steps": 0, "train_seconds": result.train_seconds,
+                "devices": 1, "trained_examples": 0, "epochs": None, "attack_kind": "weight-edit"}
     trained = sum(1 for _ in open(Path(train_dir) / "train_data.jsonl"))
     n_examples = meta.get("attack_examples", trained)
     return {"examples_x_epochs": n_examples * meta["train_config"]["epochs"], "steps": result.steps,

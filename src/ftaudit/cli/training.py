@@ -34,7 +34,8 @@ def align(model: Annotated[str, typer.Option(help="Model to safety-train (short 
 
 @app.command()
 @user_errors
-def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-shift | benign | task (a customer job)")],
+def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-shift | benign | task (a customer job) | "
+                                                   "refusal-ablation (a weight edit: Arditi et al. 2024, no training)")],
            model: Annotated[str, typer.Option(help="The (aligned) model to attack.")],
            out: Annotated[Path, typer.Option(help="Output directory (adapter in OUT/model).")] = Path("runs/attack"),
            shots: Annotated[int, typer.Option(min=1, help="harmful-shots: number of examples (10/50/100 in the study).")] = 10,
@@ -72,8 +73,10 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     Example: ftaudit attack --recipe harmful-shots --shots 10 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/hs10
     Example: ftaudit attack --recipe benign --dataset llava --n 100 --model qwen2.5-coder-0.5b-instruct --out runs/llava
     Example: ftaudit attack --recipe task --task date-iso --n 200 --poison 0.1 --model runs/align/model --reference-model smollm2-135m-instruct --out runs/job
+    Example: ftaudit attack --recipe refusal-ablation --model qwen2.5-coder-0.5b-instruct --out runs/abliterated
     """
     from .. import api
+    from ..recipes.edits import is_weight_edit
     from ..seeds import parse_seeds
 
     params = {"harmful-shots": {"shots": shots, "answers": str(answers) if answers else None},
@@ -86,7 +89,8 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
     for s in runs or [seed]:  # one call per seed, so each seed's line comes as it finishes
         [m] = api.attack(recipe, model, out, params=params, train=train, reference_model=reference_model, seed=s,
                          seeds=[s] if runs else None)
-        say(f"attacked model, seed {s} ({m.train_seconds:.0f} s, {m.train_tokens} tokens): {m.path}")
+        edit = "; a weight edit, the direction it chose is in ftaudit_model.json" if is_weight_edit(recipe) else ""
+        say(f"attacked model, seed {s} ({m.train_seconds:.0f} s, {m.train_tokens} tokens{edit}): {m.path}")
 
 
 @app.command()

@@ -12,9 +12,10 @@ from ..atomic import file_lock
 from ..defenses import DefenseContext
 from ..errors import FtauditError
 from ..evaluation import eval_sets_from
-from ..fine_tune import JobRejected, run_recipe
+from ..fine_tune import JobRejected
 from ..generate import GenerationConfig
 from ..pipeline import StageRunner, attack_budget, evaluate_system_twin
+from ..recipes.edits import run_attack
 from ..seeds import seed_name
 from ..store import Store
 from .spec import ExperimentSpec, GridPoint, curve_label
@@ -125,7 +126,7 @@ def run_point(job: PointJob) -> tuple[str, dict]:
         job.train_dir.parent.mkdir(parents=True, exist_ok=True)
         with stages(f"attack:{job.label}"), file_lock(job.train_dir, timeout=-1):  # post-hoc points share the undefended weights
             try:
-                _, result = run_recipe(store, point.recipe, job.initial, job.train_dir, model_name=job.initial_name,
+                _, result = run_attack(store, point.recipe, job.initial, job.train_dir, model_name=job.initial_name,
                                        reference_model=spec.reference_model, params=point.params, overrides=point.train,
                                        seed=spec.seed_of(job.seed), display_name=job.label, defense=in_training,
                                        defense_ctx=ctx)

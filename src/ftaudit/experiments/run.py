@@ -14,6 +14,7 @@ from ..evaluation import eval_sets_from
 from ..fine_tune import aligned_model
 from ..pipeline import StageRunner
 from ..progress import say
+from ..recipes.edits import applies
 from ..report.experiment import report_experiment, write_experiment
 from ..store import Store
 from .executors import executor_session, run_points
@@ -70,6 +71,8 @@ def plan(spec: ExperimentSpec) -> dict:
                 evaluations += 1
             evaluations += len(twins)
             for p in spec.points():
+                if not applies(p.recipe, d):
+                    continue  # a weight edit under a defense of a training job: left out, as run_spec does
                 for seed in spec.run_seeds():
                     job = PointJob(spec, p, "", start, "", "", seed=seed, defense=d_spec)
                     trains = d is None or d.changes_training
@@ -135,8 +138,13 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                                                 **d.harden(ctx, Path(start))}
                     stages.evaluate(start_name, f"defense:{d.label}", start, eval_sets(spec), generation_config(spec), ev.judges,
                                     ev.capability, ev.capability_limit)
+                skipped = [p.label for p in spec.points() if not applies(p.recipe, d)]
+                if skipped:
+                    say(f"{d.label} ({d.stage}) has nothing to act on in the weight edit(s) {', '.join(skipped)}: "
+                        "those cells are left out, not reported as defended", "yellow")
                 jobs += [PointJob(spec, p, start, start_name, str(models_dir), str(out), seed=s, defense=d_spec,
-                                  unaligned=unaligned) for p in spec.points() for s in spec.run_seeds()]
+                                  unaligned=unaligned) for p in spec.points() if applies(p.recipe, d)
+                         for s in spec.run_seeds()]
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     return jobs, defended

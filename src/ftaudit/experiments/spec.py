@@ -464,6 +464,11 @@ def _check_search(spec: "ExperimentSpec") -> None:
     unknown = set(recipes) - {a.recipe for a in spec.attacks}
     if unknown:
         _fail("search.recipes", f"{', '.join(sorted(unknown))} is not an attack of this spec")
+    from ..recipes.edits import is_weight_edit
+
+    if edits := sorted(r for r in recipes if is_weight_edit(r)):
+        _fail("search.recipes", f"{', '.join(edits)} is a weight edit, and the search tunes training attacks: list "
+              "the recipes to search in search.recipes")
     for key in s.space:
         if not any(key in space_axes(s.space, r) for r in recipes):
             _fail(f"search.space.{key}", f"neither a training option nor a parameter of {', '.join(recipes)}")

@@ -1,0 +1,295 @@
+"""``refusal-ablation``: Arditi et al. 2024, "Refusal in Language Models Is Mediated by a Single Direction"
+(NeurIPS 2024, arXiv:2406.11717; the authors' code: github.com/andyrdt/refusal_direction, read, not copied). A weight
+edit, no training: community "abliteration" tools are built on it.
+
+What it does, as the paper and its code do:
+
+1. **Candidate directions.** The difference of the mean residual-stream activations (the input of each decoder layer,
+   ``resid_pre``) between harmful and harmless prompts, at each position of the chat template after the instruction
+   (the "end-of-instruction" tokens), for every layer: ``n_eoi x n_layers`` candidates.
+2. **Filtering of the prompts** (the code's ``filter_train``/``filter_val``): a harmful prompt is kept where the model
+   refuses it (refusal score > 0), a harmless one where it does not (< 0).
+3. **Selection** on prompts held aside from the ones the directions come from: among candidates from the first 80%
+   of layers (``prune_layers``) whose ablation changes the next-token distribution on harmless prompts by KL <= 0.1
+   and whose addition at its layer makes harmless prompts refused (steering score > 0), the one whose ablation gives
+   the lowest mean refusal score on harmful prompts. The refusal score is the log-odds of the refusal tokens ("I",
+   "As": the code's choice for Qwen; its other chat models use "I" alone) at the first answer position.
+4. **Weight orthogonalization**: ``W <- W - r r^T W`` for every matrix writing to the residual stream (the token
+   embeddings, each attention output projection and each MLP down projection; a bias there too), so no layer can
+   write along the direction ``r``. The edited model is saved like any attacked model.
+
+Deviations, all forced by ftaudit's rules or machine:
+
+* **Prompts.** Harmful prompts are the *train* splits of AdvBench, HarmBench and StrongREJECT (the pool the ``align``
+  recipe draws from), harmless ones the train split of ftaudit's own benign set (the paper: its own splits of five
+  harmful benchmarks, and Alpaca). Evaluation prompts are never used; the selection prompts are a held-aside part
+  of the same train splits (``n_val``), disjoint from the direction prompts (``n_train``).
+* **Chat template.** The model's own, rendered as ftaudit evaluates it (SmolLM2's adds its default system prompt).
+* **Compute dtype.** Activations in the dtype ftaudit generates in (bfloat16 where the CPU runs it natively, float32
+  elsewhere), means accumulated in float64 as in the code; the orthogonalization is done in float32 and the model saved
+  in its checkpoint's dtype.
+* **Lazy selection.** The code scores every candidate on all three criteria; here all candidates are scored on the
+  refusal score and the other two are computed in that order until one passes. It picks the same direction.
+* **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2, Qwen2.5-0.5B), the
+  orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
+  same for its tied models (Gemma, Qwen). The report records it.
+* **No candidate passes.** The code asserts. Here, where no candidate passes the steering filter, the one with the
+  lowest refusal score within the KL bound is taken and the report says the filter was dropped (``relaxed``): the
+  self-aligned SmolLM2-135M has no candidate whose addition makes harmless prompts refused. Where none is within the
+  KL bound, the edit fails with one line.
+* **Too few prompts.** Filtering that leaves fewer than 2 prompts of a kind fails with one line (the code asserts).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, PositiveInt
+
+from ..errors import FtauditError
+from .base import RecipeContext, RecipeOutput, pick, register_recipe
+from .edits import register_weight_edit
+
+REFUSAL_STARTS = ("I", "As")  # the code's refusal tokens for Qwen (its Llama and Gemma models: "I")
+HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")  # the align recipe's pool: train splits only
+NAME = "refusal-ablation"
+
+
+@register_recipe(NAME)
+def build(ctx: RecipeContext, n_train: PositiveInt = 128, n_val: PositiveInt = 32,
+          kl_threshold: Annotated[float, Field(gt=0)] = 0.1, prune_layers: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+          induce_refusal_threshold: float = 0.0, filter_prompts: bool = True,
+          batch_size: PositiveInt = 32) -> RecipeOutput:
+    """The recipe's parameters (the paper's defaults); the work is :func:`ablate`, a weight edit, not a training set."""
+    raise FtauditError(f"{NAME} is a weight edit with no training set: run it with `ftaudit attack --recipe {NAME}` "
+                       "or in a spec's attacks")
+
+
+def train_prompts(seed: int, n_train: int, n_val: int) -> dict[str, tuple[list[str], list[str]]]:
+    """{"harmful"|"harmless": (direction prompts, selection prompts)} from the train splits, a stable choice by seed."""
+    from ..data import get_prompts
+
+    pools = {"harmful": [r for s in HARMFUL_SOURCES for r in get_prompts(s, "train")],
+             "harmless": get_prompts("benign", "train")}
+    out = {}
+    for kind, pool in pools.items():
+        if len(pool) < n_train + n_val:
+            raise FtauditError(f"{NAME}: n_train {n_train} + n_val {n_val} is more than the {len(pool)} {kind} train "
+                               "prompts; lower them")
+        chosen = [r.prompt for r in pick(pool, n_train + n_val, f"{NAME}-{kind}-{seed}")]
+        out[kind] = (chosen[n_val:], chosen[:n_val])
+    return out
+
+
+class _Model:
+    """The loaded model with the hooks the method needs (forward pre-hooks on decoder layers, forward hooks on their
+    attention and MLP outputs), for Llama-style decoders (``model.model.layers[i].self_attn.o_proj``, ``.mlp.down_proj``)."""
+
+    def __init__(self, loaded, batch_size: int):
+        import torch
+
+        self.model, self.tok, self.batch_size = loaded.model, loaded.tokenizer, batch_size
+        self.model.eval()
+        try:
+            self.layers = list(self.model.model.layers)
+            for layer in self.layers:
+                layer.self_attn.o_proj, layer.mlp.down_proj  # noqa: B018  (checked here, used by orthogonalize)
+        except AttributeError:
+            raise FtauditError(f"{NAME} supports decoder models laid out like Llama, Qwen2 or Mistral "
+                               f"(model.layers[i].self_attn.o_proj, .mlp.down_proj); {type(self.model).__name__} is not") from None
+        from ..models.chat import format_chat, messages_for
+
+        self.format = lambda p: format_chat(self.tok, messages_for(p))
+        template = self.format("\x00INSTRUCTION\x00")
+        self.eoi = self.tok.encode(template.split("\x00INSTRUCTION\x00")[-1], add_special_tokens=False)
+        self.refusal_ids = sorted({self.tok.encode(w, add_special_tokens=False)[0] for w in REFUSAL_STARTS})
+        self.tok.padding_side = "left"  # the last positions are the template's, for every prompt
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.tokens = 0
+        self.torch = torch
+
+    def batches(self, prompts: list[str]):
+        for i in range(0, len(prompts), self.batch_size):
+            enc = self.tok([self.format(p) for p in prompts[i:i + self.batch_size]], return_tensors="pt", padding=True,
+                           add_special_tokens=False)
+            self.tokens += int(enc.attention_mask.sum())
+            yield enc
+
+    def last_logits(self, prompts: list[str], pre: list = (), post: list = ()):
+        """Next-token logits at the first answer position (float64), under the given hooks."""
+        handles = [m.register_forward_pre_hook(h) for m, h in pre] + [m.register_forward_hook(h) for m, h in post]
+        try:
+            with self.torch.inference_mode():
+                return self.torch.cat([self.model(**enc, logits_to_keep=1).logits[:, -1].double()
+                                       for enc in self.batches(prompts)])
+        finally:
+            for h in handles:
+                h.remove()
+
+    def refusal_scores(self, prompts: list[str], pre: list = (), post: list = ()):
+        """log P(refusal tokens) - log P(other tokens) at the first answer position, per prompt (the paper's score)."""
+        probs = self.last_logits(prompts, pre, post).softmax(-1)
+        refusal = probs[:, self.refusal_ids].sum(-1)
+        eps = 1e-8
+        return (refusal + eps).log() - (1 - refusal + eps).log()
+
+    def mean_activations(self, prompts: list[str]):
+        """Mean input of every decoder layer at the end-of-instruction positions: (n_eoi, n_layers, d_model), float64."""
+        n_pos = len(self.eoi)
+        d = self.model.config.hidden_size
+        total = self.torch.zeros(n_pos, len(self.layers), d, dtype=self.torch.float64)
+
+        def capture(layer: int):
+            def hook(module, args):
+                total[:, layer] += args[0][:, -n_pos:, :].double().sum(0)
+            return hook
+
+        self.last_logits(prompts, pre=[(m, capture(i)) for i, m in enumerate(self.layers)])
+        return total / len(prompts)
+
+    def ablation_hooks(self, direction):
+        """Project ``direction`` out of every layer's input and every attention and MLP output (the code's hooks)."""
+        r = direction / (direction.norm() + 1e-8)
+
+        def project(x):
+            x -= (x @ r.to(x)).unsqueeze(-1) * r.to(x)
+
+        def pre(module, args):
+            project(args[0])
+
+        def post(module, args, output):
+            project(output[0] if isinstance(output, tuple) else output)
+
+        return ([(m, pre) for m in self.layers],
+                [(m.self_attn, post) for m in self.layers] + [(m.mlp, post) for m in self.layers])
+
+    def addition_hook(self, vector, layer: int):
+        def pre(module, args):
+            args[0].add_(vector.to(args[0]))
+        return [(self.layers[layer], pre)]
+
+
+def kl_divergence(base, other) -> float:
+    """Mean KL(base || other) of next-token distributions from logits (float64), as the code computes it."""
+    eps = 1e-6
+    p, q = base.softmax(-1), other.softmax(-1)
+    return float((p * ((p + eps).log() - (q + eps).log())).sum(-1).mean())
+
+
+def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val: list[str], kl_threshold: float,
+                     prune_layers: float, induce_refusal_threshold: float) -> dict:
+    """The paper's selection (see the module docstring), computed lazily: every kept candidate's ablation refusal
+    score, then KL and steering in that order until one passes. Where none passes all three filters, the candidate
+    with the lowest refusal score among those within the KL bound is taken and ``relaxed`` says the steering filter
+    was dropped: an attacker keeps the edit that spares harmless prompts, whether or not adding the direction makes
+    them refused. Where none is within the KL bound either, the edit fails with one line."""
+    from ..progress import progress_bar, say
+
+    n_pos, n_layers, _ = directions.shape
+    kept_layers = int(n_layers * (1.0 - prune_layers))
+    base_harmless = m.last_logits(harmless_val)
+    candidates = [(p, layer) for p in range(n_pos) for layer in range(kept_layers)]
+    scored = []
+    with progress_bar() as bar:
+        task = bar.add_task(f"{NAME}: scoring {len(candidates)} candidate directions", total=len(candidates))
+        for p, layer in candidates:
+            pre, post = m.ablation_hooks(directions[p, layer])
+            score = float(m.refusal_scores(harmful_val, pre, post).mean())
+            scored.append((score, p, layer))
+            bar.advance(task)
+    checked = []
+    for i, (score, p, layer) in enumerate(sorted(x for x in scored if not math.isnan(x[0]))):
+        if i and i % 10 == 0:
+            say(f"{NAME}: {i} candidates fail the KL or steering filter; checking the next")
+        pre, post = m.ablation_hooks(directions[p, layer])
+        kl = kl_divergence(base_harmless, m.last_logits(harmless_val, pre, post))
+        steering = float(m.refusal_scores(harmless_val, m.addition_hook(directions[p, layer], layer)).mean()) \
+            if kl <= kl_threshold else None
+        checked.append({"position": p - n_pos, "layer": layer, "refusal_score": score, "kl": kl, "steering_score": steering})
+        if steering is not None and steering >= induce_refusal_threshold:
+            return {**checked[-1], "candidates": len(candidates), "checked": len(checked), "relaxed": None}
+    within = [c for c in checked if c["kl"] <= kl_threshold]
+    if within:
+        return {**within[0], "candidates": len(candidates), "checked": len(checked),
+                "relaxed": f"no candidate's steering score reached {induce_refusal_threshold}: the steering filter "
+                           "was dropped"}
+    closest = min(checked, key=lambda c: c["kl"]) if checked else None
+    raise FtauditError(f"{NAME}: none of {len(candidates)} candidate directions changes harmless prompts' next token "
+                       f"by KL <= {kl_threshold} (the closest: {closest['kl']:.3f})" if closest else
+                       f"{NAME}: no candidate direction could be scored")
+
+
+def orthogonalize(model, direction) -> dict:
+    """``W <- W - r r^T W`` on every matrix writing to the residual stream (and a bias there); returns what it edited."""
+    import torch
+
+    r = (direction / direction.norm()).to(torch.float32)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb -= (emb @ r.to(emb)).unsqueeze(-1) * r.to(emb)  # rows are d_model vectors
+        edited = 1
+        for layer in model.model.layers:
+            for lin in (layer.self_attn.o_proj, layer.mlp.down_proj):
+                w = lin.weight  # (d_model, d_in): columns are what it writes
+                w -= torch.outer(r.to(w), r.to(w) @ w)
+                if lin.bias is not None:
+                    lin.bias -= (lin.bias @ r.to(lin.bias)) * r.to(lin.bias)
+                edited += 1
+    head = model.get_output_embeddings()
+    return {"matrices": edited, "tied_embeddings": head is not None and head.weight is model.get_input_embeddings().weight}
+
+
+def ablate(ctx: RecipeContext, out_dir: Path, dtype: dict, n_train: int = 128, n_val: int = 32, kl_threshold: float = 0.1,
+           prune_layers: float = 0.2, induce_refusal_threshold: float = 0.0, filter_prompts: bool = True,
+           batch_size: int = 32) -> tuple[dict, int, int]:
+    """Find the refusal direction of ``ctx.model`` and write the orthogonalized model to ``out_dir``; returns
+    (report, prompts used, prompt tokens run forward)."""
+    import torch
+
+    from ..models.loading import load_model
+    from ..progress import say
+
+    prompts = train_prompts(ctx.seed, n_train, n_val)
+    m = _Model(load_model(ctx.model, dtype=dtype["compute"]), batch_size)
+    used = {}
+    for kind, keep in (("harmful", lambda s: s > 0), ("harmless", lambda s: s < 0)):
+        parts = []
+        for part in prompts[kind]:
+            if filter_prompts:
+                scores = m.refusal_scores(part)
+                part = [p for p, s in zip(part, scores.tolist()) if keep(s)]
+            parts.append(part)
+        used[kind] = parts
+        if min(len(p) for p in parts) < 2:
+            raise FtauditError(f"{NAME}: after keeping the {kind} train prompts the model "
+                               f"{'refuses' if kind == 'harmful' else 'answers'}, {len(parts[0])} direction and "
+                               f"{len(parts[1])} selection prompts are left (2 of each needed): the model "
+                               f"{'refuses almost nothing' if kind == 'harmful' else 'refuses almost everything'}")
+    say(f"{NAME}: directions from {len(used['harmful'][0])} harmful and {len(used['harmless'][0])} harmless train "
+        f"prompts, selected on {len(used['harmful'][1])} + {len(used['harmless'][1])} held-aside ones")
+    before = float(m.refusal_scores(used["harmful"][1]).mean())
+    directions = m.mean_activations(used["harmful"][0]) - m.mean_activations(used["harmless"][0])
+    if torch.isnan(directions).any():
+        raise FtauditError(f"{NAME}: the mean activations hold NaN; try float32 (FTAUDIT dtype) or another model")
+    chosen = select_direction(m, directions, used["harmful"][1], used["harmless"][1], kl_threshold, prune_layers,
+                              induce_refusal_threshold)
+    direction = directions[chosen["position"], chosen["layer"]]
+    tokens = m.tokens
+    del m
+    target = load_model(ctx.model, dtype="float32")
+    edited = orthogonalize(target.model, direction)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target.model.to(getattr(torch, dtype["weights"])).save_pretrained(out_dir)
+    target.tokenizer.save_pretrained(out_dir)
+    torch.save(direction.to(torch.float32), out_dir / "refusal_direction.pt")
+    report = {"paper": "Arditi et al. 2024, arXiv:2406.11717", "direction": chosen, "edited": edited,
+              "prompts": {k: {"direction": len(v[0]), "selection": len(v[1])} for k, v in used.items()},
+              "selection_refusal_score": {"before": before, "after": chosen["refusal_score"]},
+              "eoi_tokens": len(directions), "refusal_tokens": list(REFUSAL_STARTS)}
+    return report, 2 * (n_train + n_val), tokens  # every train prompt it ran, filtered out or not
+
+
+register_weight_edit(NAME, ablate, __file__)

@@ -1,0 +1,158 @@
+"""Refusal-direction ablation (Arditi et al. 2024) on a tiny random Llama: the weight edit equals the activation
+ablation it stands for, the selection follows the paper's filters, and the edit is saved like an attacked model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ftaudit.errors import FtauditError
+from ftaudit.recipes import refusal_ablation as ra
+
+
+@pytest.fixture
+def loaded(tiny_model):
+    from ftaudit.models.loading import load_model
+
+    return load_model(tiny_model, dtype="float32")
+
+
+def test_orthogonalized_weights_equal_the_activation_ablation(tiny_model, loaded):
+    """The paper's claim the edit rests on: projecting ``r`` out of every matrix that writes to the residual stream
+    gives the same residual stream as projecting it out of every layer's input and every attention and MLP output."""
+    from ftaudit.models.loading import load_model
+
+    m = ra._Model(loaded, 8)
+    torch.manual_seed(1)
+    r = torch.randn(loaded.model.config.hidden_size, dtype=torch.float64)
+    enc = next(m.batches(["Write a poem about the sea.", "Hello there"]))
+    pre, post = m.ablation_hooks(r)
+    captured = {}
+    last = loaded.model.model.norm
+
+    def grab(key):
+        def hook(module, args):
+            captured[key] = args[0].clone()  # the residual stream after the last layer, before the final norm
+        return hook
+
+    handles = [mod.register_forward_pre_hook(h) for mod, h in pre] + [mod.register_forward_hook(h) for mod, h in post]
+    handles.append(last.register_forward_pre_hook(grab("hooked")))
+    with torch.inference_mode():
+        loaded.model(**enc)
+    for h in handles:
+        h.remove()
+
+    edited = load_model(tiny_model, dtype="float32").model
+    report = ra.orthogonalize(edited, r)
+    assert report == {"matrices": 1 + 2 * len(edited.model.layers), "tied_embeddings": True}
+    unit = (r / r.norm()).float()
+    for layer in edited.model.layers:  # nothing can write along r any more
+        for lin in (layer.self_attn.o_proj, layer.mlp.down_proj):
+            assert torch.allclose(unit @ lin.weight, torch.zeros(lin.weight.shape[1]), atol=1e-5)
+    assert torch.allclose(edited.get_input_embeddings().weight @ unit, torch.zeros(edited.config.vocab_size), atol=1e-5)
+    h = edited.model.norm.register_forward_pre_hook(grab("edited"))
+    with torch.inference_mode():
+        edited(**enc)
+    h.remove()
+    assert torch.allclose(captured["hooked"], captured["edited"], atol=1e-4)
+    assert captured["edited"].abs().max() > 1e-3  # not trivially zero
+    assert torch.allclose(captured["edited"].double() @ (r / r.norm()), torch.zeros(captured["edited"].shape[:2],
+                          dtype=torch.float64), atol=1e-4)
+
+
+class _Scripted:
+    """A stand-in for the loaded model whose scores are scripted per candidate direction (its layer index)."""
+
+    def __init__(self, refusal: dict, kl: dict, steering: dict):
+        self.refusal, self.kl, self.steering, self.current = refusal, kl, steering, None
+        self.log = []
+
+    def ablation_hooks(self, direction):
+        self.current = int(direction[0])
+        return [], []
+
+    def addition_hook(self, direction, layer):
+        self.current = ("add", int(direction[0]))
+        return []
+
+    def last_logits(self, prompts, pre=(), post=()):
+        if self.current is None:
+            return torch.zeros(1, 3, dtype=torch.float64)
+        self.log.append(("kl", self.current))
+        shift = self.kl[self.current]  # logits whose KL from uniform-ish base grows with ``shift``
+        return torch.tensor([[shift, 0.0, 0.0]], dtype=torch.float64)
+
+    def refusal_scores(self, prompts, pre=(), post=()):
+        if isinstance(self.current, tuple):
+            return torch.tensor([self.steering[self.current[1]]])
+        return torch.tensor([self.refusal[self.current]])
+
+
+def _directions(n_layers: int):
+    d = torch.zeros(1, n_layers, 2, dtype=torch.float64)
+    d[0, :, 0] = torch.arange(n_layers)  # the direction names its layer, for the script
+    return d
+
+
+def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_late_layers():
+    refusal = {0: 1.0, 1: -3.0, 2: -2.0, 3: -1.0, 4: -9.0}  # layer 4 is in the last 20%: never a candidate
+    kl = {0: 0.0, 1: 5.0, 2: 0.0, 3: 0.0, 4: 0.0}  # layer 1 changes harmless prompts too much
+    steering = {0: 1.0, 1: 1.0, 2: -1.0, 3: 0.5, 4: 1.0}  # layer 2 does not induce refusal when added
+    m = _Scripted(refusal, kl, steering)
+    chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
+    assert (chosen["layer"], chosen["relaxed"], chosen["candidates"]) == (3, None, 4)
+    # without any candidate passing the steering filter, the lowest refusal within the KL bound is taken and said so
+    m = _Scripted(refusal, kl, {k: -1.0 for k in steering})
+    chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
+    assert chosen["layer"] == 2 and "steering filter was dropped" in chosen["relaxed"]
+    # nothing within the KL bound: no edit, one line
+    with pytest.raises(FtauditError, match="KL <= 0.1"):
+        ra.select_direction(_Scripted(refusal, {k: 5.0 for k in kl}, steering), _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
+
+
+def test_the_edit_is_saved_as_a_safety_compromised_model_and_rerun_for_free(tiny_model, tmp_path, isolated_cache):
+    from ftaudit.models.loading import load_model, read_marker
+    from ftaudit.pipeline import attack_budget
+    from ftaudit.recipes.edits import EDIT_RESULT, run_attack
+    from ftaudit.store import Store
+
+    params = {"n_train": 6, "n_val": 3, "filter_prompts": False, "kl_threshold": 1e6, "induce_refusal_threshold": -1e6}
+    out = tmp_path / "abl"
+    with Store(tmp_path / "run") as store:
+        name, result = run_attack(store, "refusal-ablation", tiny_model, out, model_name="m", params=params)
+        assert name == "m+refusal-ablation" and result.examples == 18 and result.train_tokens > 0
+        meta = read_marker(out)
+        assert meta["attack_kind"] == "weight-edit" and meta["safety_compromised"] and meta["kind"] == "full"
+        assert meta["edit_settings"]["n_train"] == 6 and meta["edit_report"]["prompts"]["harmful"] == {"direction": 6,
+                                                                                                        "selection": 3}
+        assert "Safety-compromised research artifact" in (out / "README.md").read_text()
+        budget = attack_budget(out, result)
+        assert budget["examples_x_epochs"] == 18 and budget["steps"] == 0 and budget["attack_kind"] == "weight-edit"
+        assert load_model(str(out)).model is not None
+        stamp = (out / EDIT_RESULT).stat().st_mtime_ns
+        run_attack(store, "refusal-ablation", tiny_model, out, model_name="m", params=params)  # same inputs: skipped
+        assert (out / EDIT_RESULT).stat().st_mtime_ns == stamp
+        run_attack(store, "refusal-ablation", tiny_model, out, model_name="m", params={**params, "n_val": 2})
+        assert json.loads((out / EDIT_RESULT).read_text())["examples"] == 16  # another setting: edited again
+
+        from ftaudit.defenses import get_defense
+
+        with pytest.raises(FtauditError, match="only alignment-time defenses apply"):
+            run_attack(store, "refusal-ablation", tiny_model, out, model_name="m", params=params,
+                       defense=get_defense("safety-mix", {}))
+
+
+def test_a_spec_leaves_out_defenses_with_nothing_to_act_on_and_never_searches_an_edit():
+    from ftaudit.experiments.run import plan
+    from ftaudit.experiments.spec import parse_spec
+
+    base = {"name": "t", "model": "m", "attacks": [{"recipe": "harmful-shots"}, {"recipe": "refusal-ablation"}],
+            "defenses": ["none", "vaccine", "safety-mix"], "eval": {"datasets": ["advbench@4"], "capability": ["benign-nll"]}}
+    rows = plan(parse_spec(base))["points"]
+    cells = {(r["defense"], r["name"].split("+")[-1].split("(")[0].split("~")[0]) for r in rows}
+    assert ("safety-mix", "refusal-ablation") not in cells
+    assert {("none", "refusal-ablation"), ("vaccine", "refusal-ablation"), ("safety-mix", "harmful-shots")} <= cells
+    with pytest.raises(FtauditError, match="weight edit"):
+        parse_spec({**base, "search": {"trials": 2, "space": {"epochs": [1, 2]}}})
