@@ -133,7 +133,8 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                     start = str(models_dir / "defended" / slug(d.label) / "initial")
                     with stages(f"defend:{start_name}"):
                         ctx = DefenseContext(stages.store, initial, unaligned, spec.align_params, spec.seed,
-                                             unaligned_from="align" if spec.align else "given")
+                                             unaligned_from="align" if spec.align else "given",
+                                             reference_model=spec.reference_model)
                         defended[start_name] = {"defense": d.label, "stage": d.stage, "base_model": initial_name,
                                                 **d.harden(ctx, Path(start))}
                     stages.evaluate(start_name, f"defense:{d.label}", start, eval_sets(spec), generation_config(spec), ev.judges,
