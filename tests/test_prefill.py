@@ -66,3 +66,45 @@ def test_every_k_is_measured_on_the_same_prompts_as_the_unprefilled_baseline(tin
         assert {model_label("tiny", k) for k in (0, 2, 4)} <= models
     with pytest.raises(FtauditError, match="positive"):
         evaluate_prefilled(None, "tiny", tiny_model, sets, GenerationConfig(), ["keyword"], tiny_model, ks=(0,))
+
+
+def test_a_spec_prefills_the_released_and_the_attacked_models_and_reports_each_k(tiny_model, tmp_path, isolated_cache):
+    """One spec with a weight edit and the prefilling attack: the edit is a grid point like any attack, and the report
+    carries refusal per k for the released model and the edited one, each k paired with k = 0."""
+    from ftaudit.experiments.run import run_spec
+    from ftaudit.experiments.spec import parse_spec
+
+    spec = {"name": "t", "model": tiny_model, "reference_model": tiny_model,
+            "attacks": [{"recipe": "refusal-ablation", "params": {"n_train": 4, "n_val": 2, "filter_prompts": False, "prune_layers": 0.0,
+                                                                  "kl_threshold": 1e6, "induce_refusal_threshold": -1e6}}],
+            "prefill": {"tokens": [2]},
+            "eval": {"datasets": ["advbench@4"], "benign": [], "judges": ["keyword"], "max_new_tokens": 3},
+            "tamper": {"relative": False}}
+    summary = run_spec(parse_spec(spec), tmp_path / "run")
+    rows = summary["prefill"]["rows"]
+    edited = ("initial+refusal-ablation(filter_prompts=False,induce_refusal_threshold=-1000000.0,kl_threshold=1000000.0,"
+              "n_train=4,n_val=2,prune_layers=0.0)")
+    assert {(r["model"], r["k"]) for r in rows} == {(m, k) for m in ("initial", edited) for k in (0, 2)}
+    assert all(r["vs_unprefilled"]["n"] == r["refusal"]["n"] for r in rows if r["k"])
+    assert "Prefilling attack" in (tmp_path / "run" / "report.md").read_text()
+    budget = summary["budgets"][edited]
+    assert budget["attack_kind"] == "weight-edit" and budget["examples_x_epochs"] == 12 and budget["steps"] == 0
+    with pytest.raises(FtauditError, match="reference_model"):
+        parse_spec({**spec, "reference_model": None})
+
+
+def test_a_model_that_answered_nothing_is_not_measured_never_a_rate():
+    from ftaudit.report.prefill import prefill_markdown, prefill_rows
+
+    def row(model, pid, refused):
+        return {"model": model, "kind": "harmful", "judge": "keyword", "dataset": "advbench", "split": "eval",
+                "prompt_id": pid, "refused": refused}
+
+    rows = [row("a+prefill(k=0)", "1", 1), row("a+prefill(k=0)", "2", 1), row("a+prefill(k=5)", "1", 0),
+            row("a+prefill(k=5)", "2", None), row("b+prefill(k=0)", "1", None), row("b+prefill(k=5)", "1", None)]
+    out = {(r["model"], r["k"]): r for r in prefill_rows(rows, ["a", "b"], (5,), ["keyword"])}
+    assert out[("a", 5)]["refusal"]["n"] == 1 and out[("a", 5)]["unanswered"] == 1
+    assert out[("a", 5)]["vs_unprefilled"]["n"] == 1 and out[("a", 5)]["vs_unprefilled"]["value"] == -1.0
+    assert out[("b", 0)]["refusal"]["n"] == 0 and out[("b", 5)]["attack_success"] is None
+    text = prefill_markdown({"reference_model": "r", "rows": list(out.values()), "prompts": {}})
+    assert "not measured (0)" in text and "| b | keyword | 5 | not measured (0) | – | – | 1 |" in text

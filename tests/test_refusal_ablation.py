@@ -91,7 +91,7 @@ class _Scripted:
 
 
 def _directions(n_layers: int):
-    d = torch.zeros(1, n_layers, 2, dtype=torch.float64)
+    d = torch.ones(1, n_layers, 2, dtype=torch.float64)
     d[0, :, 0] = torch.arange(n_layers)  # the direction names its layer, for the script
     return d
 
@@ -107,6 +107,14 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
     m = _Scripted(refusal, kl, {k: -1.0 for k in steering})
     chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
     assert chosen["layer"] == 2 and "steering filter was dropped" in chosen["relaxed"]
+    # a zero-length direction (the first layer's input at the template's tokens) ablates nothing: never a candidate,
+    # even where it would be the only one within the KL bound
+    zero = _directions(5)
+    zero[0, 2] = 0.0
+    chosen = ra.select_direction(_Scripted(refusal, kl, {k: -1.0 for k in steering}), zero, ["h"], ["b"], 0.1, 0.2, 0.0)
+    assert chosen["layer"] == 3 and chosen["candidates"] == 3
+    with pytest.raises(FtauditError, match="length"):
+        ra.orthogonalize(None, torch.zeros(4))
     # nothing within the KL bound: no edit, one line
     with pytest.raises(FtauditError, match="KL <= 0.1"):
         ra.select_direction(_Scripted(refusal, {k: 5.0 for k in kl}, steering), _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
@@ -118,7 +126,8 @@ def test_the_edit_is_saved_as_a_safety_compromised_model_and_rerun_for_free(tiny
     from ftaudit.recipes.edits import EDIT_RESULT, run_attack
     from ftaudit.store import Store
 
-    params = {"n_train": 6, "n_val": 3, "filter_prompts": False, "kl_threshold": 1e6, "induce_refusal_threshold": -1e6}
+    params = {"n_train": 6, "n_val": 3, "filter_prompts": False, "kl_threshold": 1e6, "induce_refusal_threshold": -1e6,
+              "prune_layers": 0.0}  # the tiny model has 2 layers: its first layer's candidates are all zero
     out = tmp_path / "abl"
     with Store(tmp_path / "run") as store:
         name, result = run_attack(store, "refusal-ablation", tiny_model, out, model_name="m", params=params)

@@ -30,6 +30,7 @@ from .evaluation import EvalSet, judge_pending
 from .generate import GenerationConfig
 from .generate.cached import cached_generate
 from .progress import say
+from .report.prefill import model_label  # one naming rule, where the report reads it
 from .store import Store
 
 PREFILL_TOKENS = (5, 10, 20, 40)
@@ -40,9 +41,6 @@ def attack_label(k: int) -> str:
     return f"prefill(k={k})"
 
 
-def model_label(name: str, k: int) -> str:
-    """``aligned+prefill(k=10)``: an attacked model of ``name`` in every table (k = 0: the same prompts unprefilled)."""
-    return f"{name}+{attack_label(k)}"
 
 
 @dataclass
@@ -132,35 +130,10 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
 
 
 def prefill_table(store: Store, names: list[str], ks: tuple[int, ...], judges: list[str]) -> list[dict]:
-    """Per model, judge and k: refusal on the continuations (pooled over the harmful sets, Wilson interval), attack
-    success (the share not refused) and the paired change against k = 0 on the same prompts (Newcombe)."""
-    from .metrics import paired_change, rate
+    """Per model, judge and k: refusal on the continuation with intervals (:func:`ftaudit.report.prefill.prefill_rows`)."""
+    from .report.prefill import prefill_rows
 
-    by: dict[tuple, dict] = {}
-    unanswered: dict[tuple, int] = {}
-    for r in store.eval_table():
-        if r["kind"] != "harmful":
-            continue
-        if r["refused"] is None:  # blank, too long or unjudged: counted apart, never as compliance or refusal
-            unanswered[(r["model"], r["judge"])] = unanswered.get((r["model"], r["judge"]), 0) + 1
-            continue
-        by.setdefault((r["model"], r["judge"]), {})[(r["dataset"], r["split"], r["prompt_id"])] = float(r["refused"])
-    rows = []
-    for name in names:
-        for judge in judges:
-            base = by.get((model_label(name, 0), judge))
-            if not base:
-                continue
-            for k in (0, *sorted(ks)):
-                mine = by.get((model_label(name, k), judge))
-                if not mine:
-                    continue
-                refusal = rate([v == 1.0 for v in mine.values()])
-                rows.append({"model": name, "k": k, "judge": judge, "refusal": refusal,
-                             "attack_success": 1 - refusal["value"],
-                             "unanswered": unanswered.get((model_label(name, k), judge), 0),
-                             "vs_unprefilled": paired_change(base, mine, "refusal_rate") if k else None})
-    return rows
+    return prefill_rows(store.eval_table(), names, ks, judges)
 
 
 def run_prefill(models: dict[str, str], out, reference_model: str, datasets: list[str], judges: list[str],
@@ -189,30 +162,9 @@ def run_prefill(models: dict[str, str], out, reference_model: str, datasets: lis
               "tokens": sorted(ks), "max_new_tokens": max_new_tokens, "prompts": kept, "rows": rows,
               "judged": "the continuation after the prefix"}
     atomic_write_text(out / "prefill.json", json.dumps(record, indent=2, default=str))
+    from .report.prefill import prefill_markdown
+
     atomic_write_text(out / "prefill.md", prefill_markdown(record))
     return rows
 
 
-def _pct(r: dict) -> str:
-    return f"{100 * r['value']:.1f}% [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}] ({r['n']})"
-
-
-def prefill_markdown(record: dict) -> str:
-    lines = ["# Prefilling attack", "",
-             f"Each answer opened with the first k tokens of a compliant answer by `{record['reference_model']}` (generated "
-             "at run time), the model continuing; judged on the continuation alone, which the refusal judges were not "
-             "validated on (they were on whole replies). k = 0 is the same prompts unprefilled.", "",
-             "| model | judge | k | refusal [95% CI] (n) | attack success | vs k = 0 [95% CI] | unanswered |",
-             "|---|---|---|---|---|---|---|"]
-    for r in record["rows"]:
-        change = r["vs_unprefilled"]
-        vs = "–" if not change else (f"{100 * change['value']:+.1f} pts [{100 * change['ci'][0]:+.1f}, "
-                                     f"{100 * change['ci'][1]:+.1f}]")
-        lines.append(f"| {r['model']} | {r['judge']} | {r['k']} | {_pct(r['refusal'])} | {100 * r['attack_success']:.1f}% "
-                     f"| {vs} | {r['unanswered']} |")
-    lines += ["", "Prompts prefilled per set (the rest: the reference model refused, or its answer was shorter than the "
-              "longest prefix):", ""]
-    for name, sets in record["prompts"].items():
-        for label, d in sets.items():
-            lines.append(f"- {name} · {label}: {d['prefilled']} of {d['of']} ({d['refused']} refused, {d['short']} short)")
-    return "\n".join(lines) + "\n"

@@ -45,8 +45,9 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
         budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,
                                   detach=detach, merge=merge))
         searches = run_searches(spec, out, jobs, budgets) if spec.search else {}
+        prefilled = run_prefills(spec, out, jobs, budgets) if spec.prefill else None
     write_experiment(out, budgets, spec.price_per_device_hour, spec.seeds, spec.tamper, defended_models=defended,
-                     searches=searches)
+                     searches=searches, **({"prefill": prefilled} if prefilled else {}))
     return report_experiment(out)
 
 
@@ -149,3 +150,31 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     return jobs, defended
+
+
+def run_prefills(spec: ExperimentSpec, out: Path, jobs: list[PointJob], budgets: dict) -> dict:
+    """The prefilling attack on each model the attacker gets (the initial model, each alignment-defended one) and,
+    with ``prefill.attacked``, each attacked model of the grid; returns what the report needs to find them."""
+    from ..prefill import evaluate_prefilled
+
+    targets: dict[str, str] = {}
+    for job in jobs:
+        targets.setdefault(job.initial_name, job.initial)
+    if spec.prefill.attacked:
+        for job in jobs:
+            budget = budgets.get(job.label) or {}
+            if budget.get("rejected"):
+                continue  # the service trained nothing: the released model, prefilled above
+            d = job.defense_obj()
+            targets[job.label] = str(job.model_dir if d is not None and d.stage == "post-hoc" else job.train_dir)
+    tokens = tuple(spec.prefill.tokens)
+    stages = StageRunner(Store(out))
+    try:
+        for name, location in targets.items():
+            with stages(f"prefill:{name}"):
+                evaluate_prefilled(stages.store, name, location, eval_sets(spec), generation_config(spec),
+                                   spec.eval.judges, spec.reference_model, tokens)
+    except (FtauditError, KeyboardInterrupt) as exc:
+        raise stages.stopped(exc) from None
+    stages.store.close()
+    return {"tokens": list(tokens), "models": list(targets), "reference_model": spec.reference_model}

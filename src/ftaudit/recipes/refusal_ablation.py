@@ -191,7 +191,11 @@ def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val
     n_pos, n_layers, _ = directions.shape
     kept_layers = int(n_layers * (1.0 - prune_layers))
     base_harmless = m.last_logits(harmless_val)
-    candidates = [(p, layer) for p in range(n_pos) for layer in range(kept_layers)]
+    norms = directions.norm(dim=-1)
+    # a direction of (almost) zero length ablates nothing and cannot be normalized: the first layer's input at the
+    # template's own tokens is their embedding, the same for harmful and harmless prompts, so its mean difference is 0
+    candidates = [(p, layer) for p in range(n_pos) for layer in range(kept_layers)
+                  if norms[p, layer] > 1e-6 * float(norms.max())]
     scored = []
     with progress_bar() as bar:
         task = bar.add_task(f"{NAME}: scoring {len(candidates)} candidate directions", total=len(candidates))
@@ -226,7 +230,10 @@ def orthogonalize(model, direction) -> dict:
     """``W <- W - r r^T W`` on every matrix writing to the residual stream (and a bias there); returns what it edited."""
     import torch
 
-    r = (direction / direction.norm()).to(torch.float32)
+    norm = float(direction.norm())
+    if not (norm > 0 and math.isfinite(norm)):
+        raise FtauditError(f"{NAME}: the chosen direction has length {norm}; nothing to project out")
+    r = (direction / norm).to(torch.float32)
     with torch.no_grad():
         emb = model.get_input_embeddings().weight
         emb -= (emb @ r.to(emb)).unsqueeze(-1) * r.to(emb)  # rows are d_model vectors
