@@ -89,6 +89,9 @@ def plan(spec: ExperimentSpec) -> dict:
         searched = studies * spec.search.trials
         trainings += searched - studies  # trial 0 of each study is the grid point itself
         evaluations += searched + studies  # every trial on the search prompts, the best again on the reported ones
+    if spec.prefill:  # each model the attacker gets (and each attacked one, if asked) at k = 0 and every k
+        released = len(spec.models) * sum(1 for d in spec.defense_objects() if d is None or d.stage == "alignment")
+        evaluations += (released + (len(rows) if spec.prefill.attacked else 0)) * (1 + len(spec.prefill.tokens))
     return {"points": rows, "trainings": trainings, "evaluations": evaluations, "search_trials": searched}
 
 
