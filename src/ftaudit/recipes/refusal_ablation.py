@@ -30,8 +30,8 @@ Deviations, all forced by ftaudit's rules or machine:
   in its checkpoint's dtype.
 * **Lazy selection.** The code scores every candidate on all three criteria; here all candidates are scored on the
   refusal score and the other two are computed in that order until one passes. It picks the same direction.
-* **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2, Qwen2.5-0.5B), the
-  orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
+* **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2 does; the packaged
+  Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
 * **No candidate passes.** The code asserts. Here, where no candidate passes the steering filter, the one with the
   lowest refusal score within the KL bound is taken and the report says the filter was dropped (``relaxed``): the
