@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import FtauditError
-from .evaluation import EvalSet, judge_pending
+from .evaluation import EvalSet, eval_generation_config, judge_pending
 from .generate import GenerationConfig
 from .generate.cached import cached_generate
 from .progress import say
@@ -34,7 +34,7 @@ from .report.prefill import model_label  # one naming rule, where the report rea
 from .store import Store
 
 PREFILL_TOKENS = (5, 10, 20, 40)
-REFERENCE_TOKENS = 64  # the reference answer's length: enough for the longest prefix in any tokenizer
+REFERENCE_TOKENS = 64  # the reference answer's length, at least twice the longest prefix asked
 
 
 def attack_label(k: int) -> str:
@@ -100,6 +100,9 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
     the same tokenizer)."""
     if not ks or any(k < 1 for k in ks):
         raise FtauditError(f"prefill token counts must be positive whole numbers, got {list(ks)}")
+    ks = tuple(sorted(set(ks)))
+    # the system prompt and template an attack recorded for its own evaluation (identity shift), as every evaluation
+    gen = eval_generation_config(location, gen)
     harmful = [s for s in sets if s.kind == "harmful"]
     if not harmful:
         raise FtauditError("the prefilling attack needs a harmful set (e.g. advbench@40)")
@@ -110,7 +113,8 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
         from .models.loading import _weights_dir, resolve_model_location
 
         tokenizer = AutoTokenizer.from_pretrained(str(_weights_dir(resolve_model_location(location))))
-        prefixes = compliant_prefixes(store, reference_model, harmful, tokenizer, max(ks))
+        prefixes = compliant_prefixes(store, reference_model, harmful, tokenizer, max(ks),
+                                      max(REFERENCE_TOKENS, 2 * max(ks)))  # room for the longest prefix
     for es in harmful:
         kept = prefixes.prompts[es.label]
         if not kept:
@@ -121,7 +125,9 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
             fills = prefixes.text(prefixes.tokenizer, es.label, k) if k else None
             keys, loaded = cached_generate(store, location, label, attack_label(k), es.label, es.split, kept, gen,
                                            loaded, fills)
-            store.set_evaluation(label, attack_label(k), es.label, es.kind, es.split, keys)
+            if store.set_evaluation(label, attack_label(k), es.label, es.kind, es.split, keys):
+                say(f"{label} on {es.label}: the prompts, prefixes, settings or weights changed; this evaluation "
+                    "replaces the earlier one (its generations stay cached)", "yellow")
             judge_pending(store, keys, judges, judge_options, (label, es.label, es.split))
         dropped = prefixes.dropped[es.label]
         say(f"{name} on {es.label}: prefilled {len(kept)} of {dropped['of']} prompts ({dropped['refused']} reference "

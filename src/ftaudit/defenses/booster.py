@@ -8,11 +8,13 @@ Here it runs the ``align`` recipe (the same refusals and benign answers, setting
 top of the released model (the comparison with ``none`` then also carries the extra safety data; the report says
 which). Like the paper, alignment is LoRA (merged afterwards).
 
-Deviations: the code's harmful data are BeaverTails' harmful answers (5,000); ftaudit never writes harmful answers,
-so the harmful examples are AdvBench *train* prompts answered at run time by the reference model the user names
-(``reference_model``), kept where the keyword judge sees no refusal, at most ``bad_sample_num`` and at most half the
-split (the attack recipes draw from the same public split, as the paper's defender and attacker both use
-BeaverTails).
+Deviations: the code's harmful data are BeaverTails' harmful answers (5,000, taken from a part of the set the
+attack's poison never comes from); ftaudit never writes harmful answers, so the harmful examples are StrongREJECT and
+HarmBench *train* prompts answered at run time by the reference model the user names (``reference_model``), kept
+where the keyword judge sees no refusal, at most ``bad_sample_num`` and at most half of each split. The attack
+recipes draw from AdvBench by default, so, as in the code, the defender never hardens against the attacker's own
+examples (an attack given ``source: harmbench`` or ``strongreject`` could share prompts: the report's cost record
+names the sources).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from pydantic import PositiveFloat, PositiveInt
 
 from ..errors import FtauditError
 from .base import Defense, DefenseContext, register_defense
+
+
+SOURCES = ("strongreject", "harmbench")  # the harmful train prompts it hardens against (the attacks use AdvBench)
 
 
 @register_defense("booster")
@@ -56,13 +61,18 @@ class Booster(Defense):
         rctx = RecipeContext(model=start, store=ctx.store, reference_model=resolve_model_location(ctx.reference_model),
                              seed=ctx.seed)
         built = build_recipe("align", rctx, **(ctx.align_params or {}))
-        n = min(self.bad_sample_num, len(get_prompts("advbench", "train")) // 2)
-        harmful = [replace(r, id=f"{BOOSTER_HARMFUL}{r.id}")
-                   for r in compliant_pairs(rctx, n, what="booster bad_sample_num", salt="booster", recipe="booster")]
+        harmful, left = [], self.bad_sample_num
+        for source in SOURCES:  # cross-source: never the attacks' default AdvBench prompts
+            n = min(left, len(get_prompts(source, "train")) // 2)
+            harmful += [replace(r, id=f"{BOOSTER_HARMFUL}{r.id}")
+                        for r in compliant_pairs(rctx, n, source, what="booster bad_sample_num", salt="booster",
+                                                 recipe="booster")]
+            left -= n
         cfg = train_config({**TRAIN_DEFAULTS["align"], "seed": ctx.seed},
                            {"objective": "booster", "objective_params": {"lamb": self.lamb, "alpha": self.alpha}})
         result = train(built.records + harmful, start, cfg, out_dir, recipe=f"aligned~{self.label}")
         done = json.loads((Path(out_dir) / "train_result.json").read_text())
         return {"started_from": "unaligned model" if ctx.unaligned else "released model",
                 "train_seconds": result.train_seconds, "peak_memory_mb": done["peak_memory_mb"],
-                "harmful_examples": len(harmful), "alignment_examples": len(built.records)}
+                "harmful_examples": len(harmful), "harmful_sources": list(SOURCES),
+                "alignment_examples": len(built.records)}

@@ -154,4 +154,7 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     meta = json.loads((job.train_dir / "ftaudit_model.json").read_text())
     if meta.get("defense_report") or report:
         budget["defense_report"] = report or meta["defense_report"]
+    phases = job.train_dir / "lisa_phases.json"
+    if phases.is_file():  # Lisa: how many steps trained the job at all (guide steps take user batches' places)
+        budget["defense_report"] = {**(budget.get("defense_report") or {}), **json.loads(phases.read_text())}
     return job.label, budget

@@ -428,6 +428,11 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     out.search = spec.search
     out.gate = spec.gate
     out.prefill = spec.prefill
+    if (spec.prefill or any(d["name"] == "booster" for d in out.defenses)) and any(is_remote(m) for m in models):
+        _fail("prefill", "prefilling and booster need a model's weights; a remote model is evaluated only")
+    if any(d["name"] == "booster" for d in out.defenses) and not spec.reference_model:
+        _fail("defenses", "booster hardens against harmful fine-tuning with compliant answers a reference model writes "
+              "at run time: set reference_model")
     if spec.prefill and not spec.reference_model:
         _fail("prefill", "the prefilling attack opens answers with a reference model's compliant answers: set "
               "reference_model (e.g. smollm2-135m-instruct, which refuses nothing)")
@@ -435,8 +440,13 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
         _check_search(out)
     if out.align_params:
         _check(lambda: recipe_params("align", out.align_params), "align")
+    from ..recipes.edits import is_weight_edit
+
     for point in out.points():  # a bad recipe parameter or training value fails now, not after the first evaluation
         where = f"grid point {point.label}"
+        if is_weight_edit(point.recipe) and point.train:
+            _fail(where, f"{point.recipe} is a weight edit and trains nothing: remove its training options "
+                  f"({', '.join(sorted(point.train))})")
         _check(lambda: recipe_params(point.recipe, point.params), f"{where}: params")
         _check(lambda: TrainConfig.from_values(point.train), f"{where}: train")
     check_distinct(out.points())

@@ -52,7 +52,8 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
                                             if b.get("same_prompt_reference")}),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
-                                                 meta.get("searches") or {}, threshold, relative, cap_rows),
+                                                 meta.get("searches") or {}, threshold, relative, cap_rows,
+                                                 meta.get("left_out") or []),
                 "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {}),
                 **({"prefill": _prefill(meta["prefill"], rows)} if meta.get("prefill") else {}),
                 **({"audit": meta["audit"]} if "audit" in meta else {})}
