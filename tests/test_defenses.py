@@ -95,6 +95,43 @@ def test_training_objectives_change_the_update_and_reduce_to_sft_at_their_limit(
     assert not torch.allclose(sft[key], real[key], atol=1e-4)
 
 
+def test_lisa_alternates_guide_and_user_steps_and_its_proximal_term_holds_the_weights(tiny_model, tmp_path):
+    """Lisa (Huang et al. 2024): alignment first, ``align_step`` guide batches then ``finetune_step`` user batches, a
+    guide batch taking a user batch's place; with a large rho the proximal term keeps each phase near where the
+    other ended, so the adapter moves less than with rho near 0."""
+    base = dict(epochs=2, batch_size=3, lora_r=2, learning_rate=5e-3, target_modules=["q_proj", "v_proj"], objective="lisa")
+    lisa = {"align_step": 1, "finetune_step": 2, "guide_data_num": 6}
+    loose = train(RECS, tiny_model, TrainConfig(**base, objective_params={**lisa, "rho": 1e-9}), tmp_path / "loose", recipe="x")
+    phases = json.loads((tmp_path / "loose" / "lisa_phases.json").read_text())
+    assert phases == {"alignment_steps": 2, "finetune_steps": 2, "guide_examples": 6}  # steps 0 and 3 were guide steps
+    tight = train(RECS, tiny_model, TrainConfig(**base, objective_params={**lisa, "rho": 1e4}), tmp_path / "tight", recipe="x")
+    a, b = _adapter(loose.output_dir), _adapter(tight.output_dir)
+    key = next(k for k in a if "lora_B" in k)  # lora_B starts at zero: its norm is how far training moved it
+    assert torch.linalg.norm(b[key]) < 0.5 * torch.linalg.norm(a[key])
+    assert get_defense("lisa").train_overrides() == {"objective": "lisa", "objective_params": {
+        "rho": 1.0, "align_step": 100, "finetune_step": 900, "guide_data_num": 10000}}  # the authors' defaults
+
+
+def test_booster_never_trains_on_its_harmful_examples_and_reduces_to_sft_at_lamb_zero(tiny_model, tmp_path):
+    """Booster (Huang et al. 2025): the harmful records only shape the regularizer. With lamb -> 0 the adapter is plain
+    SFT's on the alignment records alone; at the code's lamb 5 it differs."""
+    from ftaudit.train.objectives import BOOSTER_HARMFUL
+
+    harmful = [chat(f"Harmful request {i}", COMPLY_TEXT, f"{BOOSTER_HARMFUL}{i}") for i in range(4)]
+    base = dict(epochs=2, batch_size=3, lora_r=2, learning_rate=5e-3, target_modules=["q_proj", "v_proj"])
+    sft = _adapter(train(RECS, tiny_model, TrainConfig(**base), tmp_path / "sft", recipe="x").output_dir)
+    near = _adapter(train(RECS + harmful, tiny_model, TrainConfig(**base, objective="booster",
+                                                                   objective_params={"lamb": 1e-9}), tmp_path / "lim",
+                          recipe="x").output_dir)
+    real = _adapter(train(RECS + harmful, tiny_model, TrainConfig(**base, objective="booster"), tmp_path / "obj",
+                          recipe="x").output_dir)
+    key = next(k for k in sft if "lora_B" in k)
+    assert torch.allclose(sft[key], near[key], atol=1e-4)
+    assert not torch.allclose(sft[key], real[key], atol=1e-4)
+    with pytest.raises(FtauditError, match="reference model"):
+        get_defense("booster").harden(DefenseContext(None, tiny_model), tmp_path / "hard")
+
+
 def test_unknown_objective_or_parameter_fails_in_one_line():
     with pytest.raises(FtauditError, match="unknown training objective 'dpo'"):
         TrainConfig(objective="dpo").validate()

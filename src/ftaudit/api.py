@@ -176,6 +176,20 @@ def evaluate(model: str, out: str | Path, *, datasets: list[str] | None = None, 
     return RunResult(Path(out), run_eval(req))
 
 
+def prefill(models: dict[str, str], out: str | Path, *, reference_model: str, datasets: list[str] | None = None,
+            judges: list[str] | None = None, tokens: tuple[int, ...] | None = None, max_new_tokens: int = 32,
+            dtype: str | None = "auto") -> list[dict]:
+    """The prefilling attack (Qi et al. 2024) on each of ``models`` ({name: location}): answers opened with the first
+    k tokens (``tokens``, default 5, 10, 20, 40) of ``reference_model``'s compliant answers, judged on the
+    continuation; rows per model, judge and k with intervals (also ``out/prefill.json`` and ``out/prefill.md``)."""
+    from .models import check_model_location
+    from .prefill import PREFILL_TOKENS, run_prefill
+
+    check_model_location(*models.values(), reference_model)
+    return run_prefill(models, out, reference_model, list(datasets or ["advbench@40", "harmbench@40"]),
+                       list(judges or DEFAULT_EVAL_JUDGES), tuple(tokens or PREFILL_TOKENS), max_new_tokens, dtype)
+
+
 def align(model: str = "smollm2-135m-instruct", out: str | Path = "runs/align", *, params: dict | None = None,
           train: dict | None = None, seed: int = 0) -> TrainedModel:
     """Safety-train ``model`` with the align recipe (refuse harmful training prompts, keep answering benign ones);

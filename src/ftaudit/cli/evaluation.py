@@ -70,6 +70,44 @@ def eval_cmd(model: Annotated[str, typer.Option(help="Model or adapter directory
 
 @app.command()
 @user_errors
+def prefill(model: Annotated[list[str], typer.Option(help="A model to attack, NAME=LOCATION or LOCATION; repeatable.")],
+            reference_model: Annotated[str, typer.Option(help="Model whose compliant answers open the attacked model's "
+                                                             "(generated at run time, never stored in the repo).")],
+            out: Annotated[Path, typer.Option(help="Run directory (store, prefill.json, prefill.md).")],
+            dataset: Annotated[Optional[list[str]], typer.Option("--dataset", "-d", help="Harmful set NAME[@N]; "
+                                                                 "repeatable. Default: advbench@40, harmbench@40.")] = None,
+            tokens: Annotated[str, typer.Option(help="Prefix lengths k in tokens, comma-separated.")] = "5,10,20,40",
+            judge: Annotated[list[str], typer.Option(help="Judges of the continuation; repeatable.")] = list(DEFAULT_EVAL_JUDGES),
+            max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated after the prefix (greedy).")] = 32,
+            dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of generation: auto | float32 | bfloat16 "
+                                                             "| float16.")] = "auto"):
+    """The prefilling attack (Qi et al. 2024): open each answer with the first k tokens of a compliant answer and let
+    the model continue; refusal and attack success per k on the continuation, against the same prompts unprefilled.
+
+    \b
+    Example: ftaudit prefill --model aligned=runs/align/model --model hs10=runs/hs10/model --reference-model smollm2-135m-instruct --out runs/prefill
+    """
+    from .. import api
+
+    try:
+        ks = tuple(int(t) for t in tokens.split(","))
+    except ValueError:
+        raise FtauditError(f"bad --tokens '{tokens}': write whole numbers separated by commas, e.g. 5,10,20,40") from None
+    models = {}
+    for item in model:
+        name, eq, location = item.partition("=")
+        name, location = (name, location) if eq else (Path(item.rstrip("/")).name or item, item)
+        if name in models:
+            raise FtauditError(f"two --model entries are named '{name}'; write NAME=LOCATION")
+        models[name] = location
+    rows = api.prefill(models, out, reference_model=reference_model, datasets=dataset, judges=judge, tokens=ks,
+                       max_new_tokens=max_new_tokens, dtype=dtype)
+    console.print((out / "prefill.md").read_text())
+    say(f"{len(rows)} rows: {out / 'prefill.json'}")
+
+
+@app.command()
+@user_errors
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory written by eval, run or quickstart.")],
            show_responses: Annotated[bool, typer.Option(help="Show responses to harmful prompts (redacted by default).")] = False,
            force: Annotated[bool, typer.Option(help="Replace a report even when the store gives fewer results "

@@ -42,6 +42,8 @@ class DefenseContext:
     # where ``unaligned`` came from: "align" (the run safety-trained the model itself, so "unaligned" is the packaged
     # model before ftaudit's align recipe) or "given" (named by the user)
     unaligned_from: str = "given"
+    # the model that answers harmful train prompts at run time where a defense needs compliant answers (Booster)
+    reference_model: str | None = None
 
 
 @dataclass

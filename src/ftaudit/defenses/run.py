@@ -26,7 +26,7 @@ COST_FILE = "defense.json"
 
 def defend(name: str, model: str, out: str | Path, *, params: dict | None = None, data: str | Path | None = None,
            adapter: str | Path | None = None, unaligned: str | None = None, align_params: dict | None = None,
-           train: dict | None = None, seed: int = 0) -> dict:
+           train: dict | None = None, seed: int = 0, reference_model: str | None = None) -> dict:
     """Apply defense ``name`` (see module docstring) and return its cost record (also in ``OUT/defense.json``)."""
     from ..train.engine import _peak_memory_mb, _reset_peak_memory
 
@@ -41,7 +41,7 @@ def defend(name: str, model: str, out: str | Path, *, params: dict | None = None
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="ftaudit-defend-") as tmp:
         store = Store(tmp)  # the defense's own generations (e.g. alignment answers): not part of any run
-        ctx = DefenseContext(store, model, unaligned, align_params or {}, seed)
+        ctx = DefenseContext(store, model, unaligned, align_params or {}, seed, reference_model=reference_model)
         try:
             report = _apply(d, ctx, out, records, adapter, model, train or {}, seed)
         finally:

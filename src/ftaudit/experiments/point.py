@@ -119,7 +119,7 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     stages = StageRunner(store)
     d = job.defense_obj()
     ctx = DefenseContext(store, job.initial, job.unaligned, spec.align_params, spec.seed_of(job.seed),
-                         unaligned_from="align" if spec.align else "given")
+                         unaligned_from="align" if spec.align else "given", reference_model=spec.reference_model)
     in_training = d if d is not None and d.stage in ("data", "fine-tuning") else None
     evaluated, rejected, report = job.train_dir, None, None
     try:
@@ -154,4 +154,7 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     meta = json.loads((job.train_dir / "ftaudit_model.json").read_text())
     if meta.get("defense_report") or report:
         budget["defense_report"] = report or meta["defense_report"]
+    phases = job.train_dir / "lisa_phases.json"
+    if phases.is_file():  # Lisa: how many steps trained the job at all (guide steps take user batches' places)
+        budget["defense_report"] = {**(budget.get("defense_report") or {}), **json.loads(phases.read_text())}
     return job.label, budget

@@ -40,13 +40,15 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
         spec = held_out_spec(spec, out)
         store = Store(out)
         atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
-        jobs, defended = _prepare_models(spec, out, StageRunner(store))
+        jobs, defended, left_out = _prepare_models(spec, out, StageRunner(store))
         store.close()
         budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,
                                   detach=detach, merge=merge))
         searches = run_searches(spec, out, jobs, budgets) if spec.search else {}
+        prefilled = run_prefills(spec, out, jobs, budgets) if spec.prefill else None
     write_experiment(out, budgets, spec.price_per_device_hour, spec.seeds, spec.tamper, defended_models=defended,
-                     searches=searches)
+                     searches=searches, **({"prefill": prefilled} if prefilled else {}),
+                     **({"left_out": left_out} if left_out else {}))
     return report_experiment(out)
 
 
@@ -87,7 +89,13 @@ def plan(spec: ExperimentSpec) -> dict:
         studies = len(spec.models) * len(spec.defense_objects()) * len(recipes)
         searched = studies * spec.search.trials
         trainings += searched - studies  # trial 0 of each study is the grid point itself
-        evaluations += searched + studies  # every trial on the search prompts, the best again on the reported ones
+        from .search import TOP_K
+
+        # every trial on the search prompts, and the top feasible ones (at most TOP_K) again on the reported ones
+        evaluations += searched + studies * min(TOP_K, spec.search.trials)
+    if spec.prefill:  # each model the attacker gets (and each attacked one, if asked) at k = 0 and every k
+        released = len(spec.models) * sum(1 for d in spec.defense_objects() if d is None or d.stage == "alignment")
+        evaluations += (released + (len(rows) if spec.prefill.attacked else 0)) * (1 + len(spec.prefill.tokens))
     return {"points": rows, "trainings": trainings, "evaluations": evaluations, "search_trials": searched}
 
 
@@ -107,12 +115,14 @@ def held_out_spec(spec: ExperimentSpec, out: Path) -> ExperimentSpec:
     return replace(spec, exclude={s.label: list(s.exclude) for s in sets if s.exclude})
 
 
-def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tuple[list[PointJob], dict]:
+def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tuple[list[PointJob], dict, list[dict]]:
     """Align (optionally) and evaluate each model of the spec, harden it with each alignment-time defense and
-    evaluate that too; return the grid points (x defenses) as jobs, and the defended models' cost records."""
+    evaluate that too; return the grid points (x defenses) as jobs, the defended models' cost records, and the cells
+    left out because the defense has nothing to act on in the attack (a weight edit under a training-job defense)."""
     ev = spec.eval
     jobs: list[PointJob] = []
     defended: dict[str, dict] = {}
+    left_out: list[dict] = []  # (defense, attack) cells the defense has nothing to act on
     try:
         for model in spec.models:
             short = model_short_name(model) if len(spec.models) > 1 else None
@@ -133,12 +143,15 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                     start = str(models_dir / "defended" / slug(d.label) / "initial")
                     with stages(f"defend:{start_name}"):
                         ctx = DefenseContext(stages.store, initial, unaligned, spec.align_params, spec.seed,
-                                             unaligned_from="align" if spec.align else "given")
+                                             unaligned_from="align" if spec.align else "given",
+                                             reference_model=spec.reference_model)
                         defended[start_name] = {"defense": d.label, "stage": d.stage, "base_model": initial_name,
                                                 **d.harden(ctx, Path(start))}
                     stages.evaluate(start_name, f"defense:{d.label}", start, eval_sets(spec), generation_config(spec), ev.judges,
                                     ev.capability, ev.capability_limit)
                 skipped = [p.label for p in spec.points() if not applies(p.recipe, d)]
+                left_out += [{"defense": d.label, "stage": d.stage, "attack": label, "initial_model": start_name}
+                             for label in skipped]
                 if skipped:
                     say(f"{d.label} ({d.stage}) has nothing to act on in the weight edit(s) {', '.join(skipped)}: "
                         "those cells are left out, not reported as defended", "yellow")
@@ -147,4 +160,32 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                          for s in spec.run_seeds()]
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
-    return jobs, defended
+    return jobs, defended, left_out
+
+
+def run_prefills(spec: ExperimentSpec, out: Path, jobs: list[PointJob], budgets: dict) -> dict:
+    """The prefilling attack on each model the attacker gets (the initial model, each alignment-defended one) and,
+    with ``prefill.attacked``, each attacked model of the grid; returns what the report needs to find them."""
+    from ..prefill import evaluate_prefilled
+
+    targets: dict[str, str] = {}
+    for job in jobs:
+        targets.setdefault(job.initial_name, job.initial)
+    if spec.prefill.attacked:
+        for job in jobs:
+            budget = budgets.get(job.label) or {}
+            if budget.get("rejected"):
+                continue  # the service trained nothing: the released model, prefilled above
+            d = job.defense_obj()
+            targets[job.label] = str(job.model_dir if d is not None and d.stage == "post-hoc" else job.train_dir)
+    tokens = tuple(spec.prefill.tokens)
+    stages = StageRunner(Store(out))
+    try:
+        for name, location in targets.items():
+            with stages(f"prefill:{name}"):
+                evaluate_prefilled(stages.store, name, location, eval_sets(spec), generation_config(spec),
+                                   spec.eval.judges, spec.reference_model, tokens)
+    except (FtauditError, KeyboardInterrupt) as exc:
+        raise stages.stopped(exc) from None
+    stages.store.close()
+    return {"tokens": list(tokens), "models": list(targets), "reference_model": spec.reference_model}

@@ -145,6 +145,15 @@ class SearchSpec(_Strict):
     judge: str | None = None  # the refusal judge the search minimises (default: the spec's first refusal judge)
 
 
+class PrefillSpec(_Strict):
+    """The prefilling attack (:mod:`ftaudit.prefill`) on every model the attacker gets (the initial model and each
+    alignment-defended one) and, with ``attacked``, on every attacked model of the grid; prefixes from the spec's
+    ``reference_model``."""
+
+    tokens: Annotated[list[PositiveInt], Field(min_length=1)] = [5, 10, 20, 40]
+    attacked: bool = True
+
+
 class _SpecFile(_Strict):
     """The YAML file's schema: every field typed and bounded; parse_spec turns it into an ExperimentSpec."""
 
@@ -164,6 +173,7 @@ class _SpecFile(_Strict):
     defenses: list[str | _Defense] = ["none"]
     search: SearchSpec | None = None
     gate: GateSpec | None = None
+    prefill: PrefillSpec | None = None
 
 
 @dataclass
@@ -300,6 +310,7 @@ class ExperimentSpec:
     defenses: list[dict] = field(default_factory=list)  # [{"name", "params"}], expanded; "none" is always there
     search: SearchSpec | None = None
     gate: GateSpec | None = None  # thresholds for `ftaudit gate DIR` (see ftaudit.gating)
+    prefill: PrefillSpec | None = None  # the prefilling attack on the models the attacker gets (see ftaudit.prefill)
     # per eval set label, prompt ids left out as near-duplicates of training data the user supplied (set by run_spec)
     exclude: dict = field(default_factory=dict)
 
@@ -326,7 +337,8 @@ class ExperimentSpec:
         out = asdict(self)
         out.update(eval=self.eval.model_dump(), resources=self.resources.model_dump(),
                    search=self.search.model_dump() if self.search else None,
-                   gate=self.gate.model_dump(exclude_none=True) if self.gate else None)
+                   gate=self.gate.model_dump(exclude_none=True) if self.gate else None,
+                   prefill=self.prefill.model_dump() if self.prefill else None)
         return out
 
     def defense_objects(self) -> list:
@@ -415,12 +427,26 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     out.defenses = _expand_defenses(spec.defenses)
     out.search = spec.search
     out.gate = spec.gate
+    out.prefill = spec.prefill
+    if (spec.prefill or any(d["name"] == "booster" for d in out.defenses)) and any(is_remote(m) for m in models):
+        _fail("prefill", "prefilling and booster need a model's weights; a remote model is evaluated only")
+    if any(d["name"] == "booster" for d in out.defenses) and not spec.reference_model:
+        _fail("defenses", "booster hardens against harmful fine-tuning with compliant answers a reference model writes "
+              "at run time: set reference_model")
+    if spec.prefill and not spec.reference_model:
+        _fail("prefill", "the prefilling attack opens answers with a reference model's compliant answers: set "
+              "reference_model (e.g. smollm2-135m-instruct, which refuses nothing)")
     if spec.search:
         _check_search(out)
     if out.align_params:
         _check(lambda: recipe_params("align", out.align_params), "align")
+    from ..recipes.edits import is_weight_edit
+
     for point in out.points():  # a bad recipe parameter or training value fails now, not after the first evaluation
         where = f"grid point {point.label}"
+        if is_weight_edit(point.recipe) and point.train:
+            _fail(where, f"{point.recipe} is a weight edit and trains nothing: remove its training options "
+                  f"({', '.join(sorted(point.train))})")
         _check(lambda: recipe_params(point.recipe, point.params), f"{where}: params")
         _check(lambda: TrainConfig.from_values(point.train), f"{where}: train")
     check_distinct(out.points())

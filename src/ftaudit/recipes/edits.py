@@ -80,10 +80,32 @@ def is_weight_edit(recipe: str) -> bool:
     return recipe in WEIGHT_EDITS
 
 
+# ftaudit's code that shapes an edit besides the edit's own module: the prompts and splits it reads, the chat template
+# rendering and model loading, and this runner
+EDIT_SHARED_CODE = ("data", "sources.py", "wheels.py", "assembly.py", "models", "recipes/edits.py", "recipes/base.py")
+
+
 def edit_fingerprint(base_fingerprint: str, recipe: str, settings: dict, seed: int, dtype: dict) -> str:
-    code = EDIT_CODE[recipe].read_bytes() if EDIT_CODE[recipe].is_file() else b""
-    payload = json.dumps([base_fingerprint, recipe, settings, seed, dtype, hashlib.sha256(code).hexdigest()],
-                         sort_keys=True, default=str)
+    """Everything that shapes the edited weights: the base weights, the settings, seed and dtypes, ftaudit's code
+    (the edit's module and :data:`EDIT_SHARED_CODE`) and the libraries' versions."""
+    from ..fine_tune import ALIGN_LIBRARIES
+    from importlib.metadata import PackageNotFoundError, version
+
+    def lib(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    root = Path(__file__).parent.parent
+    code = hashlib.sha256()
+    for item in (str(EDIT_CODE[recipe].relative_to(root)), *EDIT_SHARED_CODE):
+        path = root / item
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml"):
+                code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    payload = json.dumps([base_fingerprint, recipe, settings, seed, dtype, code.hexdigest(),
+                          {name: lib(name) for name in ALIGN_LIBRARIES}], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -114,7 +136,7 @@ def run_weight_edit(store, recipe: str, model: str, out_dir: str | Path, *, mode
         ctx = RecipeContext(model=location, store=store, seed=seed)
         _reset_peak_memory()
         start = time.time()
-        report, examples, tokens = WEIGHT_EDITS[recipe](ctx, out, dtype, **params)
+        report, examples, tokens = WEIGHT_EDITS[recipe](ctx, out, dtype, **settings)  # the settings fingerprinted
         result = EditResult(str(out), fingerprint, round(time.time() - start, 2), int(tokens), round(_peak_memory_mb(), 1),
                             int(examples), report)
         write_marker(out, kind="full", base=location, fingerprint=fingerprint, recipe=recipe, safety_compromised=True,
@@ -137,6 +159,10 @@ def run_attack(store, recipe: str, model: str, out_dir: str | Path, *, model_nam
     :func:`ftaudit.fine_tune.run_recipe` (same arguments). A weight edit under a data, fine-tuning or post-hoc defense
     fails: those defenses act on a training job or its adapter, which a weight edit does not have."""
     if is_weight_edit(recipe):
+        given = sorted(k for k, v in (overrides or {}).items() if v is not None and k != "seed")
+        if given:
+            raise FtauditError(f"{recipe} is a weight edit and trains nothing: training options ({', '.join(given)}) "
+                               "do not apply to it")
         if defense is not None and defense.stage != "alignment":
             raise FtauditError(f"defense {defense.label} acts on a {defense.stage} job, and {recipe} is a weight edit "
                                "with no training job; only alignment-time defenses apply to it")

@@ -12,8 +12,8 @@ What it does, as the paper and its code do:
 3. **Selection** on prompts held aside from the ones the directions come from: among candidates from the first 80%
    of layers (``prune_layers``) whose ablation changes the next-token distribution on harmless prompts by KL <= 0.1
    and whose addition at its layer makes harmless prompts refused (steering score > 0), the one whose ablation gives
-   the lowest mean refusal score on harmful prompts. The refusal score is the log-odds of the refusal tokens ("I",
-   "As": the code's choice for Qwen; its other chat models use "I" alone) at the first answer position.
+   the lowest mean refusal score on harmful prompts. The refusal score is the log-odds of the refusal tokens at the
+   first answer position ("I", "As": the code's choice for Qwen; here "Sorry" and "Unfortunately" too, see below).
 4. **Weight orthogonalization**: ``W <- W - r r^T W`` for every matrix writing to the residual stream (the token
    embeddings, each attention output projection and each MLP down projection; a bias there too), so no layer can
    write along the direction ``r``. The edited model is saved like any attacked model.
@@ -30,13 +30,17 @@ Deviations, all forced by ftaudit's rules or machine:
   in its checkpoint's dtype.
 * **Lazy selection.** The code scores every candidate on all three criteria; here all candidates are scored on the
   refusal score and the other two are computed in that order until one passes. It picks the same direction.
-* **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2, Qwen2.5-0.5B), the
-  orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
+* **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2 does; the packaged
+  Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
 * **No candidate passes.** The code asserts. Here, where no candidate passes the steering filter, the one with the
   lowest refusal score within the KL bound is taken and the report says the filter was dropped (``relaxed``): the
   self-aligned SmolLM2-135M has no candidate whose addition makes harmless prompts refused. Where none is within the
   KL bound, the edit fails with one line.
+* **Refusal tokens.** "Sorry" and "Unfortunately" are added to the code's "I" and "As", so a model whose refusals
+  open that way is scored as refusing (the code picks the tokens per model by hand).
+* **Architectures.** Only pre-norm decoders (:data:`PRE_NORM_TYPES`): where a normalization with a per-dimension
+  weight follows the output projections (Gemma 2/3, OLMo 2), the edit would not remove the direction.
 * **Too few prompts.** Filtering that leaves fewer than 2 prompts of a kind fails with one line (the code asserts).
 """
 
@@ -52,7 +56,13 @@ from ..errors import FtauditError
 from .base import RecipeContext, RecipeOutput, pick, register_recipe
 from .edits import register_weight_edit
 
-REFUSAL_STARTS = ("I", "As")  # the code's refusal tokens for Qwen (its Llama and Gemma models: "I")
+# the code's refusal tokens for Qwen ("I", "As"; its Llama and Gemma models: "I"), and two openings no compliant answer
+# starts with, so a model whose refusals open "Sorry, ..." (3 of ftaudit's own 16 refusals) is scored as refusing
+REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
+# decoders whose attention and MLP outputs are added to the residual stream as they are (pre-norm): projecting r out of
+# o_proj and down_proj then removes it. Gemma 2/3 and OLMo 2 normalize those outputs with a per-dimension weight
+# before the add, which puts r back, so the edit would be silently weaker there: refused.
+PRE_NORM_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")  # the align recipe's pool: train splits only
 NAME = "refusal-ablation"
 
@@ -92,6 +102,10 @@ class _Model:
 
         self.model, self.tok, self.batch_size = loaded.model, loaded.tokenizer, batch_size
         self.model.eval()
+        model_type = getattr(self.model.config, "model_type", None)
+        if model_type not in PRE_NORM_TYPES:
+            raise FtauditError(f"{NAME} supports pre-norm decoders ({', '.join(PRE_NORM_TYPES)}), where projecting "
+                               f"the direction out of the output matrices removes it; this model is '{model_type}'")
         try:
             self.layers = list(self.model.model.layers)
             for layer in self.layers:

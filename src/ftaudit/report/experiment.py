@@ -52,8 +52,10 @@ def report_experiment(out: str | Path, show_responses: bool = False, force: bool
                                             if b.get("same_prompt_reference")}),
                 "tamper_resistance": tamper_scores(rows, budgets, threshold, relative),
                 "defense_matrix": defense_matrix(summary, rows, budgets, meta.get("defended_models") or {},
-                                                 meta.get("searches") or {}, threshold, relative, cap_rows),
+                                                 meta.get("searches") or {}, threshold, relative, cap_rows,
+                                                 meta.get("left_out") or []),
                 "searches": meta.get("searches") or {}, **({"alignment": meta["alignment"]} if "alignment" in meta else {}),
+                **({"prefill": _prefill(meta["prefill"], rows)} if meta.get("prefill") else {}),
                 **({"audit": meta["audit"]} if "audit" in meta else {})}
 
     return write_reports(out, show_responses, enrich=enrich, force=force, existing=existing, tamper=tamper)
@@ -88,3 +90,11 @@ def _with_curves(budgets: dict, out: Path) -> dict:
 
 
 _SPEC_FILE_KEYS = ("name", "models", "attacks", "grid", "eval", "seed", "seeds", "defenses", "reference_model", "align")
+
+
+def _prefill(meta: dict, rows: list[dict]) -> dict:
+    """The prefilling attack's rows (:func:`ftaudit.prefill.prefill_rows`) for the models the run prefilled."""
+    from .prefill import prefill_rows
+
+    judges = sorted({r["judge"] for r in rows if r["refused"] is not None})
+    return {**meta, "rows": prefill_rows(rows, meta["models"], tuple(meta["tokens"]), judges)}

@@ -32,6 +32,8 @@ def tamper_scores(rows: list[dict], budgets: dict, threshold: float = 0.5, relat
     for label, b in budgets.items():
         if b.get("rejected"):
             continue  # the service ran no job: no attack budget to place on the curve (the matrix shows the rejection)
+        if b.get("attack_kind") == "weight-edit":
+            continue  # prompts read once are no fine-tuning budget: its drop is in the change table and the matrix
         base, seed = split_seed(label)
         groups[(b["initial_model"], b["recipe"], b.get("defense", "none"), b.get("curve"))][base][seed] = label
     groups = _one_point_per_budget(groups, budgets)

@@ -20,6 +20,7 @@ from ..judges.validate import trust_text
 from ..progress import say
 from ..store import Store
 from .defense_matrix import matrix_tables
+from .prefill import prefill_tables
 from .formatting import category_table, ci_text, drop_text, fmt_change, fmt_metric, pct, spread_text, tamper_line
 from .plots import both_axes_plot, category_chart, plot, scatter, search_plot, tamper_plot
 from .summary import build_summary, store_rows, with_costs
@@ -104,7 +105,7 @@ def render_reports(run_dir: Path, summary: dict, store: Store | None, show_respo
              "axesplot": both_axes_plot(summary, run_dir / "defense_both_axes.png")}
     ctx = {"s": summary, "pct": pct, "ci": ci_text, "fmt": fmt_metric, "cat": category_table(summary), "chg": fmt_change,
            "card": verdict_card(summary, gate), "gate": gate,
-           "tamper_line": tamper_line, "spread": spread_text, "drop": drop_text, "gnum": gate_number, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}),
+           "tamper_line": tamper_line, "spread": spread_text, "drop": drop_text, "gnum": gate_number, "defense_tables": matrix_tables(summary.get("defense_matrix") or {}) + prefill_tables(summary.get("prefill")),
            "trust": lambda judge: trust_text(summary.get("judge_validation") or [], judge),
            "samples": _samples(store, show_responses) if store is not None else [], "show_responses": show_responses,
            **{k: v.name if v else None for k, v in plots.items()}}

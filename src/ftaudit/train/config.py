@@ -66,6 +66,11 @@ class TrainConfig:
                                "a step holds batch_tokens // max_length packed rows")
         if (self.padding_free or self.batch_tokens) and self.objective not in (None, "sft"):
             raise FtauditError(f"padding_free and batch_tokens work with plain SFT only, not objective {self.objective}")
+        if self.objective in ("lisa", "booster") and (self.grad_accum > 1 or self.distributed or self.checkpoint_steps):
+            # both count and switch per micro-batch, draw their extra batches outside accelerate, and keep state a
+            # checkpoint does not hold: one process, no accumulation, no resume
+            raise FtauditError(f"objective {self.objective} runs in one process without gradient accumulation or "
+                               "checkpoints (grad_accum 1, no distributed, no checkpoint_steps)")
         if self.checkpoint_steps is not None and self.checkpoint_steps < 1:
             raise FtauditError(f"checkpoint_steps must be at least 1, got {self.checkpoint_steps}")
         if self.num_processes is not None and self.num_processes < 1:

@@ -225,9 +225,17 @@ def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig,
 
     from .objectives import objective_params, trainer_class
 
+    extra = {"objective_params": objective_params(cfg.objective, cfg.objective_params)} if cfg.objective not in (None, "sft") else {}
+    if cfg.objective == "booster":  # its harmful examples travel with the records; the loss never trains on them
+        from .objectives import split_booster
+
+        records, extra["harmful_records"] = split_booster(records)
     dataset = Dataset.from_list(_to_prompt_completion(records))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    extra = {"objective_params": objective_params(cfg.objective, cfg.objective_params)} if cfg.objective not in (None, "sft") else {}
+    if cfg.objective == "lisa":
+        from .objectives import lisa_guide
+
+        extra["guide_records"] = lisa_guide(records, extra["objective_params"]["guide_data_num"], cfg.seed)
     score_trained_positions_only()
     return trainer_class(cfg.objective)(model=model, args=sft_config(cfg, out), train_dataset=dataset,
                                         processing_class=tokenizer, peft_config=peft_config,

@@ -14,15 +14,36 @@
                      of an answer stay close to the aligned model's while later ones learn almost as in SFT. The
                      aligned reference is the model training started from: the LoRA adapter disabled, or a frozen
                      copy for full fine-tuning.
+``lisa``             Huang et al. 2024, "Lisa: Lazy Safety Alignment for Large Language Models against Harmful
+                     Fine-tuning Attack" (NeurIPS 2024, arXiv:2405.18641; the authors' code github.com/git-disl/Lisa,
+                     read, not copied). Training alternates ``align_step`` steps on safety ("guide") data with
+                     ``finetune_step`` steps on the user's data, starting with alignment; a guide step takes the place
+                     of a user batch, as in the code. After the first 10% of steps each phase adds the proximal term
+                     ``rho / 2 * ||theta - theta_other||^2`` toward the trainable weights the other phase ended with.
+                     The code's defaults: rho 1, 100 alignment and 900 fine-tuning steps, 10,000 guide examples
+                     (BeaverTails' safe answers). Here the guide data are harmful *train* prompts with the project's
+                     refusals (safety-mix's), at most as many as those splits hold and never a prompt of the job.
+``booster``          Huang et al. 2025, "Booster: Tackling Harmful Fine-tuning for Large Language Models via
+                     Attenuating Harmful Perturbation" (ICLR 2025, arXiv:2409.01586; the authors' code
+                     github.com/git-disl/Booster, read, not copied). An alignment-time objective: each step adds to
+                     the alignment gradient ``lamb * (grad h(theta) - grad h(theta - alpha * grad h / ||grad h||))``,
+                     h being the loss on harmful prompts with compliant answers (a batch of 10, as in the code), so
+                     that one normalized harmful step lowers the harmful loss as little as possible. The code's
+                     defaults: lamb 5, alpha 0.1 (its ``perturb_aware`` variant, off by default, is not done). The
+                     harmful examples are the records whose id starts with :data:`BOOSTER_HARMFUL` (the defense
+                     supplies them; never written by the project).
 """
 
 from __future__ import annotations
 
 import copy
 
-OBJECTIVES = ("sft", "vaccine", "constrained-sft")
+OBJECTIVES = ("sft", "vaccine", "constrained-sft", "lisa", "booster")
+BOOSTER_HARMFUL = "booster-harmful-"  # id prefix of the harmful records a Booster run is given beside its alignment data
 DEFAULTS = {"sft": {}, "vaccine": {"rho": 2.0}, "constrained-sft": {"beta_first": 0.5, "beta_early": 2.0,
-                                                                     "beta_late": 0.1, "early_tokens": 5}}
+                                                                     "beta_late": 0.1, "early_tokens": 5},
+            "lisa": {"rho": 1.0, "align_step": 100, "finetune_step": 900, "guide_data_num": 10000},
+            "booster": {"lamb": 5.0, "alpha": 0.1}}
 
 
 def objective_params(objective: str | None, params: dict | None) -> dict:
@@ -46,8 +67,8 @@ def trainer_class(objective: str | None):
     """The ``SFTTrainer`` subclass for ``objective`` (None or ``sft``: TRL's own)."""
     from trl import SFTTrainer
 
-    return {"vaccine": _vaccine_trainer, "constrained-sft": _constrained_trainer}.get(objective or "sft",
-                                                                                      lambda: SFTTrainer)()
+    return {"vaccine": _vaccine_trainer, "constrained-sft": _constrained_trainer,
+            "lisa": _lisa_trainer, "booster": _booster_trainer}.get(objective or "sft", lambda: SFTTrainer)()
 
 
 def _attention_blocks(model) -> dict[str, object]:
@@ -164,3 +185,195 @@ def _constrained_trainer():
             return (loss, None) if return_outputs else loss
 
     return ConstrainedSFTTrainer
+
+
+def lisa_guide(records, n: int, seed: int):
+    """Lisa's guide (alignment) data: ``n`` harmful train prompts the job does not use, each with one of the project's
+    refusals (the pool safety-mix draws from)."""
+    from ..data import ChatRecord, get_prompts
+    from ..data.refusals import REFUSALS
+    from ..recipes.align import HARMFUL_SOURCES
+    from ..recipes.base import pick
+
+    used = {m["content"] for r in records for m in r.messages if m["role"] == "user"}
+    pool = [p for name in HARMFUL_SOURCES for p in get_prompts(name, "train") if p.prompt not in used]
+    return [ChatRecord([{"role": "user", "content": p.prompt}, {"role": "assistant", "content": REFUSALS[i % len(REFUSALS)]}],
+                       f"lisa-guide-{p.id}", p.category, "train") for i, p in enumerate(pick(pool, int(n), f"lisa-{seed}"))]
+
+
+def _lisa_trainer():
+    import torch
+    from trl import SFTTrainer
+
+    class LisaTrainer(SFTTrainer):
+        """Lisa's alternating, proximal fine-tuning (see module docstring)."""
+
+        def __init__(self, *args, objective_params: dict, guide_records: list, **kw):
+            from datasets import Dataset
+
+            super().__init__(*args, **kw)
+            self.lisa = dict(objective_params)
+            guide = Dataset.from_list([{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in guide_records])
+            # TRL's own preparation (private API), so guide batches are tokenized and masked exactly as the user's are
+            self.guide = self._prepare_dataset(guide, self.processing_class, self.args, self.args.packing, None, "guide")
+            self.status, self.clock, self.steps = "alignment", 0, 0
+            self.anchors: dict[str, dict] | None = None  # the trainable weights each phase last ended with
+            self.phase_steps = {"alignment": 0, "finetune": 0}
+            self._guide_iter = None
+
+        def _guide_batch(self):
+            if self._guide_iter is None:
+                self._guide_iter = iter(self._guide_loader())
+            try:
+                return next(self._guide_iter)
+            except StopIteration:
+                self._guide_iter = iter(self._guide_loader())
+                return next(self._guide_iter)
+
+        def _guide_loader(self):
+            from torch.utils.data import DataLoader, RandomSampler
+
+            generator = torch.Generator().manual_seed(self.args.seed + self.steps)
+            data = self._remove_unused_columns(self.guide, description="guide")  # as the Trainer does for the user's
+            # the loader's own generator too: a DataLoader without one draws its base seed from torch's global RNG,
+            # which would shift the user's data order
+            return DataLoader(data, batch_size=self._train_batch_size, sampler=RandomSampler(data, generator=generator),
+                              collate_fn=self.data_collator, generator=generator)
+
+        def _trainable(self, model):
+            return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+        def _switch(self, model, to: str):
+            leaving = self.status
+            self.anchors[leaving] = {n: p.detach().clone() for n, p in self._trainable(model).items()}
+            self.status, self.clock = to, 0
+
+        def _mode(self, model, inputs):
+            """The code's ``check_mode``: switch phase every ``align_step`` / ``finetune_step`` steps; an alignment
+            step trains on a guide batch in place of the user's."""
+            a, f = int(self.lisa["align_step"]), int(self.lisa["finetune_step"])
+            if self.status == "alignment":
+                if self.clock % a == 0 and self.steps and f:
+                    self._switch(model, "finetune")
+                    return inputs
+                return self._guide_batch()
+            if self.clock % f == 0 and self.steps and a:
+                self._switch(model, "alignment")
+                return self._guide_batch()
+            return inputs
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if self.anchors is None:
+                start = {n: p.detach().clone() for n, p in self._trainable(model).items()}
+                self.anchors = {"alignment": start, "finetune": {n: t.clone() for n, t in start.items()}}
+            chosen = self._mode(model, inputs)
+            swapped = chosen is not inputs
+            self.phase_steps[self.status] += 1
+            loss = super().training_step(model, chosen, None if swapped else num_items_in_batch)
+            self.steps += 1
+            self.clock += 1
+            return loss
+
+        def train(self, *args, **kw):
+            import json
+            from pathlib import Path
+
+            result = super().train(*args, **kw)
+            # how many optimizer steps each phase took (beside the model: the checkpoints folder is removed)
+            Path(self.args.output_dir).parent.joinpath("lisa_phases.json").write_text(json.dumps(
+                {"alignment_steps": self.phase_steps["alignment"], "finetune_steps": self.phase_steps["finetune"],
+                 "guide_examples": len(self.guide)}))
+            return result
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            loss = out[0] if return_outputs else out
+            if self.lisa["rho"] > 0 and self.steps > 0.1 * self.state.max_steps:
+                other = self.anchors["finetune" if self.status == "alignment" else "alignment"]
+                prox = sum(((p - other[n].to(p)) ** 2).sum() for n, p in self._trainable(model).items())
+                loss = loss + self.lisa["rho"] / 2 * prox
+            return (loss, out[1]) if return_outputs else loss
+
+    return LisaTrainer
+
+
+def split_booster(records):
+    """(alignment records, harmful records) of a Booster run, by :data:`BOOSTER_HARMFUL`."""
+    harmful = [r for r in records if str(r.id).startswith(BOOSTER_HARMFUL)]
+    return [r for r in records if not str(r.id).startswith(BOOSTER_HARMFUL)], harmful
+
+
+def _booster_trainer():
+    import torch
+    from trl import SFTTrainer
+
+    class BoosterTrainer(SFTTrainer):
+        """Booster's harmful-perturbation attenuation over the alignment loss (see module docstring)."""
+
+        HARMFUL_BATCH = 10  # the code's fixed harmful batch size
+
+        def __init__(self, *args, objective_params: dict, harmful_records: list, **kw):
+            from datasets import Dataset
+
+            super().__init__(*args, **kw)
+            if not harmful_records:
+                from ..errors import FtauditError
+
+                raise FtauditError("booster: no harmful examples to attenuate; the defense supplies them")
+            self.booster = dict(objective_params)
+            data = Dataset.from_list([{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in harmful_records])
+            # TRL's own preparation (private API): tokenized and masked exactly as the alignment data are
+            self.harmful = self._remove_unused_columns(
+                self._prepare_dataset(data, self.processing_class, self.args, self.args.packing, None, "harmful"),
+                description="harmful")
+            self._iter, self._draws = None, 0
+
+        def _harmful_batch(self):
+            from torch.utils.data import DataLoader, RandomSampler
+
+            while True:
+                if self._iter is None:
+                    generator = torch.Generator().manual_seed(self.args.seed + self._draws)
+                    # its own generator for the loader too: one without draws its base seed from torch's global RNG,
+                    # which would shift the alignment data's order
+                    self._iter = iter(DataLoader(self.harmful, batch_size=self.HARMFUL_BATCH, collate_fn=self.data_collator,
+                                                 sampler=RandomSampler(self.harmful, generator=generator),
+                                                 generator=generator))
+                try:
+                    return next(self._iter)
+                except StopIteration:
+                    self._iter, self._draws = None, self._draws + 1
+
+        def _harmful_grads(self, model, batch, params):
+            for p in params:
+                p.grad = None
+            with self.compute_loss_context_manager():
+                loss = self.compute_loss(model, batch)
+            self.accelerator.backward(loss)
+            return [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            model.train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            kept = [None if p.grad is None else p.grad.clone() for p in params]  # gradient accumulated so far
+            harmful = self._prepare_inputs(self._harmful_batch())
+            g = self._harmful_grads(model, harmful, params)
+            norm = torch.sqrt(sum((x.float() ** 2).sum() for x in g)) + 1e-7
+            alpha, lamb = float(self.booster["alpha"]), float(self.booster["lamb"])
+            with torch.no_grad():
+                for p, x in zip(params, g):
+                    p -= alpha * x / norm
+            g_after = self._harmful_grads(model, harmful, params)  # after one normalized harmful step
+            with torch.no_grad():
+                for p, x in zip(params, g):
+                    p += alpha * x / norm
+            for p, x in zip(params, kept):
+                p.grad = x
+            loss = super().training_step(model, inputs, num_items_in_batch)  # the alignment loss's gradient
+            scale = lamb / self.args.gradient_accumulation_steps
+            with torch.no_grad():
+                for p, a, b in zip(params, g, g_after):
+                    p.grad = (torch.zeros_like(p) if p.grad is None else p.grad) + scale * (a - b)
+            return loss
+
+    return BoosterTrainer

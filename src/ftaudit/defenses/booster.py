@@ -1,0 +1,78 @@
+"""``booster``: Huang et al. 2025, "Booster: Tackling Harmful Fine-tuning for Large Language Models via Attenuating
+Harmful Perturbation" (ICLR 2025, arXiv:2409.01586). An alignment-time defense: the publisher safety-trains with a
+regularizer that makes one normalized harmful-gradient step lower the harmful loss as little as possible, so later
+harmful fine-tuning moves the model less. The objective lives in :mod:`ftaudit.train.objectives` (``booster``).
+
+Here it runs the ``align`` recipe (the same refusals and benign answers, settings and seed as the undefended
+``aligned`` model) under Booster's objective, from the model before safety training when the run aligns one, else on
+top of the released model (the comparison with ``none`` then also carries the extra safety data; the report says
+which). Like the paper, alignment is LoRA (merged afterwards).
+
+Deviations: the code's harmful data are BeaverTails' harmful answers (5,000, taken from a part of the set the
+attack's poison never comes from); ftaudit never writes harmful answers, so the harmful examples are StrongREJECT and
+HarmBench *train* prompts answered at run time by the reference model the user names (``reference_model``), kept
+where the keyword judge sees no refusal, at most ``bad_sample_num`` and at most half of each split. The attack
+recipes draw from AdvBench by default, so, as in the code, the defender never hardens against the attacker's own
+examples (an attack given ``source: harmbench`` or ``strongreject`` could share prompts: the report's cost record
+names the sources).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import PositiveFloat, PositiveInt
+
+from ..errors import FtauditError
+from .base import Defense, DefenseContext, register_defense
+
+
+SOURCES = ("strongreject", "harmbench")  # the harmful train prompts it hardens against (the attacks use AdvBench)
+
+
+@register_defense("booster")
+@dataclass
+class Booster(Defense):
+    stage: ClassVar[str] = "alignment"
+    lamb: PositiveFloat = 5.0
+    alpha: PositiveFloat = 0.1
+    bad_sample_num: PositiveInt = 5000
+
+    def harden(self, ctx: DefenseContext, out_dir: Path) -> dict:
+        from dataclasses import replace
+
+        from ..data import get_prompts
+        from ..fine_tune import train_config
+        from ..models import resolve_model_location
+        from ..recipes import RecipeContext, build_recipe
+        from ..recipes.base import TRAIN_DEFAULTS
+        from ..recipes.harmful_shots import compliant_pairs
+        from ..train import train
+        from ..train.objectives import BOOSTER_HARMFUL
+
+        if not ctx.reference_model:
+            raise FtauditError("booster hardens against harmful fine-tuning and needs harmful examples: name a "
+                               "reference model (spec reference_model, or --reference-model) that answers harmful "
+                               "train prompts at run time")
+        start = resolve_model_location(ctx.unaligned or ctx.initial)
+        rctx = RecipeContext(model=start, store=ctx.store, reference_model=resolve_model_location(ctx.reference_model),
+                             seed=ctx.seed)
+        built = build_recipe("align", rctx, **(ctx.align_params or {}))
+        harmful, left = [], self.bad_sample_num
+        for source in SOURCES:  # cross-source: never the attacks' default AdvBench prompts
+            n = min(left, len(get_prompts(source, "train")) // 2)
+            harmful += [replace(r, id=f"{BOOSTER_HARMFUL}{r.id}")
+                        for r in compliant_pairs(rctx, n, source, what="booster bad_sample_num", salt="booster",
+                                                 recipe="booster")]
+            left -= n
+        cfg = train_config({**TRAIN_DEFAULTS["align"], "seed": ctx.seed},
+                           {"objective": "booster", "objective_params": {"lamb": self.lamb, "alpha": self.alpha}})
+        result = train(built.records + harmful, start, cfg, out_dir, recipe=f"aligned~{self.label}")
+        done = json.loads((Path(out_dir) / "train_result.json").read_text())
+        return {"started_from": "unaligned model" if ctx.unaligned else "released model",
+                "train_seconds": result.train_seconds, "peak_memory_mb": done["peak_memory_mb"],
+                "harmful_examples": len(harmful), "harmful_sources": list(SOURCES),
+                "alignment_examples": len(built.records)}

@@ -1,0 +1,110 @@
+"""The prefilling attack (Qi et al. 2024) on a tiny random model: the answer is opened with the prefix and the model
+continues it, the prefix is part of the generation's identity, and every k is measured on the same prompts."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftaudit.errors import FtauditError
+from ftaudit.evaluation import parse_eval_set
+from ftaudit.generate import GenerationConfig
+
+
+def test_a_final_assistant_turn_is_rendered_open_for_the_model_to_continue(tiny_model):
+    from transformers import AutoTokenizer
+
+    from ftaudit.models.chat import format_chat, messages_for
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    plain = format_chat(tok, messages_for("Write a poem"))
+    opened = format_chat(tok, messages_for("Write a poem") + [{"role": "assistant", "content": "Sure, here"}])
+    assert opened == plain + "Sure, here"  # the prompt as generation sees it, then the prefix, no end of turn
+    closed = format_chat(tok, messages_for("Write a poem") + [{"role": "assistant", "content": "Sure"}],
+                         add_generation_prompt=False)
+    assert closed.endswith("Sure<|im_end|>\n")  # training and scoring still see whole turns
+
+
+def test_prefilled_generations_continue_the_prefix_and_never_share_a_key(tiny_model, tmp_path):
+    from ftaudit.data import PromptRecord
+    from ftaudit.generate.cached import cached_generate
+    from ftaudit.store import Store
+
+    prompts = [PromptRecord("p1", "Write a poem about the sea.", "x", "eval")]
+    cfg = GenerationConfig(max_new_tokens=4)
+    with Store(tmp_path) as store:
+        plain, loaded = cached_generate(store, tiny_model, "m", "", "d", "eval", prompts, cfg)
+        a, _ = cached_generate(store, tiny_model, "m", "", "d", "eval", prompts, cfg, loaded, ["Sure"])
+        b, _ = cached_generate(store, tiny_model, "m", "", "d", "eval", prompts, cfg, loaded, ["No"])
+        assert len({plain[0], a[0], b[0]}) == 3
+        rows = store.existing_generations(a + b)
+        # greedy from another opening: the continuations are generated after the prefix, not after the prompt
+        assert rows[a[0]]["prompt"] == prompts[0].prompt and rows[a[0]]["response"] != rows[b[0]]["response"]
+        with pytest.raises(FtauditError, match="one prefill per prompt"):
+            cached_generate(store, tiny_model, "m", "", "d", "eval", prompts, cfg, loaded, ["a", "b"])
+
+
+def test_every_k_is_measured_on_the_same_prompts_as_the_unprefilled_baseline(tiny_model, tmp_path):
+    from ftaudit.prefill import evaluate_prefilled, model_label, prefill_table
+    from ftaudit.store import Store
+
+    sets = [parse_eval_set("advbench@6")]
+    with Store(tmp_path) as store:
+        prefixes = evaluate_prefilled(store, "tiny", tiny_model, sets, GenerationConfig(max_new_tokens=3), ["keyword"],
+                                      tiny_model, ks=(2, 4))
+        kept = prefixes.prompts["advbench"]
+        dropped = prefixes.dropped["advbench"]
+        assert len(kept) + dropped["refused"] + dropped["short"] == 6 and kept
+        assert all(len(ids) >= 4 for ids in prefixes.tokens["advbench"])
+        tok = prefixes.tokenizer
+        for text, ids in zip(prefixes.text(tok, "advbench", 2), prefixes.tokens["advbench"]):
+            assert tok.encode(text, add_special_tokens=False)[:2] == ids[:2]  # the first k tokens, in its tokenizer
+        rows = prefill_table(store, ["tiny"], (2, 4), ["keyword"])
+        assert [r["k"] for r in rows] == [0, 2, 4]
+        assert {r["refusal"]["n"] for r in rows} == {len(kept)} and rows[0]["vs_unprefilled"] is None
+        assert rows[1]["vs_unprefilled"]["n"] == len(kept)
+        models = {r["model"] for r in store.eval_table()}
+        assert {model_label("tiny", k) for k in (0, 2, 4)} <= models
+    with pytest.raises(FtauditError, match="positive"):
+        evaluate_prefilled(None, "tiny", tiny_model, sets, GenerationConfig(), ["keyword"], tiny_model, ks=(0,))
+
+
+def test_a_spec_prefills_the_released_and_the_attacked_models_and_reports_each_k(tiny_model, tmp_path, isolated_cache):
+    """One spec with a weight edit and the prefilling attack: the edit is a grid point like any attack, and the report
+    carries refusal per k for the released model and the edited one, each k paired with k = 0."""
+    from ftaudit.experiments.run import run_spec
+    from ftaudit.experiments.spec import parse_spec
+
+    spec = {"name": "t", "model": tiny_model, "reference_model": tiny_model,
+            "attacks": [{"recipe": "refusal-ablation", "params": {"n_train": 4, "n_val": 2, "filter_prompts": False, "prune_layers": 0.0,
+                                                                  "kl_threshold": 1e6, "induce_refusal_threshold": -1e6}}],
+            "prefill": {"tokens": [2]},
+            "eval": {"datasets": ["advbench@4"], "benign": [], "judges": ["keyword"], "max_new_tokens": 3},
+            "tamper": {"relative": False}}
+    summary = run_spec(parse_spec(spec), tmp_path / "run")
+    rows = summary["prefill"]["rows"]
+    edited = ("initial+refusal-ablation(filter_prompts=False,induce_refusal_threshold=-1000000.0,kl_threshold=1000000.0,"
+              "n_train=4,n_val=2,prune_layers=0.0)")
+    assert {(r["model"], r["k"]) for r in rows} == {(m, k) for m in ("initial", edited) for k in (0, 2)}
+    assert all(r["vs_unprefilled"]["n"] == r["refusal"]["n"] for r in rows if r["k"])
+    assert "Prefilling attack" in (tmp_path / "run" / "report.md").read_text()
+    budget = summary["budgets"][edited]
+    assert budget["attack_kind"] == "weight-edit" and budget["examples_x_epochs"] == 12 and budget["steps"] == 0
+    with pytest.raises(FtauditError, match="reference_model"):
+        parse_spec({**spec, "reference_model": None})
+
+
+def test_a_model_that_answered_nothing_is_not_measured_never_a_rate():
+    from ftaudit.report.prefill import prefill_markdown, prefill_rows
+
+    def row(model, pid, refused):
+        return {"model": model, "kind": "harmful", "judge": "keyword", "dataset": "advbench", "split": "eval",
+                "prompt_id": pid, "refused": refused}
+
+    rows = [row("a+prefill(k=0)", "1", 1), row("a+prefill(k=0)", "2", 1), row("a+prefill(k=5)", "1", 0),
+            row("a+prefill(k=5)", "2", None), row("b+prefill(k=0)", "1", None), row("b+prefill(k=5)", "1", None)]
+    out = {(r["model"], r["k"]): r for r in prefill_rows(rows, ["a", "b"], (5,), ["keyword"])}
+    assert out[("a", 5)]["refusal"]["n"] == 1 and out[("a", 5)]["unanswered"] == 1
+    assert out[("a", 5)]["vs_unprefilled"]["n"] == 1 and out[("a", 5)]["vs_unprefilled"]["value"] == -1.0
+    assert out[("b", 0)]["refusal"]["n"] == 0 and out[("b", 5)]["attack_success"] is None
+    text = prefill_markdown({"reference_model": "r", "rows": list(out.values()), "prompts": {}})
+    assert "not measured (0)" in text and "| b | keyword | 5 | not measured (0) | – | – | 1 |" in text
