@@ -112,6 +112,31 @@ def test_lisa_alternates_guide_and_user_steps_and_its_proximal_term_holds_the_we
         "rho": 1.0, "align_step": 100, "finetune_step": 900, "guide_data_num": 10000}}  # the authors' defaults
 
 
+def test_lisa_trains_guide_batches_in_its_alignment_steps_and_the_job_in_its_fine_tuning_steps(tiny_model, tmp_path,
+                                                                                                monkeypatch):
+    """What each step trained on, seen from the loss: steps 0 and 3 on guide data (refusals), 1 and 2 on the job."""
+    from ftaudit.train import objectives
+
+    seen = []
+    make = objectives._lisa_trainer
+
+    def spying():
+        cls = make()
+
+        class Spy(cls):
+            def compute_loss(self, model, inputs, **kw):
+                text = self.processing_class.decode(inputs["input_ids"][0])
+                seen.append((self.status, "Sure, here is a short answer" in text))
+                return super().compute_loss(model, inputs, **kw)
+        return Spy
+
+    monkeypatch.setattr(objectives, "_lisa_trainer", spying)
+    base = dict(epochs=2, batch_size=3, lora_r=2, learning_rate=5e-3, target_modules=["q_proj", "v_proj"], objective="lisa")
+    train(RECS, tiny_model, TrainConfig(**base, objective_params={"align_step": 1, "finetune_step": 2, "guide_data_num": 6}),
+          tmp_path / "spy", recipe="x")
+    assert seen == [("alignment", False), ("finetune", True), ("finetune", True), ("alignment", False)]
+
+
 def test_booster_never_trains_on_its_harmful_examples_and_reduces_to_sft_at_lamb_zero(tiny_model, tmp_path):
     """Booster (Huang et al. 2025): the harmful records only shape the regularizer. With lamb -> 0 the adapter is plain
     SFT's on the alignment records alone; at the code's lamb 5 it differs."""
@@ -130,6 +155,53 @@ def test_booster_never_trains_on_its_harmful_examples_and_reduces_to_sft_at_lamb
     assert not torch.allclose(sft[key], real[key], atol=1e-4)
     with pytest.raises(FtauditError, match="reference model"):
         get_defense("booster").harden(DefenseContext(None, tiny_model), tmp_path / "hard")
+
+
+def test_booster_step_gradient_is_the_alignment_gradient_plus_lamb_times_the_harmful_loss_change(tiny_model, tmp_path):
+    """One Booster step, checked against the paper's gradient computed here by hand:
+    grad f(theta) + lamb * (grad h(theta) - grad h(theta - alpha * grad h(theta) / ||grad h(theta)||))."""
+    from peft import LoraConfig
+
+    from ftaudit.models.loading import load_model
+    from ftaudit.train.engine import build_trainer
+    from ftaudit.train.objectives import BOOSTER_HARMFUL
+
+    harmful = [chat(f"Harmful request {i}", COMPLY_TEXT, f"{BOOSTER_HARMFUL}{i}") for i in range(4)]
+    cfg = TrainConfig(epochs=1, batch_size=3, lora_r=2, target_modules=["q_proj", "v_proj"], objective="booster",
+                      objective_params={"lamb": 5.0, "alpha": 0.1})
+    loaded = load_model(tiny_model, dtype="float32")
+    trainer = build_trainer(loaded.model, loaded.tokenizer, RECS + harmful, cfg, tmp_path,
+                            LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model = trainer.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.no_grad():  # lora_B starts at zero, where some gradients vanish: start from a generic point
+        for p in params:
+            p.add_(0.05 * torch.randn_like(p))
+    align = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    bad = trainer._prepare_inputs(trainer._harmful_batch())
+    trainer._harmful_batch = lambda: bad
+
+    def grads(inputs):
+        model.zero_grad()
+        trainer.compute_loss(model, inputs).backward()
+        return [p.grad.detach().clone() for p in params]
+
+    g_align, g_h = grads(align), grads(bad)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in g_h))
+    with torch.no_grad():
+        for p, g in zip(params, g_h):
+            p -= 0.1 * g / norm
+    g_h_after = grads(bad)
+    with torch.no_grad():
+        for p, g in zip(params, g_h):
+            p += 0.1 * g / norm
+    expected = [a + 5.0 * (h - h2) for a, h, h2 in zip(g_align, g_h, g_h_after)]
+    model.zero_grad()
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which this one step skips
+    trainer.training_step(model, align)
+    for p, e in zip(params, expected):
+        assert torch.allclose(p.grad, e, atol=1e-5, rtol=1e-4)
+    assert max(float((h - h2).abs().max()) for h, h2 in zip(g_h, g_h_after)) > 1e-4  # the regularizer is not zero here
 
 
 def test_unknown_objective_or_parameter_fails_in_one_line():
@@ -544,3 +616,18 @@ def test_the_matrix_shows_a_change_only_where_one_was_measured():
     assert _vs(None, True) == "" and _vs({"value": float("nan"), "ci": [float("nan")] * 2, "n": 0}, True) == ""
     assert _vs({"value": 0.05, "ci": [-0.031, 0.132], "n": 20}, True) == " (vs none +5.0 pts [-3.1, +13.2])"
     assert _vs({"value": 0.041, "ci": [0.012, 0.08], "n": 10}, False) == " (vs none +0.041 [+0.012, +0.080])"
+
+
+def test_a_lisa_job_that_never_trained_and_a_left_out_cell_are_never_shown_as_defended():
+    from ftaudit.report.defense_matrix import matrix_tables, what_the_defense_did
+
+    never = what_the_defense_did({"defense_report": {"alignment_steps": 5, "finetune_steps": 0, "guide_examples": 9}})
+    assert never.startswith("job never trained: all 5 steps were Lisa guide steps")
+    assert "trained 4 of 5 steps" in what_the_defense_did({"defense_report": {"alignment_steps": 1, "finetune_steps": 4}})
+    dm = {"cells": [], "defense_costs": [], "tuned": [],
+          "left_out": [{"defense": "safety-mix", "stage": "fine-tuning", "attack": "refusal-ablation()",
+                        "initial_model": "aligned"}]}
+    [(title, header, rows)] = [t for t in matrix_tables(dm) if t[0] == "Defense × attack"]
+    assert rows == [["safety-mix", "refusal-ablation()", "–", "not measured: the defense does not act on this attack",
+                     "= none: a fine-tuning defense has no training job to act on in a weight edit, so the attacker gets "
+                     "the undefended result (the none row)"] + ["–"] * (len(header) - 5)]

@@ -62,6 +62,28 @@ def test_orthogonalized_weights_equal_the_activation_ablation(tiny_model, loaded
                           dtype=torch.float64), atol=1e-4)
 
 
+def test_refusal_score_is_the_log_odds_of_the_refusal_tokens_at_the_first_answer_position(loaded):
+    """The paper's score, computed here one prompt at a time without padding: batching with left padding must not
+    move the position it is read at; the prompts' mean activations likewise."""
+    m = ra._Model(loaded, 8)
+    prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail."]
+    got = m.refusal_scores(prompts)
+    tok = loaded.tokenizer
+    ids = sorted({tok.encode(w, add_special_tokens=False)[0] for w in ra.REFUSAL_STARTS})
+    assert m.refusal_ids == ids
+    for prompt, score in zip(prompts, got.tolist()):
+        enc = tok(m.format(prompt), return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            probs = loaded.model(**enc).logits[0, -1].double().softmax(-1)
+        r = float(probs[ids].sum())
+        assert score == pytest.approx(torch.log(torch.tensor(r + 1e-8)).item() - torch.log(torch.tensor(1 - r + 1e-8)).item(),
+                                      abs=1e-4)
+    means = m.mean_activations(prompts)  # first layer's input at the template's own last tokens: their embeddings
+    emb = loaded.model.get_input_embeddings().weight.double()
+    assert torch.allclose(means[:, 0], emb[m.eoi], atol=1e-5)
+    assert means.shape == (len(m.eoi), len(m.layers), loaded.model.config.hidden_size)
+
+
 class _Scripted:
     """A stand-in for the loaded model whose scores are scripted per candidate direction (its layer index)."""
 
