@@ -145,7 +145,8 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
 def test_the_edit_is_saved_as_a_safety_compromised_model_and_rerun_for_free(tiny_model, tmp_path, isolated_cache):
     from ftaudit.models.loading import load_model, read_marker
     from ftaudit.pipeline import attack_budget
-    from ftaudit.recipes.edits import EDIT_RESULT, run_attack
+    from ftaudit.attack_run import run_attack
+    from ftaudit.recipes.edits import EDIT_RESULT
     from ftaudit.store import Store
 
     params = {"n_train": 6, "n_val": 3, "filter_prompts": False, "kl_threshold": 1e6, "induce_refusal_threshold": -1e6,

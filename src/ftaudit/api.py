@@ -204,7 +204,7 @@ def attack(recipe: str, model: str, out: str | Path, *, params: dict | None = No
     (each in ``out/seed-S/model``), else one in ``out/model``. Each carries a safety-compromised model card."""
     from .models import check_model_location
     from .recipes.base import recipe_params
-    from .recipes.edits import run_attack
+    from .attack_run import run_attack
     from .store import Store
 
     from .fine_tune import train_config

@@ -15,7 +15,7 @@ from ..evaluation import eval_sets_from
 from ..fine_tune import JobRejected
 from ..generate import GenerationConfig
 from ..pipeline import StageRunner, attack_budget, evaluate_system_twin
-from ..recipes.edits import run_attack
+from ..attack_run import run_attack
 from ..seeds import seed_name
 from ..store import Store
 from .spec import ExperimentSpec, GridPoint, curve_label

@@ -11,7 +11,7 @@ research artifact, and ``edit_result.json`` with its cost (seconds, peak memory,
 same inputs (fingerprint) is skipped.
 
 Data and fine-tuning-time defenses act on a training job, and post-hoc ones repair a trained adapter: neither has
-anything to act on in a weight edit, so :func:`run_attack` refuses that pairing (the grid leaves those cells out
+anything to act on in a weight edit, so :func:`ftaudit.attack_run.run_attack` refuses that pairing (the grid leaves those cells out
 and says so) rather than report the undefended edit under a defense's name.
 """
 
@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FtauditError
 
 EDIT_RESULT = "edit_result.json"
 EDIT_CARD = """---
@@ -82,13 +81,13 @@ def is_weight_edit(recipe: str) -> bool:
 
 # ftaudit's code that shapes an edit besides the edit's own module: the prompts and splits it reads, the chat template
 # rendering and model loading, and this runner
+EDIT_LIBRARIES = ("torch", "transformers", "accelerate", "safetensors")  # what computes and writes the edited weights
 EDIT_SHARED_CODE = ("data", "sources.py", "wheels.py", "assembly.py", "models", "recipes/edits.py", "recipes/base.py")
 
 
 def edit_fingerprint(base_fingerprint: str, recipe: str, settings: dict, seed: int, dtype: dict) -> str:
     """Everything that shapes the edited weights: the base weights, the settings, seed and dtypes, ftaudit's code
     (the edit's module and :data:`EDIT_SHARED_CODE`) and the libraries' versions."""
-    from ..fine_tune import ALIGN_LIBRARIES
     from importlib.metadata import PackageNotFoundError, version
 
     def lib(name: str) -> str | None:
@@ -105,7 +104,7 @@ def edit_fingerprint(base_fingerprint: str, recipe: str, settings: dict, seed: i
             if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml"):
                 code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     payload = json.dumps([base_fingerprint, recipe, settings, seed, dtype, code.hexdigest(),
-                          {name: lib(name) for name in ALIGN_LIBRARIES}], sort_keys=True, default=str)
+                          {name: lib(name) for name in EDIT_LIBRARIES}], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -150,29 +149,6 @@ def run_weight_edit(store, recipe: str, model: str, out_dir: str | Path, *, mode
                    peak_memory_mb=result.peak_memory_mb, devices=1)
     say(f"edited {name}: {result.examples} prompts, {result.train_seconds:.0f} s", "green")
     return name, result
-
-
-def run_attack(store, recipe: str, model: str, out_dir: str | Path, *, model_name: str, reference_model: str | None = None,
-               params: dict | None = None, overrides: dict | None = None, seed: int = 0, display_name: str | None = None,
-               name_seed: int | None = None, defense=None, defense_ctx=None):
-    """Any attack by recipe name: a weight edit runs here, a training recipe through
-    :func:`ftaudit.fine_tune.run_recipe` (same arguments). A weight edit under a data, fine-tuning or post-hoc defense
-    fails: those defenses act on a training job or its adapter, which a weight edit does not have."""
-    if is_weight_edit(recipe):
-        given = sorted(k for k, v in (overrides or {}).items() if v is not None and k != "seed")
-        if given:
-            raise FtauditError(f"{recipe} is a weight edit and trains nothing: training options ({', '.join(given)}) "
-                               "do not apply to it")
-        if defense is not None and defense.stage != "alignment":
-            raise FtauditError(f"defense {defense.label} acts on a {defense.stage} job, and {recipe} is a weight edit "
-                               "with no training job; only alignment-time defenses apply to it")
-        return run_weight_edit(store, recipe, model, out_dir, model_name=model_name, params=params, seed=seed,
-                               display_name=display_name, name_seed=name_seed)
-    from ..fine_tune import run_recipe
-
-    return run_recipe(store, recipe, model, out_dir, model_name=model_name, reference_model=reference_model,
-                      params=params, overrides=overrides, seed=seed, display_name=display_name, name_seed=name_seed,
-                      defense=defense, defense_ctx=defense_ctx)
 
 
 def applies(recipe: str, defense) -> bool:
