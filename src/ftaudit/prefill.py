@@ -24,6 +24,7 @@ Deviations, forced by ftaudit's rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import FtauditError
 from .evaluation import EvalSet, eval_generation_config, judge_pending
@@ -110,9 +111,12 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
     if prefixes is None:
         from transformers import AutoTokenizer
 
-        from .models.loading import _weights_dir, resolve_model_location
+        from .models.loading import _weights_dir, read_marker, resolve_model_location
 
-        tokenizer = AutoTokenizer.from_pretrained(str(_weights_dir(resolve_model_location(location))))
+        where = resolve_model_location(location)
+        while (meta := read_marker(Path(where)) if Path(where).is_dir() else None) and meta.get("kind") == "adapter":
+            where = meta["base"]  # an adapter's tokenizer is its base model's
+        tokenizer = AutoTokenizer.from_pretrained(str(_weights_dir(where)))
         prefixes = compliant_prefixes(store, reference_model, harmful, tokenizer, max(ks),
                                       max(REFERENCE_TOKENS, 2 * max(ks)))  # room for the longest prefix
     for es in harmful:
