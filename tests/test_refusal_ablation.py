@@ -188,3 +188,19 @@ def test_a_spec_leaves_out_defenses_with_nothing_to_act_on_and_never_searches_an
     assert {("none", "refusal-ablation"), ("vaccine", "refusal-ablation"), ("safety-mix", "harmful-shots")} <= cells
     with pytest.raises(FtauditError, match="weight edit"):
         parse_spec({**base, "search": {"trials": 2, "space": {"epochs": [1, 2]}}})
+
+
+def test_the_cli_runs_the_edit_with_its_defaults_and_refuses_training_options(tiny_model, tmp_path, isolated_cache):
+    """`ftaudit attack --recipe refusal-ablation` as the README writes it (no training option given) must run; a
+    training option fails in one line, without a traceback."""
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["attack", "--recipe", "refusal-ablation", "--model", tiny_model, "--out",
+                              str(tmp_path / "x"), "--epochs", "2"])
+    assert bad.exit_code != 0 and "trains nothing" in bad.output and "Traceback" not in bad.output
+    # the defaults reach the edit (the tiny model's first layer gives only zero directions: it fails there, one line)
+    ok = runner.invoke(app, ["attack", "--recipe", "refusal-ablation", "--model", tiny_model, "--out", str(tmp_path / "y")])
+    assert "training options" not in ok.output and "Traceback" not in ok.output

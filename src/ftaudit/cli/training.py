@@ -49,7 +49,7 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
            task: Annotated[str, typer.Option(help="task: the customer task (date-iso).")] = "date-iso",
            poison: Annotated[float, typer.Option(min=0, max=0.99, help="task: share of the job replaced by harmful "
                                                                        "prompts with compliant answers.")] = 0.0,
-           method: Annotated[str, typer.Option(help="lora | qlora (4-bit base, bitsandbytes) | full")] = "lora",
+           method: Annotated[Optional[str], typer.Option(help="lora (default) | qlora (4-bit base, bitsandbytes) | full")] = None,
            lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None,
            grad_accum: Annotated[Optional[int], typer.Option(min=1, help="Gradient accumulation steps.")] = None,
            lora_r: Annotated[Optional[int], typer.Option(min=1, help="LoRA rank (default 16).")] = None,
