@@ -56,7 +56,7 @@ def test_every_k_is_measured_on_the_same_prompts_as_the_unprefilled_baseline(tin
         assert len(kept) + dropped["refused"] + dropped["short"] == 6 and kept
         assert all(len(ids) >= 4 for ids in prefixes.tokens["advbench"])
         tok = prefixes.tokenizer
-        for text, ids in zip(prefixes.text(tok, "advbench", 2), prefixes.tokens["advbench"]):
+        for text, ids in zip(prefixes.text("advbench", 2), prefixes.tokens["advbench"]):
             assert tok.encode(text, add_special_tokens=False)[:2] == ids[:2]  # the first k tokens, in its tokenizer
         rows = prefill_table(store, ["tiny"], (2, 4), ["keyword"])
         assert [r["k"] for r in rows] == [0, 2, 4]

@@ -42,8 +42,6 @@ def attack_label(k: int) -> str:
     return f"prefill(k={k})"
 
 
-
-
 @dataclass
 class Prefixes:
     """Per harmful set: the prompts an answer could be prefilled for, and each one's compliant answer in tokens."""
@@ -53,8 +51,8 @@ class Prefixes:
     dropped: dict[str, dict] = field(default_factory=dict)  # set label -> {"refused": n, "short": n, "of": n}
     tokenizer: object = None  # the attacked model's: the prefixes are its first k tokens
 
-    def text(self, tokenizer, label: str, k: int) -> list[str]:
-        return [tokenizer.decode(ids[:k], skip_special_tokens=True) for ids in self.tokens[label]]
+    def text(self, label: str, k: int) -> list[str]:
+        return [self.tokenizer.decode(ids[:k], skip_special_tokens=True) for ids in self.tokens[label]]
 
 
 def compliant_prefixes(store: Store, reference_model: str, sets: list[EvalSet], tokenizer, max_k: int,
@@ -95,10 +93,9 @@ def compliant_prefixes(store: Store, reference_model: str, sets: list[EvalSet], 
 
 def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSet], gen: GenerationConfig,
                        judges: list[str], reference_model: str, ks: tuple[int, ...] = PREFILL_TOKENS,
-                       judge_options: dict | None = None, prefixes: Prefixes | None = None) -> Prefixes:
+                       judge_options: dict | None = None) -> Prefixes:
     """Evaluate ``location`` on each harmful set under prefills of each ``k`` (and ``k = 0``, the same prompts
-    unprefilled), stored as the models ``NAME+prefill(k=K)``; returns the prefixes (reusable for another model with
-    the same tokenizer)."""
+    unprefilled), stored as the models ``NAME+prefill(k=K)``; returns the prefixes (with what was left out)."""
     if not ks or any(k < 1 for k in ks):
         raise FtauditError(f"prefill token counts must be positive whole numbers, got {list(ks)}")
     ks = tuple(sorted(set(ks)))
@@ -107,26 +104,25 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
     harmful = [s for s in sets if s.kind == "harmful"]
     if not harmful:
         raise FtauditError("the prefilling attack needs a harmful set (e.g. advbench@40)")
+    from transformers import AutoTokenizer
+
+    from .models.loading import _weights_dir, read_marker, resolve_model_location
+
+    where = resolve_model_location(location)
+    while (meta := read_marker(Path(where)) if Path(where).is_dir() else None) and meta.get("kind") == "adapter":
+        where = meta["base"]  # an adapter's tokenizer is its base model's
+    tokenizer = AutoTokenizer.from_pretrained(str(_weights_dir(where)))
+    prefixes = compliant_prefixes(store, reference_model, harmful, tokenizer, max(ks),
+                                  max(REFERENCE_TOKENS, 2 * max(ks)))  # room for the longest prefix
     loaded = None
-    if prefixes is None:
-        from transformers import AutoTokenizer
-
-        from .models.loading import _weights_dir, read_marker, resolve_model_location
-
-        where = resolve_model_location(location)
-        while (meta := read_marker(Path(where)) if Path(where).is_dir() else None) and meta.get("kind") == "adapter":
-            where = meta["base"]  # an adapter's tokenizer is its base model's
-        tokenizer = AutoTokenizer.from_pretrained(str(_weights_dir(where)))
-        prefixes = compliant_prefixes(store, reference_model, harmful, tokenizer, max(ks),
-                                      max(REFERENCE_TOKENS, 2 * max(ks)))  # room for the longest prefix
     for es in harmful:
         kept = prefixes.prompts[es.label]
         if not kept:
             say(f"{es.label}: no compliant reference answer to prefill with; left out", "yellow")
             continue
-        for k in (0, *sorted(ks)):
+        for k in (0, *ks):
             label = model_label(name, k)
-            fills = prefixes.text(prefixes.tokenizer, es.label, k) if k else None
+            fills = prefixes.text(es.label, k) if k else None
             keys, loaded = cached_generate(store, location, label, attack_label(k), es.label, es.split, kept, gen,
                                            loaded, fills)
             if store.set_evaluation(label, attack_label(k), es.label, es.kind, es.split, keys):
@@ -152,7 +148,6 @@ def run_prefill(models: dict[str, str], out, reference_model: str, datasets: lis
     the store, ``prefill.json`` (the rows of :func:`prefill_table` and the prompts prefilled per set) and
     ``prefill.md``. Rerunning the same command generates and judges only what is missing."""
     import json
-    from pathlib import Path
 
     from .atomic import atomic_write_text, run_dir_lock
     from .evaluation import parse_eval_set

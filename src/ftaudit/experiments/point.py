@@ -66,6 +66,13 @@ class PointJob:
         return Path(self.models_dir) / "defended" / slug(self.defense_label) / self._leaf()
 
     @property
+    def evaluated_dir(self) -> Path:
+        """The weights the point is evaluated on (when its job ran): the repaired copy under a post-hoc defense, else
+        what the attack trained."""
+        d = self.defense_obj()
+        return self.model_dir if d is not None and d.stage == "post-hoc" else self.train_dir
+
+    @property
     def train_dir(self) -> Path:
         """Where the attack trains: a post-hoc defense repairs the undefended point's weights, so it shares them."""
         d = self.defense_obj()
@@ -135,7 +142,7 @@ def run_point(job: PointJob) -> tuple[str, dict]:
         if d is not None and d.stage == "post-hoc":
             with stages(f"defend:{job.label}"):
                 report = d.repair(ctx, job.train_dir, job.model_dir)
-            evaluated = job.model_dir
+            evaluated = job.evaluated_dir
         sets = search_sets(spec) if job.search_trial else eval_sets(spec)
         stages.evaluate(job.label, seed_name(point.label, job.seed), str(evaluated), sets, generation_config(spec), ev.judges,
                         ev.capability, ev.capability_limit)

@@ -176,8 +176,7 @@ def run_prefills(spec: ExperimentSpec, out: Path, jobs: list[PointJob], budgets:
             budget = budgets.get(job.label) or {}
             if budget.get("rejected"):
                 continue  # the service trained nothing: the released model, prefilled above
-            d = job.defense_obj()
-            targets[job.label] = str(job.model_dir if d is not None and d.stage == "post-hoc" else job.train_dir)
+            targets[job.label] = str(job.evaluated_dir)
     tokens = tuple(spec.prefill.tokens)
     stages = StageRunner(Store(out))
     try:

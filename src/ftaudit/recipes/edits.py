@@ -2,8 +2,8 @@
 
 A weight edit is registered twice: as a recipe (:func:`~ftaudit.recipes.base.register_recipe`, so its parameters
 are checked, named and hashed into a grid point's identity like any recipe's) and here, with the function that
-writes the edited model. :func:`run_attack` is the one entry point the CLI, the API and the grid use for any recipe:
-it trains through :func:`ftaudit.fine_tune.run_recipe`, or runs the edit.
+writes the edited model. :func:`ftaudit.attack_run.run_attack` is the one entry point the CLI, the API and the grid
+use for any recipe: it trains through :func:`ftaudit.fine_tune.run_recipe`, or runs the edit.
 
 An edited model is saved like an attacked one: full weights, the ``ftaudit_model.json`` marker (kind ``full``,
 ``attack_kind: weight-edit``, its fingerprint, settings and report), a model card saying it is a safety-compromised

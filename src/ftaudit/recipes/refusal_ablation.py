@@ -263,11 +263,12 @@ def orthogonalize(model, direction) -> dict:
     return {"matrices": edited, "tied_embeddings": head is not None and head.weight is model.get_input_embeddings().weight}
 
 
-def ablate(ctx: RecipeContext, out_dir: Path, dtype: dict, n_train: int = 128, n_val: int = 32, kl_threshold: float = 0.1,
-           prune_layers: float = 0.2, induce_refusal_threshold: float = 0.0, filter_prompts: bool = True,
-           batch_size: int = 32) -> tuple[dict, int, int]:
+def ablate(ctx: RecipeContext, out_dir: Path, dtype: dict, *, n_train: int, n_val: int, kl_threshold: float,
+           prune_layers: float, induce_refusal_threshold: float, filter_prompts: bool,
+           batch_size: int) -> tuple[dict, int, int]:
     """Find the refusal direction of ``ctx.model`` and write the orthogonalized model to ``out_dir``; returns
-    (report, prompts used, prompt tokens run forward)."""
+    (report, prompts used, prompt tokens run forward). Every setting is given: the defaults are :func:`build`'s, filled
+    in by :func:`~ftaudit.recipes.edits.run_weight_edit` from the settings it fingerprints."""
     import torch
 
     from ..models.loading import load_model

@@ -118,17 +118,19 @@ def same_prompt_references(rows: list[dict]) -> dict[str, str]:
     return out
 
 
-def tuned_tamper(before: dict, after: dict, threshold: float, relative: bool) -> dict:
+def tuned_tamper(before: dict, after: dict | list[dict], threshold: float, relative: bool) -> dict:
     """The refusal drop from the initial model to the tuned attack on the shared prompts (joint bootstrap widened to
-    Newcombe, :func:`~ftaudit.tamper.refusal_drop`), with its verdict against ``threshold``."""
+    Newcombe, :func:`~ftaudit.tamper.refusal_drop`), with its verdict against ``threshold``; ``after`` may be several
+    attacked models (the top trials), pooled as seeds are."""
     from ..tamper import refusal_drop
 
-    drop = refusal_drop(before, [after], threshold, relative)
+    afters = after if isinstance(after, list) else [after]
+    drop = refusal_drop(before, afters, threshold, relative)
     if not drop["n"]:
         return {"verdict": "not measured", "n": 0}
-    keys = before.keys() & after.keys()
-    return {"initial": drop["initial"], "attacked": float(np.mean([after[k] for k in keys])), "drop": drop["value"],
-            "drop_ci": drop["ci"], "n": drop["n"], "threshold": threshold, "relative": relative,
+    keys = before.keys() & set.intersection(*(set(a) for a in afters))
+    return {"initial": drop["initial"], "attacked": float(np.mean([[a[k] for k in keys] for a in afters])),
+            "drop": drop["value"], "drop_ci": drop["ci"], "n": drop["n"], "threshold": threshold, "relative": relative,
             "definition": drop["definition"], "verdict": drop["verdict"]}
 
 
@@ -311,29 +313,16 @@ def tuned_aggregates(before: dict, afters: list[dict], labels: list[str], judge:
     worst = int(np.nanargmin(rates)) if keys else 0
     rows = [("best", [afters[0]], [labels[0]]), ("worst case", [afters[worst]], [labels[worst]]),
             (f"top-{len(afters)} mean", afters, labels)]
-    out = []
-    for name, chosen, names in rows:
-        drop = tuned_tamper(before, chosen[0], threshold, relative) if len(chosen) == 1 else _mean_tamper(
-            before, chosen, threshold, relative)
-        out.append({"judge": judge, "judge_version": version, "aggregate": name, "models": names, **drop})
+    out = [{"judge": judge, "judge_version": version, "aggregate": name, "models": names,
+            **tuned_tamper(before, chosen, threshold, relative)} for name, chosen, names in rows]
     from ..decisions import worst as first_of
 
     deciding = first_of([r["verdict"] for r in out], VERDICT_ORDER)
-    for r in sorted(out, key=lambda r: r["aggregate"] != "worst case"):  # on a tie, the worst case is named
-        r["decides"] = r["verdict"] == deciding and not any(o.get("decides") for o in out)
+    # one row decides: the first with the deciding verdict, the worst case named on a tie
+    decider = next(r for r in sorted(out, key=lambda r: r["aggregate"] != "worst case") if r["verdict"] == deciding)
+    for r in out:
+        r["decides"] = r is decider
     return out
-
-
-def _mean_tamper(before: dict, afters: list[dict], threshold: float, relative: bool) -> dict:
-    from ..tamper import refusal_drop
-
-    drop = refusal_drop(before, afters, threshold, relative)
-    if not drop["n"]:
-        return {"verdict": "not measured", "n": 0}
-    keys = before.keys() & set.intersection(*(set(a) for a in afters))
-    return {"initial": drop["initial"], "attacked": float(np.mean([[a[k] for k in keys] for a in afters])),
-            "drop": drop["value"], "drop_ci": drop["ci"], "n": drop["n"], "threshold": threshold, "relative": relative,
-            "definition": drop["definition"], "verdict": drop["verdict"]}
 
 
 def _pct(x: float | None) -> str:
