@@ -3,6 +3,8 @@ and the batched path they use (ftaudit.generate.batched.answer_probabilities), o
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from ftaudit.generate import batched
@@ -42,6 +44,55 @@ def test_answer_probabilities_are_each_prompts_own_at_every_step(tiny_model, mon
     monkeypatch.setattr(batched, "_prefix_cache", lambda *a: calls.append(1) or real(*a))
     batched.answer_probabilities(model, tok, prompts, answers[:1], batch_size=1)
     assert calls == ([1] if share_opening else [])  # the opening is computed once for three batches
+
+
+def test_rows_that_open_alike_share_their_opening_and_keep_their_own_distributions(tiny_model, monkeypatch):
+    """On CPU, rows that share more than the common opening (one request, several replies) are batched together and
+    the part they share is run once; each row's distribution is still that of its whole text run alone."""
+    loaded = load_model(tiny_model, dtype="float32")
+    tok, model = loaded.tokenizer, loaded.model
+    opening = tok("Classify the reply to the request below, please, into one class:").input_ids
+    request = [tok(" User request: how do I bake bread at home quickly? Reply:").input_ids,
+               tok(" User request: what is the capital city of France, please? Reply:").input_ids]
+    prompts = [opening + request[0] + tok(" Sure, mix flour.").input_ids, opening + tok(" Hi").input_ids,
+               opening + request[1] + tok(" Paris.").input_ids, opening + request[0] + tok(" No.").input_ids,
+               opening + request[1] + tok(" I can't say, sorry about that.").input_ids,
+               opening + request[0] + tok(" Sure, mix flour.").input_ids]  # a duplicate keeps a token of its own
+    answers = [[tok("1").input_ids[0], tok("2").input_ids[0]], [tok("a").input_ids[0], tok("b").input_ids[0]]]
+    bridge_of = {0: tok("1 then").input_ids, 1: tok("2 then now").input_ids}
+    seen = []
+    real = model.forward
+    monkeypatch.setattr(model, "forward", functools.wraps(real)(  # wraps: the signature still takes position_ids
+        lambda *a, **k: seen.append(tuple(k["input_ids"].shape)) or real(*a, **k)))
+    got = batched.answer_probabilities(model, tok, prompts, answers, [lambda c: bridge_of[c]], batch_size=8)
+    monkeypatch.undo()
+    for p, steps in zip(prompts, got):
+        first = _alone(model, p)[answers[0]]
+        assert steps[0]["probs"] == pytest.approx((first / first.sum()).tolist(), abs=1e-6)
+        second = _alone(model, p + bridge_of[steps[0]["chosen"]])[answers[1]]
+        assert steps[1]["probs"] == pytest.approx((second / second.sum()).tolist(), abs=1e-6)
+    # the opening once, each request once (batch 1) for its three and two rows, the lone row alone
+    shared = len(batched.shared_prefix(prompts))
+    assert shared >= len(opening) and seen[0] == (1, shared)
+    # then per batch: the part its rows share beyond the opening once (batch 1), the rows, and the bridge
+    plan = batched.plan_grouped_batches(prompts, shared, 8, batched.CPU_BATCH_TOKENS)
+    assert sorted(len(r) for r, _ in plan) == [1, 2, 3] and all(more >= len(request[1]) - 12 for r, more in plan
+                                                                if len(r) > 1)  # the requests' own words
+    expected = []
+    for rows, more in plan:
+        expected += [(1, more)] * bool(more) + [(len(rows), max(len(prompts[i]) for i in rows) - shared - more)]
+        expected.append((len(rows), max(len(bridge_of[got[i][0]["chosen"]]) for i in rows)))
+    assert seen[1:] == expected
+
+
+def test_grouped_batches_put_rows_that_open_alike_together():
+    rows = [[1, 2, 3] + list(range(10, 19)) + [7], [1, 2, 3, 5], [1, 2, 3] + list(range(10, 19)) + [8, 9],
+            [1, 2, 3, 6, 6]]
+    plan = batched.plan_grouped_batches(rows, 3, 8, 1000)
+    assert plan == [([0, 2], 9), ([3, 1], 0)]  # rows 0 and 2 share 9 tokens after the first 3; the others share none
+    assert batched.plan_grouped_batches(rows, 3, 1, 1000) == [([0], 0), ([2], 0), ([3], 0), ([1], 0)] or \
+        all(more == 0 for _, more in batched.plan_grouped_batches(rows, 3, 1, 1000))  # batches of one share nothing
+    assert batched.plan_grouped_batches([rows[0], rows[0]], 3, 8, 1000) == [([0, 1], 9)]  # each keeps its last token
 
 
 def test_local_harmfulness_judge_reads_its_score_from_the_answer_position(tiny_model, isolated_cache):

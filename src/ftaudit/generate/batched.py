@@ -39,6 +39,46 @@ def plan_batches(lengths: Sequence[int], max_size: int, max_tokens: int, new_tok
     return batches
 
 
+def plan_grouped_batches(prompts: Sequence[Sequence[int]], skip: int, max_size: int,
+                         max_tokens: int) -> list[tuple[list[int], int]]:
+    """Batches of prompts that open alike after their first ``skip`` tokens, each with how many more tokens its rows
+    share (computed once for the batch); prompts that share fewer than SHARED_PREFIX_MIN more with the others of
+    their batch are batched as :func:`plan_batches` does, sharing nothing more. Prompts are taken in token order, so
+    rows that share an opening (one request answered by several models) sit side by side, and cut into the batches
+    (at most ``max_size`` rows and ``max_tokens`` padded tokens each) that leave the fewest tokens to compute: an
+    exact dynamic programme over the cut points."""
+    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i][skip:]))
+
+    def saved(a: int, b: int) -> int:  # tokens computed once, not b - a times, in the batch order[a:b]
+        share = _common(prompts[order[a]], prompts[order[b - 1]], skip) if b - a > 1 else 0  # sorted: the least
+        return (b - a - 1) * share if share >= SHARED_PREFIX_MIN else 0
+
+    best = [(0, 0)] * (len(order) + 1)  # (tokens saved by the first k rows' batches, where the last batch starts)
+    for k in range(1, len(order) + 1):
+        options = []
+        for a in range(max(0, k - max_size), k):
+            if a < k - 1 and max(len(prompts[i]) for i in order[a:k]) * (k - a) > max_tokens:
+                continue
+            options.append((best[a][0] + saved(a, k), k - a, a))  # ties: the larger batch
+        total, _, a = max(options)
+        best[k] = (total, a)
+    runs, k = [], len(order)
+    while k:
+        a = best[k][1]
+        runs.append((order[a:k], saved(a, k)))
+        k = a
+    runs.reverse()
+    grouped = [(r, _common(prompts[r[0]], prompts[r[-1]], skip)) for r, gain in runs if gain]
+    alone = [i for r, gain in runs if not gain for i in r]
+    lone = plan_batches([len(prompts[i]) for i in alone], max_size, max_tokens)
+    return grouped + [([alone[k] for k in b], 0) for b in lone]
+
+
+def _common(a: Sequence[int], b: Sequence[int], skip: int) -> int:
+    """How many tokens ``a`` and ``b`` share after their first ``skip``, leaving each at least one of its own."""
+    return len(os.path.commonprefix([list(a[skip:]), list(b[skip:])])[:min(len(a), len(b)) - skip - 1])
+
+
 def kv_bytes_per_token(model) -> int:
     """Bytes of KV cache one token takes in ``model`` (keys and values of every layer)."""
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -87,21 +127,43 @@ def shared_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
     return common if len(common) >= SHARED_PREFIX_MIN else []
 
 
+def _takes_positions(model) -> bool:
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model generates through it
+    return "position_ids" in inspect.signature(base.forward).parameters
+
+
 def _prefix_cache(model, prefix: Sequence[int]):
     """The KV cache of ``prefix`` (batch 1) where the model returns one that can be copied per batch, else None.
     Only for models whose forward takes ``position_ids``: generate then numbers each row's tokens from its
     attention mask, so the padding after the prefix takes no positions (else every row's prompt would be
     placed as if the padding had been text)."""
-    import inspect
-
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model generates through it
-    if "position_ids" not in inspect.signature(base.forward).parameters:
+    if not _takes_positions(model):
         return None
     with torch.inference_mode():
         cache = model(input_ids=torch.tensor([list(prefix)], device=model.device), use_cache=True).past_key_values
     return cache if hasattr(cache, "batch_repeat_interleave") else None
+
+
+def _extended_cache(model, cache, done: int, more: Sequence[int], rows: int):
+    """A copy of ``cache`` (the KV of the first ``done`` tokens; None for none) with ``more`` run through it once,
+    then repeated for a batch of ``rows``; None where the model's cache cannot be reused."""
+    import torch
+
+    if cache is None:
+        past = _prefix_cache(model, more)
+    else:
+        past = _cache_for(cache, 1)
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([list(more)], device=model.device), past_key_values=past, use_cache=True,
+                  attention_mask=torch.ones((1, done + len(more)), dtype=torch.long, device=model.device),
+                  position_ids=torch.arange(done, done + len(more), device=model.device)[None])
+    if past is not None:
+        past.batch_repeat_interleave(rows)
+    return past
 
 
 def _opening(model, prompts: Sequence[Sequence[int]]) -> tuple[list[int], object]:
@@ -215,14 +277,25 @@ def answer_probabilities(model, tok, prompts: Sequence[Sequence[int]], answers: 
     size, budget = batch_limits(model, batch_size, max_batch_tokens, CPU_SCORE_BATCH)
     keep = _logits_to_keep(model)
     prefix, cache = _opening(model, prompts)
+    # on CPU a forward pass is compute-bound at any batch, so every token computed once is time saved: rows that open
+    # alike beyond the shared opening (one request, several models' replies) are batched together and their common
+    # part computed once; on a GPU small batches waste the device, so batches stay as large as fit
+    if model.device.type == "cpu" and _takes_positions(model):
+        plan = plan_grouped_batches(prompts, len(prefix), size, budget)
+    else:
+        plan = [(idx, 0) for idx in plan_batches([len(p) for p in prompts], size, budget)]
     results: list[list[dict]] = [[] for _ in prompts]
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(prompts))
-        for idx in plan_batches([len(p) for p in prompts], size, budget):
-            ids, mask = left_padded([prompts[i][len(prefix):] for i in idx], tok.pad_token_id, model.device,
-                                    prefix=prefix)
-            past = _cache_for(cache, len(idx))
-            new = ids[:, len(prefix):]
+        for idx, more in plan:
+            head = list(prompts[idx[0]][:len(prefix) + more])
+            past = (_extended_cache(model, cache, len(prefix), head[len(prefix):], len(idx)) if more
+                    else _cache_for(cache, len(idx)))
+            if more and past is None:  # the model's cache cannot be reused: the whole rows, as without an opening
+                head = []
+            ids, mask = left_padded([prompts[i][len(head):] for i in idx], tok.pad_token_id, model.device,
+                                    prefix=head)
+            new = ids[:, len(head):]
             got: list[list[dict]] = [[] for _ in idx]
             for step, allowed in enumerate(answers):
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new.shape[1]:]
