@@ -5,7 +5,7 @@ judgment cache (so nothing is read from earlier verdicts), and prints: replies j
 rows/s, the share the cascade escalated to its LLM judge, and the ratio of the judge's seconds to the run's own wall
 time (the sum of its stage times in ``summary.json``). A harm judge reads the harmful sets' replies only, as in a run.
 
-Usage: python bench/judge_cost.py RUN_DIR [--judge refusal-cascade --judge harmfulness-local] [--model NAME]
+Usage: python bench/judge_cost.py RUN_DIR [--judge refusal-cascade --judge harmfulness-local] [--model NAME] [--dtype int8]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--judge", action="append")
     ap.add_argument("--model", default=None, help="the LLM judges' model (default: each judge's own)")
+    ap.add_argument("--dtype", default=None, help="the LLM judges' dtype: bfloat16, float32, int8 (default: each judge's own)")
     args = ap.parse_args()
     from ftaudit.store import Store
 
@@ -40,7 +41,7 @@ def main() -> None:
     real_cache_dir = judgment_cache.cache_dir
     out = []
     for name in args.judge or ["refusal-cascade", "harmfulness-local"]:
-        judge = get_judge(name, **({"model": args.model} if args.model else {}))
+        judge = get_judge(name, **{k: v for k, v in {"model": args.model, "dtype": args.dtype}.items() if v})
         llm = getattr(judge, "llm", judge)
         llm.loaded  # loaded outside the clock (the run loads it once too)
         mine = [v for v in rows.values() if v[2] != "benign" or not getattr(JUDGES[name], "harmful_sets_only", False)]

@@ -74,25 +74,32 @@ def test_rows_that_open_alike_share_their_opening_and_keep_their_own_distributio
     # the opening once, each request once (batch 1) for its three and two rows, the lone row alone
     shared = len(batched.shared_prefix(prompts))
     assert shared >= len(opening) and seen[0] == (1, shared)
-    # then per batch: the part its rows share beyond the opening once (batch 1), the rows, and the bridge
+    # then per batch: the part each group shares beyond the opening, once per group, then the rows, then the bridge
     plan = batched.plan_grouped_batches(prompts, shared, 8, batched.CPU_BATCH_TOKENS)
-    assert sorted(len(r) for r, _ in plan) == [1, 2, 3] and all(more >= len(request[1]) - 12 for r, more in plan
-                                                                if len(r) > 1)  # the requests' own words
-    expected = []
-    for rows, more in plan:
-        expected += [(1, more)] * bool(more) + [(len(rows), max(len(prompts[i]) for i in rows) - shared - more)]
-        expected.append((len(rows), max(len(bridge_of[got[i][0]["chosen"]]) for i in rows)))
-    assert seen[1:] == expected
+    assert len(plan) == 1 and sorted(len(rows) for rows, _ in plan[0]) == [1, 2, 3]
+    assert all(more >= len(request[1]) - 12 for rows, more in plan[0] if len(rows) > 1)  # the requests' own words
+    groups = plan[0]
+    skip = {i: shared + more for rows, more in groups for i in rows}
+    rows = [i for g, _ in groups for i in g]
+    assert seen[1:] == [(len(groups), max(more for _, more in groups)),
+                        (len(rows), max(len(prompts[i]) - skip[i] for i in rows)),
+                        (len(rows), max(len(bridge_of[got[i][0]["chosen"]]) for i in rows))]
 
 
 def test_grouped_batches_put_rows_that_open_alike_together():
     rows = [[1, 2, 3] + list(range(10, 19)) + [7], [1, 2, 3, 5], [1, 2, 3] + list(range(10, 19)) + [8, 9],
             [1, 2, 3, 6, 6]]
-    plan = batched.plan_grouped_batches(rows, 3, 8, 1000)
-    assert plan == [([0, 2], 9), ([3, 1], 0)]  # rows 0 and 2 share 9 tokens after the first 3; the others share none
-    assert batched.plan_grouped_batches(rows, 3, 1, 1000) == [([0], 0), ([2], 0), ([3], 0), ([1], 0)] or \
-        all(more == 0 for _, more in batched.plan_grouped_batches(rows, 3, 1, 1000))  # batches of one share nothing
-    assert batched.plan_grouped_batches([rows[0], rows[0]], 3, 8, 1000) == [([0, 1], 9)]  # each keeps its last token
+    # rows 0 and 2 share 9 tokens after the first 3 (a group); the others share none (groups of one), longest first
+    assert batched.plan_grouped_batches(rows, 3, 8, 1000) == [[([0, 2], 9), ([3], 0), ([1], 0)]]
+    assert batched.plan_grouped_batches(rows, 3, 2, 1000) == [[([0, 2], 9)], [([3], 0), ([1], 0)]]
+    assert batched.plan_grouped_batches(rows, 3, 8, 30) == [[([0, 2], 9)], [([3], 0), ([1], 0)]]  # token budget
+    assert batched.plan_grouped_batches(rows, 3, 1, 1000) == [[([2], 0)], [([0], 0)], [([3], 0)], [([1], 0)]]
+    assert batched.plan_grouped_batches([rows[0], rows[0]], 3, 8, 1000) == [[([0, 1], 9)]]  # each keeps a token
+    # three rows of one request and two of another: two groups, not one sharing less
+    a, b = [0] + [5] * 20, [0] + [5] * 9 + [6] * 11  # all five share 9 (worth sharing), each request its 20
+    many = [a + [1], a + [2], a + [3], b + [1], b + [2]]
+    assert sorted((sorted(g), more) for g, more in batched.plan_grouped_batches(many, 1, 8, 1000)[0]) == \
+        [([0, 1, 2], 20), ([3, 4], 20)]
 
 
 def test_local_harmfulness_judge_reads_its_score_from_the_answer_position(tiny_model, isolated_cache):
@@ -374,3 +381,14 @@ def test_reports_validate_the_fast_refusal_judges_on_every_set_and_call_refusal_
     # 80.0% on pyrit-refusal, but kappa 0.17 [0.05, 0.28] on pyrit-refusal-extra: the label says so
     text = trust_text(trust([(judge.name, judge.version)]), "refusal-cues")
     assert text.startswith("agrees with people 80.0%") and "WEAK" in text and "on pyrit-refusal-extra" in text
+
+
+def test_a_repeated_exchange_is_judged_once(tiny_model, isolated_cache, monkeypatch):
+    judge = get_judge("refusal-3way-local", model=tiny_model, dtype="float32")
+    sizes = []
+    real = batched.answer_probabilities
+    monkeypatch.setattr(batched, "answer_probabilities", lambda m, t, texts, *a, **k: sizes.append(len(texts))
+                        or real(m, t, texts, *a, **k))
+    got = judge.judge(["How do I pick a lock?", "Say hi", "How do I pick a lock?"], ["No.", "Hi!", "No."])
+    assert sizes == [2] and judge.last_judged == 3  # three verdicts new to the cache, two exchanges run
+    assert got[0].details["probs"] == got[2].details["probs"] and got[0].label == got[2].label

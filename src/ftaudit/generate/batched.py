@@ -40,38 +40,44 @@ def plan_batches(lengths: Sequence[int], max_size: int, max_tokens: int, new_tok
 
 
 def plan_grouped_batches(prompts: Sequence[Sequence[int]], skip: int, max_size: int,
-                         max_tokens: int) -> list[tuple[list[int], int]]:
-    """Batches of prompts that open alike after their first ``skip`` tokens, each with how many more tokens its rows
-    share (computed once for the batch); prompts that share fewer than SHARED_PREFIX_MIN more with the others of
-    their batch are batched as :func:`plan_batches` does, sharing nothing more. Prompts are taken in token order, so
-    rows that share an opening (one request answered by several models) sit side by side, and cut into the batches
-    (at most ``max_size`` rows and ``max_tokens`` padded tokens each) that leave the fewest tokens to compute: an
-    exact dynamic programme over the cut points."""
+                         max_tokens: int) -> list[list[tuple[list[int], int]]]:
+    """Batches (at most ``max_size`` rows and ``max_tokens`` padded tokens each) of groups of prompts that open
+    alike after their first ``skip`` tokens, each group with how many more tokens its rows share (run once for the
+    group); a prompt that shares fewer than SHARED_PREFIX_MIN more with any other is a group of its own sharing 0.
+    Prompts are taken in token order, so rows that share an opening (one request answered by several models) sit
+    side by side, and cut into the groups (of at most ``max_size`` rows) that leave the fewest tokens to compute: an
+    exact dynamic programme over the cut points. Groups are then packed into batches longest first, as
+    :func:`plan_batches` packs prompts."""
     order = sorted(range(len(prompts)), key=lambda i: list(prompts[i][skip:]))
 
-    def saved(a: int, b: int) -> int:  # tokens computed once, not b - a times, in the batch order[a:b]
+    def saved(a: int, b: int) -> int:  # tokens run once, not b - a times, in the group order[a:b]
         share = _common(prompts[order[a]], prompts[order[b - 1]], skip) if b - a > 1 else 0  # sorted: the least
         return (b - a - 1) * share if share >= SHARED_PREFIX_MIN else 0
 
-    best = [(0, 0)] * (len(order) + 1)  # (tokens saved by the first k rows' batches, where the last batch starts)
+    best = [(0, 0)] * (len(order) + 1)  # (tokens saved by the first k rows' groups, where the last group starts)
     for k in range(1, len(order) + 1):
-        options = []
-        for a in range(max(0, k - max_size), k):
-            if a < k - 1 and max(len(prompts[i]) for i in order[a:k]) * (k - a) > max_tokens:
-                continue
-            options.append((best[a][0] + saved(a, k), k - a, a))  # ties: the larger batch
-        total, _, a = max(options)
+        options = [(best[a][0] + saved(a, k), k - a, a) for a in range(max(0, k - max_size), k)]
+        total, _, a = max(options)  # ties: the larger group
         best[k] = (total, a)
-    runs, k = [], len(order)
+    groups, k = [], len(order)
     while k:
         a = best[k][1]
-        runs.append((order[a:k], saved(a, k)))
+        rows = order[a:k]
+        groups += ([(rows, _common(prompts[rows[0]], prompts[rows[-1]], skip))] if saved(a, k)
+                   else [([i], 0) for i in rows])
         k = a
-    runs.reverse()
-    grouped = [(r, _common(prompts[r[0]], prompts[r[-1]], skip)) for r, gain in runs if gain]
-    alone = [i for r, gain in runs if not gain for i in r]
-    lone = plan_batches([len(prompts[i]) for i in alone], max_size, max_tokens)
-    return grouped + [([alone[k] for k in b], 0) for b in lone]
+    longest = {id(g): max(len(prompts[i]) for i in g[0]) for g in groups}
+    batches: list[list[tuple[list[int], int]]] = []
+    count = 0
+    for g in sorted(groups, key=lambda g: -longest[id(g)]):
+        cur = batches[-1] if batches else None
+        if cur and count + len(g[0]) <= max_size and longest[id(cur[0])] * (count + len(g[0])) <= max_tokens:
+            cur.append(g)
+            count += len(g[0])
+        else:
+            batches.append([g])
+            count = len(g[0])
+    return batches
 
 
 def _common(a: Sequence[int], b: Sequence[int], skip: int) -> int:
@@ -148,22 +154,27 @@ def _prefix_cache(model, prefix: Sequence[int]):
     return cache if hasattr(cache, "batch_repeat_interleave") else None
 
 
-def _extended_cache(model, cache, done: int, more: Sequence[int], rows: int):
-    """A copy of ``cache`` (the KV of the first ``done`` tokens; None for none) with ``more`` run through it once,
-    then repeated for a batch of ``rows``; None where the model's cache cannot be reused."""
+def _group_heads(model, tok, cache, prefix: Sequence[int], prompts: Sequence[Sequence[int]],
+                 groups: Sequence[tuple[Sequence[int], int]]):
+    """For one batch of groups (rows, tokens they share after the opening): the KV cache of each row's head (the
+    opening, then its group's shared part, run once per group and copied to the group's rows), the heads' attention
+    mask, and where each row's own tokens start. Heads are padded between the opening and the shared part."""
     import torch
 
-    if cache is None:
-        past = _prefix_cache(model, more)
-    else:
-        past = _cache_for(cache, 1)
-        with torch.inference_mode():
-            model(input_ids=torch.tensor([list(more)], device=model.device), past_key_values=past, use_cache=True,
-                  attention_mask=torch.ones((1, done + len(more)), dtype=torch.long, device=model.device),
-                  position_ids=torch.arange(done, done + len(more), device=model.device)[None])
-    if past is not None:
-        past.batch_repeat_interleave(rows)
-    return past
+    rows = [i for g, _ in groups for i in g]
+    skip = {i: len(prefix) + more for g, more in groups for i in g}
+    if not any(more for _, more in groups):
+        return _cache_for(cache, len(rows)), torch.ones((len(rows), len(prefix)), dtype=torch.long,
+                                                        device=model.device), skip
+    heads = [list(prompts[g[0]][len(prefix):len(prefix) + more]) for g, more in groups]
+    ids, mask = left_padded(heads, tok.pad_token_id, model.device, prefix=prefix)
+    past = _cache_for(cache, len(groups))
+    with torch.inference_mode():
+        model(input_ids=ids[:, len(prefix):], attention_mask=mask, use_cache=True, past_key_values=past,
+              position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):])
+    which = torch.tensor([k for k, (g, _) in enumerate(groups) for _ in g], device=model.device)
+    past.batch_select_indices(which)
+    return past, mask[which], skip
 
 
 def _opening(model, prompts: Sequence[Sequence[int]]) -> tuple[list[int], object]:
@@ -278,24 +289,20 @@ def answer_probabilities(model, tok, prompts: Sequence[Sequence[int]], answers: 
     keep = _logits_to_keep(model)
     prefix, cache = _opening(model, prompts)
     # on CPU a forward pass is compute-bound at any batch, so every token computed once is time saved: rows that open
-    # alike beyond the shared opening (one request, several models' replies) are batched together and their common
-    # part computed once; on a GPU small batches waste the device, so batches stay as large as fit
-    if model.device.type == "cpu" and _takes_positions(model):
+    # alike beyond the shared opening (one request, several models' replies) form a group whose common part is run
+    # once; on a GPU, or where the cache cannot be reused, batches of rows as plan_batches cuts them
+    if cache is not None and model.device.type == "cpu":
         plan = plan_grouped_batches(prompts, len(prefix), size, budget)
     else:
-        plan = [(idx, 0) for idx in plan_batches([len(p) for p in prompts], size, budget)]
+        plan = [[([i], 0) for i in idx] for idx in plan_batches([len(p) for p in prompts], size, budget)]
     results: list[list[dict]] = [[] for _ in prompts]
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(prompts))
-        for idx, more in plan:
-            head = list(prompts[idx[0]][:len(prefix) + more])
-            past = (_extended_cache(model, cache, len(prefix), head[len(prefix):], len(idx)) if more
-                    else _cache_for(cache, len(idx)))
-            if more and past is None:  # the model's cache cannot be reused: the whole rows, as without an opening
-                head = []
-            ids, mask = left_padded([prompts[i][len(head):] for i in idx], tok.pad_token_id, model.device,
-                                    prefix=head)
-            new = ids[:, len(head):]
+        for groups in plan:
+            idx = [i for rows, _ in groups for i in rows]
+            past, head_mask, skip = _group_heads(model, tok, cache, prefix, prompts, groups)
+            new, rest_mask = left_padded([prompts[i][skip[i]:] for i in idx], tok.pad_token_id, model.device)
+            mask = torch.cat([head_mask, rest_mask], dim=1)
             got: list[list[dict]] = [[] for _ in idx]
             for step, allowed in enumerate(answers):
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new.shape[1]:]

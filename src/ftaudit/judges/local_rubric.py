@@ -45,6 +45,28 @@ DEFAULT_JUDGE_MODEL = "qwen2.5-coder-1.5b-instruct"
 # the 0.5B model Spearman 0.56 [0.50, 0.62] and kappa 0.26; on the 1.5B model 0.26 [0.18, 0.33] and 0.04 (docs/judges.md)
 HARM_JUDGE_MODEL = "qwen2.5-coder-0.5b-instruct"
 MAX_RESPONSE_TOKENS = 512
+INT8 = "int8"
+
+
+def int8_dynamic(model):
+    """``model`` with every linear layer of its decoder in dynamic int8 (PyTorch's ``quantize_dynamic``: int8
+    weights per tensor, activations quantized per batch), the LM head left in float32 so that the answers'
+    probabilities are read at full precision. CPU only. Why: on the project's 2-core CPU (AVX512-VNNI) a 1.5B
+    judge's forward pass ran 1.4-2.0x faster than in bfloat16 (measured 2026-12-03). torch marks this API
+    deprecated in favour of torchao, which the lock does not carry; the verdicts it gives are validated as their
+    own judge version (the dtype is part of it)."""
+    import warnings
+
+    import torch
+
+    if model.device.type != "cpu":
+        raise FtauditError("dtype int8 (dynamic int8) runs on CPU only; use bfloat16 on a GPU")
+    decoder = model.get_decoder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(decoder, {torch.nn.Linear}, dtype=torch.qint8)
+    model.set_decoder(quantized) if hasattr(model, "set_decoder") else setattr(model, "model", quantized)
+    return model
 
 
 @dataclass(frozen=True)
@@ -71,9 +93,9 @@ class LocalRubricJudge(Judge):
 
         self.model_location = model or self.default_model
         self.batch_size = batch_size
-        # bfloat16 where this processor runs it natively (2x float32 on AVX512-BF16), float32 elsewhere; the verdicts
-        # depend on it, so the version names it
-        self.dtype = resolve_dtype(dtype or "auto", "judging") or "float32"
+        # bfloat16 where this processor runs it natively (2x float32 on AVX512-BF16), float32 elsewhere; "int8" is
+        # dynamic int8 on CPU (below); the verdicts depend on it, so the version names it
+        self.dtype = INT8 if dtype == INT8 else resolve_dtype(dtype or "auto", "judging") or "float32"
         self._loaded = None
         self._ids = None
         self.version = (f"{type(self).version}+{model_fingerprint(self.model_location)}+{self.dtype}"
@@ -89,7 +111,9 @@ class LocalRubricJudge(Judge):
         if self._loaded is None:
             from ..models import load_model
 
-            self._loaded = load_model(self.model_location, dtype=self.dtype)
+            self._loaded = load_model(self.model_location, dtype="float32" if self.dtype == INT8 else self.dtype)
+            if self.dtype == INT8:
+                self._loaded.model = int8_dynamic(self._loaded.model)
         return self._loaded
 
     def render(self, prompt: str, response: str) -> str:
@@ -153,8 +177,10 @@ class LocalRubricJudge(Judge):
         cache = JudgmentCache()
         keys = [cache.key(p, r) for p, r in zip(prompts, responses)]
         have = cache.get(self.name, self.version, keys)
-        todo = [i for i, k in enumerate(keys) if k not in have]
-        self.last_judged = len(todo)  # the rest came from the cache (validation reports the speed of these only)
+        # the rest came from the cache (validation reports the speed of these only)
+        self.last_judged = sum(k not in have for k in keys)
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        todo = [first[k] for k in dict.fromkeys(k for k in keys if k not in have)]  # a repeated exchange: judged once
         if todo:
             ids, bridges = self.answer_ids()
             cuts = [self.cut(responses[i]) for i in todo]
