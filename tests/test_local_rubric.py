@@ -61,9 +61,12 @@ def test_rows_that_open_alike_share_their_opening_and_keep_their_own_distributio
     answers = [[tok("1").input_ids[0], tok("2").input_ids[0]], [tok("a").input_ids[0], tok("b").input_ids[0]]]
     bridge_of = {0: tok("1 then").input_ids, 1: tok("2 then now").input_ids}
     seen = []
-    real = model.forward
-    monkeypatch.setattr(model, "forward", functools.wraps(real)(  # wraps: the signature still takes position_ids
+    decoder = model.get_decoder()  # every pass runs it; passes that only fill the cache run nothing else
+    real = decoder.forward
+    monkeypatch.setattr(decoder, "forward", functools.wraps(real)(
         lambda *a, **k: seen.append(tuple(k["input_ids"].shape)) or real(*a, **k)))
+    head, real_head = [], model.lm_head.forward
+    monkeypatch.setattr(model.lm_head, "forward", lambda x: head.append(tuple(x.shape[:2])) or real_head(x))
     got = batched.answer_probabilities(model, tok, prompts, answers, [lambda c: bridge_of[c]], batch_size=8)
     monkeypatch.undo()
     for p, steps in zip(prompts, got):
@@ -84,6 +87,7 @@ def test_rows_that_open_alike_share_their_opening_and_keep_their_own_distributio
     assert seen[1:] == [(len(groups), max(more for _, more in groups)),
                         (len(rows), max(len(prompts[i]) - skip[i] for i in rows)),
                         (len(rows), max(len(bridge_of[got[i][0]["chosen"]]) for i in rows))]
+    assert head == [(len(rows), 1), (len(rows), 1)]  # the LM head only where an answer is read, on its position
 
 
 def test_grouped_batches_put_rows_that_open_alike_together():

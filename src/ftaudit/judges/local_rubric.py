@@ -61,11 +61,9 @@ def int8_dynamic(model):
 
     if model.device.type != "cpu":
         raise FtauditError("dtype int8 (dynamic int8) runs on CPU only; use bfloat16 on a GPU")
-    decoder = model.get_decoder()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantized = torch.ao.quantization.quantize_dynamic(decoder, {torch.nn.Linear}, dtype=torch.qint8)
-    model.set_decoder(quantized) if hasattr(model, "set_decoder") else setattr(model, "model", quantized)
+        warnings.simplefilter("ignore")  # the deprecation (above) and the quantized tensors' own
+        torch.ao.quantization.quantize_dynamic(model.get_decoder(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     return model
 
 
