@@ -5,7 +5,7 @@ judgment cache (so nothing is read from earlier verdicts), and prints: replies j
 rows/s, the share the cascade escalated to its LLM judge, and the ratio of the judge's seconds to the run's own wall
 time (the sum of its stage times in ``summary.json``). A harm judge reads the harmful sets' replies only, as in a run.
 
-Usage: python bench/judge_cost.py RUN_DIR [--judge refusal-cascade --judge harmfulness-local] [--model NAME] [--dtype int8]
+Usage: python bench/judge_cost.py RUN_DIR [--judge refusal-cascade --judge harmfulness-local] [--model NAME] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--judge", action="append")
     ap.add_argument("--model", default=None, help="the LLM judges' model (default: each judge's own)")
-    ap.add_argument("--dtype", default=None, help="the LLM judges' dtype: bfloat16, float32, int8 (default: each judge's own)")
+    ap.add_argument("--dtype", default=None, help="the LLM judges' dtype: bfloat16, float32 (default: each judge's own)")
     args = ap.parse_args()
     from ftaudit.store import Store
 

@@ -45,26 +45,6 @@ DEFAULT_JUDGE_MODEL = "qwen2.5-coder-1.5b-instruct"
 # the 0.5B model Spearman 0.56 [0.50, 0.62] and kappa 0.26; on the 1.5B model 0.26 [0.18, 0.33] and 0.04 (docs/judges.md)
 HARM_JUDGE_MODEL = "qwen2.5-coder-0.5b-instruct"
 MAX_RESPONSE_TOKENS = 512
-INT8 = "int8"
-
-
-def int8_dynamic(model):
-    """``model`` with every linear layer of its decoder in dynamic int8 (PyTorch's ``quantize_dynamic``: int8
-    weights per tensor, activations quantized per batch), the LM head left in float32 so that the answers'
-    probabilities are read at full precision. CPU only. Why: on the project's 2-core CPU (AVX512-VNNI) a 1.5B
-    judge's forward pass ran 1.4-2.0x faster than in bfloat16 (measured 2026-12-03). torch marks this API
-    deprecated in favour of torchao, which the lock does not carry; the verdicts it gives are validated as their
-    own judge version (the dtype is part of it)."""
-    import warnings
-
-    import torch
-
-    if model.device.type != "cpu":
-        raise FtauditError("dtype int8 (dynamic int8) runs on CPU only; use bfloat16 on a GPU")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the deprecation (above) and the quantized tensors' own
-        torch.ao.quantization.quantize_dynamic(model.get_decoder(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return model
 
 
 @dataclass(frozen=True)
@@ -91,9 +71,11 @@ class LocalRubricJudge(Judge):
 
         self.model_location = model or self.default_model
         self.batch_size = batch_size
-        # bfloat16 where this processor runs it natively (2x float32 on AVX512-BF16), float32 elsewhere; "int8" is
-        # dynamic int8 on CPU (below); the verdicts depend on it, so the version names it
-        self.dtype = INT8 if dtype == INT8 else resolve_dtype(dtype or "auto", "judging") or "float32"
+        # bfloat16 where this processor runs it natively (2x float32 on AVX512-BF16), float32 elsewhere; the verdicts
+        # depend on it, so the version names it. Not int8: torch's dynamic int8 ran the 1.5B judge 1.4x faster than
+        # bfloat16 but moved its next-token distribution 0.4-2.8 nats (KL) from float32's, against 0.001 for
+        # bfloat16 (Qwen2.5's activation outliers; measured 2026-12-03)
+        self.dtype = resolve_dtype(dtype or "auto", "judging") or "float32"
         self._loaded = None
         self._ids = None
         self.version = (f"{type(self).version}+{model_fingerprint(self.model_location)}+{self.dtype}"
@@ -109,9 +91,7 @@ class LocalRubricJudge(Judge):
         if self._loaded is None:
             from ..models import load_model
 
-            self._loaded = load_model(self.model_location, dtype="float32" if self.dtype == INT8 else self.dtype)
-            if self.dtype == INT8:
-                self._loaded.model = int8_dynamic(self._loaded.model)
+            self._loaded = load_model(self.model_location, dtype=self.dtype)
         return self._loaded
 
     def render(self, prompt: str, response: str) -> str:
