@@ -73,7 +73,8 @@ def plan_grouped_batches(prompts: Sequence[Sequence[int]], skip: int, max_size: 
     count = 0
     for g in sorted(groups, key=lambda g: own[id(g)], reverse=True):
         cur = batches[-1] if batches else None
-        if cur and count + len(g[0]) <= max_size and max(longest[id(h)] for h in (*cur, g)) * (count + len(g[0])) <= max_tokens:
+        widest = max(longest[id(h)] for h in (*cur, g)) if cur else 0
+        if cur and count + len(g[0]) <= max_size and widest * (count + len(g[0])) <= max_tokens:
             cur.append(g)
             count += len(g[0])
         else:
@@ -136,6 +137,7 @@ def shared_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
 
 
 def _takes_positions(model) -> bool:
+    """Whether the model's forward takes ``position_ids`` (a cache can then be reused with padding after it)."""
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model generates through it
@@ -180,7 +182,7 @@ def _group_heads(model, tok, cache, prefix: Sequence[int], prompts: Sequence[Seq
     past = _cache_for(cache, len(groups))
     with torch.inference_mode():
         _decoder(model)(input_ids=ids[:, len(prefix):], attention_mask=mask, use_cache=True, past_key_values=past,
-              position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):])
+                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):])
     which = torch.tensor([k for k, (g, _) in enumerate(groups) for _ in g], device=model.device)
     past.batch_select_indices(which)
     return past, mask[which], skip
