@@ -61,7 +61,7 @@ def test_rows_that_open_alike_share_their_opening_and_keep_their_own_distributio
     answers = [[tok("1").input_ids[0], tok("2").input_ids[0]], [tok("a").input_ids[0], tok("b").input_ids[0]]]
     bridge_of = {0: tok("1 then").input_ids, 1: tok("2 then now").input_ids}
     seen = []
-    decoder = model.get_decoder()  # every pass runs it; passes that only fill the cache run nothing else
+    decoder = model.get_decoder()  # every pass runs it
     real = decoder.forward
     monkeypatch.setattr(decoder, "forward", functools.wraps(real)(
         lambda *a, **k: seen.append(tuple(k["input_ids"].shape)) or real(*a, **k)))
@@ -69,25 +69,32 @@ def test_rows_that_open_alike_share_their_opening_and_keep_their_own_distributio
     monkeypatch.setattr(model.lm_head, "forward", lambda x: head.append(tuple(x.shape[:2])) or real_head(x))
     got = batched.answer_probabilities(model, tok, prompts, answers, [lambda c: bridge_of[c]], batch_size=8)
     monkeypatch.undo()
-    for p, steps in zip(prompts, got):
-        first = _alone(model, p)[answers[0]]
-        assert steps[0]["probs"] == pytest.approx((first / first.sum()).tolist(), abs=1e-6)
-        second = _alone(model, p + bridge_of[steps[0]["chosen"]])[answers[1]]
-        assert steps[1]["probs"] == pytest.approx((second / second.sum()).tolist(), abs=1e-6)
-    # the opening once, each request once (batch 1) for its three and two rows, the lone row alone
+    # in one batch, and over several (each copies the opening's cache: one batch must not leave it changed)
+    for size in (8, 3, 2):
+        if size != 8:
+            got = batched.answer_probabilities(model, tok, prompts, answers, [lambda c: bridge_of[c]], batch_size=size)
+        for p, steps in zip(prompts, got):
+            first = _alone(model, p)[answers[0]]
+            assert steps[0]["probs"] == pytest.approx((first / first.sum()).tolist(), abs=1e-6), size
+            second = _alone(model, p + bridge_of[steps[0]["chosen"]])[answers[1]]
+            assert steps[1]["probs"] == pytest.approx((second / second.sum()).tolist(), abs=1e-6), size
+    got = batched.answer_probabilities(model, tok, prompts, answers, [lambda c: bridge_of[c]], batch_size=8)
+    # the opening once, then per batch: the part each group shares beyond the opening (one pass for every group),
+    # then the rows, then the bridge
     shared = len(batched.shared_prefix(prompts))
     assert shared >= len(opening) and seen[0] == (1, shared)
-    # then per batch: the part each group shares beyond the opening, once per group, then the rows, then the bridge
     plan = batched.plan_grouped_batches(prompts, shared, 8, batched.CPU_BATCH_TOKENS)
-    assert len(plan) == 1 and sorted(len(rows) for rows, _ in plan[0]) == [1, 2, 3]
-    assert all(more >= len(request[1]) - 12 for rows, more in plan[0] if len(rows) > 1)  # the requests' own words
+    assert len(plan) == 1 and sorted(sorted(rows) for rows, _ in plan[0]) == [[0, 3, 5], [1], [2, 4]]
+    # the two requests share different lengths, so the group pass pads between the opening and the shared part
+    assert len({more for _, more in plan[0]}) == 3 and min(more for _, more in plan[0]) == 0
     groups = plan[0]
     skip = {i: shared + more for rows, more in groups for i in rows}
     rows = [i for g, _ in groups for i in g]
     assert seen[1:] == [(len(groups), max(more for _, more in groups)),
                         (len(rows), max(len(prompts[i]) - skip[i] for i in rows)),
                         (len(rows), max(len(bridge_of[got[i][0]["chosen"]]) for i in rows))]
-    assert head == [(len(rows), 1), (len(rows), 1)]  # the LM head only where an answer is read, on its position
+    # the LM head on the last position only, also in the passes that only fill the cache
+    assert head == [(1, 1), (len(groups), 1), (len(rows), 1), (len(rows), 1)]
 
 
 def test_grouped_batches_put_rows_that_open_alike_together():
@@ -393,6 +400,12 @@ def test_a_repeated_exchange_is_judged_once(tiny_model, isolated_cache, monkeypa
     real = batched.answer_probabilities
     monkeypatch.setattr(batched, "answer_probabilities", lambda m, t, texts, *a, **k: sizes.append(len(texts))
                         or real(m, t, texts, *a, **k))
-    got = judge.judge(["How do I pick a lock?", "Say hi", "How do I pick a lock?"], ["No.", "Hi!", "No."])
+    prompts, replies = ["Say hi", "Say hi", "How do I pick a lock?"], ["Hi!", "Hi!", "No, I won't help with that."]
+    got = judge.judge(prompts, replies)
     assert sizes == [2] and judge.last_judged == 3  # three verdicts new to the cache, two exchanges run
-    assert got[0].details["probs"] == got[2].details["probs"] and got[0].label == got[2].label
+    # each verdict is its own exchange's, judged alone
+    [ids], _ = judge.answer_ids()
+    tok, model = judge.loaded.tokenizer, judge.loaded.model
+    for j, p, r in zip(got, prompts, replies):
+        dist = _alone(model, tok(judge.chat_text(p, r), add_special_tokens=False).input_ids)[ids]
+        assert j.details["probs"] == pytest.approx((dist / dist.sum()).tolist(), abs=1e-4)

@@ -46,7 +46,8 @@ def plan_grouped_batches(prompts: Sequence[Sequence[int]], skip: int, max_size: 
     group); a prompt that shares fewer than SHARED_PREFIX_MIN more with any other is a group of its own sharing 0.
     Prompts are taken in token order, so rows that share an opening (one request answered by several models) sit
     side by side, and cut into the groups (of at most ``max_size`` rows) that leave the fewest tokens to compute: an
-    exact dynamic programme over the cut points. Groups are then packed into batches, longest own part first."""
+    exact dynamic programme over the cut points (exact for the shared tokens saved; padding is left out). Groups
+    are then packed into batches, longest own part first."""
     order = sorted(range(len(prompts)), key=lambda i: list(prompts[i][skip:]))
 
     def saved(a: int, b: int) -> int:  # tokens run once, not b - a times, in the group order[a:b]
@@ -154,15 +155,9 @@ def _prefix_cache(model, prefix: Sequence[int]):
     if not _takes_positions(model):
         return None
     with torch.inference_mode():
-        cache = _decoder(model)(input_ids=torch.tensor([list(prefix)], device=model.device),
-                                use_cache=True).past_key_values
+        cache = model(input_ids=torch.tensor([list(prefix)], device=model.device), use_cache=True,
+                      **_logits_to_keep(model)).past_key_values  # logits not read: the head on one position
     return cache if hasattr(cache, "batch_repeat_interleave") else None
-
-
-def _decoder(model):
-    """The model without its LM head, for passes that only fill the KV cache: their logits are never read, and the
-    head over a 151,936-token vocabulary reads 0.9 GB of float32 weights a pass, however few rows."""
-    return model.get_decoder() if hasattr(model, "get_decoder") else model
 
 
 def _group_heads(model, tok, cache, prefix: Sequence[int], prompts: Sequence[Sequence[int]],
@@ -181,8 +176,8 @@ def _group_heads(model, tok, cache, prefix: Sequence[int], prompts: Sequence[Seq
     ids, mask = left_padded(heads, tok.pad_token_id, model.device, prefix=prefix)
     past = _cache_for(cache, len(groups))
     with torch.inference_mode():
-        _decoder(model)(input_ids=ids[:, len(prefix):], attention_mask=mask, use_cache=True, past_key_values=past,
-                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):])
+        model(input_ids=ids[:, len(prefix):], attention_mask=mask, use_cache=True, past_key_values=past,
+              position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):], **_logits_to_keep(model))
     which = torch.tensor([k for k, (g, _) in enumerate(groups) for _ in g], device=model.device)
     past.batch_select_indices(which)
     return past, mask[which], skip
@@ -288,7 +283,9 @@ def answer_probabilities(model, tok, prompts: Sequence[Sequence[int]], answers: 
     k + 1, ``bridges[k](chosen)`` (token ids: the step-k answer the model ranks first, then the text up to the next
     answer) is appended to each row and run through the KV cache of the rows so far, so a rubric of three questions
     costs one prompt pass and two short ones. The prompts' shared opening (a rubric and its policy) is computed once
-    and its cache copied into each batch, as :func:`generate_ids` does. Rows are left-padded; positions are counted
+    and its cache copied into each batch, as :func:`generate_ids` does; on CPU, rows that share more than it (one
+    request, several replies) are grouped and the part they share is run once per group
+    (:func:`plan_grouped_batches`). Rows are left-padded; positions are counted
     from the attention mask, so padding takes no position. Returns, per prompt, one dict per step: ``probs`` (over the
     allowed answers, renormalised), ``mass`` (the share of the whole next-token distribution they held: how much the
     model wanted to answer in the format) and ``chosen`` (the index ranked first). A verdict is never unparseable."""

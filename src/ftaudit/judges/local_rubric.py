@@ -72,7 +72,7 @@ class LocalRubricJudge(Judge):
         self.model_location = model or self.default_model
         self.batch_size = batch_size
         # bfloat16 where this processor runs it natively (2x float32 on AVX512-BF16), float32 elsewhere; the verdicts
-        # depend on it, so the version names it. Not int8: torch's dynamic int8 ran the 1.5B judge 1.4x faster than
+        # depend on it, so the version names it. Not int8: torch's dynamic int8 ran the 1.5B judge 1.5x faster than
         # bfloat16 but moved its next-token distribution 0.4-2.8 nats (KL) from float32's, against 0.001 for
         # bfloat16 (Qwen2.5's activation outliers; measured 2026-12-03)
         self.dtype = resolve_dtype(dtype or "auto", "judging") or "float32"
