@@ -67,7 +67,7 @@ def plan_grouped_batches(prompts: Sequence[Sequence[int]], skip: int, max_size: 
                    else [([i], 0) for i in rows])
         k = a
     # packed by the length of the rows' own parts, longest first: a batch pads every row to its longest own part
-    # (on the quickstart's replies, 7% fewer padded tokens than packing by whole length)
+    # (on the quickstart's escalated replies, 4% fewer padded tokens than packing by whole length)
     own = {id(g): (max(len(prompts[i]) for i in g[0]) - skip - g[1], g[1]) for g in groups}
     longest = {id(g): max(len(prompts[i]) for i in g[0]) for g in groups}
     batches: list[list[tuple[list[int], int]]] = []
@@ -86,7 +86,7 @@ def plan_grouped_batches(prompts: Sequence[Sequence[int]], skip: int, max_size: 
 
 def _common(a: Sequence[int], b: Sequence[int], skip: int) -> int:
     """How many tokens ``a`` and ``b`` share after their first ``skip``, leaving each at least one of its own."""
-    return len(os.path.commonprefix([list(a[skip:]), list(b[skip:])])[:min(len(a), len(b)) - skip - 1])
+    return len(_opened_alike([a[skip:], b[skip:]]))
 
 
 def kv_bytes_per_token(model) -> int:
@@ -133,8 +133,13 @@ def shared_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
     SHARED_PREFIX_MIN."""
     if not prompts:
         return []
-    common = os.path.commonprefix([list(p) for p in prompts])[:min(len(p) for p in prompts) - 1]
+    common = _opened_alike(prompts)
     return common if len(common) >= SHARED_PREFIX_MIN else []
+
+
+def _opened_alike(prompts: Sequence[Sequence[int]]) -> list[int]:
+    """The tokens every prompt opens with, leaving each at least one of its own."""
+    return os.path.commonprefix([list(p) for p in prompts])[:min(len(p) for p in prompts) - 1]
 
 
 def _takes_positions(model) -> bool:
