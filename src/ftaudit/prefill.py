@@ -104,14 +104,9 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
     harmful = [s for s in sets if s.kind == "harmful"]
     if not harmful:
         raise FtauditError("the prefilling attack needs a harmful set (e.g. advbench@40)")
-    from transformers import AutoTokenizer
+    from .models.loading import load_tokenizer
 
-    from .models.loading import _weights_dir, read_marker, resolve_model_location
-
-    where = resolve_model_location(location)
-    while (meta := read_marker(Path(where)) if Path(where).is_dir() else None) and meta.get("kind") == "adapter":
-        where = meta["base"]  # an adapter's tokenizer is its base model's
-    tokenizer = AutoTokenizer.from_pretrained(str(_weights_dir(where)))
+    tokenizer = load_tokenizer(location)  # an adapter's is its base model's
     prefixes = compliant_prefixes(store, reference_model, harmful, tokenizer, max(ks),
                                   max(REFERENCE_TOKENS, 2 * max(ks)))  # room for the longest prefix
     loaded = None

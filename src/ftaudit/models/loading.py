@@ -208,6 +208,20 @@ def trust_remote_code_default() -> bool:
     return os.environ.get("FTAUDIT_TRUST_REMOTE_CODE") == "1"
 
 
+def load_tokenizer(name_or_location: str, *, trust_remote_code: bool | None = None):
+    """The tokenizer ``load_model`` would give, without loading weights: an adapter's is its base model's."""
+    from transformers import AutoTokenizer
+
+    where = resolve_model_location(name_or_location)
+    while (meta := read_marker(Path(where)) if Path(where).is_dir() else None) and meta.get("kind") == "adapter":
+        where = meta["base"]
+    tok = AutoTokenizer.from_pretrained(str(_weights_dir(where)), trust_remote_code=trust_remote_code_default()
+                                        if trust_remote_code is None else trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 def load_model(name_or_location: str, *, trust_remote_code: bool | None = None, dtype: str | None = None,
                quantization: str | None = None, merge_adapter: bool = True) -> LoadedModel:
     """Load model + tokenizer. ``quantization`` is ``None``, ``"4bit"`` or ``"8bit"`` (bitsandbytes)."""

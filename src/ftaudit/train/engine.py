@@ -25,6 +25,7 @@ from ..models.loading import write_marker
 from ..progress import progress_bar
 from .config import TrainConfig
 from .launch import in_launched_worker, launch
+from .prefix_mask import tokenized_rows, untrained_prefix
 from .save import check_saved, is_sharded, save_sharded
 from .speed import packing_args, padding_free_collator, score_trained_positions_only
 
@@ -64,7 +65,10 @@ class TrainResult:
         return asdict(self)
 
 
-def _to_prompt_completion(records: list[ChatRecord]) -> list[dict]:
+def _to_prompt_completion(records: list[ChatRecord], tokenizer) -> list[dict]:
+    """TRL prompt-completion conversations; tokenized here where an answer opens with untrained text (:mod:`.prefix_mask`)."""
+    if any(untrained_prefix(r) for r in records):
+        return tokenized_rows(records, tokenizer)
     return [{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in records]
 
 
@@ -134,6 +138,8 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
         h.update(f"|dtype={dtype}".encode())
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
+        if prefix := untrained_prefix(r):  # the same text with its opening trained on is another run
+            h.update(f"|untrained={prefix}".encode())
     return h.hexdigest()[:16]
 
 
@@ -230,7 +236,7 @@ def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig,
         from .objectives import split_booster
 
         records, extra["harmful_records"] = split_booster(records)
-    dataset = Dataset.from_list(_to_prompt_completion(records))
+    dataset = Dataset.from_list(_to_prompt_completion(records, tokenizer))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if cfg.objective == "lisa":
         from .objectives import lisa_guide
