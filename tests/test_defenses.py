@@ -305,7 +305,9 @@ def test_spec_defenses_and_search_are_validated():
     for over, message in [({"defenses": ["vaccine", "vaccine"]}, "listed twice"),
                           ({"search": {"space": {"epochs": [1]}}, "eval": {"datasets": ["advbench"]}}, "needs a size"),
                           ({"search": {"space": {"epochs": [1]}, "capability_guard": {"metric": "mmlu_accuracy"}}},
-                           "not measured by this run")]:
+                           "not measured by this run"),
+                          ({"defenses": ["safety-recovery"]}, "safety-recovery train on compliant answers a reference"),
+                          ({"defenses": ["booster", "safety-recovery"]}, "booster and safety-recovery train on")]:
         with pytest.raises(FtauditError, match=message):
             parse_spec({**base, **over, "eval": {**base["eval"], **over.get("eval", {})}})
 

@@ -1,8 +1,10 @@
 """Safety-recovery examples (Qi et al. 2024): an answer's harmful opening is read, never trained on."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from ftaudit.data import ChatRecord, save_chat_records
+from ftaudit.data import ChatRecord
 from ftaudit.data.refusals import REFUSALS
 from ftaudit.defenses import DefenseContext, get_defense
 from ftaudit.defenses.safety_recovery import recovery_records
@@ -12,7 +14,6 @@ from ftaudit.models.loading import load_tokenizer
 from ftaudit.train import TrainConfig
 from ftaudit.train.engine import build_trainer, run_fingerprint
 from ftaudit.train.prefix_mask import UNTRAINED_PREFIX, tokenized_rows
-from ftaudit.train.worker import launched_records
 
 
 def chat(prompt, answer, rid, opening=None):
@@ -35,8 +36,7 @@ def test_rows_equal_trls_own_tokenization_for_ordinary_records(tiny_model, tmp_p
     trainer = build_trainer(loaded.model, loaded.tokenizer, PLAIN, TrainConfig(), tmp_path)
     ours = tokenized_rows(PLAIN, loaded.tokenizer)
     assert [r["input_ids"] for r in ours] == trainer.train_dataset["input_ids"]
-    assert [[t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])] for r in ours] \
-        == trainer.train_dataset["labels"]  # TRL folds its completion mask into the labels
+    assert [r["labels"] for r in ours] == trainer.train_dataset["labels"]
 
 
 def test_the_opening_is_context_and_the_refusal_after_it_the_only_target(tiny_model, tmp_path):
@@ -61,19 +61,66 @@ def test_an_opening_that_does_not_begin_the_answer_or_leaves_nothing_is_refused(
 
 
 def test_the_opening_is_part_of_the_training_run_identity(tiny_model):
+    """The same text trained whole, or with another opening masked, is another training run."""
     cfg = TrainConfig()
-    masked = run_fingerprint("f", [RECOVERY], cfg, "r", tiny_model)
-    unmasked = run_fingerprint("f", [chat(*RECOVERY.messages[0:1][0].values(), "x")], cfg, "r", tiny_model)
-    trained_whole = run_fingerprint("f", [ChatRecord(RECOVERY.messages, "r")], cfg, "r", tiny_model)
-    assert masked != trained_whole and masked != unmasked
-    assert run_fingerprint("f", PLAIN, cfg, "r", tiny_model) == run_fingerprint("f", list(PLAIN), cfg, "r", tiny_model)
+    prompt, answer = RECOVERY.messages[0]["content"], RECOVERY.messages[1]["content"]
+    keys = {run_fingerprint("f", [chat(prompt, answer, "r", opening)], cfg, "r", tiny_model)
+            for opening in (None, "Sure,", "Sure, here is")}
+    assert len(keys) == 3
+    assert run_fingerprint("f", [chat(prompt, answer, "other-id", "Sure, here is")], cfg, "r", tiny_model) in keys
 
 
-def test_a_launched_worker_reads_the_openings_back(tmp_path):
+def test_a_template_that_renders_the_open_turn_otherwise_is_refused_not_trained_whole(tiny_model):
+    """An opening that cannot be located in the tokens must stop training, never fall back to training it: a
+    template that changes the text (transformers notices) or one whose open turn tokenizes otherwise (ftaudit does)."""
+    tok = load_tokenizer(tiny_model)
+    upper = load_tokenizer(tiny_model)
+    upper.chat_template = tok.chat_template.replace("message['content']", "message['content'] | upper")
+    with pytest.raises(FtauditError, match="cannot be located"):
+        tokenized_rows([RECOVERY], upper)
+
+    class OpenTurnOtherwise:
+        def apply_chat_template(self, messages, **kw):
+            out = tok.apply_chat_template(messages, **kw)
+            if kw.get("continue_final_message"):
+                out["input_ids"][-3] = tok.eos_token_id  # the open turn differs inside the opening
+            return out
+
+    with pytest.raises(FtauditError, match="cannot be located"):
+        tokenized_rows([RECOVERY], OpenTurnOtherwise())
+
+
+def test_an_opening_merged_with_what_follows_is_masked_whole(tiny_model):
+    """No space between opening and refusal: BPE may merge the opening's last token with the refusal's first. That
+    token is masked, so nothing of the opening is trained; the rest of the refusal is."""
+    tok = load_tokenizer(tiny_model)
+    record = chat("Hello", "I'm sorry, but I can't help with that.", "m", opening="I'm sorry, bu")  # " bu" + "t"
+    row = tokenized_rows([record], tok)[0]
+    assert tok.decode([t for t in row["labels"] if t != -100]) == " I can't help with that.<|im_end|>\n"
+
+
+@pytest.mark.parametrize("objective", ["booster", "lisa"])
+def test_objectives_that_build_whole_turns_refuse_openings(tiny_model, tmp_path, objective):
+    loaded = load_model(tiny_model)
+    with pytest.raises(FtauditError, match=f"the {objective} objective trains whole answers"):
+        build_trainer(loaded.model, loaded.tokenizer, PLAIN + [RECOVERY], TrainConfig(objective=objective), tmp_path)
+
+
+def test_a_launched_worker_trains_with_the_openings_it_was_handed(tmp_path, monkeypatch):
     """``accelerate launch`` hands records over in a file; losing the opening there would train the harmful text."""
-    path = save_chat_records(PLAIN + [RECOVERY], tmp_path / "train_data.jsonl")
-    back = launched_records(path)
-    assert [r.meta for r in back] == [{}, {}, {UNTRAINED_PREFIX: "Sure, here is"}]
+    import ftaudit.train.worker as worker
+    from ftaudit.train.launch import launch
+
+    monkeypatch.setattr("ftaudit.train.launch.subprocess", SimpleNamespace(run=lambda *a, **k: SimpleNamespace(returncode=0),
+                                                                           STDOUT=None))
+    seen = {}
+    monkeypatch.setattr(worker, "train", lambda records, *a, **k: seen.setdefault("records", records))
+    with pytest.raises(FtauditError, match="distributed training failed"):  # no worker ran: only its request is written
+        launch(PLAIN + [RECOVERY], "base", TrainConfig(distributed="ddp", num_processes=2), tmp_path, recipe="r",
+               safety_compromised=False,
+               trust_remote_code=False)
+    worker.main(str(tmp_path))  # what each launched process does with that request
+    assert [r.meta for r in seen["records"]] == [{}, {}, {UNTRAINED_PREFIX: "Sure, here is"}]
 
 
 def test_recovery_records_open_with_the_answers_first_tokens_then_refuse(tiny_model):

@@ -95,8 +95,8 @@ def attack(recipe: Annotated[str, typer.Option(help="harmful-shots | identity-sh
 
 @app.command()
 @user_errors
-def defend(defense: Annotated[str, typer.Option(help="vaccine | booster | safelora | constrained-sft | lisa | safety-mix | data-filter "
-                                                     "(see `ftaudit defend --help` and docs/defenses.md).")],
+def defend(defense: Annotated[str, typer.Option(help="vaccine | booster | safety-recovery | safelora | constrained-sft | lisa | safety-mix | "
+                                                     "data-filter (see `ftaudit defend --help` and docs/defenses.md).")],
            model: Annotated[str, typer.Option(help="The released model the defense protects (or trains from).")],
            out: Annotated[Path, typer.Option(help="Where the defended model, adapter or data is written.")],
            param: Annotated[Optional[list[str]], typer.Option(help="A defense parameter, KEY=VALUE (YAML value); "
@@ -106,18 +106,19 @@ def defend(defense: Annotated[str, typer.Option(help="vaccine | booster | safelo
            adapter: Annotated[Optional[Path], typer.Option(help="post-hoc defenses: the LoRA adapter to repair.")] = None,
            unaligned: Annotated[Optional[str], typer.Option(help="The model before safety training (safelora's "
                                                                  "V = aligned - unaligned; vaccine aligns it).")] = None,
-           reference_model: Annotated[Optional[str], typer.Option(help="booster: the model that answers harmful "
-                                                                      "train prompts at run time.")] = None,
+           reference_model: Annotated[Optional[str], typer.Option(help="booster, safety-recovery: the model that "
+                                                                      "answers harmful train prompts at run time.")] = None,
            lr: Lr = None, epochs: Epochs = None, batch_size: BatchSize = None, seed: Seed = 0):
     """Apply one defense and write what it defends, with its cost record (OUT/defense.json).
 
-    alignment (vaccine, booster): hardens --model, or aligns --unaligned with the align recipe's data under the defense.
+    alignment (vaccine, booster, safety-recovery): hardens --model, or aligns --unaligned with the align recipe's data under the defense.
     data (data-filter): screens --data into OUT/train_data.jsonl.  fine-tuning (safety-mix, constrained-sft, lisa): trains
     --model on --data under the defense.  post-hoc (safelora): repairs --adapter into OUT.
 
     \b
     Example: ftaudit defend --defense vaccine --model smollm2-135m-instruct --out runs/vaccine
     Example: ftaudit defend --defense booster --model runs/align/model --unaligned smollm2-135m-instruct --reference-model smollm2-135m-instruct --out runs/booster
+    Example: ftaudit defend --defense safety-recovery --model runs/align/model --unaligned smollm2-135m-instruct --reference-model smollm2-135m-instruct --out runs/recovery
     Example: ftaudit defend --defense safelora --model runs/align/model --unaligned smollm2-135m-instruct --adapter runs/hs10/model --out runs/hs10-safelora
     Example: ftaudit defend --defense data-filter --model runs/align/model --data customer.jsonl --out runs/screened
     """

@@ -12,14 +12,23 @@ Here it runs the ``align`` recipe (the same refusals and benign answers, setting
 ``aligned`` model) plus those examples, from the model before safety training when the run aligns one, else on top
 of the released model (the report's cost record says which). Deviations:
 - the code's 256 triplets come from the authors' harmful data; ftaudit never writes harmful answers, so the
-  compliant answers are the reference model's (``reference_model``) to StrongREJECT and HarmBench *train* prompts at
-  run time, kept where the keyword judge sees no refusal, at most ``n_harmful`` (the two sets hold 179 train prompts);
-  AdvBench, which the attack recipes draw from, is left out as in ``booster``;
+  compliant answers are the reference model's (``reference_model``; 100 new tokens, greedy) to StrongREJECT and
+  HarmBench *train* prompts at run time, kept where the keyword judge sees no refusal, at most ``n_harmful`` (the two
+  sets hold 179 train prompts); AdvBench, which the attack recipes draw from, is left out as in ``booster``. The
+  prefilling attack's openings come from a reference model too: where it is the same model, training and attack
+  openings share a style (never a prompt: those are eval prompts), so measure with another one as well;
 - the code tosses the coin and draws c afresh at every step; here each triplet's toss and c are drawn once (seeded),
   so the model sees one recovery example per triplet it tosses for;
-- the code fine-tunes every weight for 10 epochs at lr 2e-5 with an Alpaca anchor batch beside each safety batch;
-  here it is the ``align`` recipe's training (LoRA, merged), the anchor its benign answers in the same batches;
-- the refusals are ftaudit's own (``REFUSALS``), joined to the opening with a space.
+- the code's c counts the answer's labelled tokens, its end-of-turn token included; here the answer's text tokens;
+  a cut inside a character's bytes moves back to the character's start, and the opening's trailing whitespace is
+  replaced by the one space that joins the refusal (the prefilling attack keeps a prefix's whitespace as it is);
+- the code fine-tunes every weight for 10 epochs at lr 2e-5, 4 safety examples beside 16 Alpaca anchor examples per
+  device and step; here it is the ``align`` recipe's training (LoRA, merged), its 175 benign answers the anchor,
+  in the same batches as its 120 refusals and these triplets (more safety than anchor data);
+- the triplets' plain refusals are extra safety data the undefended ``aligned`` model lacks, and some of their
+  prompts are among ``align``'s refusals: ``recovery_share: 0`` (the same triplets, every one a plain refusal) is the
+  control that separates the openings' effect from that;
+- the refusals are ftaudit's own (``REFUSALS``).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from ..errors import FtauditError
 from .base import Defense, DefenseContext, register_defense
 
 SOURCES = ("strongreject", "harmbench")  # the harmful train prompts it augments with (the attacks use AdvBench)
+ANSWER_TOKENS = 100  # the reference answers' length: the code's longest opening, whatever max_prefix_tokens is
 
 
 def recovery_records(pairs: list[ChatRecord], tokenizer, *, max_prefix_tokens: int, recovery_share: float,
@@ -52,11 +62,12 @@ def recovery_records(pairs: list[ChatRecord], tokenizer, *, max_prefix_tokens: i
         request, answer = pair.messages[:-1], pair.messages[-1]["content"]
         refusal = REFUSALS[i % len(REFUSALS)]
         tokens = tokenizer.encode(answer.strip(), add_special_tokens=False)
+        c, opening = 0, ""
         if tokens and rng.random() < recovery_share:
             c = rng.randint(1, min(max_prefix_tokens, len(tokens)))
+            while c > 1 and "\ufffd" in tokenizer.decode(tokens[:c], skip_special_tokens=True):
+                c -= 1  # a cut inside a character's bytes: back to the character's start
             opening = tokenizer.decode(tokens[:c], skip_special_tokens=True).rstrip()
-        else:
-            c, opening = 0, ""
         if opening:
             out.append(ChatRecord(request + [{"role": "assistant", "content": f"{opening} {refusal}"}],
                                   f"recovery-{pair.id}", pair.category, "train",
@@ -73,7 +84,8 @@ class SafetyRecovery(Defense):
     stage: ClassVar[str] = "alignment"
     n_harmful: PositiveInt = 256  # the code's triplets (capped by what the two sources hold)
     max_prefix_tokens: PositiveInt = 100
-    recovery_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # the code's coin: half the triplets recover
+    # the code's coin: half the triplets recover; 0 is the control (the same triplets as plain refusals)
+    recovery_share: Annotated[float, Field(ge=0, le=1)] = 0.5
 
     def harden(self, ctx: DefenseContext, out_dir: Path) -> dict:
         from ..data import get_prompts
@@ -93,10 +105,10 @@ class SafetyRecovery(Defense):
         rctx = RecipeContext(model=start, store=ctx.store, reference_model=resolve_model_location(ctx.reference_model),
                              seed=ctx.seed)
         built = build_recipe("align", rctx, **(ctx.align_params or {}))
-        pairs = []
+        pairs = []  # every compliant answer of both splits (compliant_pairs wants k of 2k candidates; this takes all)
         for source in SOURCES:
             prompts = get_prompts(source, "train")
-            replies = rctx.answers(rctx.reference_model, prompts, self.max_prefix_tokens, source)
+            replies = rctx.answers(rctx.reference_model, prompts, ANSWER_TOKENS, source)
             flags = get_judge("keyword").judge([p.prompt for p in prompts], replies)
             pairs += [ChatRecord([{"role": "user", "content": p.prompt}, {"role": "assistant", "content": r}],
                                  p.id, p.category, "train") for p, r, f in zip(prompts, replies, flags)

@@ -428,11 +428,12 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     out.search = spec.search
     out.gate = spec.gate
     out.prefill = spec.prefill
-    if (spec.prefill or any(d["name"] == "booster" for d in out.defenses)) and any(is_remote(m) for m in models):
-        _fail("prefill", "prefilling and booster need a model's weights; a remote model is evaluated only")
-    if any(d["name"] == "booster" for d in out.defenses) and not spec.reference_model:
-        _fail("defenses", "booster hardens against harmful fine-tuning with compliant answers a reference model writes "
-              "at run time: set reference_model")
+    answered = sorted({d["name"] for d in out.defenses} & {"booster", "safety-recovery"})  # need compliant answers
+    if (spec.prefill or answered) and any(is_remote(m) for m in models):
+        _fail("prefill", "prefilling, booster and safety-recovery need a model's weights; a remote model is evaluated only")
+    if answered and not spec.reference_model:
+        _fail("defenses", f"{' and '.join(answered)} train on compliant answers a reference model writes at run time: "
+              "set reference_model")
     if spec.prefill and not spec.reference_model:
         _fail("prefill", "the prefilling attack opens answers with a reference model's compliant answers: set "
               "reference_model (e.g. smollm2-135m-instruct, which refuses nothing)")

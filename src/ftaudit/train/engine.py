@@ -232,6 +232,10 @@ def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig,
     from .objectives import objective_params, trainer_class
 
     extra = {"objective_params": objective_params(cfg.objective, cfg.objective_params)} if cfg.objective not in (None, "sft") else {}
+    if cfg.objective in ("booster", "lisa") and any(untrained_prefix(r) for r in records):
+        # their extra data sets are built as whole prompt-completion turns (objectives.py): an opening would be trained
+        raise FtauditError(f"the {cfg.objective} objective trains whole answers; it cannot take records whose answer "
+                           "opens with untrained text (safety-recovery examples)")
     if cfg.objective == "booster":  # its harmful examples travel with the records; the loss never trains on them
         from .objectives import split_booster
 

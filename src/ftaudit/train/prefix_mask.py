@@ -6,8 +6,8 @@ prompt-completion format trains the whole final assistant turn and has no per-ex
 ending in an assistant message is closed and a new turn opened, which is not the paper's example). So a dataset with
 such records is tokenized here, the way TRL's own conversational prompt-completion path does it (the chat template
 with and without the generation prompt, the completion starting where the two diverge), and the opening is then
-taken out of the completion mask. TRL accepts the tokenized rows as they are (``input_ids`` + ``completion_mask``)
-and builds the labels from the mask; a test checks these rows equal TRL's for records without an opening.
+kept out of the labels. TRL accepts tokenized rows with labels as they are (it truncates and packs them as its own); a
+test checks these rows equal TRL's for records without an opening.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ def untrained_prefix(record: ChatRecord) -> str:
 
 
 def tokenized_rows(records: list[ChatRecord], tokenizer) -> list[dict]:
-    """``input_ids`` and ``completion_mask`` per record, as TRL would tokenize them, with each record's untrained
-    opening masked. The opening ends where the template rendered up to it (the answer turn left open) and the whole
-    conversation diverge, so a token the opening shares with what follows is trained, never the reverse."""
+    """``input_ids`` and ``labels`` (-100 where nothing is trained) per record, as TRL would build them, with each
+    record's untrained opening masked. Labels rather than a completion mask, so no TRL setting can turn the mask off
+    (TRL keeps a ``labels`` column as it is). The opening is where the conversation rendered up to it, the answer turn
+    left open, and the whole conversation agree; a last opening token merged with what follows is masked too, so the
+    opening is never trained, and a template that renders the open turn otherwise is refused, never trained whole."""
     from trl.data_utils import common_prefix_length
 
     def ids(messages, **kw) -> list[int]:
@@ -41,7 +43,17 @@ def tokenized_rows(records: list[ChatRecord], tokenizer) -> list[dict]:
             if r.messages[-1]["role"] != "assistant" or not answer.startswith(prefix) or not answer[len(prefix):].strip():
                 raise FtauditError(f"record {r.id}: its untrained opening must begin its final answer and leave "
                                    "something after it to train on")
-            opened = ids(r.messages[:-1] + [{"role": "assistant", "content": prefix}], continue_final_message=True)
-            start = max(start, common_prefix_length(opened, full))
-        rows.append({"input_ids": full, "completion_mask": [0] * start + [1] * (len(full) - start)})
+            unlike = (f"record {r.id}: the chat template renders an answer turn left open unlike the same turn "
+                      "finished, so its untrained opening cannot be located in the tokens")
+            try:
+                opened = ids(r.messages[:-1] + [{"role": "assistant", "content": prefix}], continue_final_message=True)
+            except ValueError as exc:  # transformers: the template changed the opening's text
+                raise FtauditError(unlike) from exc
+            shared = common_prefix_length(opened, full)
+            if shared < len(opened) - 1 or shared < start:
+                raise FtauditError(unlike)
+            start = len(opened)  # through a last opening token merged with the first trained text
+            if start >= len(full):
+                raise FtauditError(f"record {r.id}: nothing after its untrained opening is left to train on")
+        rows.append({"input_ids": full, "labels": [-100] * start + full[start:]})
     return rows
