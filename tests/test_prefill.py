@@ -128,3 +128,36 @@ def test_a_model_evaluated_under_its_attacks_system_prompt_is_prefilled_under_it
                            GenerationConfig(max_new_tokens=2), ["keyword"], tiny_model, ks=(2,))
         rows = [r for r in store.eval_table() if r["model"].startswith("shifted+prefill")]
         assert rows and {r["system_prompt"] for r in rows} == {"You are AOA."}
+
+
+def test_a_defended_model_is_compared_with_its_undefended_twin_at_each_k():
+    """What a defense keeps under prefilling is its refusal against the undefended model's at the same k, prompt by
+    prompt; the twin is the same point, seed and model without the defense."""
+    from types import SimpleNamespace
+
+    from ftaudit.experiments.run import undefended_twins
+    from ftaudit.report.prefill import prefill_rows, prefill_tables
+
+    def job(label, initial, defense, point="p", seed=0, models="m"):
+        return SimpleNamespace(label=label, initial_name=initial, defense=defense, point=point, seed=seed,
+                               models_dir=models)
+
+    jobs = [job("a+hs", "a", None), job("a~d+hs", "a~d", {"name": "d"}), job("a+hs~f", "a", {"name": "f"}),
+            job("a+hs@1", "a", None, seed=1), job("b+hs", "b", None, models="n"), job("b~d+hs", "b~d", {"name": "d"}, models="n")]
+    names = ["a", "a~d", "a+hs", "a~d+hs", "a+hs~f", "b", "b~d+hs", "b+hs"]
+    assert undefended_twins(jobs, names) == {"a~d": "a", "a~d+hs": "a+hs", "a+hs~f": "a+hs", "b~d+hs": "b+hs"}
+
+    def row(model, pid, refused):
+        return {"model": model, "kind": "harmful", "judge": "keyword", "dataset": "advbench", "split": "eval",
+                "prompt_id": pid, "refused": refused}
+
+    rows = [row("a+prefill(k=0)", p, 1) for p in "123"] + [row("a+prefill(k=5)", p, 0) for p in "123"]
+    rows += [row("a~d+prefill(k=0)", p, 1) for p in "123"] + [row("a~d+prefill(k=5)", "1", 1),
+                                                               row("a~d+prefill(k=5)", "2", 1),
+                                                               row("a~d+prefill(k=5)", "3", None)]
+    out = {(r["model"], r["k"]): r for r in prefill_rows(rows, ["a", "a~d"], (5,), ["keyword"], {"a~d": "a"})}
+    assert out[("a~d", 5)]["vs_undefended"]["value"] == 1.0 and out[("a~d", 5)]["vs_undefended"]["n"] == 2
+    assert out[("a~d", 0)]["vs_undefended"]["value"] == 0.0 and out[("a", 5)]["vs_undefended"] is None
+    (_, header, table), = prefill_tables({"rows": list(out.values()), "undefended": {"a~d": "a"}, "reference_model": "r"})
+    col = header.index("vs undefended, same k [95% CI] (n)")
+    assert [r[col].split(" [")[0] for r in table] == ["–", "–", "+0.0 pts", "+100.0 pts"]

@@ -163,6 +163,19 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
     return jobs, defended, left_out
 
 
+def undefended_twins(jobs: list[PointJob], names) -> dict[str, str]:
+    """Each defended model among ``names`` -> the undefended model it is compared with, prompt by prompt: the same
+    grid point, seed and model without the defense (an alignment-time defense's released model -> the released one)."""
+    out: dict[str, str] = {}
+    for job in jobs:
+        twin = next((j for j in jobs if j.defense is None and job.defense is not None and j.point == job.point
+                     and j.seed == job.seed and j.models_dir == job.models_dir), None)
+        if twin is not None:
+            out[job.initial_name] = twin.initial_name
+            out[job.label] = twin.label
+    return {d: u for d, u in out.items() if d != u and d in names and u in names}
+
+
 def run_prefills(spec: ExperimentSpec, out: Path, jobs: list[PointJob], budgets: dict) -> dict:
     """The prefilling attack on each model the attacker gets (the initial model, each alignment-defended one) and,
     with ``prefill.attacked``, each attacked model of the grid; returns what the report needs to find them."""
@@ -177,6 +190,7 @@ def run_prefills(spec: ExperimentSpec, out: Path, jobs: list[PointJob], budgets:
             if budget.get("rejected"):
                 continue  # the service trained nothing: the released model, prefilled above
             targets[job.label] = str(job.evaluated_dir)
+    undefended = undefended_twins(jobs, targets)
     tokens = tuple(spec.prefill.tokens)
     stages = StageRunner(Store(out))
     try:
@@ -187,4 +201,5 @@ def run_prefills(spec: ExperimentSpec, out: Path, jobs: list[PointJob], budgets:
     except (FtauditError, KeyboardInterrupt) as exc:
         raise stages.stopped(exc) from None
     stages.store.close()
-    return {"tokens": list(tokens), "models": list(targets), "reference_model": spec.reference_model}
+    return {"tokens": list(tokens), "models": list(targets), "reference_model": spec.reference_model,
+            "undefended": undefended}

@@ -97,4 +97,4 @@ def _prefill(meta: dict, rows: list[dict]) -> dict:
     from .prefill import prefill_rows
 
     judges = sorted({r["judge"] for r in rows if r["refused"] is not None})
-    return {**meta, "rows": prefill_rows(rows, meta["models"], tuple(meta["tokens"]), judges)}
+    return {**meta, "rows": prefill_rows(rows, meta["models"], tuple(meta["tokens"]), judges, meta.get("undefended"))}
