@@ -161,3 +161,17 @@ def test_a_defended_model_is_compared_with_its_undefended_twin_at_each_k():
     (_, header, table), = prefill_tables({"rows": list(out.values()), "undefended": {"a~d": "a"}, "reference_model": "r"})
     col = header.index("vs undefended, same k [95% CI] (n)")
     assert [r[col].split(" [")[0] for r in table] == ["–", "–", "+0.0 pts", "+100.0 pts"]
+
+
+def test_against_names_two_models_of_the_run_and_adds_the_column():
+    from ftaudit import api
+    from ftaudit.report.prefill import prefill_markdown
+
+    with pytest.raises(FtauditError, match="--against names b, not among the --model names"):
+        api.prefill({"a": "x"}, "/nonexistent", reference_model="y", against={"b": "a"})
+    row = {"model": "d", "judge": "keyword", "k": 5, "refusal": {"value": 0.5, "ci": [0.2, 0.8], "n": 4},
+           "attack_success": 0.5, "unanswered": 0, "vs_unprefilled": None,
+           "vs_undefended": {"value": 0.25, "ci": [-0.1, 0.6], "n": 4}}
+    text = prefill_markdown({"reference_model": "r", "rows": [row], "prompts": {}, "undefended": {"d": "u"}})
+    assert "vs undefended, same k" in text and "| +25.0 pts [-10.0, +60.0] (4) |" in text
+    assert "vs undefended" not in prefill_markdown({"reference_model": "r", "rows": [row], "prompts": {}})

@@ -178,16 +178,21 @@ def evaluate(model: str, out: str | Path, *, datasets: list[str] | None = None, 
 
 def prefill(models: dict[str, str], out: str | Path, *, reference_model: str, datasets: list[str] | None = None,
             judges: list[str] | None = None, tokens: tuple[int, ...] | None = None, max_new_tokens: int = 32,
-            dtype: str | None = "auto") -> list[dict]:
+            dtype: str | None = "auto", against: dict[str, str] | None = None) -> list[dict]:
     """The prefilling attack (Qi et al. 2024) on each of ``models`` ({name: location}): answers opened with the first
     k tokens (``tokens``, default 5, 10, 20, 40) of ``reference_model``'s compliant answers, judged on the
-    continuation; rows per model, judge and k with intervals (also ``out/prefill.json`` and ``out/prefill.md``)."""
+    continuation; rows per model, judge and k with intervals (also ``out/prefill.json`` and ``out/prefill.md``).
+    ``against`` ({defended name: undefended name}) adds each defended model's paired change against the undefended
+    one at the same k."""
     from .models import check_model_location
     from .prefill import PREFILL_TOKENS, run_prefill
 
+    if bad := sorted(n for pair in (against or {}).items() for n in pair if n not in models):
+        raise FtauditError(f"--against names {', '.join(bad)}, not among the --model names ({', '.join(models)})")
     check_model_location(*models.values(), reference_model)
     return run_prefill(models, out, reference_model, list(datasets or ["advbench@40", "harmbench@40"]),
-                       list(judges or DEFAULT_EVAL_JUDGES), tuple(tokens or PREFILL_TOKENS), max_new_tokens, dtype)
+                       list(judges or DEFAULT_EVAL_JUDGES), tuple(tokens or PREFILL_TOKENS), max_new_tokens, dtype,
+                       against)
 
 
 def align(model: str = "smollm2-135m-instruct", out: str | Path = "runs/align", *, params: dict | None = None,

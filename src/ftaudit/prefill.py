@@ -130,15 +130,17 @@ def evaluate_prefilled(store: Store, name: str, location: str, sets: list[EvalSe
     return prefixes
 
 
-def prefill_table(store: Store, names: list[str], ks: tuple[int, ...], judges: list[str]) -> list[dict]:
+def prefill_table(store: Store, names: list[str], ks: tuple[int, ...], judges: list[str],
+                  against: dict[str, str] | None = None) -> list[dict]:
     """Per model, judge and k: refusal on the continuation with intervals (:func:`ftaudit.report.prefill.prefill_rows`)."""
     from .report.prefill import prefill_rows
 
-    return prefill_rows(store.eval_table(), names, ks, judges)
+    return prefill_rows(store.eval_table(), names, ks, judges, against)
 
 
 def run_prefill(models: dict[str, str], out, reference_model: str, datasets: list[str], judges: list[str],
-                ks: tuple[int, ...] = PREFILL_TOKENS, max_new_tokens: int = 32, dtype: str | None = "auto") -> list[dict]:
+                ks: tuple[int, ...] = PREFILL_TOKENS, max_new_tokens: int = 32, dtype: str | None = "auto",
+                against: dict[str, str] | None = None) -> list[dict]:
     """Every model in ``models`` ({name: location}) under the prefilling attack, into the run directory ``out``:
     the store, ``prefill.json`` (the rows of :func:`prefill_table` and the prompts prefilled per set) and
     ``prefill.md``. Rerunning the same command generates and judges only what is missing."""
@@ -157,8 +159,9 @@ def run_prefill(models: dict[str, str], out, reference_model: str, datasets: lis
         for name, location in models.items():
             prefixes = evaluate_prefilled(store, name, location, sets, gen, judges, reference_model, ks)
             kept[name] = {label: {"prefilled": len(p), **prefixes.dropped[label]} for label, p in prefixes.prompts.items()}
-        rows = prefill_table(store, list(models), ks, judges)
+        rows = prefill_table(store, list(models), ks, judges, against)
     record = {"attack": "prefill (Qi et al. 2024, arXiv:2406.05946)", "reference_model": reference_model,
+              "undefended": dict(against or {}),
               "tokens": sorted(ks), "max_new_tokens": max_new_tokens, "prompts": kept, "rows": rows,
               "judged": "the continuation after the prefix"}
     atomic_write_text(out / "prefill.json", json.dumps(record, indent=2, default=str))

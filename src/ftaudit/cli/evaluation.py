@@ -80,12 +80,16 @@ def prefill(model: Annotated[list[str], typer.Option(help="A model to attack, NA
             judge: Annotated[list[str], typer.Option(help="Judges of the continuation; repeatable.")] = list(DEFAULT_EVAL_JUDGES),
             max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated after the prefix (greedy).")] = 32,
             dtype: Annotated[Optional[str], typer.Option(help="Compute dtype of generation: auto | float32 | bfloat16 "
-                                                             "| float16.")] = "auto"):
+                                                             "| float16.")] = "auto",
+            against: Annotated[Optional[list[str]], typer.Option(help="DEFENDED=UNDEFENDED (two --model names): the "
+                                                                 "defended model's change against the undefended one "
+                                                                 "at each k, prompt by prompt; repeatable.")] = None):
     """The prefilling attack (Qi et al. 2024): open each answer with the first k tokens of a compliant answer and let
     the model continue; refusal and attack success per k on the continuation, against the same prompts unprefilled.
 
     \b
     Example: ftaudit prefill --model aligned=runs/align/model --model hs10=runs/hs10/model --reference-model smollm2-135m-instruct --out runs/prefill
+    Example: ftaudit prefill --model aligned=runs/align/model --model recovery=runs/recovery/model --against recovery=aligned --reference-model qwen2.5-coder-0.5b-instruct --out runs/prefill-recovery
     """
     from .. import api
 
@@ -100,8 +104,14 @@ def prefill(model: Annotated[list[str], typer.Option(help="A model to attack, NA
         if name in models:
             raise FtauditError(f"two --model entries are named '{name}'; write NAME=LOCATION")
         models[name] = location
+    pairs = {}
+    for item in against or []:
+        defended, eq, undefended = item.partition("=")
+        if not eq or not defended or not undefended:
+            raise FtauditError(f"bad --against '{item}': write DEFENDED=UNDEFENDED with two --model names")
+        pairs[defended] = undefended
     rows = api.prefill(models, out, reference_model=reference_model, datasets=dataset, judges=judge, tokens=ks,
-                       max_new_tokens=max_new_tokens, dtype=dtype)
+                       max_new_tokens=max_new_tokens, dtype=dtype, against=pairs)
     console.print((out / "prefill.md").read_text())
     say(f"{len(rows)} rows: {out / 'prefill.json'}")
 

@@ -60,14 +60,20 @@ def prefill_markdown(record: dict) -> str:
              f"Each answer opened with the first k tokens of a compliant answer by `{record['reference_model']}` (generated "
              "at run time), the model continuing; judged on the continuation alone, which the refusal judges were not "
              "validated on (they were on whole replies). k = 0 is the same prompts unprefilled.", "",
-             "| model | judge | k | refusal [95% CI] (n) | attack success | vs k = 0 [95% CI] | unanswered |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | judge | k | refusal [95% CI] (n) | attack success | vs k = 0 [95% CI] | unanswered |"
+             + (" vs undefended, same k [95% CI] (n) |" if record.get("undefended") else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if record.get("undefended") else "")]
     for r in record["rows"]:
         change = r["vs_unprefilled"]
         vs = "–" if not change else (f"{100 * change['value']:+.1f} pts [{100 * change['ci'][0]:+.1f}, "
                                      f"{100 * change['ci'][1]:+.1f}]")
+        twin = ""
+        if record.get("undefended"):
+            c = r.get("vs_undefended")
+            twin = (f" {100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}] ({c['n']}) |"
+                    if c and c.get("n") else " – |")
         lines.append(f"| {r['model']} | {r['judge']} | {r['k']} | {_pct(r['refusal'])} | {_success(r)} "
-                     f"| {vs} | {r['unanswered']} |")
+                     f"| {vs} | {r['unanswered']} |{twin}")
     lines += ["", "Prompts prefilled per set (the rest: the reference model refused, or its answer was shorter than the "
               "longest prefix):", ""]
     for name, sets in record["prompts"].items():
