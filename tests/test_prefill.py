@@ -142,10 +142,15 @@ def test_a_defended_model_is_compared_with_its_undefended_twin_at_each_k():
         return SimpleNamespace(label=label, initial_name=initial, defense=defense, point=point, seed=seed,
                                models_dir=models)
 
-    jobs = [job("a+hs", "a", None), job("a~d+hs", "a~d", {"name": "d"}), job("a+hs~f", "a", {"name": "f"}),
-            job("a+hs@1", "a", None, seed=1), job("b+hs", "b", None, models="n"), job("b~d+hs", "b~d", {"name": "d"}, models="n")]
-    names = ["a", "a~d", "a+hs", "a~d+hs", "a+hs~f", "b", "b~d+hs", "b+hs"]
-    assert undefended_twins(jobs, names) == {"a~d": "a", "a~d+hs": "a+hs", "a+hs~f": "a+hs", "b~d+hs": "b+hs"}
+    jobs = [job("a+hs", "a", None), job("a+hs@1", "a", None, seed=1), job("a~d+hs", "a~d", {"name": "d"}),
+            job("a+hs~f", "a", {"name": "f"}), job("a+hs~f@1", "a", {"name": "f"}, seed=1),
+            job("a+is", "a", None, point="q"), job("a+is~f", "a", {"name": "f"}, point="q"),
+            job("b+hs", "b", None, models="n"), job("b~d+hs", "b~d", {"name": "d"}, models="n"),
+            job("c~d+hs", "c~d", {"name": "d"}, models="o")]  # c: its undefended twin was not prefilled
+    names = ["a", "a~d", "a+hs", "a~d+hs", "a+hs~f", "a+hs@1", "a+hs~f@1", "a+is", "a+is~f", "b", "b~d+hs", "b+hs",
+             "c~d+hs"]
+    assert undefended_twins(jobs, names) == {"a~d": "a", "a~d+hs": "a+hs", "a+hs~f": "a+hs", "a+hs~f@1": "a+hs@1",
+                                             "a+is~f": "a+is", "b~d+hs": "b+hs"}
 
     def row(model, pid, refused):
         return {"model": model, "kind": "harmful", "judge": "keyword", "dataset": "advbench", "split": "eval",
@@ -155,23 +160,85 @@ def test_a_defended_model_is_compared_with_its_undefended_twin_at_each_k():
     rows += [row("a~d+prefill(k=0)", p, 1) for p in "123"] + [row("a~d+prefill(k=5)", "1", 1),
                                                                row("a~d+prefill(k=5)", "2", 1),
                                                                row("a~d+prefill(k=5)", "3", None)]
-    out = {(r["model"], r["k"]): r for r in prefill_rows(rows, ["a", "a~d"], (5,), ["keyword"], {"a~d": "a"})}
-    assert out[("a~d", 5)]["vs_undefended"]["value"] == 1.0 and out[("a~d", 5)]["vs_undefended"]["n"] == 2
-    assert out[("a~d", 0)]["vs_undefended"]["value"] == 0.0 and out[("a", 5)]["vs_undefended"] is None
-    (_, header, table), = prefill_tables({"rows": list(out.values()), "undefended": {"a~d": "a"}, "reference_model": "r"})
+    rows += [{**r, "judge": "other", "refused": 1 - r["refused"]} for r in rows if r["refused"] is not None]
+    table_rows = prefill_rows(rows, ["a", "a~d"], (5,), ["keyword", "other"], {"a~d": "a"})
+    out = {(r["model"], r["judge"], r["k"]): r for r in table_rows}
+    assert out[("a~d", "keyword", 5)]["vs_undefended"]["value"] == 1.0
+    assert out[("a~d", "keyword", 5)]["vs_undefended"]["n"] == 2  # the prompt it left unanswered is not paired
+    assert out[("a~d", "other", 5)]["vs_undefended"]["value"] == -1.0  # each judge against the same judge
+    assert out[("a~d", "keyword", 0)]["vs_undefended"]["value"] == 0.0 and out[("a", "keyword", 5)]["vs_undefended"] is None
+    (_, header, table), = prefill_tables({"rows": table_rows, "undefended": {"a~d": "a"}, "reference_model": "r"})
     col = header.index("vs undefended, same k [95% CI] (n)")
-    assert [r[col].split(" [")[0] for r in table] == ["–", "–", "+0.0 pts", "+100.0 pts"]
+    by = {(r[0], r[1], r[2]): r[col] for r in table}
+    assert by[("a", "keyword", "5")] == "–" and by[("a~d", "keyword", "0")].endswith("(3)")
+    change = out[("a~d", "keyword", 5)]["vs_undefended"]
+    assert by[("a~d", "keyword", "5")] == (f"+100.0 pts [{100 * change['ci'][0]:+.1f}, {100 * change['ci'][1]:+.1f}] (2)")
 
 
 def test_against_names_two_models_of_the_run_and_adds_the_column():
     from ftaudit import api
     from ftaudit.report.prefill import prefill_markdown
 
-    with pytest.raises(FtauditError, match="--against names b, not among the --model names"):
-        api.prefill({"a": "x"}, "/nonexistent", reference_model="y", against={"b": "a"})
+    for against in ({"b": "a"}, {"a": "b"}):
+        with pytest.raises(FtauditError, match="--against names b, not among the --model names"):
+            api.prefill({"a": "x"}, "/nonexistent", reference_model="y", against=against)
+    with pytest.raises(FtauditError, match="compares a model with itself"):
+        api.prefill({"a": "x"}, "/nonexistent", reference_model="y", against={"a": "a"})
     row = {"model": "d", "judge": "keyword", "k": 5, "refusal": {"value": 0.5, "ci": [0.2, 0.8], "n": 4},
            "attack_success": 0.5, "unanswered": 0, "vs_unprefilled": None,
            "vs_undefended": {"value": 0.25, "ci": [-0.1, 0.6], "n": 4}}
     text = prefill_markdown({"reference_model": "r", "rows": [row], "prompts": {}, "undefended": {"d": "u"}})
     assert "vs undefended, same k" in text and "| +25.0 pts [-10.0, +60.0] (4) |" in text
     assert "vs undefended" not in prefill_markdown({"reference_model": "r", "rows": [row], "prompts": {}})
+    header, rule, line = text.splitlines()[4:7]
+    assert header.count("|") == rule.count("|") == line.count("|")
+
+
+def test_the_cli_passes_against_as_defended_to_undefended(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from ftaudit import api
+    from ftaudit.cli import app
+
+    seen = {}
+
+    def fake(models, out, **kw):
+        seen.update(kw)
+        (out / "prefill.md").parent.mkdir(parents=True, exist_ok=True)
+        (out / "prefill.md").write_text("done")
+        return []
+
+    monkeypatch.setattr(api, "prefill", fake)
+    args = ["prefill", "--model", "aligned=x", "--model", "hard=y", "--reference-model", "r", "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, [*args, "--against", "hard=aligned"]).exit_code == 0
+    assert seen["against"] == {"hard": "aligned"}
+    res = CliRunner().invoke(app, [*args, "--against", "hard=aligned", "--against", "hard=x"])
+    assert res.exit_code != 0 and "names 'hard' twice" in res.output
+
+
+def test_against_refuses_models_prefilled_with_different_prefixes(monkeypatch, tmp_path):
+    """Two tokenizers cut two prefixes from one answer: such refusals are not paired, whatever the names say."""
+    import ftaudit.prefill as prefill
+    from ftaudit.prefill import Prefixes
+
+    class Tok:
+        def __init__(self, tag):
+            self.tag = tag
+
+        def decode(self, ids, skip_special_tokens=True):
+            return self.tag + " ".join(map(str, ids))
+
+    def fake(store, name, location, sets, gen, judges, reference_model, ks):
+        p = Prefixes(prompts={"advbench": [SimpleNamespace(id="1")]}, tokens={"advbench": [[1, 2, 3]]},
+                     dropped={"advbench": {"refused": 0, "short": 0, "of": 1}}, tokenizer=Tok(location))
+        return p
+
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(prefill, "evaluate_prefilled", fake)
+    monkeypatch.setattr(prefill, "prefill_table", lambda *a, **k: [])
+    prefill.run_prefill({"a": "same", "b": "same"}, tmp_path / "ok", "r", ["advbench@1"], ["keyword"], (2,),
+                        against={"b": "a"})
+    with pytest.raises(FtauditError, match="prefilled with different prompts or prefixes"):
+        prefill.run_prefill({"a": "one", "b": "other"}, tmp_path / "no", "r", ["advbench@1"], ["keyword"], (2,),
+                            against={"b": "a"})

@@ -189,6 +189,8 @@ def prefill(models: dict[str, str], out: str | Path, *, reference_model: str, da
 
     if bad := sorted(n for pair in (against or {}).items() for n in pair if n not in models):
         raise FtauditError(f"--against names {', '.join(bad)}, not among the --model names ({', '.join(models)})")
+    if same := sorted(d for d, u in (against or {}).items() if d == u):
+        raise FtauditError(f"--against {same[0]}={same[0]} compares a model with itself; name its undefended twin")
     check_model_location(*models.values(), reference_model)
     return run_prefill(models, out, reference_model, list(datasets or ["advbench@40", "harmbench@40"]),
                        list(judges or DEFAULT_EVAL_JUDGES), tuple(tokens or PREFILL_TOKENS), max_new_tokens, dtype,

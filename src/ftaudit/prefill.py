@@ -154,11 +154,18 @@ def run_prefill(models: dict[str, str], out, reference_model: str, datasets: lis
     check_judges(judges, {})
     gen = GenerationConfig(max_new_tokens=max_new_tokens, dtype=dtype)
     out = Path(out)
-    kept = {}
+    kept, opened = {}, {}
     with run_dir_lock(out), Store(out) as store:
         for name, location in models.items():
             prefixes = evaluate_prefilled(store, name, location, sets, gen, judges, reference_model, ks)
             kept[name] = {label: {"prefilled": len(p), **prefixes.dropped[label]} for label, p in prefixes.prompts.items()}
+            opened[name] = {label: ([p.id for p in ps], [prefixes.text(label, k) for k in ks])
+                            for label, ps in prefixes.prompts.items()}
+        for defended, undefended in (against or {}).items():
+            if opened[defended] != opened[undefended]:  # another tokenizer cuts other prefixes, keeps other prompts
+                raise FtauditError(f"--against {defended}={undefended}: the two models were prefilled with different "
+                                   "prompts or prefixes (their tokenizers differ), so their refusals cannot be paired; "
+                                   "the evaluations are kept: rerun without this pair")
         rows = prefill_table(store, list(models), ks, judges, against)
     record = {"attack": "prefill (Qi et al. 2024, arXiv:2406.05946)", "reference_model": reference_model,
               "undefended": dict(against or {}),

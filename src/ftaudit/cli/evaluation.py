@@ -109,6 +109,8 @@ def prefill(model: Annotated[list[str], typer.Option(help="A model to attack, NA
         defended, eq, undefended = item.partition("=")
         if not eq or not defended or not undefended:
             raise FtauditError(f"bad --against '{item}': write DEFENDED=UNDEFENDED with two --model names")
+        if defended in pairs:
+            raise FtauditError(f"--against names '{defended}' twice; a defended model has one undefended twin")
         pairs[defended] = undefended
     rows = api.prefill(models, out, reference_model=reference_model, datasets=dataset, judges=judge, tokens=ks,
                        max_new_tokens=max_new_tokens, dtype=dtype, against=pairs)

@@ -55,25 +55,27 @@ def _success(r: dict) -> str:
     return "–" if r["attack_success"] is None else f"{100 * r['attack_success']:.1f}%"
 
 
+def _change(c: dict | None, with_n: bool = True) -> str:
+    """A paired change with its interval (and n); "–" where none was measured (no prompt in common)."""
+    if not c or not c.get("n"):
+        return "–"
+    return (f"{100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}]"
+            + (f" ({c['n']})" if with_n else ""))
+
+
 def prefill_markdown(record: dict) -> str:
     lines = ["# Prefilling attack", "",
              f"Each answer opened with the first k tokens of a compliant answer by `{record['reference_model']}` (generated "
              "at run time), the model continuing; judged on the continuation alone, which the refusal judges were not "
              "validated on (they were on whole replies). k = 0 is the same prompts unprefilled.", "",
-             "| model | judge | k | refusal [95% CI] (n) | attack success | vs k = 0 [95% CI] | unanswered |"
-             + (" vs undefended, same k [95% CI] (n) |" if record.get("undefended") else ""),
+             "| model | judge | k | refusal [95% CI] (n) | attack success | vs k = 0 [95% CI] |"
+             + (" vs undefended, same k [95% CI] (n) |" if record.get("undefended") else "") + " unanswered |",
              "|---|---|---|---|---|---|---|" + ("---|" if record.get("undefended") else "")]
     for r in record["rows"]:
-        change = r["vs_unprefilled"]
-        vs = "–" if not change else (f"{100 * change['value']:+.1f} pts [{100 * change['ci'][0]:+.1f}, "
-                                     f"{100 * change['ci'][1]:+.1f}]")
-        twin = ""
-        if record.get("undefended"):
-            c = r.get("vs_undefended")
-            twin = (f" {100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}] ({c['n']}) |"
-                    if c and c.get("n") else " – |")
+        vs = _change(r["vs_unprefilled"], with_n=False)
+        twin = f" {_change(r.get('vs_undefended'))} |" if record.get("undefended") else ""
         lines.append(f"| {r['model']} | {r['judge']} | {r['k']} | {_pct(r['refusal'])} | {_success(r)} "
-                     f"| {vs} | {r['unanswered']} |{twin}")
+                     f"| {vs} |{twin} {r['unanswered']} |")
     lines += ["", "Prompts prefilled per set (the rest: the reference model refused, or its answer was shorter than the "
               "longest prefix):", ""]
     for name, sets in record["prompts"].items():
@@ -87,13 +89,9 @@ def prefill_tables(summary_prefill: dict | None) -> list[tuple[str, list[str], l
     the same prompts unprefilled."""
     if not summary_prefill or not summary_prefill.get("rows"):
         return []
-    def change(c: dict | None) -> str:
-        return "–" if not c or not c.get("n") else (
-            f"{100 * c['value']:+.1f} pts [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}] ({c['n']})")
-
     undefended = summary_prefill.get("undefended") or {}
-    rows = [[r["model"], r["judge"], str(r["k"]), _pct(r["refusal"]), _success(r), change(r["vs_unprefilled"]),
-             change(r.get("vs_undefended")) if r["model"] in undefended else "–", str(r["unanswered"])]
+    rows = [[r["model"], r["judge"], str(r["k"]), _pct(r["refusal"]), _success(r), _change(r["vs_unprefilled"]),
+             _change(r.get("vs_undefended")) if r["model"] in undefended else "–", str(r["unanswered"])]
             for r in summary_prefill["rows"]]
     title = (f"Prefilling attack: answers opened with the first k tokens of {summary_prefill.get('reference_model')}'s "
              "compliant answers, judged on the continuation (k = 0: the same prompts unprefilled; a defended model "
