@@ -46,6 +46,23 @@ class DefenseContext:
     reference_model: str | None = None
 
 
+def realign_context(ctx: DefenseContext, defense: str, needs: str):
+    """What an alignment-time defense that re-runs the ``align`` recipe with harmful answers starts from: the model
+    (before safety training when the run aligns one, else the released one), a recipe context whose reference model
+    answers harmful train prompts at run time, and the ``align`` recipe's records. ``needs`` says why the reference
+    model is needed, in the error a missing one gives."""
+    from ..models import resolve_model_location
+    from ..recipes import RecipeContext, build_recipe
+
+    if not ctx.reference_model:
+        raise FtauditError(f"{defense} {needs}: name a reference model (spec reference_model, or --reference-model) "
+                           "that answers harmful train prompts at run time")
+    start = resolve_model_location(ctx.unaligned or ctx.initial)
+    rctx = RecipeContext(model=start, store=ctx.store, reference_model=resolve_model_location(ctx.reference_model),
+                         seed=ctx.seed)
+    return start, rctx, build_recipe("align", rctx, **(ctx.align_params or {}))
+
+
 @dataclass
 class Defense:
     """Base class; subclasses are dataclasses whose fields are the defense's hyperparameters."""

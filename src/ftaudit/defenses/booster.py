@@ -26,8 +26,7 @@ from typing import ClassVar
 
 from pydantic import PositiveFloat, PositiveInt
 
-from ..errors import FtauditError
-from .base import Defense, DefenseContext, register_defense
+from .base import Defense, DefenseContext, realign_context, register_defense
 
 
 SOURCES = ("strongreject", "harmbench")  # the harmful train prompts it hardens against (the attacks use AdvBench)
@@ -46,21 +45,13 @@ class Booster(Defense):
 
         from ..data import get_prompts
         from ..fine_tune import train_config
-        from ..models import resolve_model_location
-        from ..recipes import RecipeContext, build_recipe
         from ..recipes.base import TRAIN_DEFAULTS
         from ..recipes.harmful_shots import compliant_pairs
         from ..train import train
         from ..train.objectives import BOOSTER_HARMFUL
 
-        if not ctx.reference_model:
-            raise FtauditError("booster hardens against harmful fine-tuning and needs harmful examples: name a "
-                               "reference model (spec reference_model, or --reference-model) that answers harmful "
-                               "train prompts at run time")
-        start = resolve_model_location(ctx.unaligned or ctx.initial)
-        rctx = RecipeContext(model=start, store=ctx.store, reference_model=resolve_model_location(ctx.reference_model),
-                             seed=ctx.seed)
-        built = build_recipe("align", rctx, **(ctx.align_params or {}))
+        start, rctx, built = realign_context(ctx, "booster", "hardens against harmful fine-tuning and needs harmful "
+                                                             "examples")
         harmful, left = [], self.bad_sample_num
         for source in SOURCES:  # cross-source: never the attacks' default AdvBench prompts
             n = min(left, len(get_prompts(source, "train")) // 2)

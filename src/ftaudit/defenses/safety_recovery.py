@@ -44,7 +44,7 @@ from pydantic import Field, PositiveInt
 
 from ..data import ChatRecord
 from ..errors import FtauditError
-from .base import Defense, DefenseContext, register_defense
+from .base import Defense, DefenseContext, realign_context, register_defense
 
 SOURCES = ("strongreject", "harmbench")  # the harmful train prompts it augments with (the attacks use AdvBench)
 ANSWER_TOKENS = 100  # the reference answers' length: the code's longest opening, whatever max_prefix_tokens is
@@ -91,20 +91,11 @@ class SafetyRecovery(Defense):
         from ..data import get_prompts
         from ..fine_tune import train_config
         from ..judges import get_judge
-        from ..models import resolve_model_location
         from ..models.loading import load_tokenizer
-        from ..recipes import RecipeContext, build_recipe
         from ..recipes.base import TRAIN_DEFAULTS, pick
         from ..train import train
 
-        if not ctx.reference_model:
-            raise FtauditError("safety-recovery opens refusals with the start of compliant answers: name a reference "
-                               "model (spec reference_model, or --reference-model) that answers harmful train "
-                               "prompts at run time")
-        start = resolve_model_location(ctx.unaligned or ctx.initial)
-        rctx = RecipeContext(model=start, store=ctx.store, reference_model=resolve_model_location(ctx.reference_model),
-                             seed=ctx.seed)
-        built = build_recipe("align", rctx, **(ctx.align_params or {}))
+        start, rctx, built = realign_context(ctx, "safety-recovery", "opens refusals with the start of compliant answers")
         pairs = []  # every compliant answer of both splits (compliant_pairs wants k of 2k candidates; this takes all)
         for source in SOURCES:
             prompts = get_prompts(source, "train")
