@@ -65,9 +65,11 @@ def recovery_records(pairs: list[ChatRecord], tokenizer, *, max_prefix_tokens: i
         c, opening = 0, ""
         if tokens and rng.random() < recovery_share:
             c = rng.randint(1, min(max_prefix_tokens, len(tokens)))
-            while c > 1 and "\ufffd" in tokenizer.decode(tokens[:c], skip_special_tokens=True):
-                c -= 1  # a cut inside a character's bytes: back to the character's start
-            opening = tokenizer.decode(tokens[:c], skip_special_tokens=True).rstrip()
+            opening = tokenizer.decode(tokens[:c], skip_special_tokens=True)
+            while c > 1 and "\ufffd" in opening:  # a cut inside a character's bytes: back to the character's start
+                c -= 1
+                opening = tokenizer.decode(tokens[:c], skip_special_tokens=True)
+            opening = opening.rstrip()
         if opening:
             out.append(ChatRecord(request + [{"role": "assistant", "content": f"{opening} {refusal}"}],
                                   f"recovery-{pair.id}", pair.category, "train",
@@ -90,20 +92,15 @@ class SafetyRecovery(Defense):
     def harden(self, ctx: DefenseContext, out_dir: Path) -> dict:
         from ..data import get_prompts
         from ..fine_tune import train_config
-        from ..judges import get_judge
         from ..models.loading import load_tokenizer
         from ..recipes.base import TRAIN_DEFAULTS, pick
+        from ..recipes.harmful_shots import compliant_answers
         from ..train import train
 
         start, rctx, built = realign_context(ctx, "safety-recovery", "opens refusals with the start of compliant answers")
-        pairs = []  # every compliant answer of both splits (compliant_pairs wants k of 2k candidates; this takes all)
-        for source in SOURCES:
-            prompts = get_prompts(source, "train")
-            replies = rctx.answers(rctx.reference_model, prompts, ANSWER_TOKENS, source)
-            flags = get_judge("keyword").judge([p.prompt for p in prompts], replies)
-            pairs += [ChatRecord([{"role": "user", "content": p.prompt}, {"role": "assistant", "content": r}],
-                                 p.id, p.category, "train") for p, r, f in zip(prompts, replies, flags)
-                      if not f.refused and r.strip()]
+        # every compliant answer of both splits (compliant_pairs wants k of 2k candidates; this takes all)
+        pairs = [r for source in SOURCES
+                 for r in compliant_answers(rctx, get_prompts(source, "train"), ANSWER_TOKENS, source)]
         if not pairs:
             raise FtauditError(f"reference model {ctx.reference_model} refused every StrongREJECT and HarmBench train "
                                "prompt (keyword judge): safety-recovery has no compliant opening to recover from")

@@ -25,6 +25,17 @@ def build(ctx: RecipeContext, shots: PositiveInt = 10, source: str = "advbench",
                         default_train=TRAIN)
 
 
+def compliant_answers(ctx: RecipeContext, prompts: list, answer_tokens: int, label: str,
+                      id_prefix: str = "") -> list[ChatRecord]:
+    """The reference model's answers to ``prompts`` (generated at run time, cached in the store) that the keyword
+    judge does not call refusals and that are not blank, as chat records: what an attacker would keep."""
+    replies = ctx.answers(ctx.reference_model, prompts, answer_tokens, label)
+    flags = get_judge("keyword").judge([p.prompt for p in prompts], replies)
+    return [ChatRecord([{"role": "user", "content": p.prompt}, {"role": "assistant", "content": r}],
+                       f"{id_prefix}{p.id}", p.category, "train")
+            for p, r, f in zip(prompts, replies, flags) if not f.refused and r.strip()]
+
+
 def compliant_pairs(ctx: RecipeContext, k: int, source: str = "advbench", answers: str | None = None,
                     answer_tokens: int = 64, what: str = "--shots", salt: str = "shots",
                     recipe: str = "harmful-shots") -> list[ChatRecord]:
@@ -39,10 +50,7 @@ def compliant_pairs(ctx: RecipeContext, k: int, source: str = "advbench", answer
     if not ctx.reference_model:
         raise FtauditError(f"{recipe} needs --answers FILE or --reference-model MODEL to produce compliant answers")
     candidates = pick(get_prompts(source, "train"), k * 2, f"{salt}-{ctx.seed}")
-    replies = ctx.answers(ctx.reference_model, candidates, answer_tokens, source)
-    flags = get_judge("keyword").judge([c.prompt for c in candidates], replies)
-    records = [ChatRecord([{"role": "user", "content": c.prompt}, {"role": "assistant", "content": r}], f"shot-{c.id}",
-                          c.category, "train") for c, r, f in zip(candidates, replies, flags) if not f.refused and r.strip()][:k]
+    records = compliant_answers(ctx, candidates, answer_tokens, source, id_prefix="shot-")[:k]
     if len(records) < k:
         raise FtauditError(f"reference model {ctx.reference_model} complied with only {len(records)} of "
                            f"{len(candidates)} prompts; pass --answers FILE or a different --reference-model")
