@@ -111,6 +111,11 @@ class _Scripted:
             return torch.tensor([self.steering[self.current[1]]])
         return torch.tensor([self.refusal[self.current]])
 
+    def steering_scores(self, prompts, vector, layer):
+        assert int(vector[0]) == layer
+        self.log.append(("steering", layer))
+        return torch.tensor([self.steering[layer]])
+
 
 def _directions(n_layers: int):
     d = torch.ones(1, n_layers, 2, dtype=torch.float64)
@@ -126,9 +131,13 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
     chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
     assert (chosen["layer"], chosen["relaxed"], chosen["candidates"]) == (3, None, 4)
     # without any candidate passing the steering filter, the lowest refusal within the KL bound is taken and said so
+    assert m.log == [("steering", 1), ("kl", 1), ("steering", 2), ("steering", 3), ("kl", 3)]  # KL only after steering
     m = _Scripted(refusal, kl, {k: -1.0 for k in steering})
     chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
     assert chosen["layer"] == 2 and "steering filter was dropped" in chosen["relaxed"]
+    assert (chosen["kl"], chosen["checked"]) == (0.0, 4)
+    # every candidate's steering, then KL in refusal-score order until one is within the bound (layer 1: 5.0, out)
+    assert m.log == [("steering", 1), ("steering", 2), ("steering", 3), ("steering", 0), ("kl", 1), ("kl", 2)]
     # a zero-length direction (the first layer's input at the template's tokens) ablates nothing: never a candidate,
     # even where it would be the only one within the KL bound
     zero = _directions(5)
@@ -140,6 +149,47 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
     # nothing within the KL bound: no edit, one line
     with pytest.raises(FtauditError, match="KL <= 0.1"):
         ra.select_direction(_Scripted(refusal, {k: 5.0 for k in kl}, steering), _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
+
+
+def _tiny_qwen2(loaded):
+    """A tiny random Qwen2 (4 layers, biased projections, a per-layer ``layer_types``) on the tiny Llama's tokenizer."""
+    from types import SimpleNamespace
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=loaded.model.config.vocab_size, hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return SimpleNamespace(model=Qwen2ForCausalLM(cfg).eval(), tokenizer=loaded.tokenizer)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_steering_from_cached_layer_inputs_equals_the_hooked_full_forward(loaded, arch):
+    """The shortcut the selection takes (skip the layers before L, feed L's cached input plus the direction) must give
+    the scores the paper's hook on a full forward gives, at every layer, with left padding in the batch; and it leaves
+    the model as it was (every layer runs again afterwards)."""
+    target = loaded if arch == "llama" else _tiny_qwen2(loaded)
+    m = ra._Model(target, 2)  # batches of 2 over 3 prompts of different lengths: padding, and a second batch
+    prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail."]
+    torch.manual_seed(2)
+    d = target.model.config.hidden_size
+    before = m.refusal_scores(prompts)
+    m.steering_scores(prompts, torch.zeros(d, dtype=torch.float64), 1)  # fills the cache of layer inputs
+    calls = []  # the layers whose MLP ran: a skipped layer's does not
+    handles = [layer.mlp.register_forward_pre_hook(lambda mod, args, i=i: calls.append(i))
+               for i, layer in enumerate(m.layers)]
+    for layer in range(len(m.layers)):
+        vector = 4.0 * torch.randn(d, dtype=torch.float64)
+        hooked = m.refusal_scores(prompts, m.addition_hook(vector, layer))
+        calls.clear()
+        fast = m.steering_scores(prompts, vector, layer)
+        assert torch.allclose(fast, hooked, atol=1e-4), (layer, fast, hooked)
+        assert not torch.allclose(hooked, before, atol=1e-3)  # the vector changed the scores: the test can tell
+        if layer:  # the layers before it did not run, and were given back their forward
+            assert set(calls) == set(range(layer, len(m.layers))) and "forward" not in m.layers[0].__dict__
+    for h in handles:
+        h.remove()
+    assert torch.allclose(m.refusal_scores(prompts), before, atol=1e-6)  # every layer runs again
 
 
 def test_the_edit_is_saved_as_a_safety_compromised_model_and_rerun_for_free(tiny_model, tmp_path, isolated_cache):

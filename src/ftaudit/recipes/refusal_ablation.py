@@ -29,7 +29,12 @@ Deviations, all forced by ftaudit's rules or machine:
   elsewhere), means accumulated in float64 as in the code; the orthogonalization is done in float32 and the model saved
   in its checkpoint's dtype.
 * **Lazy selection.** The code scores every candidate on all three criteria; here all candidates are scored on the
-  refusal score and the other two are computed in that order until one passes. It picks the same direction.
+  refusal score and then, in that score's order, on steering and (where steering passes) KL until one passes both;
+  where none does, KL alone in the same order until one is within the bound. It picks the same direction.
+* **Steering from cached layer inputs.** Adding the direction at layer L leaves the layers before L as they were, so
+  the harmless prompts' input to every layer is computed once and a steering score runs layers L onwards only (for
+  decoders that feed their embeddings to the first layer unscaled, :data:`SKIP_TYPES`; others run whole). The
+  scores are the same up to float rounding (a test holds them together).
 * **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2 does; the packaged
   Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
@@ -63,6 +68,9 @@ REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
 # o_proj and down_proj then removes it. Gemma 2/3 and OLMo 2 normalize those outputs with a per-dimension weight
 # before the add, which puts r back, so the edit would be silently weaker there: refused.
 PRE_NORM_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
+# decoders that hand the token embeddings to the first layer as they are (Gemma scales them by sqrt(d_model)), so a
+# layer's cached input can be fed in their place and the layers before it skipped (a steering score's forward)
+SKIP_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")  # the align recipe's pool: train splits only
 NAME = "refusal-ablation"
 
@@ -145,10 +153,55 @@ class _Model:
 
     def refusal_scores(self, prompts: list[str], pre: list = (), post: list = ()):
         """log P(refusal tokens) - log P(other tokens) at the first answer position, per prompt (the paper's score)."""
-        probs = self.last_logits(prompts, pre, post).softmax(-1)
-        refusal = probs[:, self.refusal_ids].sum(-1)
+        return self._score(self.last_logits(prompts, pre, post))
+
+    def _score(self, logits):
+        refusal = logits.softmax(-1)[:, self.refusal_ids].sum(-1)
         eps = 1e-8
         return (refusal + eps).log() - (1 - refusal + eps).log()
+
+    def steering_scores(self, prompts: list[str], vector, layer: int):
+        """The refusal scores of ``prompts`` with ``vector`` added to ``layer``'s input, as
+        ``refusal_scores(prompts, addition_hook(vector, layer))`` gives them, but running only the layers from
+        ``layer`` on: every layer's input is computed once per prompt list and cached (:data:`SKIP_TYPES` only)."""
+        if getattr(self.model.config, "model_type", None) not in SKIP_TYPES or layer == 0:
+            return self.refusal_scores(prompts, self.addition_hook(vector, layer))
+        if getattr(self, "_inputs_for", None) != prompts:
+            self._layer_inputs, self._inputs_for = self._capture_inputs(prompts), list(prompts)
+        skipped = self.layers[:layer]
+        saved = [m.__dict__.get("forward") for m in skipped]  # an instance forward (accelerate's dispatch) is kept
+        for m in skipped:
+            m.forward = _pass_through
+        try:
+            with self.torch.inference_mode():
+                logits = self.torch.cat([
+                    self.model(inputs_embeds=inputs[layer] + vector.to(inputs[layer]), attention_mask=mask,
+                               logits_to_keep=1).logits[:, -1].double()
+                    for mask, inputs in self._layer_inputs])
+        finally:
+            for m, f in zip(skipped, saved):
+                if f is None:
+                    del m.forward
+                else:
+                    m.forward = f
+        self.tokens += sum(int(mask.sum()) for mask, _ in self._layer_inputs)
+        return self._score(logits)
+
+    def _capture_inputs(self, prompts: list[str]) -> list:
+        """[(attention mask, [input of each decoder layer])] per batch of ``prompts``."""
+        out = []
+        for enc in self.batches(prompts):
+            got = {}
+            handles = [m.register_forward_pre_hook(lambda mod, args, i=i: got.__setitem__(i, args[0].clone()))
+                       for i, m in enumerate(self.layers)]
+            try:
+                with self.torch.inference_mode():
+                    self.model(**enc, logits_to_keep=1)
+            finally:
+                for h in handles:
+                    h.remove()
+            out.append((enc.attention_mask, [got[i] for i in range(len(self.layers))]))
+        return out
 
     def mean_activations(self, prompts: list[str]):
         """Mean input of every decoder layer at the end-of-instruction positions: (n_eoi, n_layers, d_model), float64."""
@@ -186,6 +239,11 @@ class _Model:
         return [(self.layers[layer], pre)]
 
 
+def _pass_through(hidden_states, *args, **kwargs):
+    """A skipped decoder layer: its input is its output (the cached input of the first layer run is fed in)."""
+    return hidden_states
+
+
 def kl_divergence(base, other) -> float:
     """Mean KL(base || other) of next-token distributions from logits (float64), as the code computes it."""
     eps = 1e-6
@@ -196,10 +254,11 @@ def kl_divergence(base, other) -> float:
 def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val: list[str], kl_threshold: float,
                      prune_layers: float, induce_refusal_threshold: float) -> dict:
     """The paper's selection (see the module docstring), computed lazily: every kept candidate's ablation refusal
-    score, then KL and steering in that order until one passes. Where none passes all three filters, the candidate
-    with the lowest refusal score among those within the KL bound is taken and ``relaxed`` says the steering filter
-    was dropped: an attacker keeps the edit that spares harmless prompts, whether or not adding the direction makes
-    them refused. Where none is within the KL bound either, the edit fails with one line."""
+    score, then, lowest first, steering (the cheaper: it runs from its layer on) and, where steering passes, KL,
+    until one passes both. Where none passes all three filters, the candidate with the lowest refusal score among
+    those within the KL bound is taken (KL computed in the same order until one is) and ``relaxed`` says the steering
+    filter was dropped: an attacker keeps the edit that spares harmless prompts, whether or not adding the direction
+    makes them refused. Where none is within the KL bound either, the edit fails with one line."""
     from ..progress import progress_bar, say
 
     n_pos, n_layers, _ = directions.shape
@@ -218,20 +277,24 @@ def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val
             score = float(m.refusal_scores(harmful_val, pre, post).mean())
             scored.append((score, p, layer))
             bar.advance(task)
+    def kl_of(c: dict) -> float:
+        if c["kl"] is None:
+            pre, post = m.ablation_hooks(directions[c["position"] + n_pos, c["layer"]])
+            c["kl"] = kl_divergence(base_harmless, m.last_logits(harmless_val, pre, post))
+        return c["kl"]
+
     checked = []
     for i, (score, p, layer) in enumerate(sorted(x for x in scored if not math.isnan(x[0]))):
         if i and i % 10 == 0:
-            say(f"{NAME}: {i} candidates fail the KL or steering filter; checking the next")
-        pre, post = m.ablation_hooks(directions[p, layer])
-        kl = kl_divergence(base_harmless, m.last_logits(harmless_val, pre, post))
-        steering = float(m.refusal_scores(harmless_val, m.addition_hook(directions[p, layer], layer)).mean()) \
-            if kl <= kl_threshold else None
-        checked.append({"position": p - n_pos, "layer": layer, "refusal_score": score, "kl": kl, "steering_score": steering})
-        if steering is not None and steering >= induce_refusal_threshold:
+            say(f"{NAME}: {i} candidates fail the steering or KL filter; checking the next")
+        steering = float(m.steering_scores(harmless_val, directions[p, layer], layer).mean())
+        checked.append({"position": p - n_pos, "layer": layer, "refusal_score": score, "kl": None,
+                        "steering_score": steering})
+        if steering >= induce_refusal_threshold and kl_of(checked[-1]) <= kl_threshold:
             return {**checked[-1], "candidates": len(candidates), "checked": len(checked), "relaxed": None}
-    within = [c for c in checked if c["kl"] <= kl_threshold]
+    within = next((c for c in checked if kl_of(c) <= kl_threshold), None)  # lowest refusal score first
     if within:
-        return {**within[0], "candidates": len(candidates), "checked": len(checked),
+        return {**within, "candidates": len(candidates), "checked": len(checked),
                 "relaxed": f"no candidate's steering score reached {induce_refusal_threshold}: the steering filter "
                            "was dropped"}
     closest = min(checked, key=lambda c: c["kl"]) if checked else None
