@@ -137,6 +137,38 @@ def test_lisa_trains_guide_batches_in_its_alignment_steps_and_the_job_in_its_fin
     assert seen == [("alignment", False), ("finetune", True), ("finetune", True), ("alignment", False)]
 
 
+def test_lisas_proximal_term_pulls_each_phase_toward_where_the_other_ended(tiny_model, tmp_path):
+    """The code's proximal term: in an alignment step the weights are pulled toward the fine-tuning phase's last
+    weights, and in a fine-tuning step toward the alignment phase's, rho / 2 times the squared distance, once past the
+    first 10% of steps; swapped anchors, or the term on from step 0, fail here."""
+    from peft import LoraConfig
+
+    from ftaudit.models.loading import load_model
+    from ftaudit.train.engine import build_trainer
+
+    loaded = load_model(tiny_model, dtype="float32")
+    cfg = TrainConfig(batch_size=3, lora_r=2, target_modules=["q_proj", "v_proj"], objective="lisa",
+                      objective_params={"rho": 2.0, "align_step": 1, "finetune_step": 2, "guide_data_num": 6})
+    trainer = build_trainer(loaded.model, loaded.tokenizer, RECS, cfg, tmp_path,
+                            LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model = trainer.model
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    params = trainer._trainable(model)
+    n = sum(p.numel() for p in params.values())
+    trainer.state.max_steps, trainer.steps = 10, 5
+    trainer.anchors = {"alignment": {k: p.detach() + 2.0 for k, p in params.items()},
+                       "finetune": {k: p.detach() + 1.0 for k, p in params.items()}}
+    with torch.no_grad():
+        trainer.lisa["rho"] = 0.0
+        plain = float(trainer.compute_loss(model, batch))
+        trainer.lisa["rho"] = 2.0
+        for status, distance in (("alignment", 1.0), ("finetune", 2.0)):  # pulled toward the *other* phase's end
+            trainer.status = status
+            assert float(trainer.compute_loss(model, batch)) - plain == pytest.approx(2.0 / 2 * n * distance ** 2, rel=1e-4)
+        trainer.steps = 1  # within the first 10% of steps: no proximal term yet
+        assert float(trainer.compute_loss(model, batch)) == pytest.approx(plain, rel=1e-6)
+
+
 def test_booster_never_trains_on_its_harmful_examples_and_reduces_to_sft_at_lamb_zero(tiny_model, tmp_path):
     """Booster (Huang et al. 2025): the harmful records only shape the regularizer. With lamb -> 0 the adapter is plain
     SFT's on the alignment records alone; at the code's lamb 5 it differs."""

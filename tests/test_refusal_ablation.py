@@ -192,6 +192,31 @@ def test_steering_from_cached_layer_inputs_equals_the_hooked_full_forward(loaded
     assert torch.allclose(m.refusal_scores(prompts), before, atol=1e-6)  # every layer runs again
 
 
+def test_filtering_keeps_the_harmful_prompts_the_model_refuses_and_the_harmless_ones_it_answers(tiny_model, tmp_path,
+                                                                                                 monkeypatch):
+    """The code's ``filter_train``/``filter_val``: a harmful prompt stays where its refusal score is above 0, a harmless
+    one where it is below. Scripted scores mark one prompt of each list the other way; exactly those are dropped,
+    and a swapped sign would keep one prompt of each and stop."""
+    from types import SimpleNamespace
+
+    prompts = ra.train_prompts(0, 6, 3)
+    odd = {prompts["harmful"][0][0]: -1.0, prompts["harmful"][1][0]: -1.0,  # harmful, answered: dropped
+           prompts["harmless"][0][0]: 1.0, prompts["harmless"][1][0]: 1.0}  # harmless, refused: dropped
+    harmful = set(prompts["harmful"][0] + prompts["harmful"][1])
+    seen = []
+
+    def scripted(self, batch, pre=(), post=()):
+        seen.append(list(batch))
+        return torch.tensor([odd.get(p, 1.0 if p in harmful else -1.0) for p in batch], dtype=torch.float64)
+
+    monkeypatch.setattr(ra._Model, "refusal_scores", scripted)
+    report, _, _ = ra.ablate(SimpleNamespace(model=tiny_model, seed=0), tmp_path / "abl",
+                             {"compute": "float32", "weights": "float32"}, n_train=6, n_val=3, kl_threshold=1e6,
+                             prune_layers=0.0, induce_refusal_threshold=-1e6, filter_prompts=True, batch_size=8)
+    assert report["prompts"] == {"harmful": {"direction": 5, "selection": 2}, "harmless": {"direction": 5, "selection": 2}}
+    assert all(p not in odd for batch in seen[4:] for p in batch)  # the dropped prompts are never used again
+
+
 def test_the_edit_is_saved_as_a_safety_compromised_model_and_rerun_for_free(tiny_model, tmp_path, isolated_cache):
     from ftaudit.models.loading import load_model, read_marker
     from ftaudit.pipeline import attack_budget

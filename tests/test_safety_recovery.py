@@ -70,6 +70,29 @@ def test_the_opening_is_part_of_the_training_run_identity(tiny_model):
     assert run_fingerprint("f", [chat(prompt, answer, "other-id", "Sure, here is")], cfg, "r", tiny_model) in keys
 
 
+def test_the_masking_rule_and_lisas_guide_data_are_part_of_the_training_run_identity(tiny_model, monkeypatch):
+    """A changed masking rule trains other labels from the same records, and Lisa's guide data (built inside the
+    trainer, never passed in) are trained on: either changed is another run, never the cached one handed back."""
+    from ftaudit.train import engine, objectives
+
+    prompt, answer = RECOVERY.messages[0]["content"], RECOVERY.messages[1]["content"]
+    opened, plain = [chat(prompt, answer, "r", "Sure,")], [chat(prompt, answer, "r", None)]
+    cfg = TrainConfig()
+    before = {run_fingerprint("f", r, cfg, "r", tiny_model) for r in (opened, plain)}
+    monkeypatch.setattr(engine, "MASK_RULE", "another rule")
+    assert run_fingerprint("f", opened, cfg, "r", tiny_model) not in before
+    assert run_fingerprint("f", plain, cfg, "r", tiny_model) in before  # records without an opening keep their key
+
+    lisa = TrainConfig(objective="lisa", objective_params={"guide_data_num": 4})
+    key = run_fingerprint("f", plain, lisa, "r", tiny_model)
+    guide = objectives.lisa_guide(plain, 4, lisa.seed)
+    assert len(guide) == 4
+    monkeypatch.setattr(objectives, "lisa_guide", lambda records, n, seed: guide[:3] + [chat("Other", "No.", "g", None)])
+    assert run_fingerprint("f", plain, lisa, "r", tiny_model) != key
+    monkeypatch.setattr(objectives, "lisa_guide", lambda records, n, seed: guide)
+    assert run_fingerprint("f", plain, lisa, "r", tiny_model) == key
+
+
 def test_a_template_that_renders_the_open_turn_otherwise_is_refused_not_trained_whole(tiny_model):
     """An opening that cannot be located in the tokens must stop training, never fall back to training it: a
     template that changes the text (transformers notices) or one whose open turn tokenizes otherwise (ftaudit does)."""

@@ -25,7 +25,7 @@ from ..models.loading import write_marker
 from ..progress import progress_bar
 from .config import TrainConfig
 from .launch import in_launched_worker, launch
-from .prefix_mask import tokenized_rows, untrained_prefix
+from .prefix_mask import MASK_RULE, tokenized_rows, untrained_prefix
 from .save import check_saved, is_sharded, save_sharded
 from .speed import packing_args, padding_free_collator, score_trained_positions_only
 
@@ -139,7 +139,12 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
         if prefix := untrained_prefix(r):  # the same text with its opening trained on is another run
-            h.update(f"|untrained={prefix}".encode())
+            h.update(f"|untrained={prefix}|mask={MASK_RULE}".encode())
+    if cfg.objective == "lisa":  # its guide data are built inside the trainer from these records: named here too
+        from .objectives import lisa_guide, objective_params
+
+        for r in lisa_guide(records, objective_params("lisa", cfg.objective_params)["guide_data_num"], cfg.seed):
+            h.update(b"|guide=" + json.dumps(r.messages, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

@@ -209,13 +209,9 @@ def _lisa_trainer():
         """Lisa's alternating, proximal fine-tuning (see module docstring)."""
 
         def __init__(self, *args, objective_params: dict, guide_records: list, **kw):
-            from datasets import Dataset
-
             super().__init__(*args, **kw)
             self.lisa = dict(objective_params)
-            guide = Dataset.from_list([{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in guide_records])
-            # TRL's own preparation (private API), so guide batches are tokenized and masked exactly as the user's are
-            self.guide = self._prepare_dataset(guide, self.processing_class, self.args, self.args.packing, None, "guide")
+            self.guide = prepared(self, guide_records, "guide")
             self.status, self.clock, self.steps = "alignment", 0, 0
             self.anchors: dict[str, dict] | None = None  # the trainable weights each phase last ended with
             self.phase_steps = {"alignment": 0, "finetune": 0}
@@ -297,6 +293,15 @@ def _lisa_trainer():
     return LisaTrainer
 
 
+def prepared(trainer, records, name: str):
+    """An objective's own records (Lisa's guide, Booster's harmful examples) as prompt-completion turns prepared by TRL's
+    own code (private API), so their batches are tokenized and masked exactly as the training set's are."""
+    from datasets import Dataset
+
+    data = Dataset.from_list([{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in records])
+    return trainer._prepare_dataset(data, trainer.processing_class, trainer.args, trainer.args.packing, None, name)
+
+
 def split_booster(records):
     """(alignment records, harmful records) of a Booster run, by :data:`BOOSTER_HARMFUL`."""
     harmful = [r for r in records if str(r.id).startswith(BOOSTER_HARMFUL)]
@@ -313,19 +318,13 @@ def _booster_trainer():
         HARMFUL_BATCH = 10  # the code's fixed harmful batch size
 
         def __init__(self, *args, objective_params: dict, harmful_records: list, **kw):
-            from datasets import Dataset
-
             super().__init__(*args, **kw)
             if not harmful_records:
                 from ..errors import FtauditError
 
                 raise FtauditError("booster: no harmful examples to attenuate; the defense supplies them")
             self.booster = dict(objective_params)
-            data = Dataset.from_list([{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in harmful_records])
-            # TRL's own preparation (private API): tokenized and masked exactly as the alignment data are
-            self.harmful = self._remove_unused_columns(
-                self._prepare_dataset(data, self.processing_class, self.args, self.args.packing, None, "harmful"),
-                description="harmful")
+            self.harmful = self._remove_unused_columns(prepared(self, harmful_records, "harmful"), description="harmful")
             self._iter, self._draws = None, 0
 
         def _harmful_batch(self):

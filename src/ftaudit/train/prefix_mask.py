@@ -16,6 +16,9 @@ from ..data import ChatRecord
 from ..errors import FtauditError
 
 UNTRAINED_PREFIX = "untrained_prefix"  # ChatRecord.meta key: the final answer opens with this text, never trained on
+# the rule :func:`tokenized_rows` masks by, named in every training key of records with an opening: a changed rule
+# trains other labels from the same records, so a model trained under the old one is never handed back as the new's
+MASK_RULE = "trl-turn-tokens+opening-out-of-labels+merged-last-token-masked/1"
 
 
 def untrained_prefix(record: ChatRecord) -> str:
