@@ -39,8 +39,31 @@ def test_prefilled_generations_continue_the_prefix_and_never_share_a_key(tiny_mo
         rows = store.existing_generations(a + b)
         # greedy from another opening: the continuations are generated after the prefix, not after the prompt
         assert rows[a[0]]["prompt"] == prompts[0].prompt and rows[a[0]]["response"] != rows[b[0]]["response"]
+        # each row says what its answer was opened with
+        assert (rows[a[0]]["prefill"], rows[b[0]]["prefill"], store.existing_generations(plain)[plain[0]]["prefill"]) \
+            == ("Sure", "No", None)
         with pytest.raises(FtauditError, match="one prefill per prompt"):
             cached_generate(store, tiny_model, "m", "", "d", "eval", prompts, cfg, loaded, ["a", "b"])
+
+
+def test_a_store_from_before_prefilling_gains_the_prefill_column_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from ftaudit.store import Store
+
+    db = sqlite3.connect(tmp_path / "ftaudit.sqlite")
+    db.execute("CREATE TABLE generations(key TEXT PRIMARY KEY, model TEXT, model_fingerprint TEXT, gen_key TEXT, "
+               "dataset TEXT, split TEXT, prompt_id TEXT, category TEXT, prompt TEXT, system_prompt TEXT, response TEXT, "
+               "new_tokens INTEGER, created REAL)")
+    db.execute("INSERT INTO generations VALUES ('k0','m','f','g','d','eval','p0','c','Hi',NULL,'Hello',1,0)")
+    db.commit()
+    db.close()
+    with Store(tmp_path) as store:
+        store.add_generations([{"key": "k1", "model": "m", "model_fingerprint": "f", "gen_key": "g", "dataset": "d",
+                                "split": "eval", "prompt_id": "p1", "category": "c", "prompt": "Hi", "system_prompt": None,
+                                "response": "there", "new_tokens": 1, "prefill": "Sure,"}])
+        rows = store.existing_generations(["k0", "k1"])
+        assert (rows["k0"]["response"], rows["k0"]["prefill"], rows["k1"]["prefill"]) == ("Hello", None, "Sure,")
 
 
 def test_every_k_is_measured_on_the_same_prompts_as_the_unprefilled_baseline(tiny_model, tmp_path):

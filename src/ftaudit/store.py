@@ -33,7 +33,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations(
   key TEXT PRIMARY KEY, model TEXT, model_fingerprint TEXT, gen_key TEXT, dataset TEXT, split TEXT,
-  prompt_id TEXT, category TEXT, prompt TEXT, system_prompt TEXT, response TEXT, new_tokens INTEGER, created REAL);
+  prompt_id TEXT, category TEXT, prompt TEXT, system_prompt TEXT, response TEXT, new_tokens INTEGER, created REAL,
+  prefill TEXT);
 CREATE TABLE IF NOT EXISTS judgments(
   gen_ref TEXT, judge TEXT, judge_version TEXT, refused INTEGER, score REAL, label TEXT, details TEXT,
   PRIMARY KEY(gen_ref, judge, judge_version));
@@ -108,6 +109,8 @@ class Store:
             self.db.executescript(SCHEMA)
             if "devices" not in {r[1] for r in self.db.execute("PRAGMA table_info(costs)")}:  # a store from before 0.1.1
                 self.db.execute("ALTER TABLE costs ADD COLUMN devices INTEGER DEFAULT 1")
+            if "prefill" not in {r[1] for r in self.db.execute("PRAGMA table_info(generations)")}:  # before prefilling
+                self.db.execute("ALTER TABLE generations ADD COLUMN prefill TEXT")
             self._migrate_pooled_evals()
         except sqlite3.DatabaseError as exc:
             raise FtauditError(f"{self.path} is damaged ({str(exc).splitlines()[0]}); nothing was changed: restore it "
@@ -182,9 +185,11 @@ class Store:
     def add_generations(self, rows: list[dict]) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO generations VALUES (:key,:model,:model_fingerprint,:gen_key,:dataset,:split,"
-                ":prompt_id,:category,:prompt,:system_prompt,:response,:new_tokens,:created)",
-                [{**r, "created": time.time()} for r in rows])
+                "INSERT OR REPLACE INTO generations (key,model,model_fingerprint,gen_key,dataset,split,prompt_id,category,"
+                "prompt,system_prompt,response,new_tokens,created,prefill) VALUES (:key,:model,:model_fingerprint,:gen_key,"
+                ":dataset,:split,:prompt_id,:category,:prompt,:system_prompt,:response,:new_tokens,:created,:prefill)",
+                # prefill: the text the answer was opened with (the prefilling attack); the response continues it
+                [{"prefill": None, **r, "created": time.time()} for r in rows])
 
     # judgments ---------------------------------------------------------
     def judged_keys(self, judge: str, version: str) -> set[str]:

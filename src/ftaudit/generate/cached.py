@@ -61,7 +61,7 @@ def cached_generate(store: Store, model_location: str, model_name: str, attack: 
                 rows.append({"key": keys[i], "model": model_name, "model_fingerprint": fp, "gen_key": cfg.key(),
                              "dataset": dataset, "split": split, "prompt_id": prompts[i].id, "category": prompts[i].category,
                              "prompt": prompts[i].prompt, "system_prompt": cfg.system_prompt, "response": res.response,
-                             "new_tokens": res.new_tokens})
+                             "new_tokens": res.new_tokens, "prefill": prefills[i] if prefills is not None else None})
             store.add_generations(rows)
 
         convs = [messages_for(texts[i], cfg.system_prompt)
