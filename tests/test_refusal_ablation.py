@@ -111,6 +111,9 @@ class _Scripted:
             return torch.tensor([self.steering[self.current[1]]])
         return torch.tensor([self.refusal[self.current]])
 
+    def cache_steering_inputs(self, prompts, layers):
+        pass
+
     def steering_scores(self, prompts, vector, layer):
         assert int(vector[0]) == layer
         self.log.append(("steering", layer))
@@ -151,8 +154,8 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
         ra.select_direction(_Scripted(refusal, {k: 5.0 for k in kl}, steering), _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
 
 
-def _tiny_qwen2(loaded):
-    """A tiny random Qwen2 (4 layers, biased projections, a per-layer ``layer_types``) on the tiny Llama's tokenizer."""
+def _tiny_qwen2(loaded, dtype):
+    """A tiny random Qwen2 (4 layers, biased projections) on the tiny Llama's tokenizer."""
     from types import SimpleNamespace
 
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -160,36 +163,43 @@ def _tiny_qwen2(loaded):
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=loaded.model.config.vocab_size, hidden_size=32, intermediate_size=64,
                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    return SimpleNamespace(model=Qwen2ForCausalLM(cfg).eval(), tokenizer=loaded.tokenizer)
+    return SimpleNamespace(model=Qwen2ForCausalLM(cfg).to(dtype).eval(), tokenizer=loaded.tokenizer)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_steering_from_cached_layer_inputs_equals_the_hooked_full_forward(loaded, arch):
-    """The shortcut the selection takes (skip the layers before L, feed L's cached input plus the direction) must give
-    the scores the paper's hook on a full forward gives, at every layer, with left padding in the batch; and it leaves
-    the model as it was (every layer runs again afterwards)."""
-    target = loaded if arch == "llama" else _tiny_qwen2(loaded)
+def test_steering_from_cached_layer_inputs_equals_the_hooked_full_forward(tiny_model, arch, dtype):
+    """The shortcut the selection takes (layers before L passed through, L fed its cached input plus the direction)
+    must give exactly the scores the paper's hook on a full forward gives, at every layer, with left padding in the
+    batch; another prompt list is never answered from the cache; and the model is left as it was."""
+    from ftaudit.models.loading import load_model
+
+    llama = load_model(tiny_model, dtype=dtype)
+    target = llama if arch == "llama" else _tiny_qwen2(llama, getattr(torch, dtype))
     m = ra._Model(target, 2)  # batches of 2 over 3 prompts of different lengths: padding, and a second batch
     prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail."]
-    torch.manual_seed(2)
+    other = ["Tell me a joke.", "What is the capital of France, and why?"]
     d = target.model.config.hidden_size
     before = m.refusal_scores(prompts)
-    m.steering_scores(prompts, torch.zeros(d, dtype=torch.float64), 1)  # fills the cache of layer inputs
+    m.cache_steering_inputs(prompts, range(len(m.layers)))
     calls = []  # the layers whose MLP ran: a skipped layer's does not
     handles = [layer.mlp.register_forward_pre_hook(lambda mod, args, i=i: calls.append(i))
                for i, layer in enumerate(m.layers)]
+    torch.manual_seed(2)
     for layer in range(len(m.layers)):
         vector = 4.0 * torch.randn(d, dtype=torch.float64)
         hooked = m.refusal_scores(prompts, m.addition_hook(vector, layer))
         calls.clear()
         fast = m.steering_scores(prompts, vector, layer)
-        assert torch.allclose(fast, hooked, atol=1e-4), (layer, fast, hooked)
+        assert torch.equal(fast, hooked), (layer, fast, hooked)
         assert not torch.allclose(hooked, before, atol=1e-3)  # the vector changed the scores: the test can tell
         if layer:  # the layers before it did not run, and were given back their forward
             assert set(calls) == set(range(layer, len(m.layers))) and "forward" not in m.layers[0].__dict__
+        assert torch.equal(m.steering_scores(other, vector, layer),  # not from the cache of another prompt list
+                           m.refusal_scores(other, m.addition_hook(vector, layer)))
     for h in handles:
         h.remove()
-    assert torch.allclose(m.refusal_scores(prompts), before, atol=1e-6)  # every layer runs again
+    assert torch.equal(m.refusal_scores(prompts), before)  # every layer runs again, with no hook left
 
 
 def test_filtering_keeps_the_harmful_prompts_the_model_refuses_and_the_harmless_ones_it_answers(tiny_model, tmp_path,
@@ -203,18 +213,26 @@ def test_filtering_keeps_the_harmful_prompts_the_model_refuses_and_the_harmless_
     odd = {prompts["harmful"][0][0]: -1.0, prompts["harmful"][1][0]: -1.0,  # harmful, answered: dropped
            prompts["harmless"][0][0]: 1.0, prompts["harmless"][1][0]: 1.0}  # harmless, refused: dropped
     harmful = set(prompts["harmful"][0] + prompts["harmful"][1])
-    seen = []
+    seen, batches = [], ra._Model.batches
 
     def scripted(self, batch, pre=(), post=()):
-        seen.append(list(batch))
         return torch.tensor([odd.get(p, 1.0 if p in harmful else -1.0) for p in batch], dtype=torch.float64)
 
+    def spied(self, batch):  # every forward tokenizes here: means, scores, KL and steering
+        seen.append(list(batch))
+        yield from batches(self, batch)
+
     monkeypatch.setattr(ra._Model, "refusal_scores", scripted)
+    monkeypatch.setattr(ra._Model, "batches", spied)
     report, _, _ = ra.ablate(SimpleNamespace(model=tiny_model, seed=0), tmp_path / "abl",
                              {"compute": "float32", "weights": "float32"}, n_train=6, n_val=3, kl_threshold=1e6,
                              prune_layers=0.0, induce_refusal_threshold=-1e6, filter_prompts=True, batch_size=8)
     assert report["prompts"] == {"harmful": {"direction": 5, "selection": 2}, "harmless": {"direction": 5, "selection": 2}}
-    assert all(p not in odd for batch in seen[4:] for p in batch)  # the dropped prompts are never used again
+    assert all(p not in odd for batch in seen for p in batch)  # the dropped prompts never reach the model
+    # and the kept ones do: the direction prompts (means) and the harmless selection ones (KL, steering); the harmful
+    # selection prompts reach it only through the scripted scores
+    assert {p for batch in seen for p in batch} == \
+        set(prompts["harmful"][0] + prompts["harmless"][0] + prompts["harmless"][1]) - set(odd)
 
 
 def test_the_edit_is_saved_as_a_safety_compromised_model_and_rerun_for_free(tiny_model, tmp_path, isolated_cache):

@@ -2,7 +2,8 @@
 
 Schema (``DIR/ftaudit.sqlite``):
   generations(key PK, model, model_fingerprint, gen_key, dataset, split, prompt_id, category,
-              prompt, system_prompt, response, new_tokens, created)
+              prompt, system_prompt, response, new_tokens, created, prefill)  prefill: what the answer was opened
+              with (the prefilling attack; the response continues it)
   judgments(gen_key_ref, judge, judge_version, refused, score, label, details, PK(gen_key_ref, judge, judge_version))
   evals(model, attack, dataset, kind, split, gen_ref, PK(model, dataset, split, gen_ref))  the generations one evaluation covers
   eval_judges(model, dataset, split, judge, judge_version, PK(model, dataset, split, judge))  the judge version it reports

@@ -32,9 +32,9 @@ Deviations, all forced by ftaudit's rules or machine:
   refusal score and then, in that score's order, on steering and (where steering passes) KL until one passes both;
   where none does, KL alone in the same order until one is within the bound. It picks the same direction.
 * **Steering from cached layer inputs.** Adding the direction at layer L leaves the layers before L as they were, so
-  the harmless prompts' input to every layer is computed once and a steering score runs layers L onwards only (for
-  decoders that feed their embeddings to the first layer unscaled, :data:`SKIP_TYPES`; others run whole). The
-  scores are the same up to float rounding (a test holds them together).
+  the harmless prompts' input to every kept layer is computed once and a steering score passes the layers before L
+  through and feeds L its cached input plus the direction (transformers' own decoders; others run whole). The scores
+  are bit for bit the hooked forward's (a test holds them equal, in float32 and bfloat16).
 * **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2 does; the packaged
   Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
@@ -68,9 +68,6 @@ REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
 # o_proj and down_proj then removes it. Gemma 2/3 and OLMo 2 normalize those outputs with a per-dimension weight
 # before the add, which puts r back, so the edit would be silently weaker there: refused.
 PRE_NORM_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
-# decoders that hand the token embeddings to the first layer as they are (Gemma scales them by sqrt(d_model)), so a
-# layer's cached input can be fed in their place and the layers before it skipped (a steering score's forward)
-SKIP_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")  # the align recipe's pool: train splits only
 NAME = "refusal-ablation"
 
@@ -138,7 +135,7 @@ class _Model:
             enc = self.tok([self.format(p) for p in prompts[i:i + self.batch_size]], return_tensors="pt", padding=True,
                            add_special_tokens=False)
             self.tokens += int(enc.attention_mask.sum())
-            yield enc
+            yield enc.to(self.model.device)
 
     def last_logits(self, prompts: list[str], pre: list = (), post: list = ()):
         """Next-token logits at the first answer position (float64), under the given hooks."""
@@ -160,48 +157,64 @@ class _Model:
         eps = 1e-8
         return (refusal + eps).log() - (1 - refusal + eps).log()
 
-    def steering_scores(self, prompts: list[str], vector, layer: int):
-        """The refusal scores of ``prompts`` with ``vector`` added to ``layer``'s input, as
-        ``refusal_scores(prompts, addition_hook(vector, layer))`` gives them, but running only the layers from
-        ``layer`` on: every layer's input is computed once per prompt list and cached (:data:`SKIP_TYPES` only)."""
-        if getattr(self.model.config, "model_type", None) not in SKIP_TYPES or layer == 0:
-            return self.refusal_scores(prompts, self.addition_hook(vector, layer))
-        if getattr(self, "_inputs_for", None) != prompts:
-            self._layer_inputs, self._inputs_for = self._capture_inputs(prompts), list(prompts)
-        skipped = self.layers[:layer]
-        saved = [m.__dict__.get("forward") for m in skipped]  # an instance forward (accelerate's dispatch) is kept
-        for m in skipped:
-            m.forward = _pass_through
-        try:
-            with self.torch.inference_mode():
-                logits = self.torch.cat([
-                    self.model(inputs_embeds=inputs[layer] + vector.to(inputs[layer]), attention_mask=mask,
-                               logits_to_keep=1).logits[:, -1].double()
-                    for mask, inputs in self._layer_inputs])
-        finally:
-            for m, f in zip(skipped, saved):
-                if f is None:
-                    del m.forward
-                else:
-                    m.forward = f
-        self.tokens += sum(int(mask.sum()) for mask, _ in self._layer_inputs)
-        return self._score(logits)
-
-    def _capture_inputs(self, prompts: list[str]) -> list:
-        """[(attention mask, [input of each decoder layer])] per batch of ``prompts``."""
-        out = []
+    def cache_steering_inputs(self, prompts: list[str], layers) -> None:
+        """Compute ``prompts``' input of each of ``layers`` once, for :meth:`steering_scores` (transformers' own
+        decoders only, whose layers take and return the hidden states as a tensor; others run whole)."""
+        self._steer = None
+        wanted = sorted({int(i) for i in layers if 0 < i < len(self.layers)})
+        if not wanted or not type(self.model).__module__.startswith("transformers.models."):
+            return
+        captured = []
         for enc in self.batches(prompts):
             got = {}
-            handles = [m.register_forward_pre_hook(lambda mod, args, i=i: got.__setitem__(i, args[0].clone()))
-                       for i, m in enumerate(self.layers)]
+            handles = [self.layers[i].register_forward_pre_hook(
+                lambda mod, args, kwargs, i=i: got.__setitem__(i, _hidden(args, kwargs).clone()), with_kwargs=True)
+                for i in wanted]
             try:
                 with self.torch.inference_mode():
                     self.model(**enc, logits_to_keep=1)
             finally:
                 for h in handles:
                     h.remove()
-            out.append((enc.attention_mask, [got[i] for i in range(len(self.layers))]))
-        return out
+            captured.append((enc, got))
+        self._steer = (list(prompts), set(wanted), captured)
+
+    def steering_scores(self, prompts: list[str], vector, layer: int):
+        """The refusal scores of ``prompts`` with ``vector`` added to ``layer``'s input, as
+        ``refusal_scores(prompts, addition_hook(vector, layer))`` gives them, but with the layers before ``layer``
+        passed through and ``layer`` fed its cached input plus ``vector`` (:meth:`cache_steering_inputs`; without a
+        cache for these prompts and this layer, the whole model runs under the hook)."""
+        steer = getattr(self, "_steer", None)
+        if steer is None or steer[0] != list(prompts) or layer not in steer[1]:
+            return self.refusal_scores(prompts, self.addition_hook(vector, layer))
+        current = {}
+
+        def feed(module, args, kwargs):  # the cached input plus the vector, in place of the passed-through one
+            if args:
+                return (current["h"], *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": current["h"]}
+
+        skipped = self.layers[:layer]
+        saved = [m.__dict__.get("forward") for m in skipped]  # an instance forward (accelerate's dispatch) is kept
+        for m in skipped:
+            m.forward = _pass_through
+        handle = self.layers[layer].register_forward_pre_hook(feed, with_kwargs=True)
+        try:
+            with self.torch.inference_mode():
+                logits = []
+                for enc, got in steer[2]:
+                    current["h"] = got[layer] + vector.to(got[layer])
+                    logits.append(self.model(**enc, logits_to_keep=1).logits[:, -1].double())
+        finally:
+            handle.remove()
+            for m, f in zip(skipped, saved):
+                if f is None:
+                    del m.forward
+                else:
+                    m.forward = f
+        # counted like a whole forward, though it runs from ``layer`` on
+        self.tokens += sum(int(enc.attention_mask.sum()) for enc, _ in steer[2])
+        return self._score(self.torch.cat(logits))
 
     def mean_activations(self, prompts: list[str]):
         """Mean input of every decoder layer at the end-of-instruction positions: (n_eoi, n_layers, d_model), float64."""
@@ -239,9 +252,14 @@ class _Model:
         return [(self.layers[layer], pre)]
 
 
-def _pass_through(hidden_states, *args, **kwargs):
-    """A skipped decoder layer: its input is its output (the cached input of the first layer run is fed in)."""
-    return hidden_states
+def _pass_through(*args, **kwargs):
+    """A skipped decoder layer: its input is its output (the first layer run is fed its cached input)."""
+    return _hidden(args, kwargs)
+
+
+def _hidden(args, kwargs):
+    """A decoder layer's hidden-states argument, given by position or by name."""
+    return args[0] if args else kwargs["hidden_states"]
 
 
 def kl_divergence(base, other) -> float:
@@ -264,6 +282,7 @@ def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val
     n_pos, n_layers, _ = directions.shape
     kept_layers = int(n_layers * (1.0 - prune_layers))
     base_harmless = m.last_logits(harmless_val)
+    m.cache_steering_inputs(harmless_val, range(1, kept_layers))
     norms = directions.norm(dim=-1)
     # a direction of (almost) zero length ablates nothing and cannot be normalized: the first layer's input at the
     # template's own tokens is their embedding, the same for harmful and harmless prompts, so its mean difference is 0

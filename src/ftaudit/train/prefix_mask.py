@@ -12,13 +12,17 @@ test checks these rows equal TRL's for records without an opening.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from ..data import ChatRecord
 from ..errors import FtauditError
 
 UNTRAINED_PREFIX = "untrained_prefix"  # ChatRecord.meta key: the final answer opens with this text, never trained on
-# the rule :func:`tokenized_rows` masks by, named in every training key of records with an opening: a changed rule
-# trains other labels from the same records, so a model trained under the old one is never handed back as the new's
-MASK_RULE = "trl-turn-tokens+opening-out-of-labels+merged-last-token-masked/1"
+# the rule :func:`tokenized_rows` masks by, named in every training key of records with an opening (this module's
+# source, as edits.py names a weight edit's code): a changed rule trains other labels from the same records, so a
+# model trained under the old one is never handed back as the new's
+MASK_RULE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 def untrained_prefix(record: ChatRecord) -> str:
