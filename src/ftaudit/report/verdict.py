@@ -121,9 +121,12 @@ def _capability(summary: dict, model: str | None) -> str:
     caps = summary.get("capability_changes", [])
     rows, note = [c for c in caps if model is None or c["model"] == model], ""
     prints = {r["model"]: r.get("model_fingerprint") for r in summary.get("results", [])}
-    initial = sorted({r["model"] for r in summary.get("results", []) if r.get("attack") == "none"
-                      and prints.get(model) and r.get("model_fingerprint") == prints[model] and r["model"] != model})
-    if not rows and initial:  # an evaluation-time attack (prefilling): the weights are the released model's
+    # the released models: the initial one and each alignment-time defense's hardened one
+    released = [r for r in summary.get("results", []) if r.get("attack") == "none"
+                or str(r.get("attack") or "").startswith("defense:")]
+    initial = sorted({r["model"] for r in released if prints.get(model) and r.get("model_fingerprint") == prints[model]
+                      and r["model"] != model})
+    if initial:  # an evaluation-time attack (prefilling): the weights are a released model's, whatever shares them
         return (f"unchanged: the attack leaves the weights as they were (fingerprint {prints[model]}, the same as "
                 f"{initial[0]}'s)")
     if not rows and model is not None:  # the same weights evaluated under another name (audit-job's system-prompt twin)
