@@ -481,6 +481,38 @@ def test_search_counts_each_setting_once_and_reuses_the_seeded_grid_point(tiny_m
     assert len(adapters) == 3 and sum(a.endswith("-seed0") for a in adapters) == 2  # 2 grid seeds + 1 new setting
 
 
+def test_every_attack_the_spec_runs_outright_is_a_trial_of_its_search(tiny_model, tmp_path, isolated_cache):
+    """A second grid point of the searched recipe (epochs 3, outside the space) is a trial too, with its own trained
+    weights, so the tuned attacker is never weaker on the search prompts than an attack the spec runs outright; the
+    trial count is raised to cover both points."""
+    from ftaudit.experiments.run import run_spec
+
+    attack = {"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 2, "lora_r": 2, "epochs": 1}}
+    longer = {**attack, "train": {**attack["train"], "epochs": 3}}
+    spec = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack, longer], search={
+        "trials": 1, "space": {"epochs": [1, 2]}, "prompts": 2,
+        "capability_guard": {"metric": "benign_answer_nll", "max_change": 100.0}}))
+    out = tmp_path / "run"
+    summary = run_spec(spec, out)
+    [study] = summary["searches"].values()
+    by_epochs = {t["params"]["epochs"]: t for t in study["trials"]}
+    assert set(by_epochs) == {1, 3} and by_epochs[1]["default"] and by_epochs[3]["grid"] and not by_epochs[3]["default"]
+    assert by_epochs[3]["label"] in summary["budgets"] and by_epochs[3]["label"] != by_epochs[1]["label"]
+    assert len(list((out / "models").glob("*/adapter_model.safetensors"))) == 2  # no trial trained again
+    assert study["best"]["label"] in {by_epochs[1]["label"], by_epochs[3]["label"]}
+    # a study that already has its 2 trials (epochs 1 and 2, the seeded sampler's choice) still runs a grid point the
+    # spec gained since (epochs 3, in the space, never asked)
+    two = {"trials": 2, "space": {"epochs": [1, 2, 3]}, "prompts": 2,
+           "capability_guard": {"metric": "benign_answer_nll", "max_change": 100.0}}
+    first = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack], search=two))
+    again = tmp_path / "again"
+    assert {t["params"]["epochs"] for t in next(iter(run_spec(first, again)["searches"].values()))["trials"]} == {1, 2}
+    grown = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack, longer], search=two))
+    [study] = run_spec(grown, again)["searches"].values()
+    assert sorted(t["params"]["epochs"] for t in study["trials"]) == [1, 2, 3]
+    assert [t["grid"] for t in study["trials"] if t["params"]["epochs"] == 3] == [True]
+
+
 def test_defend_command_repairs_an_adapter_screens_data_and_fails_in_one_line(tiny_model, tmp_path):
     """`ftaudit defend`: safelora rewrites a LoRA adapter trained from the aligned model (V = aligned - unaligned) and
     writes its cost record; data-filter writes the screened data; a missing input is one line, exit 2."""

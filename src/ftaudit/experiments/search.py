@@ -102,11 +102,14 @@ def default_values(template, axes: dict[str, tuple[str, str]]) -> dict | None:
     return out
 
 
-def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
+def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tuple = ()) -> dict:
     """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``). That
-    default setting is the study's first trial (re-using its trained weights), so the tuned attacker is never
-    weaker on the search prompts than the default one; the sampler asks the rest. ``trials`` counts every trial of the
-    study, the default one included, as Optuna's ``n_trials`` counts enqueued trials."""
+    default setting is the study's first trial (re-using its trained weights), and every other grid point of the same
+    recipe, initial model and defense (``others``) is enqueued after it, so the tuned attacker is never weaker on the
+    search prompts than any attack the spec runs outright (a grid point the capability guard lets through cannot
+    break a defense the tuned attacker is said not to); the sampler asks the rest. ``trials`` counts every trial of
+    the study, the enqueued ones included, as Optuna's ``n_trials`` counts enqueued trials, and is raised to the
+    number of grid points where it is smaller."""
     import optuna
 
     from .point import run_point
@@ -114,7 +117,22 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     s = spec.search
     axes = space_axes(s.space, template.point.recipe)
     defaults = default_values(template, axes)
-    choices = {k: list(s.space[k]) + ([defaults[k]] if defaults and defaults[k] not in s.space[k] else []) for k in axes}
+    grid = []
+    for job in others:
+        values = default_values(job, axes)
+        if values is None:  # a rejected job trained nothing: no setting to try
+            say(f"search: {job.label} has no known setting on the search axes (a rejected job?); not a trial", "yellow")
+        elif values != defaults and values not in [v for _, v in grid]:
+            grid.append((job, values))
+    known = ([defaults] if defaults else []) + [v for _, v in grid]
+    choices = {k: list(s.space[k]) + sorted({v[k] for v in known if v[k] not in s.space[k]}, key=str) for k in axes}
+
+    def grid_point(params: dict):
+        """The spec's own point for a setting it runs outright (its trained weights re-used), else None."""
+        if params == defaults:
+            return template.point
+        return next((job.point for job, v in grid if v == params), None)
+
     distributions = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in axes}
     (out / "search").mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -123,24 +141,38 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # killed mid-trial: ask its setting again
-        study.enqueue_trial(stale.params, user_attrs={k: v for k, v in stale.user_attrs.items() if k == "default"})
+        study.enqueue_trial(stale.params, user_attrs={k: v for k, v in stale.user_attrs.items() if k in ("default", "grid")})
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING)
     if defaults and not any(t.user_attrs.get("default") for t in study.get_trials(deepcopy=False, states=states)):
         study.enqueue_trial(defaults, user_attrs={"default": True})
+    for _, values in grid:
+        if not any(t.params == values or t.user_attrs.get("grid") == values
+                   for t in study.get_trials(deepcopy=False, states=states)):
+            study.enqueue_trial(values, user_attrs={"grid": values})  # a waiting trial has no params yet: named here
     distinct = 1
     for values in choices.values():
         distinct *= len(values)
-    total = min(s.trials, distinct)  # a setting is tried once: asking it again is no new trial
+    total = min(max(s.trials, len(known)), distinct)  # a setting is tried once: asking it again is no new trial
     if total < s.trials:
         say(f"search {name}: the space holds {distinct} settings; {total} trials, not {s.trials}", "yellow")
+    elif total > s.trials:
+        say(f"search {name}: {total} trials, not {s.trials}: every one of the spec's {len(known)} points of "
+            f"{template.point.recipe} under this defense is a trial", "yellow")
     guard = s.capability_guard
     COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
     repeats = 0
-    while (done := len(study.get_trials(deepcopy=False, states=(COMPLETE,)))) < total:
+    WAITING = optuna.trial.TrialState.WAITING
+    # an enqueued point still waiting runs even past ``total``: a study resumed after the spec gained a grid point
+    while ((done := len(study.get_trials(deepcopy=False, states=(COMPLETE,)))) < total
+           or study.get_trials(deepcopy=False, states=(WAITING,))):
         asked = len(study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED)))  # persisted: a resume asks the same
         study.sampler = optuna.samplers.TPESampler(seed=spec.seed * 10007 + asked, constraints_func=_constraint,
                                                    n_startup_trials=max(1, min(10, s.trials // 2)))
-        trial = study.ask(distributions)
+        try:
+            trial = study.ask(distributions)
+        except ValueError as exc:  # Optuna: a categorical axis's choices differ from the ones this study began with
+            raise FtauditError(f"search {name}: the search space (or a grid point's setting outside it) changed since "
+                               f"this study began in {out / STUDY_FILE}; run it into a new --out ({exc})") from None
         tried = [t.params for t in study.get_trials(deepcopy=False, states=(COMPLETE,))]
         if trial.params in tried:  # TPE asked a setting already tried: neither a new trial nor a retraining
             study.tell(trial, state=PRUNED)
@@ -149,10 +181,12 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
                 say(f"search {name}: the sampler keeps asking settings already tried; stopping at {done} trials", "yellow")
                 break
             continue
-        point = template.point if trial.params == defaults else trial_point(template.point, axes, trial.params)
+        own = grid_point(trial.params)
+        point = own or trial_point(template.point, axes, trial.params)
         job = replace(template, point=point, search_trial=True)
         say(f"search {name}: trial {done + 1}/{total} {job.label}" + (" (the default setting)" if point is template.point
-                                                                      else ""), "bold")
+                                                                      else " (a point the spec runs)" if own else ""),
+            "bold")
         label, budget = run_point(job)
         with Store(out) as store:
             refusal = search_refusal(store, label, judge)
@@ -166,7 +200,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
     trials = [{"number": t.number, "params": t.params, "label": t.user_attrs["label"], "refusal": t.user_attrs["refusal"],
                "capability_change": t.user_attrs["capability_change"],
                "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"],
-               "default": bool(t.user_attrs.get("default"))}
+               "default": bool(t.user_attrs.get("default")), "grid": bool(t.user_attrs.get("grid"))}
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
@@ -175,7 +209,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str) -> dict:
         say(f"search {name}: no trial kept {guard.metric} within {guard.max_change}; no tuned attack", "yellow")
         return result
     for t in ranked_feasible(trials)[:TOP_K]:  # the best first: its weights are the trial's, evaluated again
-        point = template.point if t["default"] else trial_point(template.point, axes, t["params"])
+        point = grid_point(t["params"]) or trial_point(template.point, axes, t["params"])
         label, budget = run_point(replace(template, point=point, search_trial=False))  # on the reported prompts
         result["top"].append({**t, "label": label, "budget": budget})
     result["best"] = result["top"][0]
@@ -188,9 +222,9 @@ def run_searches(spec: ExperimentSpec, out: Path, jobs: list, budgets: dict) -> 
     s = spec.search
     judge = s.judge or first_refusal_judge(spec.eval.judges)
     recipes = s.recipes or sorted({a.recipe for a in spec.attacks})
-    templates: dict[tuple, object] = {}
+    templates: dict[tuple, list] = {}
     for job in jobs:
         key = (job.initial_name, job.defense_label, job.point.recipe)
-        if job.point.recipe in recipes and key not in templates and job.seed in (None, spec.run_seeds()[0]):
-            templates[key] = job  # its own seed: the default trial is the grid point itself, never trained again
-    return {"|".join(key): search_one(spec, out, t, judge) for key, t in templates.items()}
+        if job.point.recipe in recipes and job.seed in (None, spec.run_seeds()[0]):
+            templates.setdefault(key, []).append(job)  # the first: the default trial, its grid point never trained again
+    return {"|".join(key): search_one(spec, out, same[0], judge, tuple(same[1:])) for key, same in templates.items()}
