@@ -326,6 +326,13 @@ def test_tuned_attacker_aggregates_decide_by_the_least_favourable_to_the_defense
     # all three hold: one row decides, and it is the worst case
     rows = tuned_aggregates(before, [best, best, best], ["b", "c", "d"], "keyword", "v1", 0.5, True)
     assert [r["aggregate"] for r in rows if r["decides"]] == ["worst case"] and rows[0]["verdict"] == "held"
+    # a feasible grid point ranked below the top 3 on the search prompts still enters the worst case on the reported
+    # ones: the three held, the attack the spec ran outright breaks the defense, so the defense reads broken
+    rows = tuned_aggregates(before, [best, best, best], ["b", "c", "d"], "keyword", "v1", 0.5, True,
+                            [(strong, "grid"), (best, "b")])
+    by = {r["aggregate"]: r for r in rows}
+    assert by["worst case"]["models"] == ["grid"] and by["worst case"]["verdict"] == "broken" and by["worst case"]["decides"]
+    assert by["top-3 mean"]["models"] == ["b", "c", "d"] and by["top-3 mean"]["verdict"] == "held"
 
 
 def test_spec_defenses_and_search_are_validated():
@@ -489,7 +496,9 @@ def test_every_attack_the_spec_runs_outright_is_a_trial_of_its_search(tiny_model
 
     attack = {"recipe": "identity-shift", "params": {"n": 2}, "train": {"batch_size": 2, "lora_r": 2, "epochs": 1}}
     longer = {**attack, "train": {**attack["train"], "epochs": 3}}
-    spec = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack, longer], search={
+    # differs off the search axes (LoRA rank): not a trial, said so, never passed off as one of the space's settings
+    other_rank = {**attack, "train": {**attack["train"], "epochs": 2, "lora_r": 4}}
+    spec = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack, longer, other_rank], search={
         "trials": 1, "space": {"epochs": [1, 2]}, "prompts": 2,
         "capability_guard": {"metric": "benign_answer_nll", "max_change": 100.0}}))
     out = tmp_path / "run"
@@ -498,13 +507,14 @@ def test_every_attack_the_spec_runs_outright_is_a_trial_of_its_search(tiny_model
     by_epochs = {t["params"]["epochs"]: t for t in study["trials"]}
     assert set(by_epochs) == {1, 3} and by_epochs[1]["default"] and by_epochs[3]["grid"] and not by_epochs[3]["default"]
     assert by_epochs[3]["label"] in summary["budgets"] and by_epochs[3]["label"] != by_epochs[1]["label"]
-    assert len(list((out / "models").glob("*/adapter_model.safetensors"))) == 2  # no trial trained again
+    assert len(list((out / "models").glob("*/adapter_model.safetensors"))) == 3  # the 3 grid points; no trial retrained
     assert study["best"]["label"] in {by_epochs[1]["label"], by_epochs[3]["label"]}
-    # a study that already has its 2 trials (epochs 1 and 2, the seeded sampler's choice) still runs a grid point the
-    # spec gained since (epochs 3, in the space, never asked)
+    # a study that already has its 2 trials (epochs 1 and 2, both grid points) still runs a grid point the spec gained
+    # since (epochs 3, in the space, never asked), past its trial count
     two = {"trials": 2, "space": {"epochs": [1, 2, 3]}, "prompts": 2,
            "capability_guard": {"metric": "benign_answer_nll", "max_change": 100.0}}
-    first = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack], search=two))
+    first = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack, {**attack, "train": {**attack["train"], "epochs": 2}}],
+                             search=two))
     again = tmp_path / "again"
     assert {t["params"]["epochs"] for t in next(iter(run_spec(first, again)["searches"].values()))["trials"]} == {1, 2}
     grown = parse_spec(_spec(tiny_model, tmp_path, attacks=[attack, longer], search=two))

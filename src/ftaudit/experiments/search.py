@@ -35,6 +35,12 @@ def trial_point(base: GridPoint, axes: dict[str, tuple[str, str]], values: dict)
     return GridPoint(base.recipe, params, train, tuple(sorted({name for _, name in axes.values()})))
 
 
+def _same_settings(a: GridPoint, b: GridPoint) -> bool:
+    """Whether two points train the same way (recipe, recipe parameters and training options given); both have the
+    search axes set to the same values, so what can differ is off the axes."""
+    return (a.recipe, a.params, a.train) == (b.recipe, b.params, b.train)
+
+
 def search_refusal(store: Store, label: str, judge: str) -> dict:
     """Pooled refusal rate of ``label`` on the search prompts (``*:search`` datasets), by ``judge``."""
     refused = [bool(r["refused"]) for r in store.eval_table() if r["model"] == label and r["judge"] == judge
@@ -122,6 +128,10 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
         values = default_values(job, axes)
         if values is None:  # a rejected job trained nothing: no setting to try
             say(f"search: {job.label} has no known setting on the search axes (a rejected job?); not a trial", "yellow")
+        elif not _same_settings(trial_point(template.point, axes, values), trial_point(job.point, axes, values)):
+            say(f"search: {job.label} differs from the searched attack outside the search axes "
+                f"({', '.join(sorted(axes))}); it is not a trial, and the tuned attacker is not checked against it",
+                "yellow")
         elif values != defaults and values not in [v for _, v in grid]:
             grid.append((job, values))
     known = ([defaults] if defaults else []) + [v for _, v in grid]
