@@ -335,6 +335,33 @@ def test_tuned_attacker_aggregates_decide_by_the_least_favourable_to_the_defense
     assert by["top-3 mean"]["models"] == ["b", "c", "d"] and by["top-3 mean"]["verdict"] == "held"
 
 
+def test_each_tuned_aggregate_names_what_the_defense_did_in_its_own_trials():
+    """Lisa's steps differ between trials: the worst-case row describes the trial it names (here a grid point ranked
+    below the top 3 on the search prompts), never the best trial's."""
+    from ftaudit.report.defense_matrix import defense_matrix
+
+    def rows(model, refused):
+        return [{"model": model, "kind": "harmful", "judge": "keyword", "judge_version": "v", "dataset": "advbench",
+                 "split": "eval", "prompt_id": f"p{i}", "refused": float(i < refused), "score": None} for i in range(40)]
+
+    def lisa(steps, of):
+        return {"attack": "hs", "initial_model": "a", "defense": "lisa",
+                "defense_report": {"finetune_steps": steps, "alignment_steps": of - steps}}
+
+    top = [{"label": f"t{i}", "number": i, "params": {"epochs": i}, "budget": lisa(4, 5), "feasible": True, "default": False, "grid": False,
+            "refusal": {"value": 0.5}, "capability_change": 0.0} for i in range(3)]
+    grid = {"label": "g", "number": 3, "params": {"epochs": 9}, "feasible": True, "default": False, "grid": True, "refusal": {"value": 0.9},
+            "capability_change": 0.0}
+    searches = {"s": {"study": "s", "defense": "lisa", "recipe": "hs", "initial_model": "a", "judge": "keyword",
+                      "trials": top + [grid], "best": top[0], "top": top}}
+    judged = rows("a", 40) + rows("t0", 36) + rows("t1", 36) + rows("t2", 36) + rows("g", 2)
+    dm = defense_matrix({"results": []}, judged, {"g": lisa(22, 25)}, {}, searches)
+    by = {r["aggregate"]: r for r in dm["tuned"][0]["tamper"]}
+    assert by["worst case"]["models"] == ["g"] and by["worst case"]["verdict"] == "broken"
+    assert by["worst case"]["defense_did"] == "the job's data trained 22 of 25 steps (the rest: Lisa guide steps)"
+    assert by["best"]["defense_did"] == "the job's data trained 4 of 5 steps (the rest: Lisa guide steps)"
+
+
 def test_spec_defenses_and_search_are_validated():
     base = {"name": "t", "model": "m", "attacks": [{"recipe": "harmful-shots"}],
             "eval": {"datasets": ["advbench@4"], "capability": ["benign-nll"]}}

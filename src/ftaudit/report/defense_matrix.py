@@ -242,7 +242,7 @@ def defense_matrix(summary: dict, rows: list[dict], budgets: dict, defended: dic
             cell["task_cost"] = task_verdict(cell)  # after the drop: a "held" bought with the task is called that
             cells.append(cell)
     return {"cells": cells, "defense_costs": _defense_costs(pooled, cap, budgets, defended, judges),
-            "tuned": _tuned(pooled, searches, threshold, relative, judges), "left_out": list(left_out or [])}
+            "tuned": _tuned(pooled, searches, threshold, relative, judges, budgets), "left_out": list(left_out or [])}
 
 
 def _base(b: dict, defended: dict) -> str:
@@ -285,7 +285,8 @@ def _defense_costs(pooled: dict, cap: dict, budgets: dict, defended: dict, judge
     return out
 
 
-def _tuned(pooled: dict, searches: dict, threshold: float, relative: bool, judges: list) -> list[dict]:
+def _tuned(pooled: dict, searches: dict, threshold: float, relative: bool, judges: list,
+           budgets: dict | None = None) -> list[dict]:
     """Per study: the best trial, refusal vs trials (best feasible so far), and the tamper verdict per judge."""
     out = []
     for s in searches.values():
@@ -313,6 +314,12 @@ def _tuned(pooled: dict, searches: dict, threshold: float, relative: bool, judge
                 if before and all(afters):
                     entry["tamper"] += tuned_aggregates(before, afters, [t["label"] for t in top], judge, version,
                                                         threshold, relative, extra)
+            # what the defense did in each aggregate's own trials (Lisa's steps differ from trial to trial)
+            did = {**{label: what_the_defense_did((budgets or {}).get(label) or {}) for label in outright},
+                   **{t["label"]: what_the_defense_did(t.get("budget") or {}) for t in top}}
+            for row in entry["tamper"]:
+                notes = list(dict.fromkeys(did[m] for m in row["models"] if did.get(m)))
+                row["defense_did"] = "; ".join(notes) if notes else None
         out.append(entry)
     return out
 
@@ -395,7 +402,8 @@ def matrix_tables(dm: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     for t in dm["tuned"]:
         for v in t["tamper"] or [{"judge": "–", "verdict": "no feasible tuned attack" if not t["best"] else "not judged"}]:
             drop = _drop_text(v, with_verdict=False)
-            did = f" ({t['defense_did']})" if t.get("defense_did") else ""
+            note = v.get("defense_did", t.get("defense_did"))  # the row's own trials; older summaries: the best's
+            did = f" ({note})" if note else ""
             verdict = f"**{v['verdict']}**" if v.get("decides", True) else v["verdict"]
             verdicts.append([t["defense"], t["recipe"], v["judge"],
                              (v.get("aggregate") or "best") + (" (decides)" if v.get("decides") else ""),
