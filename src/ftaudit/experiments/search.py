@@ -35,6 +35,12 @@ def trial_point(base: GridPoint, axes: dict[str, tuple[str, str]], values: dict)
     return GridPoint(base.recipe, params, train, tuple(sorted({name for _, name in axes.values()})))
 
 
+def _setting_key(values: dict) -> tuple:
+    """A setting on the search axes, comparable whether a number came back from Optuna as 5 or 5.0."""
+    return tuple(sorted((k, float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                        for k, v in values.items()))
+
+
 def _same_settings(a: GridPoint, b: GridPoint) -> bool:
     """Whether two points train the same way (recipe, recipe parameters and training options given); both have the
     search axes set to the same values, so what can differ is off the axes."""
@@ -207,10 +213,16 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
         trial.set_user_attr("examples_x_epochs", budget["examples_x_epochs"])
         trial.set_user_attr("constraint", (worse - guard.max_change,))
         study.tell(trial, refusal["value"])
+    # the spec's own run of each setting it runs outright: a trial the sampler asked before the spec gained that grid
+    # point has another label (and no reported rows), so the report finds the outright run through this
+    outright = {_setting_key(v): job.label for job, v in grid}
+    if defaults:
+        outright[_setting_key(defaults)] = template.label
     trials = [{"number": t.number, "params": t.params, "label": t.user_attrs["label"], "refusal": t.user_attrs["refusal"],
                "capability_change": t.user_attrs["capability_change"],
                "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"],
-               "default": bool(t.user_attrs.get("default")), "grid": bool(t.user_attrs.get("grid"))}
+               "default": bool(t.user_attrs.get("default")), "grid": bool(t.user_attrs.get("grid")),
+               "outright": outright.get(_setting_key(t.params))}
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
