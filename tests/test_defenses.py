@@ -363,14 +363,22 @@ def test_each_tuned_aggregate_names_what_the_defense_did_in_its_own_trials():
     grid = {"label": "asked", "number": 3, "params": {"epochs": 9}, "feasible": True, "default": False, "grid": False,
             "outright": "g", "refusal": {"value": 0.9}, "capability_change": 0.0}
 
+    unscored = {**grid, "label": "u", "number": 4, "params": {"epochs": 7}, "outright": "u"}  # no reported rows
     searches = {"s": {"study": "s", "defense": "lisa", "recipe": "hs", "initial_model": "a", "judge": "keyword",
-                      "trials": top + [grid], "best": top[0], "top": top}}
+                      "trials": top + [grid, unscored], "best": top[0], "top": top,
+                      "not_trials": [{"label": "off-axis", "why": "differs off the search axes"}]}}
     judged = rows("a", 40) + rows("t0", 36) + rows("t1", 36) + rows("t2", 36) + rows("g", 2)
     dm = defense_matrix({"results": []}, judged, {"g": lisa(22, 25)}, {}, searches)
     by = {r["aggregate"]: r for r in dm["tuned"][0]["tamper"]}
     assert by["worst case"]["models"] == ["g"] and by["worst case"]["verdict"] == "broken"
     assert by["worst case"]["defense_did"] == "the job's data trained 22 of 25 steps (the rest: Lisa guide steps)"
     assert by["best"]["defense_did"] == "the job's data trained 4 of 5 steps (the rest: Lisa guide steps)"
+    # what the worst case could not cover is said on every row, in the report too
+    assert all(r["not_checked_against"] == ["off-axis", "u"] for r in by.values())
+    from ftaudit.report.defense_matrix import matrix_tables
+
+    text = json.dumps(matrix_tables(dm))
+    assert "not checked against the spec's off-axis, u" in text
 
 
 def test_spec_defenses_and_search_are_validated():
@@ -547,6 +555,8 @@ def test_every_attack_the_spec_runs_outright_is_a_trial_of_its_search(tiny_model
     assert by_epochs[3]["label"] in summary["budgets"] and by_epochs[3]["label"] != by_epochs[1]["label"]
     assert len(list((out / "models").glob("*/adapter_model.safetensors"))) == 3  # the 3 grid points; no trial retrained
     assert study["best"]["label"] in {by_epochs[1]["label"], by_epochs[3]["label"]}
+    assert [(x["label"].split("+")[-1], x["why"]) for x in study["not_trials"]] == [
+        ("identity-shift(epochs=2,lora_r=4)", "differs off the search axes")]
     # a study that already has its 2 trials (epochs 1 and 2, both grid points) still runs a grid point the spec gained
     # since (epochs 3, in the space, never asked), past its trial count
     two = {"trials": 2, "space": {"epochs": [1, 2, 3]}, "prompts": 2,

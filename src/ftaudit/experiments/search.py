@@ -129,15 +129,17 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
     s = spec.search
     axes = space_axes(s.space, template.point.recipe)
     defaults = default_values(template, axes)
-    grid = []
+    grid, not_trials = [], []  # not_trials: attacks the spec runs that the tuned attacker is not checked against
     for job in others:
         values = default_values(job, axes)
         if values is None:  # a rejected job trained nothing: no setting to try
             say(f"search: {job.label} has no known setting on the search axes (a rejected job?); not a trial", "yellow")
+            not_trials.append({"label": job.label, "why": "no known setting on the search axes"})
         elif not _same_settings(trial_point(template.point, axes, values), trial_point(job.point, axes, values)):
             say(f"search: {job.label} differs from the searched attack outside the search axes "
                 f"({', '.join(sorted(axes))}); it is not a trial, and the tuned attacker is not checked against it",
                 "yellow")
+            not_trials.append({"label": job.label, "why": "differs off the search axes"})
         elif values != defaults and values not in [v for _, v in grid]:
             grid.append((job, values))
     known = ([defaults] if defaults else []) + [v for _, v in grid]
@@ -226,6 +228,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
+              "not_trials": not_trials,
               "initial_model": template.initial_name, "guard": guard.model_dump(), "trials": trials, "best": None, "top": []}
     if best is None:
         say(f"search {name}: no trial kept {guard.metric} within {guard.max_change}; no tuned attack", "yellow")

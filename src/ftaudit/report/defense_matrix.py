@@ -309,13 +309,19 @@ def _tuned(pooled: dict, searches: dict, threshold: float, relative: bool, judge
                 t.get("outright") or t["label"] for t in s["trials"]
                 if t["feasible"] and (t.get("outright") or t.get("default") or t.get("grid"))))
             outright = [label for label in outright if label not in entry["top"]]
+            unchecked = [t["label"] for t in s.get("not_trials") or []]
             for judge, version in judges:
                 before = pooled.get((s["initial_model"], "harmful", judge, version))
                 afters = [pooled.get((t["label"], "harmful", judge, version)) for t in top]
                 extra = [(a, label) for label in outright if (a := pooled.get((label, "harmful", judge, version)))]
+                missing = [label for label in outright if not pooled.get((label, "harmful", judge, version))]
                 if before and all(afters):
-                    entry["tamper"] += tuned_aggregates(before, afters, [t["label"] for t in top], judge, version,
-                                                        threshold, relative, extra)
+                    rows = tuned_aggregates(before, afters, [t["label"] for t in top], judge, version,
+                                            threshold, relative, extra)
+                    # attacks the spec runs that this worst case could not cover, said on every row
+                    for row in rows:
+                        row["not_checked_against"] = unchecked + missing
+                    entry["tamper"] += rows
             # what the defense did in each aggregate's own trials (Lisa's steps differ from trial to trial)
             did = {**{label: what_the_defense_did((budgets or {}).get(label) or {}) for label in outright},
                    **{t["label"]: what_the_defense_did(t.get("budget") or {}) for t in top}}
@@ -409,6 +415,9 @@ def matrix_tables(dm: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         for v in t["tamper"] or [{"judge": "–", "verdict": "no feasible tuned attack" if not t["best"] else "not judged"}]:
             drop = _drop_text(v, with_verdict=False)
             note = v.get("defense_did", t.get("defense_did"))  # the row's own trials; older summaries: the best's
+            unchecked = v.get("not_checked_against") or []
+            if unchecked:
+                note = (f"{note}; " if note else "") + f"not checked against the spec's {', '.join(unchecked)}"
             did = f" ({note})" if note else ""
             verdict = f"**{v['verdict']}**" if v.get("decides", True) else v["verdict"]
             verdicts.append([t["defense"], t["recipe"], v["judge"],
