@@ -131,10 +131,13 @@ def _count(db: Path, sql: str) -> int:
         return 0
 
 
-def test_kill_9_while_judging_loses_no_committed_judgment(tiny_model, tmp_path, flaky_judge):
+def test_kill_9_while_judging_loses_no_committed_judgment(tiny_model, tmp_path, flaky_judge, monkeypatch):
     """SIGKILL `ftaudit eval` once the first chunk of judgments is committed; the same command then asks the judge
     only about the rest and reports every prompt."""
-    _FlakyJudge.faults, _FlakyJudge.delay = None, 0.01  # no faults; slow enough to be killed mid-way
+    # no faults; slow enough to be killed mid-way: 4 requests at a time, 0.05 s each, leave about a second after the
+    # first chunk (at 0.01 s and the default concurrency the last chunk could land before the kill)
+    _FlakyJudge.faults, _FlakyJudge.delay = None, 0.05
+    monkeypatch.setenv("FTAUDIT_API_CONCURRENCY", "4")
     n = 150
     out = tmp_path / "run"
     cmd = [str(Path(sys.executable).parent / "ftaudit"), "eval", "--model", tiny_model, "--out", str(out), "-d",
