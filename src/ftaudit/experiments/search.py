@@ -118,8 +118,8 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
     """One study: ``template`` is the default point of the searched attack under one defense (a ``PointJob``). That
     default setting is the study's first trial (re-using its trained weights), and every other grid point of the same
     recipe, initial model and defense (``others``) is enqueued after it, so the tuned attacker is never weaker on the
-    search prompts than any attack the spec runs outright (a grid point the capability guard lets through cannot
-    break a defense the tuned attacker is said not to); the sampler asks the rest. ``trials`` counts every trial of
+    search prompts than an attack the spec runs outright (a point that differs off the search axes is not a trial and
+    is kept in ``not_trials``, which the report names); the sampler asks the rest. ``trials`` counts every trial of
     the study, the enqueued ones included, as Optuna's ``n_trials`` counts enqueued trials, and is raised to the
     number of grid points where it is smaller."""
     import optuna
