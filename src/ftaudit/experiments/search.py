@@ -145,11 +145,17 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
     known = ([defaults] if defaults else []) + [v for _, v in grid]
     choices = {k: list(s.space[k]) + sorted({v[k] for v in known if v[k] not in s.space[k]}, key=str) for k in axes}
 
+    # the spec's own run of each setting it runs outright, by setting: a trial of that setting re-uses its weights,
+    # and one the sampler asked before the spec gained that grid point (another label, no reported rows) is pointed
+    # at it for the report
+    outright = {_setting_key(v): job for job, v in grid}
+    if defaults:
+        outright[_setting_key(defaults)] = template
+
     def grid_point(params: dict):
         """The spec's own point for a setting it runs outright (its trained weights re-used), else None."""
-        if params == defaults:
-            return template.point
-        return next((job.point for job, v in grid if v == params), None)
+        job = outright.get(_setting_key(params))
+        return job.point if job else None
 
     distributions = {k: optuna.distributions.CategoricalDistribution(choices[k]) for k in axes}
     (out / "search").mkdir(parents=True, exist_ok=True)
@@ -215,16 +221,11 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
         trial.set_user_attr("examples_x_epochs", budget["examples_x_epochs"])
         trial.set_user_attr("constraint", (worse - guard.max_change,))
         study.tell(trial, refusal["value"])
-    # the spec's own run of each setting it runs outright: a trial the sampler asked before the spec gained that grid
-    # point has another label (and no reported rows), so the report finds the outright run through this
-    outright = {_setting_key(v): job.label for job, v in grid}
-    if defaults:
-        outright[_setting_key(defaults)] = template.label
     trials = [{"number": t.number, "params": t.params, "label": t.user_attrs["label"], "refusal": t.user_attrs["refusal"],
                "capability_change": t.user_attrs["capability_change"],
                "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"],
                "default": bool(t.user_attrs.get("default")), "grid": bool(t.user_attrs.get("grid")),
-               "outright": outright.get(_setting_key(t.params))}
+               "outright": outright[_setting_key(t.params)].label if _setting_key(t.params) in outright else None}
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,

@@ -95,23 +95,18 @@ def task_verdict(cell: dict) -> str | None:
     change = task.get("change")
     if not change or not change["n"] or change["ci"][1] is None or not change["ci"][1] < 0:
         return None
-    what = f"{task['metric']} {_points(change)} against the undefended job"
+    what = f"{task['metric']} {_change_text(change)} against the undefended job"
     if (cell.get("drop") or {}).get("verdict") != "held":
         return f"costs the customer's task: {what}"
     gain, theirs = task.get("vs_start"), task.get("undefended_vs_start")
-    if not gain or not gain["n"] or gain["ci"][0] is None:
+    if not gain or not gain["n"] or None in gain["ci"]:
         return (f"held by wrecking the customer's task: {what}; what the job taught over the model it started from "
                 "not measured")
-    taught = f"{_points(gain)} over {gain['against']}" + (f" (the undefended job: {_points(theirs)})" if theirs else "")
+    taught = f"{_change_text(gain)} over {gain['against']}" + (
+        f" (the undefended job: {_change_text(theirs)})" if theirs and None not in theirs["ci"] else "")
     if gain["ci"][0] > 0:
         return f"held by costing the customer's task: {what}; the job taught {taught}"
     return f"held by wrecking the customer's task: {what}; the job taught no measurable gain: {taught}"
-
-
-def _points(change: dict) -> str:
-    lo, hi = change["ci"]
-    ends = "n/a" if lo is None or hi is None else f"{100 * lo:+.1f}, {100 * hi:+.1f}"
-    return f"{100 * change['value']:+.1f} pts [{ends}]"
 
 
 def same_prompt_references(rows: list[dict]) -> dict[str, str]:
@@ -358,10 +353,10 @@ def tuned_aggregates(before: dict, afters: list[dict], labels: list[str], judge:
     drops = [tuned_tamper(before, a, threshold, relative) for a, _ in candidates]
     worst = min(range(len(candidates)), key=lambda i: (order.get(drops[i]["verdict"], len(order)),
                                                        drops[i].get("attacked", np.inf), i))
-    rows = [("best", [afters[0]], [labels[0]]), ("worst case", [candidates[worst][0]], [candidates[worst][1]]),
-            (f"top-{len(afters)} mean", afters, labels)]
-    out = [{"judge": judge, "judge_version": version, "aggregate": name, "models": names,
-            **tuned_tamper(before, chosen, threshold, relative)} for name, chosen, names in rows]
+    rows = [("best", drops[0], [labels[0]]), ("worst case", drops[worst], [candidates[worst][1]]),
+            (f"top-{len(afters)} mean", tuned_tamper(before, afters, threshold, relative), labels)]
+    out = [{"judge": judge, "judge_version": version, "aggregate": name, "models": names, **drop}
+           for name, drop, names in rows]
     from ..decisions import worst as first_of
 
     deciding = first_of([r["verdict"] for r in out], VERDICT_ORDER)
