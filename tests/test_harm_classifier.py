@@ -118,3 +118,15 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     assert data["classifier"]["settings"] == hc.settings() and data["classifier"]["version"] == hc.VERSION  # re-measure
     k, n = (sum(v[i] for v in data["sets"].values()) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
+
+
+def test_the_standardized_fit_is_folded_exactly_into_weights_on_the_raw_features():
+    # predict() scores window pairs from raw embeddings, so the scaler must be folded into coef and intercept: the
+    # folded logit must equal the fitted pipeline's on features of very different scales and offsets
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)) * [0.01, 0.05, 1.0, 3.0, 0.2, 10.0] + [0.0, 1.0, -2.0, 0.0, 5.0, 0.3]
+    y = (x[:, 0] / 0.01 + x[:, 3] / 3.0 + rng.normal(size=300) > 0).astype(int)
+    coef, intercept = hc.fit_linear(x, y)
+    pipe = hc._make().fit(x, y)
+    assert type(pipe[0]).__name__ == "StandardScaler" and pipe[-1].C == hc.C
+    assert np.allclose(x @ coef + intercept, pipe.decision_function(x), atol=1e-9)

@@ -1,0 +1,80 @@
+"""How the harm classifier's fit was chosen: scaling and regularization in cross-validation on its training pairs.
+
+Reproduces the v5 selection table of docs/services.md. The training pairs of :func:`ftaudit.harm_classifier.
+training_pairs` (the reference model's answers come from the user's cache, generated at run time), MiniLM pair
+features, logistic regression with balanced classes, on raw or standardized features over a grid of C, scored in the
+classifier's own 5 prompt-grouped folds, flag rate at 0.5 per kind of training pair. No held-out set is read. The rule
+chosen by: the fewest benign pairs flagged (ftaudit's benign train instructions and the ``benign-lookalike`` train
+half, pooled) among settings that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen``.
+
+``--reference-mmlu N`` adds N more MMLU questions (the next N by id hash after the classifier's own sample) answered
+by the reference model in free text, as safe pairs: the variant that was tried and not adopted (generating them took
+13 minutes on 2 cores, for a difference within the folds' noise).
+
+    python bench/harm_regularization.py [--reference-mmlu 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import warnings
+
+import numpy as np
+
+MIN_HARMFUL = 0.94
+GRID = {"raw": (0.1, 1.0, 10.0, 100.0, 1000.0), "standardized": (0.001, 0.01, 0.1, 1.0)}
+
+
+def main() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ftaudit.capability.mmlu import load_mmlu
+    from ftaudit.data import PromptRecord, get_prompts
+    from ftaudit.harm_classifier import (CLASS_WEIGHT, DEFAULT_REFERENCE, HARMFUL_SOURCES, MMLU_SAMPLE, THRESHOLD,
+                                         features, norm, reference_answers, training_pairs)
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference-mmlu", type=int, default=0, help="MMLU questions answered by the reference model, "
+                    "added as safe pairs (the variant not adopted)")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)
+    data = training_pairs(HARMFUL_SOURCES, DEFAULT_REFERENCE)
+    lookalike = {norm(p.prompt) for p in get_prompts("benign-lookalike", "train")}
+    kind = ["lookalike answered" if g == "benign answered" and norm(p) in lookalike else g
+            for p, g in zip(data.prompts, data.groups)]
+    prompts, answers, y = list(data.prompts), list(data.answers), list(data.labels)
+    if args.reference_mmlu:
+        items = sorted(load_mmlu(), key=lambda it: hashlib.sha256(it.id.encode()).hexdigest())
+        recs = [PromptRecord(it.question, it.id, it.subject)
+                for it in items[MMLU_SAMPLE:MMLU_SAMPLE + args.reference_mmlu]]
+        prompts += [r.prompt for r in recs]
+        answers += reference_answers(DEFAULT_REFERENCE, recs, "harm-classifier-train-mmlu")
+        y += [0] * len(recs)
+        kind += ["mmlu answered by the reference"] * len(recs)
+    x, y, kind = features(prompts, answers), np.array(y), np.array(kind)
+    groups = [norm(p) for p in prompts]
+    folds = StratifiedGroupKFold(5, shuffle=True, random_state=0)
+    benign = np.isin(kind, ["benign answered", "lookalike answered"])
+    rows = []
+    for scaling, cs in GRID.items():
+        for c in cs:
+            lr = LogisticRegression(C=c, class_weight=CLASS_WEIGHT, max_iter=5000)
+            model = make_pipeline(StandardScaler(), lr) if scaling == "standardized" else lr
+            flag = cross_val_predict(model, x, y, groups=groups, cv=folds, method="predict_proba")[:, 1] >= THRESHOLD
+            rows.append((scaling, c, {k: float(flag[kind == k].mean()) for k in dict.fromkeys(kind)},
+                         float(flag[benign].mean())))
+    feasible = [r for r in rows if r[2]["harmful answered"] >= MIN_HARMFUL]
+    chosen = min(feasible, key=lambda r: r[3]) if feasible else None
+    print(f"{len(y)} training pairs: " + ", ".join(f"{k} {int((kind == k).sum())}" for k in dict.fromkeys(kind)))
+    for r in rows:
+        scaling, c, rates, pooled = r
+        print(f"{scaling:>12} C={c:<7g} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in rates.items())
+              + f"; benign pooled {100 * pooled:.1f}%" + ("  <- chosen" if r is chosen else ""))
+
+
+if __name__ == "__main__":
+    main()
