@@ -8,10 +8,11 @@ chosen by: the fewest benign pairs flagged (ftaudit's benign train instructions 
 half, pooled) among settings that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen``.
 
 ``--reference-mmlu N`` adds N more MMLU questions (the next N by id hash after the classifier's own sample) answered
-by the reference model in free text, as safe pairs: the variant that was tried and not adopted (generating them took
-13 minutes on 2 cores, for a difference within the folds' noise).
+by the reference model in free text, as safe pairs (``--replace-mmlu``: in place of the MMLU pairs answered with
+their correct choice): the variants that were tried and not adopted (generating them took 13 minutes on 2 cores, for
+a difference within the folds' noise).
 
-    python bench/harm_regularization.py [--reference-mmlu 1500]
+    python bench/harm_regularization.py [--reference-mmlu 1500 [--replace-mmlu]]
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-mmlu", type=int, default=0, help="MMLU questions answered by the reference model, "
                     "added as safe pairs (the variant not adopted)")
+    ap.add_argument("--replace-mmlu", action="store_true", help="with --reference-mmlu: drop the MMLU pairs answered "
+                    "with their correct choice")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     data = training_pairs(HARMFUL_SOURCES, DEFAULT_REFERENCE)
@@ -47,6 +50,9 @@ def main() -> None:
     kind = ["lookalike answered" if g == "benign answered" and norm(p) in lookalike else g
             for p, g in zip(data.prompts, data.groups)]
     prompts, answers, y = list(data.prompts), list(data.answers), list(data.labels)
+    if args.reference_mmlu and args.replace_mmlu:
+        keep = [i for i, k in enumerate(kind) if k != "mmlu answered"]
+        prompts, answers, y, kind = ([v[i] for i in keep] for v in (prompts, answers, y, kind))
     if args.reference_mmlu:
         items = sorted(load_mmlu(), key=lambda it: hashlib.sha256(it.id.encode()).hexdigest())
         recs = [PromptRecord(it.question, it.id, it.subject)
