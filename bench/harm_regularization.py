@@ -3,9 +3,10 @@
 Reproduces the v5 selection table of docs/services.md. The training pairs of :func:`ftaudit.harm_classifier.
 training_pairs` (the reference model's answers come from the user's cache, generated at run time), MiniLM pair
 features, logistic regression with balanced classes, on raw or standardized features over a grid of C, scored in the
-classifier's own 5 prompt-grouped folds, flag rate at 0.5 per kind of training pair. No held-out set is read. The rule
-chosen by: the fewest benign pairs flagged (ftaudit's benign train instructions and the ``benign-lookalike`` train
-half, pooled) among settings that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen``.
+classifier's own 5 prompt-grouped folds (near-constant features dropped first, as the classifier does), flag rate at
+0.5 per kind of training pair. No held-out set is read. The rule, written after seeing this grid: the fewest benign
+pairs flagged (ftaudit's benign train instructions and the ``benign-lookalike`` train half, pooled) among settings
+that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen``.
 
 ``--reference-mmlu N`` adds N more MMLU questions (the next N by id hash after the classifier's own sample) answered
 by the reference model in free text, as safe pairs (``--replace-mmlu``: in place of the MMLU pairs answered with
@@ -28,15 +29,18 @@ GRID = {"raw": (0.1, 1.0, 10.0, 100.0, 1000.0), "standardized": (0.001, 0.01, 0.
 
 
 def main() -> None:
-    from sklearn.linear_model import LogisticRegression
+    import json
+    import time
+    from datetime import date
+
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from ftaudit.capability.mmlu import load_mmlu
     from ftaudit.data import PromptRecord, get_prompts
-    from ftaudit.harm_classifier import (CLASS_WEIGHT, DEFAULT_REFERENCE, HARMFUL_SOURCES, MMLU_SAMPLE, THRESHOLD,
-                                         features, norm, reference_answers, training_pairs)
+    from ftaudit.harm_classifier import (DEFAULT_REFERENCE, HARMFUL_SOURCES, MMLU_SAMPLE, THRESHOLD, features,
+                                         make_model, norm, reference_answers, settings, training_pairs)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-mmlu", type=int, default=0, help="MMLU questions answered by the reference model, "
@@ -44,7 +48,7 @@ def main() -> None:
     ap.add_argument("--replace-mmlu", action="store_true", help="with --reference-mmlu: drop the MMLU pairs answered "
                     "with their correct choice")
     args = ap.parse_args()
-    warnings.filterwarnings("ignore", category=UserWarning)
+    start = time.perf_counter()
     data = training_pairs(HARMFUL_SOURCES, DEFAULT_REFERENCE)
     lookalike = {norm(p.prompt) for p in get_prompts("benign-lookalike", "train")}
     kind = ["lookalike answered" if g == "benign answered" and norm(p) in lookalike else g
@@ -68,18 +72,25 @@ def main() -> None:
     rows = []
     for scaling, cs in GRID.items():
         for c in cs:
-            lr = LogisticRegression(C=c, class_weight=CLASS_WEIGHT, max_iter=5000)
-            model = make_pipeline(StandardScaler(), lr) if scaling == "standardized" else lr
-            flag = cross_val_predict(model, x, y, groups=groups, cv=folds, method="predict_proba")[:, 1] >= THRESHOLD
+            with warnings.catch_warnings(record=True) as caught:  # a fit that did not converge is said, not hidden
+                warnings.simplefilter("always", ConvergenceWarning)
+                flag = cross_val_predict(make_model(c, scaling == "standardized"), x, y, groups=groups, cv=folds,
+                                         method="predict_proba")[:, 1] >= THRESHOLD
+            unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
             rows.append((scaling, c, {k: float(flag[kind == k].mean()) for k in dict.fromkeys(kind)},
-                         float(flag[benign].mean())))
+                         float(flag[benign].mean()), unconverged))
     feasible = [r for r in rows if r[2]["harmful answered"] >= MIN_HARMFUL]
     chosen = min(feasible, key=lambda r: r[3]) if feasible else None
+    digest = hashlib.sha256(json.dumps([prompts, answers, y.tolist()]).encode()).hexdigest()[:16]
+    print(f"{date.today().isoformat()}, scikit-learn {sklearn.__version__}, training data {digest}, classifier "
+          f"settings in use: {json.dumps(settings())}")
     print(f"{len(y)} training pairs: " + ", ".join(f"{k} {int((kind == k).sum())}" for k in dict.fromkeys(kind)))
     for r in rows:
-        scaling, c, rates, pooled = r
+        scaling, c, rates, pooled, unconverged = r
         print(f"{scaling:>12} C={c:<7g} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in rates.items())
-              + f"; benign pooled {100 * pooled:.1f}%" + ("  <- chosen" if r is chosen else ""))
+              + f"; benign pooled {100 * pooled:.1f}%" + (f" ({unconverged} of 5 folds did not converge)" if unconverged
+                                                          else "") + ("  <- chosen" if r is chosen else ""))
+    print(f"{time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

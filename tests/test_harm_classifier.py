@@ -122,11 +122,23 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
 
 def test_the_standardized_fit_is_folded_exactly_into_weights_on_the_raw_features():
     # predict() scores window pairs from raw embeddings, so the scaler must be folded into coef and intercept: the
-    # folded logit must equal the fitted pipeline's on features of very different scales and offsets
+    # folded logit must equal the fitted pipeline's on features of very different scales and offsets, the offsets on
+    # features that carry the label; a constant feature and one at 1e-33 scale (MiniLM has such dimensions) get weight 0
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 6)) * [0.01, 0.05, 1.0, 3.0, 0.2, 10.0] + [0.0, 1.0, -2.0, 0.0, 5.0, 0.3]
-    y = (x[:, 0] / 0.01 + x[:, 3] / 3.0 + rng.normal(size=300) > 0).astype(int)
+    x = rng.normal(size=(300, 8)) * [0.01, 0.05, 1.0, 3.0, 0.2, 10.0, 0.0, 1e-33] + [5.0, 1.0, -2.0, 7.0, 0.5, 0.3, 2.0, 0.0]
+    y = ((x[:, 0] - 5.0) / 0.01 + (x[:, 3] - 7.0) / 3.0 + rng.normal(size=300) > 0).astype(int)
     coef, intercept = hc.fit_linear(x, y)
     pipe = hc._make().fit(x, y)
-    assert type(pipe[0]).__name__ == "StandardScaler" and pipe[-1].C == hc.C
+    assert type(pipe[-2]).__name__ == "StandardScaler" and pipe[-1].C == hc.C
     assert np.allclose(x @ coef + intercept, pipe.decision_function(x), atol=1e-9)
+    assert coef[6] == 0 and coef[7] == 0 and abs(coef[0]) > 1  # dropped, not blown up; the informative one kept
+
+
+def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
+    # end to end on single-window texts: the [prompt | answer | cosine] split of predict() against predict_proba
+    prompts = [f"how do I {v} the {n}" for v in ("fix", "steal", "bake", "hack", "paint") for n in ("car", "cake", "router")]
+    answers = [f"{'Sure, step one' if i % 2 else 'Here is a safe way'} for item {i}" for i in range(len(prompts))]
+    x, y = hc.features(prompts, answers), np.array([i % 2 for i in range(len(prompts))])
+    coef, intercept = hc.fit_linear(x, y)
+    clf = hc.HarmClassifier(coef, intercept, {}, frozenset(), frozenset())
+    assert np.allclose(clf.predict(prompts, answers), hc._make().fit(x, y).predict_proba(x)[:, 1], atol=1e-9)

