@@ -10,8 +10,8 @@ that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen
 
 ``--reference-mmlu N`` adds N more MMLU questions (the next N by id hash after the classifier's own sample) answered
 by the reference model in free text, as safe pairs (``--replace-mmlu``: in place of the MMLU pairs answered with
-their correct choice): the variants that were tried and not adopted (generating them took 13 minutes on 2 cores, for
-a difference within the folds' noise).
+their correct choice): the variants that were tried and not adopted (generating them took about 12 minutes on 2
+cores, and neither beat the chosen fit by the rule).
 
     python bench/harm_regularization.py [--reference-mmlu 1500 [--replace-mmlu]]
 """
@@ -81,9 +81,12 @@ def main() -> None:
                          float(flag[benign].mean()), unconverged))
     feasible = [r for r in rows if r[2]["harmful answered"] >= MIN_HARMFUL]
     chosen = min(feasible, key=lambda r: r[3]) if feasible else None
-    digest = hashlib.sha256(json.dumps([prompts, answers, y.tolist()]).encode()).hexdigest()[:16]
-    print(f"{date.today().isoformat()}, scikit-learn {sklearn.__version__}, training data {digest}, classifier "
-          f"settings in use: {json.dumps(settings())}")
+    # the classifier's own data digest (its cache file and screen.json name it) for the pairs it is fitted on
+    digest = hashlib.sha256(json.dumps([settings(), data.prompts, data.answers, data.labels]).encode()).hexdigest()[:16]
+    extra = f" plus {len(y) - len(data.labels)} MMLU pairs answered by the reference" if len(y) != len(data.labels) else ""
+    print(f"{date.today().isoformat()}, scikit-learn {sklearn.__version__}, the classifier's training data "
+          f"{digest}{extra}{' (its MMLU choice pairs left out)' if args.replace_mmlu else ''}; settings in use: "
+          f"{json.dumps(settings())}")
     print(f"{len(y)} training pairs: " + ", ".join(f"{k} {int((kind == k).sum())}" for k in dict.fromkeys(kind)))
     for r in rows:
         scaling, c, rates, pooled, unconverged = r

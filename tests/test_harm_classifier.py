@@ -125,13 +125,23 @@ def test_the_standardized_fit_is_folded_exactly_into_weights_on_the_raw_features
     # folded logit must equal the fitted pipeline's on features of very different scales and offsets, the offsets on
     # features that carry the label; a constant feature and one at 1e-33 scale (MiniLM has such dimensions) get weight 0
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 8)) * [0.01, 0.05, 1.0, 3.0, 0.2, 10.0, 0.0, 1e-33] + [5.0, 1.0, -2.0, 7.0, 0.5, 0.3, 2.0, 0.0]
-    y = ((x[:, 0] - 5.0) / 0.01 + (x[:, 3] - 7.0) / 3.0 + rng.normal(size=300) > 0).astype(int)
+    x = rng.normal(size=(300, 8)) * [0.01, 0.0, 0.05, 1.0, 1e-33, 3.0, 0.2, 10.0] + [5.0, 2.0, 1.0, -2.0, 0.0, 7.0, 0.5, 0.3]
+    y = ((x[:, 0] - 5.0) / 0.01 + (x[:, 5] - 7.0) / 3.0 + rng.normal(size=300) > 0).astype(int)
     coef, intercept = hc.fit_linear(x, y)
     pipe = hc._make().fit(x, y)
     assert type(pipe[-2]).__name__ == "StandardScaler" and pipe[-1].C == hc.C
     assert np.allclose(x @ coef + intercept, pipe.decision_function(x), atol=1e-9)
-    assert coef[6] == 0 and coef[7] == 0 and abs(coef[0]) > 1  # dropped, not blown up; the informative one kept
+    # the dropped ones (in the middle, so every kept weight must land on its own feature) get 0, not a blown-up weight
+    assert coef[1] == 0 and coef[4] == 0 and abs(coef[0]) > 1 and abs(coef[5]) > 0.1
+
+
+def test_the_classifiers_identity_is_read_from_what_it_fits(monkeypatch):
+    base = hc.settings()
+    monkeypatch.setattr(hc, "MIN_VARIANCE", 1e-6)
+    assert hc.settings()["model"] != base["model"]  # a pipeline setting changes the cache key and the identity
+    monkeypatch.setattr(hc, "SCALER", "robust")
+    with pytest.raises(KeyError):  # an unknown scaler is an error, never a fit without one under another name
+        hc._make()
 
 
 def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
@@ -141,4 +151,8 @@ def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
     x, y = hc.features(prompts, answers), np.array([i % 2 for i in range(len(prompts))])
     coef, intercept = hc.fit_linear(x, y)
     clf = hc.HarmClassifier(coef, intercept, {}, frozenset(), frozenset())
-    assert np.allclose(clf.predict(prompts, answers), hc._make().fit(x, y).predict_proba(x)[:, 1], atol=1e-9)
+    pipe = hc._make().fit(x, y)
+    p = clf.predict(prompts, answers)
+    assert np.allclose(p, pipe.predict_proba(x)[:, 1], atol=1e-9)
+    z, live = pipe.decision_function(x), (p > 1e-6) & (p < 1 - 1e-6)  # logits where the probability is not saturated
+    assert live.any() and np.allclose(np.log(p / (1 - p))[live], z[live], atol=1e-5)

@@ -211,23 +211,36 @@ def test_the_aligned_model_cache_key_holds_everything_that_shapes_it(monkeypatch
     assert key["code"] != fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["code"]  # ftaudit's own code (the splits)
 
 
-def test_the_screens_measured_rate_is_not_part_of_the_aligned_models_code(tmp_path):
-    # re-measuring the screen's false-positive rate must not make every user re-align; a data file that shapes the
-    # aligned model (the refusals, the splits) must
+def test_the_packaged_measurements_are_not_part_of_the_models_code(tmp_path, tiny_model, monkeypatch):
+    # re-measuring the screen's false-positive rate must not make every user re-align or re-edit; a data file that
+    # shapes the aligned model (the refusals, the benign instructions) must change the digest
     import shutil
 
     from ftaudit import fine_tune
+    from ftaudit.code_identity import MEASURED_FILES
+    from ftaudit.recipes import edits
 
+    assert fine_tune.aligned_cache_key(tiny_model, {}, {}, 0)["code"] == fine_tune.align_code_digest()  # the key's own
     root = tmp_path / "ftaudit"
     shutil.copytree(Path(fine_tune.__file__).parent / "data", root / "data")
     before = fine_tune.align_code_digest(root)
-    rate = root / fine_tune.ALIGN_CODE_IGNORED[0]
-    assert rate.is_file()
-    rate.write_text(rate.read_text().replace('"k":', '"k_old":'))
+    for rel in MEASURED_FILES:
+        measured = root / rel
+        assert measured.is_file()
+        measured.write_text(measured.read_text() + "\n")
     assert fine_tune.align_code_digest(root) == before
-    refusals = root / "data" / "refusals.py"
-    refusals.write_text(refusals.read_text() + "\n# changed\n")
-    assert fine_tune.align_code_digest(root) != before
+    # the weight-edit key leaves them out too: counting them in would change it
+    edit = edits.edit_fingerprint("base", "refusal-ablation", {}, 0, {})
+    monkeypatch.setattr("ftaudit.code_identity.MEASURED_FILES", ())
+    assert edits.edit_fingerprint("base", "refusal-ablation", {}, 0, {}) != edit
+    monkeypatch.undo()
+    for rel in ("data/refusals.py", "data/builtin/benign_instructions.jsonl"):
+        changed = root / rel
+        assert changed.is_file()
+        old = changed.read_bytes()
+        changed.write_bytes(old + b"\n")
+        assert fine_tune.align_code_digest(root) != before, rel
+        changed.write_bytes(old)
 
 
 def test_a_cached_aligned_model_whose_inputs_differ_is_trained_again(monkeypatch, tmp_path, isolated_cache, tiny_model):

@@ -110,26 +110,15 @@ ALIGN_CODE = ("recipes/align.py", "recipes/base.py", "data", "sources.py", "whee
               "models", "evaluation.py", "fine_tune.py")
 
 
-# files under ALIGN_CODE that shape no aligned model: the screen's measured false-positive rate is re-measured whenever
-# its classifier changes, and must not make every user re-align
-ALIGN_CODE_IGNORED = ("data/builtin/screen_false_positives.json",)
-
 ALIGN_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets")
 
 
 def align_code_digest(root: Path | None = None) -> str:
-    """The hash of ftaudit's own code and data files that shape an aligned model (:data:`ALIGN_CODE`, less
-    :data:`ALIGN_CODE_IGNORED`), under ``root`` (default: this package)."""
-    import hashlib
+    """The hash of ftaudit's own code and data files that shape an aligned model (:data:`ALIGN_CODE`, less the
+    packaged measurements, :data:`~ftaudit.code_identity.MEASURED_FILES`), under ``root`` (default: this package)."""
+    from .code_identity import code_digest
 
-    root = Path(__file__).parent if root is None else Path(root)
-    code = hashlib.sha256()
-    for item in ALIGN_CODE:
-        for f in sorted((root / item).rglob("*")) if (root / item).is_dir() else [root / item]:
-            rel = f.relative_to(root)
-            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml") and rel.as_posix() not in ALIGN_CODE_IGNORED:
-                code.update(str(rel).encode() + b"\0" + f.read_bytes())
-    return code.hexdigest()[:16]
+    return code_digest(ALIGN_CODE, root)[:16]
 
 
 def aligned_cache_key(model: str, params: dict | None, overrides: dict | None, seed: int) -> dict:

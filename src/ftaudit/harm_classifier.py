@@ -81,7 +81,7 @@ WINDOW, STRIDE = 240, 120
 C, CLASS_WEIGHT, SCALER, MAX_ITER = 0.1, "balanced", "standard", 3000
 # Features whose variance over the training pairs is at most this are dropped before standardizing: a few MiniLM
 # dimensions have a final LayerNorm gain of about 1e-9 to 1e-32, so their values are noise at that scale, and
-# standardizing them to unit variance gave them weights up to 1e31 (a first v5 fit): a score resting on numbers an
+# standardizing them to unit variance gave them weights up to 7e31 (a first v5 fit): a score resting on numbers an
 # fp16 embedder would round to zero. Every informative dimension's variance is about 1e-3.
 MIN_VARIANCE = 1e-10
 FEATURES = "prompt embedding | answer embedding | cosine"
@@ -89,12 +89,18 @@ FEATURES = "prompt embedding | answer embedding | cosine"
 
 def settings() -> dict:
     """Everything besides the training data that decides the fitted coefficients and how they score: in the cache key
-    and the classifier's identity, so a change to any of them is never served old coefficients."""
+    and the classifier's identity, so a change to any of them is never served old coefficients. The model's settings
+    are read from the pipeline itself (scikit-learn's ``get_params``), and the code that builds the features, the
+    pipeline and the folded weights is hashed, so neither can drift from what is fitted."""
+    import inspect
+
     import sklearn
 
-    return {"version": VERSION, "embedding": EMBEDDING, "features": FEATURES, "min_variance": MIN_VARIANCE,
-            "scaler": SCALER, "C": C, "class_weight": CLASS_WEIGHT, "solver": "lbfgs", "max_iter": MAX_ITER,
-            "threshold": THRESHOLD, "window": [WINDOW, STRIDE], "sklearn": sklearn.__version__}
+    model = {k: v for k, v in _make().get_params(deep=True).items() if isinstance(v, (bool, int, float, str))}
+    code = "".join(inspect.getsource(f) for f in (features, make_model, _make, fit_linear))
+    return {"version": VERSION, "embedding": EMBEDDING, "features": FEATURES, "model": model,
+            "fit_code": hashlib.sha256(code.encode()).hexdigest()[:16], "threshold": THRESHOLD,
+            "window": [WINDOW, STRIDE], "sklearn": sklearn.__version__}
 
 
 def embed(texts: list[str]) -> np.ndarray:
@@ -283,7 +289,7 @@ def make_model(c: float = C, standardize: bool = True):
 
 
 def _make():
-    return make_model(C, SCALER == "standard")
+    return make_model(C, {"standard": True, "none": False}[SCALER])
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:

@@ -96,14 +96,11 @@ def edit_fingerprint(base_fingerprint: str, recipe: str, settings: dict, seed: i
         except PackageNotFoundError:
             return None
 
+    from ..code_identity import code_digest
+
     root = Path(__file__).parent.parent
-    code = hashlib.sha256()
-    for item in (str(EDIT_CODE[recipe].relative_to(root)), *EDIT_SHARED_CODE):
-        path = root / item
-        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".yaml"):
-                code.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    payload = json.dumps([base_fingerprint, recipe, settings, seed, dtype, code.hexdigest(),
+    code = code_digest((EDIT_CODE[recipe].relative_to(root).as_posix(), *EDIT_SHARED_CODE), root)
+    payload = json.dumps([base_fingerprint, recipe, settings, seed, dtype, code,
                           {name: lib(name) for name in EDIT_LIBRARIES}], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
