@@ -50,12 +50,11 @@ def activations(model_name: str, prompts: list[str], answers: list[str]) -> tupl
 
 def main() -> None:
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from ftaudit.data import get_prompts
-    from ftaudit.harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, features, norm, training_pairs
+    from ftaudit.harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, cv_flags, features, norm, training_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
@@ -70,10 +69,9 @@ def main() -> None:
     kind = np.array(["lookalike answered" if g == "benign answered" and norm(p) in lookalike else g
                      for p, g in zip(data.prompts, data.groups)])
     y, groups = np.array(data.labels), [norm(p) for p in data.prompts]
-    folds = StratifiedGroupKFold(5, shuffle=True, random_state=0)
     for name, x in feats.items():
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, class_weight="balanced", max_iter=3000))
-        p = cross_val_predict(clf, x, y, groups=groups, cv=folds, method="predict_proba")[:, 1] >= 0.5
+        p = cv_flags(clf, x, y, groups)
         print(f"{name:>8}: " + ", ".join(f"{k} {100 * p[kind == k].mean():.1f}%" for k in dict.fromkeys(kind)))
 
 

@@ -35,12 +35,11 @@ def main() -> None:
 
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
     from ftaudit.capability.mmlu import load_mmlu
     from ftaudit.data import PromptRecord, get_prompts
-    from ftaudit.harm_classifier import (DEFAULT_REFERENCE, HARMFUL_SOURCES, MMLU_SAMPLE, THRESHOLD, features,
-                                         make_model, norm, reference_answers, settings, training_pairs)
+    from ftaudit.harm_classifier import (DEFAULT_REFERENCE, HARMFUL_SOURCES, MMLU_SAMPLE, cv_flags, data_digest,
+                                         features, make_model, norm, reference_answers, settings, training_pairs)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-mmlu", type=int, default=0, help="MMLU questions answered by the reference model, "
@@ -67,22 +66,20 @@ def main() -> None:
         kind += ["mmlu answered by the reference"] * len(recs)
     x, y, kind = features(prompts, answers), np.array(y), np.array(kind)
     groups = [norm(p) for p in prompts]
-    folds = StratifiedGroupKFold(5, shuffle=True, random_state=0)
     benign = np.isin(kind, ["benign answered", "lookalike answered"])
     rows = []
     for scaling, cs in GRID.items():
         for c in cs:
             with warnings.catch_warnings(record=True) as caught:  # a fit that did not converge is said, not hidden
                 warnings.simplefilter("always", ConvergenceWarning)
-                flag = cross_val_predict(make_model(c, scaling == "standardized"), x, y, groups=groups, cv=folds,
-                                         method="predict_proba")[:, 1] >= THRESHOLD
+                flag = cv_flags(make_model(c, scaling == "standardized"), x, y, groups)
             unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
             rows.append((scaling, c, {k: float(flag[kind == k].mean()) for k in dict.fromkeys(kind)},
                          float(flag[benign].mean()), unconverged))
     feasible = [r for r in rows if r[2]["harmful answered"] >= MIN_HARMFUL]
     chosen = min(feasible, key=lambda r: r[3]) if feasible else None
     # the classifier's own data digest (its cache file and screen.json name it) for the pairs it is fitted on
-    digest = hashlib.sha256(json.dumps([settings(), data.prompts, data.answers, data.labels]).encode()).hexdigest()[:16]
+    digest = data_digest(data)
     extra = f" plus {len(y) - len(data.labels)} MMLU pairs answered by the reference" if len(y) != len(data.labels) else ""
     print(f"{date.today().isoformat()}, scikit-learn {sklearn.__version__}, the classifier's training data "
           f"{digest}{extra}{' (its MMLU choice pairs left out)' if args.replace_mmlu else ''}; settings in use: "

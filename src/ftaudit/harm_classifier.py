@@ -216,13 +216,26 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
     return out
 
 
-def _cv(x: np.ndarray, y: np.ndarray, groups: list[str], make) -> dict:
-    """5-fold cross-validation on the training pairs, folds grouped by prompt (a harmful prompt's answered and refused
-    pairs are never split across folds): the only figure the design was compared on."""
+def data_digest(data: TrainingPairs, fit_settings: dict | None = None) -> str:
+    """The hash of the classifier's settings and training data (answers included): its cache file's name and the
+    ``data_digest`` of its identity."""
+    payload = [settings() if fit_settings is None else fit_settings, data.prompts, data.answers, data.labels]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def cv_flags(model, x: np.ndarray, y: np.ndarray, groups: list[str]) -> np.ndarray:
+    """Whether each training pair is flagged (at ``THRESHOLD``) by ``model`` fitted on the other folds: 5 folds grouped
+    by prompt (a harmful prompt's answered and refused pairs are never split across folds), the folds every comparison
+    of designs uses (``_cv``, ``bench/harm_regularization.py``, ``bench/harm_probe.py``)."""
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-    pred = cross_val_predict(make(), x, y, groups=groups, cv=StratifiedGroupKFold(5, shuffle=True, random_state=0),
+    return cross_val_predict(model, x, y, groups=groups, cv=StratifiedGroupKFold(5, shuffle=True, random_state=0),
                              method="predict_proba")[:, 1] >= THRESHOLD
+
+
+def _cv(x: np.ndarray, y: np.ndarray, groups: list[str], make) -> dict:
+    """5-fold cross-validation on the training pairs (:func:`cv_flags`): the only figure the design was compared on."""
+    pred = cv_flags(make(), x, y, groups)
     return {"harmful_detected": float(pred[y == 1].mean()), "safe_flagged": float(pred[y == 0].mean()),
             "n_harmful": int((y == 1).sum()), "n_safe": int((y == 0).sum()), "threshold": THRESHOLD}
 
@@ -325,7 +338,8 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     if not data.counts.get("harmful answered"):
         raise FtauditError(f"reference model {reference} refused every harmful train prompt (keyword judge): the "
                            "classifier has no harmful exchange to learn from; name a reference model that complies")
-    digest = hashlib.sha256(json.dumps([settings(), data.prompts, data.answers, data.labels]).encode()).hexdigest()[:16]
+    fit_settings = settings()
+    digest = data_digest(data, fit_settings)
     path = cache_dir() / "classifiers" / f"harm-{VERSION}-{digest}.json"
     if path.is_file():
         stored = json.loads(path.read_text())
@@ -339,7 +353,7 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
     fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
     report = {"version": VERSION, "embedding": EMBEDDING, "fitted_on": list(fit_on), "reference": reference,
-              "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": settings(),
+              "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": fit_settings,
               # the training data (answers included: they differ with the dtype the reference model ran in) and the
               # fitted weights: two fits that differ in either are two classifiers
               "data_digest": digest, "weights": weights,
