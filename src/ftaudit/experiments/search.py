@@ -225,7 +225,7 @@ def search_one(spec: ExperimentSpec, out: Path, template, judge: str, others: tu
                "capability_change": t.user_attrs["capability_change"],
                "feasible": t.user_attrs["constraint"][0] <= 0, "examples_x_epochs": t.user_attrs["examples_x_epochs"],
                "default": bool(t.user_attrs.get("default")), "grid": bool(t.user_attrs.get("grid")),
-               "outright": outright[_setting_key(t.params)].label if _setting_key(t.params) in outright else None}
+               "outright": getattr(outright.get(_setting_key(t.params)), "label", None)}
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = choose_best(trials)
     result = {"study": name, "judge": judge, "defense": template.defense_label, "recipe": template.point.recipe,
