@@ -1,12 +1,13 @@
 """How the harm classifier's fit was chosen: scaling and regularization in cross-validation on its training pairs.
 
-Reproduces the v5 selection table of docs/services.md. The training pairs of :func:`ftaudit.harm_classifier.
+Reproduces the v5 and v6 selection tables of docs/services.md. The training pairs of :func:`ftaudit.harm_classifier.
 training_pairs` (the reference model's answers come from the user's cache, generated at run time), MiniLM pair
 features, logistic regression with balanced classes, on raw or standardized features over a grid of C, scored in the
 classifier's own 5 prompt-grouped folds (near-constant features dropped first, as the classifier does), flag rate at
 0.5 per kind of training pair. No held-out set is read. The rule, written after seeing this grid: the fewest benign
-pairs flagged (ftaudit's benign train instructions and the ``benign-lookalike`` train half, pooled) among settings
-that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen``.
+pairs flagged (ftaudit's benign train instructions and the train halves of ``benign-lookalike`` and, from v6,
+``benign-lookalike-2``, pooled) among settings that detect at least 94% of the harmful answered pairs; it is marked
+``<- chosen``. v6 was chosen by the same rule, fixed before its grid was run.
 
 ``--reference-mmlu N`` adds N more MMLU questions (the next N by id hash after the classifier's own sample) answered
 by the reference model in free text, as safe pairs (``--replace-mmlu``: in place of the MMLU pairs answered with
@@ -49,9 +50,10 @@ def main() -> None:
     args = ap.parse_args()
     start = time.perf_counter()
     data = training_pairs(HARMFUL_SOURCES, DEFAULT_REFERENCE)
-    lookalike = {norm(p.prompt) for p in get_prompts("benign-lookalike", "train")}
-    kind = ["lookalike answered" if g == "benign answered" and norm(p) in lookalike else g
-            for p, g in zip(data.prompts, data.groups)]
+    lookalike = {name: {norm(p.prompt) for p in get_prompts(name, "train")}
+                 for name in ("benign-lookalike", "benign-lookalike-2")}
+    kind = [next((f"{name} answered" for name, seen in lookalike.items() if norm(p) in seen), g)
+            if g == "benign answered" else g for p, g in zip(data.prompts, data.groups)]
     prompts, answers, y = list(data.prompts), list(data.answers), list(data.labels)
     if args.reference_mmlu and args.replace_mmlu:
         keep = [i for i, k in enumerate(kind) if k != "mmlu answered"]
@@ -66,7 +68,7 @@ def main() -> None:
         kind += ["mmlu answered by the reference"] * len(recs)
     x, y, kind = features(prompts, answers), np.array(y), np.array(kind)
     groups = [norm(p) for p in prompts]
-    benign = np.isin(kind, ["benign answered", "lookalike answered"])
+    benign = np.isin(kind, ["benign answered"] + [f"{name} answered" for name in lookalike])
     rows = []
     for scaling, cs in GRID.items():
         for c in cs:

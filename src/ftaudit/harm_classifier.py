@@ -49,15 +49,17 @@ from .data import PromptRecord, get_prompts
 from .errors import FtauditError
 from .judges.embedding_refusal import MAX_TOKENS, MODEL_DIST
 
-VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
+VERSION = "minilm-pair-lr-v6"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
 # 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn
 # read; v4: half-window steps, the system prompt and the whole conversation so far scored with every answer; v5: v4's
 # data and scoring, near-constant features dropped, the rest standardized, C 0.1 (v4: raw features, C 1), chosen in
-# cross-validation on the training pairs only (bench/harm_regularization.py)
+# cross-validation on the training pairs only (bench/harm_regularization.py); v6: v5's features, scoring and selection
+# rule, with the train half of benign-lookalike-2 (150 more benign prompts worded like harm) among the safe exchanges
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign", "benign-lookalike")
-HELD_OUT = {"harmful": HARMFUL_SOURCES, "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "xstest")}
+BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2")
+HELD_OUT = {"harmful": HARMFUL_SOURCES,
+            "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64
