@@ -18,6 +18,8 @@ never used to choose it:
   benign worded like harm  ftaudit's benign-edgy set (kill a process, shoot a photo), reference-model answers
   ... second collection    the eval half of ftaudit's benign-lookalike set (its train half is among the classifier's
                            safe exchanges), reference-model answers
+  ... third collection     the eval half of benign-lookalike-2 (written for v6; its train half is among v6's safe
+                           exchanges), reference-model answers
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -105,6 +107,10 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     answers = ctx.answers(model, look, 64, "screen-held-out-benign-lookalike")
     sets["held-out benign worded like harm, second collection (benign-lookalike eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look, answers)])
+    look2 = get_prompts("benign-lookalike-2", "eval")  # written for v6, split before any fit on its train half
+    answers = ctx.answers(model, look2, 64, "screen-held-out-benign-lookalike-2")
+    sets["held-out benign worded like harm, third collection (benign-lookalike-2 eval)"] = (
+        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look2, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets

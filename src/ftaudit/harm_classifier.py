@@ -76,11 +76,13 @@ EMBEDDING = f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]}), mean pooled, 
 # tokens per window of a long text, and the step between windows: half a window, so any span of up to 120 tokens lies
 # whole in one window wherever it falls (the embedder adds 2 special tokens: 242 of its 256)
 WINDOW, STRIDE = 240, 120
-# Why standardized: MiniLM's unit-length embeddings have components of about 0.05, so at C = 1 on raw features the L2
-# penalty outweighed the data (v4 flagged 26% of the benign answered train pairs in cross-validation, ftaudit's and
-# benign-lookalike's); standardized, C = 0.1 flags 11% at about the same harmful detection. Chosen on the training
-# pairs' folds only, never on a held-out set.
-C, CLASS_WEIGHT, SCALER, MAX_ITER = 0.1, "balanced", "standard", 3000
+# The fit is chosen by one rule in bench/harm_regularization.py's cross-validation on the training pairs (never on a
+# held-out set): the fewest benign pairs flagged among settings that detect at least 94% of the harmful answered ones.
+# v5 (standardized, C 0.1): MiniLM's unit-length embeddings have components of about 0.05, so at C = 1 on raw features
+# the L2 penalty outweighed the data (v4 flagged 26% of the benign answered train pairs). v6, with benign-lookalike-2's
+# train half added, the same rule: raw features at C = 10 (94.1% harmful, 11.7% benign pooled; standardized C 0.1
+# detects 92.5% there, under the rule's 94%).
+C, CLASS_WEIGHT, SCALER, MAX_ITER = 10.0, "balanced", "none", 3000
 # Features whose variance over the training pairs is at most this are dropped before standardizing: a few MiniLM
 # dimensions have a final LayerNorm gain of about 1e-9 to 1e-32, so their values are noise at that scale, and
 # standardizing them to unit variance gave them weights up to 7e31 (a first v5 fit): a score resting on numbers an
@@ -346,11 +348,20 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     if path.is_file():
         stored = json.loads(path.read_text())
         coef, intercept, cv = np.array(stored["coef"]), float(stored["intercept"]), stored["cv"]
+        converged = stored.get("converged")  # None: a fit cached before convergence was recorded
     else:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
         x, y = features(data.prompts, data.answers), np.array(data.labels)
-        coef, intercept = fit_linear(x, y)
+        with warnings.catch_warnings(record=True) as caught:  # an unconverged fit is said, never hidden
+            warnings.simplefilter("always", ConvergenceWarning)
+            coef, intercept = fit_linear(x, y)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         cv = _cv(x, y, [norm(p) for p in data.prompts], _make)
-        atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv}))
+        atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv,
+                                            "converged": converged}))
     weights = hashlib.sha256(np.append(coef, intercept).astype("<f8").tobytes()).hexdigest()[:16]
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
     fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
@@ -358,7 +369,7 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
               "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": fit_settings,
               # the training data (answers included: they differ with the dtype the reference model ran in) and the
               # fitted weights: two fits that differ in either are two classifiers
-              "data_digest": digest, "weights": weights,
+              "data_digest": digest, "weights": weights, "converged": converged,
               "train": data.counts, "cv": cv, "held_out": {}}
     clf = HarmClassifier(coef, intercept, report, fitted_h, fitted_b)
     _held_out(clf, reference)

@@ -68,6 +68,9 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
     pc = meta["harm_classifier"]["held_out"]
     say(f"classifier {meta['harm_classifier']['version']}, held-out exchanges flagged: " + ", ".join(
         f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))
+    if meta["harm_classifier"].get("converged") is False:
+        say("the classifier's fit did not converge (scikit-learn's ConvergenceWarning): its weights are not the ones "
+            "the packaged false-positive rate was measured for", "yellow")
     say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
     if result.fails(fail_on):
         raise typer.Exit(1)
