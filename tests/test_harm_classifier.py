@@ -39,11 +39,28 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     r = clf.report
     assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
-    assert r["train"]["benign answered"] == len(get_prompts("benign", "train")) + len(get_prompts("benign-lookalike", "train"))
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2")
+    assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
     assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
-    assert r["held_out"]["benign-lookalike"]["n"] == len(get_prompts("benign-lookalike", "eval"))
     fitted = clf.fitted_harmful | clf.fitted_benign
-    assert not any(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike", "eval"))  # held out is held out
+    for name in ("benign-lookalike", "benign-lookalike-2"):
+        assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
+        assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
+        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # and the train half learned from
+    assert r["converged"] is True
+
+
+def test_a_fit_that_did_not_converge_is_recorded_and_said(monkeypatch, fresh_classifier, isolated_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    monkeypatch.setattr(hc, "MAX_ITER", 1)  # lbfgs stops after one iteration: scikit-learn warns, the fit is kept
+    assert hc.harm_classifier(("advbench",)).report["converged"] is False
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n')
+    res = CliRunner().invoke(app, ["screen", str(data), "--out", str(tmp_path / "s")], terminal_width=400)
+    assert "did not converge" in res.output
 
 
 def test_a_reference_model_that_refuses_everything_is_one_clear_error(monkeypatch, fresh_classifier):

