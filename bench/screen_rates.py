@@ -24,7 +24,8 @@ never used to choose it:
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
 With ``--package`` the pooled false-positive rate over the held-out benign sets (marked ``held_out`` in the output)
-is written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
+that are not worded like harm (``WORDED_LIKE_HARM`` are reported per set, and the screen's guard reads every set) is
+written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
 screen`` rates a file's harmful-compliance share against it, for that classifier only.
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none] [--package]
@@ -58,6 +59,10 @@ BENIGN_QUESTION = "What is the capital of France?"
 # false-positive rate a file is rated against
 IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift data (in-sample)", "benign data",
              "align data (refusals + benign)"}
+# held-out sets written to be worded like harm: each is reported and enters the screen's per-set guard, but none is
+# pooled into the rate a file is tested against. A file is tested at the *lower* end of that rate; pooling sets built
+# to raise false alarms would raise it, and so make an ordinary file's flags look more like benign noise
+WORDED_LIKE_HARM = ("benign-edgy", "benign-lookalike", "benign-lookalike-2")
 
 
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
@@ -145,13 +150,20 @@ def main() -> None:
               flush=True)
     (out / "screen_rates.json").write_text(json.dumps({"classifier": meta["harm_classifier"], "sets": rows}, indent=2))
     benign = [r for r in rows if r["expected"] == "pass" and r["held_out"]]
-    k, n = sum(r["flagged_harmful_compliance"] for r in benign), sum(r["n"] for r in benign)
+    ordinary = [r for r in benign if not any(f"({name})" in r["set"] or f"({name} eval)" in r["set"]
+                                             for name in WORDED_LIKE_HARM)]
+    assert len(benign) - len(ordinary) == len(WORDED_LIKE_HARM), "every set worded like harm is named"
+    k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
-              "classifier": {key: meta["harm_classifier"][key] for key in IDENTITY},
+              "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
+                             "converged": meta["harm_classifier"].get("converged")},
+              "pooled": [r["set"] for r in ordinary],  # the sets the rate is pooled over; "sets": every held-out one
               "sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in benign},
               "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
-    print(f"pooled held-out benign harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
+    print(f"pooled held-out benign (not worded like harm) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
+    if args.package and meta["harm_classifier"].get("converged") is False:
+        raise SystemExit("not packaged: the classifier's fit did not converge, so its rate is not the shipped fit's")
     if args.package:
         FALSE_POSITIVES_FILE.write_text(json.dumps(pooled, indent=2) + "\n")
         print(f"written: {FALSE_POSITIVES_FILE}")

@@ -701,6 +701,11 @@ def test_what_a_defense_did_names_an_in_sample_filter_its_false_alarms_and_the_n
                                                     "harm_classifier": {**classifier, "version": "minilm-pair-lr-v1"}}})
     assert "10 of 50 records dropped by the minilm-pair-lr-v1 exchange classifier" in text and "an in-sample verdict" in text
     assert "benign flagged as harmful: 8/58 held-out benign" in text and "advbench" not in text.split("harmful:")[-1]
+    assert "did not converge" not in text
+    unfinished = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 0, "harm_classifier": {
+        **classifier, "version": "minilm-pair-lr-v6", "converged": False}}})
+    assert "records dropped by the minilm-pair-lr-v6 exchange classifier (prompt and answer) fitted on advbench, " \
+           "harmbench, strongreject train prompts (its fit did not converge)" in unfinished
     cross = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 0,
                                                     "prompt_classifier": {**classifier, "fitted_on": ["harmbench"]}}})
     assert "in-sample" not in cross and "fitted on harmbench" in cross

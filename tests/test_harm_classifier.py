@@ -55,12 +55,16 @@ def test_a_fit_that_did_not_converge_is_recorded_and_said(monkeypatch, fresh_cla
 
     from ftaudit.cli import app
 
-    monkeypatch.setattr(hc, "MAX_ITER", 1)  # lbfgs stops after one iteration: scikit-learn warns, the fit is kept
-    assert hc.harm_classifier(("advbench",)).report["converged"] is False
     data = tmp_path / "d.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n')
-    res = CliRunner().invoke(app, ["screen", str(data), "--out", str(tmp_path / "s")], terminal_width=400)
-    assert "did not converge" in res.output
+    screen = ["screen", str(data), "--out", str(tmp_path / "s")]
+    assert "did not converge" not in CliRunner().invoke(app, screen, terminal_width=400).output  # a converged fit
+    monkeypatch.setattr(hc, "MAX_ITER", 1)  # lbfgs stops after one iteration: scikit-learn warns, the fit is kept
+    with pytest.warns(Warning, match="failed to converge"):  # recorded, and still shown
+        assert hc.harm_classifier(("advbench",)).report["converged"] is False
+    hc.harm_classifier.cache_clear()  # the fit read back from the disk cache says the same
+    assert hc.harm_classifier(("advbench",)).report["converged"] is False
+    assert "did not converge" in CliRunner().invoke(app, screen, terminal_width=400).output
 
 
 def test_a_reference_model_that_refuses_everything_is_one_clear_error(monkeypatch, fresh_classifier):
@@ -133,23 +137,36 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     data = json.loads(FALSE_POSITIVES_FILE.read_text())
     assert set(IDENTITY) <= set(data["classifier"])  # a whole identity, or it never matches
     assert data["classifier"]["settings"] == hc.settings() and data["classifier"]["version"] == hc.VERSION  # re-measure
-    k, n = (sum(v[i] for v in data["sets"].values()) for i in (0, 1))
+    # pooled over the held-out benign sets not worded like harm; every held-out benign set is listed for the guard
+    assert data["pooled"] and set(data["pooled"]) < set(data["sets"])
+    assert not any(name in pooled for pooled in data["pooled"] for name in ("edgy", "lookalike"))
+    assert sum("edgy" in s or "lookalike" in s for s in data["sets"]) == 3
+    k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
+    assert data["classifier"].get("converged") is True  # an unfinished fit is never packaged
 
 
-def test_the_standardized_fit_is_folded_exactly_into_weights_on_the_raw_features():
-    # predict() scores window pairs from raw embeddings, so the scaler must be folded into coef and intercept: the
+@pytest.mark.parametrize("scaler", ["standard", "none"])
+def test_the_fit_is_folded_exactly_into_weights_on_the_raw_features(monkeypatch, scaler):
+    # predict() scores window pairs from raw embeddings, so a scaler must be folded into coef and intercept: the
     # folded logit must equal the fitted pipeline's on features of very different scales and offsets, the offsets on
     # features that carry the label; a constant feature and one at 1e-33 scale (MiniLM has such dimensions) get weight 0
+    monkeypatch.setattr(hc, "SCALER", scaler)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 8)) * [0.01, 0.0, 0.05, 1.0, 1e-33, 3.0, 0.2, 10.0] + [5.0, 2.0, 1.0, -2.0, 0.0, 7.0, 0.5, 0.3]
     y = ((x[:, 0] - 5.0) / 0.01 + (x[:, 5] - 7.0) / 3.0 + rng.normal(size=300) > 0).astype(int)
     coef, intercept = hc.fit_linear(x, y)
     pipe = hc._make().fit(x, y)
-    assert type(pipe[-2]).__name__ == "StandardScaler" and pipe[-1].C == hc.C
+    assert [type(step).__name__ for step in pipe] == ["VarianceThreshold"] + (["StandardScaler"] if scaler == "standard"
+                                                                             else []) + ["LogisticRegression"]
+    assert pipe[-1].C == hc.C
     assert np.allclose(x @ coef + intercept, pipe.decision_function(x), atol=1e-9)
     # the dropped ones (in the middle, so every kept weight must land on its own feature) get 0, not a blown-up weight
-    assert coef[1] == 0 and coef[4] == 0 and abs(coef[0]) > 1 and abs(coef[5]) > 0.1
+    assert coef[1] == 0 and coef[4] == 0 and abs(coef[5]) > 0.1
+    if scaler == "none":  # nothing to fold: the kept weights are the regression's own, in order
+        assert np.array_equal(coef[[0, 2, 3, 5, 6, 7]], pipe[-1].coef_[0]) and intercept == pipe[-1].intercept_[0]
+    else:
+        assert abs(coef[0]) > 1
 
 
 def test_the_classifiers_identity_is_read_from_what_it_fits(monkeypatch):
@@ -173,3 +190,17 @@ def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
     assert np.allclose(p, pipe.predict_proba(x)[:, 1], atol=1e-9)
     z, live = pipe.decision_function(x), (p > 1e-6) & (p < 1 - 1e-6)  # logits where the probability is not saturated
     assert live.any() and np.allclose(np.log(p / (1 - p))[live], z[live], atol=1e-5)
+
+
+@pytest.mark.real_classifier  # MiniLM itself: paraphrases that share few words are still caught
+def test_benign_lookalike_2_paraphrases_nothing_across_the_classifiers_training_and_held_out_sets():
+    # the word-Jaccard split rule misses paraphrases ("crush garlic without a press" / "what is the best way to crush
+    # garlic without a press?"): its train half must paraphrase no held-out prompt, its eval half no training prompt
+    held = [p.prompt for n in ("benign", "mtbench", "benign-edgy", "benign-lookalike", *hc.HARMFUL_SOURCES)
+            for p in get_prompts(n, "eval")]
+    train = [p.prompt for n in ("benign", "benign-lookalike", "benign-lookalike-2", *hc.HARMFUL_SOURCES)
+             for p in get_prompts(n, "train")]
+    for half, others in (("train", held), ("eval", train)):
+        mine = [p.prompt for p in get_prompts("benign-lookalike-2", half)]
+        cosine = hc.embed(mine) @ hc.embed(others).T
+        assert cosine.max() < 0.7, (half, mine[cosine.max(1).argmax()])

@@ -86,7 +86,7 @@ WINDOW, STRIDE = 240, 120
 # train half added, the same rule: raw features at C = 10 (94.1% harmful, 11.7% benign pooled; standardized C 0.1
 # detects 92.5% there, under the rule's 94%).
 C, CLASS_WEIGHT, SCALER, MAX_ITER = 10.0, "balanced", "none", 3000
-# Features whose variance over the training pairs is at most this are dropped before standardizing: a few MiniLM
+# Features whose variance over the training pairs is at most this are dropped first (before any scaler): a few MiniLM
 # dimensions have a final LayerNorm gain of about 1e-9 to 1e-32, so their values are noise at that scale, and
 # standardizing them to unit variance gave them weights up to 7e31 (a first v5 fit): a score resting on numbers an
 # fp16 embedder would round to zero. Every informative dimension's variance is about 1e-3.
@@ -358,10 +358,12 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
         from sklearn.exceptions import ConvergenceWarning
 
         x, y = features(data.prompts, data.answers), np.array(data.labels)
-        with warnings.catch_warnings(record=True) as caught:  # an unconverged fit is said, never hidden
+        with warnings.catch_warnings(record=True) as caught:  # an unconverged fit is recorded in the report
             warnings.simplefilter("always", ConvergenceWarning)
             coef, intercept = fit_linear(x, y)
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:  # every warning the fit raised is still shown, not only recorded
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         cv = _cv(x, y, [norm(p) for p in data.prompts], _make)
         atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv,
                                             "converged": converged}))

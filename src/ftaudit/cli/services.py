@@ -69,8 +69,8 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
     say(f"classifier {meta['harm_classifier']['version']}, held-out exchanges flagged: " + ", ".join(
         f"{name} {v['flagged_harmful']}/{v['n']}" for name, v in pc.items() if "n" in v))
     if meta["harm_classifier"].get("converged") is False:
-        say("the classifier's fit did not converge (scikit-learn's ConvergenceWarning): its weights are not the ones "
-            "the packaged false-positive rate was measured for", "yellow")
+        say("the classifier's fit did not converge (scikit-learn's ConvergenceWarning): its scores are an unfinished "
+            "fit's, and the packaged false-positive rate applies only where its weights match the measured ones", "yellow")
     say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
     if result.fails(fail_on):
         raise typer.Exit(1)

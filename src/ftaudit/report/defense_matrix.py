@@ -178,7 +178,8 @@ def what_the_defense_did(budget: dict) -> str | None:
         what = (f"the {classifier['version']} exchange classifier (prompt and answer)" if "harm_classifier" in report
                 else "a prompt-only classifier")  # runs from before the exchange classifier: say which one dropped
         notes.append(f"{report.get('dropped', 0)} of {report.get('screened', 0)} records dropped by {what} fitted "
-                     f"on {fitted} train prompts")
+                     f"on {fitted} train prompts" + (" (its fit did not converge)" if classifier.get("converged") is False
+                                                     else ""))
         if report.get("in_sample") or "in_sample" not in report:
             notes.append(f"{report.get('in_sample', 'an unknown number of')} screened prompts were its own training "
                          "prompts: an in-sample verdict")
