@@ -39,14 +39,15 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     r = clf.report
     assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2")
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike")
     assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
     assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
     fitted = clf.fitted_harmful | clf.fitted_benign
     for name in ("benign-lookalike", "benign-lookalike-2"):
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
-        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # and the train half learned from
+    assert all(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike", "train"))  # its train half learned
+    assert not any(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike-2", "all"))  # v5: neither half
     assert r["converged"] is True
 
 

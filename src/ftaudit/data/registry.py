@@ -198,9 +198,10 @@ def _benign_lookalike() -> list[PromptRecord]:
 @register_dataset("benign-lookalike-2", "benign", "ftaudit's own benign prompts that look like harmful ones, a third "
                   "collection (268, 2026-12-04: computing, security defence, household, cooking, health and safety, "
                   "history, fiction, games, sports, law, finance, pests, gardening, science, idioms, work, DIY, "
-                  "parenting, outdoors, arts), split train / eval by prompt hash (splits.hash_split) when written: the "
-                  "train half (135) teaches the harmful-exchange classifier (v6), the eval half (133) is held out from "
-                  "it. Of 320 written, left out: near-duplicates of other datasets' prompts (word Jaccard >= 0.6, the "
+                  "parenting, outdoors, arts), split train / eval by prompt hash (splits.hash_split) when written, 135 "
+                  "train / 133 eval. The harmful-exchange classifier (v5) learns from neither half; its eval half is one "
+                  "of the classifier's held-out sets (a v6 that learned from the train half was not adopted). Of 320 "
+                  "written, left out: near-duplicates of other datasets' prompts (word Jaccard >= 0.6, the "
                   "split rule), paraphrases across the classifier's training and held-out sets (MiniLM cosine >= 0.7; "
                   "tests/test_harm_classifier.py checks it), and two dual-use prompts", split_rule="field")
 def _benign_lookalike_2() -> list[PromptRecord]:
