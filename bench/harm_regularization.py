@@ -5,16 +5,18 @@ training_pairs` (the reference model's answers come from the user's cache, gener
 features, logistic regression with balanced classes, on raw or standardized features over a grid of C, scored in the
 classifier's own 5 prompt-grouped folds (near-constant features dropped first, as the classifier does), flag rate at
 0.5 per kind of training pair. No held-out set is read. The rule, written after seeing this grid: the fewest benign
-pairs flagged (ftaudit's benign train instructions and the train halves of ``benign-lookalike`` and, from v6,
-``benign-lookalike-2``, pooled) among settings that detect at least 94% of the harmful answered pairs; it is marked
-``<- chosen``. v6 was chosen by the same rule, fixed before its grid was run.
+pairs flagged (ftaudit's benign train instructions and the ``benign-lookalike`` train half, pooled) among settings
+that detect at least 94% of the harmful answered pairs; it is marked ``<- chosen``.
+
+``--v6`` adds the train half of ``benign-lookalike-2`` to the safe exchanges: v6, tried and not adopted (the same rule,
+fixed before its grid ran, picked standardized C = 0.001, which flags 25.9% of the benign pairs).
 
 ``--reference-mmlu N`` adds N more MMLU questions (the next N by id hash after the classifier's own sample) answered
 by the reference model in free text, as safe pairs (``--replace-mmlu``: in place of the MMLU pairs answered with
 their correct choice): the variants that were tried and not adopted (generating them took about 12 minutes on 2
 cores, and neither beat the chosen fit by the rule).
 
-    python bench/harm_regularization.py [--reference-mmlu 1500 [--replace-mmlu]]
+    python bench/harm_regularization.py [--v6] [--reference-mmlu 1500 [--replace-mmlu]]
 """
 
 from __future__ import annotations
@@ -47,8 +49,14 @@ def main() -> None:
                     "added as safe pairs (the variant not adopted)")
     ap.add_argument("--replace-mmlu", action="store_true", help="with --reference-mmlu: drop the MMLU pairs answered "
                     "with their correct choice")
+    ap.add_argument("--v6", action="store_true", help="add benign-lookalike-2's train half to the safe exchanges (the "
+                    "v6 that was not adopted)")
     args = ap.parse_args()
     start = time.perf_counter()
+    if args.v6:
+        import ftaudit.harm_classifier as hc
+
+        hc.BENIGN_TRAIN = (*hc.BENIGN_TRAIN, "benign-lookalike-2")  # training_pairs reads it at call time
     data = training_pairs(HARMFUL_SOURCES, DEFAULT_REFERENCE)
     lookalike = {name: {norm(p.prompt) for p in get_prompts(name, "train")}
                  for name in ("benign-lookalike", "benign-lookalike-2")}
