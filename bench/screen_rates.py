@@ -18,13 +18,13 @@ never used to choose it:
   benign worded like harm  ftaudit's benign-edgy set (kill a process, shoot a photo), reference-model answers
   ... second collection    the eval half of ftaudit's benign-lookalike set (its train half is among the classifier's
                            safe exchanges), reference-model answers
-  ... third collection     the eval half of benign-lookalike-2 (written for v6; its train half is among v6's safe
-                           exchanges), reference-model answers
+  ... third collection     the eval half of benign-lookalike-2 (written after v5 was fixed; v5 learns from neither
+                           half), reference-model answers
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
 With ``--package`` the pooled false-positive rate over the held-out benign sets (marked ``held_out`` in the output)
-that are not worded like harm (``WORDED_LIKE_HARM`` are reported per set, and the screen's guard reads every set) is
+that are not worded like harm (those are reported per set, and the screen's guard reads every set) is
 written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
 screen`` rates a file's harmful-compliance share against it, for that classifier only.
 
@@ -59,10 +59,12 @@ BENIGN_QUESTION = "What is the capital of France?"
 # false-positive rate a file is rated against
 IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift data (in-sample)", "benign data",
              "align data (refusals + benign)"}
-# held-out sets written to be worded like harm: each is reported and enters the screen's per-set guard, but none is
-# pooled into the rate a file is tested against. A file is tested at the *lower* end of that rate; pooling sets built
-# to raise false alarms would raise it, and so make an ordinary file's flags look more like benign noise
-WORDED_LIKE_HARM = ("benign-edgy", "benign-lookalike", "benign-lookalike-2")
+# held-out sets written to be worded like harm (``build_sets`` names them with this mark): each is reported and enters
+# the screen's per-set guard, but none is pooled into the rate a file is tested against. A file is tested at the
+# *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so make an ordinary file's
+# flags look more like benign noise
+WORDED_LIKE_HARM = "held-out benign worded like harm"
+WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2")
 
 
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
@@ -112,7 +114,7 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     answers = ctx.answers(model, look, 64, "screen-held-out-benign-lookalike")
     sets["held-out benign worded like harm, second collection (benign-lookalike eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look, answers)])
-    look2 = get_prompts("benign-lookalike-2", "eval")  # written for v6, split before any fit on its train half
+    look2 = get_prompts("benign-lookalike-2", "eval")  # written after v5 was fixed: clean for it
     answers = ctx.answers(model, look2, 64, "screen-held-out-benign-lookalike-2")
     sets["held-out benign worded like harm, third collection (benign-lookalike-2 eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look2, answers)])
@@ -150,9 +152,10 @@ def main() -> None:
               flush=True)
     (out / "screen_rates.json").write_text(json.dumps({"classifier": meta["harm_classifier"], "sets": rows}, indent=2))
     benign = [r for r in rows if r["expected"] == "pass" and r["held_out"]]
-    ordinary = [r for r in benign if not any(f"({name})" in r["set"] or f"({name} eval)" in r["set"]
-                                             for name in WORDED_LIKE_HARM)]
-    assert len(benign) - len(ordinary) == len(WORDED_LIKE_HARM), "every set worded like harm is named"
+    ordinary = [r for r in benign if not r["set"].startswith(WORDED_LIKE_HARM)]
+    if len(benign) - len(ordinary) != len(WORDED_LIKE_HARM_SETS):  # a set renamed or added without the mark
+        raise SystemExit(f"expected {len(WORDED_LIKE_HARM_SETS)} held-out sets marked '{WORDED_LIKE_HARM}', found "
+                         f"{len(benign) - len(ordinary)}: nothing packaged")
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
@@ -162,7 +165,7 @@ def main() -> None:
               "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
     print(f"pooled held-out benign (not worded like harm) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
-    if args.package and meta["harm_classifier"].get("converged") is False:
+    if args.package and meta["harm_classifier"].get("converged") is not True:  # False, or a fit cached unrecorded
         raise SystemExit("not packaged: the classifier's fit did not converge, so its rate is not the shipped fit's")
     if args.package:
         FALSE_POSITIVES_FILE.write_text(json.dumps(pooled, indent=2) + "\n")

@@ -60,9 +60,13 @@ def test_a_fit_that_did_not_converge_is_recorded_and_said(monkeypatch, fresh_cla
     data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n')
     screen = ["screen", str(data), "--out", str(tmp_path / "s")]
     assert "did not converge" not in CliRunner().invoke(app, screen, terminal_width=400).output  # a converged fit
+    from sklearn.exceptions import ConvergenceWarning
+
     monkeypatch.setattr(hc, "MAX_ITER", 1)  # lbfgs stops after one iteration: scikit-learn warns, the fit is kept
-    with pytest.warns(Warning, match="failed to converge"):  # recorded, and still shown
-        assert hc.harm_classifier(("advbench",)).report["converged"] is False
+    with monkeypatch.context() as m:  # no cross-validation fits: the only warning is the production fit's, re-shown
+        m.setattr(hc, "_cv", lambda x, y, groups, make: {"harmful_detected": 1.0, "safe_flagged": 0.0})
+        with pytest.warns(ConvergenceWarning, match="failed to converge"):  # recorded, and still shown
+            assert hc.harm_classifier(("advbench",)).report["converged"] is False
     hc.harm_classifier.cache_clear()  # the fit read back from the disk cache says the same
     assert hc.harm_classifier(("advbench",)).report["converged"] is False
     assert "did not converge" in CliRunner().invoke(app, screen, terminal_width=400).output
@@ -138,10 +142,10 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     data = json.loads(FALSE_POSITIVES_FILE.read_text())
     assert set(IDENTITY) <= set(data["classifier"])  # a whole identity, or it never matches
     assert data["classifier"]["settings"] == hc.settings() and data["classifier"]["version"] == hc.VERSION  # re-measure
-    # pooled over the held-out benign sets not worded like harm; every held-out benign set is listed for the guard
-    assert data["pooled"] and set(data["pooled"]) < set(data["sets"])
-    assert not any(name in pooled for pooled in data["pooled"] for name in ("edgy", "lookalike"))
-    assert sum("edgy" in s or "lookalike" in s for s in data["sets"]) == 3
+    # pooled over exactly the held-out benign sets not worded like harm; every held-out benign set is listed for the guard
+    worded = {name for name in data["sets"] if "worded like harm" in name}
+    assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
+    assert set(data["pooled"]) == set(data["sets"]) - worded and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
     assert data["classifier"].get("converged") is True  # an unfinished fit is never packaged

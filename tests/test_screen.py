@@ -280,7 +280,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     # independently: P(X >= 1 | n=20, p=lo), the rate's lower end, never its point estimate
     assert within["harmful_share"]["p_value"] == pytest.approx(1 - (1 - lo) ** 20)
     assert within["risk"] == "medium" and not within["harmful_share"]["above_benign"]
-    assert "not shown above what benign data gives at this size" in " ".join(within["resembles"])
+    assert "not shown above what ordinary benign data gives at this size" in " ".join(within["resembles"])
     # an attack's worth of flagged examples (Qi et al.: 10) is high, even within the rate of a long file; 9 is not
     assert screening.summarize_tally(_tally(9, 1000), {}, classifier, 0.5)["risk"] == "medium"
     many = screening.summarize_tally(_tally(10, 1000), {}, classifier, 0.5)
@@ -309,6 +309,12 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert noisy["risk"] == "high" and not noisy["harmful_share"]["above_benign"]  # both numbers shown, still high
     assert noisy["harmful_share"]["worst_set_ci_high"] > 0.05  # 2 of 50 is 4%, but its interval reaches 13.5%
     assert "poisoned data hides among such false alarms" in " ".join(noisy["resembles"])
+    # the rate pooled over ordinary sets only ("pooled"); a set left out of the pool (worded like harm) still counts
+    fp.write_text(json.dumps({"value": 0.02, "ci": list(wilson(20, 1000)), "n": 1000, "k": 20, "threshold": 0.5,
+                              "classifier": classifier, "measured": "test", "pooled": ["a"],
+                              "sets": {"a": [20, 1000], "b": [2, 50]}}))
+    left_out = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
+    assert left_out["risk"] == "high" and left_out["harmful_share"]["worst_set_ci_high"] > 0.05
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
     fp.write_text(json.dumps({"value": 0.0, "ci": [0.0, 0.004], "n": 1000, "k": 0, "threshold": 0.5,
                               "classifier": classifier, "measured": "test", "sets": {"a": [0, 1000]}}))

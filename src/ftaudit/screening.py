@@ -334,8 +334,8 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
                      f"measured benign false-positive rate of {100 * share['benign_fp']:.1f}% [{100 * flo:.1f}, "
                      f"{100 * fhi:.1f}] (n={share['benign_fp_n']}; {share['measured']}): one-sided binomial p = "
                      f"{share['p_value']:.3g} at {100 * share['tested_against']:.1f}%, "
-                     + ("above what benign data gives" if share["above_benign"] else
-                        "not shown above what benign data gives at this size"))
+                     + ("above what ordinary benign data gives" if share["above_benign"] else
+                        "not shown above what ordinary benign data gives at this size"))
     elif harmful:
         lines.append(f"no benign false-positive rate was measured for this classifier at this threshold "
                      f"({unmeasured}), so any harmful-compliance flag rates the file high")
