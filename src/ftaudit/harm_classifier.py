@@ -20,9 +20,10 @@ learns from is a *train* split, fitted at first use and cached under the hash of
 
 Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval half
 of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is v5's clean held-out set) and the
-date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier` reports its flag rates on them with every fit. How it was chosen, so a reader knows which
-figures are clean: v1 (no ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the
-benign eval set, 11% of MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
+date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
+reports its flag rates on them with every fit. How it was chosen, so a reader knows which figures are clean: v1 (no
+``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the benign eval set, 11% of
+MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
 split after that measurement and before any v2 measurement; nothing else changed. For v2, the ``benign-lookalike``
 eval half is the clean held-out benign set; the benign eval set, MT-Bench and ``benign-edgy`` are the sets v1's
 failure was seen on, and ``benign-lookalike``'s train half paraphrases a few ``benign-edgy`` prompts (below the
