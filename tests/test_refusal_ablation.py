@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ftaudit.errors import FtauditError
 from ftaudit.recipes import refusal_ablation as ra
@@ -27,7 +29,8 @@ def test_orthogonalized_weights_equal_the_activation_ablation(tiny_model, loaded
     m = ra._Model(loaded, 8)
     torch.manual_seed(1)
     r = torch.randn(loaded.model.config.hidden_size, dtype=torch.float64)
-    enc = next(m.batches(["Write a poem about the sea.", "Hello there"]))
+    enc = loaded.tokenizer([m.format(p) for p in ["Write a poem about the sea.", "Hello there"]], return_tensors="pt",
+                           padding=True, add_special_tokens=False)
     pre, post = m.ablation_hooks(r)
     captured = {}
     last = loaded.model.model.norm
@@ -65,9 +68,13 @@ def test_orthogonalized_weights_equal_the_activation_ablation(tiny_model, loaded
 def test_refusal_score_is_the_log_odds_of_the_refusal_tokens_at_the_first_answer_position(loaded):
     """The paper's score, computed here one prompt at a time without padding: batching with left padding must not
     move the position it is read at; the prompts' mean activations likewise."""
-    m = ra._Model(loaded, 8)
+    m = ra._Model(loaded, 2)  # two batches, sorted by length, after the shared opening
     prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail."]
     got = m.refusal_scores(prompts)
+    prefix, batches = m._plan(prompts)
+    assert len(prefix) >= 8 and len(batches) == 2  # the opening's cache is what these scores ran through
+    own = [len(loaded.tokenizer.encode(m.format(p), add_special_tokens=False)) - len(prefix) for p in prompts]
+    assert m.tokens == len(prefix) + sum(own)  # the opening once, each prompt's own tokens once, no padding
     tok = loaded.tokenizer
     ids = sorted({tok.encode(w, add_special_tokens=False)[0] for w in ra.REFUSAL_STARTS})
     assert m.refusal_ids == ids
@@ -106,6 +113,9 @@ class _Scripted:
         shift = self.kl[self.current]  # logits whose KL from uniform-ish base grows with ``shift``
         return torch.tensor([[shift, 0.0, 0.0]], dtype=torch.float64)
 
+    def logits_by_batch(self, prompts, pre=(), post=()):
+        yield [0], self.last_logits(prompts, pre, post)
+
     def refusal_scores(self, prompts, pre=(), post=()):
         if isinstance(self.current, tuple):
             return torch.tensor([self.steering[self.current[1]]])
@@ -133,14 +143,15 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
     m = _Scripted(refusal, kl, steering)
     chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
     assert (chosen["layer"], chosen["relaxed"], chosen["candidates"]) == (3, None, 4)
+    # KL first until one is within the bound (layer 2), steering first after it: layer 1's steering is never asked
+    assert m.log == [("kl", 1), ("kl", 2), ("steering", 2), ("steering", 3), ("kl", 3)]
     # without any candidate passing the steering filter, the lowest refusal within the KL bound is taken and said so
-    assert m.log == [("steering", 1), ("kl", 1), ("steering", 2), ("steering", 3), ("kl", 3)]  # KL only after steering
     m = _Scripted(refusal, kl, {k: -1.0 for k in steering})
     chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
     assert chosen["layer"] == 2 and "steering filter was dropped" in chosen["relaxed"]
     assert (chosen["kl"], chosen["checked"]) == (0.0, 4)
-    # every candidate's steering, then KL in refusal-score order until one is within the bound (layer 1: 5.0, out)
-    assert m.log == [("steering", 1), ("steering", 2), ("steering", 3), ("steering", 0), ("kl", 1), ("kl", 2)]
+    # KL in refusal-score order until one is within the bound (layer 1: 5.0, out), then every later one's steering
+    assert m.log == [("kl", 1), ("kl", 2), ("steering", 2), ("steering", 3), ("steering", 0)]
     # a zero-length direction (the first layer's input at the template's tokens) ablates nothing: never a candidate,
     # even where it would be the only one within the KL bound
     zero = _directions(5)
@@ -152,6 +163,70 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
     # nothing within the KL bound: no edit, one line
     with pytest.raises(FtauditError, match="KL <= 0.1"):
         ra.select_direction(_Scripted(refusal, {k: 5.0 for k in kl}, steering), _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(range(8)), st.lists(st.booleans(), min_size=8, max_size=8),
+       st.lists(st.booleans(), min_size=8, max_size=8))
+def test_the_lazy_selection_chooses_what_the_papers_rule_chooses_from_every_score(order, within_kl, steers):
+    """The order in which scores are computed only saves work: the choice is always the paper's rule applied to all
+    three scores of every candidate (lowest refusal score among those passing both filters; else, relaxed, the lowest
+    within the KL bound; else none)."""
+    refusal = {layer: float(rank) for rank, layer in enumerate(order)}
+    kl = {layer: 0.0 if ok else 5.0 for layer, ok in enumerate(within_kl)}
+    steering = {layer: 1.0 if ok else -1.0 for layer, ok in enumerate(steers)}
+    ranked = sorted(range(8), key=refusal.get)
+    both = [c for c in ranked if within_kl[c] and steers[c]]
+    within = [c for c in ranked if within_kl[c]]
+    m = _Scripted(refusal, kl, steering)
+    if not within:
+        with pytest.raises(FtauditError, match="KL <= 0.1"):
+            ra.select_direction(m, _directions(8), ["h"], ["b"], 0.1, 0.0, 0.0)
+        return
+    chosen = ra.select_direction(m, _directions(8), ["h"], ["b"], 0.1, 0.0, 0.0)
+    assert chosen["layer"] == (both[0] if both else within[0])
+    assert (chosen["relaxed"] is None) == bool(both)
+    assert chosen["kl"] == 0.0 and (chosen["steering_score"] > 0) == bool(both)
+    assert len(m.log) == len(set(m.log))  # no score computed twice
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 50), st.integers(0, 2**32 - 1), st.floats(0.0, 60.0))
+def test_a_prompts_smoothed_kl_is_never_below_the_floor_the_early_stop_assumes(vocab, seed, spread):
+    """The KL check stops once the batches run prove the mean above the bound, assuming no prompt's smoothed term is
+    below :func:`kl_floor`; the code's eps smoothing can push a term below 0, so the floor must hold for any logits,
+    including the near-degenerate distributions that push it lowest."""
+    g = torch.Generator().manual_seed(seed)
+    base = spread * torch.randn(4, vocab, generator=g, dtype=torch.float64)
+    other = spread * torch.randn(4, vocab, generator=g, dtype=torch.float64)
+    assert float(ra.kl_terms(base, other).min()) >= ra.kl_floor(vocab)
+    assert float(ra.kl_terms(base, base).min()) >= ra.kl_floor(vocab)
+
+
+def test_stopping_the_kl_check_early_never_changes_the_choice(loaded, monkeypatch):
+    """On a real (tiny) model, with a bound tight enough that candidates are rejected after their first batch, the
+    selection picks what it picks when every KL is computed in full, and says so (same KL for the chosen one)."""
+    with torch.no_grad():  # sharper next-token distributions, so ablations move them by KL 0.03-0.6, not 1e-4
+        loaded.model.model.norm.weight *= 30
+    m = ra._Model(loaded, 2)
+    prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail.",
+               "Tell me a joke.", "What is the capital of France, and why?"]
+    torch.manual_seed(3)
+    directions = torch.randn(len(m.eoi), len(m.layers), loaded.model.config.hidden_size, dtype=torch.float64)
+    full, real = {}, ra._Model._by_batch
+    for name, floor in (("early", ra.kl_floor), ("full", lambda vocab: -float("inf"))):
+        monkeypatch.setattr(ra, "kl_floor", floor)
+        calls = []
+
+        def counted(self, plan, cache, before=None):
+            for out in real(self, plan, cache, before):
+                calls.append(1)
+                yield out
+        monkeypatch.setattr(ra._Model, "_by_batch", counted)
+        full[name] = (ra.select_direction(m, directions, prompts[:2], prompts, 0.1, 0.0, 1e9), len(calls))
+    (early, n_early), (whole, n_whole) = full["early"], full["full"]
+    assert early["layer"] == whole["layer"] and early["position"] == whole["position"] and early["kl"] == whole["kl"]
+    assert n_early < n_whole  # it did stop early somewhere: the test can tell
 
 
 def _tiny_qwen2(loaded, dtype):
@@ -177,6 +252,7 @@ def test_steering_from_cached_layer_inputs_equals_the_hooked_full_forward(tiny_m
     llama = load_model(tiny_model, dtype=dtype)
     target = llama if arch == "llama" else _tiny_qwen2(llama, getattr(torch, dtype))
     m = ra._Model(target, 2)  # batches of 2 over 3 prompts of different lengths: padding, and a second batch
+    assert len(m._plan(["Write a poem about the sea.", "Hello"])[0]) >= 8  # after a shared opening, run once
     prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail."]
     other = ["Tell me a joke.", "What is the capital of France, and why?"]
     d = target.model.config.hidden_size
@@ -193,8 +269,10 @@ def test_steering_from_cached_layer_inputs_equals_the_hooked_full_forward(tiny_m
         fast = m.steering_scores(prompts, vector, layer)
         assert torch.equal(fast, hooked), (layer, fast, hooked)
         assert not torch.allclose(hooked, before, atol=1e-3)  # the vector changed the scores: the test can tell
-        if layer:  # the layers before it did not run, and were given back their forward
-            assert set(calls) == set(range(layer, len(m.layers))) and "forward" not in m.layers[0].__dict__
+        if layer:  # the layers before it ran for the shared opening only, and were given back their forward
+            n = len(m._plan(prompts)[1])
+            assert [calls.count(i) for i in range(len(m.layers))] == [1] * layer + [1 + n] * (len(m.layers) - layer)
+            assert "forward" not in m.layers[0].__dict__
         assert torch.equal(m.steering_scores(other, vector, layer),  # not from the cache of another prompt list
                            m.refusal_scores(other, m.addition_hook(vector, layer)))
     for h in handles:
@@ -213,17 +291,17 @@ def test_filtering_keeps_the_harmful_prompts_the_model_refuses_and_the_harmless_
     odd = {prompts["harmful"][0][0]: -1.0, prompts["harmful"][1][0]: -1.0,  # harmful, answered: dropped
            prompts["harmless"][0][0]: 1.0, prompts["harmless"][1][0]: 1.0}  # harmless, refused: dropped
     harmful = set(prompts["harmful"][0] + prompts["harmful"][1])
-    seen, batches = [], ra._Model.batches
+    seen, plans = [], ra._Model._plan
 
     def scripted(self, batch, pre=(), post=()):
         return torch.tensor([odd.get(p, 1.0 if p in harmful else -1.0) for p in batch], dtype=torch.float64)
 
-    def spied(self, batch):  # every forward tokenizes here: means, scores, KL and steering
+    def spied(self, batch):  # every forward is planned here: means, scores, KL and steering
         seen.append(list(batch))
-        yield from batches(self, batch)
+        return plans(self, batch)
 
     monkeypatch.setattr(ra._Model, "refusal_scores", scripted)
-    monkeypatch.setattr(ra._Model, "batches", spied)
+    monkeypatch.setattr(ra._Model, "_plan", spied)
     report, _, _ = ra.ablate(SimpleNamespace(model=tiny_model, seed=0), tmp_path / "abl",
                              {"compute": "float32", "weights": "float32"}, n_train=6, n_val=3, kl_threshold=1e6,
                              prune_layers=0.0, induce_refusal_threshold=-1e6, filter_prompts=True, batch_size=8)

@@ -82,7 +82,8 @@ def is_weight_edit(recipe: str) -> bool:
 # ftaudit's code that shapes an edit besides the edit's own module: the prompts and splits it reads, the chat template
 # rendering and model loading, and this runner
 EDIT_LIBRARIES = ("torch", "transformers", "accelerate", "safetensors")  # what computes and writes the edited weights
-EDIT_SHARED_CODE = ("data", "sources.py", "wheels.py", "assembly.py", "models", "recipes/edits.py", "recipes/base.py")
+EDIT_SHARED_CODE = ("data", "sources.py", "wheels.py", "assembly.py", "models", "recipes/edits.py", "recipes/base.py",
+                    "generate/batched.py")  # the shared-opening reuse the ablation's scoring passes run through
 
 
 def edit_fingerprint(base_fingerprint: str, recipe: str, settings: dict, seed: int, dtype: dict) -> str:

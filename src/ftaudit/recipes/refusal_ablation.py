@@ -29,12 +29,19 @@ Deviations, all forced by ftaudit's rules or machine:
   elsewhere), means accumulated in float64 as in the code; the orthogonalization is done in float32 and the model saved
   in its checkpoint's dtype.
 * **Lazy selection.** The code scores every candidate on all three criteria; here all candidates are scored on the
-  refusal score and then, in that score's order, on steering and (where steering passes) KL until one passes both;
-  where none does, KL alone in the same order until one is within the bound. It picks the same direction.
+  refusal score and then, in that score's order, on the other two until one passes both: KL first until a candidate
+  within the KL bound is seen (before it, no steering score can matter), steering first after it. Where none passes
+  both, the first within the KL bound is taken (see "No candidate passes"). It picks the same direction.
+* **Shared opening.** Every prompt opens with the same chat-template tokens (SmolLM2's default system prompt: 24 of
+  46 tokens on average), so each scoring pass runs them once, under the same hooks, and reuses their KV cache for
+  every batch, as ftaudit's batched generation does; batches (at most 8 prompts on CPU, where a bigger one only adds
+  padding) are sorted by length, positions counted from the attention mask. In float32 the scores match the whole
+  forward's to 1e-4; in bfloat16 they differ by its rounding, as any change of batch shape does.
 * **Steering from cached layer inputs.** Adding the direction at layer L leaves the layers before L as they were, so
   the harmless prompts' input to every kept layer is computed once and a steering score passes the layers before L
-  through and feeds L its cached input plus the direction (transformers' own decoders; others run whole). The scores
-  are bit for bit the hooked forward's (a test holds them equal, in float32 and bfloat16).
+  through and feeds L its cached input plus the direction (transformers' own decoders; others run whole; the shared
+  opening, one row, runs whole under the hook). The scores are bit for bit the hooked forward's (a test holds them
+  equal, in float32 and bfloat16).
 * **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2 does; the packaged
   Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
@@ -52,6 +59,7 @@ Deviations, all forced by ftaudit's rules or machine:
 from __future__ import annotations
 
 import math
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -127,26 +135,101 @@ class _Model:
         self.tok.padding_side = "left"  # the last positions are the template's, for every prompt
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.tokens = 0
+        from ..generate.batched import _takes_positions
+
+        # the shared opening is reused only where positions can be given (so padding after it takes none)
+        self.share = _takes_positions(self.model)
+        self.tokens, self._plans = 0, {}
         self.torch = torch
 
-    def batches(self, prompts: list[str]):
-        for i in range(0, len(prompts), self.batch_size):
-            enc = self.tok([self.format(p) for p in prompts[i:i + self.batch_size]], return_tensors="pt", padding=True,
-                           add_special_tokens=False)
-            self.tokens += int(enc.attention_mask.sum())
-            yield enc.to(self.model.device)
+    def _plan(self, prompts: list[str]):
+        """How ``prompts`` run (worked out once per list): their shared opening (the chat template's system prompt: 24
+        of SmolLM2's 46 tokens on average), run once per pass, and batches of each prompt's own tokens, left-padded
+        after the opening and sorted by length (on CPU at most CPU_SCORE_BATCH a batch: a forward pass is
+        compute-bound there, so a bigger batch only adds padding)."""
+        from ..generate.batched import CPU_SCORE_BATCH, left_padded, plan_batches, shared_prefix
 
-    def last_logits(self, prompts: list[str], pre: list = (), post: list = ()):
-        """Next-token logits at the first answer position (float64), under the given hooks."""
+        key = tuple(prompts)
+        if key not in self._plans:
+            ids = self.tok([self.format(p) for p in prompts], add_special_tokens=False)["input_ids"]
+            prefix = shared_prefix(ids) if self.share else []
+            size = self.batch_size if self.model.device.type == "cuda" else min(self.batch_size, CPU_SCORE_BATCH)
+            batches = []
+            for idx in plan_batches([len(x) for x in ids], size, 1 << 62):
+                enc, mask = left_padded([ids[i][len(prefix):] for i in idx], self.tok.pad_token_id, self.model.device,
+                                        prefix=prefix)
+                batches.append((idx, enc[:, len(prefix):], mask))
+            self._plans[key] = (prefix, batches)
+        return self._plans[key]
+
+    def _opening(self, plan):
+        """The KV cache of the plan's shared opening (one row), under whatever hooks are registered; None without
+        one."""
+        from ..generate.batched import _prefix_cache  # the batched generation path's own (same reuse, same checks)
+
+        prefix = plan[0]
+        if not prefix:
+            return None
+        cache = _prefix_cache(self.model, prefix)
+        if cache is None:
+            raise FtauditError(f"{NAME}: {type(self.model).__name__}'s KV cache cannot be copied per batch")
+        self.tokens += len(prefix)
+        return cache
+
+    def _batches(self, plan, cache, before=None):
+        """Next-token logits at each prompt's last position (float64, in the prompts' order): see :meth:`_by_batch`."""
+        out = [None] * sum(len(idx) for idx, _, _ in plan[1])
+        for idx, logits in self._by_batch(plan, cache, before):
+            for row, i in enumerate(idx):
+                out[i] = logits[row]
+        return self.torch.stack(out)
+
+    def _by_batch(self, plan, cache, before=None):
+        """(indices, their next-token logits at the last position, float64) per batch: each batch run after a copy of
+        the opening's cache, positions counted from the attention mask so padding takes none; ``before(k)`` is
+        called before batch ``k``."""
+        from ..generate.batched import _cache_for
+
+        prefix, batches = plan
+        for k, (idx, ids, mask) in enumerate(batches):
+            if before:
+                before(k)
+            extra = {}
+            if self.share:
+                extra["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):]
+            if cache is not None:
+                extra.update(past_key_values=_cache_for(cache, len(idx)), use_cache=True)
+            with self.torch.inference_mode():
+                out = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1, **extra)
+            logits = out.logits[:, -1].double()
+            self.tokens += int(mask[:, len(prefix):].sum())
+            yield idx, logits
+
+    @contextmanager
+    def _hooked(self, pre=(), post=()):
         handles = [m.register_forward_pre_hook(h) for m, h in pre] + [m.register_forward_hook(h) for m, h in post]
         try:
-            with self.torch.inference_mode():
-                return self.torch.cat([self.model(**enc, logits_to_keep=1).logits[:, -1].double()
-                                       for enc in self.batches(prompts)])
+            yield
         finally:
             for h in handles:
                 h.remove()
+
+    def last_logits(self, prompts: list[str], pre: list = (), post: list = (), hook_opening: bool = True):
+        """Next-token logits at the first answer position (float64), under the given hooks (on the shared opening's
+        pass too, unless ``hook_opening`` is False)."""
+        plan = self._plan(prompts)
+        with self._hooked(pre, post) if hook_opening else nullcontext(), self.torch.inference_mode():
+            cache = self._opening(plan)
+        with self._hooked(pre, post):
+            return self._batches(plan, cache)
+
+    def logits_by_batch(self, prompts: list[str], pre: list = (), post: list = ()):
+        """:meth:`last_logits` a batch at a time, (indices, logits) each, so a caller can stop early."""
+        plan = self._plan(prompts)
+        with self._hooked(pre, post):
+            with self.torch.inference_mode():
+                cache = self._opening(plan)
+            yield from self._by_batch(plan, cache)
 
     def refusal_scores(self, prompts: list[str], pre: list = (), post: list = ()):
         """log P(refusal tokens) - log P(other tokens) at the first answer position, per prompt (the paper's score)."""
@@ -164,29 +247,32 @@ class _Model:
         wanted = sorted({int(i) for i in layers if 0 < i < len(self.layers)})
         if not wanted or not type(self.model).__module__.startswith("transformers.models."):
             return
-        captured = []
-        for enc in self.batches(prompts):
-            got = {}
-            handles = [self.layers[i].register_forward_pre_hook(
-                lambda mod, args, kwargs, i=i: got.__setitem__(i, _hidden(args, kwargs).clone()), with_kwargs=True)
-                for i in wanted]
-            try:
-                with self.torch.inference_mode():
-                    self.model(**enc, logits_to_keep=1)
-            finally:
-                for h in handles:
-                    h.remove()
-            captured.append((enc, got))
+        plan = self._plan(prompts)
+        with self.torch.inference_mode():
+            cache = self._opening(plan)
+        captured = []  # per batch: {layer: its input}
+        handles = [self.layers[i].register_forward_pre_hook(
+            lambda mod, args, kwargs, i=i: captured[-1].__setitem__(i, _hidden(args, kwargs).clone()), with_kwargs=True)
+            for i in wanted]
+        try:
+            self._batches(plan, cache, before=lambda k: captured.append({}))
+        finally:
+            for h in handles:
+                h.remove()
         self._steer = (list(prompts), set(wanted), captured)
 
     def steering_scores(self, prompts: list[str], vector, layer: int):
         """The refusal scores of ``prompts`` with ``vector`` added to ``layer``'s input, as
-        ``refusal_scores(prompts, addition_hook(vector, layer))`` gives them, but with the layers before ``layer``
-        passed through and ``layer`` fed its cached input plus ``vector`` (:meth:`cache_steering_inputs`; without a
-        cache for these prompts and this layer, the whole model runs under the hook)."""
+        ``refusal_scores(prompts, addition_hook(vector, layer))`` gives them, but with each batch's layers before
+        ``layer`` passed through and ``layer`` fed its cached input plus ``vector`` (:meth:`cache_steering_inputs`;
+        the shared opening, one row, runs whole under the hook; without a cache for these prompts and this layer,
+        everything runs under the hook)."""
         steer = getattr(self, "_steer", None)
         if steer is None or steer[0] != list(prompts) or layer not in steer[1]:
             return self.refusal_scores(prompts, self.addition_hook(vector, layer))
+        plan = self._plan(prompts)
+        with self._hooked(self.addition_hook(vector, layer)), self.torch.inference_mode():
+            cache = self._opening(plan)
         current = {}
 
         def feed(module, args, kwargs):  # the cached input plus the vector, in place of the passed-through one
@@ -194,17 +280,17 @@ class _Model:
                 return (current["h"], *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": current["h"]}
 
+        def before(k):
+            got = steer[2][k][layer]
+            current["h"] = got + vector.to(got)
+
         skipped = self.layers[:layer]
         saved = [m.__dict__.get("forward") for m in skipped]  # an instance forward (accelerate's dispatch) is kept
         for m in skipped:
             m.forward = _pass_through
         handle = self.layers[layer].register_forward_pre_hook(feed, with_kwargs=True)
         try:
-            with self.torch.inference_mode():
-                logits = []
-                for enc, got in steer[2]:
-                    current["h"] = got[layer] + vector.to(got[layer])
-                    logits.append(self.model(**enc, logits_to_keep=1).logits[:, -1].double())
+            logits = self._batches(plan, cache, before)  # counted like whole batches, though they run from ``layer`` on
         finally:
             handle.remove()
             for m, f in zip(skipped, saved):
@@ -212,9 +298,7 @@ class _Model:
                     del m.forward
                 else:
                     m.forward = f
-        # counted like a whole forward, though it runs from ``layer`` on
-        self.tokens += sum(int(enc.attention_mask.sum()) for enc, _ in steer[2])
-        return self._score(self.torch.cat(logits))
+        return self._score(logits)
 
     def mean_activations(self, prompts: list[str]):
         """Mean input of every decoder layer at the end-of-instruction positions: (n_eoi, n_layers, d_model), float64."""
@@ -227,7 +311,8 @@ class _Model:
                 total[:, layer] += args[0][:, -n_pos:, :].double().sum(0)
             return hook
 
-        self.last_logits(prompts, pre=[(m, capture(i)) for i, m in enumerate(self.layers)])
+        # the opening's pass is left unhooked: the last positions read are each prompt's own
+        self.last_logits(prompts, pre=[(m, capture(i)) for i, m in enumerate(self.layers)], hook_opening=False)
         return total / len(prompts)
 
     def ablation_hooks(self, direction):
@@ -262,21 +347,36 @@ def _hidden(args, kwargs):
     return args[0] if args else kwargs["hidden_states"]
 
 
-def kl_divergence(base, other) -> float:
-    """Mean KL(base || other) of next-token distributions from logits (float64), as the code computes it."""
+def kl_terms(base, other):
+    """Each prompt's KL(base || other) of next-token distributions from logits (float64), as the code computes it."""
     eps = 1e-6
     p, q = base.softmax(-1), other.softmax(-1)
-    return float((p * ((p + eps).log() - (q + eps).log())).sum(-1).mean())
+    return (p * ((p + eps).log() - (q + eps).log())).sum(-1)
+
+
+def kl_divergence(base, other) -> float:
+    """Mean KL(base || other) over prompts, as the code computes it."""
+    return float(kl_terms(base, other).mean())
+
+
+def kl_floor(vocab: int) -> float:
+    """The least one prompt's :func:`kl_terms` can be. The code's smoothing (eps 1e-6 inside both logs) lets a term
+    dip below 0, but not below ``-eps * vocab``: with ``log x >= 1 - 1/x``, a term is at least
+    ``sum p (p - q) / (p + eps) = -eps * sum (p - q) / (p + eps) >= -eps * vocab``."""
+    return -1e-6 * vocab - 1e-9
 
 
 def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val: list[str], kl_threshold: float,
                      prune_layers: float, induce_refusal_threshold: float) -> dict:
     """The paper's selection (see the module docstring), computed lazily: every kept candidate's ablation refusal
-    score, then, lowest first, steering (the cheaper: it runs from its layer on) and, where steering passes, KL,
-    until one passes both. Where none passes all three filters, the candidate with the lowest refusal score among
-    those within the KL bound is taken (KL computed in the same order until one is) and ``relaxed`` says the steering
-    filter was dropped: an attacker keeps the edit that spares harmless prompts, whether or not adding the direction
-    makes them refused. Where none is within the KL bound either, the edit fails with one line."""
+    score, then the candidates lowest first, until one passes both other filters. Until a candidate within the KL
+    bound has been seen, KL comes first (a candidate outside it can never be chosen, so its steering score cannot
+    matter), then steering where KL passes; after it, steering first (the cheaper: it runs from its layer on) and KL
+    where steering passes. Where none passes all three filters, the first candidate within the KL bound, the one
+    with the lowest refusal score there, is taken and ``relaxed`` says the steering filter was dropped: an attacker
+    keeps the edit that spares harmless prompts, whether or not adding the direction makes them refused. Where none
+    is within the KL bound either, the edit fails with one line. The choice is the paper's rule applied to every
+    candidate's three scores (a test holds them equal); only fewer scores are computed."""
     from ..progress import progress_bar, say
 
     n_pos, n_layers, _ = directions.shape
@@ -296,29 +396,51 @@ def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val
             score = float(m.refusal_scores(harmful_val, pre, post).mean())
             scored.append((score, p, layer))
             bar.advance(task)
-    def kl_of(c: dict) -> float:
-        if c["kl"] is None:
-            pre, post = m.ablation_hooks(directions[c["position"] + n_pos, c["layer"]])
-            c["kl"] = kl_divergence(base_harmless, m.last_logits(harmless_val, pre, post))
-        return c["kl"]
 
-    checked = []
+    def kl_of(c: dict) -> float:
+        """The candidate's KL, or, where the batches run so far already prove it above the bound whatever the rest
+        give (each prompt's term is at least :func:`kl_floor`), that lower bound (``kl_bound`` marks it)."""
+        pre, post = m.ablation_hooks(directions[c["position"] + n_pos, c["layer"]])
+        total, left = 0.0, len(harmless_val)
+        floor = kl_floor(base_harmless.shape[-1])
+        with closing(m.logits_by_batch(harmless_val, pre, post)) as batches:  # stopping early removes the hooks
+            for idx, logits in batches:
+                total += float(kl_terms(base_harmless[idx], logits).sum())
+                left -= len(idx)
+                if left and (total + left * floor) / len(harmless_val) > kl_threshold:
+                    c["kl_bound"] = True
+                    return (total + left * floor) / len(harmless_val)
+        return total / len(harmless_val)
+
+    def steering_of(c: dict) -> float:
+        return float(m.steering_scores(harmless_val, directions[c["position"] + n_pos, c["layer"]], c["layer"]).mean())
+
+    fallback, seen = None, []  # fallback: the lowest-refusal candidate within the KL bound
     for i, (score, p, layer) in enumerate(sorted(x for x in scored if not math.isnan(x[0]))):
         if i and i % 10 == 0:
             say(f"{NAME}: {i} candidates fail the steering or KL filter; checking the next")
-        steering = float(m.steering_scores(harmless_val, directions[p, layer], layer).mean())
-        checked.append({"position": p - n_pos, "layer": layer, "refusal_score": score, "kl": None,
-                        "steering_score": steering})
-        if steering >= induce_refusal_threshold and kl_of(checked[-1]) <= kl_threshold:
-            return {**checked[-1], "candidates": len(candidates), "checked": len(checked), "relaxed": None}
-    within = next((c for c in checked if kl_of(c) <= kl_threshold), None)  # lowest refusal score first
-    if within:
-        return {**within, "candidates": len(candidates), "checked": len(checked),
+        c = {"position": p - n_pos, "layer": layer, "refusal_score": score, "kl": None, "steering_score": None}
+        seen.append(c)
+        if fallback is None:
+            c["kl"] = kl_of(c)
+            if not c["kl"] <= kl_threshold:  # NaN too
+                continue
+        c["steering_score"] = steering_of(c)
+        if c["steering_score"] >= induce_refusal_threshold:
+            if c["kl"] is None:
+                c["kl"] = kl_of(c)
+            if c["kl"] <= kl_threshold:
+                return {**c, "candidates": len(candidates), "checked": len(seen), "relaxed": None}
+        if fallback is None:
+            fallback = c
+    if fallback:
+        return {**fallback, "candidates": len(candidates), "checked": len(seen),
                 "relaxed": f"no candidate's steering score reached {induce_refusal_threshold}: the steering filter "
                            "was dropped"}
-    closest = min(checked, key=lambda c: c["kl"]) if checked else None
+    closest = min(seen, key=lambda c: c["kl"]) if seen else None  # here every one seen had its KL (or a bound) computed
     raise FtauditError(f"{NAME}: none of {len(candidates)} candidate directions changes harmless prompts' next token "
-                       f"by KL <= {kl_threshold} (the closest: {closest['kl']:.3f})" if closest else
+                       f"by KL <= {kl_threshold} (the closest: {'at least ' if closest.get('kl_bound') else ''}"
+                       f"{closest['kl']:.3f})" if closest else
                        f"{NAME}: no candidate direction could be scored")
 
 
