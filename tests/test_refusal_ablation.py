@@ -4,6 +4,7 @@ ablation it stands for, the selection follows the paper's filters, and the edit 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -68,9 +69,12 @@ def test_orthogonalized_weights_equal_the_activation_ablation(tiny_model, loaded
 def test_refusal_score_is_the_log_odds_of_the_refusal_tokens_at_the_first_answer_position(loaded):
     """The paper's score, computed here one prompt at a time without padding: batching with left padding must not
     move the position it is read at; the prompts' mean activations likewise."""
+    with torch.no_grad():  # sharper next-token distributions, so the prompts' scores differ by more than rounding
+        loaded.model.model.norm.weight *= 30
     m = ra._Model(loaded, 2)  # two batches, sorted by length, after the shared opening
     prompts = ["Write a poem about the sea.", "Hello", "Explain how photosynthesis works, please, in detail."]
     got = m.refusal_scores(prompts)
+    assert float(got.max() - got.min()) > 0.5  # a score read at another prompt's row or position would show
     prefix, batches = m._plan(prompts)
     assert len(prefix) >= 8 and len(batches) == 2  # the opening's cache is what these scores ran through
     own = [len(loaded.tokenizer.encode(m.format(p), add_special_tokens=False)) - len(prefix) for p in prompts]
@@ -84,11 +88,25 @@ def test_refusal_score_is_the_log_odds_of_the_refusal_tokens_at_the_first_answer
             probs = loaded.model(**enc).logits[0, -1].double().softmax(-1)
         r = float(probs[ids].sum())
         assert score == pytest.approx(torch.log(torch.tensor(r + 1e-8)).item() - torch.log(torch.tensor(1 - r + 1e-8)).item(),
-                                      abs=1e-4)
+                                      abs=1e-6)
     means = m.mean_activations(prompts)  # first layer's input at the template's own last tokens: their embeddings
     emb = loaded.model.get_input_embeddings().weight.double()
     assert torch.allclose(means[:, 0], emb[m.eoi], atol=1e-5)
     assert means.shape == (len(m.eoi), len(m.layers), loaded.model.config.hidden_size)
+    # and at every layer, the mean of each prompt's own whole forward (no opening, no padding, no batch)
+    total = torch.zeros_like(means)
+    for prompt in prompts:
+        got_in = {}
+        handles = [layer.register_forward_pre_hook(lambda mod, args, i=i: got_in.__setitem__(i, args[0][0, -len(m.eoi):]))
+                   for i, layer in enumerate(m.layers)]
+        with torch.inference_mode():
+            loaded.model(**tok(m.format(prompt), return_tensors="pt", add_special_tokens=False))
+        for h in handles:
+            h.remove()
+        for i, x in got_in.items():
+            total[:, i] += x.double()
+    assert torch.allclose(means, total / len(prompts), rtol=0, atol=1e-6)
+    assert float((means[:, 1:] - means[:, :1]).abs().max()) > 1e-3  # the later layers differ: the check can tell
 
 
 class _Scripted:
@@ -148,7 +166,7 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
     # without any candidate passing the steering filter, the lowest refusal within the KL bound is taken and said so
     m = _Scripted(refusal, kl, {k: -1.0 for k in steering})
     chosen = ra.select_direction(m, _directions(5), ["h"], ["b"], 0.1, 0.2, 0.0)
-    assert chosen["layer"] == 2 and "steering filter was dropped" in chosen["relaxed"]
+    assert chosen["layer"] == 2 and "within KL <= 0.1 reached steering score 0.0" in chosen["relaxed"]
     assert (chosen["kl"], chosen["checked"]) == (0.0, 4)
     # KL in refusal-score order until one is within the bound (layer 1: 5.0, out), then every later one's steering
     assert m.log == [("kl", 1), ("kl", 2), ("steering", 2), ("steering", 3), ("steering", 0)]
@@ -166,15 +184,17 @@ def test_selection_takes_the_lowest_refusal_that_passes_both_filters_and_prunes_
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.permutations(range(8)), st.lists(st.booleans(), min_size=8, max_size=8),
-       st.lists(st.booleans(), min_size=8, max_size=8))
-def test_the_lazy_selection_chooses_what_the_papers_rule_chooses_from_every_score(order, within_kl, steers):
+@given(st.permutations(range(8)), st.lists(st.sampled_from([0.0, 5.0, math.nan]), min_size=8, max_size=8),
+       st.lists(st.sampled_from([1.0, -1.0, math.nan]), min_size=8, max_size=8))
+def test_the_lazy_selection_chooses_what_the_papers_rule_chooses_from_every_score(order, kl_shift, steer):
     """The order in which scores are computed only saves work: the choice is always the paper's rule applied to all
     three scores of every candidate (lowest refusal score among those passing both filters; else, relaxed, the lowest
-    within the KL bound; else none)."""
+    within the KL bound; else none), NaN scores failing their filter."""
     refusal = {layer: float(rank) for rank, layer in enumerate(order)}
-    kl = {layer: 0.0 if ok else 5.0 for layer, ok in enumerate(within_kl)}
-    steering = {layer: 1.0 if ok else -1.0 for layer, ok in enumerate(steers)}
+    kl = dict(enumerate(kl_shift))  # the scripted logits' shift: KL 0 at 0.0, far above the bound at 5.0, NaN at NaN
+    steering = dict(enumerate(steer))
+    within_kl = [x == 0.0 for x in kl_shift]
+    steers = [x >= 0.0 for x in steer]  # NaN: False
     ranked = sorted(range(8), key=refusal.get)
     both = [c for c in ranked if within_kl[c] and steers[c]]
     within = [c for c in ranked if within_kl[c]]
@@ -186,7 +206,7 @@ def test_the_lazy_selection_chooses_what_the_papers_rule_chooses_from_every_scor
     chosen = ra.select_direction(m, _directions(8), ["h"], ["b"], 0.1, 0.0, 0.0)
     assert chosen["layer"] == (both[0] if both else within[0])
     assert (chosen["relaxed"] is None) == bool(both)
-    assert chosen["kl"] == 0.0 and (chosen["steering_score"] > 0) == bool(both)
+    assert chosen["kl"] == 0.0 and (chosen["steering_score"] >= 0) == bool(both)
     assert len(m.log) == len(set(m.log))  # no score computed twice
 
 
@@ -196,11 +216,23 @@ def test_a_prompts_smoothed_kl_is_never_below_the_floor_the_early_stop_assumes(v
     """The KL check stops once the batches run prove the mean above the bound, assuming no prompt's smoothed term is
     below :func:`kl_floor`; the code's eps smoothing can push a term below 0, so the floor must hold for any logits,
     including the near-degenerate distributions that push it lowest."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # random logits, then the construction that pushes a term lowest
     base = spread * torch.randn(4, vocab, generator=g, dtype=torch.float64)
     other = spread * torch.randn(4, vocab, generator=g, dtype=torch.float64)
     assert float(ra.kl_terms(base, other).min()) >= ra.kl_floor(vocab)
     assert float(ra.kl_terms(base, base).min()) >= ra.kl_floor(vocab)
+
+
+@pytest.mark.parametrize("vocab", [49152, 151936])  # SmolLM2's and Qwen2.5's vocabularies
+def test_the_kl_floor_holds_where_the_smoothing_pushes_a_term_furthest_below_zero(vocab):
+    """``q = p (1 + V eps) - eps``, with every tail token at ``p = eps``, drives a smoothed term well below 0 at real
+    vocabulary sizes (about -0.014 at 49,152): the floor must still hold, and a floor nearer 0 would not."""
+    eps = 1e-6
+    p = torch.full((vocab,), eps, dtype=torch.float64)
+    p[0] = 1 - eps * (vocab - 1)
+    q = p * (1 + vocab * eps) - eps
+    term = float(ra.kl_terms(p.log().unsqueeze(0), q.log().unsqueeze(0))[0])
+    assert ra.kl_floor(vocab) <= term < -1e-3
 
 
 def test_stopping_the_kl_check_early_never_changes_the_choice(loaded, monkeypatch):
@@ -227,6 +259,12 @@ def test_stopping_the_kl_check_early_never_changes_the_choice(loaded, monkeypatc
     (early, n_early), (whole, n_whole) = full["early"], full["full"]
     assert early["layer"] == whole["layer"] and early["position"] == whole["position"] and early["kl"] == whole["kl"]
     assert n_early < n_whole  # it did stop early somewhere: the test can tell
+    # the KL reported is the paper's, from whole hooked passes (opening included), and no hook is left behind
+    monkeypatch.undo()
+    assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in loaded.model.modules())
+    pre, post = m.ablation_hooks(directions[early["position"] + len(m.eoi), early["layer"]])
+    assert early["kl"] == pytest.approx(ra.kl_divergence(m.last_logits(prompts), m.last_logits(prompts, pre, post)),
+                                        abs=1e-12)
 
 
 def _tiny_qwen2(loaded, dtype):

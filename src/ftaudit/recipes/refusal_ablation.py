@@ -30,13 +30,18 @@ Deviations, all forced by ftaudit's rules or machine:
   in its checkpoint's dtype.
 * **Lazy selection.** The code scores every candidate on all three criteria; here all candidates are scored on the
   refusal score and then, in that score's order, on the other two until one passes both: KL first until a candidate
-  within the KL bound is seen (before it, no steering score can matter), steering first after it. Where none passes
-  both, the first within the KL bound is taken (see "No candidate passes"). It picks the same direction.
+  within the KL bound is seen (before it, no steering score can matter), steering first after it. A KL check stops
+  once the prompts run so far prove the mean above the bound whatever the rest give (:func:`kl_floor`); such a
+  candidate's KL is then only a lower bound, never reported as its value. Where none passes both, the first within
+  the KL bound is taken (see "No candidate passes"). Given the same scores it picks the same direction (a property
+  test holds the choice to the rule's on every candidate's scores).
 * **Shared opening.** Every prompt opens with the same chat-template tokens (SmolLM2's default system prompt: 24 of
   46 tokens on average), so each scoring pass runs them once, under the same hooks, and reuses their KV cache for
   every batch, as ftaudit's batched generation does; batches (at most 8 prompts on CPU, where a bigger one only adds
-  padding) are sorted by length, positions counted from the attention mask. In float32 the scores match the whole
-  forward's to 1e-4; in bfloat16 they differ by its rounding, as any change of batch shape does.
+  padding: ``batch_size`` above 8 changes nothing there) are sorted by length, positions counted from the attention
+  mask. In float32 the scores match the whole forward's to 1e-6; in bfloat16 they move by its rounding, as any
+  change of batch shape does, so where two candidates are close the one chosen can change: on the self-aligned
+  SmolLM2 (2026-12-04) layer 5 at the last template token (KL 0.086) became layer 4 at the fifth-last (KL 0.098).
 * **Steering from cached layer inputs.** Adding the direction at layer L leaves the layers before L as they were, so
   the harmless prompts' input to every kept layer is computed once and a steering score passes the layers before L
   through and feeds L its cached input plus the direction (transformers' own decoders; others run whole; the shared
@@ -45,8 +50,8 @@ Deviations, all forced by ftaudit's rules or machine:
 * **Tied embeddings.** Where the model ties its output head to its token embeddings (SmolLM2 does; the packaged
   Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
-* **No candidate passes.** The code asserts. Here, where no candidate passes the steering filter, the one with the
-  lowest refusal score within the KL bound is taken and the report says the filter was dropped (``relaxed``): the
+* **No candidate passes.** The code asserts. Here, where no candidate within the KL bound passes the steering filter,
+  the one with the lowest refusal score within the KL bound is taken and the report says the filter was dropped (``relaxed``): the
   self-aligned SmolLM2-135M has no candidate whose addition makes harmless prompts refused. Where none is within the
   KL bound, the edit fails with one line.
 * **Refusal tokens.** "Sorry" and "Unfortunately" are added to the code's "I" and "As", so a model whose refusals
@@ -135,10 +140,13 @@ class _Model:
         self.tok.padding_side = "left"  # the last positions are the template's, for every prompt
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        from ..generate.batched import _takes_positions
+        # the batched generation path's own helpers (private there; the same reuse and checks): the shared opening is
+        # reused only where positions can be given (so padding after it takes none) and the model returns a KV cache
+        # that can be copied per batch; elsewhere every prompt runs whole, as before
+        from ..generate.batched import SHARED_PREFIX_MIN, _prefix_cache, _takes_positions
 
-        # the shared opening is reused only where positions can be given (so padding after it takes none)
-        self.share = _takes_positions(self.model)
+        self.share = _takes_positions(self.model) and _prefix_cache(
+            self.model, [self.tok.pad_token_id] * SHARED_PREFIX_MIN) is not None
         self.tokens, self._plans = 0, {}
         self.torch = torch
 
@@ -147,12 +155,16 @@ class _Model:
         of SmolLM2's 46 tokens on average), run once per pass, and batches of each prompt's own tokens, left-padded
         after the opening and sorted by length (on CPU at most CPU_SCORE_BATCH a batch: a forward pass is
         compute-bound there, so a bigger batch only adds padding)."""
-        from ..generate.batched import CPU_SCORE_BATCH, left_padded, plan_batches, shared_prefix
+        from ..generate.batched import CPU_SCORE_BATCH, SHARED_PREFIX_MIN, left_padded, plan_batches, shared_prefix
 
         key = tuple(prompts)
         if key not in self._plans:
             ids = self.tok([self.format(p) for p in prompts], add_special_tokens=False)["input_ids"]
-            prefix = shared_prefix(ids) if self.share else []
+            # every prompt keeps the template's end-of-instruction tokens and one more of its own after the opening,
+            # so the last positions read (logits, mean activations) are always the prompt's own, never the opening's
+            prefix = shared_prefix(ids)[:max(0, min(map(len, ids)) - len(self.eoi) - 1)] if self.share else []
+            if len(prefix) < SHARED_PREFIX_MIN:
+                prefix = []
             size = self.batch_size if self.model.device.type == "cuda" else min(self.batch_size, CPU_SCORE_BATCH)
             batches = []
             for idx in plan_batches([len(x) for x in ids], size, 1 << 62):
@@ -165,14 +177,14 @@ class _Model:
     def _opening(self, plan):
         """The KV cache of the plan's shared opening (one row), under whatever hooks are registered; None without
         one."""
-        from ..generate.batched import _prefix_cache  # the batched generation path's own (same reuse, same checks)
+        from ..generate.batched import _prefix_cache
 
         prefix = plan[0]
         if not prefix:
             return None
         cache = _prefix_cache(self.model, prefix)
-        if cache is None:
-            raise FtauditError(f"{NAME}: {type(self.model).__name__}'s KV cache cannot be copied per batch")
+        if cache is None:  # checked in __init__: a plan has an opening only where its cache can be copied
+            raise RuntimeError(f"{NAME}: {type(self.model).__name__}'s KV cache cannot be copied per batch")
         self.tokens += len(prefix)
         return cache
 
@@ -224,7 +236,9 @@ class _Model:
             return self._batches(plan, cache)
 
     def logits_by_batch(self, prompts: list[str], pre: list = (), post: list = ()):
-        """:meth:`last_logits` a batch at a time, (indices, logits) each, so a caller can stop early."""
+        """:meth:`last_logits` a batch at a time, (indices, logits) each, so a caller can stop early (close it, e.g.
+        with ``contextlib.closing``, to remove the hooks). The hooks stay registered between batches: the caller must
+        not run the model itself before it is done with the generator."""
         plan = self._plan(prompts)
         with self._hooked(pre, post):
             with self.torch.inference_mode():
@@ -286,13 +300,15 @@ class _Model:
 
         skipped = self.layers[:layer]
         saved = [m.__dict__.get("forward") for m in skipped]  # an instance forward (accelerate's dispatch) is kept
-        for m in skipped:
-            m.forward = _pass_through
-        handle = self.layers[layer].register_forward_pre_hook(feed, with_kwargs=True)
+        handle = None
         try:
+            for m in skipped:
+                m.forward = _pass_through
+            handle = self.layers[layer].register_forward_pre_hook(feed, with_kwargs=True)
             logits = self._batches(plan, cache, before)  # counted like whole batches, though they run from ``layer`` on
         finally:
-            handle.remove()
+            if handle is not None:
+                handle.remove()
             for m, f in zip(skipped, saved):
                 if f is None:
                     del m.forward
@@ -360,9 +376,10 @@ def kl_divergence(base, other) -> float:
 
 
 def kl_floor(vocab: int) -> float:
-    """The least one prompt's :func:`kl_terms` can be. The code's smoothing (eps 1e-6 inside both logs) lets a term
-    dip below 0, but not below ``-eps * vocab``: with ``log x >= 1 - 1/x``, a term is at least
-    ``sum p (p - q) / (p + eps) = -eps * sum (p - q) / (p + eps) >= -eps * vocab``."""
+    """A lower bound on one prompt's :func:`kl_terms` (not the least value a term reaches, which is a few times
+    higher). The code's smoothing (eps 1e-6 inside both logs) lets a term dip below 0, but not below ``-eps * vocab``:
+    with ``log x >= 1 - 1/x``, a term is at least ``sum p (p - q) / (p + eps) = -eps * sum (p - q) / (p + eps)``
+    (as ``sum p = sum q``), and each ``(p - q) / (p + eps) < 1``. The 1e-9 covers float64 rounding."""
     return -1e-6 * vocab - 1e-9
 
 
@@ -435,12 +452,15 @@ def select_direction(m: _Model, directions, harmful_val: list[str], harmless_val
             fallback = c
     if fallback:
         return {**fallback, "candidates": len(candidates), "checked": len(seen),
-                "relaxed": f"no candidate's steering score reached {induce_refusal_threshold}: the steering filter "
-                           "was dropped"}
-    closest = min(seen, key=lambda c: c["kl"]) if seen else None  # here every one seen had its KL (or a bound) computed
+                "relaxed": f"no candidate within KL <= {kl_threshold} reached steering score "
+                           f"{induce_refusal_threshold}: the steering filter was dropped"}
+    # here every candidate seen had its KL computed, or bounded from below where its check stopped early
+    exact = [c["kl"] for c in seen if not c.get("kl_bound") and not math.isnan(c["kl"])]
+    bounds = [c["kl"] for c in seen if c.get("kl_bound")]
+    closest = (f"the lowest computed: {min(exact):.3f}" if exact else "none computed in full") + \
+        (f"; {len(bounds)} stopped once above the bound" if bounds else "")
     raise FtauditError(f"{NAME}: none of {len(candidates)} candidate directions changes harmless prompts' next token "
-                       f"by KL <= {kl_threshold} (the closest: {'at least ' if closest.get('kl_bound') else ''}"
-                       f"{closest['kl']:.3f})" if closest else
+                       f"by KL <= {kl_threshold} ({closest})" if seen else
                        f"{NAME}: no candidate direction could be scored")
 
 
