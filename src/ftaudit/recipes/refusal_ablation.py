@@ -41,7 +41,8 @@ Deviations, all forced by ftaudit's rules or machine:
   padding: ``batch_size`` above 8 changes nothing there) are sorted by length, positions counted from the attention
   mask. In float32 the scores match the whole forward's to 1e-6; in bfloat16 they move by its rounding, as any
   change of batch shape does, so where two candidates are close the one chosen can change: on the self-aligned
-  SmolLM2 (2026-12-04) layer 5 at the last template token (KL 0.086) became layer 4 at the fifth-last (KL 0.098).
+  SmolLM2 (2026-12-04) layer 5 at the last template token (KL 0.086) became layer 4 at the fifth-last (KL 0.098);
+  in float32 the earlier code and this one both pick layer 4 at the fifth-last token (scores equal to 1e-6).
 * **Steering from cached layer inputs.** Adding the direction at layer L leaves the layers before L as they were, so
   the harmless prompts' input to every kept layer is computed once and a steering score passes the layers before L
   through and feeds L its cached input plus the direction (transformers' own decoders; others run whole; the shared
