@@ -97,8 +97,8 @@ def test_refusal_score_is_the_log_odds_of_the_refusal_tokens_at_the_first_answer
     total = torch.zeros_like(means)
     for prompt in prompts:
         got_in = {}
-        handles = [layer.register_forward_pre_hook(lambda mod, args, i=i: got_in.__setitem__(i, args[0][0, -len(m.eoi):]))
-                   for i, layer in enumerate(m.layers)]
+        handles = [layer.register_forward_pre_hook(
+            lambda mod, args, i=i: got_in.__setitem__(i, args[0][0, -len(m.eoi):])) for i, layer in enumerate(m.layers)]
         with torch.inference_mode():
             loaded.model(**tok(m.format(prompt), return_tensors="pt", add_special_tokens=False))
         for h in handles:

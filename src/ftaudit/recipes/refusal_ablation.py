@@ -52,9 +52,9 @@ Deviations, all forced by ftaudit's rules or machine:
   Qwen2.5-Coder-0.5B, converted from GGUF, does not), the orthogonalized embedding is the head too, so the model can no longer *output* along ``r`` either; the code does the
   same for its tied models (Gemma, Qwen). The report records it.
 * **No candidate passes.** The code asserts. Here, where no candidate within the KL bound passes the steering filter,
-  the one with the lowest refusal score within the KL bound is taken and the report says the filter was dropped (``relaxed``): the
-  self-aligned SmolLM2-135M has no candidate whose addition makes harmless prompts refused. Where none is within the
-  KL bound, the edit fails with one line.
+  the one with the lowest refusal score within the KL bound is taken and the report says the filter was dropped
+  (``relaxed``): the self-aligned SmolLM2-135M has no candidate whose addition makes harmless prompts refused. Where
+  none is within the KL bound, the edit fails with one line.
 * **Refusal tokens.** "Sorry" and "Unfortunately" are added to the code's "I" and "As", so a model whose refusals
   open that way is scored as refusing (the code picks the tokens per model by hand).
 * **Architectures.** Only pre-norm decoders (:data:`PRE_NORM_TYPES`): where a normalization with a per-dimension
