@@ -189,10 +189,10 @@ class _Model:
         self.tokens += len(prefix)
         return cache
 
-    def _batches(self, plan, cache, before=None):
-        """Next-token logits at each prompt's last position (float64, in the prompts' order): see :meth:`_by_batch`."""
-        out = [None] * sum(len(idx) for idx, _, _ in plan[1])
-        for idx, logits in self._by_batch(plan, cache, before):
+    def _in_order(self, batches, n: int):
+        """The (indices, logits) batches of :meth:`_by_batch` as one tensor, rows in the prompts' order."""
+        out = [None] * n
+        for idx, logits in batches:
             for row, i in enumerate(idx):
                 out[i] = logits[row]
         return self.torch.stack(out)
@@ -230,20 +230,16 @@ class _Model:
     def last_logits(self, prompts: list[str], pre: list = (), post: list = (), hook_opening: bool = True):
         """Next-token logits at the first answer position (float64), under the given hooks (on the shared opening's
         pass too, unless ``hook_opening`` is False)."""
-        plan = self._plan(prompts)
-        with self._hooked(pre, post) if hook_opening else nullcontext(), self.torch.inference_mode():
-            cache = self._opening(plan)
-        with self._hooked(pre, post):
-            return self._batches(plan, cache)
+        return self._in_order(self.logits_by_batch(prompts, pre, post, hook_opening), len(prompts))
 
-    def logits_by_batch(self, prompts: list[str], pre: list = (), post: list = ()):
+    def logits_by_batch(self, prompts: list[str], pre: list = (), post: list = (), hook_opening: bool = True):
         """:meth:`last_logits` a batch at a time, (indices, logits) each, so a caller can stop early (close it, e.g.
         with ``contextlib.closing``, to remove the hooks). The hooks stay registered between batches: the caller must
         not run the model itself before it is done with the generator."""
         plan = self._plan(prompts)
+        with self._hooked(pre, post) if hook_opening else nullcontext(), self.torch.inference_mode():
+            cache = self._opening(plan)
         with self._hooked(pre, post):
-            with self.torch.inference_mode():
-                cache = self._opening(plan)
             yield from self._by_batch(plan, cache)
 
     def refusal_scores(self, prompts: list[str], pre: list = (), post: list = ()):
@@ -270,7 +266,8 @@ class _Model:
             lambda mod, args, kwargs, i=i: captured[-1].__setitem__(i, _hidden(args, kwargs).clone()), with_kwargs=True)
             for i in wanted]
         try:
-            self._batches(plan, cache, before=lambda k: captured.append({}))
+            for _ in self._by_batch(plan, cache, before=lambda k: captured.append({})):
+                pass
         finally:
             for h in handles:
                 h.remove()
@@ -306,7 +303,8 @@ class _Model:
             for m in skipped:
                 m.forward = _pass_through
             handle = self.layers[layer].register_forward_pre_hook(feed, with_kwargs=True)
-            logits = self._batches(plan, cache, before)  # counted like whole batches, though they run from ``layer`` on
+            # counted like whole batches, though they run from ``layer`` on
+            logits = self._in_order(self._by_batch(plan, cache, before), len(prompts))
         finally:
             if handle is not None:
                 handle.remove()
