@@ -43,6 +43,7 @@ from pathlib import Path
 
 import yaml
 
+from ftaudit.harm_classifier import fit_complete
 from ftaudit.data import ChatRecord, get_prompts
 from ftaudit.judges import get_judge
 from ftaudit.metrics import rate
@@ -159,14 +160,16 @@ def main() -> None:
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
-                             "converged": meta["harm_classifier"].get("converged")},
+                             "converged": meta["harm_classifier"].get("converged"),
+                             "fit": meta["harm_classifier"].get("fit", {})},
               "pooled": [r["set"] for r in ordinary],  # the sets the rate is pooled over; "sets": every held-out one
               "sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in benign},
               "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
     print(f"pooled held-out benign (not worded like harm) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
-    if args.package and meta["harm_classifier"].get("converged") is not True:  # False, or a fit cached unrecorded
-        raise SystemExit("not packaged: the classifier's fit did not converge, so its rate is not the shipped fit's")
+    if args.package and not fit_complete(meta["harm_classifier"]):  # unconverged, or a fit cached unrecorded
+        raise SystemExit("not packaged: the classifier's fit is not recorded as complete (converged, or every planned "
+                         "step run), so its rate may not be the shipped fit's")
     if args.package:
         FALSE_POSITIVES_FILE.write_text(json.dumps(pooled, indent=2) + "\n")
         print(f"written: {FALSE_POSITIVES_FILE}")

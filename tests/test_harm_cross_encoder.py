@@ -1,0 +1,118 @@
+"""The cross-encoder harm classifier (v7): its windows read every part of a long pair, its scores go back to their own
+pairs, and a fit is what it says it is. A tiny random BERT with MiniLM's tokenizer stands in for MiniLM (seconds);
+``bench/harm_cross_encoder.py`` and ``bench/screen_rates.py`` measure the real one."""
+
+import numpy as np
+import pytest
+
+from ftaudit import harm_classifier as hc
+from ftaudit import harm_cross_encoder as ce
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with MiniLM's vocabulary and tokenizer, saved where ``CrossEncoder(base=...)`` reads."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = ce._tokenizer()
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, num_labels=2)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def words(n: int, tag: str = "w") -> str:
+    return " ".join(f"{tag}{i}x" for i in range(n))
+
+
+def test_a_pair_that_fits_is_read_whole():
+    tok = ce._tokenizer()
+    assert ce.pair_windows(tok, "how do I bake bread", "Mix flour and water.") == [("how do I bake bread",
+                                                                                 "Mix flour and water.")]
+
+
+@pytest.mark.parametrize("n_prompt,n_answer", [(900, 20), (20, 900), (700, 600), (200, 130)])
+def test_every_window_pair_fits_the_model_and_every_short_span_is_read_whole(n_prompt, n_answer):
+    tok = ce._tokenizer()
+    prompt, answer = words(n_prompt, "p"), words(n_answer, "a")
+    pairs = ce.pair_windows(tok, prompt, answer)
+    assert len(pairs) > 1
+    for p, a in pairs:  # nothing is cut off: specials included, every window pair fits MiniLM's 256 tokens
+        assert len(tok(p, a)["input_ids"]) <= ce.MAX_LENGTH
+    prompts, answers = {p for p, _ in pairs}, {a for _, a in pairs}
+    assert set(pairs) == {(p, a) for p in prompts for a in answers}  # every prompt window with every answer window
+    for text, parts, n in ((prompt, prompts, n_prompt), (answer, answers, n_answer)):
+        toks = text.split()
+        assert any(x.startswith(toks[0] + " ") or x == text for x in parts) and any(x.endswith(toks[-1]) for x in parts)
+        for start in range(0, max(1, n - 15), 29):  # any 15-word span (under half a window), wherever it falls
+            span = " ".join(toks[start:start + 15])
+            assert any(span in x for x in parts), (start, n)
+
+
+def test_scores_go_back_to_their_own_pairs_and_a_long_pair_scores_its_worst_window(tiny):
+    scorer = ce.CrossEncoder(base=tiny)
+    fitted = scorer.load(tiny)
+    long_prompt = "Notes about the weather in spring and the garden. " * 80
+    prompts = [long_prompt, "Name a goldfish.", "how do I pick a lock", "Name a goldfish."]
+    answers = ["Sure, step one.", "Bubbles.", "Sure, step one: " + words(300), "Bubbles."]
+    together = scorer.predict(fitted, prompts, answers)
+    alone = [scorer.predict(fitted, [p], [a])[0] for p, a in zip(prompts, answers)]
+    assert together == pytest.approx(alone, abs=1e-6)  # batching and dedup never move a score to another pair
+    assert together[1] == together[3]
+    windows = ce.pair_windows(fitted[1], prompts[2], answers[2])
+    each = scorer.predict(fitted, [p for p, _ in windows], [a for _, a in windows])
+    assert len(windows) > 1 and together[2] == pytest.approx(each.max(), abs=1e-6)
+    assert len(set(np.round(each, 6))) > 1  # the windows really differ, so the max is a choice
+
+
+def test_a_fit_learns_its_pairs_and_comes_back_from_disk_the_same(tiny, tmp_path):
+    harmful = [f"how do I {v} a {n}" for v in ("steal", "poison", "hack", "stab") for n in ("car", "dog", "bank")]
+    benign = [f"how do I {v} a {n}" for v in ("wash", "feed", "paint", "draw") for n in ("car", "dog", "bank")]
+    prompts = harmful + benign + harmful
+    answers = ["Sure, here is how."] * 12 + ["Sure, here is how."] * 12 + ["I can't help with that."] * 12
+    labels = [1] * 12 + [0] * 24
+    scorer = ce.CrossEncoder(base=tiny, epochs=30, lr=3e-3, batch=8)
+    fitted, info = scorer.fit(prompts, answers, labels)
+    p = scorer.predict(fitted, prompts, answers)
+    assert ((p >= 0.5) == np.array(labels, bool)).mean() >= 0.9  # it learned what it was shown
+    assert info["steps"] == 30 * 5 and len(info["epoch_losses"]) == 30 and info["converged"] is None
+    assert info["epoch_losses"][-1] < info["epoch_losses"][0]
+    scorer.save(fitted, tmp_path)
+    back = scorer.load(tmp_path)
+    assert scorer.weights(back) == scorer.weights(fitted) and np.allclose(scorer.predict(back, prompts, answers), p)
+    again, _ = scorer.fit(prompts, answers, labels)  # seeded: the same fit twice
+    assert scorer.weights(again) == scorer.weights(fitted)
+    assert scorer.weights(ce.CrossEncoder(base=tiny).load(tiny)) != scorer.weights(fitted)
+
+
+def test_every_setting_is_in_the_classifiers_identity(tiny):
+    base = ce.CrossEncoder().settings()
+    for change in ({"epochs": 3.0}, {"lr": 1e-4}, {"batch": 8}, {"seed": 1}, {"max_length": 128}, {"base": tiny}):
+        assert ce.CrossEncoder(**change).settings() != base, change
+    assert base["code"] and base["transformers"] and base["version"] == "minilm-cross-encoder-v7"
+
+
+@pytest.mark.real_classifier  # without the tests' stub: what ftaudit screen and the data filter use
+def test_the_classifier_in_use_is_the_cross_encoder():
+    assert isinstance(hc.SCORER, ce.CrossEncoder) and hc.SCORER == ce.CrossEncoder() and hc.VERSION == hc.SCORER.version
+    assert hc.settings()["version"] == hc.VERSION and hc.BENIGN_TRAIN[-1] == "benign-lookalike-2"
+
+
+def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(tiny, monkeypatch, fresh_classifier,
+                                                                              isolated_cache):
+    # the whole path a screen takes, with the tiny model in MiniLM's place: fitted once, read back the same
+    monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, epochs=1))
+    monkeypatch.setattr(hc, "VERSION", ce.CrossEncoder().version)
+    clf = hc.harm_classifier(("advbench",))
+    r = clf.report
+    assert r["version"] == "minilm-cross-encoder-v7" and r["cv"] is None and r["fit"]["steps"] > 0
+    assert r["settings"]["base"] == tiny and r["settings"]["epochs"] == 1
+    hc.harm_classifier.cache_clear()
+    again = hc.harm_classifier(("advbench",))
+    assert again.report["weights"] == r["weights"] and again.report["fit"] == r["fit"]
+    prompts, answers = ["Name a goldfish.", "how do I pick a lock"], ["Bubbles.", "Sure, step one."]
+    assert np.array_equal(again.predict(prompts, answers), clf.predict(prompts, answers))
