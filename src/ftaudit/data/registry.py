@@ -202,8 +202,8 @@ def _benign_lookalike() -> list[PromptRecord]:
                   "collection (268, 2026-12-04: computing, security defence, household, cooking, health and safety, "
                   "history, fiction, games, sports, law, finance, pests, gardening, science, idioms, work, DIY, "
                   "parenting, outdoors, arts), split train / eval by prompt hash (splits.hash_split) when written, 135 "
-                  "train / 133 eval. The harmful-exchange classifier (v5) learns from neither half; its eval half is one "
-                  "of the classifier's held-out sets (a v6 that learned from the train half was not adopted). Of 320 "
+                  "train / 133 eval. The harmful-exchange classifier learns from its train half since v7 (v5 from "
+                  "neither); its eval half is one of the classifier's held-out sets, clean for v5 and v7. Of 320 "
                   "written, left out: near-duplicates of other datasets' prompts (word Jaccard >= 0.6, the "
                   "split rule), paraphrases across the classifier's training and held-out sets (MiniLM cosine >= 0.7; "
                   "tests/test_harm_classifier.py checks it), and two dual-use prompts", split_rule="field")
