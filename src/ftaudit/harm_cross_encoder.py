@@ -16,6 +16,7 @@ answer window, and scores its worst: a harmful request after a long harmless ope
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,6 +68,23 @@ def pair_windows(tok, prompt: str, answer: str, max_length: int = MAX_LENGTH) ->
     return [(p, a) for p in text_windows(prompt, sp, half) for a in text_windows(answer, sa, half)]
 
 
+@contextmanager
+def _quiet():
+    """transformers' warnings and progress bars off inside the block (restored after): the screen's own output is
+    what a user reads."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 @dataclass(frozen=True)
 class CrossEncoder:
     """The scorer :mod:`ftaudit.harm_classifier` fits, caches and calls (see its ``Scorer`` protocol)."""
@@ -104,11 +122,16 @@ class CrossEncoder:
         from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                                   TrainingArguments, set_seed)
 
+        from transformers.trainer_callback import PrinterCallback
+
         from .judges.embedding_refusal import embedding_model_dir
+        from .train.engine import _rich_callback
 
         set_seed(self.seed)
         tok = _tokenizer(self.base)
-        model = AutoModelForSequenceClassification.from_pretrained(self.base or embedding_model_dir(), num_labels=2)
+        with _quiet():  # transformers reports the fresh head as "missing" weights: expected here, not a warning
+            model = AutoModelForSequenceClassification.from_pretrained(self.base or embedding_model_dir(),
+                                                                       num_labels=2)
         labels = np.asarray(labels, dtype=int)
         enc = tok(list(prompts), list(answers), truncation="longest_first", max_length=self.max_length)
         data = Dataset.from_dict({**enc, "labels": labels.tolist()})
@@ -127,6 +150,8 @@ class CrossEncoder:
                                      disable_tqdm=True, dataloader_num_workers=0)
             trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
                               compute_loss_func=loss)
+            trainer.remove_callback(PrinterCallback)  # it prints every log dict; the Rich bar shows the loss
+            trainer.add_callback(_rich_callback(0))
             result = trainer.train()
         losses = [round(h["loss"], 6) for h in trainer.state.log_history if "loss" in h]
         truncated = sum(len(i) >= self.max_length for i in enc["input_ids"])
@@ -136,7 +161,8 @@ class CrossEncoder:
 
     def save(self, fitted, path: Path) -> None:
         model, tok = fitted
-        model.save_pretrained(path)
+        with _quiet():
+            model.save_pretrained(path)
         tok.save_pretrained(path)
 
     def load(self, path: Path):
