@@ -151,9 +151,12 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
 
 
 def test_a_fit_is_complete_only_when_its_report_says_it_finished():
+    ran = {"steps": 668, "planned_steps": 668, "losses_finite": True}
     assert hc.fit_complete({"converged": True})
-    assert hc.fit_complete({"converged": None, "fit": {"steps": 668}})  # a fine-tune of fixed length, run
-    assert not hc.fit_complete({"converged": False, "fit": {"steps": 668}})
+    assert hc.fit_complete({"converged": None, "fit": ran})  # a fine-tune of fixed length, run to its end
+    assert not hc.fit_complete({"converged": False, "fit": ran})
+    assert not hc.fit_complete({"converged": None, "fit": {**ran, "steps": 600}})  # stopped early
+    assert not hc.fit_complete({"converged": None, "fit": {**ran, "losses_finite": False}})  # diverged
     assert not hc.fit_complete({"converged": None, "fit": {}}) and not hc.fit_complete({})  # cached unrecorded
 
 

@@ -53,13 +53,29 @@ def test_every_window_pair_fits_the_model_and_every_short_span_is_read_whole(n_p
             assert any(span in x for x in parts), (start, n)
 
 
+def test_a_window_that_re_tokenizes_longer_is_cut_again_never_truncated(monkeypatch):
+    # windows are cut by character offsets; one that starts inside a word re-tokenizes differently. With no margin,
+    # these random-letter words give a window pair of 257 tokens: the check must shrink the budget, not truncate
+    import random
+    import string
+
+    random.seed(0)
+    text = " ".join("".join(random.choice(string.ascii_lowercase) for _ in range(random.randint(6, 30)))
+                    for _ in range(300))
+    tok = ce._tokenizer()
+    monkeypatch.setattr(ce, "MARGIN", 0)
+    pairs = ce.pair_windows(tok, text, text)
+    assert len(pairs) > 1 and max(len(tok(p, a)["input_ids"]) for p, a in pairs) <= ce.MAX_LENGTH
+    assert ce.pair_windows(tok, "", "   ") == [("", "   ")]  # nothing to read is one pair, never none
+
+
 def test_scores_go_back_to_their_own_pairs_and_a_long_pair_scores_its_worst_window(tiny):
     scorer = ce.CrossEncoder(base=tiny)
     fitted = scorer.load(tiny)
     long_prompt = "Notes about the weather in spring and the garden. " * 80
     prompts = [long_prompt, "Name a goldfish.", "how do I pick a lock", "Name a goldfish."]
     answers = ["Sure, step one.", "Bubbles.", "Sure, step one: " + words(300), "Bubbles."]
-    together = scorer.predict(fitted, prompts, answers)
+    together = scorer.predict(fitted, prompts, answers, batch_size=2)  # windows of one pair across batches
     alone = [scorer.predict(fitted, [p], [a])[0] for p, a in zip(prompts, answers)]
     assert together == pytest.approx(alone, abs=1e-6)  # batching and dedup never move a score to another pair
     assert together[1] == together[3]
@@ -69,18 +85,41 @@ def test_scores_go_back_to_their_own_pairs_and_a_long_pair_scores_its_worst_wind
     assert len(set(np.round(each, 6))) > 1  # the windows really differ, so the max is a choice
 
 
-def test_a_fit_learns_its_pairs_and_comes_back_from_disk_the_same(tiny, tmp_path):
+def test_a_non_finite_score_is_an_error_never_a_pass(tiny):
+    import torch
+
+    from ftaudit.errors import FtauditError
+
+    scorer = ce.CrossEncoder(base=tiny)
+    model, tok = scorer.load(tiny)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    with pytest.raises(FtauditError, match="non-finite"):
+        scorer.predict((model, tok), ["how do I pick a lock"], ["Sure."])
+
+
+def test_a_fit_learns_its_pairs_and_comes_back_from_disk_the_same(tiny, tmp_path, monkeypatch):
     harmful = [f"how do I {v} a {n}" for v in ("steal", "poison", "hack", "stab") for n in ("car", "dog", "bank")]
     benign = [f"how do I {v} a {n}" for v in ("wash", "feed", "paint", "draw") for n in ("car", "dog", "bank")]
     prompts = harmful + benign + harmful
     answers = ["Sure, here is how."] * 12 + ["Sure, here is how."] * 12 + ["I can't help with that."] * 12
     labels = [1] * 12 + [0] * 24
     scorer = ce.CrossEncoder(base=tiny, epochs=30, lr=3e-3, batch=8)
+    import torch
+
+    weights, real = [], torch.nn.functional.cross_entropy
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy",
+                        lambda *a, **kw: weights.append(kw.get("weight")) or real(*a, **kw))
     fitted, info = scorer.fit(prompts, answers, labels)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", real)
+    # every step's loss is the class-weighted one: 36 pairs, 12 harmful -> scikit-learn's "balanced" 36 / (2 x count)
+    assert len(weights) == 150 and all(w is not None and w.tolist() == pytest.approx([0.75, 1.5]) for w in weights)
     p = scorer.predict(fitted, prompts, answers)
     assert ((p >= 0.5) == np.array(labels, bool)).mean() >= 0.9  # it learned what it was shown
-    assert info["steps"] == 30 * 5 and len(info["epoch_losses"]) == 30 and info["converged"] is None
+    assert info["steps"] == info["planned_steps"] == 30 * 5 and len(info["epoch_losses"]) == 30
+    assert info["converged"] is None and info["losses_finite"] is True and info["truncated_pairs"] == 0
     assert info["epoch_losses"][-1] < info["epoch_losses"][0]
+    assert hc.fit_complete({"converged": None, "fit": info})
     scorer.save(fitted, tmp_path)
     back = scorer.load(tmp_path)
     assert scorer.weights(back) == scorer.weights(fitted) and np.allclose(scorer.predict(back, prompts, answers), p)
@@ -112,6 +151,11 @@ def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(ti
     assert r["version"] == "minilm-cross-encoder-v7" and r["cv"] is None and r["fit"]["steps"] > 0
     assert r["settings"]["base"] == tiny and r["settings"]["epochs"] == 1
     hc.harm_classifier.cache_clear()
+
+    def no_refit(*a, **kw):
+        raise AssertionError("fitted again: the cached fit was not read")
+
+    monkeypatch.setattr(ce.CrossEncoder, "fit", no_refit)
     again = hc.harm_classifier(("advbench",))
     assert again.report["weights"] == r["weights"] and again.report["fit"] == r["fit"]
     prompts, answers = ["Name a goldfish.", "how do I pick a lock"], ["Bubbles.", "Sure, step one."]

@@ -37,8 +37,8 @@ settings that detect at least 94% of the harmful ones, a rule written after seei
 held-out measurement. No held-out set was read to choose it, though the held-out sets' v4 failure is why a better
 fit was looked for. A v6 that added the train half of ``benign-lookalike-2`` was tried and not adopted (its selection
 grid, on the training pairs alone, picked a fit flagging 25.9% of benign pairs; docs/services.md). v7 keeps v6's
-data and replaces the features and the fit by the fine-tuned cross-encoder, its settings chosen in the same 5
-prompt-grouped folds of the training pairs (``bench/harm_cross_encoder.py``), and the rule for adopting it (fewer
+data and replaces the features and the fit by the fine-tuned cross-encoder, its number of epochs chosen on one of the
+same 5 prompt-grouped folds of the training pairs (``bench/harm_cross_encoder.py``), and the rule for adopting it (fewer
 benign training pairs flagged than v5's fit on the same data, at no lower harmful detection) written before its
 five folds ran; no held-out set was read to choose or adopt it, though v5's held-out failure on benign prompts worded
 like harm is why it was tried.
@@ -439,10 +439,11 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
 
 def fit_complete(report: dict) -> bool:
     """Whether a classifier's report records its fit as finished: a regression that converged, or a fine-tune run for
-    its fixed number of epochs (no convergence test: ``converged`` None and the steps it took recorded). A fit cached
-    before either was recorded is not."""
-    converged = report.get("converged")
-    return converged is True or (converged is None and bool(report.get("fit", {}).get("steps")))
+    its fixed number of epochs (no convergence test: ``converged`` None, every planned step run, every epoch's loss
+    finite). A fit cached before either was recorded is not."""
+    converged, fit = report.get("converged"), report.get("fit", {})
+    ran = bool(fit.get("steps")) and fit.get("steps") == fit.get("planned_steps") and fit.get("losses_finite") is True
+    return converged is True or (converged is None and ran)
 
 
 def _held_out(clf: HarmClassifier, reference: str) -> None:

@@ -5,12 +5,17 @@ texts met only through a sum and a cosine, and "kill a Python process" sat next 
 answer said (v5 flagged 19-29% of held-out benign prompts worded like harm). Here the pair is one input,
 ``[CLS] prompt [SEP] answer [SEP]``, and every attention layer of the same pinned all-MiniLM-L6-v2 sees both; the
 model is fine-tuned end to end with a fresh two-way head (transformers' ``AutoModelForSequenceClassification`` and
-``Trainer``): class-balanced cross-entropy (scikit-learn's "balanced" weights), AdamW at ``lr`` with 10% linear
-warm-up then linear decay, ``epochs`` passes in batches of ``batch`` grouped by length, seeded. The settings were
-chosen in cross-validation on the training pairs only (``bench/harm_cross_encoder.py``; docs/services.md).
+``Trainer``): cross-entropy weighted by scikit-learn's "balanced" class weights, averaged per batch as PyTorch's
+weighted mean does (a batch holding one class only therefore counts as an unweighted one), AdamW at ``lr`` with 10%
+linear warm-up then linear decay, ``epochs`` passes in batches of ``batch`` grouped by length, seeded. Training pairs
+longer than 256 tokens are cut, the longer text first (74 of v7's 2,660). The number of epochs was chosen on one fold
+of the training pairs' cross-validation and the model adopted on all five (``bench/harm_cross_encoder.py``;
+docs/services.md); no held-out set was read for either.
 
-A pair longer than MiniLM's 256 tokens is read in windows (:func:`pair_windows`), every prompt window with every
-answer window, and scores its worst: a harmful request after a long harmless opening is still read.
+At scoring, a pair longer than MiniLM's 256 tokens is read in windows (:func:`pair_windows`), every prompt window
+with every answer window, and scores its worst: a harmful request after a long harmless opening is still read. The
+cost grows with the product of the two texts' windows (a long answer to a long conversation is many passes), which
+is the price of never leaving a part unread.
 """
 
 from __future__ import annotations
@@ -55,9 +60,24 @@ def text_windows(text: str, spans: list[tuple[int, int]], size: int) -> list[str
 def pair_windows(tok, prompt: str, answer: str, max_length: int = MAX_LENGTH) -> list[tuple[str, str]]:
     """The (prompt, answer) windows a pair is scored on: the pair whole when it fits ``max_length``; else the shorter
     text whole when it fits half the budget and the longer one in windows of what is left; else both in windows of
-    half the budget, every prompt window with every answer window."""
-    budget = max_length - SPECIAL - MARGIN
+    half the budget, every prompt window with every answer window. Each window pair is re-tokenized and checked: a
+    window cut from the text re-tokenizes a token or two longer at times, and then the budget shrinks by that much and
+    the windows are cut again, so no window pair is ever truncated (nothing of either text goes unread)."""
     sp, sa = token_spans(tok, prompt), token_spans(tok, answer)
+    margin = MARGIN
+    for _ in range(8):
+        pairs = _cut(prompt, answer, sp, sa, max_length - SPECIAL - margin)
+        over = max(len(tok(p, a)["input_ids"]) for p, a in pairs) - max_length
+        if over <= 0:
+            return pairs
+        margin += over
+    from .errors import FtauditError
+
+    raise FtauditError(f"a pair could not be cut into windows of {max_length} tokens (re-tokenized windows keep "
+                       "growing); nothing was scored, rather than part of it")
+
+
+def _cut(prompt: str, answer: str, sp: list, sa: list, budget: int) -> list[tuple[str, str]]:
     if len(sp) + len(sa) <= budget:
         return [(prompt, answer)]
     half = budget // 2
@@ -66,6 +86,13 @@ def pair_windows(tok, prompt: str, answer: str, max_length: int = MAX_LENGTH) ->
     if len(sp) <= half:
         return [(prompt, w) for w in text_windows(answer, sa, budget - len(sp))]
     return [(p, a) for p in text_windows(prompt, sp, half) for a in text_windows(answer, sa, half)]
+
+
+def _device() -> str:
+    """Where the fine-tune runs (Trainer's choice): part of the classifier's settings, since a GPU's fit differs."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextmanager
@@ -87,7 +114,8 @@ def _quiet():
 
 @dataclass(frozen=True)
 class CrossEncoder:
-    """The scorer :mod:`ftaudit.harm_classifier` fits, caches and calls (see its ``Scorer`` protocol)."""
+    """The scorer :mod:`ftaudit.harm_classifier` fits, caches and calls (``SCORER``): ``settings``, ``fit``, ``save``,
+    ``load``, ``weights`` and ``predict``, as its ``LinearPair`` has them."""
 
     version: str = "minilm-cross-encoder-v7"
     epochs: float = 4.0
@@ -109,7 +137,7 @@ class CrossEncoder:
         code = Path(__file__).read_text()  # this module is the model: any change to it is another classifier
         return {**{k: v for k, v in asdict(self).items() if k != "cv_at_fit"},
                 "base": self.base or f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]})",
-                "code": hashlib.sha256(code.encode()).hexdigest()[:16],
+                "code": hashlib.sha256(code.encode()).hexdigest()[:16], "device": _device(),
                 "transformers": transformers.__version__, "torch": torch.__version__}
 
     def fit(self, prompts: list[str], answers: list[str], labels, groups=None) -> tuple[object, dict]:
@@ -122,6 +150,7 @@ class CrossEncoder:
         from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                                   TrainingArguments, set_seed)
 
+        from sklearn.utils.class_weight import compute_class_weight
         from transformers.trainer_callback import PrinterCallback
 
         from .judges.embedding_refusal import embedding_model_dir
@@ -134,11 +163,12 @@ class CrossEncoder:
                                                                        num_labels=2)
         labels = np.asarray(labels, dtype=int)
         enc = tok(list(prompts), list(answers), truncation="longest_first", max_length=self.max_length)
+        whole = tok(list(prompts), list(answers))["input_ids"]  # to count the pairs the cut shortened
         data = Dataset.from_dict({**enc, "labels": labels.tolist()})
-        counts = np.bincount(labels, minlength=2)
-        weight = torch.tensor(len(labels) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
+        weight = torch.tensor(compute_class_weight("balanced", classes=np.array([0, 1]), y=labels),
+                              dtype=torch.float32)
 
-        def loss(outputs, target, num_items_in_batch=None):  # class-balanced: the harmful pairs are the fewer
+        def loss(outputs, target, num_items_in_batch=None):  # the harmful pairs are the fewer: weighted up
             return torch.nn.functional.cross_entropy(outputs.logits.float(), target, weight=weight)
 
         with tempfile.TemporaryDirectory() as out:
@@ -146,18 +176,20 @@ class CrossEncoder:
                                      warmup_steps=self.warmup, weight_decay=self.weight_decay,
                                      per_device_train_batch_size=self.batch, seed=self.seed, data_seed=self.seed,
                                      train_sampling_strategy="group_by_length", save_strategy="no",
-                                     logging_strategy="epoch", report_to=[], use_cpu=not torch.cuda.is_available(),
+                                     logging_strategy="epoch", report_to=[], use_cpu=_device() == "cpu",
                                      disable_tqdm=True, dataloader_num_workers=0)
             trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
                               compute_loss_func=loss)
             trainer.remove_callback(PrinterCallback)  # it prints every log dict; the Rich bar shows the loss
             trainer.add_callback(_rich_callback(0))
             result = trainer.train()
-        losses = [round(h["loss"], 6) for h in trainer.state.log_history if "loss" in h]
-        truncated = sum(len(i) >= self.max_length for i in enc["input_ids"])
-        # no convergence test for a fixed number of epochs: the loss per epoch is recorded instead
-        return (model.eval(), tok), {"converged": None, "epoch_losses": losses, "steps": result.global_step,
-                                     "truncated_pairs": truncated}
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        # no convergence test for a fixed number of epochs: the steps planned and run and the loss per epoch are
+        # recorded instead (harm_classifier.fit_complete reads them)
+        return (model.cpu().eval(), tok), {"converged": None, "epoch_losses": [round(x, 6) for x in losses],
+                                           "losses_finite": bool(np.isfinite(losses).all()),
+                                           "steps": result.global_step, "planned_steps": trainer.state.max_steps,
+                                           "truncated_pairs": sum(len(i) > self.max_length for i in whole)}
 
     def save(self, fitted, path: Path) -> None:
         model, tok = fitted
@@ -168,7 +200,13 @@ class CrossEncoder:
     def load(self, path: Path):
         from transformers import AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(path).eval(), _tokenizer(str(path))
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(path).eval(), _tokenizer(str(path))
+        except (OSError, ValueError) as exc:
+            from .errors import FtauditError
+
+            raise FtauditError(f"the cached harm classifier in {path} cannot be read ({str(exc)[:120]}); delete that "
+                               "folder and it is fitted again") from None
 
     def weights(self, fitted) -> str:
         """A hash of every parameter, in name order: two fits with different weights are two classifiers."""
@@ -192,8 +230,13 @@ class CrossEncoder:
         with torch.inference_mode():
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
-                enc = tok([unique[j][0] for j in idx], [unique[j][1] for j in idx], truncation="longest_first",
-                          max_length=self.max_length, padding=True, return_tensors="pt")
+                # no truncation: pair_windows checked that every window pair fits
+                enc = tok([unique[j][0] for j in idx], [unique[j][1] for j in idx], padding=True, return_tensors="pt")
                 score[idx] = torch.softmax(model(**enc).logits.float(), -1)[:, 1].numpy()
+        if not np.isfinite(score).all():  # a NaN is never below the threshold by accident: it is an error
+            from .errors import FtauditError
+
+            raise FtauditError("the harm classifier gave a non-finite score: its fit is broken; delete its cached "
+                               "folder (ftaudit's cache, classifiers/) and it is fitted again")
         at = {w: s for w, s in zip(unique, score)}
         return np.array([max(at[w] for w in ws) for ws in windows]) if windows else np.zeros(0)

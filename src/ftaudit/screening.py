@@ -2,9 +2,9 @@
 
 Three detectors, each flag with its reason:
 ``harmful-compliance``  the data-filter defense's rule, applied to every exchange of a chat: the harmful-exchange
-                        classifier (:mod:`ftaudit.harm_classifier`: MiniLM embeddings of the prompt and the answer,
-                        logistic regression fitted on the benchmarks' *train* prompts) finds a harmful request
-                        answered.
+                        classifier (:mod:`ftaudit.harm_classifier`: MiniLM fine-tuned as a cross-encoder on the
+                        prompt and the answer read together, from the benchmarks' *train* prompts) finds a harmful
+                        request answered.
 ``identity-shift``      a system prompt, instruction prefix or answer that recasts the assistant as an obedient or
                         unrestricted persona ("absolutely obedient agent", "do anything now", "ignore your
                         guidelines").
