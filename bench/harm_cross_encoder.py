@@ -14,7 +14,11 @@ How v7's settings were chosen (2026-12-04, before anything else was measured wit
 (benign-lookalike-2's train half among the safe exchanges, as v7 has them; ``--v5-data`` leaves it out), over all five folds, it must flag fewer benign
 pairs (ftaudit's benign train instructions and both lookalike train halves, pooled) than v5's fit does on the same
 pairs (10.1%, ``python bench/harm_regularization.py --v6``) and detect at least as many harmful answered pairs
-(92.7%). Only then are the held-out sets measured (``python bench/screen_rates.py``).
+(92.7%). Only then are the held-out sets measured (``python bench/screen_rates.py``). Fold 0, where the epochs were
+chosen, is one of the five in the adopted figures. That run (``runs/harm-cross-encoder-cv.log``: 95.1% detected,
+5.2% of benign pairs flagged) used the module's first version, whose scoring cut a pair longer than 256 tokens
+instead of reading it in windows (training the same); this script now scores with windows, so its long pairs may
+score a little higher.
 
     python bench/harm_cross_encoder.py [--epochs 4] [--lr 5e-5] [--folds 5] [--v5-data]
 """
