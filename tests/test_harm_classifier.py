@@ -218,3 +218,21 @@ def test_benign_lookalike_2_paraphrases_nothing_across_the_classifiers_training_
         mine = [p.prompt for p in get_prompts("benign-lookalike-2", half)]
         cosine = hc.embed(mine) @ hc.embed(others).T
         assert cosine.max() < 0.7, (half, mine[cosine.max(1).argmax()])
+
+
+def test_a_fit_not_recorded_as_complete_is_said_by_the_screen(monkeypatch, fresh_classifier, isolated_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from ftaudit.cli import app
+
+    real = hc.LinearPair.fit
+
+    def stopped_early(self, *a, **kw):  # a fine-tune that ran 3 of its 10 planned steps
+        fitted, info = real(self, *a, **kw)
+        return fitted, {**info, "converged": None, "steps": 3, "planned_steps": 10, "losses_finite": True}
+
+    monkeypatch.setattr(hc.LinearPair, "fit", stopped_early)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n')
+    out = CliRunner().invoke(app, ["screen", str(data), "--out", str(tmp_path / "s")], terminal_width=400).output
+    assert "not recorded as complete" in out and "did not converge" not in out

@@ -42,6 +42,7 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
     Example: ftaudit screen customer.jsonl --out runs/screen --fail-on high
     """
     from .. import api
+    from ..harm_classifier import fit_complete
 
     if fail_on not in ("high", "medium", "never"):
         raise FtauditError(f"--fail-on {fail_on}: use high, medium or never")
@@ -71,6 +72,9 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
     if meta["harm_classifier"].get("converged") is False:
         say("the classifier's fit did not converge (scikit-learn's ConvergenceWarning): its scores are an unfinished "
             "fit's, and the packaged false-positive rate applies only where its weights match the measured ones", "yellow")
+    elif not fit_complete(meta["harm_classifier"]):
+        say("the classifier's fit is not recorded as complete (fewer steps than planned, a loss that was not finite, "
+            "or a fit cached before this was recorded): read its flags with care", "yellow")
     say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
     if result.fails(fail_on):
         raise typer.Exit(1)
