@@ -58,7 +58,8 @@ import numpy as np
 
 from .data import PromptRecord, get_prompts
 from .errors import FtauditError
-from .harm_cross_encoder import CrossEncoder
+from .harm_cross_encoder import CrossEncoder, text_windows, token_spans
+from .harm_cross_encoder import _tokenizer as cross_encoder_tokenizer
 from .judges.embedding_refusal import MAX_TOKENS, MODEL_DIST
 
 LINEAR_VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm among its safe exchanges; v2: scored the first
@@ -86,7 +87,7 @@ _EMBEDDER = None
 EMBEDDING = f"all-minilm-l6-v2 ({MODEL_DIST[0]}=={MODEL_DIST[1]}), mean pooled, {MAX_TOKENS} tokens"  # in its identity
 # tokens per window of a long text, and the step between windows: half a window, so any span of up to 120 tokens lies
 # whole in one window wherever it falls (the embedder adds 2 special tokens: 242 of its 256)
-WINDOW, STRIDE = 240, 120
+WINDOW, STRIDE = 240, 120  # STRIDE is half of WINDOW: text_windows steps half a window
 # Why standardized: MiniLM's unit-length embeddings have components of about 0.05, so at C = 1 on raw features the L2
 # penalty outweighed the data (v4 flagged 26% of the benign answered train pairs in cross-validation, ftaudit's and
 # benign-lookalike's); standardized, C = 0.1 flags 11% at about the same harmful detection. Chosen on the training
@@ -138,27 +139,19 @@ def embed(texts: list[str]) -> np.ndarray:
 
 
 def windows(text: str) -> list[str]:
-    """``text`` as overlapping windows of ``WINDOW`` MiniLM tokens, ``STRIDE`` apart (one window when it fits): the
-    embedder reads 256 tokens, and a harmful request or answer after a long harmless opening must still be read. A
-    window is cut from the text by character offsets, so re-tokenized it can come out a token or two longer; the
-    margin below 256 covers that and the 2 special tokens (tests check the 256)."""
+    """``text`` as overlapping windows of ``WINDOW`` MiniLM tokens, ``STRIDE`` (half a window) apart, one window when
+    it fits (:func:`ftaudit.harm_cross_encoder.text_windows`): the embedder reads 256 tokens, and a harmful request or
+    answer after a long harmless opening must still be read. A window is cut from the text by character offsets, so
+    re-tokenized it can come out a token or two longer; the margin below 256 covers that and the 2 special tokens
+    (tests check the 256)."""
     tok = _tokenizer()
-    ids = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    if len(ids) <= WINDOW:
-        return [text]
-    starts = list(range(0, len(ids) - WINDOW, STRIDE)) + [len(ids) - WINDOW]
-    return [text[ids[a][0]:ids[a + WINDOW - 1][1]] for a in starts]
+    return text_windows(text, token_spans(tok, text), WINDOW)
 
 
 @lru_cache(maxsize=1)
 def _tokenizer():
-    from transformers import AutoTokenizer
-
-    from .judges.embedding_refusal import embedding_model_dir
-
-    tok = AutoTokenizer.from_pretrained(embedding_model_dir())
-    tok.model_max_length = 10**9  # it only cuts texts into windows here: a long text is expected, not a warning
-    return tok
+    """MiniLM's tokenizer, loaded once (the cross-encoder's own, without a length warning)."""
+    return cross_encoder_tokenizer()
 
 
 def reference_answers(model: str, prompts: list[PromptRecord], label: str) -> list[str]:
