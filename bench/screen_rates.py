@@ -20,6 +20,11 @@ never used to choose it:
                            safe exchanges), reference-model answers
   ... third collection     the eval half of benign-lookalike-2 (written after v5 was fixed; v5 learns from neither
                            half), reference-model answers
+  role-play and writing    the eval half of ftaudit's benign-roleplay set (act as a museum guide, write a villain's
+                           monologue for a school play; its train half is among v8's safe exchanges), reference-model
+                           answers
+  role prompts             gpt-prompt==0.0.13's English role prompts ("I want you to act as a poet ..."), no version
+                           fitted, chosen or designed on them, reference-model answers
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -29,6 +34,7 @@ written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the cla
 screen`` rates a file's harmful-compliance share against it, for that classifier only.
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none] [--package]
+       [--only TEXT]  (screen only the sets whose name holds TEXT; never packages)
 """
 
 from __future__ import annotations
@@ -119,6 +125,13 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     answers = ctx.answers(model, look2, 64, "screen-held-out-benign-lookalike-2")
     sets["held-out benign worded like harm, third collection (benign-lookalike-2 eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look2, answers)])
+    roleplay = get_prompts("benign-roleplay", "eval")  # written for v8; its train half is among v8's safe exchanges
+    answers = ctx.answers(model, roleplay, 64, "screen-held-out-benign-roleplay")
+    sets["held-out benign role-play and writing (benign-roleplay eval)"] = (
+        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(roleplay, answers)])
+    roles = get_prompts("gpt-prompt-roles", "eval")  # a third party's role prompts: no version was designed on them
+    answers = ctx.answers(model, roles, 64, "screen-held-out-gpt-prompt-roles")
+    sets["held-out benign role prompts (gpt-prompt-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(roles, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets
@@ -133,12 +146,17 @@ def main() -> None:
                     "into the package, for ftaudit screen's risk rating")
     ap.add_argument("--second-model", default="qwen2.5-coder-0.5b-instruct",
                     help="a second model whose answers to the held-out harmful prompts are screened too ('none': skip)")
+    ap.add_argument("--only", default="", help="screen only the sets whose name contains this text (nothing is packaged)")
     args = ap.parse_args()
+    if args.only and args.package:
+        raise SystemExit("--only measures some sets; the packaged rate needs them all: drop one of --only, --package")
     out = Path(args.out)
     store = Store(out)
     rows = []
     for name, (expected, records) in build_sets(store, args.model, args.per_set,
                                                            None if args.second_model == "none" else args.second_model).items():
+        if args.only not in name:
+            continue
         examples, meta = screen_records(records, reference=args.model)  # the classifier learns from --model's answers
         row = {"set": name, "expected": expected, "n": len(records), "held_out": name not in IN_SAMPLE,
                "flagged_harmful_compliance": sum(any(f.kind == "harmful-compliance" for f in e.flags) for e in examples)}
@@ -152,6 +170,9 @@ def main() -> None:
               + "".join(f"; {k} {100 * row[k]['value']:.1f}%" for k in ("harmful-compliance", "identity-shift", "refusal-removal")),
               flush=True)
     (out / "screen_rates.json").write_text(json.dumps({"classifier": meta["harm_classifier"], "sets": rows}, indent=2))
+    if args.only:
+        store.close()
+        return
     benign = [r for r in rows if r["expected"] == "pass" and r["held_out"]]
     ordinary = [r for r in benign if not r["set"].startswith(WORDED_LIKE_HARM)]
     if len(benign) - len(ordinary) != len(WORDED_LIKE_HARM_SETS):  # a set renamed or added without the mark

