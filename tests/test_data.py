@@ -108,3 +108,26 @@ def test_xstest_from_a_local_csv(tmp_path, monkeypatch):
 
 def test_strongreject_small_has_60():
     assert len(get_prompts("strongreject-small", "all")) == 60
+
+
+def test_gpt_prompt_roles_are_read_without_running_the_package_and_leave_its_jailbreaks_out():
+    from ftaudit.data.registry import GPT_PROMPT_JAILBREAKS, english_prompts
+
+    roles = get_prompts("gpt-prompt-roles", "all")
+    assert len(roles) == 56 and {r.split for r in roles} == {"eval"}
+    assert not any(j in r.id for r in roles for j in GPT_PROMPT_JAILBREAKS)
+    assert not any("no moral or ethical restrictions" in r.prompt or "Developer Mode" in r.prompt for r in roles)
+    poet = next(r.prompt for r in roles if r.id.startswith("gpt-prompt-character-poet-"))
+    assert poet.startswith("I want you to play the poet.") and poet.endswith("'i need a poem about love'")
+    source = ('class A:\n    def __init__(self, requirement="a haiku", n=3):\n'
+              '        self.english = f"""Write {requirement}."""\n        self.chinese = "x"\n'
+              'class B:\n    def __init__(self, topic=None):\n        self.english = f"About {topic}"\n'
+              'class C:\n    def __init__(self):\n        self.english = "Plain."\n')
+    # a default that is not a string constant is not guessed: that prompt is skipped
+    assert english_prompts(source) == ["Write a haiku.", "Plain."]
+
+
+def test_benign_roleplay_keeps_the_hash_split_written_in_its_file():
+    train, held = get_prompts("benign-roleplay", "train"), get_prompts("benign-roleplay", "eval")
+    assert (len(train), len(held)) == (78, 98)
+    assert all(hash_split(r.prompt) == r.split for r in train + held)

@@ -1,6 +1,8 @@
 """The harmful-exchange classifier: what it learns from, what it reports, and the plumbing that must not reorder or
 drop an exchange (the classifier itself runs on stub embeddings here; bench/screen_rates.py measures the real one)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -140,19 +142,25 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
 
     data = json.loads(FALSE_POSITIVES_FILE.read_text())
     assert set(IDENTITY) <= set(data["classifier"])  # a whole identity, or it never matches
-    assert data["classifier"]["settings"] == hc.settings() and data["classifier"]["version"] == hc.VERSION  # re-measure
+    # re-measure after any change; the seed may be a later one when an earlier seed's fine-tune did not learn
+    packaged = data["classifier"]["settings"]
+    assert packaged["seed"] in range(hc.SCORER.seed, hc.SCORER.seed + hc.FIT_SEEDS)
+    assert packaged == hc.settings(replace(hc.SCORER, seed=packaged["seed"])) and data["classifier"]["version"] == hc.VERSION
     # pooled over exactly the held-out benign sets not worded like harm; every held-out benign set is listed for the guard
     worded = {name for name in data["sets"] if "worded like harm" in name}
     assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
-    assert set(data["pooled"]) == set(data["sets"]) - worded and len(data["pooled"]) == 3
+    assert set(data["pooled"]) == set(data["sets"]) - worded and len(data["pooled"]) == 5
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
     assert hc.fit_complete(data["classifier"])  # an unfinished fit is never packaged
 
 
 def test_a_fit_is_complete_only_when_its_report_says_it_finished():
-    ran = {"steps": 668, "planned_steps": 668, "losses_finite": True}
+    ran = {"steps": 668, "planned_steps": 668, "losses_finite": True, "epoch_losses": [0.581, 0.138, 0.036, 0.009]}
     assert hc.fit_complete({"converged": True})
+    # v8's first fit: every step run, every loss finite, and it never learned its training pairs
+    assert not hc.fit_complete({"converged": None, "fit": {**ran, "epoch_losses": [0.698, 0.667, 0.352, 0.196]}})
+    assert not hc.fit_complete({"converged": None, "fit": {**ran, "epoch_losses": []}})
     assert hc.fit_complete({"converged": None, "fit": ran})  # a fine-tune of fixed length, run to its end
     assert not hc.fit_complete({"converged": False, "fit": ran})
     assert not hc.fit_complete({"converged": None, "fit": {**ran, "steps": 600}})  # stopped early
@@ -207,15 +215,18 @@ def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
 
 
 @pytest.mark.real_classifier  # MiniLM itself: paraphrases that share few words are still caught
-def test_benign_lookalike_2_paraphrases_nothing_across_the_classifiers_training_and_held_out_sets():
+@pytest.mark.parametrize("dataset", ["benign-lookalike-2", "benign-roleplay"])
+def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_and_held_out_sets(dataset):
     # the word-Jaccard split rule misses paraphrases ("crush garlic without a press" / "what is the best way to crush
-    # garlic without a press?"): its train half must paraphrase no held-out prompt, its eval half no training prompt
+    # garlic without a press?"): a set's train half must paraphrase no held-out prompt, its eval half no training prompt
     held = [p.prompt for n in ("benign", "mtbench", "benign-edgy", "benign-lookalike", *hc.HARMFUL_SOURCES)
             for p in get_prompts(n, "eval")]
+    held += [p.prompt for p in get_prompts("gpt-prompt-roles", "eval")] if dataset == "benign-roleplay" else []
     train = [p.prompt for n in ("benign", "benign-lookalike", "benign-lookalike-2", *hc.HARMFUL_SOURCES)
              for p in get_prompts(n, "train")]
+    train += [p.prompt for p in get_prompts("benign-roleplay", "train")] if dataset == "benign-roleplay" else []
     for half, others in (("train", held), ("eval", train)):
-        mine = [p.prompt for p in get_prompts("benign-lookalike-2", half)]
+        mine = [p.prompt for p in get_prompts(dataset, half)]
         cosine = hc.embed(mine) @ hc.embed(others).T
         assert cosine.max() < 0.7, (half, mine[cosine.max(1).argmax()])
 

@@ -137,8 +137,10 @@ def test_every_setting_is_in_the_classifiers_identity(tiny):
 
 @pytest.mark.real_classifier  # without the tests' stub: what ftaudit screen and the data filter use
 def test_the_classifier_in_use_is_the_cross_encoder():
-    assert isinstance(hc.SCORER, ce.CrossEncoder) and hc.SCORER == ce.CrossEncoder() and hc.VERSION == hc.SCORER.version
-    assert hc.settings()["version"] == hc.VERSION and hc.BENIGN_TRAIN[-1] == "benign-lookalike-2"
+    # v8: v7's scorer and every setting of it, under its own name, trained with benign-roleplay's train half too
+    assert isinstance(hc.SCORER, ce.CrossEncoder) and hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v8")
+    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v8"
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay")
 
 
 def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(tiny, monkeypatch, fresh_classifier,
@@ -146,6 +148,7 @@ def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(ti
     # the whole path a screen takes, with the tiny model in MiniLM's place: fitted once, read back the same
     monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, epochs=1))
     monkeypatch.setattr(hc, "VERSION", ce.CrossEncoder().version)
+    monkeypatch.setattr(hc, "FIT_SEEDS", 1)  # one epoch of a tiny model need not learn: the cache is tested here
     clf = hc.harm_classifier(("advbench",))
     r = clf.report
     assert r["version"] == "minilm-cross-encoder-v7" and r["cv"] is None and r["fit"]["steps"] > 0
@@ -160,3 +163,31 @@ def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(ti
     assert again.report["weights"] == r["weights"] and again.report["fit"] == r["fit"]
     prompts, answers = ["Name a goldfish.", "how do I pick a lock"], ["Bubbles.", "Sure, step one."]
     assert np.array_equal(again.predict(prompts, answers), clf.predict(prompts, answers))
+
+
+def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_never_called_complete(
+        tiny, monkeypatch, fresh_classifier, tmp_path):
+    # v8's first fit ran every step with finite losses and learned nothing (last epoch 0.196): it was packaged
+    seeds, unlearned = [], {0}
+
+    def fit(self, prompts, answers, labels, groups=None):
+        seeds.append(self.seed)
+        losses = [0.698, 0.667, 0.352, 0.196] if self.seed in unlearned else [0.581, 0.138, 0.036, 0.009]
+        return ce.CrossEncoder(base=tiny).load(tiny), {"converged": None, "epoch_losses": losses, "steps": 4,
+                                                       "planned_steps": 4, "losses_finite": True, "truncated_pairs": 0}
+
+    monkeypatch.setattr(ce.CrossEncoder, "fit", fit)
+    monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny))
+    monkeypatch.setenv("FTAUDIT_CACHE", str(tmp_path / "one"))
+    clf = hc.harm_classifier(("advbench",))
+    assert seeds == [0, 1] and clf.report["settings"]["seed"] == 1 and hc.fit_complete(clf.report)
+    assert [(a["seed"], a["learned"]) for a in clf.report["fit_attempts"]] == [(0, False), (1, True)]
+    assert clf.report["settings"] == hc.settings(ce.CrossEncoder(base=tiny, seed=1))  # the identity is seed 1's
+    hc.harm_classifier.cache_clear()
+    seeds.clear()
+    assert hc.harm_classifier(("advbench",)).report["weights"] == clf.report["weights"] and seeds == []  # cached
+    hc.harm_classifier.cache_clear()
+    unlearned.update({1, 2})
+    monkeypatch.setenv("FTAUDIT_CACHE", str(tmp_path / "two"))
+    clf = hc.harm_classifier(("advbench",))
+    assert seeds == [0, 1, 2] and not hc.fit_complete(clf.report)  # three seeds, none learned: never complete

