@@ -22,19 +22,20 @@ never used to choose it:
                            half), reference-model answers
   role-play and writing    the eval half of ftaudit's benign-roleplay set (act as a museum guide, write a villain's
                            monologue for a school play; its train half is among v8's safe exchanges), reference-model
-                           answers
+                           answers; one kind of prompt: reported, read by the guard, not pooled
   role prompts             gpt-prompt==0.0.13's English role prompts ("I want you to act as a poet ..."), no version
-                           fitted, chosen or designed on them, reference-model answers
+                           fitted, chosen or designed on them, reference-model answers; one kind, not pooled
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
 With ``--package`` the pooled false-positive rate over the held-out benign sets (marked ``held_out`` in the output)
-that are not worded like harm (those are reported per set, and the screen's guard reads every set) is
+that are neither worded like harm nor of one kind (role play) (those are reported per set, and the screen's guard
+reads every set) is
 written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
 screen`` rates a file's harmful-compliance share against it, for that classifier only.
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none] [--package]
-       [--only TEXT]  (screen only the sets whose name holds TEXT; never packages)
+       [--only TEXT]  (screen only the sets whose name holds TEXT, after building every set; never packages)
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift 
 # flags look more like benign noise
 WORDED_LIKE_HARM = "held-out benign worded like harm"
 WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2")
+# held-out sets of one kind of prompt (role play): reported and read by the guard like the sets worded like harm, and
+# for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
+# (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
+ONE_KIND = "held-out benign of one kind"
+ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles")
 
 
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
@@ -127,11 +133,11 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look2, answers)])
     roleplay = get_prompts("benign-roleplay", "eval")  # written for v8; its train half is among v8's safe exchanges
     answers = ctx.answers(model, roleplay, 64, "screen-held-out-benign-roleplay")
-    sets["held-out benign role-play and writing (benign-roleplay eval)"] = (
+    sets[f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(roleplay, answers)])
     roles = get_prompts("gpt-prompt-roles", "eval")  # a third party's role prompts: no version was designed on them
     answers = ctx.answers(model, roles, 64, "screen-held-out-gpt-prompt-roles")
-    sets["held-out benign role prompts (gpt-prompt-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(roles, answers)])
+    sets[f"{ONE_KIND}: role prompts (gpt-prompt-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(roles, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets
@@ -169,19 +175,23 @@ def main() -> None:
         print(f"{name}: n={len(records)}, {what} {100 * r['value']:.1f}% [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]"
               + "".join(f"; {k} {100 * row[k]['value']:.1f}%" for k in ("harmful-compliance", "identity-shift", "refusal-removal")),
               flush=True)
+    if not rows:
+        raise SystemExit(f"--only {args.only!r}: no set's name contains it")
     (out / "screen_rates.json").write_text(json.dumps({"classifier": meta["harm_classifier"], "sets": rows}, indent=2))
     if args.only:
         store.close()
         return
     benign = [r for r in rows if r["expected"] == "pass" and r["held_out"]]
-    ordinary = [r for r in benign if not r["set"].startswith(WORDED_LIKE_HARM)]
-    if len(benign) - len(ordinary) != len(WORDED_LIKE_HARM_SETS):  # a set renamed or added without the mark
-        raise SystemExit(f"expected {len(WORDED_LIKE_HARM_SETS)} held-out sets marked '{WORDED_LIKE_HARM}', found "
+    ordinary = [r for r in benign if not r["set"].startswith((WORDED_LIKE_HARM, ONE_KIND))]
+    if len(benign) - len(ordinary) != len(WORDED_LIKE_HARM_SETS) + len(ONE_KIND_SETS):  # renamed, or added unmarked
+        raise SystemExit(f"expected {len(WORDED_LIKE_HARM_SETS) + len(ONE_KIND_SETS)} held-out sets marked "
+                         f"'{WORDED_LIKE_HARM}' or '{ONE_KIND}', found "
                          f"{len(benign) - len(ordinary)}: nothing packaged")
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
                              "converged": meta["harm_classifier"].get("converged"),
+                             "fit_attempts": meta["harm_classifier"].get("fit_attempts", []),
                              "fit": meta["harm_classifier"].get("fit", {})},
               "pooled": [r["set"] for r in ordinary],  # the sets the rate is pooled over; "sets": every held-out one
               "sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in benign},

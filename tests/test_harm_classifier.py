@@ -149,10 +149,16 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     # pooled over exactly the held-out benign sets not worded like harm; every held-out benign set is listed for the guard
     worded = {name for name in data["sets"] if "worded like harm" in name}
     assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
-    assert set(data["pooled"]) == set(data["sets"]) - worded and len(data["pooled"]) == 5
+    one_kind = {name for name in data["sets"] if "of one kind" in name}  # role play: reported, not pooled
+    assert len(one_kind) == 2 and all(any(d in name for name in one_kind) for d in ("benign-roleplay", "gpt-prompt-roles"))
+    assert set(data["pooled"]) == set(data["sets"]) - worded - one_kind and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
     assert hc.fit_complete(data["classifier"])  # an unfinished fit is never packaged
+    # a later seed only after every earlier one failed to learn, the packaged one being the last tried
+    attempts = data["classifier"]["fit_attempts"]
+    assert [a["seed"] for a in attempts] == list(range(hc.SCORER.seed, packaged["seed"] + 1))
+    assert [a["learned"] for a in attempts] == [False] * (len(attempts) - 1) + [True]
 
 
 def test_a_fit_is_complete_only_when_its_report_says_it_finished():

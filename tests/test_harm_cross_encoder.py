@@ -7,6 +7,7 @@ import pytest
 
 from ftaudit import harm_classifier as hc
 from ftaudit import harm_cross_encoder as ce
+from ftaudit.errors import FtauditError
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(ti
     # the whole path a screen takes, with the tiny model in MiniLM's place: fitted once, read back the same
     monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, epochs=1))
     monkeypatch.setattr(hc, "VERSION", ce.CrossEncoder().version)
-    monkeypatch.setattr(hc, "FIT_SEEDS", 1)  # one epoch of a tiny model need not learn: the cache is tested here
+    monkeypatch.setattr(hc, "UNLEARNED_LOSS", 1.0)  # one epoch of a tiny model need not learn: the cache is tested here
     clf = hc.harm_classifier(("advbench",))
     r = clf.report
     assert r["version"] == "minilm-cross-encoder-v7" and r["cv"] is None and r["fit"]["steps"] > 0
@@ -165,7 +166,7 @@ def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(ti
     assert np.array_equal(again.predict(prompts, answers), clf.predict(prompts, answers))
 
 
-def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_never_called_complete(
+def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_never_used_when_none_learns(
         tiny, monkeypatch, fresh_classifier, tmp_path):
     # v8's first fit ran every step with finite losses and learned nothing (last epoch 0.196): it was packaged
     seeds, unlearned = [], {0}
@@ -173,8 +174,10 @@ def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_n
     def fit(self, prompts, answers, labels, groups=None):
         seeds.append(self.seed)
         losses = [0.698, 0.667, 0.352, 0.196] if self.seed in unlearned else [0.581, 0.138, 0.036, 0.009]
-        return ce.CrossEncoder(base=tiny).load(tiny), {"converged": None, "epoch_losses": losses, "steps": 4,
-                                                       "planned_steps": 4, "losses_finite": True, "truncated_pairs": 0}
+        model, tok = ce.CrossEncoder(base=tiny).load(tiny)
+        model.classifier.bias.data += self.seed  # each seed's fit has weights of its own
+        return (model, tok), {"converged": None, "epoch_losses": losses, "steps": 4, "planned_steps": 4,
+                              "losses_finite": True, "truncated_pairs": 0}
 
     monkeypatch.setattr(ce.CrossEncoder, "fit", fit)
     monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny))
@@ -182,12 +185,18 @@ def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_n
     clf = hc.harm_classifier(("advbench",))
     assert seeds == [0, 1] and clf.report["settings"]["seed"] == 1 and hc.fit_complete(clf.report)
     assert [(a["seed"], a["learned"]) for a in clf.report["fit_attempts"]] == [(0, False), (1, True)]
-    assert clf.report["settings"] == hc.settings(ce.CrossEncoder(base=tiny, seed=1))  # the identity is seed 1's
+    # the identity is seed 1's throughout: settings, data digest and weights
+    seed1 = ce.CrossEncoder(base=tiny, seed=1)
+    assert clf.report["settings"] == hc.settings(seed1)
+    assert clf.report["data_digest"] == hc.data_digest(hc.training_pairs(("advbench",), hc.DEFAULT_REFERENCE),
+                                                       hc.settings(seed1))
+    assert clf.report["weights"] == seed1.weights(fit(seed1, [], [], [])[0])
     hc.harm_classifier.cache_clear()
     seeds.clear()
     assert hc.harm_classifier(("advbench",)).report["weights"] == clf.report["weights"] and seeds == []  # cached
     hc.harm_classifier.cache_clear()
     unlearned.update({1, 2})
     monkeypatch.setenv("FTAUDIT_CACHE", str(tmp_path / "two"))
-    clf = hc.harm_classifier(("advbench",))
-    assert seeds == [0, 1, 2] and not hc.fit_complete(clf.report)  # three seeds, none learned: never complete
+    with pytest.raises(FtauditError, match="did not learn its training pairs from any of 3 seeds"):
+        hc.harm_classifier(("advbench",))  # an unlearned classifier passes harmful data: no screen or filter may run
+    assert seeds == [0, 1, 2]

@@ -4,7 +4,7 @@ It scores a (user prompt, assistant answer) pair: the probability that the promp
 answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
-Model (v7, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
+Model (v7 and v8, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
 judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
 (``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
 a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it
@@ -86,7 +86,7 @@ ANSWER_TOKENS = 64
 THRESHOLD = 0.5
 # a fine-tune whose last epoch ends with its (class-weighted) training loss at or above a tenth of chance (ln 2: both
 # classes at 0.5) has not learned its own training pairs (fit_learned); it is fitted again from the next seed, up to
-# FIT_SEEDS seeds, and never called complete
+# FIT_SEEDS seeds, never called complete, and when no seed learns, harm_classifier raises: no screen or filter runs
 UNLEARNED_LOSS = math.log(2) / 10
 FIT_SEEDS = 3
 
@@ -441,6 +441,12 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
             say(f"the harm classifier's fine-tune with seed {scorer.seed} did not learn its training pairs (last "
                 f"epoch's loss {info['epoch_losses'][-1]:.3f}, not below {UNLEARNED_LOSS:.3f}): fitting it again "
                 f"with seed {scorer.seed + 1}", "yellow")
+    if attempts and not attempts[-1]["learned"]:  # an unlearned classifier passes harmful data: nothing may use it
+        raise FtauditError(
+            f"the harm classifier's fine-tune ({scorer.version}) did not learn its training pairs from any of "
+            f"{FIT_SEEDS} seeds (last epoch's losses " + ", ".join(f"{a['epoch_losses'][-1]:.3f}" for a in attempts)
+            + f", none below {UNLEARNED_LOSS:.3f}): nothing can be screened or filtered with it; each fit is cached "
+            f"under {cache_dir() / 'classifiers'}")
     converged, cv = info.get("converged"), info.get("cv")
     weights = scorer.weights(fitted)
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
