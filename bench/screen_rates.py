@@ -196,11 +196,11 @@ def main() -> None:
               "pooled": [r["set"] for r in ordinary],  # the sets the rate is pooled over; "sets": every held-out one
               "sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in benign},
               "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
-    print(f"pooled held-out benign (not worded like harm) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
+    print(f"pooled held-out benign (neither worded like harm nor of one kind) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
     if args.package and not fit_complete(meta["harm_classifier"]):  # unconverged, or a fit cached unrecorded
         raise SystemExit("not packaged: the classifier's fit is not recorded as complete (converged, or every planned "
-                         "step run), so its rate may not be the shipped fit's")
+                         "step run and its training pairs learned), so its rate may not be the shipped fit's")
     if args.package:
         FALSE_POSITIVES_FILE.write_text(json.dumps(pooled, indent=2) + "\n")
         print(f"written: {FALSE_POSITIVES_FILE}")

@@ -41,14 +41,15 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     r = clf.report
     assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2")
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay")
     assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
     assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
     fitted = clf.fitted_harmful | clf.fitted_benign
-    for name in ("benign-lookalike", "benign-lookalike-2"):
+    for name in ("benign-lookalike", "benign-lookalike-2", "benign-roleplay"):
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
-        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7)
+        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7, v8)
+    assert r["held_out"]["gpt-prompt-roles"]["n"] == 56  # all eval, none fitted on
     assert r["converged"] is True
 
 
@@ -159,6 +160,8 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     attempts = data["classifier"]["fit_attempts"]
     assert [a["seed"] for a in attempts] == list(range(hc.SCORER.seed, packaged["seed"] + 1))
     assert [a["learned"] for a in attempts] == [False] * (len(attempts) - 1) + [True]
+    assert all(a["learned"] == hc.fit_learned(a) for a in attempts)  # recomputed, not trusted
+    assert attempts[-1]["epoch_losses"] == data["classifier"]["fit"]["epoch_losses"]
 
 
 def test_a_fit_is_complete_only_when_its_report_says_it_finished():

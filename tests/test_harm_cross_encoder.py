@@ -149,7 +149,7 @@ def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(ti
     # the whole path a screen takes, with the tiny model in MiniLM's place: fitted once, read back the same
     monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, epochs=1))
     monkeypatch.setattr(hc, "VERSION", ce.CrossEncoder().version)
-    monkeypatch.setattr(hc, "UNLEARNED_LOSS", 1.0)  # one epoch of a tiny model need not learn: the cache is tested here
+    monkeypatch.setattr(hc, "UNLEARNED_LOSS", float("inf"))  # one epoch of a tiny model need not learn: the cache is tested here
     clf = hc.harm_classifier(("advbench",))
     r = clf.report
     assert r["version"] == "minilm-cross-encoder-v7" and r["cv"] is None and r["fit"]["steps"] > 0
@@ -179,10 +179,16 @@ def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_n
         return (model, tok), {"converged": None, "epoch_losses": losses, "steps": 4, "planned_steps": 4,
                               "losses_finite": True, "truncated_pairs": 0}
 
+    import ftaudit.progress as progress
+
+    said, real_say = [], progress.say
+    monkeypatch.setattr(progress, "say", lambda text, *a, **kw: said.append(text) or real_say(text, *a, **kw))
+    redo = lambda: sum("fitting it again with seed" in t for t in said)  # noqa: E731
     monkeypatch.setattr(ce.CrossEncoder, "fit", fit)
     monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny))
     monkeypatch.setenv("FTAUDIT_CACHE", str(tmp_path / "one"))
     clf = hc.harm_classifier(("advbench",))
+    assert redo() == 1  # said once, before seed 1's fit
     assert seeds == [0, 1] and clf.report["settings"]["seed"] == 1 and hc.fit_complete(clf.report)
     assert [(a["seed"], a["learned"]) for a in clf.report["fit_attempts"]] == [(0, False), (1, True)]
     # the identity is seed 1's throughout: settings, data digest and weights
@@ -193,10 +199,15 @@ def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_n
     assert clf.report["weights"] == seed1.weights(fit(seed1, [], [], [])[0])
     hc.harm_classifier.cache_clear()
     seeds.clear()
-    assert hc.harm_classifier(("advbench",)).report["weights"] == clf.report["weights"] and seeds == []  # cached
+    again = hc.harm_classifier(("advbench",)).report
+    assert again["weights"] == clf.report["weights"] and seeds == [] and redo() == 1  # both read back, nothing said
+    assert [(a["seed"], a["learned"]) for a in again["fit_attempts"]] == [(0, False), (1, True)]
     hc.harm_classifier.cache_clear()
     unlearned.update({1, 2})
     monkeypatch.setenv("FTAUDIT_CACHE", str(tmp_path / "two"))
     with pytest.raises(FtauditError, match="did not learn its training pairs from any of 3 seeds"):
         hc.harm_classifier(("advbench",))  # an unlearned classifier passes harmful data: no screen or filter may run
+    assert seeds == [0, 1, 2] and redo() == 3
+    with pytest.raises(FtauditError, match="any of 3 seeds"):  # a rerun reads the same fits and stops again
+        hc.harm_classifier(("advbench",))
     assert seeds == [0, 1, 2]

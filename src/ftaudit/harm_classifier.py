@@ -427,8 +427,8 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
         else:
             if attempts:  # said only when a fit is about to run: a cached later seed is read without a word
                 say(f"the harm classifier's fine-tune with seed {attempts[-1]['seed']} did not learn its training "
-                    f"pairs (last epoch's loss {attempts[-1]['epoch_losses'][-1]:.3f}, not below "
-                    f"{UNLEARNED_LOSS:.3f}): fitting it again with seed {scorer.seed}", "yellow")
+                    f"pairs (last epoch's loss {(attempts[-1]['epoch_losses'] or [float('nan')])[-1]:.3f}, not "
+                    f"below {UNLEARNED_LOSS:.3f}): fitting it again with seed {scorer.seed}", "yellow")
             say(f"fitting the harm classifier ({scorer.version}) on {len(data.labels)} training pairs: once, then "
                 "cached", "cyan")
             groups = [norm(p) for p in data.prompts] if scorer.cv_at_fit else None
@@ -436,17 +436,20 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
             with atomic_dir(path) as tmp:
                 scorer.save(fitted, tmp)
                 (tmp / "fit.json").write_text(json.dumps(info))
-        if "epoch_losses" not in info:  # a regression: its convergence flag says whether it finished
+        if "epoch_losses" not in info and not attempts:  # a regression: its convergence flag says whether it finished
             break
-        attempts.append({"seed": scorer.seed, "epoch_losses": info["epoch_losses"], "learned": fit_learned(info)})
+        attempts.append({"seed": scorer.seed, "epoch_losses": info.get("epoch_losses") or [],
+                         "learned": fit_learned(info)})
         if fit_learned(info):
             break
     if attempts and not attempts[-1]["learned"]:  # an unlearned classifier passes harmful data: nothing may use it
         raise FtauditError(
             f"the harm classifier's fine-tune ({scorer.version}) did not learn its training pairs from any of "
-            f"{FIT_SEEDS} seeds (last epoch's losses " + ", ".join(f"{a['epoch_losses'][-1]:.3f}" for a in attempts)
-            + f", none below {UNLEARNED_LOSS:.3f}): nothing can be screened or filtered with it; each fit is cached "
-            f"under {cache_dir() / 'classifiers'}")
+            f"{FIT_SEEDS} seeds (last epoch's losses " + ", ".join(f"{a['epoch_losses'][-1]:.3f}" if a["epoch_losses"]
+                                                        else "none recorded" for a in attempts)
+            + f", none below {UNLEARNED_LOSS:.3f}): nothing can be screened or filtered with it, and a rerun reads the "
+            f"same fits (cached under {cache_dir() / 'classifiers'}); another --reference-model gives other training "
+            "pairs")
     converged, cv = info.get("converged"), info.get("cv")
     weights = scorer.weights(fitted)
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one

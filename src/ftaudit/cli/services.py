@@ -74,8 +74,7 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
             "fit's, and the packaged false-positive rate applies only where its weights match the measured ones", "yellow")
     elif not fit_complete(meta["harm_classifier"]):
         say("the classifier's fit is not recorded as complete (fewer steps than planned, a loss that was not finite, "
-            "a fine-tune that did not learn its training pairs, or a fit cached before this was recorded): read its "
-            "flags with care", "yellow")
+            "or a fit cached before this was recorded): read its flags with care", "yellow")
     say(f"per-example flags: {where / 'screen.jsonl'}; summary: {where / 'screen.json'}")
     if result.fails(fail_on):
         raise typer.Exit(1)

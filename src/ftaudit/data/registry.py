@@ -235,7 +235,7 @@ GPT_PROMPT_JAILBREAKS = ("mongo_tom_prompt", "anti_dan", "developer_mode")
                   "'I want you to act as a poet / a film critic / a dream interpreter ...', most with a first request), "
                   "the 56 its classes set as self.english, read from the wheel's source without running it (three "
                   "modules define theirs at module level with a placeholder, interviewer, translator and terminal, "
-                  "and are not read); its three jailbreak templates (Mongo Tom, Anti-DAN, "
+                  "and are not read; relationship_coach is empty); its three jailbreak templates (Mongo Tom, Anti-DAN, "
                   "Developer Mode) are left out as not benign. A held-out benign set for the harm classifier "
                   "that no version was fitted, chosen or designed on (all eval)", split_rule="eval-only")
 def _gpt_prompt_roles() -> list[PromptRecord]:
