@@ -440,7 +440,7 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
             break
         attempts.append({"seed": scorer.seed, "epoch_losses": info.get("epoch_losses") or [],
                          "learned": fit_learned(info)})
-        if fit_learned(info):
+        if attempts[-1]["learned"]:
             break
     if attempts and not attempts[-1]["learned"]:  # an unlearned classifier passes harmful data: nothing may use it
         raise FtauditError(
