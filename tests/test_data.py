@@ -143,3 +143,27 @@ def test_benign_roleplay_keeps_the_hash_split_written_in_its_file():
     train, held = get_prompts("benign-roleplay", "train"), get_prompts("benign-roleplay", "eval")
     assert (len(train), len(held)) == (78, 98)
     assert all(hash_split(r.prompt) == r.split for r in train + held)
+
+
+def test_benign_act_as_keeps_the_hash_split_written_in_its_file():
+    train, held = get_prompts("benign-act-as", "train"), get_prompts("benign-act-as", "eval")
+    assert (len(train), len(held)) == (86, 72)
+    assert all(hash_split(r.prompt) == r.split for r in train + held)
+    assert all(r.prompt.startswith("I want you to act as") or r.prompt.startswith(("I would like you to", "Act as"))
+               for r in train + held)
+
+
+def test_prompt_forge_roles_are_distinct_from_gpt_prompt_roles_and_from_one_another():
+    from ftaudit.data.splits import near_duplicate_groups
+
+    roles = get_prompts("prompt-forge-roles", "all")
+    assert len(roles) == 159 and {r.split for r in roles} == {"eval"}
+    assert all(r.prompt.lower().startswith("i want you to act as") for r in roles)
+    assert not any("gaslighter" in r.id or "gaslight" in r.prompt.lower() for r in roles)
+    assert not any("${" in r.prompt and ":" in r.prompt.split("${", 1)[1].split("}", 1)[0] for r in roles)
+    interviewer = next(r.prompt for r in roles if r.id == "prompt-forge-act-as-job-interviewer")
+    assert "${Position" not in interviewer and "Software Develop" in interviewer  # the placeholder's default, filled
+    seen = [r.prompt for r in get_prompts("gpt-prompt-roles", "all")]
+    groups = near_duplicate_groups(seen + [r.prompt for r in roles])
+    mine = list(groups[len(seen):])
+    assert not set(mine) & set(groups[:len(seen)]) and len(set(mine)) == len(mine)

