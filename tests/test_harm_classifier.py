@@ -41,15 +41,15 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     r = clf.report
     assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay")
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
     assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
     assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
     fitted = clf.fitted_harmful | clf.fitted_benign
-    for name in ("benign-lookalike", "benign-lookalike-2", "benign-roleplay"):
+    for name in ("benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as"):
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
-        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7, v8)
-    assert r["held_out"]["gpt-prompt-roles"]["n"] == 56  # all eval, none fitted on
+        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7 to v9)
+    assert r["held_out"]["gpt-prompt-roles"]["n"] == 56 and r["held_out"]["prompt-forge-roles"]["n"] == 159  # all eval
     assert r["converged"] is True
 
 
@@ -151,7 +151,8 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     worded = {name for name in data["sets"] if "worded like harm" in name}
     assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
     one_kind = {name for name in data["sets"] if "of one kind" in name}  # role play: reported, not pooled
-    assert len(one_kind) == 2 and all(any(d in name for name in one_kind) for d in ("benign-roleplay", "gpt-prompt-roles"))
+    assert len(one_kind) == 4 and all(any(d in name for name in one_kind)
+                                      for d in ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles"))
     assert set(data["pooled"]) == set(data["sets"]) - worded - one_kind and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
@@ -224,16 +225,19 @@ def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
 
 
 @pytest.mark.real_classifier  # MiniLM itself: paraphrases that share few words are still caught
-@pytest.mark.parametrize("dataset", ["benign-lookalike-2", "benign-roleplay"])
+@pytest.mark.parametrize("dataset", ["benign-lookalike-2", "benign-roleplay", "benign-act-as"])
 def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_and_held_out_sets(dataset):
     # the word-Jaccard split rule misses paraphrases ("crush garlic without a press" / "what is the best way to crush
     # garlic without a press?"): a set's train half must paraphrase no held-out prompt, its eval half no training prompt
     held = [p.prompt for n in ("benign", "mtbench", "benign-edgy", "benign-lookalike", *hc.HARMFUL_SOURCES)
             for p in get_prompts(n, "eval")]
-    held += [p.prompt for p in get_prompts("gpt-prompt-roles", "eval")] if dataset == "benign-roleplay" else []
+    later = {"benign-roleplay": ["benign-lookalike-2", "gpt-prompt-roles"],
+             "benign-act-as": ["benign-lookalike-2", "benign-roleplay", "gpt-prompt-roles", "prompt-forge-roles"]}
+    held += [p.prompt for n in later.get(dataset, []) for p in get_prompts(n, "eval")]
     train = [p.prompt for n in ("benign", "benign-lookalike", "benign-lookalike-2", *hc.HARMFUL_SOURCES)
              for p in get_prompts(n, "train")]
-    train += [p.prompt for p in get_prompts("benign-roleplay", "train")] if dataset == "benign-roleplay" else []
+    train += [p.prompt for n in ("benign-roleplay", "benign-act-as")[:1 + (dataset == "benign-act-as")]
+              for p in get_prompts(n, "train")] if dataset != "benign-lookalike-2" else []
     for half, others in (("train", held), ("eval", train)):
         mine = [p.prompt for p in get_prompts(dataset, half)]
         cosine = hc.embed(mine) @ hc.embed(others).T

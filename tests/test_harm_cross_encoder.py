@@ -138,10 +138,11 @@ def test_every_setting_is_in_the_classifiers_identity(tiny):
 
 @pytest.mark.real_classifier  # without the tests' stub: what ftaudit screen and the data filter use
 def test_the_classifier_in_use_is_the_cross_encoder():
-    # v8: v7's scorer and every setting of it, under its own name, trained with benign-roleplay's train half too
-    assert isinstance(hc.SCORER, ce.CrossEncoder) and hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v8")
-    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v8"
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay")
+    # v9: v7's scorer and every setting of it, under its own name, trained with benign-roleplay's (v8) and
+    # benign-act-as' (v9) train halves too
+    assert isinstance(hc.SCORER, ce.CrossEncoder) and hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v9")
+    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v9"
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
 
 
 def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(tiny, monkeypatch, fresh_classifier,

