@@ -157,6 +157,14 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
     assert hc.fit_complete(data["classifier"])  # an unfinished fit is never packaged
+    # each held-out set is its dataset's eval split, whole: a train half (learned) never enters a held-out row
+    dataset = {"benign eval": "benign", "MT-Bench": "mtbench", "benign-edgy": "benign-edgy",
+               "benign-lookalike eval": "benign-lookalike", "benign-lookalike-2 eval": "benign-lookalike-2",
+               "benign-roleplay eval": "benign-roleplay", "gpt-prompt-roles": "gpt-prompt-roles",
+               "benign-act-as eval": "benign-act-as", "prompt-forge-roles": "prompt-forge-roles"}
+    held = {name: name[name.rindex("(") + 1:-1] for name in data["sets"] if name.startswith("held-out")}
+    assert set(held.values()) == set(dataset)
+    assert all(data["sets"][name][1] == len(get_prompts(dataset[d], "eval")) for name, d in held.items())
     # a later seed only after every earlier one failed to learn, the packaged one being the last tried
     attempts = data["classifier"]["fit_attempts"]
     assert [a["seed"] for a in attempts] == list(range(hc.SCORER.seed, packaged["seed"] + 1))
@@ -242,6 +250,17 @@ def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_
         mine = [p.prompt for p in get_prompts(dataset, half)]
         cosine = hc.embed(mine) @ hc.embed(others).T
         assert cosine.max() < 0.7, (half, mine[cosine.max(1).argmax()])
+
+
+@pytest.mark.real_classifier
+@pytest.mark.parametrize("dataset", ["benign-act-as", "prompt-forge-roles"])
+def test_v9s_clean_held_out_sets_paraphrase_no_training_prompt(dataset):
+    # the sets v9 is read as clean on: none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set the
+    # classifier learns from (every benign training set's train half and the harmful benchmarks' train prompts)
+    train = [p.prompt for n in (*hc.BENIGN_TRAIN, *hc.HARMFUL_SOURCES) for p in get_prompts(n, "train")]
+    mine = [p.prompt for p in get_prompts(dataset, "eval")]
+    cosine = hc.embed(mine) @ hc.embed(train).T
+    assert cosine.max() < 0.7, mine[cosine.max(1).argmax()]
 
 
 def test_a_fit_not_recorded_as_complete_is_said_by_the_screen(monkeypatch, fresh_classifier, isolated_cache, tmp_path):
