@@ -1,0 +1,60 @@
+"""Does the harm classifier's fine-tune learn from every seed if its batches are drawn at random? (not a timed test)
+
+Why: the cross-encoder (:mod:`ftaudit.harm_cross_encoder`) fails to learn its own training pairs from some seeds
+(v8: seeds 0 and 1 failed, seed 2 learned; v9: seed 0 failed, seed 1 learned; docs/services.md), so a service's first
+screen may cost three fits, or stop with no classifier at all. One suspect is the batching: ``group_by_length``
+sorts each mega-batch by length, and the harm classifier's pairs differ in length by kind (a refusal or an MMLU
+choice is short, a compliant answer long), so many batches hold one class only and the class weights do not act
+within them. This bench fits the current training pairs (v9's data) with every setting of ``SCORER`` but the
+sampling, drawn at random instead, from seeds 0, 1 and 2, and prints each fit's epoch losses and whether it learned
+(``harm_classifier.fit_learned``: the last epoch's loss below ln 2 / 10).
+
+The rule, written before any of these fits ran: random sampling is a candidate for the next classifier version if
+all three seeds learn; it is judged on the training loss only (no held-out set is read here), and adopting it would
+be a new version, measured by ``bench/screen_rates.py`` like any other. The classifier in use is not changed: the
+sampling is swapped in this process only, by wrapping ``TrainingArguments``, and nothing is cached.
+
+Usage: python bench/harm_fit_stability.py [--seeds 0 1 2] [--sampling random]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from unittest import mock
+
+import transformers
+
+from ftaudit import harm_classifier as hc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sampling", default="random", help="TrainingArguments.train_sampling_strategy")
+    args = ap.parse_args()
+    data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)
+    print(f"{len(data.labels)} training pairs ({sum(data.labels)} harmful), settings of {hc.SCORER.version} but "
+          f"sampling {args.sampling!r}")
+    real = transformers.TrainingArguments
+
+    def sampled(*a, **kw):  # every other setting as the scorer passes it
+        return real(*a, **{**kw, "train_sampling_strategy": args.sampling})
+
+    rows = []
+    for seed in args.seeds:
+        start = time.time()
+        with mock.patch.object(transformers, "TrainingArguments", sampled):
+            _, fit = replace(hc.SCORER, seed=seed).fit(data.prompts, data.answers, data.labels)
+        rows.append({"seed": seed, "sampling": args.sampling, "epoch_losses": fit["epoch_losses"],
+                     "learned": hc.fit_learned(fit), "steps": fit["steps"], "seconds": round(time.time() - start)})
+        print(json.dumps(rows[-1]))
+    learned = sum(r["learned"] for r in rows)
+    print(f"{learned} of {len(rows)} seeds learned with sampling {args.sampling!r}; the rule asks for all "
+          f"{len(rows)}: {'a candidate' if learned == len(rows) else 'not a candidate'}")
+
+
+if __name__ == "__main__":
+    main()
