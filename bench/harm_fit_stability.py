@@ -12,7 +12,9 @@ sampling, drawn at random instead, from seeds 0, 1 and 2, and prints each fit's 
 The rule, written before any of these fits ran: random sampling is a candidate for the next classifier version if
 all three seeds learn; it is judged on the training loss only (no held-out set is read here), and adopting it would
 be a new version, measured by ``bench/screen_rates.py`` like any other. The classifier in use is not changed: the
-sampling is swapped in this process only, by wrapping ``TrainingArguments``, and nothing is cached.
+sampling is swapped in this process only, by replacing the ``Trainer``'s train sampler (a first attempt that wrapped
+``TrainingArguments`` did not take: ``from transformers import TrainingArguments`` still found the original, and
+its fit retraced v9's seed-0 losses; each row now names the sampler that ran), and nothing is cached.
 
 Usage: python bench/harm_fit_stability.py [--seeds 0 1 2] [--sampling random]
 """
@@ -38,18 +40,25 @@ def main() -> None:
     data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)
     print(f"{len(data.labels)} training pairs ({sum(data.labels)} harmful), settings of {hc.SCORER.version} but "
           f"sampling {args.sampling!r}")
-    real = transformers.TrainingArguments
+    real = transformers.Trainer._get_train_sampler
+    used = []
 
-    def sampled(*a, **kw):  # every other setting as the scorer passes it
-        return real(*a, **{**kw, "train_sampling_strategy": args.sampling})
+    def sampler(self, train_dataset=None):  # the Trainer's own choice for this strategy, every other setting kept
+        self.args.train_sampling_strategy = args.sampling
+        chosen = real(self, train_dataset)
+        used.append(type(chosen).__name__)
+        return chosen
 
     rows = []
     for seed in args.seeds:
-        start = time.time()
-        with mock.patch.object(transformers, "TrainingArguments", sampled):
+        start, used[:] = time.time(), []
+        with mock.patch.object(transformers.Trainer, "_get_train_sampler", sampler):
             _, fit = replace(hc.SCORER, seed=seed).fit(data.prompts, data.answers, data.labels)
-        rows.append({"seed": seed, "sampling": args.sampling, "epoch_losses": fit["epoch_losses"],
-                     "learned": hc.fit_learned(fit), "steps": fit["steps"], "seconds": round(time.time() - start)})
+        rows.append({"seed": seed, "sampling": args.sampling, "sampler": sorted(set(used)),
+                     "epoch_losses": fit["epoch_losses"], "learned": hc.fit_learned(fit), "steps": fit["steps"],
+                     "seconds": round(time.time() - start)})
+        if not used:
+            raise SystemExit("the sampler was not replaced: nothing measured")
         print(json.dumps(rows[-1]))
     learned = sum(r["learned"] for r in rows)
     print(f"{learned} of {len(rows)} seeds learned with sampling {args.sampling!r}; the rule asks for all "
