@@ -244,8 +244,8 @@ def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_
     held += [p.prompt for n in later.get(dataset, []) for p in get_prompts(n, "eval")]
     train = [p.prompt for n in ("benign", "benign-lookalike", "benign-lookalike-2", *hc.HARMFUL_SOURCES)
              for p in get_prompts(n, "train")]
-    train += [p.prompt for n in ("benign-roleplay", "benign-act-as")[:1 + (dataset == "benign-act-as")]
-              for p in get_prompts(n, "train")] if dataset != "benign-lookalike-2" else []
+    learned_later = {"benign-roleplay": ["benign-roleplay"], "benign-act-as": ["benign-roleplay", "benign-act-as"]}
+    train += [p.prompt for n in learned_later.get(dataset, []) for p in get_prompts(n, "train")]
     for half, others in (("train", held), ("eval", train)):
         mine = [p.prompt for p in get_prompts(dataset, half)]
         cosine = hc.embed(mine) @ hc.embed(others).T
