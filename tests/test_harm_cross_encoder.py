@@ -2,6 +2,8 @@
 pairs, and a fit is what it says it is. A tiny random BERT with MiniLM's tokenizer stands in for MiniLM (seconds);
 ``bench/harm_cross_encoder.py`` and ``bench/screen_rates.py`` measure the real one."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,7 @@ def test_a_fit_learns_its_pairs_and_comes_back_from_disk_the_same(tiny, tmp_path
     assert ((p >= 0.5) == np.array(labels, bool)).mean() >= 0.9  # it learned what it was shown
     assert info["steps"] == info["planned_steps"] == 30 * 5 and len(info["epoch_losses"]) == 30
     assert info["converged"] is None and info["losses_finite"] is True and info["truncated_pairs"] == 0
+    assert info["sampler"] == "LengthGroupedSampler"  # the default, v7 to v9's batches
     assert info["epoch_losses"][-1] < info["epoch_losses"][0]
     assert hc.fit_complete({"converged": None, "fit": info})
     scorer.save(fitted, tmp_path)
@@ -127,21 +130,27 @@ def test_a_fit_learns_its_pairs_and_comes_back_from_disk_the_same(tiny, tmp_path
     again, _ = scorer.fit(prompts, answers, labels)  # seeded: the same fit twice
     assert scorer.weights(again) == scorer.weights(fitted)
     assert scorer.weights(ce.CrossEncoder(base=tiny).load(tiny)) != scorer.weights(fitted)
+    # v10's batches: the setting reaches the Trainer (a wrapped TrainingArguments once did not) and is another fit
+    randomly, info = replace(scorer, sampling="random").fit(prompts, answers, labels)
+    assert info["sampler"] == "RandomSampler" and scorer.weights(randomly) != scorer.weights(fitted)
 
 
 def test_every_setting_is_in_the_classifiers_identity(tiny):
     base = ce.CrossEncoder().settings()
-    for change in ({"epochs": 3.0}, {"lr": 1e-4}, {"batch": 8}, {"seed": 1}, {"max_length": 128}, {"base": tiny}):
+    for change in ({"epochs": 3.0}, {"lr": 1e-4}, {"batch": 8}, {"seed": 1}, {"max_length": 128}, {"base": tiny},
+                   {"sampling": "random"}):
         assert ce.CrossEncoder(**change).settings() != base, change
     assert base["code"] and base["transformers"] and base["version"] == "minilm-cross-encoder-v7"
 
 
 @pytest.mark.real_classifier  # without the tests' stub: what ftaudit screen and the data filter use
 def test_the_classifier_in_use_is_the_cross_encoder():
-    # v9: v7's scorer and every setting of it, under its own name, trained with benign-roleplay's (v8) and
-    # benign-act-as' (v9) train halves too
-    assert isinstance(hc.SCORER, ce.CrossEncoder) and hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v9")
-    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v9"
+    # v10: v7's scorer and every setting of it but the batches, drawn at random, under its own name, trained with
+    # benign-roleplay's (v8) and benign-act-as' (v9) train halves too
+    assert isinstance(hc.SCORER, ce.CrossEncoder)
+    assert hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v10", sampling="random")
+    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v10"
+    assert hc.settings()["sampling"] == "random"
     assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
 
 

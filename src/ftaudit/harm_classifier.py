@@ -4,7 +4,7 @@ It scores a (user prompt, assistant answer) pair: the probability that the promp
 answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
-Model (v7 to v9, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
+Model (v7 to v10, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
 judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
 (``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
 a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it
@@ -55,7 +55,14 @@ after v8 was seen to flag 66% of ``gpt-prompt-roles``, which is of that form). I
 learns (``fit_complete``), no set chose it, and the rule was written before its fit. ``gpt-prompt-roles`` is therefore
 not clean for v9; ``benign-act-as``'s eval half and ``prompt-forge-roles`` (a second third party's prompts of that form,
 its near-duplicates of ``gpt-prompt-roles`` left out) were written or found and committed before any classifier
-scored them, and are clean for v9.
+scored them, and are clean for v9. v10 (``SCORER``'s version) is v9's scorer, settings and training pairs with one
+change: its batches are drawn at random instead of grouped by length (``harm_cross_encoder``'s ``sampling``), because
+v9's fine-tune failed to learn from seed 0 and v8's from seeds 0 and 1, and with random batches all three of seeds 0,
+1 and 2 learned v9's pairs (``bench/harm_fit_stability.py``; its rule, on training loss alone, was written before
+those fits). It is adopted by design if its fit learns (``fit_complete``), whatever any held-out set then shows; the
+rule was written before its fit. No held-out set chose it and its training data is v9's, so the sets clean for v9
+(``benign-act-as``'s eval half, ``prompt-forge-roles``) are the sets it is read as clean on; v9's rates on them were
+seen before v10 was made, and v10's are reported beside them whatever they are.
 """
 
 from __future__ import annotations
@@ -402,9 +409,9 @@ class LinearPair:
         return out
 
 
-SCORER = CrossEncoder(version="minilm-cross-encoder-v9")  # the classifier in use: v7's scorer and settings, trained
-# with benign-roleplay's (v8) and benign-act-as' (v9) train halves too; the tests' stub puts LinearPair on hashed
-# n-grams in its place
+SCORER = CrossEncoder(version="minilm-cross-encoder-v10", sampling="random")  # the classifier in use: v7's scorer
+# and settings, trained with benign-roleplay's (v8) and benign-act-as' (v9) train halves too, its batches drawn at
+# random (v10); the tests' stub puts LinearPair on hashed n-grams in its place
 VERSION = SCORER.version
 
 

@@ -7,7 +7,8 @@ answer said (v5 flagged 19-29% of held-out benign prompts worded like harm). Her
 model is fine-tuned end to end with a fresh two-way head (transformers' ``AutoModelForSequenceClassification`` and
 ``Trainer``): cross-entropy weighted by scikit-learn's "balanced" class weights, averaged per batch as PyTorch's
 weighted mean does (a batch holding one class only therefore counts as an unweighted one), AdamW at ``lr`` with 10%
-linear warm-up then linear decay, ``epochs`` passes in batches of ``batch`` grouped by length, seeded. Training pairs
+linear warm-up then linear decay, ``epochs`` passes in batches of ``batch``, seeded, drawn as ``sampling`` says (v7 to
+v9: grouped by length; v10: at random, see below). Training pairs
 longer than 256 tokens are cut, the longer text first (74 of v7's 2,660). The number of epochs was chosen on one fold
 of the training pairs' cross-validation and the model adopted on all five (``bench/harm_cross_encoder.py``;
 docs/services.md); no held-out set was read for either.
@@ -16,6 +17,13 @@ At scoring, a pair longer than MiniLM's 256 tokens is read in windows (:func:`pa
 with every answer window, and scores its worst: a harmful request after a long harmless opening is still read. The
 cost grows with the product of the two texts' windows (a long answer to a long conversation is many passes), which
 is the price of never leaving a part unread.
+
+Batches: ``group_by_length`` (transformers' sampler, v7 to v9) sorts each mega-batch by length, and these pairs differ
+in length by kind (a refusal or an MMLU choice is short, a compliant answer long), so many batches held one class only
+and the fine-tune failed to learn its own training pairs from some seeds (v8: seeds 0 and 1; v9: seed 0). Drawn at
+random (transformers' ``RandomSampler``) all three of seeds 0, 1 and 2 learned v9's pairs (``bench/harm_fit_stability.py``,
+a rule on training loss alone, written before those fits); each fit pads every batch to its longest pair and so takes
+about three times as long (1,350-1,445 s against 486 s on the project's 2-core CPU).
 """
 
 from __future__ import annotations
@@ -125,6 +133,7 @@ class CrossEncoder:
     weight_decay: float = 0.01
     max_length: int = MAX_LENGTH
     seed: int = 0
+    sampling: str = "group_by_length"  # transformers' train_sampling_strategy: v7 to v9 grouped by length; v10 "random"
     base: str | None = None  # a model folder to start from; None: the pinned all-MiniLM-L6-v2
     cv_at_fit: bool = False  # five more fine-tunes: measured by bench/harm_cross_encoder.py, not at every first use
 
@@ -175,13 +184,14 @@ class CrossEncoder:
             args = TrainingArguments(output_dir=out, num_train_epochs=self.epochs, learning_rate=self.lr,
                                      warmup_steps=self.warmup, weight_decay=self.weight_decay,
                                      per_device_train_batch_size=self.batch, seed=self.seed, data_seed=self.seed,
-                                     train_sampling_strategy="group_by_length", save_strategy="no",
+                                     train_sampling_strategy=self.sampling, save_strategy="no",
                                      logging_strategy="epoch", report_to=[], use_cpu=_device() == "cpu",
                                      disable_tqdm=True, dataloader_num_workers=0)
             trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
                               compute_loss_func=loss)
             trainer.remove_callback(PrinterCallback)  # it prints every log dict; the Rich bar shows the loss
             trainer.add_callback(_rich_callback(0))
+            sampler = type(trainer._get_train_sampler()).__name__  # what drew the batches, recorded with the fit
             result = trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         # no convergence test for a fixed number of epochs: the steps planned and run and the loss per epoch are
@@ -189,6 +199,7 @@ class CrossEncoder:
         return (model.cpu().eval(), tok), {"converged": None, "epoch_losses": [round(x, 6) for x in losses],
                                            "losses_finite": bool(np.isfinite(losses).all()),
                                            "steps": result.global_step, "planned_steps": trainer.state.max_steps,
+                                           "sampler": sampler,
                                            "truncated_pairs": sum(len(i) > self.max_length for i in whole)}
 
     def save(self, fitted, path: Path) -> None:
