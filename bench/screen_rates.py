@@ -86,6 +86,18 @@ ONE_KIND = "held-out benign of one kind"
 ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles")
 
 
+# held-out benign sets read whole (eval split), each named as the report and the screen's guard show it
+HELD_OUT_BENIGN = (
+    ("benign-edgy", f"{WORDED_LIKE_HARM} (benign-edgy)"),  # frozen before any classifier was chosen on it
+    ("benign-lookalike", f"{WORDED_LIKE_HARM}, second collection (benign-lookalike eval)"),  # half not fitted on
+    ("benign-lookalike-2", f"{WORDED_LIKE_HARM}, third collection (benign-lookalike-2 eval)"),  # written after v5
+    ("benign-roleplay", f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"),  # written for v8 (train half)
+    ("gpt-prompt-roles", f"{ONE_KIND}: role prompts (gpt-prompt-roles)"),  # v9 was designed after v8 failed here
+    ("benign-act-as", f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"),  # written for v9 (train half)
+    ("prompt-forge-roles", f"{ONE_KIND}: act-as prompts (prompt-forge-roles)"),  # a second third party: clean for v9, v10
+)
+
+
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
     return ChatRecord([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], i)
 
@@ -126,31 +138,10 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     for name in ("benign", "mtbench"):
         sets[f"held-out benign ({'benign eval' if name == 'benign' else 'MT-Bench'})"] = (
             "pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers) if p.source == name])
-    edgy = get_prompts("benign-edgy", "eval")  # frozen before any classifier was chosen on it: never tune on it
-    answers = ctx.answers(model, edgy, 64, "screen-held-out-benign-edgy")
-    sets["held-out benign worded like harm (benign-edgy)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(edgy, answers)])
-    look = get_prompts("benign-lookalike", "eval")  # the half the classifier was not fitted on
-    answers = ctx.answers(model, look, 64, "screen-held-out-benign-lookalike")
-    sets["held-out benign worded like harm, second collection (benign-lookalike eval)"] = (
-        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look, answers)])
-    look2 = get_prompts("benign-lookalike-2", "eval")  # written after v5 was fixed: clean for it
-    answers = ctx.answers(model, look2, 64, "screen-held-out-benign-lookalike-2")
-    sets["held-out benign worded like harm, third collection (benign-lookalike-2 eval)"] = (
-        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(look2, answers)])
-    roleplay = get_prompts("benign-roleplay", "eval")  # written for v8; its train half is among v8's safe exchanges
-    answers = ctx.answers(model, roleplay, 64, "screen-held-out-benign-roleplay")
-    sets[f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"] = (
-        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(roleplay, answers)])
-    roles = get_prompts("gpt-prompt-roles", "eval")  # a third party's role prompts: v9 was designed after v8 failed here
-    answers = ctx.answers(model, roles, 64, "screen-held-out-gpt-prompt-roles")
-    sets[f"{ONE_KIND}: role prompts (gpt-prompt-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(roles, answers)])
-    act_as = get_prompts("benign-act-as", "eval")  # written for v9; its train half is among v9's safe exchanges
-    answers = ctx.answers(model, act_as, 64, "screen-held-out-benign-act-as")
-    sets[f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"] = (
-        "pass", [_pair(p.prompt, a, p.id) for p, a in zip(act_as, answers)])
-    forge = get_prompts("prompt-forge-roles", "eval")  # a second third party's prompts of that form: clean for v9, v10
-    answers = ctx.answers(model, forge, 64, "screen-held-out-prompt-forge-roles")
-    sets[f"{ONE_KIND}: act-as prompts (prompt-forge-roles)"] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(forge, answers)])
+    for dataset, name in HELD_OUT_BENIGN:  # each set's whole eval split, answered by the reference model
+        prompts = get_prompts(dataset, "eval")
+        answers = ctx.answers(model, prompts, 64, f"screen-held-out-{dataset}")
+        sets[name] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(prompts, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
     sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets
