@@ -157,6 +157,8 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
     assert hc.fit_complete(data["classifier"])  # an unfinished fit is never packaged
+    # v10 on: the batches that ran are the ones its identity names
+    assert data["classifier"]["fit"]["sampler"] == hc.SAMPLERS[packaged["sampling"]]
     # each held-out set is its dataset's eval split, whole: a train half (learned) never enters a held-out row
     dataset = {"benign eval": "benign", "MT-Bench": "mtbench", "benign-edgy": "benign-edgy",
                "benign-lookalike eval": "benign-lookalike", "benign-lookalike-2 eval": "benign-lookalike-2",

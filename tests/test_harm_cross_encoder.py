@@ -221,3 +221,28 @@ def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_n
     with pytest.raises(FtauditError, match="any of 3 seeds"):  # a rerun reads the same fits and stops again
         hc.harm_classifier(("advbench",))
     assert seeds == [0, 1, 2]
+
+
+def test_a_fit_whose_batches_are_not_its_settings_is_never_used(tiny, monkeypatch, fresh_classifier, isolated_cache):
+    # transformers reads train_sampling_strategy without checking it: a misspelt setting would draw random batches
+    # under a name that says otherwise. It is refused before any fit; a fit that records another sampler is not used.
+    fits = []
+
+    def fit(self, prompts, answers, labels, groups=None):
+        fits.append(self.sampling)
+        return ce.CrossEncoder(base=tiny).load(tiny), {"converged": None, "epoch_losses": [0.5, 0.01], "steps": 2,
+                                                       "planned_steps": 2, "losses_finite": True, "truncated_pairs": 0,
+                                                       "sampler": "RandomSampler"}
+
+    monkeypatch.setattr(ce.CrossEncoder, "fit", fit)
+    monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, sampling="group-by-length"))
+    with pytest.raises(FtauditError, match="sampling 'group-by-length' is not one of"):
+        hc.harm_classifier(("advbench",))
+    assert fits == []
+    monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny))  # group_by_length, but the fit ran RandomSampler
+    with pytest.raises(FtauditError, match="drew its batches with RandomSampler, not the 'group_by_length'"):
+        hc.harm_classifier(("advbench",))
+    assert fits == ["group_by_length"]
+    hc.harm_classifier.cache_clear()
+    monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, sampling="random"))
+    assert hc.harm_classifier(("advbench",)).report["fit"]["sampler"] == "RandomSampler"

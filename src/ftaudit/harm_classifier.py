@@ -44,7 +44,7 @@ data and replaces the features and the fit by the fine-tuned cross-encoder, its 
 same 5 prompt-grouped folds of the training pairs (``bench/harm_cross_encoder.py``), and the rule for adopting it (fewer
 benign training pairs flagged than v5's fit on the same data, at no lower harmful detection) written before its
 five folds ran; no held-out set was read to choose or adopt it, though v5's held-out failure on benign prompts worded
-like harm is why it was tried. v8 (``SCORER``'s version) is v7's scorer with every setting unchanged, trained with the
+like harm is why it was tried. v8 was v7's scorer with every setting unchanged, trained with the
 train half of ``benign-roleplay`` too (ftaudit's benign role-play, persona and writing instructions, written after v7
 was seen to flag MT-Bench's role-play and writing questions). It was adopted by design, before its fit: no set chose
 it. MT-Bench is therefore not clean for v8; ``benign-roleplay``'s eval half and ``gpt-prompt-roles`` (a third party's
@@ -104,6 +104,10 @@ THRESHOLD = 0.5
 # FIT_SEEDS seeds, never called complete, and when no seed learns, harm_classifier raises: no screen or filter runs
 UNLEARNED_LOSS = math.log(2) / 10
 FIT_SEEDS = 3
+# the sampler transformers' Trainer chooses for each CrossEncoder.sampling this project uses: a fit whose recorded
+# sampler is not its setting's (a misspelt setting falls back to random batches in transformers) is another classifier
+# than its identity says, and is never used
+SAMPLERS = {"group_by_length": "LengthGroupedSampler", "random": "RandomSampler"}
 
 
 def norm(text: str) -> str:
@@ -432,6 +436,8 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     if not data.counts.get("harmful answered"):
         raise FtauditError(f"reference model {reference} refused every harmful train prompt (keyword judge): the "
                            "classifier has no harmful exchange to learn from; name a reference model that complies")
+    if hasattr(SCORER, "sampling") and SCORER.sampling not in SAMPLERS:  # said before a fit of minutes, not after
+        raise FtauditError(f"the harm classifier's sampling {SCORER.sampling!r} is not one of {', '.join(SAMPLERS)}")
     attempts = []
     for attempt in range(FIT_SEEDS):  # a fine-tune that did not learn is fitted again from the next seed
         scorer = SCORER if attempt == 0 else replace(SCORER, seed=SCORER.seed + attempt)
@@ -466,6 +472,9 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
             + f", none below {UNLEARNED_LOSS:.3f}): nothing can be screened or filtered with it, and a rerun reads the "
             f"same fits (cached under {cache_dir() / 'classifiers'}); another --reference-model gives other training "
             "pairs")
+    if "sampler" in info and info["sampler"] != SAMPLERS.get(getattr(scorer, "sampling", None)):
+        raise FtauditError(f"the harm classifier's fit ({scorer.version}) drew its batches with {info['sampler']}, not "
+                           f"the {getattr(scorer, 'sampling', None)!r} its identity names: it is not used")
     converged, cv = info.get("converged"), info.get("cv")
     weights = scorer.weights(fitted)
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
