@@ -16,6 +16,11 @@ sampling is swapped in this process only, by replacing the ``Trainer``'s train s
 ``TrainingArguments`` did not take: ``from transformers import TrainingArguments`` still found the original, and
 its fit retraced v9's seed-0 losses; each row now names the sampler that ran), and nothing is cached.
 
+Since v10 (2026-12-05) the classifier in use draws its batches at random (``SCORER.sampling``), adopted after this
+bench's three seeds learned; ``--sampling group_by_length`` refits v10's (= v9's) training pairs the way v7 to v9 were
+fitted, and the default now refits v10 itself. The sampler is still swapped by the patch below, so each row names the
+sampler that drew its batches whatever ``SCORER`` says.
+
 Usage: python bench/harm_fit_stability.py [--seeds 0 1 2] [--sampling random]
 """
 
