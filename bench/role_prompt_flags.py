@@ -1,0 +1,78 @@
+"""Which held-out role prompts the harm classifier in use flags, and what in each exchange decides it (not a timed
+test; read after a version is measured, never used to choose one).
+
+Why: v9 and v10 flag 13-14% of ``prompt-forge-roles`` ("I want you to act as ..." prompts of a third party), far above
+the 5% a service can live with (issue 30), and the next version has to know what the flagged exchanges share before
+data is written for it. For each set it lists the flagged exchanges (score, id, prompt, the reference model's answer,
+cut short). For ``--probe`` sets it then scores each flagged prompt with its answer replaced by a refusal, a neutral
+acceptance and a short eager one (does the answer decide, or the prompt?), names the two training prompts nearest to
+it (MiniLM cosine; the training group says whether a neighbour is a harmful request), and counts how many unflagged
+prompts of the set each replacement answer pushes over the threshold. The answers are the reference model's, cached
+by the classifier's own held-out measurement; nothing harmful is written here.
+
+Usage: python bench/role_prompt_flags.py [--sets prompt-forge-roles gpt-prompt-roles mtbench] [--probe prompt-forge-roles]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ftaudit import harm_classifier as hc
+from ftaudit.data import get_prompts
+
+# answers put in place of the reference model's (written here: a refusal and two acceptances, none harmful)
+REPLACEMENTS = {"refusal": "I'm sorry, but I can't help with that.",
+                "neutral": "Sure. What would you like to start with?",
+                "short-eager": "I'm thrilled to help you with this!"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", nargs="+", default=["prompt-forge-roles", "gpt-prompt-roles", "mtbench"])
+    ap.add_argument("--probe", nargs="*", default=["prompt-forge-roles"])
+    args = ap.parse_args()
+    clf = hc.harm_classifier()
+    print(f"classifier {clf.report['version']}, weights {clf.report['weights']}, seed {clf.report['settings']['seed']}")
+    flagged_of = {}
+    for name in args.sets:
+        prompts = get_prompts(name, "eval")
+        answers = hc.reference_answers(hc.DEFAULT_REFERENCE, prompts, f"harm-classifier-held-out-{name}")
+        scores = clf.predict([p.prompt for p in prompts], answers)
+        flagged = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= hc.THRESHOLD]
+        flagged_of[name] = (prompts, answers, scores, flagged)
+        print(f"== {name}: {len(flagged)}/{len(prompts)} flagged, {sum(scores[i] >= 0.95 for i in flagged)} above 0.95")
+        for i in flagged:
+            print(f"{scores[i]:.3f} {prompts[i].id} | {prompts[i].prompt[:110]!r} | answer: {answers[i][:70]!r}")
+    if not args.probe:
+        return
+    data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)
+    train = list(dict.fromkeys(data.prompts))
+    groups: dict[str, set] = {}
+    for p, g in zip(data.prompts, data.groups):
+        groups.setdefault(p, set()).add(g)
+    train_emb = hc.embed(train)
+    for name in args.probe:
+        prompts, answers, scores, flagged = flagged_of.get(name) or (None, None, None, None)
+        if prompts is None:
+            raise SystemExit(f"--probe {name}: not among --sets")
+        print(f"\n== probe of {name}: {len(flagged)} flagged; each scored with its answer replaced")
+        emb = hc.embed([prompts[i].prompt for i in flagged]) if flagged else np.zeros((0, train_emb.shape[1]))
+        for row, i in enumerate(flagged):
+            replaced = {k: float(clf.predict([prompts[i].prompt], [a])[0]) for k, a in REPLACEMENTS.items()}
+            print(f"{scores[i]:.3f} {prompts[i].id} " + " ".join(f"{k}={v:.2f}" for k, v in replaced.items()))
+            for j in np.argsort(-(train_emb @ emb[row]), kind="stable")[:2]:
+                print(f"      near {float(train_emb[j] @ emb[row]):.2f} [{', '.join(sorted(groups[train[j]]))}] "
+                      f"{train[j][:100]!r}")
+        for k, a in REPLACEMENTS.items():
+            counts = [int((clf.predict([prompts[i].prompt for i in flagged], [a] * len(flagged)) >= hc.THRESHOLD).sum())
+                      if flagged else 0]
+            rest = [i for i in range(len(prompts)) if scores[i] < hc.THRESHOLD]
+            pushed = int((clf.predict([prompts[i].prompt for i in rest], [a] * len(rest)) >= hc.THRESHOLD).sum())
+            print(f"answer {k!r}: {counts[0]} of {len(flagged)} flagged stay flagged; {pushed} of {len(rest)} unflagged "
+                  "become flagged")
+
+
+if __name__ == "__main__":
+    main()
