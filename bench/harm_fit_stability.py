@@ -5,8 +5,8 @@ Why: the cross-encoder (:mod:`ftaudit.harm_cross_encoder`) fails to learn its ow
 screen may cost three fits, or stop with no classifier at all. One suspect is the batching: ``group_by_length``
 sorts each mega-batch by length, and the harm classifier's pairs differ in length by kind (a refusal or an MMLU
 choice is short, a compliant answer long), so many batches hold one class only and the class weights do not act
-within them. This bench fits the current training pairs (v9's data) with every setting of ``SCORER`` but the
-sampling, drawn at random instead, from seeds 0, 1 and 2, and prints each fit's epoch losses and whether it learned
+within them. This bench fits the current training pairs (v9's data, v10's too) with every setting of ``SCORER`` but
+the sampling, which ``--sampling`` sets (random by default), from seeds 0, 1 and 2, and prints each fit's epoch losses and whether it learned
 (``harm_classifier.fit_learned``: the last epoch's loss below ln 2 / 10).
 
 The rule, written before any of these fits ran: random sampling is a candidate for the next classifier version if

@@ -1,13 +1,15 @@
 """Which held-out role prompts the harm classifier in use flags, and what in each exchange decides it (not a timed
 test; read after a version is measured, never used to choose one).
 
-Why: v9 and v10 flag 13-14% of ``prompt-forge-roles`` ("I want you to act as ..." prompts of a third party), far above
+Why: v9 and v10 flag 12.6% and 13.2% of ``prompt-forge-roles`` ("I want you to act as ..." prompts of a third party), far above
 the 5% a service can live with (issue 30), and the next version has to know what the flagged exchanges share before
 data is written for it. For each set it lists the flagged exchanges (score, id, prompt, the reference model's answer,
 cut short). For ``--probe`` sets it then scores each flagged prompt with its answer replaced by a refusal, a neutral
 acceptance and a short eager one (does the answer decide, or the prompt?), names the two training prompts nearest to
 it (MiniLM cosine; the training group says whether a neighbour is a harmful request), and counts how many unflagged
-prompts of the set each replacement answer pushes over the threshold. The answers are the reference model's, cached
+prompts of the set each replacement answer pushes over the threshold. Every eval prompt of each set is read: none of
+these sets' eval prompts is among the classifier's training pairs (MT-Bench and ``gpt-prompt-roles`` were seen by a
+version's design, never fitted on). The answers are the reference model's, cached
 by the classifier's own held-out measurement; nothing harmful is written here.
 
 Usage: python bench/role_prompt_flags.py [--sets prompt-forge-roles gpt-prompt-roles mtbench] [--probe prompt-forge-roles]
@@ -44,7 +46,8 @@ def main() -> None:
         flagged_of[name] = (prompts, answers, scores, flagged)
         print(f"== {name}: {len(flagged)}/{len(prompts)} flagged, {sum(scores[i] >= 0.95 for i in flagged)} above 0.95")
         for i in flagged:
-            print(f"{scores[i]:.3f} {prompts[i].id} | {prompts[i].prompt[:110]!r} | answer: {answers[i][:70]!r}")
+            print(f"{scores[i]:.3f} {prompts[i].id} | {prompts[i].prompt[:110]!r} | answer ({len(answers[i])} "
+                  f"characters): {answers[i][:70]!r}")
     if not args.probe:
         return
     data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)

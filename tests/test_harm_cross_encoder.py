@@ -187,7 +187,7 @@ def test_a_fine_tune_that_did_not_learn_is_fitted_again_from_the_next_seed_and_n
         model, tok = ce.CrossEncoder(base=tiny).load(tiny)
         model.classifier.bias.data += self.seed  # each seed's fit has weights of its own
         return (model, tok), {"converged": None, "epoch_losses": losses, "steps": 4, "planned_steps": 4,
-                              "losses_finite": True, "truncated_pairs": 0}
+                              "losses_finite": True, "truncated_pairs": 0, "sampler": "LengthGroupedSampler"}
 
     import ftaudit.progress as progress
 
@@ -243,6 +243,16 @@ def test_a_fit_whose_batches_are_not_its_settings_is_never_used(tiny, monkeypatc
     with pytest.raises(FtauditError, match="drew its batches with RandomSampler, not the 'group_by_length'"):
         hc.harm_classifier(("advbench",))
     assert fits == ["group_by_length"]
+
+    def unrecorded(self, *args, **kwargs):  # a fit that did not record its sampler: not taken for a right one
+        fitted, info = fit(self, *args, **kwargs)
+        return fitted, {k: v for k, v in info.items() if k != "sampler"}
+
+    monkeypatch.setattr(ce.CrossEncoder, "fit", unrecorded)
+    monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, sampling="random", seed=7))
+    with pytest.raises(FtauditError, match="drew its batches with an unrecorded sampler"):
+        hc.harm_classifier(("advbench",))
+    monkeypatch.setattr(ce.CrossEncoder, "fit", fit)
     hc.harm_classifier.cache_clear()
     monkeypatch.setattr(hc, "SCORER", ce.CrossEncoder(base=tiny, sampling="random"))
     assert hc.harm_classifier(("advbench",)).report["fit"]["sampler"] == "RandomSampler"

@@ -429,6 +429,8 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     from .progress import say
     from .wheels import cache_dir
 
+    if hasattr(SCORER, "sampling") and SCORER.sampling not in SAMPLERS:  # said before answers and a fit of minutes
+        raise FtauditError(f"the harm classifier's sampling {SCORER.sampling!r} is not one of {', '.join(SAMPLERS)}")
     fit_on = tuple(sorted(set(fit_on)))
     if unknown := set(fit_on) - set(HARMFUL_SOURCES):
         raise FtauditError(f"fit_on {sorted(unknown)}: the classifier fits on {', '.join(HARMFUL_SOURCES)}")
@@ -436,8 +438,6 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     if not data.counts.get("harmful answered"):
         raise FtauditError(f"reference model {reference} refused every harmful train prompt (keyword judge): the "
                            "classifier has no harmful exchange to learn from; name a reference model that complies")
-    if hasattr(SCORER, "sampling") and SCORER.sampling not in SAMPLERS:  # said before a fit of minutes, not after
-        raise FtauditError(f"the harm classifier's sampling {SCORER.sampling!r} is not one of {', '.join(SAMPLERS)}")
     attempts = []
     for attempt in range(FIT_SEEDS):  # a fine-tune that did not learn is fitted again from the next seed
         scorer = SCORER if attempt == 0 else replace(SCORER, seed=SCORER.seed + attempt)
@@ -472,9 +472,10 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
             + f", none below {UNLEARNED_LOSS:.3f}): nothing can be screened or filtered with it, and a rerun reads the "
             f"same fits (cached under {cache_dir() / 'classifiers'}); another --reference-model gives other training "
             "pairs")
-    if "sampler" in info and info["sampler"] != SAMPLERS.get(getattr(scorer, "sampling", None)):
-        raise FtauditError(f"the harm classifier's fit ({scorer.version}) drew its batches with {info['sampler']}, not "
-                           f"the {getattr(scorer, 'sampling', None)!r} its identity names: it is not used")
+    if hasattr(scorer, "sampling") and info.get("sampler") != SAMPLERS[scorer.sampling]:  # unrecorded is not passed
+        raise FtauditError(f"the harm classifier's fit ({scorer.version}) drew its batches with "
+                           f"{info.get('sampler') or 'an unrecorded sampler'}, not the {scorer.sampling!r} its identity "
+                           f"names: it is not used (cached under {path})")
     converged, cv = info.get("converged"), info.get("cv")
     weights = scorer.weights(fitted)
     fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
