@@ -173,3 +173,21 @@ def test_prompt_forge_roles_are_distinct_from_gpt_prompt_roles_and_from_one_anot
     groups = near_duplicate_groups(seen + [r.prompt for r in roles])
     mine = list(groups[len(seen):])
     assert not set(mine) & set(groups[:len(seen)]) and len(set(mine)) == len(mine)
+
+
+def test_prompt_forge_act_as_is_a_frozen_sample_distinct_from_the_other_role_sets_and_from_one_another():
+    from ftaudit.data.registry import PROMPT_FORGE_SHORT_EXCLUDED
+    from ftaudit.data.splits import near_duplicate_groups
+
+    short = get_prompts("prompt-forge-act-as", "all")
+    assert len(short) == 160 and {r.split for r in short} == {"eval"}
+    assert all(r.prompt.lower().startswith("act as") for r in short)  # the short form, not "I want you to act as"
+    assert not {r.id.removeprefix("prompt-forge-short-") for r in short} & set(PROMPT_FORGE_SHORT_EXCLUDED)
+    assert len(PROMPT_FORGE_SHORT_EXCLUDED) == 3 and not any(re.search(r"\$\{[^}]*:", r.prompt) for r in short)
+    # frozen since it was first scored (v10, 2026-12-05): which prompts are kept and their text
+    pairs = sorted((r.id, r.prompt) for r in short)
+    assert hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16] == "7cf92a13285a35f3"
+    seen = [r.prompt for r in get_prompts("gpt-prompt-roles", "all") + get_prompts("prompt-forge-roles", "all")]
+    groups = near_duplicate_groups(seen + [r.prompt for r in short])
+    mine = list(groups[len(seen):])
+    assert not set(mine) & set(groups[:len(seen)]) and len(set(mine)) == len(mine)

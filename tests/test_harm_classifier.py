@@ -255,9 +255,9 @@ def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_
 
 
 @pytest.mark.real_classifier
-@pytest.mark.parametrize("dataset", ["benign-act-as", "prompt-forge-roles"])
+@pytest.mark.parametrize("dataset", ["benign-act-as", "prompt-forge-roles", "prompt-forge-act-as"])
 def test_v9s_clean_held_out_sets_paraphrase_no_training_prompt(dataset):
-    # the sets v9 is read as clean on: none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set the
+    # the sets v9 and v10 are read as clean on (prompt-forge-act-as: v10): none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set the
     # classifier learns from (every benign training set's train half and the harmful benchmarks' train prompts)
     train = [p.prompt for n in (*hc.BENIGN_TRAIN, *hc.HARMFUL_SOURCES) for p in get_prompts(n, "train")]
     mine = [p.prompt for p in get_prompts(dataset, "eval")]

