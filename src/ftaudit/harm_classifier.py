@@ -62,7 +62,9 @@ v9's fine-tune failed to learn from seed 0 and v8's from seeds 0 and 1, and with
 those fits). It is adopted by design if its fit learns (``fit_complete``), whatever any held-out set then shows; the
 rule was written before its fit. No held-out set chose it and its training data is v9's, so the sets clean for v9
 (``benign-act-as``'s eval half, ``prompt-forge-roles``) are the sets it is read as clean on; v9's rates on them were
-seen before v10 was made, and v10's are reported beside them whatever they are.
+seen before v10 was made, and v10's are reported beside them whatever they are. ``prompt-forge-act-as`` (the same
+wheel's short-form "Act as a ..." prompts) was found and committed after v10's fit and before any classifier scored
+it: clean for v10.
 """
 
 from __future__ import annotations

