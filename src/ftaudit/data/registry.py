@@ -284,7 +284,8 @@ PROMPT_FORGE_EXCLUDED = ("act-as-gaslighter",)
                   "as a user would paste them); near-duplicates (word Jaccard >= "
                   "0.6) of one another kept once, and of gpt-prompt-roles left out (that set is where harm classifier v8 was seen "
                   "to fail); the gaslighter prompt left out as not benign. Found and committed 2026-12-05 before any "
-                  "classifier scored it: a held-out benign set for harm classifier v9, clean (all eval)",
+                  "classifier scored it: a held-out benign set for harm classifiers v9 and v10, clean for both (v9's rate on it "
+                  "was seen before v10 was made; v10 changed only its batches) (all eval)",
                   split_rule="eval-only")
 def _prompt_forge_roles() -> list[PromptRecord]:
     seen = [r.prompt for r in _gpt_prompt_roles()]  # its raw loader: a loader never calls get_prompts (the splits load every set)
