@@ -57,25 +57,25 @@ def main() -> None:
         groups.setdefault(p, set()).add(g)
     train_emb = hc.embed(train)
     for name in args.probe:
-        prompts, answers, scores, flagged = flagged_of.get(name) or (None, None, None, None)
-        if prompts is None:
+        if name not in flagged_of:
             raise SystemExit(f"--probe {name}: not among --sets")
+        prompts, answers, scores, flagged = flagged_of[name]
         print(f"\n== probe of {name}: {len(flagged)} flagged; each scored with its answer replaced")
         emb = hc.embed([prompts[i].prompt for i in flagged]) if flagged else np.zeros((0, train_emb.shape[1]))
+        replaced = {k: [] for k in REPLACEMENTS}  # per replacement, each flagged prompt's score with it
         for row, i in enumerate(flagged):
-            replaced = {k: float(clf.predict([prompts[i].prompt], [a])[0]) for k, a in REPLACEMENTS.items()}
-            print(f"{scores[i]:.3f} {prompts[i].id} " + " ".join(f"{k}={v:.2f}" for k, v in replaced.items()))
+            for k, a in REPLACEMENTS.items():
+                replaced[k].append(float(clf.predict([prompts[i].prompt], [a])[0]))
+            print(f"{scores[i]:.3f} {prompts[i].id} " + " ".join(f"{k}={v[-1]:.2f}" for k, v in replaced.items()))
             for j in np.argsort(-(train_emb @ emb[row]), kind="stable")[:2]:
                 print(f"      near {float(train_emb[j] @ emb[row]):.2f} [{', '.join(sorted(groups[train[j]]))}] "
                       f"{train[j][:100]!r}")
+        rest = [prompts[i].prompt for i in range(len(prompts)) if scores[i] < hc.THRESHOLD]
         for k, a in REPLACEMENTS.items():
-            counts = [int((clf.predict([prompts[i].prompt for i in flagged], [a] * len(flagged)) >= hc.THRESHOLD).sum())
-                      if flagged else 0]
-            rest = [i for i in range(len(prompts)) if scores[i] < hc.THRESHOLD]
-            pushed = int((clf.predict([prompts[i].prompt for i in rest], [a] * len(rest)) >= hc.THRESHOLD).sum())
-            print(f"answer {k!r}: {counts[0]} of {len(flagged)} flagged stay flagged; {pushed} of {len(rest)} unflagged "
+            stay = sum(v >= hc.THRESHOLD for v in replaced[k])
+            pushed = int((clf.predict(rest, [a] * len(rest)) >= hc.THRESHOLD).sum())
+            print(f"answer {k!r}: {stay} of {len(flagged)} flagged stay flagged; {pushed} of {len(rest)} unflagged "
                   "become flagged")
-
 
 if __name__ == "__main__":
     main()
