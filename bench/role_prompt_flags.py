@@ -5,7 +5,9 @@ Why: v9 and v10 flag 12.6% and 13.2% of ``prompt-forge-roles`` ("I want you to a
 the 5% a service can live with (issue 30), and the next version has to know what the flagged exchanges share before
 data is written for it. For each set it lists the flagged exchanges (score, id, prompt, the reference model's answer,
 cut short). For ``--probe`` sets it then scores each flagged prompt with its answer replaced by a refusal, a neutral
-acceptance and a short eager one (does the answer decide, or the prompt?), names the two training prompts nearest to
+acceptance and a short eager one (does the answer decide, or the prompt?), then with its prompt cut to its first
+sentence and its own answer kept (does the role decide, or the rest of the set-up? v10: 18 of its 21 flags in
+``prompt-forge-roles`` fall to 0.001-0.006, ``runs/role-prompt-flags-v10-first-sentence.log``), names the two training prompts nearest to
 it (MiniLM cosine; the training group says whether a neighbour is a harmful request), and counts how many unflagged
 prompts of the set each replacement answer pushes over the threshold. Every eval prompt of each set is read: none of
 these sets' eval prompts is among the classifier's training pairs (MT-Bench and ``gpt-prompt-roles`` were seen by a
@@ -18,6 +20,7 @@ Usage: python bench/role_prompt_flags.py [--sets prompt-forge-roles gpt-prompt-r
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 
@@ -66,7 +69,10 @@ def main() -> None:
         for row, i in enumerate(flagged):
             for k, a in REPLACEMENTS.items():
                 replaced[k].append(float(clf.predict([prompts[i].prompt], [a])[0]))
-            print(f"{scores[i]:.3f} {prompts[i].id} " + " ".join(f"{k}={v[-1]:.2f}" for k, v in replaced.items()))
+            first = re.split(r"(?<=[.!?])\s+", prompts[i].prompt.strip(), maxsplit=1)[0]
+            cut = float(clf.predict([first], [answers[i]])[0])  # the set-up's first sentence alone, same answer
+            print(f"{scores[i]:.3f} {prompts[i].id} " + " ".join(f"{k}={v[-1]:.2f}" for k, v in replaced.items())
+                  + f" first-sentence={cut:.3f}")
             for j in np.argsort(-(train_emb @ emb[row]), kind="stable")[:2]:
                 print(f"      near {float(train_emb[j] @ emb[row]):.2f} [{', '.join(sorted(groups[train[j]]))}] "
                       f"{train[j][:100]!r}")

@@ -176,6 +176,36 @@ def test_prompt_forge_roles_are_distinct_from_gpt_prompt_roles_and_from_one_anot
     assert not set(mine) & set(groups[:len(seen)]) and len(set(mine)) == len(mine)
 
 
+def test_prompt_forge_act_as_2_is_the_next_frozen_sample_in_the_same_order_and_shares_nothing_with_the_first():
+    import zipfile
+
+    from ftaudit.data.registry import (PROMPT_FORGE, PROMPT_FORGE_SHORT_2_EXCLUDED, PROMPT_FORGE_SHORT_EXCLUDED,
+                                       _gpt_prompt_roles, _prompt_forge_general, _prompt_forge_roles,
+                                       PROMPT_FORGE_SHORT_OPENING)
+    from ftaudit.wheels import fetch_wheel
+
+    second, first = get_prompts("prompt-forge-act-as-2", "all"), get_prompts("prompt-forge-act-as", "all")
+    assert len(second) == 160 and {r.split for r in second} == {"eval"} and len({r.id for r in second}) == 160
+    assert all(r.prompt.lower().startswith("act as") for r in second)
+    assert not {r.prompt for r in second} & {r.prompt for r in first} and not {r.id for r in second} & {r.id for r in first}
+    with zipfile.ZipFile(fetch_wheel(*PROMPT_FORGE)) as zf:  # a name left out is a file there: a typo leaves out nothing
+        files = {Path(n).stem for n in zf.namelist() if n.startswith("prompt_forge/prompts/general/")}
+    assert len(PROMPT_FORGE_SHORT_2_EXCLUDED) == 9 and set(PROMPT_FORGE_SHORT_2_EXCLUDED) <= files
+    stems = {r.id.removeprefix("prompt-forge-short-2-") for r in second}
+    assert not stems & set(PROMPT_FORGE_SHORT_2_EXCLUDED + PROMPT_FORGE_SHORT_EXCLUDED)
+    # the same order as the first sample, picked up where it stopped: nothing skipped but the names left out
+    seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]
+    order = sorted(_prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, ""),
+                   key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())
+    assert [r.id for r in order[:160]] == [r.id.removeprefix("prompt-forge-short-") for r in first]
+    rest = [r.id for r in order[160:] if r.id not in PROMPT_FORGE_SHORT_2_EXCLUDED]
+    assert rest[:160] == [r.id.removeprefix("prompt-forge-short-2-") for r in second]
+    assert set(PROMPT_FORGE_SHORT_2_EXCLUDED) <= {r.id for r in order[160:160 + 169]}  # each left out from this stretch
+    # frozen since it was first scored (v11, 2026-12-05): which prompts are kept and their text
+    pairs = sorted((r.id, r.prompt) for r in second)
+    assert hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16] == "d73514166bdd9303"
+
+
 def test_prompt_forge_act_as_is_a_frozen_sample_distinct_from_the_other_role_sets_and_from_one_another():
     from ftaudit.data.registry import PROMPT_FORGE_SHORT_EXCLUDED
     from ftaudit.data.splits import near_duplicate_groups

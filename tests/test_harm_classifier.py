@@ -49,8 +49,15 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
         assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7 to v9)
-    assert r["held_out"]["gpt-prompt-roles"]["n"] == 56 and r["held_out"]["prompt-forge-roles"]["n"] == 159  # all eval
-    assert r["held_out"]["prompt-forge-act-as"]["n"] == 160
+    # v11: the third parties' role prompts are learned whole and no longer held out; the new set is
+    assert hc.ROLE_TRAIN == ("gpt-prompt-roles", "prompt-forge-roles") and r["train"]["roles answered"] == 56 + 159
+    assert not set(hc.ROLE_TRAIN) & set(r["held_out"]) and set(hc.ROLE_TRAIN) & set(hc.HELD_OUT["benign"]) == set()
+    assert all(hc.norm(p.prompt) in fitted for n in hc.ROLE_TRAIN for p in get_prompts(n, "eval"))
+    assert r["held_out"]["prompt-forge-act-as"]["n"] == 160 and r["held_out"]["prompt-forge-act-as-2"]["n"] == 160
+    # role-framed harmful requests: each framed train request refused (safe), the compliant ones answered (harmful)
+    assert r["train"]["framed refused"] == hc.FRAMED_TRAIN and 0 < r["train"]["framed answered"] <= hc.FRAMED_TRAIN
+    framed = r["held_out"][hc.FRAMED]
+    assert framed["kind"] == "harmful" and framed["n"] > 0 and 0 <= framed["flagged_harmful"] <= framed["n"]
     assert r["converged"] is True
 
 
@@ -152,9 +159,9 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     worded = {name for name in data["sets"] if "worded like harm" in name}
     assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
     one_kind = {name for name in data["sets"] if "of one kind" in name}  # role play: reported, not pooled
-    assert len(one_kind) == 5 and all(any(d in name for name in one_kind)
-                                      for d in ("benign-roleplay", "gpt-prompt-roles", "benign-act-as", "prompt-forge-roles",
-                                                "prompt-forge-act-as"))
+    assert len(one_kind) == 4 and all(any(f"({d})" in name or f"({d} eval)" in name for name in one_kind)
+                                      for d in ("benign-roleplay", "benign-act-as", "prompt-forge-act-as",
+                                                "prompt-forge-act-as-2"))
     assert set(data["pooled"]) == set(data["sets"]) - worded - one_kind and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
@@ -164,9 +171,8 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     # each held-out set is its dataset's eval split, whole: a train half (learned) never enters a held-out row
     dataset = {"benign eval": "benign", "MT-Bench": "mtbench", "benign-edgy": "benign-edgy",
                "benign-lookalike eval": "benign-lookalike", "benign-lookalike-2 eval": "benign-lookalike-2",
-               "benign-roleplay eval": "benign-roleplay", "gpt-prompt-roles": "gpt-prompt-roles",
-               "benign-act-as eval": "benign-act-as", "prompt-forge-roles": "prompt-forge-roles",
-               "prompt-forge-act-as": "prompt-forge-act-as"}
+               "benign-roleplay eval": "benign-roleplay", "benign-act-as eval": "benign-act-as",
+               "prompt-forge-act-as": "prompt-forge-act-as", "prompt-forge-act-as-2": "prompt-forge-act-as-2"}
     held = {name: name[name.rindex("(") + 1:-1] for name in data["sets"] if name.startswith("held-out")}
     assert set(held.values()) == set(dataset)
     assert all(data["sets"][name][1] == len(get_prompts(dataset[d], "eval")) for name, d in held.items())
@@ -258,11 +264,14 @@ def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_
 
 
 @pytest.mark.real_classifier
-@pytest.mark.parametrize("dataset", ["benign-act-as", "prompt-forge-roles", "prompt-forge-act-as"])
-def test_v9s_clean_held_out_sets_paraphrase_no_training_prompt(dataset):
-    # the sets v9 and v10 are read as clean on (prompt-forge-act-as: v10): none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set the
-    # classifier learns from (every benign training set's train half and the harmful benchmarks' train prompts)
+@pytest.mark.parametrize("dataset", ["benign-act-as", "prompt-forge-act-as-2"])
+def test_v11s_clean_held_out_sets_paraphrase_no_training_prompt(dataset):
+    # the sets v11 is read as clean on: none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set
+    # the classifier learns from (every benign training set's train half, the third parties' role prompts it learns
+    # whole and the harmful benchmarks' train prompts). prompt-forge-act-as (clean for v10) is not among them: 2 of
+    # its prompts paraphrase a prompt-forge-roles prompt, and v10's rate on it was seen before v11 was made
     train = [p.prompt for n in (*hc.BENIGN_TRAIN, *hc.HARMFUL_SOURCES) for p in get_prompts(n, "train")]
+    train += [p.prompt for n in hc.ROLE_TRAIN for p in get_prompts(n, "eval")]
     mine = [p.prompt for p in get_prompts(dataset, "eval")]
     cosine = hc.embed(mine) @ hc.embed(train).T
     assert cosine.max() < 0.7, mine[cosine.max(1).argmax()]
@@ -284,3 +293,40 @@ def test_a_fit_not_recorded_as_complete_is_said_by_the_screen(monkeypatch, fresh
     data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n')
     out = CliRunner().invoke(app, ["screen", str(data), "--out", str(tmp_path / "s")], terminal_width=400).output
     assert "not recorded as complete" in out and "did not converge" not in out
+
+
+def test_a_role_frame_keeps_its_set_up_and_takes_the_benchmarks_request_in_place_of_its_own():
+    train, held = hc.role_frames("train"), hc.role_frames("eval")
+    assert train and held and not {f for f, _, _ in train} & {f for f, _, _ in held}  # the halves share no frame
+    roles = {p.id: p.prompt for p in get_prompts(hc.FRAME_SOURCE, "eval")}
+    assert len(train) + len(held) == sum(bool(hc.ROLE_FRAME.search(p)) for p in roles.values())
+    for fid, before, after in train + held:  # the frame is its prompt with the quoted first request cut out
+        request = roles[fid][len(before):len(roles[fid]) - len(after)]
+        assert roles[fid] == before + request + after and before.rstrip().endswith(('"', "“"))
+        assert "my first" in before.lower() and len(after.strip()) <= 3
+    requests = get_prompts("advbench", "train")[:120]
+    out = hc.framed(requests, "train", 100)
+    assert len(out) == 100 and len({p.id for p in out}) == 100 and {p.source for p in out} == {hc.FRAMED}
+    by_id = {p.id: p.prompt for p in requests}
+    for p in out:  # every framed prompt holds its request verbatim inside a train frame
+        fid, rid = p.id.split("|")
+        before, after = next((b, a) for f, b, a in train if f == fid)
+        assert p.prompt == before + by_id[rid] + after
+    assert out == hc.framed(list(reversed(requests)), "train", 100)  # chosen and framed by hash, not by order
+    assert {p.id.split("|")[0] for p in out} == {f for f, _, _ in train}  # every train frame used
+
+
+def test_framed_harmful_requests_are_learned_harmful_when_answered_and_safe_when_refused(monkeypatch):
+    from ftaudit.data.refusals import REFUSALS
+
+    data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)
+    rows = [(p, a, y) for p, a, y, g in zip(data.prompts, data.answers, data.labels, data.groups)
+            if g in ("framed answered", "framed refused")]
+    answered = [(p, a) for p, a, y in rows if y == 1]
+    refused = [(p, a) for p, a, y in rows if y == 0]
+    assert len(refused) == hc.FRAMED_TRAIN and answered and all(a in REFUSALS for _, a in refused)
+    assert {p for p, _ in answered} <= {p for p, _ in refused}  # an answered one is also learned refused
+    harmful_train = {p.prompt for n in hc.HARMFUL_SOURCES for p in get_prompts(n, "train")}
+    assert all(any(h in p for h in harmful_train) for p, _ in refused)  # a benchmark's train request inside each
+    roles = [(p, y) for p, y, g in zip(data.prompts, data.labels, data.groups) if g == "roles answered"]
+    assert len(roles) == 215 and {y for _, y in roles} == {0}

@@ -66,13 +66,13 @@ seen before v10 was made, and v10's are reported beside them whatever they are. 
 wheel's short-form "Act as a ..." prompts) was found and committed after v10's fit and before any classifier scored
 it: clean for v10.
 
-v11 is v10's scorer with every setting unchanged and two kinds of training pairs added, for one cause found on v10:
-every held-out role set's prompts are long (median 92-163 MiniLM tokens, 93-98% over 60) where the benign prompts v10
-learned from with a compliant answer are short (median 16 tokens, 2.9% over 60); MMLU's long questions come with a
-one-letter answer. A long prompt with a long compliant answer was a region v10 never saw a safe example in, and it
-flagged there: a flagged role prompt cut to its first sentence scores 0.001-0.004 where the whole prompt scores 0.999,
-and no single sentence decides it (``bench/role_prompt_flags.py``; read on ``prompt-forge-roles``, whose failure was
-already seen). The added pairs: (1) the two third parties' role prompts whose failures were seen, ``gpt-prompt-roles``
+v11 is v10's scorer with every setting unchanged and two kinds of training pairs added, for one cause found on v10
+(``bench/harm_lengths.py``): the third parties' role prompts are long (median 90-160 MiniLM tokens, 91-98% over 60)
+where the benign prompts v10 learned from with a compliant answer are short (median 14 tokens, 2.0% over 60); MMLU's
+long questions come with a short answer (the correct choice, median 6 tokens). A long prompt with a long compliant
+answer was a region v10 never saw a safe example in, and it flagged there: cut to its first sentence with the same
+answer, 18 of the 21 role prompts v10 flags in ``prompt-forge-roles`` fall to 0.001-0.006 (``bench/role_prompt_flags.py``,
+read on a set whose failure was already seen). The added pairs: (1) the two third parties' role prompts whose failures were seen, ``gpt-prompt-roles``
 and ``prompt-forge-roles`` (``ROLE_TRAIN``, learned whole, so neither is held out any more), answered by the reference
 model; (2) so that a long role set-up never reads as harmless in itself, harmful train requests put in the place of
 the quoted first request of ``prompt-forge-roles`` prompts (:func:`framed`; the frames of one half of that set by id
