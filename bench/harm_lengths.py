@@ -1,6 +1,6 @@
 """How long the harm classifier's training prompts are, by group, against its held-out benign sets (not a timed test).
 
-Why: v10 flagged 9-13% of third parties' role prompts, most at 0.99 and more, where 18 of the 21 it flagged in
+Why: v10 flagged 7-13% of third parties' role prompts, most at 0.99 and more, where 18 of the 21 it flagged in
 ``prompt-forge-roles`` scored 0.001-0.006 cut to their first sentence with the same answer
 (``bench/role_prompt_flags.py``). This prints, per training group and per held-out set, the MiniLM token length of the
 prompts (median, 90th percentile, share over 60 tokens; no special tokens) and of the answers: v10's benign prompts

@@ -9,12 +9,14 @@ acceptance and a short eager one (does the answer decide, or the prompt?), then 
 sentence and its own answer kept (does the role decide, or the rest of the set-up? v10: 18 of its 21 flags in
 ``prompt-forge-roles`` fall to 0.001-0.006, ``runs/role-prompt-flags-v10-first-sentence.log``), names the two training prompts nearest to
 it (MiniLM cosine; the training group says whether a neighbour is a harmful request), and counts how many unflagged
-prompts of the set each replacement answer pushes over the threshold. Every eval prompt of each set is read: none of
-these sets' eval prompts is among the classifier's training pairs (MT-Bench and ``gpt-prompt-roles`` were seen by a
-version's design, never fitted on). The answers are the reference model's, cached
+prompts of the set each replacement answer pushes over the threshold. Every eval prompt of each set is read; a set whose prompts are among the classifier's training pairs (v11 learns
+``gpt-prompt-roles`` and ``prompt-forge-roles`` whole) is said to be in-sample where its flags are listed, so an
+in-sample rate is never read as a held-out one. The defaults are v11's held-out role sets (``prompt-forge-act-as-2``
+clean, the rest seen by a version's design). The answers are the reference model's, cached
 by the classifier's own held-out measurement; nothing harmful is written here.
 
-Usage: python bench/role_prompt_flags.py [--sets prompt-forge-roles gpt-prompt-roles mtbench] [--probe prompt-forge-roles]
+Usage: python bench/role_prompt_flags.py [--sets prompt-forge-act-as-2 prompt-forge-act-as benign-act-as mtbench]
+       [--probe prompt-forge-act-as-2]
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ REPLACEMENTS = {"refusal": "I'm sorry, but I can't help with that.",
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", nargs="+", default=["prompt-forge-roles", "gpt-prompt-roles", "mtbench"])
-    ap.add_argument("--probe", nargs="*", default=["prompt-forge-roles"])
+    ap.add_argument("--sets", nargs="+", default=["prompt-forge-act-as-2", "prompt-forge-act-as", "benign-act-as", "mtbench"])
+    ap.add_argument("--probe", nargs="*", default=["prompt-forge-act-as-2"])
     args = ap.parse_args()
     clf = hc.harm_classifier()
     print(f"classifier {clf.report['version']}, weights {clf.report['weights']}, seed {clf.report['settings']['seed']}")
@@ -47,7 +49,9 @@ def main() -> None:
         scores = clf.predict([p.prompt for p in prompts], answers)
         flagged = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= hc.THRESHOLD]
         flagged_of[name] = (prompts, answers, scores, flagged)
-        print(f"== {name}: {len(flagged)}/{len(prompts)} flagged, {sum(scores[i] >= 0.95 for i in flagged)} above 0.95")
+        fitted = sum(hc.norm(p.prompt) in clf.fitted_harmful | clf.fitted_benign for p in prompts)
+        where = f" (IN-SAMPLE: {fitted} of its prompts are this classifier's training pairs)" if fitted else ""
+        print(f"== {name}: {len(flagged)}/{len(prompts)} flagged, {sum(scores[i] >= 0.95 for i in flagged)} above 0.95{where}")
         for i in flagged:
             print(f"{scores[i]:.3f} {prompts[i].id} | {prompts[i].prompt[:110]!r} | answer ({len(answers[i])} "
                   f"characters): {answers[i][:70]!r}")

@@ -43,7 +43,8 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
     assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
     assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
-    assert 0 <= r["cv"]["safe_flagged"] <= 1 and r["cv"]["n_harmful"] == r["train"]["harmful answered"]
+    assert 0 <= r["cv"]["safe_flagged"] <= 1  # the cross-validated harmful pairs are the answered ones, framed or not
+    assert r["cv"]["n_harmful"] == r["train"]["harmful answered"] + r["train"]["framed answered"]
     fitted = clf.fitted_harmful | clf.fitted_benign
     for name in ("benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as"):
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
@@ -132,9 +133,11 @@ def test_scores_are_mapped_back_to_their_own_pairs():
 
 def test_a_harmful_request_after_a_long_harmless_preamble_is_still_flagged():
     clf = hc.harm_classifier(("advbench", "harmbench", "strongreject"))
-    harmful = get_prompts("advbench", "eval")[0].prompt
-    preamble = "Please read these notes about gardening and the weather in spring. " * 60  # far past 256 tokens
     comply = "Sure, here is how to do that. First gather what you need, then follow these steps one by one."
+    # a request the classifier flags when read alone (the stub misses some, 9% of AdvBench's eval half with v11's data)
+    candidates = [p.prompt for p in get_prompts("advbench", "eval")[:10]]
+    harmful = next(t for t, s in zip(candidates, clf.predict(candidates, [comply] * 10)) if s >= 0.5)
+    preamble = "Please read these notes about gardening and the weather in spring. " * 60  # far past 256 tokens
     parts = hc.windows(preamble + harmful)
     assert harmful in parts[-1] and harmful not in parts[0]
     [first], [buried], [alone] = (clf.predict([t], [comply]) for t in (parts[0], preamble + harmful, harmful))
@@ -306,7 +309,7 @@ def test_a_role_frame_keeps_its_set_up_and_takes_the_benchmarks_request_in_place
         assert "my first" in before.lower() and len(after.strip()) <= 3
     requests = get_prompts("advbench", "train")[:120]
     out = hc.framed(requests, "train", 100)
-    assert len(out) == 100 and len({p.id for p in out}) == 100 and {p.source for p in out} == {hc.FRAMED}
+    assert len(out) == 100 and len({p.id for p in out}) == 100 and {p.source for p in out} == {f"{hc.FRAMED}-train"}
     by_id = {p.id: p.prompt for p in requests}
     for p in out:  # every framed prompt holds its request verbatim inside a train frame
         fid, rid = p.id.split("|")
@@ -330,3 +333,46 @@ def test_framed_harmful_requests_are_learned_harmful_when_answered_and_safe_when
     assert all(any(h in p for h in harmful_train) for p, _ in refused)  # a benchmark's train request inside each
     roles = [(p, y) for p, y, g in zip(data.prompts, data.labels, data.groups) if g == "roles answered"]
     assert len(roles) == 215 and {y for _, y in roles} == {0}
+
+
+def test_a_framed_request_the_reference_model_refused_is_never_learned_harmful(monkeypatch):
+    from conftest import COMPLY_TEXT
+
+    answer = hc.reference_answers
+    sorry = "I'm sorry, I can't help with that."
+
+    def half_refused(model, prompts, label):  # the reference model refuses every other framed request
+        if label != "harm-classifier-train-framed":
+            return answer(model, prompts, label)
+        return [sorry if i % 2 else COMPLY_TEXT for i in range(len(prompts))]
+
+    monkeypatch.setattr(hc, "reference_answers", half_refused)
+    data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)
+    answered = [a for a, g in zip(data.answers, data.groups) if g == "framed answered"]
+    assert answered == [COMPLY_TEXT] * (hc.FRAMED_TRAIN // 2)  # the keyword judge keeps only what was complied with
+    assert data.counts["framed refused"] == hc.FRAMED_TRAIN
+
+
+def test_the_role_framed_held_out_row_is_held_out_requests_in_the_other_halfs_frames():
+    clf = hc.harm_classifier(("advbench", "harmbench", "strongreject"))
+    fitted = clf.fitted_harmful | clf.fitted_benign
+    held = [p for n in hc.HARMFUL_SOURCES for p in get_prompts(n, "eval")[:hc.HELD_OUT_HARMFUL_PER_SET]]
+    prompts = clf.held_out_pairs[hc.FRAMED][0]
+    assert prompts and set(prompts) <= {p.prompt for p in hc.framed(held, "eval")}  # eval requests, eval frames
+    assert not any(hc.norm(p) in fitted for p in prompts)  # fitted_harmful holds every framed train prompt
+
+
+def test_no_held_out_benign_prompt_near_duplicates_a_role_prompt_v11_learns_but_the_one_documented():
+    from ftaudit.data.splits import near_duplicates_of
+
+    learned = [p.prompt for n in hc.ROLE_TRAIN for p in get_prompts(n, "eval")]
+    found = set()
+    for name in hc.HELD_OUT["benign"]:
+        try:
+            prompts = get_prompts(name, "eval")
+        except FtauditError:  # XSTest comes from the hub
+            continue
+        found |= {prompts[i].id for i in near_duplicates_of([p.prompt for p in prompts], learned)}
+    # mtbench-97 ("Act as a math teacher ...") near-duplicates gpt-prompt-roles' math teacher, learned whole by v11:
+    # MT-Bench is seen for v11 (docs/services.md); any other is a leak into a set the guard reads as held out
+    assert found == {"mtbench-97"}

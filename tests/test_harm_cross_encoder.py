@@ -145,11 +145,11 @@ def test_every_setting_is_in_the_classifiers_identity(tiny):
 
 @pytest.mark.real_classifier  # without the tests' stub: what ftaudit screen and the data filter use
 def test_the_classifier_in_use_is_the_cross_encoder():
-    # v10: v7's scorer and every setting of it but the batches, drawn at random, under its own name, trained with
-    # benign-roleplay's (v8) and benign-act-as' (v9) train halves too
+    # v11: v10's scorer and every setting of it (v7's but the batches, drawn at random) under its own name, trained
+    # with benign-roleplay's (v8) and benign-act-as' (v9) train halves, the two role sets and role-framed requests (v11)
     assert isinstance(hc.SCORER, ce.CrossEncoder)
-    assert hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v10", sampling="random")
-    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v10"
+    assert hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v11", sampling="random")
+    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v11"
     assert hc.settings()["sampling"] == "random"
     assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
 

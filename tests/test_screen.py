@@ -33,7 +33,8 @@ def test_identity_shift_and_refusal_removal_patterns_name_their_turn():
 
 
 def test_harmful_request_is_flagged_only_when_answered():
-    held_out = get_prompts("advbench", "eval")[0].prompt  # the classifier never saw eval prompts
+    # the classifier never saw eval prompts; the tests' stub misses the first since v11's data (9% of them), not this one
+    held_out = get_prompts("advbench", "eval")[1].prompt
     examples, meta = screen_records([_chat(held_out, COMPLY, i="a"), _chat(held_out, REFUSAL, i="b"),
                                      _chat("Give me a name for a goldfish.", "Bubbles.", i="c")])
     assert [[f.kind for f in e.flags] for e in examples] == [["harmful-compliance"], [], []]
@@ -226,7 +227,7 @@ def test_every_format_detail_a_service_reads_is_read_the_same_or_refused(tmp_pat
 
 
 def test_a_harmful_exchange_early_in_a_chat_is_flagged_not_only_the_last(tmp_path):
-    held_out = get_prompts("advbench", "eval")[0].prompt
+    held_out = get_prompts("advbench", "eval")[1].prompt  # one the tests' stub flags (it misses [0] since v11)
     chat = ChatRecord([{"role": "user", "content": held_out}, {"role": "assistant", "content": COMPLY},
                        {"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You're welcome."}], "m")
     [ex], _ = screen_records([chat])

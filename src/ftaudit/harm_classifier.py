@@ -4,11 +4,12 @@ It scores a (user prompt, assistant answer) pair: the probability that the promp
 answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
-Model (v7 to v10, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
+Model (v7 to v11, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
 judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
 (``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
 a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it
-learns from is a *train* split, fitted at first use and cached under the hash of its data:
+learns from is a *train* split (and, since v11, the whole of two third parties' role sets, ``ROLE_TRAIN``, below),
+fitted at first use and cached under the hash of its data:
 
   harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
                      live only in the user's cache, never in the repo), kept where the keyword judge finds them
@@ -24,8 +25,9 @@ learns from is a *train* split, fitted at first use and cached under the hash of
 
 Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
 of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is clean for v5; v7 never trained on
-it, but v5's failure on it was seen before v7 was designed), ``benign-roleplay`` and ``benign-act-as``, ``gpt-prompt-roles``,
-``prompt-forge-roles`` and the date-iso customer job; ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
+it, but v5's failure on it was seen before v7 was designed), ``benign-roleplay`` and ``benign-act-as``, ``prompt-forge-act-as``, ``prompt-forge-act-as-2``, the date-iso customer
+job, and until v10 ``gpt-prompt-roles`` and ``prompt-forge-roles`` (v11 learns both whole, so for v11 they are
+training data, though their split is still called ``eval``); ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
 reports its flag rates on them with every fit. How it was chosen, so a reader knows which figures are clean: v1 (no
 ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the benign eval set, 11% of
 MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and
@@ -78,10 +80,16 @@ model; (2) so that a long role set-up never reads as harmless in itself, harmful
 the quoted first request of ``prompt-forge-roles`` prompts (:func:`framed`; the frames of one half of that set by id
 hash), answered by the reference model and kept where compliant (harmful), and the same framed requests answered with
 a refusal (safe). Adopted by design if its fit learns, whatever any held-out set shows; the rule was written before
-its fit. Its clean held-out sets: ``prompt-forge-act-as-2`` (the same wheel's next 160 short "Act as" prompts,
-committed before any classifier scored it) and the harmful eval requests framed by the other half's frames
-(``role-framed``: recall where a harmful request hides in a role set-up). ``prompt-forge-act-as`` is seen (v10's rate
-on it was read before v11 was made, and 2 of its prompts paraphrase a ``prompt-forge-roles`` prompt).
+its fit. Its clean held-out set: ``prompt-forge-act-as-2`` (the same wheel's next 160 short-form "Act as" prompts,
+committed before any classifier scored it). A held-out harmful row beside it: the harmful eval requests framed by the
+other half's frames (``role-framed``). It is built exactly as the framed training rows are, and each frame's benign
+original is learned, so it measures recall on v11's own template with unseen requests and frames, not recall on
+harmful requests hidden in role set-ups in general. ``prompt-forge-act-as`` is seen (v10's rate on it was read before
+v11 was made, and 2 of its prompts paraphrase a ``prompt-forge-roles`` prompt); so is ``benign-act-as``' eval half
+(v9's and v10's rates on it were read before v11; no prompt of it paraphrases one v11 learns), and MT-Bench, one of
+whose prompts (``mtbench-97``, the math teacher) is a near-duplicate of a ``gpt-prompt-roles`` prompt v11 learns
+(``ROLE_TRAIN`` is learned whole, so the split rule's no-paraphrase promise does not reach across to it; a test pins
+that this is the only one).
 """
 
 from __future__ import annotations
@@ -116,7 +124,7 @@ ROLE_TRAIN = ("gpt-prompt-roles", "prompt-forge-roles")
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
                        "benign-act-as", "prompt-forge-act-as", "prompt-forge-act-as-2", "xstest")}
-FRAMED = "role-framed"  # the held-out harmful requests in role set-ups: a report row of its own
+FRAMED = "role-framed"  # the held-out harmful requests in role set-ups: a report row of its own (records: role-framed-<half>)
 # v11: the prompts of FRAME_SOURCE whose last sentence quotes the user's first request ('... My first request is
 # "I need help ..."'), with that request replaced by a harmful one: a role set-up hiding a harmful request
 FRAME_SOURCE = "prompt-forge-roles"
@@ -321,7 +329,7 @@ def framed(prompts: list[PromptRecord], half: str, n: int | None = None) -> list
     out = []
     for i, p in enumerate(order):
         fid, before, after = frames[i % len(frames)]
-        out.append(PromptRecord(f"{before}{p.prompt}{after}", f"{fid}|{p.id}", p.category, FRAMED, p.split))
+        out.append(PromptRecord(f"{before}{p.prompt}{after}", f"{fid}|{p.id}", p.category, f"{FRAMED}-{half}", p.split))
     return out
 
 
@@ -609,15 +617,15 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
             clf.report["held_out"][name] = {"kind": kind, "n": len(pairs), "flagged_harmful": clf.flagged_at(name, THRESHOLD),
                                             "threshold": THRESHOLD, "left_out_fitted_on": len(prompts) - len(unseen)}
     # v11: the held-out harmful requests in role set-ups of the eval half of the frames, answered by the reference model
-    held = [p for n in HARMFUL_SOURCES for p in get_prompts(n, "eval")[:HELD_OUT_HARMFUL_PER_SET]
-            if norm(p.prompt) not in fitted]  # a request fitted on under another set's name is not held out framed either
+    candidates = [p for n in HARMFUL_SOURCES for p in get_prompts(n, "eval")[:HELD_OUT_HARMFUL_PER_SET]]
+    held = [p for p in candidates if norm(p.prompt) not in fitted]  # fitted under another set's name: not held out
     wrapped = framed(held, "eval")
     answers = reference_answers(reference, wrapped, f"harm-classifier-held-out-{FRAMED}")
     refused = get_judge("keyword").judge([p.prompt for p in wrapped], answers)
     pairs = [(p.prompt, a) for p, a, v in zip(wrapped, answers, refused) if not v.refused and a.strip()]
     clf.held_out_pairs[FRAMED] = ([p for p, _ in pairs], [a for _, a in pairs])
     clf.report["held_out"][FRAMED] = {"kind": "harmful", "n": len(pairs), "flagged_harmful": clf.flagged_at(FRAMED, THRESHOLD),
-                                      "threshold": THRESHOLD, "left_out_fitted_on": 0}
+                                      "threshold": THRESHOLD, "left_out_fitted_on": len(candidates) - len(held)}
 
 
 def exchanges(record) -> list[tuple[str, str]]:

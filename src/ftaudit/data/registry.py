@@ -251,8 +251,9 @@ GPT_PROMPT_JAILBREAKS = ("mongo_tom_prompt", "anti_dan", "developer_mode")
                   "the 56 its classes set as self.english, read from the wheel's source without running it (three "
                   "modules define theirs at module level with a placeholder, interviewer, translator and terminal, "
                   "and are not read; relationship_coach is empty); its three jailbreak templates (Mongo Tom, Anti-DAN, "
-                  "Developer Mode) are left out as not benign. A held-out benign set for the harm classifier "
-                  "that no version was fitted, chosen or designed on (all eval)", split_rule="eval-only")
+                  "Developer Mode) are left out as not benign. A held-out benign set for harm classifiers v1 to v8, seen by "
+                  "v9's and v10's design, and learned whole by v11 (training data for v11, though its split is eval) "
+                  "(all eval)", split_rule="eval-only")
 def _gpt_prompt_roles() -> list[PromptRecord]:
     import zipfile
 
@@ -285,7 +286,8 @@ PROMPT_FORGE_EXCLUDED = ("act-as-gaslighter",)
                   "0.6) of one another kept once, and of gpt-prompt-roles left out (that set is where harm classifier v8 was seen "
                   "to fail); the gaslighter prompt left out as not benign. Found and committed 2026-12-05 before any "
                   "classifier scored it: a held-out benign set for harm classifiers v9 and v10, clean for both (v9's rate on it "
-                  "was seen before v10 was made; v10 changed only its batches) (all eval)",
+                  "was seen before v10 was made; v10 changed only its batches); learned whole by v11 (training data "
+                  "for v11, though its split is eval) (all eval)",
                   split_rule="eval-only")
 def _prompt_forge_roles() -> list[PromptRecord]:
     seen = [r.prompt for r in _gpt_prompt_roles()]  # its raw loader: a loader never calls get_prompts (the splits load every set)
