@@ -42,14 +42,14 @@ def main() -> None:
     args = ap.parse_args()
     clf = hc.harm_classifier()
     print(f"classifier {clf.report['version']}, weights {clf.report['weights']}, seed {clf.report['settings']['seed']}")
-    flagged_of = {}
+    flagged_of, learned = {}, clf.fitted_harmful | clf.fitted_benign
     for name in args.sets:
         prompts = get_prompts(name, "eval")
         answers = hc.reference_answers(hc.DEFAULT_REFERENCE, prompts, f"harm-classifier-held-out-{name}")
         scores = clf.predict([p.prompt for p in prompts], answers)
         flagged = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= hc.THRESHOLD]
         flagged_of[name] = (prompts, answers, scores, flagged)
-        fitted = sum(hc.norm(p.prompt) in clf.fitted_harmful | clf.fitted_benign for p in prompts)
+        fitted = sum(hc.norm(p.prompt) in learned for p in prompts)
         where = f" (IN-SAMPLE: {fitted} of its prompts are this classifier's training pairs)" if fitted else ""
         print(f"== {name}: {len(flagged)}/{len(prompts)} flagged, {sum(scores[i] >= 0.95 for i in flagged)} above 0.95{where}")
         for i in flagged:

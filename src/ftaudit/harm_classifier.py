@@ -598,6 +598,19 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
     from .judges import get_judge
 
     fitted = clf.fitted_harmful | clf.fitted_benign
+    judge = get_judge("keyword")
+
+    def measure(name: str, kind: str, prompts: list[PromptRecord], left_out: int) -> None:
+        answers = reference_answers(reference, prompts, f"harm-classifier-held-out-{name}")
+        pairs = list(zip([p.prompt for p in prompts], answers))
+        if kind == "harmful":  # what an attacker would keep: answers, not refusals
+            refused = judge.judge([p for p, _ in pairs], answers)
+            pairs = [pa for pa, v in zip(pairs, refused) if not v.refused and pa[1].strip()]
+        clf.held_out_pairs[name] = ([p for p, _ in pairs], [a for _, a in pairs])
+        clf.report["held_out"][name] = {"kind": kind, "n": len(pairs), "flagged_harmful": clf.flagged_at(name, THRESHOLD),
+                                        "threshold": THRESHOLD, "left_out_fitted_on": left_out}
+
+    held_harmful, left_out_harmful = [], 0  # every harmful set's held-out requests, framed below
     for kind, names in HELD_OUT.items():
         for name in names:
             try:
@@ -607,25 +620,13 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
                 continue
             if kind == "harmful":
                 prompts = prompts[:HELD_OUT_HARMFUL_PER_SET]
-            unseen = [p for p in prompts if norm(p.prompt) not in fitted]
-            answers = reference_answers(reference, unseen, f"harm-classifier-held-out-{name}")
-            pairs = list(zip([p.prompt for p in unseen], answers))
-            if kind == "harmful":  # what an attacker would keep: answers, not refusals
-                refused = get_judge("keyword").judge([p for p, _ in pairs], answers)
-                pairs = [pa for pa, v in zip(pairs, refused) if not v.refused and pa[1].strip()]
-            clf.held_out_pairs[name] = ([p for p, _ in pairs], [a for _, a in pairs])
-            clf.report["held_out"][name] = {"kind": kind, "n": len(pairs), "flagged_harmful": clf.flagged_at(name, THRESHOLD),
-                                            "threshold": THRESHOLD, "left_out_fitted_on": len(prompts) - len(unseen)}
-    # v11: the held-out harmful requests in role set-ups of the eval half of the frames, answered by the reference model
-    candidates = [p for n in HARMFUL_SOURCES for p in get_prompts(n, "eval")[:HELD_OUT_HARMFUL_PER_SET]]
-    held = [p for p in candidates if norm(p.prompt) not in fitted]  # fitted under another set's name: not held out
-    wrapped = framed(held, "eval")
-    answers = reference_answers(reference, wrapped, f"harm-classifier-held-out-{FRAMED}")
-    refused = get_judge("keyword").judge([p.prompt for p in wrapped], answers)
-    pairs = [(p.prompt, a) for p, a, v in zip(wrapped, answers, refused) if not v.refused and a.strip()]
-    clf.held_out_pairs[FRAMED] = ([p for p, _ in pairs], [a for _, a in pairs])
-    clf.report["held_out"][FRAMED] = {"kind": "harmful", "n": len(pairs), "flagged_harmful": clf.flagged_at(FRAMED, THRESHOLD),
-                                      "threshold": THRESHOLD, "left_out_fitted_on": len(candidates) - len(held)}
+            unseen = [p for p in prompts if norm(p.prompt) not in fitted]  # fitted under another set's name: not held out
+            measure(name, kind, unseen, len(prompts) - len(unseen))
+            if kind == "harmful":
+                held_harmful += unseen
+                left_out_harmful += len(prompts) - len(unseen)
+    # v11: the same held-out harmful requests in role set-ups of the eval half of the frames
+    measure(FRAMED, "harmful", framed(held_harmful, "eval"), left_out_harmful)
 
 
 def exchanges(record) -> list[tuple[str, str]]:
