@@ -44,6 +44,9 @@ class DefenseContext:
     unaligned_from: str = "given"
     # the model that answers harmful train prompts at run time where a defense needs compliant answers (Booster)
     reference_model: str | None = None
+    # training options every training the defense runs takes, under its own: the run's mixed precision
+    # (ExperimentSpec.run_train), so a defended model is trained as the undefended one it is compared with
+    train: dict = field(default_factory=dict)
 
 
 def realign_context(ctx: DefenseContext, defense: str, needs: str):

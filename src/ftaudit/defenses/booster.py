@@ -60,7 +60,7 @@ class Booster(Defense):
                                                  recipe="booster")]
             left -= n
         cfg = train_config({**TRAIN_DEFAULTS["align"], "seed": ctx.seed},
-                           {"objective": "booster", "objective_params": {"lamb": self.lamb, "alpha": self.alpha}})
+                           {**ctx.train, "objective": "booster", "objective_params": {"lamb": self.lamb, "alpha": self.alpha}})
         result = train(built.records + harmful, start, cfg, out_dir, recipe=f"aligned~{self.label}")
         done = json.loads((Path(out_dir) / "train_result.json").read_text())
         return {"started_from": "unaligned model" if ctx.unaligned else "released model",

@@ -31,7 +31,7 @@ class Vaccine(Defense):
 
         start = ctx.unaligned or ctx.initial
         aligned_model(ctx.store, start, out_dir, params=ctx.align_params, seed=ctx.seed, name=f"defense:{self.label}",
-                      overrides={"objective": "vaccine", "objective_params": {"rho": self.rho}})
+                      overrides={**ctx.train, "objective": "vaccine", "objective_params": {"rho": self.rho}})
         result = json.loads((Path(out_dir) / "train_result.json").read_text())
         return {"started_from": "unaligned model" if ctx.unaligned else "released model",
                 "train_seconds": result["train_seconds"], "peak_memory_mb": result["peak_memory_mb"]}

@@ -126,7 +126,8 @@ def run_point(job: PointJob) -> tuple[str, dict]:
     stages = StageRunner(store)
     d = job.defense_obj()
     ctx = DefenseContext(store, job.initial, job.unaligned, spec.align_params, spec.seed_of(job.seed),
-                         unaligned_from="align" if spec.align else "given", reference_model=spec.reference_model)
+                         unaligned_from="align" if spec.align else "given", reference_model=spec.reference_model,
+                         train=spec.run_train())
     in_training = d if d is not None and d.stage in ("data", "fine-tuning") else None
     evaluated, rejected, report = job.train_dir, None, None
     try:

@@ -132,7 +132,7 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                 initial_name = f"{short}-aligned" if short else "aligned"
                 with stages(f"align:{short}" if short else "align"):
                     initial = aligned_model(stages.store, model, models_dir / "aligned", params=spec.align_params,
-                                            seed=spec.seed, name=initial_name)
+                                            overrides=spec.run_train(), seed=spec.seed, name=initial_name)
             stages.evaluate(initial_name, "none", initial, eval_sets(spec), generation_config(spec), ev.judges, ev.capability,
                             ev.capability_limit)
             unaligned = model if spec.align else None
@@ -144,7 +144,7 @@ def _prepare_models(spec: ExperimentSpec, out: Path, stages: StageRunner) -> tup
                     with stages(f"defend:{start_name}"):
                         ctx = DefenseContext(stages.store, initial, unaligned, spec.align_params, spec.seed,
                                              unaligned_from="align" if spec.align else "given",
-                                             reference_model=spec.reference_model)
+                                             reference_model=spec.reference_model, train=spec.run_train())
                         defended[start_name] = {"defense": d.label, "stage": d.stage, "base_model": initial_name,
                                                 **d.harden(ctx, Path(start))}
                     stages.evaluate(start_name, f"defense:{d.label}", start, eval_sets(spec), generation_config(spec), ev.judges,

@@ -174,6 +174,9 @@ class _SpecFile(_Strict):
     search: SearchSpec | None = None
     gate: GateSpec | None = None
     prefill: PrefillSpec | None = None
+    # every training of the run (the alignment, each alignment-time defense's, each attack under every defense) in
+    # bfloat16 mixed precision: "auto" where this machine runs bf16 natively (see train.config.mixed_precision)
+    mixed_precision: Literal["auto", "bf16"] | None = None
 
 
 @dataclass
@@ -313,6 +316,18 @@ class ExperimentSpec:
     prefill: PrefillSpec | None = None  # the prefilling attack on the models the attacker gets (see ftaudit.prefill)
     # per eval set label, prompt ids left out as near-duplicates of training data the user supplied (set by run_spec)
     exclude: dict = field(default_factory=dict)
+    # the spec's mixed_precision, as written ("auto" is resolved where a training config is built)
+    mixed_precision: str | None = None
+
+    def run_train(self) -> dict:
+        """Training options every training of this run takes (the alignment, the alignment-time defenses' hardening
+        and, under an attack's own, every attack): the run's mixed precision, resolved on this machine, so a key
+        records what ran. Empty where it resolves to nothing (float32), so such a run keeps the keys of one that
+        never asked."""
+        from ..train.config import resolve_mixed_precision
+
+        precision = resolve_mixed_precision(self.mixed_precision)
+        return {"mixed_precision": precision} if precision else {}
 
     def training_files(self) -> tuple[list[str], list[str]]:
         """(prompts, files) of the training data the user supplies to this spec: recipe files of its points and the
@@ -358,10 +373,15 @@ class ExperimentSpec:
         """Every (attack x grid combination), in a stable order."""
         axes = sorted(self.grid.items())
         combos = list(itertools.product(*[values for _, values in axes])) if axes else [()]
+        from ..recipes.edits import is_weight_edit
+
+        run_train = self.run_train()
         out = []
         for attack in self.attacks:
             for combo in combos:
-                params, train = dict(attack.params), dict(attack.train)
+                # a weight edit trains nothing, so it takes no training option
+                params = dict(attack.params)
+                train = dict(attack.train) if is_weight_edit(attack.recipe) else {**run_train, **attack.train}
                 for (axis, _), value in zip(axes, combo):
                     section, _, key = axis.partition(".")
                     (params if section == "params" else train)[key] = value
@@ -428,6 +448,7 @@ def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
     out.search = spec.search
     out.gate = spec.gate
     out.prefill = spec.prefill
+    out.mixed_precision = spec.mixed_precision
     answered = sorted({d["name"] for d in out.defenses} & {"booster", "safety-recovery"})  # need compliant answers
     if (spec.prefill or answered) and any(is_remote(m) for m in models):
         _fail("prefill", "prefilling, booster and safety-recovery need a model's weights; a remote model is evaluated only")

@@ -223,7 +223,9 @@ def sft_config(cfg: TrainConfig, out: Path):
         logging_steps=1, report_to="none", disable_tqdm=True,
         save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False), dataloader_num_workers=0,
+        bf16=cfg.mixed_precision == "bf16" or (torch.cuda.is_available()
+                                               and torch.cuda.is_bf16_supported(including_emulation=False)),
+        dataloader_num_workers=0,
         completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
     return SFTConfig(**(fields | packing_args(cfg)))
