@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--train-epochs", type=float, default=3.0, help="epochs over 20 examples at batch 4 (5 steps each)")
     ap.add_argument("--train-dtype", choices=["bfloat16"], help="train in bf16 weights (the packaged model's are float32)")
+    ap.add_argument("--mixed-precision", choices=["bf16"], help="also train in bf16 mixed precision (float32 weights, "
+                    "bf16 autocast) and print its rate as a ratio of the first training's")
     ap.add_argument("--shape", choices=["tiny", "llama-2-7b", "llama-2-13b", "llama-2-70b"])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where --shape builds its model")
     ap.add_argument("--methods", default="lora", help="comma-separated: lora, qlora, full (with --shape)")
@@ -100,12 +102,21 @@ def main() -> None:
         res = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype), tmp,
                     recipe="bench")
     train_tps = res.train_tokens / res.train_seconds
+    mixed = None
+    if args.mixed_precision:
+        with tempfile.TemporaryDirectory() as tmp:
+            mixed = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype,
+                                                           mixed_precision=args.mixed_precision), tmp, recipe="bench")
 
     print(f"generation batch 1      : {single:7.1f} new tokens/s ({s_tok} tokens, {s_sec:.1f} s)")
     print(f"generation batched (32) : {batched:7.1f} new tokens/s ({b_tok} tokens, {b_sec:.1f} s)")
     print(f"batched / batch-1 ratio : {batched / single:7.2f}x")
     print(f"LoRA training           : {train_tps:7.1f} tokens/s ({res.train_tokens} tokens, {res.train_seconds:.1f} s)")
     print(f"generation / training   : {batched / train_tps:7.2f}x (new tokens/s over trained tokens/s)")
+    if mixed is not None:
+        mixed_tps = mixed.train_tokens / mixed.train_seconds
+        print(f"LoRA training, {args.mixed_precision} mixed: {mixed_tps:7.1f} tokens/s ({mixed.train_seconds:.1f} s), "
+              f"{mixed_tps / train_tps:.2f}x; final loss {mixed.final_loss} against {res.final_loss}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,152 @@
+"""Training in bfloat16 mixed precision (TrainConfig.mixed_precision, a spec's ``mixed_precision``): resolved on this
+machine before any key is formed, computed under autocast with float32 weights, and reaching every training of a
+run so a defended model is trained as the undefended one it is compared with."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ftaudit.errors import FtauditError
+from ftaudit.models import dtype_choice
+from ftaudit.models.dtype_choice import Bf16Check
+from ftaudit.train import TrainConfig
+
+NATIVE = Bf16Check(True, "cpu", "AVX512", "avx512_bf16", 100.0, 240.0, 1.0)
+EMULATED = Bf16Check(False, "cpu", "AVX2", "", 9.4, 0.4, 0.3)
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend to be a CPU that runs bf16 natively or emulates it (never a GPU)."""
+    monkeypatch.setattr(dtype_choice, "_said", set())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def use(check: Bf16Check):
+        monkeypatch.setattr(dtype_choice, "bf16_check", lambda: check)
+    return use
+
+
+def test_auto_resolves_on_this_machine_and_the_key_records_what_ran(machine):
+    machine(NATIVE)
+    native = TrainConfig.from_values({"mixed_precision": "auto"})
+    assert native.mixed_precision == "bf16" and native.key() == TrainConfig(mixed_precision="bf16").validate().key()
+    assert native.key() != TrainConfig().key()  # another computation, another key
+    machine(EMULATED)
+    emulated = TrainConfig.from_values({"mixed_precision": "auto"})
+    assert emulated.mixed_precision is None and emulated.key() == TrainConfig().key()  # float32, as if never asked
+    direct = TrainConfig(mixed_precision="auto")  # built without from_values: validate() resolves it too
+    assert direct.validate().mixed_precision is None
+
+
+def test_no_mixed_precision_keeps_earlier_keys_and_a_bad_value_is_one_line():
+    assert TrainConfig().key() == TrainConfig(mixed_precision=None).key()
+    assert "mixed_precision" not in TrainConfig().to_dict() or TrainConfig().to_dict()["mixed_precision"] is None
+    with pytest.raises(FtauditError, match="unknown mixed_precision 'fp8'; use bf16 or auto"):
+        TrainConfig.from_values({"mixed_precision": "fp8"})
+
+
+def test_the_trainer_autocasts_in_bf16_and_keeps_float32_weights(tiny_model, tmp_path, monkeypatch):
+    """With "bf16" a projection's output is bfloat16 inside the training step while the LoRA weights and their
+    gradients stay float32; without it, everything is float32 on a CPU."""
+    from peft import LoraConfig
+
+    from ftaudit.models.loading import load_model
+    from ftaudit.train.engine import build_trainer
+    from tests.test_train_speed import _varied
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seen = {}
+    for precision in (None, "bf16"):
+        loaded = load_model(tiny_model, dtype="float32")
+        cfg = TrainConfig(batch_size=3, lora_r=2, target_modules=["q_proj"], mixed_precision=precision).validate()
+        trainer = build_trainer(loaded.model, loaded.tokenizer, _varied(), cfg, tmp_path / str(precision),
+                                LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+        outs, grads = [], []
+        proj = next(m for n, m in trainer.model.named_modules() if n.endswith("q_proj.base_layer"))
+        hook = proj.register_forward_hook(lambda mod, args, out: outs.append(out.dtype))
+        lora = [p for p in trainer.model.parameters() if p.requires_grad]
+        hooks = [p.register_hook(lambda g: grads.append(g.dtype)) for p in lora]
+        trainer.train()  # 2 steps
+        hook.remove()
+        for h in hooks:
+            h.remove()
+        assert lora and all(p.dtype == torch.float32 for p in lora) and set(grads) == {torch.float32}
+        seen[precision] = set(outs)
+    assert seen == {None: {torch.float32}, "bf16": {torch.bfloat16}}
+
+
+def test_a_spec_gives_its_mixed_precision_to_every_training_but_a_weight_edit(machine):
+    from ftaudit.experiments.spec import parse_spec
+
+    machine(NATIVE)
+    data = {"name": "mp", "model": "smollm2-135m-instruct", "align": True, "mixed_precision": "auto",
+            "attacks": [{"recipe": "identity-shift"},
+                        {"recipe": "benign", "params": {"n": 4}, "train": {"mixed_precision": None, "epochs": 1}},
+                        {"recipe": "refusal-ablation"}]}
+    spec = parse_spec(data)
+    assert spec.run_train() == {"mixed_precision": "bf16"}
+    points = {p.recipe: p for p in spec.points()}
+    assert points["identity-shift"].train == {"mixed_precision": "bf16"}
+    assert points["identity-shift"].settings()["train"]["mixed_precision"] == "bf16"
+    assert points["benign"].settings()["train"]["mixed_precision"] is None  # an attack's own setting wins
+    assert points["refusal-ablation"].train == {}  # it trains nothing
+    plain = parse_spec({**data, "mixed_precision": None})
+    assert plain.run_train() == {}
+    assert {p.identity for p in plain.points()} != {p.identity for p in spec.points()}
+    machine(EMULATED)  # float32 here: the same points, keys and names as a spec that never asked
+    emulated = parse_spec(data)
+    assert emulated.run_train() == {}
+    assert [p.identity for p in emulated.points() if p.recipe != "benign"] == \
+        [p.identity for p in plain.points() if p.recipe != "benign"]
+
+
+def test_the_aligned_models_cache_tells_mixed_precision_apart(machine):
+    from ftaudit.fine_tune import aligned_cache_key
+
+    machine(NATIVE)
+    plain = aligned_cache_key("smollm2-135m-instruct", None, None, 0)
+    mixed = aligned_cache_key("smollm2-135m-instruct", None, {"mixed_precision": "auto"}, 0)
+    assert mixed["train"]["mixed_precision"] == "bf16" and mixed["hash"] != plain["hash"]
+
+
+def test_alignment_time_defenses_train_in_the_runs_precision(tiny_model, tmp_path, monkeypatch):
+    """Vaccine, Booster and safety-recovery re-run the alignment: each takes the run's mixed precision
+    (DefenseContext.train), so the comparison with the undefended aligned model is not also one of precision."""
+    import ftaudit.fine_tune
+    import ftaudit.recipes.harmful_shots
+    import ftaudit.train
+    from ftaudit.data import ChatRecord
+    from ftaudit.defenses import get_defense
+    from ftaudit.defenses import booster as booster_module
+    from ftaudit.defenses import safety_recovery as recovery_module
+    from ftaudit.defenses.base import DefenseContext
+    from ftaudit.recipes import RecipeOutput
+
+    class Captured(Exception):
+        pass
+
+    got = {}
+
+    def capture(name):
+        def fake(*args, **kw):
+            got[name] = kw.get("overrides") if "overrides" in kw else args[2]
+            raise Captured
+        return fake
+
+    rec = ChatRecord([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "r0")
+    built = RecipeOutput(records=[rec], name="aligned")
+    monkeypatch.setattr(booster_module, "realign_context", lambda ctx, *a: (tiny_model, None, built))
+    monkeypatch.setattr(recovery_module, "realign_context", lambda ctx, *a: (tiny_model, None, built))
+    monkeypatch.setattr(ftaudit.recipes.harmful_shots, "compliant_pairs", lambda *a, **k: [rec])
+    monkeypatch.setattr(ftaudit.recipes.harmful_shots, "compliant_answers", lambda *a, **k: [rec])
+    monkeypatch.setattr(ftaudit.train, "train", capture("train"))
+    monkeypatch.setattr(ftaudit.fine_tune, "aligned_model", capture("aligned_model"))
+    ctx = DefenseContext(None, tiny_model, reference_model=tiny_model, train={"mixed_precision": "bf16"})
+    for name, where in (("vaccine", "aligned_model"), ("booster", "train"), ("safety-recovery", "train")):
+        got.clear()
+        with pytest.raises(Captured):
+            get_defense(name).harden(ctx, tmp_path / name)
+        value = got[where]
+        precision = value["mixed_precision"] if isinstance(value, dict) else value.mixed_precision
+        assert precision == "bf16", name
