@@ -15,6 +15,12 @@ where the keyword judge sees no refusal, at most ``bad_sample_num`` and at most 
 recipes draw from AdvBench by default, so, as in the code, the defender never hardens against the attacker's own
 examples (an attack given ``source: harmbench`` or ``strongreject`` could share prompts: the report's cost record
 names the sources).
+
+Under bfloat16 mixed precision (a spec's ``mixed_precision``), the normalized harmful step (alpha 0.1 spread over
+every LoRA weight: about 5e-5 an element for SmolLM2-135M at rank 16) is below bfloat16's spacing for most LoRA A
+values (about 2e-4 near 0.04), which autocast rounds at each forward. The float32 master weights take the whole step,
+but the forward pass after it sees a rounded one: element by element all or nothing, unbiased in expectation, noisier
+than in float32. LoRA B values near zero keep it. The harmful loss change is then measured on that noisier step.
 """
 
 from __future__ import annotations

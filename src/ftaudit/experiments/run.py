@@ -39,7 +39,9 @@ def run_spec(spec: ExperimentSpec, out: str | Path, executor: str = "local", add
         out = Path(out)
         spec = held_out_spec(spec, out)
         store = Store(out)
-        atomic_write_text(out / "spec.json", json.dumps(spec.to_dict(), indent=2, default=str))
+        # with the run's training options as this machine resolved them (mixed_precision "auto" -> "bf16" or none)
+        atomic_write_text(out / "spec.json", json.dumps({**spec.to_dict(), "run_train": spec.run_train()}, indent=2,
+                                                        default=str))
         jobs, defended, left_out = _prepare_models(spec, out, StageRunner(store))
         store.close()
         budgets = dict(run_points(run_point, jobs, executor=executor, resources=spec.resources,

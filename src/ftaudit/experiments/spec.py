@@ -374,6 +374,7 @@ class ExperimentSpec:
         axes = sorted(self.grid.items())
         combos = list(itertools.product(*[values for _, values in axes])) if axes else [()]
         from ..recipes.edits import is_weight_edit
+        from ..train.config import resolve_mixed_precision
 
         run_train = self.run_train()
         out = []
@@ -385,6 +386,10 @@ class ExperimentSpec:
                 for (axis, _), value in zip(axes, combo):
                     section, _, key = axis.partition(".")
                     (params if section == "params" else train)[key] = value
+                if "mixed_precision" in train:  # as this machine resolves it, so a key and a name never hold "auto"
+                    resolved = resolve_mixed_precision(train.pop("mixed_precision"))
+                    if resolved:
+                        train["mixed_precision"] = resolved
                 out.append(GridPoint(attack.recipe, params, train, tuple(axis.partition(".")[2] for axis, _ in axes)))
         try:
             return name_points(out)

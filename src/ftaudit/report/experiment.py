@@ -89,7 +89,8 @@ def _with_curves(budgets: dict, out: Path) -> dict:
     return fixed
 
 
-_SPEC_FILE_KEYS = ("name", "models", "attacks", "grid", "eval", "seed", "seeds", "defenses", "reference_model", "align")
+_SPEC_FILE_KEYS = ("name", "models", "attacks", "grid", "eval", "seed", "seeds", "defenses", "reference_model", "align",
+                   "mixed_precision")
 
 
 def _prefill(meta: dict, rows: list[dict]) -> dict:

@@ -124,11 +124,15 @@ class TrainConfig:
 def resolve_mixed_precision(requested: str | None) -> str | None:
     """``"auto"`` as this machine resolves it: ``"bf16"`` where it runs bfloat16 natively (the measured check of
     :mod:`ftaudit.models.dtype_choice`, said once with its reason), else None (float32 on a CPU: on an AVX2-only
-    processor emulated bfloat16 is many times slower). Anything else is returned as given."""
-    if requested != "auto":
+    processor emulated bfloat16 is many times slower). ``"bf16"`` is honoured, with one warning line where this processor
+    emulates bfloat16. Anything else is returned as given."""
+    if requested not in ("auto", "bf16"):
         return requested
     from ..models.dtype_choice import resolve_dtype
 
+    if requested == "bf16":
+        resolve_dtype("bfloat16", "training mixed precision")  # only to say so where it is emulated
+        return requested
     return "bf16" if resolve_dtype("auto", "training mixed precision") == "bfloat16" else None
 
 

@@ -136,6 +136,9 @@ def run_fingerprint(base_fingerprint: str, records: list[ChatRecord], cfg: Train
     # CPU that emulates it) trains differently; None (the checkpoint's own) keeps earlier keys
     if cfg.dtype is None and (dtype := default_dtype(base_model, training=True)):
         h.update(f"|dtype={dtype}".encode())
+    if cfg.dtype is not None and cfg.mixed_precision is None and autocast_bf16(cfg):
+        # named weights (float32, say) on a GPU that autocasts in bf16 by default: not the CPU's float32 run
+        h.update(b"|autocast=bf16")
     for r in records:
         h.update(json.dumps(r.messages, sort_keys=True).encode())
         if prefix := untrained_prefix(r):  # the same text with its opening trained on is another run
@@ -223,12 +226,24 @@ def sft_config(cfg: TrainConfig, out: Path):
         logging_steps=1, report_to="none", disable_tqdm=True,
         save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        bf16=cfg.mixed_precision == "bf16" or (torch.cuda.is_available()
-                                               and torch.cuda.is_bf16_supported(including_emulation=False)),
-        dataloader_num_workers=0,
+        bf16=autocast_bf16(cfg), dataloader_num_workers=0,
         completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
-    return SFTConfig(**(fields | packing_args(cfg)))
+    config = SFTConfig(**(fields | packing_args(cfg)))
+    # what the trainer hands accelerate: set from the config, never from an ACCELERATE_MIXED_PRECISION left in the
+    # environment (transformers reads it whenever bf16 is off), so a run computes in the precision its key records
+    config.mixed_precision = "bf16" if autocast_bf16(cfg) else "no"
+    return config
+
+
+def autocast_bf16(cfg: TrainConfig) -> bool:
+    """Whether a run's passes compute under bfloat16 autocast: asked (``mixed_precision: bf16``), or on a CUDA GPU
+    that runs bfloat16 natively (the trainer's default there). The trainer, the ``accelerate launch`` line and the run
+    fingerprint all read this one answer."""
+    import torch
+
+    return cfg.mixed_precision == "bf16" or (torch.cuda.is_available()
+                                             and torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig, out: Path, peft_config=None):

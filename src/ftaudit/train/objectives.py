@@ -114,7 +114,10 @@ def _vaccine_trainer():
             for p, g in zip(params, kept):  # the first pass only finds the perturbation
                 p.grad = g
             norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values())) if grads else torch.tensor(0.0)
-            eps = {n: (self.rho * g / (norm + 1e-12)).to(g.dtype) for n, g in grads.items()}
+            # float32 whatever the pass computes in: under bf16 autocast an attention output is bfloat16, whose
+            # spacing (about 1e-3 near 0.25) is above most elements of a rho-2 perturbation spread over every
+            # activation; added in float32 it survives into the float32 residual stream (a float32 run: unchanged)
+            eps = {n: self.rho * g.float() / (norm + 1e-12) for n, g in grads.items()}
 
             def perturb(name):
                 def hook(_module, _args, output):
@@ -173,8 +176,9 @@ def _constrained_trainer():
             mask = targets != -100
             logp = self._logps(model, inputs, targets)
             with torch.no_grad():
-                if self.reference is not None:
-                    ref = self._logps(self.reference.to(logp.device), inputs, targets)
+                if self.reference is not None:  # copied before accelerate wrapped the policy: autocast it the same way
+                    with self.accelerator.autocast():
+                        ref = self._logps(self.reference.to(logp.device), inputs, targets)
                 else:
                     with self.accelerator.unwrap_model(model).disable_adapter():
                         ref = self._logps(model, inputs, targets)
