@@ -107,6 +107,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             mixed = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype,
                                                            mixed_precision=args.mixed_precision), tmp, recipe="bench")
+        with tempfile.TemporaryDirectory() as tmp:  # the first training again, after: the ratio is against its faster run
+            again = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype),
+                          tmp, recipe="bench")
+        best_tps = max(train_tps, again.train_tokens / again.train_seconds)
 
     print(f"generation batch 1      : {single:7.1f} new tokens/s ({s_tok} tokens, {s_sec:.1f} s)")
     print(f"generation batched (32) : {batched:7.1f} new tokens/s ({b_tok} tokens, {b_sec:.1f} s)")
@@ -115,8 +119,10 @@ def main() -> None:
     print(f"generation / training   : {batched / train_tps:7.2f}x (new tokens/s over trained tokens/s)")
     if mixed is not None:
         mixed_tps = mixed.train_tokens / mixed.train_seconds
+        print(f"LoRA training, again    : {again.train_tokens / again.train_seconds:7.1f} tokens/s")
         print(f"LoRA training, {args.mixed_precision} mixed: {mixed_tps:7.1f} tokens/s ({mixed.train_seconds:.1f} s), "
-              f"{mixed_tps / train_tps:.2f}x; final loss {mixed.final_loss} against {res.final_loss}")
+              f"{mixed_tps / best_tps:.2f}x the faster of the two runs before and after it; final loss "
+              f"{mixed.final_loss} against {res.final_loss}")
 
 
 if __name__ == "__main__":

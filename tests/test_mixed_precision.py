@@ -150,3 +150,90 @@ def test_alignment_time_defenses_train_in_the_runs_precision(tiny_model, tmp_pat
         value = got[where]
         precision = value["mixed_precision"] if isinstance(value, dict) else value.mixed_precision
         assert precision == "bf16", name
+
+
+def test_a_run_hands_its_precision_to_the_alignment_every_defense_and_every_attack(machine, tmp_path, monkeypatch):
+    """The wiring: the run's aligned model, an alignment-time defense's hardening, and each attack job (its training
+    options and the context a fine-tuning defense gets) all carry the spec's resolved mixed precision."""
+    from ftaudit.defenses.vaccine import Vaccine
+    from ftaudit.experiments import point as point_module
+    from ftaudit.experiments import run as run_module
+    from ftaudit.experiments.spec import parse_spec
+    from ftaudit.pipeline import StageRunner
+    from ftaudit.store import Store
+
+    class Captured(Exception):
+        pass
+
+    machine(NATIVE)
+    spec = parse_spec({"name": "mp", "model": "smollm2-135m-instruct", "align": True, "mixed_precision": "auto",
+                       "reference_model": "smollm2-135m-instruct", "defenses": ["vaccine", "lisa"],
+                       "attacks": [{"recipe": "identity-shift"}]})
+    seen: dict = {}
+
+    def fake_align(store, model, out, **kw):
+        seen["align"] = kw.get("overrides")
+        return str(out)
+
+    def fake_harden(self, ctx, out):
+        seen["vaccine"] = ctx.train
+        return {}
+
+    def fake_attack(*args, **kw):
+        seen.setdefault("attacks", []).append((kw["overrides"], kw["defense_ctx"].train))
+        raise Captured
+
+    monkeypatch.setattr(run_module, "aligned_model", fake_align)
+    monkeypatch.setattr(StageRunner, "evaluate", lambda self, *a, **k: None)
+    monkeypatch.setattr(Vaccine, "harden", fake_harden)
+    monkeypatch.setattr(point_module, "run_attack", fake_attack)
+    with Store(tmp_path) as store:
+        jobs, _, _ = run_module._prepare_models(spec, tmp_path, StageRunner(store))
+    assert seen["align"] == {"mixed_precision": "bf16"} and seen["vaccine"] == {"mixed_precision": "bf16"}
+    assert len(jobs) == 3 and jobs[0].defense is None  # none, vaccine's hardened model, lisa in the job
+    for job in jobs:
+        with pytest.raises(Captured):
+            point_module.run_point(job)
+    assert seen["attacks"] == [({"mixed_precision": "bf16"}, {"mixed_precision": "bf16"})] * 3
+
+
+def test_no_mixed_precision_keeps_the_keys_runs_had_before_it(machine):
+    """TrainConfig's key at f93c43c, before the option existed: a run that never asks (or resolves to float32)
+    reuses the models trained before it."""
+    assert TrainConfig().key() == "590732f51fed9156"
+    assert TrainConfig(dtype="bfloat16").key() == "aba8def5d536997d"
+    machine(EMULATED)
+    assert TrainConfig.from_values({"mixed_precision": "auto"}).key() == "590732f51fed9156"
+
+
+def test_the_precision_is_the_configs_never_the_environments(tiny_model, tmp_path, monkeypatch):
+    """transformers reads ACCELERATE_MIXED_PRECISION whenever bf16 is off, and ddp.yaml says bf16: the trainer and the
+    launch line take the config's precision instead."""
+    from ftaudit.train.engine import sft_config
+    from ftaudit.train.launch import launch_command
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert sft_config(TrainConfig().validate(), tmp_path).mixed_precision == "no"
+    assert sft_config(TrainConfig(mixed_precision="bf16").validate(), tmp_path).mixed_precision == "bf16"
+    cmd = launch_command(TrainConfig(distributed="ddp", num_processes=2).validate(), tmp_path)
+    assert cmd[cmd.index("--mixed_precision") + 1] == "no"
+    cmd = launch_command(TrainConfig(distributed="ddp", num_processes=2, mixed_precision="bf16").validate(), tmp_path)
+    assert cmd[cmd.index("--mixed_precision") + 1] == "bf16"
+
+
+def test_auto_in_an_attack_or_on_a_grid_axis_is_resolved_before_keys_and_names(machine):
+    from ftaudit.experiments.spec import parse_spec
+
+    data = {"name": "mp", "model": "smollm2-135m-instruct",
+            "attacks": [{"recipe": "identity-shift", "train": {"mixed_precision": "auto"}}],
+            "grid": {"train.epochs": [1, 2]}}
+    machine(NATIVE)
+    native = parse_spec(data).points()
+    assert all(p.train["mixed_precision"] == "bf16" and "auto" not in p.label for p in native)
+    machine(EMULATED)
+    emulated = parse_spec(data).points()
+    assert all("mixed_precision" not in p.train for p in emulated)
+    assert {p.key for p in native}.isdisjoint({p.key for p in emulated})
+    with pytest.raises(FtauditError, match="train the same weights"):  # both float32 here: one point written twice
+        parse_spec({**data, "attacks": [{"recipe": "identity-shift"}], "grid": {"train.mixed_precision": ["auto", None]}})
