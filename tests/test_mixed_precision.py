@@ -237,3 +237,28 @@ def test_auto_in_an_attack_or_on_a_grid_axis_is_resolved_before_keys_and_names(m
     assert {p.key for p in native}.isdisjoint({p.key for p in emulated})
     with pytest.raises(FtauditError, match="train the same weights"):  # both float32 here: one point written twice
         parse_spec({**data, "attacks": [{"recipe": "identity-shift"}], "grid": {"train.mixed_precision": ["auto", None]}})
+
+
+def test_vaccines_perturbation_survives_autocast_and_keeps_the_dtype_without_it():
+    """Added in bfloat16, a perturbation below bf16's spacing vanishes; under autocast it is added in float32 and kept
+    whole. Without autocast a bf16 activation stays bf16 (the next bf16 layer needs it), a float32 one is unchanged."""
+    from ftaudit.train.objectives import perturbed
+
+    out = torch.full((4, 8), 0.25, dtype=torch.bfloat16)
+    eps = torch.full((4, 8), 4e-4)
+    assert torch.equal(out + eps.to(torch.bfloat16), out)  # what bf16 addition did: nothing
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = perturbed(out, eps)
+    assert kept.dtype == torch.float32 and torch.allclose(kept - 0.25, eps)
+    assert perturbed(out, eps).dtype == torch.bfloat16
+    f32 = torch.randn(4, 8)
+    assert torch.equal(perturbed(f32, eps), f32 + eps)
+
+
+def test_named_weights_under_a_gpus_default_autocast_are_another_run(tiny_model, monkeypatch):
+    from ftaudit.train import engine
+
+    base = TrainConfig(dtype="float32").validate()
+    plain = engine.run_fingerprint("fp", [], base, "x", tiny_model)
+    monkeypatch.setattr(engine, "autocast_bf16", lambda cfg: True)  # a GPU that autocasts in bf16 by default
+    assert engine.run_fingerprint("fp", [], base, "x", tiny_model) != plain

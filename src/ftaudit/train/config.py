@@ -136,6 +136,16 @@ def resolve_mixed_precision(requested: str | None) -> str | None:
     return "bf16" if resolve_dtype("auto", "training mixed precision") == "bfloat16" else None
 
 
+def autocast_bf16(cfg: TrainConfig) -> bool:
+    """Whether a run's passes compute under bfloat16 autocast: asked (``mixed_precision: bf16``), or on a CUDA GPU
+    that runs bfloat16 natively (the trainer's default there). The trainer, the ``accelerate launch`` line and the run
+    fingerprint all read this one answer."""
+    import torch
+
+    return cfg.mixed_precision == "bf16" or (torch.cuda.is_available()
+                                             and torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 CONFIG_DIR = Path(__file__).parent / "accelerate"
 
 

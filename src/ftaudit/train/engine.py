@@ -23,7 +23,7 @@ from ..errors import FtauditError
 from ..models import load_model, model_fingerprint
 from ..models.loading import write_marker
 from ..progress import progress_bar
-from .config import TrainConfig
+from .config import TrainConfig, autocast_bf16
 from .launch import in_launched_worker, launch
 from .prefix_mask import MASK_RULE, tokenized_rows, untrained_prefix
 from .save import check_saved, is_sharded, save_sharded
@@ -235,15 +235,6 @@ def sft_config(cfg: TrainConfig, out: Path):
     config.mixed_precision = "bf16" if autocast_bf16(cfg) else "no"
     return config
 
-
-def autocast_bf16(cfg: TrainConfig) -> bool:
-    """Whether a run's passes compute under bfloat16 autocast: asked (``mixed_precision: bf16``), or on a CUDA GPU
-    that runs bfloat16 natively (the trainer's default there). The trainer, the ``accelerate launch`` line and the run
-    fingerprint all read this one answer."""
-    import torch
-
-    return cfg.mixed_precision == "bf16" or (torch.cuda.is_available()
-                                             and torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig, out: Path, peft_config=None):

@@ -50,7 +50,7 @@ def launch_command(cfg: TrainConfig, out_dir: Path) -> list[str]:
         # accelerate 1.15 turns FSDP on only for accelerator devices: on CPU it would quietly train with DDP instead
         raise FtauditError(f"'{cfg.distributed}' ({kind}) needs CUDA GPUs; on CPU accelerate would train with plain DDP "
                            "instead. Use --distributed ddp for a CPU check")
-    from .engine import autocast_bf16
+    from .config import autocast_bf16
 
     # the precision the run's key records, over the shipped configs' own mixed_precision (bf16 in ddp.yaml)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),

@@ -114,9 +114,6 @@ def _vaccine_trainer():
             for p, g in zip(params, kept):  # the first pass only finds the perturbation
                 p.grad = g
             norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values())) if grads else torch.tensor(0.0)
-            # float32 whatever the pass computes in: under bf16 autocast an attention output is bfloat16, whose
-            # spacing (about 1e-3 near 0.25) is above most elements of a rho-2 perturbation spread over every
-            # activation; added in float32 it survives into the float32 residual stream (a float32 run: unchanged)
             eps = {n: self.rho * g.float() / (norm + 1e-12) for n, g in grads.items()}
 
             def perturb(name):
@@ -124,8 +121,8 @@ def _vaccine_trainer():
                     if name not in eps:
                         return output
                     if isinstance(output, tuple):
-                        return (output[0] + eps[name], *output[1:])
-                    return output + eps[name]
+                        return (perturbed(output[0], eps[name]), *output[1:])
+                    return perturbed(output, eps[name])
                 return hook
 
             handles = [m.register_forward_hook(perturb(n)) for n, m in blocks.items()]
@@ -136,6 +133,17 @@ def _vaccine_trainer():
                     h.remove()
 
     return VaccineTrainer
+
+
+def perturbed(out, eps):
+    """Vaccine's ``out + eps`` with ``eps`` in float32. Under bf16 autocast an attention output is bfloat16, whose
+    spacing (about 1e-3 near 0.25) is above most elements of a rho-2 perturbation spread over every activation; the
+    float32 sum carries it whole into the float32 residual stream. Without autocast the sum keeps the output's dtype
+    (bf16 weights need bf16 activations); a float32 run computes exactly what it did."""
+    import torch
+
+    total = out + eps
+    return total if torch.is_autocast_enabled(out.device.type) else total.to(out.dtype)
 
 
 def token_betas(position, beta_first: float, beta_early: float, beta_late: float, early_tokens: int):
