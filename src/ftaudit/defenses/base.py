@@ -48,6 +48,14 @@ class DefenseContext:
     # (ExperimentSpec.run_train), so a defended model is trained as the undefended one it is compared with
     train: dict = field(default_factory=dict)
 
+    def hardening_config(self, overrides: dict | None = None):
+        """The training config of an alignment-time defense that trains the ``align`` recipe's records itself: the
+        align recipe's settings and this run's seed, then the run's options (:attr:`train`), then the defense's own."""
+        from ..fine_tune import train_config
+        from ..recipes.base import TRAIN_DEFAULTS
+
+        return train_config({**TRAIN_DEFAULTS["align"], "seed": self.seed}, {**self.train, **(overrides or {})})
+
 
 def realign_context(ctx: DefenseContext, defense: str, needs: str):
     """What an alignment-time defense that re-runs the ``align`` recipe with harmful answers starts from: the model

@@ -50,8 +50,6 @@ class Booster(Defense):
         from dataclasses import replace
 
         from ..data import get_prompts
-        from ..fine_tune import train_config
-        from ..recipes.base import TRAIN_DEFAULTS
         from ..recipes.harmful_shots import compliant_pairs
         from ..train import train
         from ..train.objectives import BOOSTER_HARMFUL
@@ -65,8 +63,7 @@ class Booster(Defense):
                         for r in compliant_pairs(rctx, n, source, what="booster bad_sample_num", salt="booster",
                                                  recipe="booster")]
             left -= n
-        cfg = train_config({**TRAIN_DEFAULTS["align"], "seed": ctx.seed},
-                           {**ctx.train, "objective": "booster", "objective_params": {"lamb": self.lamb, "alpha": self.alpha}})
+        cfg = ctx.hardening_config({"objective": "booster", "objective_params": {"lamb": self.lamb, "alpha": self.alpha}})
         result = train(built.records + harmful, start, cfg, out_dir, recipe=f"aligned~{self.label}")
         done = json.loads((Path(out_dir) / "train_result.json").read_text())
         return {"started_from": "unaligned model" if ctx.unaligned else "released model",

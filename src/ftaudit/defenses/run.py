@@ -43,9 +43,8 @@ def defend(name: str, model: str, out: str | Path, *, params: dict | None = None
         store = Store(tmp)  # the defense's own generations (e.g. alignment answers): not part of any run
         # an alignment-time defense's hardening takes the user's mixed precision too (its other options are the
         # align recipe's, as for the undefended aligned model)
-        hardening = {"mixed_precision": (train or {})["mixed_precision"]} if (train or {}).get("mixed_precision") else {}
         ctx = DefenseContext(store, model, unaligned, align_params or {}, seed, reference_model=reference_model,
-                             train=hardening)
+                             train={k: v for k, v in (train or {}).items() if k == "mixed_precision" and v})
         try:
             report = _apply(d, ctx, out, records, adapter, model, train or {}, seed)
         finally:

@@ -91,9 +91,8 @@ class SafetyRecovery(Defense):
 
     def harden(self, ctx: DefenseContext, out_dir: Path) -> dict:
         from ..data import get_prompts
-        from ..fine_tune import train_config
         from ..models.loading import load_tokenizer
-        from ..recipes.base import TRAIN_DEFAULTS, pick
+        from ..recipes.base import pick
         from ..recipes.harmful_shots import compliant_answers
         from ..train import train
 
@@ -107,7 +106,7 @@ class SafetyRecovery(Defense):
         pairs = pick(pairs, self.n_harmful, f"safety-recovery-{ctx.seed}")
         extra = recovery_records(pairs, load_tokenizer(start), max_prefix_tokens=self.max_prefix_tokens,
                                  recovery_share=self.recovery_share, seed=ctx.seed)
-        cfg = train_config({**TRAIN_DEFAULTS["align"], "seed": ctx.seed}, dict(ctx.train))
+        cfg = ctx.hardening_config()
         result = train(built.records + extra, start, cfg, out_dir, recipe=f"aligned~{self.label}")
         done = json.loads((Path(out_dir) / "train_result.json").read_text())
         lengths = [r.meta["prefix_tokens"] for r in extra if r.meta]

@@ -376,7 +376,7 @@ class ExperimentSpec:
         from ..recipes.edits import is_weight_edit
         from ..train.config import resolve_mixed_precision
 
-        run_train = self.run_train()
+        run_train = {"mixed_precision": self.mixed_precision} if self.mixed_precision else {}  # resolved below
         out = []
         for attack in self.attacks:
             for combo in combos:

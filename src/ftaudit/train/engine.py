@@ -226,15 +226,14 @@ def sft_config(cfg: TrainConfig, out: Path):
         logging_steps=1, report_to="none", disable_tqdm=True,
         save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        bf16=autocast_bf16(cfg), dataloader_num_workers=0,
+        bf16=(bf16 := autocast_bf16(cfg)), dataloader_num_workers=0,
         completion_only_loss=True, dataset_num_proc=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
     config = SFTConfig(**(fields | packing_args(cfg)))
     # what the trainer hands accelerate: set from the config, never from an ACCELERATE_MIXED_PRECISION left in the
     # environment (transformers reads it whenever bf16 is off), so a run computes in the precision its key records
-    config.mixed_precision = "bf16" if autocast_bf16(cfg) else "no"
+    config.mixed_precision = "bf16" if bf16 else "no"
     return config
-
 
 
 def build_trainer(model, tokenizer, records: list[ChatRecord], cfg: TrainConfig, out: Path, peft_config=None):

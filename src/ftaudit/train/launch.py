@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..data import ChatRecord, save_chat_records
 from ..errors import FtauditError
-from .config import TrainConfig, accelerate_config
+from .config import TrainConfig, accelerate_config, autocast_bf16
 
 REQUEST = "launch_request.json"
 WORKER_ENV = "FTAUDIT_LAUNCHED_WORKER"
@@ -50,8 +50,6 @@ def launch_command(cfg: TrainConfig, out_dir: Path) -> list[str]:
         # accelerate 1.15 turns FSDP on only for accelerator devices: on CPU it would quietly train with DDP instead
         raise FtauditError(f"'{cfg.distributed}' ({kind}) needs CUDA GPUs; on CPU accelerate would train with plain DDP "
                            "instead. Use --distributed ddp for a CPU check")
-    from .config import autocast_bf16
-
     # the precision the run's key records, over the shipped configs' own mixed_precision (bf16 in ddp.yaml)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
            "--num_processes", str(n), "--mixed_precision", "bf16" if autocast_bf16(cfg) else "no"]
