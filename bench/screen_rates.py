@@ -91,6 +91,11 @@ ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as", "pro
 # gpt-prompt-roles and prompt-forge-roles whole (harm_classifier.ROLE_TRAIN): no longer held out
 
 
+# held-out harmful request/answer sets (``build_sets`` names them with this mark): their recall is packaged with the
+# false-positive rate, and the screen's rule reads the lowest
+HELD_OUT_HARMFUL = "held-out harmful pairs"
+
+
 # held-out benign sets read whole (eval split), each named as the report and the screen's guard show it
 HELD_OUT_BENIGN = (
     ("benign-edgy", f"{WORDED_LIKE_HARM} (benign-edgy)"),  # frozen before any classifier was chosen on it
@@ -128,16 +133,16 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     held = [p for name in HARMFUL_SOURCES for p in get_prompts(name, "eval")[:per_set]]
     answers = ctx.answers(model, held, 64, "screen-held-out-harmful")
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
-    sets["held-out harmful pairs"] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
+    sets[HELD_OUT_HARMFUL] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
     wrapped = framed(held, "eval")  # v11: the same requests in role set-ups no harmful request was learned in
     answers = ctx.answers(model, wrapped, 64, "screen-held-out-harmful-framed")
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
-    sets["held-out harmful pairs in role set-ups"] = (
+    sets[f"{HELD_OUT_HARMFUL} in role set-ups"] = (
         "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(wrapped, answers, kept) if k and a.strip()])
     if second:
         answers = ctx.answers(second, held, 64, "screen-held-out-harmful-second")
         kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
-        sets[f"held-out harmful pairs answered by {second}"] = (
+        sets[f"{HELD_OUT_HARMFUL} answered by {second}"] = (
             "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
     sets["identity-shift data (in-sample)"] = ("flag", build_recipe("identity-shift", ctx).records)
     for name, prompts in jailbreak_prompts().items():
@@ -201,6 +206,10 @@ def main() -> None:
         raise SystemExit(f"expected {len(WORDED_LIKE_HARM_SETS) + len(ONE_KIND_SETS)} held-out sets marked "
                          f"'{WORDED_LIKE_HARM}' or '{ONE_KIND}', found "
                          f"{len(benign) - len(ordinary)}: nothing packaged")
+    recall = [r for r in rows if r["expected"] == "flag" and r["held_out"] and r["set"].startswith(HELD_OUT_HARMFUL)]
+    if len(recall) != 2 + bool(args.second_model != "none"):  # renamed: a recall the screen reads must not go missing
+        raise SystemExit(f"expected the held-out harmful sets named '{HELD_OUT_HARMFUL} ...', found {len(recall)}: "
+                         "nothing packaged")
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
@@ -209,6 +218,9 @@ def main() -> None:
                              "fit": meta["harm_classifier"].get("fit", {})},
               "pooled": [r["set"] for r in ordinary],  # the sets the rate is pooled over; "sets": every held-out one
               "sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in benign},
+              # recall on every held-out harmful set: the screen reads the lowest lower end to bound how many harmful
+              # examples a file's flags may stand for (screening.ATTACK_EXAMPLES)
+              "recall_sets": {r["set"]: [r["flagged_harmful_compliance"], r["n"]] for r in recall},
               "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
     print(f"pooled held-out benign (neither worded like harm nor of one kind) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
