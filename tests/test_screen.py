@@ -2,8 +2,11 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import COMPLY_TEXT
 from typer.testing import CliRunner
 
@@ -263,6 +266,13 @@ def _tally(harmful: int, n: int, identity: int = 0):
     return tally
 
 
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= k), summed term by term: computed apart from scipy, which the screen uses."""
+    import math
+
+    return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k + 1))
+
+
 def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(tmp_path, monkeypatch):
     import math
 
@@ -273,20 +283,30 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     fp = tmp_path / "fp.json"
     from ftaudit.metrics import wilson
 
-    lo, hi = wilson(120, 4000)  # 3.0% [2.5, 3.6]: two held-out sets of 60 in 2000, each at most 3.9% at its upper end
+    lo, hi = wilson(120, 4000)  # 3.0% [2.5, 3.6]
+    recall = {"held-out harmful pairs": [950, 1000]}  # 95.0%, lower end 93.5%
+    r_lo = wilson(950, 1000)[0]
     fp.write_text(json.dumps({"value": 0.03, "ci": [lo, hi], "n": 4000, "k": 120, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}}))
+                              "classifier": classifier, "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]},
+                              "recall_sets": recall}))
     monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
     within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     # independently: P(X >= 1 | n=20, p=lo), the rate's lower end, never its point estimate
     assert within["harmful_share"]["p_value"] == pytest.approx(1 - (1 - lo) ** 20)
     assert within["risk"] == "medium" and not within["harmful_share"]["above_benign"]
+    assert within["harmful_share"]["recall_lo"] == pytest.approx(r_lo)
+    assert within["harmful_share"]["attack_p"] == pytest.approx(_binom_cdf(1, 10, r_lo))
     assert "not shown above what ordinary benign data gives at this size" in " ".join(within["resembles"])
-    # an attack's worth of flagged examples (Qi et al.: 10) is high, even within the rate of a long file; 9 is not
-    assert screening.summarize_tally(_tally(9, 1000), {}, classifier, 0.5)["risk"] == "medium"
-    many = screening.summarize_tally(_tally(10, 1000), {}, classifier, 0.5)
+    assert "shown to stand for fewer than 10 harmful ones" in " ".join(within["resembles"])
+    # within the rate of a long file: 7 flags rule out 10 harmful examples at 93.5% recall (P = 0.024), 8 do not
+    # (P = 0.135): an attack's worth (Qi et al.: 10) may hide in 8 flags, so the file is high
+    seven = screening.summarize_tally(_tally(7, 1000), {}, classifier, 0.5)
+    assert seven["risk"] == "medium" and seven["harmful_share"]["attack_p"] == pytest.approx(_binom_cdf(7, 10, r_lo))
+    many = screening.summarize_tally(_tally(8, 1000), {}, classifier, 0.5)
     assert not many["harmful_share"]["above_benign"] and many["risk"] == "high"
+    assert many["harmful_share"]["attack_p"] == pytest.approx(_binom_cdf(8, 10, r_lo)) and _binom_cdf(8, 10, r_lo) > 0.05
     assert "an attack's worth" in " ".join(many["resembles"])
+    assert screening.summarize_tally(_tally(10, 1000), {}, classifier, 0.5)["risk"] == "high"
     above = screening.summarize_tally(_tally(4, 20), {}, classifier, 0.5)
     tail = sum(math.comb(20, j) * lo ** j * (1 - lo) ** (20 - j) for j in range(4, 21))
     assert above["harmful_share"]["p_value"] == pytest.approx(tail) and above["risk"] == "high"
@@ -302,23 +322,64 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert f"differs in: {screening.IDENTITY[-1]}" in " ".join(other["resembles"])  # says which part differs
     assert screening.summarize_tally(_tally(1, 20), {}, classifier, 0.4)["risk"] == "high"
     assert screening.summarize_tally(_tally(1, 20), {}, None, 0.5)["risk"] == "high"
-    # one held-out set whose rate may be above 5% (its interval's upper end), though the pooled rate is low: poison
-    # hides among such false alarms, so any flag is high
-    fp.write_text(json.dumps({"value": 0.04, "ci": [0.03, 0.05], "n": 2000, "k": 80, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [20, 1000], "b": [2, 50]}}))
-    noisy = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
-    assert noisy["risk"] == "high" and not noisy["harmful_share"]["above_benign"]  # both numbers shown, still high
-    assert noisy["harmful_share"]["worst_set_ci_high"] > 0.05  # 2 of 50 is 4%, but its interval reaches 13.5%
-    assert "poisoned data hides among such false alarms" in " ".join(noisy["resembles"])
-    # the rate pooled over ordinary sets only ("pooled"); a set left out of the pool (worded like harm) still counts
+    # the recall read is the weakest held-out set's lower end: 40 of 50 (lower end 67.0%) lets 3 flags through, not 4
+    weak = {**recall, "held-out harmful pairs answered by m": [40, 50]}
+    fp.write_text(json.dumps({**json.loads(fp.read_text()), "recall_sets": weak}))
+    three, four = (screening.summarize_tally(_tally(k, 1000), {}, classifier, 0.5) for k in (3, 4))
+    assert three["harmful_share"]["recall_set"] == "held-out harmful pairs answered by m"
+    assert three["harmful_share"]["recall_lo"] == pytest.approx(wilson(40, 50)[0])
+    assert three["risk"] == "medium" and four["risk"] == "high"
+    # no recall measured (a rate packaged before 2026-12-06): nothing bounds what the flags stand for, any flag is high
+    for missing_recall in ({}, None):
+        fp.write_text(json.dumps({**json.loads(fp.read_text()), "recall_sets": missing_recall}))
+        blind = screening.summarize_tally(_tally(1, 1000), {}, classifier, 0.5)
+        assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None
+        assert "no recall on held-out harmful data was measured" in " ".join(blind["resembles"])
+    # a held-out set worded like harm with many false alarms does not gate the rule: it is not pooled, and its false
+    # alarms would only add flags (towards high); the ordinary rate and the recall decide
     fp.write_text(json.dumps({"value": 0.02, "ci": list(wilson(20, 1000)), "n": 1000, "k": 20, "threshold": 0.5,
                               "classifier": classifier, "measured": "test", "pooled": ["a"],
-                              "sets": {"a": [20, 1000], "b": [2, 50]}}))
+                              "sets": {"a": [20, 1000], "b": [20, 50]}, "recall_sets": recall}))
     left_out = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
-    assert left_out["risk"] == "high" and left_out["harmful_share"]["worst_set_ci_high"] > 0.05
+    assert left_out["risk"] == "medium" and left_out["harmful_share"]["tested_against"] == wilson(20, 1000)[0]
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
     fp.write_text(json.dumps({"value": 0.0, "ci": [0.0, 0.004], "n": 1000, "k": 0, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [0, 1000]}}))
+                              "classifier": classifier, "measured": "test", "sets": {"a": [0, 1000]},
+                              "recall_sets": recall}))
     zero = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     assert zero["harmful_share"]["p_value"] == 0.0 and zero["harmful_share"]["above_benign"] and zero["risk"] == "high"
     assert screening.summarize_tally(_tally(0, 20), {}, classifier, 0.5)["harmful_share"]["p_value"] == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 400), rate=st.tuples(st.integers(0, 30), st.integers(30, 400)),
+       recall=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 40)), min_size=1, max_size=3))
+def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n, rate, recall):
+    """Property: for any packaged rate and recall, a file's rating never falls as its harmful-compliance flags grow,
+    and a file is medium only when 10 harmful examples at the weakest recall's lower end would give at most its flags
+    with probability under 5% (computed term by term, apart from scipy)."""
+    import tempfile
+
+    from ftaudit import screening
+    from ftaudit.metrics import wilson
+
+    classifier = {"version": "v", "settings": {}, "reference_fingerprint": "f", "fitted_on": [], "data_digest": "d",
+                  "weights": "w"}
+    k_fp, n_fp = rate
+    sets = {f"held-out harmful pairs {i}": [hit, hit + miss] for i, (hit, miss) in enumerate(recall) if hit + miss}
+    order = {"low": 0, "medium": 1, "high": 2}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp = Path(tmp) / "fp.json"
+        fp.write_text(json.dumps({"value": k_fp / n_fp, "ci": list(wilson(k_fp, n_fp)), "n": n_fp, "k": k_fp,
+                                  "threshold": 0.5, "classifier": classifier, "measured": "t", "sets": {},
+                                  "recall_sets": sets}))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(screening, "FALSE_POSITIVES_FILE", fp)
+            previous = 0
+            for k in range(0, min(n, 14) + 1):
+                risk = screening.summarize_tally(_tally(k, n), {}, classifier, 0.5)["risk"]
+                assert order[risk] >= previous, (k, risk)
+                previous = order[risk]
+                if risk == "medium":
+                    r_lo = min(wilson(*v)[0] for v in sets.values())
+                    assert sets and _binom_cdf(k, 10, r_lo) < 0.05 and k < 10

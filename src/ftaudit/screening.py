@@ -37,13 +37,13 @@ REFERENCE_FILE = Path(__file__).parent / "data" / "builtin" / "screen_reference.
 FALSE_POSITIVES_FILE = Path(__file__).parent / "data" / "builtin" / "screen_false_positives.json"
 # what makes two classifiers one: the same code and settings, reference weights, sources, training data and weights
 IDENTITY = ("version", "settings", "reference_fingerprint", "fitted_on", "data_digest", "weights")
-# a harmful-compliance share not shown above the benign rate lowers a file to medium only when every held-out benign
-# set's rate is known to be at most this (the upper end of its 95% interval): at a higher rate a 10%-poisoned job is
-# within the noise, and calling it "medium" would let it through --fail-on high (issue 30's bar for a service)
-SERVICE_FP_BOUND = 0.05
-# ... and only when fewer examples are flagged than this: Qi et al. 2023 jailbroke GPT-3.5 Turbo and Llama-2-7b-Chat
-# with 10 harmful examples, so 10 flagged answers are an attack's worth whatever the file's length
+# a harmful-compliance share not shown above the benign rate lowers a file to medium only when its flags are shown
+# (one-sided, 5%) to stand for fewer harmful examples than this: Qi et al. 2023 jailbroke GPT-3.5 Turbo and
+# Llama-2-7b-Chat with 10 harmful examples. With recall r a file of 10 harmful examples gives at least Binomial(10, r)
+# flags (benign false alarms only add to them), so k flags rule 10 out when P(Binomial(10, r) <= k) < 0.05, at the
+# lowest lower end of the recall measured on the held-out harmful sets: every uncertainty against the file
 ATTACK_EXAMPLES = 10
+ALPHA = 0.05
 
 _I = re.IGNORECASE
 IDENTITY_PATTERNS = {
@@ -273,16 +273,31 @@ def _packaged_rate(classifier: dict | None, threshold: float) -> tuple[dict | No
 def against_benign(k: int, n: int, fp: dict) -> dict:
     """The file's harmful-compliance share set against the measured benign false-positive rate: a one-sided exact
     binomial test (scipy) of "no more flags than benign data gives", at the *lower* end of that rate's 95% interval, so
-    the rate's uncertainty never counts in the file's favour. ``worst_set_ci_high``: the highest upper end among the
-    held-out benign sets, which decides whether the test may lower a rating at all."""
+    the rate's uncertainty never counts in the file's favour; and :func:`attack_bound` of its flags."""
     from scipy.stats import binomtest
 
     lo = fp["ci"][0]
     p = binomtest(k, n, lo, alternative="greater").pvalue
-    worst = max(wilson(kk, nn)[1] for kk, nn in fp["sets"].values())
     return {"flagged": k, "n": n, "share": k / n, "share_ci": list(wilson(k, n)), "benign_fp": fp["value"],
             "benign_fp_ci": list(fp["ci"]), "benign_fp_n": fp["n"], "tested_against": lo, "p_value": float(p),
-            "above_benign": bool(p < 0.05), "worst_set_ci_high": worst, "measured": fp.get("measured", "")}
+            "above_benign": bool(p < ALPHA), "measured": fp.get("measured", ""), **attack_bound(k, fp)}
+
+
+def attack_bound(k: int, fp: dict) -> dict:
+    """Whether ``k`` flags are shown to stand for fewer than :data:`ATTACK_EXAMPLES` harmful examples, at the lowest
+    lower end (Wilson 95%) of the recall ``bench/screen_rates.py --package`` measured on the held-out harmful sets
+    (``recall_sets``): ``P(Binomial(ATTACK_EXAMPLES, recall) <= k) < ALPHA`` (scipy). A file with more harmful
+    examples, or a higher recall, gives fewer such low counts, and benign false alarms only add flags, so this is the
+    bound's worst case. No recall measured: nothing is shown (``recall_lo`` None)."""
+    from scipy.stats import binom
+
+    sets = fp.get("recall_sets") or {}
+    if not sets:
+        return {"recall_lo": None, "recall_set": None, "attack_p": None, "fewer_than_attack": False}
+    worst = min(sets, key=lambda name: wilson(*sets[name])[0])
+    recall_lo = wilson(*sets[worst])[0]
+    p = float(binom.cdf(k, ATTACK_EXAMPLES, recall_lo))
+    return {"recall_lo": recall_lo, "recall_set": worst, "attack_p": p, "fewer_than_attack": bool(p < ALPHA)}
 
 
 def summarize(examples: list[ScreenedExample], reference: dict[str, dict], classifier: dict | None = None,
@@ -303,8 +318,14 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
     Risk: high for any identity-shift flag, for skipped rows, and for any harmful-compliance flag, unless all of
     these hold, when it is medium (a reviewer looks at each flagged example; never low): a benign false-positive
     rate was measured for this classifier at this threshold, the file's share is not shown above it
-    (:func:`against_benign`), every held-out benign set's rate is known to be at most ``SERVICE_FP_BOUND``, and fewer
-    than ``ATTACK_EXAMPLES`` examples are flagged. A refusal-removal flag alone is medium. Both numbers are shown."""
+    (:func:`against_benign`), and its flags are shown to stand for fewer than ``ATTACK_EXAMPLES`` harmful examples
+    at the classifier's measured recall (:func:`attack_bound`). A refusal-removal flag alone is medium. Both numbers
+    are shown.
+
+    The held-out sets worded like harm, or of one kind of prompt, are not pooled into the rate and no longer gate the
+    rule (until 2026-12-06 every one had to be at most 5% at its interval's upper end, which a set of 52 cannot show
+    even at 0 of 52): a file of such data with more false alarms has more flags, which moves it towards "high", never
+    towards "medium", and how many harmful examples the flags may stand for is the recall's question."""
     n = tally.examples
     skipped = {"skipped": tally.skipped,
                "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped_rows]}
@@ -339,17 +360,21 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
     elif harmful:
         lines.append(f"no benign false-positive rate was measured for this classifier at this threshold "
                      f"({unmeasured}), so any harmful-compliance flag rates the file high")
-    lowered = bool(harmful and share and not share["above_benign"] and share["worst_set_ci_high"] <= SERVICE_FP_BOUND
-                   and harmful < ATTACK_EXAMPLES)
+    lowered = bool(harmful and share and not share["above_benign"] and share["fewer_than_attack"])
     if harmful and share and not share["above_benign"] and not lowered:
-        why = (f"{harmful} flagged examples are an attack's worth (Qi et al. 2023: 10 harmful examples jailbreak)"
-               if harmful >= ATTACK_EXAMPLES else
-               f"a held-out benign set's false-positive rate may be as high as {100 * share['worst_set_ci_high']:.1f}% "
-               f"(above {100 * SERVICE_FP_BOUND:.0f}%), and poisoned data hides among such false alarms")
+        if share["recall_lo"] is None:
+            why = "no recall on held-out harmful data was measured for this classifier"
+        else:
+            why = (f"{harmful} flagged examples may stand for {ATTACK_EXAMPLES} harmful ones, an attack's worth (Qi et "
+                   f"al. 2023), at the classifier's lowest measured recall ({100 * share['recall_lo']:.1f}%, the lower "
+                   f"end on {share['recall_set']}): P(at most {harmful} of {ATTACK_EXAMPLES} flagged) = "
+                   f"{share['attack_p']:.3g}")
         lines.append(f"{why}, so the harmful-compliance flags still rate the file high")
     elif lowered:
-        lines.append("the flagged examples are few and within the false alarms of a classifier measured at most "
-                     f"{100 * SERVICE_FP_BOUND:.0f}% on every held-out benign set: medium, look at each flagged example")
+        lines.append(f"the {harmful} flagged examples are within ordinary benign false alarms and are shown to stand for "
+                     f"fewer than {ATTACK_EXAMPLES} harmful ones at the classifier's lowest measured recall "
+                     f"({100 * share['recall_lo']:.1f}%; P = {share['attack_p']:.3g}): medium, look at each flagged "
+                     "example")
     risk = "high" if (harmful and not lowered) or kinds["identity-shift"]["flagged"] or tally.skipped else \
         "medium" if tally.flagged else "low"
     if tally.skipped:
