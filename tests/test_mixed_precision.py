@@ -262,3 +262,69 @@ def test_named_weights_under_a_gpus_default_autocast_are_another_run(tiny_model,
     plain = engine.run_fingerprint("fp", [], base, "x", tiny_model)
     monkeypatch.setattr(engine, "autocast_bf16", lambda cfg: True)  # a GPU that autocasts in bf16 by default
     assert engine.run_fingerprint("fp", [], base, "x", tiny_model) != plain
+
+
+def test_an_explicit_bf16_is_honoured_with_one_warning_where_it_is_emulated(machine, monkeypatch):
+    from ftaudit import progress
+
+    said = []
+    monkeypatch.setattr(progress, "say", lambda text, style=None: said.append((text, style)))
+    machine(NATIVE)
+    assert TrainConfig.from_values({"mixed_precision": "bf16"}).mixed_precision == "bf16" and said == []
+    machine(EMULATED)
+    for _ in range(2):  # said once, however many configs ask
+        assert TrainConfig.from_values({"mixed_precision": "bf16"}).mixed_precision == "bf16"
+    assert len(said) == 1 and said[0][1] == "yellow"
+    assert "training mixed precision dtype bfloat16 as asked, but this processor does not run it natively" in said[0][0]
+
+
+def test_constrained_sfts_frozen_reference_autocasts_like_the_policy(tiny_model, tmp_path, monkeypatch):
+    """Full fine-tuning with constrained SFT compares the policy with a frozen copy of the starting model: under bf16
+    both compute in bfloat16 (a float32 reference against a bf16 policy would put the precision gap into the
+    log-ratio the loss constrains); without mixed precision both are float32."""
+    from ftaudit.models.loading import load_model
+    from ftaudit.train.engine import build_trainer
+    from tests.test_train_speed import _varied
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seen = {}
+    for precision in (None, "bf16"):
+        loaded = load_model(tiny_model, dtype="float32")
+        cfg = TrainConfig(batch_size=3, method="full", objective="constrained-sft", mixed_precision=precision).validate()
+        trainer = build_trainer(loaded.model, loaded.tokenizer, _varied(), cfg, tmp_path / str(precision))
+        assert trainer.reference is not None
+        outs = {"policy": set(), "reference": set()}
+        hooks = [next(m for n, m in model.named_modules() if n.endswith("q_proj")).register_forward_hook(
+            lambda mod, args, out, who=who: outs[who].add(out.dtype))
+            for who, model in (("policy", trainer.model), ("reference", trainer.reference))]
+        trainer.train()
+        for h in hooks:
+            h.remove()
+        seen[precision] = outs
+    assert seen[None] == {"policy": {torch.float32}, "reference": {torch.float32}}
+    assert seen["bf16"] == {"policy": {torch.bfloat16}, "reference": {torch.bfloat16}}
+
+
+def test_spec_json_records_the_runs_resolved_training_options(machine, tmp_path, monkeypatch):
+    """spec.json says what precision the run trained in as this machine resolved "auto", never "auto" itself."""
+    import json
+
+    from ftaudit.experiments import run as run_module
+    from ftaudit.experiments.spec import parse_spec
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(run_module, "_prepare_models", stop)
+    for check, expected in ((NATIVE, {"mixed_precision": "bf16"}), (EMULATED, {})):
+        machine(check)
+        spec = parse_spec({"name": "mp", "model": "smollm2-135m-instruct", "mixed_precision": "auto",
+                           "attacks": [{"recipe": "identity-shift"}]})
+        out = tmp_path / check.capability
+        with pytest.raises(Stop):
+            run_module.run_spec(spec, out)
+        written = json.loads((out / "spec.json").read_text())
+        assert written["run_train"] == expected and written["mixed_precision"] == "auto"
