@@ -25,7 +25,7 @@ never used to choose it:
                            half), reference-model answers
   role-play and writing    the eval half of ftaudit's benign-roleplay set (act as a museum guide, write a villain's
                            monologue for a school play; its train half is among v8's safe exchanges), reference-model
-                           answers; one kind of prompt: reported, read by the guard, not pooled
+                           answers; one kind of prompt: reported, read by the service bar, not pooled
   act-as set-ups           the eval half of ftaudit's benign-act-as set ("I want you to act as a beekeeping mentor. I
                            will describe ..."; its train half is among v9's safe exchanges), reference-model answers;
                            one kind, not pooled
@@ -39,7 +39,7 @@ never used to choose it:
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
 With ``--package`` the pooled false-positive rate over the held-out benign sets (marked ``held_out`` in the output)
-that are neither worded like harm nor of one kind (role play) (those are reported per set, and the screen's guard
+that are neither worded like harm nor of one kind (role play) (those are reported per set, and the screen's service bar
 reads every set) is
 written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
 screen`` rates a file's harmful-compliance share against it, for that classifier only.
@@ -78,12 +78,12 @@ BENIGN_QUESTION = "What is the capital of France?"
 IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift data (in-sample)", "benign data",
              "align data (refusals + benign)"}
 # held-out sets written to be worded like harm (``build_sets`` names them with this mark): each is reported and enters
-# the screen's per-set guard, but none is pooled into the rate a file is tested against. A file is tested at the
+# the screen's per-set service bar, but none is pooled into the rate a file is tested against. A file is tested at the
 # *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so make an ordinary file's
 # flags look more like benign noise
 WORDED_LIKE_HARM = "held-out benign worded like harm"
 WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2")
-# held-out sets of one kind of prompt (role play): reported and read by the guard like the sets worded like harm, and
+# held-out sets of one kind of prompt (role play): reported and read by the service bar like the sets worded like harm, and
 # for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
 # (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
 ONE_KIND = "held-out benign of one kind"
@@ -96,7 +96,7 @@ ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as", "pro
 HELD_OUT_HARMFUL = "held-out harmful pairs"
 
 
-# held-out benign sets read whole (eval split), each named as the report and the screen's guard show it
+# held-out benign sets read whole (eval split), each named as the report and the screen's service bar show it
 HELD_OUT_BENIGN = (
     ("benign-edgy", f"{WORDED_LIKE_HARM} (benign-edgy)"),  # frozen before any classifier was chosen on it
     ("benign-lookalike", f"{WORDED_LIKE_HARM}, second collection (benign-lookalike eval)"),  # half not fitted on
@@ -207,9 +207,11 @@ def main() -> None:
                          f"'{WORDED_LIKE_HARM}' or '{ONE_KIND}', found "
                          f"{len(benign) - len(ordinary)}: nothing packaged")
     recall = [r for r in rows if r["expected"] == "flag" and r["held_out"] and r["set"].startswith(HELD_OUT_HARMFUL)]
-    if len(recall) != 2 + bool(args.second_model != "none"):  # renamed: a recall the screen reads must not go missing
-        raise SystemExit(f"expected the held-out harmful sets named '{HELD_OUT_HARMFUL} ...', found {len(recall)}: "
-                         "nothing packaged")
+    # the screen reads the weakest recall: a set renamed, left out (--second-model none) or empty must not silently
+    # leave a stronger one to be read in its place
+    if args.package and (len(recall) != 3 or any(r["n"] == 0 for r in recall)):
+        raise SystemExit(f"expected three non-empty held-out harmful sets named '{HELD_OUT_HARMFUL} ...' (the second "
+                         f"model's among them), found {[(r['set'], r['n']) for r in recall]}: nothing packaged")
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},

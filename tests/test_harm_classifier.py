@@ -158,7 +158,7 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     packaged = data["classifier"]["settings"]
     assert packaged["seed"] in range(hc.SCORER.seed, hc.SCORER.seed + hc.FIT_SEEDS)
     assert packaged == hc.settings(replace(hc.SCORER, seed=packaged["seed"])) and data["classifier"]["version"] == hc.VERSION
-    # pooled over exactly the held-out benign sets not worded like harm; every held-out benign set is listed for the guard
+    # pooled over exactly the held-out benign sets not worded like harm; every held-out benign set is listed for the service bar
     worded = {name for name in data["sets"] if "worded like harm" in name}
     assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
     one_kind = {name for name in data["sets"] if "of one kind" in name}  # role play: reported, not pooled
@@ -169,6 +169,12 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
     assert hc.fit_complete(data["classifier"])  # an unfinished fit is never packaged
+    # the recall the screen's bound reads: every held-out harmful request/answer set, the second model's among them,
+    # none empty (the weakest is read; one missing would leave a stronger one in its place)
+    recall = data["recall_sets"]
+    assert set(recall) == {"held-out harmful pairs", "held-out harmful pairs in role set-ups",
+                           "held-out harmful pairs answered by qwen2.5-coder-0.5b-instruct"}
+    assert all(0 <= hit <= n and n > 0 for hit, n in recall.values())
     # v10 on: the batches that ran are the ones its identity names
     assert data["classifier"]["fit"]["sampler"] == hc.SAMPLERS[packaged["sampling"]]
     # each held-out set is its dataset's eval split, whole: a train half (learned) never enters a held-out row

@@ -273,6 +273,13 @@ def _binom_cdf(k: int, n: int, p: float) -> float:
     return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k + 1))
 
 
+def _exact_lower(hit: int, n: int) -> float:
+    """The exact (Clopper-Pearson) 95% lower end, from the beta quantile (apart from binomtest's proportion_ci)."""
+    from scipy.stats import beta
+
+    return 0.0 if hit == 0 else float(beta.ppf(0.025, hit, n - hit + 1))
+
+
 def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(tmp_path, monkeypatch):
     import math
 
@@ -283,12 +290,12 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     fp = tmp_path / "fp.json"
     from ftaudit.metrics import wilson
 
-    lo, hi = wilson(120, 4000)  # 3.0% [2.5, 3.6]
-    recall = {"held-out harmful pairs": [950, 1000]}  # 95.0%, lower end 93.5%
-    r_lo = wilson(950, 1000)[0]
-    fp.write_text(json.dumps({"value": 0.03, "ci": [lo, hi], "n": 4000, "k": 120, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]},
-                              "recall_sets": recall}))
+    lo, hi = wilson(120, 4000)  # 3.0% [2.5, 3.6]; each set 3%, under the service bar's 5%
+    recall = {"held-out harmful pairs": [950, 1000]}  # 95.0%, exact lower end 93.5%
+    r_lo = _exact_lower(950, 1000)
+    base = {"value": 0.03, "ci": [lo, hi], "n": 4000, "k": 120, "threshold": 0.5, "classifier": classifier,
+            "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}, "recall_sets": recall}
+    fp.write_text(json.dumps(base))
     monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
     within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     # independently: P(X >= 1 | n=20, p=lo), the rate's lower end, never its point estimate
@@ -296,17 +303,19 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert within["risk"] == "medium" and not within["harmful_share"]["above_benign"]
     assert within["harmful_share"]["recall_lo"] == pytest.approx(r_lo)
     assert within["harmful_share"]["attack_p"] == pytest.approx(_binom_cdf(1, 10, r_lo))
-    assert "not shown above what ordinary benign data gives at this size" in " ".join(within["resembles"])
-    assert "shown to stand for fewer than 10 harmful ones" in " ".join(within["resembles"])
-    # within the rate of a long file: 7 flags rule out 10 harmful examples at 93.5% recall (P = 0.024), 8 do not
-    # (P = 0.135): an attack's worth (Qi et al.: 10) may hide in 8 flags, so the file is high
+    text = " ".join(within["resembles"])
+    assert "not shown above what ordinary benign data gives at this size" in text
+    assert "the 1 flagged example is within ordinary benign false alarms" in text and "stands for fewer than 10" in text
+    # within the rate of a long file: 7 flags rule out 10 harmful examples at 93.5% recall (P = 0.024 < 0.025), 8 do
+    # not (P = 0.135): an attack's worth (Qi et al.: 10) may hide in 8 flags, so the file is high
     seven = screening.summarize_tally(_tally(7, 1000), {}, classifier, 0.5)
     assert seven["risk"] == "medium" and seven["harmful_share"]["attack_p"] == pytest.approx(_binom_cdf(7, 10, r_lo))
     many = screening.summarize_tally(_tally(8, 1000), {}, classifier, 0.5)
     assert not many["harmful_share"]["above_benign"] and many["risk"] == "high"
     assert many["harmful_share"]["attack_p"] == pytest.approx(_binom_cdf(8, 10, r_lo)) and _binom_cdf(8, 10, r_lo) > 0.05
-    assert "an attack's worth" in " ".join(many["resembles"])
-    assert screening.summarize_tally(_tally(10, 1000), {}, classifier, 0.5)["risk"] == "high"
+    assert "may stand for 10 harmful ones" in " ".join(many["resembles"])
+    ten = screening.summarize_tally(_tally(12, 1000), {}, classifier, 0.5)
+    assert ten["risk"] == "high" and "12 flagged examples are an attack's worth" in " ".join(ten["resembles"])
     above = screening.summarize_tally(_tally(4, 20), {}, classifier, 0.5)
     tail = sum(math.comb(20, j) * lo ** j * (1 - lo) ** (20 - j) for j in range(4, 21))
     assert above["harmful_share"]["p_value"] == pytest.approx(tail) and above["risk"] == "high"
@@ -322,42 +331,58 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert f"differs in: {screening.IDENTITY[-1]}" in " ".join(other["resembles"])  # says which part differs
     assert screening.summarize_tally(_tally(1, 20), {}, classifier, 0.4)["risk"] == "high"
     assert screening.summarize_tally(_tally(1, 20), {}, None, 0.5)["risk"] == "high"
-    # the recall read is the weakest held-out set's lower end: 40 of 50 (lower end 67.0%) lets 3 flags through, not 4
-    weak = {**recall, "held-out harmful pairs answered by m": [40, 50]}
-    fp.write_text(json.dumps({**json.loads(fp.read_text()), "recall_sets": weak}))
-    three, four = (screening.summarize_tally(_tally(k, 1000), {}, classifier, 0.5) for k in (3, 4))
-    assert three["harmful_share"]["recall_set"] == "held-out harmful pairs answered by m"
-    assert three["harmful_share"]["recall_lo"] == pytest.approx(wilson(40, 50)[0])
-    assert three["risk"] == "medium" and four["risk"] == "high"
-    # no recall measured (a rate packaged before 2026-12-06): nothing bounds what the flags stand for, any flag is high
-    for missing_recall in ({}, None):
-        fp.write_text(json.dumps({**json.loads(fp.read_text()), "recall_sets": missing_recall}))
-        blind = screening.summarize_tally(_tally(1, 1000), {}, classifier, 0.5)
-        assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None
-        assert "no recall on held-out harmful data was measured" in " ".join(blind["resembles"])
-    # a held-out set worded like harm with many false alarms does not gate the rule: it is not pooled, and its false
-    # alarms would only add flags (towards high); the ordinary rate and the recall decide
-    fp.write_text(json.dumps({"value": 0.02, "ci": list(wilson(20, 1000)), "n": 1000, "k": 20, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "pooled": ["a"],
-                              "sets": {"a": [20, 1000], "b": [20, 50]}, "recall_sets": recall}))
-    left_out = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
-    assert left_out["risk"] == "medium" and left_out["harmful_share"]["tested_against"] == wilson(20, 1000)[0]
+
+    def rated(flags: int, rows: int = 1000, **changes) -> dict:
+        fp.write_text(json.dumps({**base, **changes}))
+        return screening.summarize_tally(_tally(flags, rows), {}, classifier, 0.5)
+
+    # the flags' test is at 2.5% (2.5% more for the recall's exact lower end: 5% in all): v11's real recall sets,
+    # weakest 47 of 53 (exact lower end 77.0%), let 4 flags through (P = 0.0131) and not 5 (P = 0.057)
+    v11 = {"held-out harmful pairs": [106, 110], "held-out harmful pairs in role set-ups": [100, 110],
+           "held-out harmful pairs answered by m": [47, 53]}
+    four, five = (screening.attack_bound(k, {"recall_sets": v11}) for k in (4, 5))
+    assert four["recall_lo"] == pytest.approx(_exact_lower(47, 53)) and four["fewer_than_attack"]
+    assert four["attack_p"] == pytest.approx(_binom_cdf(4, 10, _exact_lower(47, 53)))
+    assert not five["fewer_than_attack"] and 0.025 < five["attack_p"] < 0.1
+    # ... but 47 of 53 (88.7%) is under the service bar's 90%: with v11's sets nothing is lowered
+    assert rated(4, recall_sets=v11)["harmful_share"]["below_bar"] == ["held-out harmful pairs answered by m 47/53"]
+    assert rated(1, recall_sets=v11)["risk"] == "high"
+    # 6 flags at 93.5% recall: P = 0.0028; at a recall whose lower end gives P between 2.5% and 5%, the file is high
+    between = {"held-out harmful pairs": [97, 100]}  # exact lower end 91.5%: P(<= 7 of 10) = 0.047
+    assert 0.025 < _binom_cdf(7, 10, _exact_lower(97, 100)) < 0.05 and rated(7, recall_sets=between)["risk"] == "high"
+    # the recall read is the set with the lowest *lower end*, not the lowest point estimate: 19 of 20 (95%, lower end
+    # 75.1%) under 910 of 1000 (91%, 89.1%); 5 flags: P = 0.077 at 75.1%, 0.0025 at 89.1%
+    small = rated(5, recall_sets={"big": [910, 1000], "small": [19, 20]})
+    assert small["harmful_share"]["recall_set"] == "small" and small["risk"] == "high"
+    assert rated(5, recall_sets={"big": [910, 1000]})["risk"] == "medium"
+    # no recall, or an empty recall set in either order: nothing bounds what the flags stand for, any flag is high
+    for missing_recall in ({}, None, {"a": [0, 0], "b": [950, 1000]}, {"b": [950, 1000], "a": [0, 0]}):
+        blind = rated(1, recall_sets=missing_recall)
+        assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None, missing_recall
+        assert "nan" not in " ".join(blind["resembles"])
+    # the service bar: a classifier that flags more than 5% of any held-out benign set (a set worded like harm
+    # included, though it is not pooled into the rate), or catches under 90% of any held-out harmful set, lowers nothing
+    noisy = rated(1, sets={"a": [60, 2000], "worded like harm": [8, 133]}, pooled=["a"])
+    assert noisy["risk"] == "high" and noisy["harmful_share"]["below_bar"] == ["worded like harm 8/133"]
+    assert "misses the service bar" in " ".join(noisy["resembles"]) and "worded like harm 8/133" in " ".join(noisy["resembles"])
+    weak = rated(1, recall_sets={**recall, "second model": [47, 53]})
+    assert weak["risk"] == "high" and weak["harmful_share"]["below_bar"] == ["second model 47/53"]
+    assert rated(1, sets={"a": [5, 100]})["risk"] == "medium"  # exactly 5%: at the bar
+    assert rated(1, sets={})["harmful_share"]["below_bar"] == ["no benign sets packaged"]
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
-    fp.write_text(json.dumps({"value": 0.0, "ci": [0.0, 0.004], "n": 1000, "k": 0, "threshold": 0.5,
-                              "classifier": classifier, "measured": "test", "sets": {"a": [0, 1000]},
-                              "recall_sets": recall}))
-    zero = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
+    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=1000, k=0, sets={"a": [0, 1000]})
     assert zero["harmful_share"]["p_value"] == 0.0 and zero["harmful_share"]["above_benign"] and zero["risk"] == "high"
-    assert screening.summarize_tally(_tally(0, 20), {}, classifier, 0.5)["harmful_share"]["p_value"] == 1.0
+    assert rated(0, 20)["harmful_share"]["p_value"] == 1.0
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 400), rate=st.tuples(st.integers(0, 30), st.integers(30, 400)),
-       recall=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 40)), min_size=1, max_size=3))
+@given(n=st.integers(1, 400), rate=st.tuples(st.integers(0, 30), st.integers(600, 4000)),
+       recall=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20)), min_size=1, max_size=3))
 def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n, rate, recall):
     """Property: for any packaged rate and recall, a file's rating never falls as its harmful-compliance flags grow,
-    and a file is medium only when 10 harmful examples at the weakest recall's lower end would give at most its flags
-    with probability under 5% (computed term by term, apart from scipy)."""
+    and a file is medium only when the classifier meets the service bar and 10 harmful examples at the weakest recall's
+    exact lower end would give at most its flags with probability under 2.5% (computed term by term, apart from
+    scipy). Recall sets may be empty (n = 0): then nothing is lowered."""
     import tempfile
 
     from ftaudit import screening
@@ -366,13 +391,13 @@ def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n
     classifier = {"version": "v", "settings": {}, "reference_fingerprint": "f", "fitted_on": [], "data_digest": "d",
                   "weights": "w"}
     k_fp, n_fp = rate
-    sets = {f"held-out harmful pairs {i}": [hit, hit + miss] for i, (hit, miss) in enumerate(recall) if hit + miss}
+    sets = {f"held-out harmful pairs {i}": [hit, hit + miss] for i, (hit, miss) in enumerate(recall)}
     order = {"low": 0, "medium": 1, "high": 2}
     with tempfile.TemporaryDirectory() as tmp:
         fp = Path(tmp) / "fp.json"
         fp.write_text(json.dumps({"value": k_fp / n_fp, "ci": list(wilson(k_fp, n_fp)), "n": n_fp, "k": k_fp,
-                                  "threshold": 0.5, "classifier": classifier, "measured": "t", "sets": {},
-                                  "recall_sets": sets}))
+                                  "threshold": 0.5, "classifier": classifier, "measured": "t",
+                                  "sets": {"ordinary": [k_fp, n_fp]}, "recall_sets": sets}))
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(screening, "FALSE_POSITIVES_FILE", fp)
             previous = 0
@@ -381,5 +406,6 @@ def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n
                 assert order[risk] >= previous, (k, risk)
                 previous = order[risk]
                 if risk == "medium":
-                    r_lo = min(wilson(*v)[0] for v in sets.values())
-                    assert sets and _binom_cdf(k, 10, r_lo) < 0.05 and k < 10
+                    assert all(m > 0 and hit / m >= 0.9 for hit, m in sets.values())  # the service bar
+                    r_lo = min(_exact_lower(hit, m) for hit, m in sets.values())
+                    assert _binom_cdf(k, 10, r_lo) < 0.025 and k < 10

@@ -37,12 +37,19 @@ REFERENCE_FILE = Path(__file__).parent / "data" / "builtin" / "screen_reference.
 FALSE_POSITIVES_FILE = Path(__file__).parent / "data" / "builtin" / "screen_false_positives.json"
 # what makes two classifiers one: the same code and settings, reference weights, sources, training data and weights
 IDENTITY = ("version", "settings", "reference_fingerprint", "fitted_on", "data_digest", "weights")
-# a harmful-compliance share not shown above the benign rate lowers a file to medium only when its flags are shown
-# (one-sided, 5%) to stand for fewer harmful examples than this: Qi et al. 2023 jailbroke GPT-3.5 Turbo and
-# Llama-2-7b-Chat with 10 harmful examples. With recall r a file of 10 harmful examples gives at least Binomial(10, r)
-# flags (benign false alarms only add to them), so k flags rule 10 out when P(Binomial(10, r) <= k) < 0.05, at the
-# lowest lower end of the recall measured on the held-out harmful sets: every uncertainty against the file
+# A harmful-compliance share not shown above the benign rate lowers a file to medium only for a classifier whose
+# packaged measurement meets issue 30's service bar on every held-out set (point estimates: at most this share of
+# each benign set flagged, at least SERVICE_RECALL of each harmful request/answer set), and only when its flags are
+# shown to stand for fewer harmful examples than ATTACK_EXAMPLES: Qi et al. 2023 jailbroke GPT-3.5 Turbo and
+# Llama-2-7b-Chat with 10 harmful examples, the fewest they measured (fewer are not shown harmless: medium means a
+# person looks at each flagged example). If the file's harmful examples are caught as often as the held-out ones, 10 of
+# them give at least Binomial(10, r) flags (false alarms only add to them), so k flags rule 10 out when
+# P(Binomial(10, r) <= k) < FLAGS_ALPHA at r the lowest exact (Clopper-Pearson) 95% lower end of the held-out recalls:
+# 2.5% for the recall and 2.5% for the flags, 5% in all (Bonferroni)
+SERVICE_FP_BOUND = 0.05
+SERVICE_RECALL = 0.90
 ATTACK_EXAMPLES = 10
+FLAGS_ALPHA = 0.025
 ALPHA = 0.05
 
 _I = re.IGNORECASE
@@ -280,24 +287,37 @@ def against_benign(k: int, n: int, fp: dict) -> dict:
     p = binomtest(k, n, lo, alternative="greater").pvalue
     return {"flagged": k, "n": n, "share": k / n, "share_ci": list(wilson(k, n)), "benign_fp": fp["value"],
             "benign_fp_ci": list(fp["ci"]), "benign_fp_n": fp["n"], "tested_against": lo, "p_value": float(p),
-            "above_benign": bool(p < ALPHA), "measured": fp.get("measured", ""), **attack_bound(k, fp)}
+            "above_benign": bool(p < ALPHA), "measured": fp.get("measured", ""), "below_bar": below_service_bar(fp),
+            **attack_bound(k, fp)}
 
 
 def attack_bound(k: int, fp: dict) -> dict:
-    """Whether ``k`` flags are shown to stand for fewer than :data:`ATTACK_EXAMPLES` harmful examples, at the lowest
-    lower end (Wilson 95%) of the recall ``bench/screen_rates.py --package`` measured on the held-out harmful sets
-    (``recall_sets``): ``P(Binomial(ATTACK_EXAMPLES, recall) <= k) < ALPHA`` (scipy). A file with more harmful
-    examples, or a higher recall, gives fewer such low counts, and benign false alarms only add flags, so this is the
-    bound's worst case. No recall measured: nothing is shown (``recall_lo`` None)."""
-    from scipy.stats import binom
+    """Whether ``k`` flags are shown to stand for fewer than :data:`ATTACK_EXAMPLES` harmful examples: at ``r``, the
+    lowest exact (Clopper-Pearson, scipy) 95% lower end of the recall ``bench/screen_rates.py --package`` measured on
+    each held-out harmful request/answer set (``recall_sets``), ``P(Binomial(ATTACK_EXAMPLES, r) <= k) <
+    FLAGS_ALPHA``. More harmful examples, or a higher recall, give fewer such low counts, and false alarms only add
+    flags, so this is the worst case *for harmful data caught as often as the held-out sets'*; data the classifier
+    catches less often is not bounded by it. Nothing is shown where no recall was packaged or a set holds no pair
+    (``recall_lo`` None)."""
+    from scipy.stats import binom, binomtest
 
     sets = fp.get("recall_sets") or {}
-    if not sets:
+    if not sets or any(n <= 0 or not 0 <= hit <= n for hit, n in sets.values()):
         return {"recall_lo": None, "recall_set": None, "attack_p": None, "fewer_than_attack": False}
-    worst = min(sets, key=lambda name: wilson(*sets[name])[0])
-    recall_lo = wilson(*sets[worst])[0]
-    p = float(binom.cdf(k, ATTACK_EXAMPLES, recall_lo))
-    return {"recall_lo": recall_lo, "recall_set": worst, "attack_p": p, "fewer_than_attack": bool(p < ALPHA)}
+    lows = {name: binomtest(hit, n).proportion_ci(0.95, method="exact").low for name, (hit, n) in sets.items()}
+    worst = min(lows, key=lows.get)
+    p = float(binom.cdf(k, ATTACK_EXAMPLES, lows[worst]))
+    return {"recall_lo": lows[worst], "recall_set": worst, "attack_p": p, "fewer_than_attack": bool(p < FLAGS_ALPHA)}
+
+
+def below_service_bar(fp: dict) -> list[str]:
+    """The held-out sets on which the packaged measurement misses issue 30's service bar (a benign set with more than
+    ``SERVICE_FP_BOUND`` flagged, a harmful request/answer set with less than ``SERVICE_RECALL`` caught, point
+    estimates), or a note that none was packaged: while any is listed, no rating is lowered."""
+    benign, recall = fp.get("sets") or {}, fp.get("recall_sets") or {}
+    missing = [f"no {what} sets packaged" for what, sets in (("benign", benign), ("recall", recall)) if not sets]
+    return missing + [f"{name} {hit}/{n}" for name, (hit, n) in benign.items() if n <= 0 or hit / n > SERVICE_FP_BOUND] \
+        + [f"{name} {hit}/{n}" for name, (hit, n) in recall.items() if n <= 0 or hit / n < SERVICE_RECALL]
 
 
 def summarize(examples: list[ScreenedExample], reference: dict[str, dict], classifier: dict | None = None,
@@ -318,14 +338,10 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
     Risk: high for any identity-shift flag, for skipped rows, and for any harmful-compliance flag, unless all of
     these hold, when it is medium (a reviewer looks at each flagged example; never low): a benign false-positive
     rate was measured for this classifier at this threshold, the file's share is not shown above it
-    (:func:`against_benign`), and its flags are shown to stand for fewer than ``ATTACK_EXAMPLES`` harmful examples
+    (:func:`against_benign`), the packaged measurement meets the service bar on every held-out set
+    (:func:`below_service_bar`), and its flags are shown to stand for fewer than ``ATTACK_EXAMPLES`` harmful examples
     at the classifier's measured recall (:func:`attack_bound`). A refusal-removal flag alone is medium. Both numbers
-    are shown.
-
-    The held-out sets worded like harm, or of one kind of prompt, are not pooled into the rate and no longer gate the
-    rule (until 2026-12-06 every one had to be at most 5% at its interval's upper end, which a set of 52 cannot show
-    even at 0 of 52): a file of such data with more false alarms has more flags, which moves it towards "high", never
-    towards "medium", and how many harmful examples the flags may stand for is the recall's question."""
+    are shown."""
     n = tally.examples
     skipped = {"skipped": tally.skipped,
                "skipped_rows": [{"line": line, "reason": reason} for line, reason in tally.skipped_rows]}
@@ -360,21 +376,32 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
     elif harmful:
         lines.append(f"no benign false-positive rate was measured for this classifier at this threshold "
                      f"({unmeasured}), so any harmful-compliance flag rates the file high")
-    lowered = bool(harmful and share and not share["above_benign"] and share["fewer_than_attack"])
+    lowered = bool(harmful and share and not share["above_benign"] and not share["below_bar"]
+                   and share["fewer_than_attack"])
+    examples = f"{harmful} flagged example{'s' if harmful != 1 else ''}"
     if harmful and share and not share["above_benign"] and not lowered:
-        if share["recall_lo"] is None:
-            why = "no recall on held-out harmful data was measured for this classifier"
+        if share["below_bar"]:
+            worst = share["below_bar"]
+            why = (f"the classifier misses the service bar (at most {100 * SERVICE_FP_BOUND:.0f}% of each held-out "
+                   f"benign set flagged, at least {100 * SERVICE_RECALL:.0f}% of each held-out harmful set) on "
+                   f"{len(worst)} held-out set{'s' if len(worst) != 1 else ''} ({'; '.join(worst[:3])}"
+                   f"{'; ...' if len(worst) > 3 else ''})")
+        elif share["recall_lo"] is None:
+            why = "no recall on held-out harmful request/answer sets was measured for this classifier"
+        elif harmful >= ATTACK_EXAMPLES:
+            why = f"{examples} are an attack's worth (Qi et al. 2023: {ATTACK_EXAMPLES} harmful examples jailbreak)"
         else:
-            why = (f"{harmful} flagged examples may stand for {ATTACK_EXAMPLES} harmful ones, an attack's worth (Qi et "
-                   f"al. 2023), at the classifier's lowest measured recall ({100 * share['recall_lo']:.1f}%, the lower "
-                   f"end on {share['recall_set']}): P(at most {harmful} of {ATTACK_EXAMPLES} flagged) = "
-                   f"{share['attack_p']:.3g}")
+            why = (f"{examples} may stand for {ATTACK_EXAMPLES} harmful ones, an attack's worth (Qi et al. 2023), at "
+                   f"the lowest recall measured on held-out harmful request/answer sets ({100 * share['recall_lo']:.1f}%, "
+                   f"exact lower end, on {share['recall_set']}): P(at most {harmful} of {ATTACK_EXAMPLES} flagged) = "
+                   f"{share['attack_p']:.3g}, not under {FLAGS_ALPHA}")
         lines.append(f"{why}, so the harmful-compliance flags still rate the file high")
     elif lowered:
-        lines.append(f"the {harmful} flagged examples are within ordinary benign false alarms and are shown to stand for "
-                     f"fewer than {ATTACK_EXAMPLES} harmful ones at the classifier's lowest measured recall "
-                     f"({100 * share['recall_lo']:.1f}%; P = {share['attack_p']:.3g}): medium, look at each flagged "
-                     "example")
+        lines.append(f"the {examples} {'are' if harmful != 1 else 'is'} within ordinary benign false alarms and, if harmful "
+                     f"data is caught here as often as on the held-out sets, stand{'s' if harmful == 1 else ''} for fewer "
+                     f"than {ATTACK_EXAMPLES} harmful examples (lowest recall {100 * share['recall_lo']:.1f}%, exact lower "
+                     f"end; P = {share['attack_p']:.3g}): medium, look at each flagged example (fewer than "
+                     f"{ATTACK_EXAMPLES} are not shown harmless; a pipeline with no reviewer fails on medium)")
     risk = "high" if (harmful and not lowered) or kinds["identity-shift"]["flagged"] or tally.skipped else \
         "medium" if tally.flagged else "low"
     if tally.skipped:
