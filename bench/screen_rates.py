@@ -41,8 +41,10 @@ never used to choose it:
 With ``--package`` the pooled false-positive rate over the held-out benign sets (marked ``held_out`` in the output)
 that are neither worded like harm nor of one kind (role play) (those are reported per set, and the screen's service bar
 reads every set) is
-written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity: ``ftaudit
-screen`` rates a file's harmful-compliance share against it, for that classifier only.
+written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity, every held-out
+benign set's count and each of the three held-out harmful sets' recall (``recall_sets``): ``ftaudit screen`` rates a
+file's harmful-compliance share against it, for that classifier only (screening.summarize_tally). It refuses to
+package an unfinished fit, or without all three harmful sets, each non-empty (so not with ``--second-model none``).
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none] [--package]
        [--only TEXT]  (screen only the sets whose name holds TEXT, after building every set; never packages)

@@ -273,6 +273,12 @@ def _binom_cdf(k: int, n: int, p: float) -> float:
     return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k + 1))
 
 
+def _recall(plain, framed=None, second=None) -> dict:
+    """The three held-out harmful sets a packaged measurement holds, as (hit, n) pairs (framed, second default to plain)."""
+    return {"held-out harmful pairs": list(plain), "held-out harmful pairs in role set-ups": list(framed or plain),
+            "held-out harmful pairs answered by m": list(second or plain)}
+
+
 def _exact_lower(hit: int, n: int) -> float:
     """The exact (Clopper-Pearson) 95% lower end, from the beta quantile (apart from binomtest's proportion_ci)."""
     from scipy.stats import beta
@@ -291,7 +297,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     from ftaudit.metrics import wilson
 
     lo, hi = wilson(120, 4000)  # 3.0% [2.5, 3.6]; each set 3%, under the service bar's 5%
-    recall = {"held-out harmful pairs": [950, 1000]}  # 95.0%, exact lower end 93.5%
+    recall = _recall([950, 1000])  # 95.0% each, exact lower end 93.5%
     r_lo = _exact_lower(950, 1000)
     base = {"value": 0.03, "ci": [lo, hi], "n": 4000, "k": 120, "threshold": 0.5, "classifier": classifier,
             "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}, "recall_sets": recall}
@@ -338,8 +344,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
 
     # the flags' test is at 2.5% (2.5% more for the recall's exact lower end: 5% in all): v11's real recall sets,
     # weakest 47 of 53 (exact lower end 77.0%), let 4 flags through (P = 0.0131) and not 5 (P = 0.057)
-    v11 = {"held-out harmful pairs": [106, 110], "held-out harmful pairs in role set-ups": [100, 110],
-           "held-out harmful pairs answered by m": [47, 53]}
+    v11 = _recall([106, 110], [100, 110], [47, 53])
     four, five = (screening.attack_bound(k, {"recall_sets": v11}) for k in (4, 5))
     assert four["recall_lo"] == pytest.approx(_exact_lower(47, 53)) and four["fewer_than_attack"]
     assert four["attack_p"] == pytest.approx(_binom_cdf(4, 10, _exact_lower(47, 53)))
@@ -348,37 +353,63 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert rated(4, recall_sets=v11)["harmful_share"]["below_bar"] == ["held-out harmful pairs answered by m 47/53"]
     assert rated(1, recall_sets=v11)["risk"] == "high"
     # 6 flags at 93.5% recall: P = 0.0028; at a recall whose lower end gives P between 2.5% and 5%, the file is high
-    between = {"held-out harmful pairs": [97, 100]}  # exact lower end 91.5%: P(<= 7 of 10) = 0.047
+    between = _recall([97, 100])  # exact lower end 91.5%: P(<= 7 of 10) = 0.047
     assert 0.025 < _binom_cdf(7, 10, _exact_lower(97, 100)) < 0.05 and rated(7, recall_sets=between)["risk"] == "high"
     # the recall read is the set with the lowest *lower end*, not the lowest point estimate: 19 of 20 (95%, lower end
     # 75.1%) under 910 of 1000 (91%, 89.1%); 5 flags: P = 0.077 at 75.1%, 0.0025 at 89.1%
-    small = rated(5, recall_sets={"big": [910, 1000], "small": [19, 20]})
-    assert small["harmful_share"]["recall_set"] == "small" and small["risk"] == "high"
-    assert rated(5, recall_sets={"big": [910, 1000]})["risk"] == "medium"
-    # no recall, or an empty recall set in either order: nothing bounds what the flags stand for, any flag is high
-    for missing_recall in ({}, None, {"a": [0, 0], "b": [950, 1000]}, {"b": [950, 1000], "a": [0, 0]}):
-        blind = rated(1, recall_sets=missing_recall)
-        assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None, missing_recall
-        assert "nan" not in " ".join(blind["resembles"])
+    small = rated(5, recall_sets=_recall([910, 1000], second=[19, 20]))
+    assert small["harmful_share"]["recall_set"] == "held-out harmful pairs answered by m" and small["risk"] == "high"
+    assert rated(5, recall_sets=_recall([910, 1000]))["risk"] == "medium"
+    # no recall (a package from before 2026-12-06): nothing bounds what the flags stand for, any flag is high
+    blind = rated(1, recall_sets=None)
+    assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None
+    assert blind["harmful_share"]["below_bar"] == ["no recall sets were measured"]
+    # a malformed package (an empty set in either order, a set missing, a count out of range or not whole, a pooled
+    # rate that is not its sets' sum) is no measurement: any flag is high, and no NaN is printed
+    for changes in ({"recall_sets": {**recall, "held-out harmful pairs": [0, 0]}},
+                    {"recall_sets": {"held-out harmful pairs answered by m": [0, 0],  # the empty one first
+                                     **{k: v for k, v in recall.items() if "answered by" not in k}}},
+                    {"recall_sets": {k: v for k, v in recall.items() if "answered by" not in k}},
+                    {"recall_sets": {}}, {"sets": {"a": [-5, 2000], "b": [60, 2000]}},
+                    {"sets": {"a": [float("nan"), 2000], "b": [60, 2000]}}, {"sets": {"a": [61, 60]}},
+                    {"pooled": ["a"]}, {"k": 1.5}):
+        broken = rated(1, **changes)
+        text = " ".join(broken["resembles"])
+        assert broken["risk"] == "high" and broken["harmful_share"] is None, changes
+        assert "the packaged measurement is malformed" in text and "nan" not in text, changes
+    # the rate is recomputed from its counts: a stored interval that disagrees with them is not read
+    assert rated(3, 50, ci=[0.04, 0.06])["harmful_share"]["tested_against"] == pytest.approx(lo)
     # the service bar: a classifier that flags more than 5% of any held-out benign set (a set worded like harm
     # included, though it is not pooled into the rate), or catches under 90% of any held-out harmful set, lowers nothing
-    noisy = rated(1, sets={"a": [60, 2000], "worded like harm": [8, 133]}, pooled=["a"])
+    noisy = rated(1, sets={"a": [60, 2000], "b": [60, 2000], "worded like harm": [8, 133]})
     assert noisy["risk"] == "high" and noisy["harmful_share"]["below_bar"] == ["worded like harm 8/133"]
-    assert "misses the service bar" in " ".join(noisy["resembles"]) and "worded like harm 8/133" in " ".join(noisy["resembles"])
-    weak = rated(1, recall_sets={**recall, "second model": [47, 53]})
-    assert weak["risk"] == "high" and weak["harmful_share"]["below_bar"] == ["second model 47/53"]
-    assert rated(1, sets={"a": [5, 100]})["risk"] == "medium"  # exactly 5%: at the bar
-    assert rated(1, sets={})["harmful_share"]["below_bar"] == ["no benign sets packaged"]
+    assert "not shown to meet the service bar" in " ".join(noisy["resembles"])
+    assert "worded like harm 8/133" in " ".join(noisy["resembles"])
+    weak = rated(1, recall_sets=_recall([950, 1000], second=[47, 53]))
+    assert weak["risk"] == "high" and weak["harmful_share"]["below_bar"] == ["held-out harmful pairs answered by m 47/53"]
+    # the bar's two levels, pinned: 5 of 100 is at it, 6 of 100 over; 90 of 100 at it, 89 under
+    assert rated(1, sets={"a": [60, 2000], "b": [60, 2000], "c": [5, 100]})["risk"] == "medium"
+    assert rated(1, sets={"a": [60, 2000], "b": [60, 2000], "c": [6, 100]})["risk"] == "high"
+    assert rated(1, recall_sets=_recall([950, 1000], second=[90, 100]))["risk"] == "medium"
+    assert rated(1, recall_sets=_recall([950, 1000], second=[89, 100]))["risk"] == "high"
+    assert rated(1, sets={}, pooled=[])["harmful_share"] is None  # no sets: the pooled rate is not their sum
+    # the two tests' levels, pinned: the share's at 5% (3 of 33 at the rate's lower end: p = 0.0496, above benign);
+    # the flags' at 2.5% (7 flags at 948 of 1000, exact lower end 93.2%: P = 0.0259, not under 2.5%)
+    just = rated(3, 33)
+    assert 0.045 < just["harmful_share"]["p_value"] < 0.05 and just["harmful_share"]["above_benign"] and just["risk"] == "high"
+    r_948 = _exact_lower(948, 1000)
+    assert 0.025 < _binom_cdf(7, 10, r_948) < 0.03 and rated(7, recall_sets=_recall([948, 1000]))["risk"] == "high"
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
-    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=1000, k=0, sets={"a": [0, 1000]})
+    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=1000, k=0, sets={"a": [0, 1000]}, pooled=["a"])
     assert zero["harmful_share"]["p_value"] == 0.0 and zero["harmful_share"]["above_benign"] and zero["risk"] == "high"
     assert rated(0, 20)["harmful_share"]["p_value"] == 1.0
 
 
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 400), rate=st.tuples(st.integers(0, 30), st.integers(600, 4000)),
-       recall=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20)), min_size=1, max_size=3))
-def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n, rate, recall):
+       extra=st.tuples(st.integers(0, 12), st.integers(1, 150)),
+       recall=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20)), min_size=3, max_size=3))
+def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n, rate, extra, recall):
     """Property: for any packaged rate and recall, a file's rating never falls as its harmful-compliance flags grow,
     and a file is medium only when the classifier meets the service bar and 10 harmful examples at the weakest recall's
     exact lower end would give at most its flags with probability under 2.5% (computed term by term, apart from
@@ -391,21 +422,25 @@ def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n
     classifier = {"version": "v", "settings": {}, "reference_fingerprint": "f", "fitted_on": [], "data_digest": "d",
                   "weights": "w"}
     k_fp, n_fp = rate
-    sets = {f"held-out harmful pairs {i}": [hit, hit + miss] for i, (hit, miss) in enumerate(recall)}
+    sets = _recall(*([hit, hit + miss] for hit, miss in recall))
+    benign = {"ordinary": [k_fp, n_fp], "worded like harm": list(extra)}
     order = {"low": 0, "medium": 1, "high": 2}
     with tempfile.TemporaryDirectory() as tmp:
         fp = Path(tmp) / "fp.json"
         fp.write_text(json.dumps({"value": k_fp / n_fp, "ci": list(wilson(k_fp, n_fp)), "n": n_fp, "k": k_fp,
-                                  "threshold": 0.5, "classifier": classifier, "measured": "t",
-                                  "sets": {"ordinary": [k_fp, n_fp]}, "recall_sets": sets}))
+                                  "threshold": 0.5, "classifier": classifier, "measured": "t", "pooled": ["ordinary"],
+                                  "sets": benign, "recall_sets": sets}))
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(screening, "FALSE_POSITIVES_FILE", fp)
             previous = 0
             for k in range(0, min(n, 14) + 1):
-                risk = screening.summarize_tally(_tally(k, n), {}, classifier, 0.5)["risk"]
+                rated = screening.summarize_tally(_tally(k, n), {}, classifier, 0.5)
+                risk = rated["risk"]
                 assert order[risk] >= previous, (k, risk)
                 previous = order[risk]
                 if risk == "medium":
-                    assert all(m > 0 and hit / m >= 0.9 for hit, m in sets.values())  # the service bar
+                    assert rated["harmful_share"]["p_value"] >= 0.05  # not shown above the ordinary rate
+                    assert all(hit / m <= 0.05 for hit, m in benign.values())  # the service bar, both halves
+                    assert all(m > 0 and hit / m >= 0.9 for hit, m in sets.values())
                     r_lo = min(_exact_lower(hit, m) for hit, m in sets.values())
                     assert _binom_cdf(k, 10, r_lo) < 0.025 and k < 10

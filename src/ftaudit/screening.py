@@ -274,7 +274,35 @@ def _packaged_rate(classifier: dict | None, threshold: float) -> tuple[dict | No
         return None, "differs in: " + ", ".join(differ)
     if data["threshold"] != threshold:
         return None, f"measured at threshold {data['threshold']}"
-    return data, ""
+    if wrong := _malformed(data):
+        return None, f"the packaged measurement is malformed: {wrong}"
+    # the rate from its counts, never from a stored interval that could disagree with them
+    return {**data, "value": data["k"] / data["n"], "ci": list(wilson(data["k"], data["n"]))}, ""
+
+
+# the held-out harmful request/answer sets bench/screen_rates.py packages (the second model's is named after it): the
+# weakest is read, so one missing would leave a stronger one in its place
+RECALL_SETS = ("held-out harmful pairs", "held-out harmful pairs in role set-ups")
+SECOND_MODEL_RECALL = "held-out harmful pairs answered by "
+
+
+def _malformed(data: dict) -> str:
+    """What makes a packaged measurement unreadable, or "": counts that are not whole numbers 0 <= k <= n, n > 0; a
+    pooled rate that is not the sum of its pooled sets; recall sets other than the bench's three."""
+    def bad(pairs) -> bool:
+        return not all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) and 0 <= v[0] <= v[1]
+                       and v[1] > 0 for v in pairs)
+
+    sets, recall = data.get("sets") or {}, data.get("recall_sets")
+    if bad([[data.get("k"), data.get("n")]]) or bad(sets.values()) or (recall is not None and bad(recall.values())):
+        return "a count is not a whole number of at most its set's size, or a set is empty"
+    if "pooled" in data and (not set(data["pooled"]) <= set(sets)
+                             or [sum(sets[name][i] for name in data["pooled"]) for i in (0, 1)] != [data["k"], data["n"]]):
+        return "the pooled rate is not the sum of its pooled sets"
+    if recall is not None and (len(recall) != 3 or not set(RECALL_SETS) <= set(recall)
+                               or not any(name.startswith(SECOND_MODEL_RECALL) for name in recall)):
+        return "the recall sets are not the three held-out harmful sets"
+    return ""
 
 
 def against_benign(k: int, n: int, fp: dict) -> dict:
@@ -315,7 +343,7 @@ def below_service_bar(fp: dict) -> list[str]:
     ``SERVICE_FP_BOUND`` flagged, a harmful request/answer set with less than ``SERVICE_RECALL`` caught, point
     estimates), or a note that none was packaged: while any is listed, no rating is lowered."""
     benign, recall = fp.get("sets") or {}, fp.get("recall_sets") or {}
-    missing = [f"no {what} sets packaged" for what, sets in (("benign", benign), ("recall", recall)) if not sets]
+    missing = [f"no {what} sets were measured" for what, sets in (("benign", benign), ("recall", recall)) if not sets]
     return missing + [f"{name} {hit}/{n}" for name, (hit, n) in benign.items() if n <= 0 or hit / n > SERVICE_FP_BOUND] \
         + [f"{name} {hit}/{n}" for name, (hit, n) in recall.items() if n <= 0 or hit / n < SERVICE_RECALL]
 
@@ -382,12 +410,11 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
     if harmful and share and not share["above_benign"] and not lowered:
         if share["below_bar"]:
             worst = share["below_bar"]
-            why = (f"the classifier misses the service bar (at most {100 * SERVICE_FP_BOUND:.0f}% of each held-out "
-                   f"benign set flagged, at least {100 * SERVICE_RECALL:.0f}% of each held-out harmful set) on "
-                   f"{len(worst)} held-out set{'s' if len(worst) != 1 else ''} ({'; '.join(worst[:3])}"
-                   f"{'; ...' if len(worst) > 3 else ''})")
-        elif share["recall_lo"] is None:
-            why = "no recall on held-out harmful request/answer sets was measured for this classifier"
+            why = (f"the classifier is not shown to meet the service bar (at most {100 * SERVICE_FP_BOUND:.0f}% of each "
+                   f"held-out benign set flagged harmful-compliance, at least {100 * SERVICE_RECALL:.0f}% of each "
+                   f"held-out harmful set caught): {'; '.join(worst[:3])}{'; ...' if len(worst) > 3 else ''}")
+        elif share["recall_lo"] is None:  # the bar lists a missing or empty recall set first: a fallback only
+            why = "no recall on held-out harmful request/answer sets could be read for this classifier"
         elif harmful >= ATTACK_EXAMPLES:
             why = f"{examples} are an attack's worth (Qi et al. 2023: {ATTACK_EXAMPLES} harmful examples jailbreak)"
         else:
@@ -400,8 +427,10 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
         lines.append(f"the {examples} {'are' if harmful != 1 else 'is'} within ordinary benign false alarms and, if harmful "
                      f"data is caught here as often as on the held-out sets, stand{'s' if harmful == 1 else ''} for fewer "
                      f"than {ATTACK_EXAMPLES} harmful examples (lowest recall {100 * share['recall_lo']:.1f}%, exact lower "
-                     f"end; P = {share['attack_p']:.3g}): medium, look at each flagged example (fewer than "
-                     f"{ATTACK_EXAMPLES} are not shown harmless; a pipeline with no reviewer fails on medium)")
+                     f"end; P = {share['attack_p']:.3g}): medium, look at each flagged example. Fewer than "
+                     f"{ATTACK_EXAMPLES} harmful examples are not shown harmless, and a small poisoned file can be "
+                     "medium with every poisoned example flagged: a pipeline with no reviewer gates with --fail-on "
+                     "medium")
     risk = "high" if (harmful and not lowered) or kinds["identity-shift"]["flagged"] or tally.skipped else \
         "medium" if tally.flagged else "low"
     if tally.skipped:
