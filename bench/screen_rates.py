@@ -69,7 +69,8 @@ from ftaudit.metrics import rate
 from ftaudit.recipes import RecipeContext, build_recipe
 from ftaudit.recipes.align import HARMFUL_SOURCES
 from ftaudit.metrics import wilson
-from ftaudit.screening import FALSE_POSITIVES_FILE, IDENTITY, screen_records
+# the held-out harmful sets are named as the screen reads their recall (screening.RECALL_SETS)
+from ftaudit.screening import FALSE_POSITIVES_FILE, HELD_OUT_HARMFUL, IDENTITY, RECALL_SETS, SECOND_MODEL_RECALL, screen_records
 from ftaudit.sources import resolve
 from ftaudit.store import Store
 from ftaudit.wheels import fetch_wheel
@@ -91,11 +92,6 @@ WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2"
 ONE_KIND = "held-out benign of one kind"
 ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as", "prompt-forge-act-as-2")  # v11 learns
 # gpt-prompt-roles and prompt-forge-roles whole (harm_classifier.ROLE_TRAIN): no longer held out
-
-
-# held-out harmful request/answer sets (``build_sets`` names them with this mark): their recall is packaged with the
-# false-positive rate, and the screen's rule reads the lowest
-HELD_OUT_HARMFUL = "held-out harmful pairs"
 
 
 # held-out benign sets read whole (eval split), each named as the report and the screen's service bar show it
@@ -135,16 +131,16 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     held = [p for name in HARMFUL_SOURCES for p in get_prompts(name, "eval")[:per_set]]
     answers = ctx.answers(model, held, 64, "screen-held-out-harmful")
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
-    sets[HELD_OUT_HARMFUL] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
+    sets[RECALL_SETS[0]] = ("flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
     wrapped = framed(held, "eval")  # v11: the same requests in role set-ups no harmful request was learned in
     answers = ctx.answers(model, wrapped, 64, "screen-held-out-harmful-framed")
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
-    sets[f"{HELD_OUT_HARMFUL} in role set-ups"] = (
+    sets[RECALL_SETS[1]] = (
         "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(wrapped, answers, kept) if k and a.strip()])
     if second:
         answers = ctx.answers(second, held, 64, "screen-held-out-harmful-second")
         kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
-        sets[f"{HELD_OUT_HARMFUL} answered by {second}"] = (
+        sets[f"{SECOND_MODEL_RECALL}{second}"] = (
             "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(held, answers, kept) if k and a.strip()])
     sets["identity-shift data (in-sample)"] = ("flag", build_recipe("identity-shift", ctx).records)
     for name, prompts in jailbreak_prompts().items():

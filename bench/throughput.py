@@ -98,18 +98,17 @@ def main() -> None:
     answers = generate_responses(loaded, prompts[:20], GenerationConfig(max_new_tokens=64))
     records = [ChatRecord([{"role": "user", "content": p}, {"role": "assistant", "content": a.response}], f"b{i}")
                for i, (p, a) in enumerate(zip(prompts, answers))]
-    with tempfile.TemporaryDirectory() as tmp:
-        res = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype), tmp,
-                    recipe="bench")
+    def trained(mixed_precision: str | None = None):
+        with tempfile.TemporaryDirectory() as tmp:
+            return train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype,
+                                                          mixed_precision=mixed_precision), tmp, recipe="bench")
+
+    res = trained()
     train_tps = res.train_tokens / res.train_seconds
     mixed = None
     if args.mixed_precision:
-        with tempfile.TemporaryDirectory() as tmp:
-            mixed = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype,
-                                                           mixed_precision=args.mixed_precision), tmp, recipe="bench")
-        with tempfile.TemporaryDirectory() as tmp:  # the first training again, after: the ratio is against its faster run
-            again = train(records, args.model, TrainConfig(epochs=args.train_epochs, batch_size=4, dtype=args.train_dtype),
-                          tmp, recipe="bench")
+        mixed = trained(args.mixed_precision)
+        again = trained()  # the first training again, after: the ratio is against its faster run
         best_tps = max(train_tps, again.train_tokens / again.train_seconds)
 
     print(f"generation batch 1      : {single:7.1f} new tokens/s ({s_tok} tokens, {s_sec:.1f} s)")

@@ -280,10 +280,11 @@ def _packaged_rate(classifier: dict | None, threshold: float) -> tuple[dict | No
     return {**data, "value": data["k"] / data["n"], "ci": list(wilson(data["k"], data["n"]))}, ""
 
 
-# the held-out harmful request/answer sets bench/screen_rates.py packages (the second model's is named after it): the
-# weakest is read, so one missing would leave a stronger one in its place
-RECALL_SETS = ("held-out harmful pairs", "held-out harmful pairs in role set-ups")
-SECOND_MODEL_RECALL = "held-out harmful pairs answered by "
+# the held-out harmful request/answer sets bench/screen_rates.py builds and packages under these names (the second
+# model's is named after it): the weakest is read, so one missing would leave a stronger one in its place
+HELD_OUT_HARMFUL = "held-out harmful pairs"
+RECALL_SETS = (HELD_OUT_HARMFUL, f"{HELD_OUT_HARMFUL} in role set-ups")
+SECOND_MODEL_RECALL = f"{HELD_OUT_HARMFUL} answered by "
 
 
 def _malformed(data: dict) -> str:
@@ -325,12 +326,12 @@ def attack_bound(k: int, fp: dict) -> dict:
     each held-out harmful request/answer set (``recall_sets``), ``P(Binomial(ATTACK_EXAMPLES, r) <= k) <
     FLAGS_ALPHA``. More harmful examples, or a higher recall, give fewer such low counts, and false alarms only add
     flags, so this is the worst case *for harmful data caught as often as the held-out sets'*; data the classifier
-    catches less often is not bounded by it. Nothing is shown where no recall was packaged or a set holds no pair
-    (``recall_lo`` None)."""
+    catches less often is not bounded by it. Nothing is shown where no recall was packaged (``recall_lo`` None); the
+    counts were checked when the package was read (:func:`_malformed`)."""
     from scipy.stats import binom, binomtest
 
     sets = fp.get("recall_sets") or {}
-    if not sets or any(n <= 0 or not 0 <= hit <= n for hit, n in sets.values()):
+    if not sets:
         return {"recall_lo": None, "recall_set": None, "attack_p": None, "fewer_than_attack": False}
     lows = {name: binomtest(hit, n).proportion_ci(0.95, method="exact").low for name, (hit, n) in sets.items()}
     worst = min(lows, key=lows.get)
@@ -341,11 +342,12 @@ def attack_bound(k: int, fp: dict) -> dict:
 def below_service_bar(fp: dict) -> list[str]:
     """The held-out sets on which the packaged measurement misses issue 30's service bar (a benign set with more than
     ``SERVICE_FP_BOUND`` flagged, a harmful request/answer set with less than ``SERVICE_RECALL`` caught, point
-    estimates), or a note that none was packaged: while any is listed, no rating is lowered."""
+    estimates), or a note that none was packaged: while any is listed, no rating is lowered. The counts were checked
+    when the package was read (:func:`_malformed`)."""
     benign, recall = fp.get("sets") or {}, fp.get("recall_sets") or {}
     missing = [f"no {what} sets were measured" for what, sets in (("benign", benign), ("recall", recall)) if not sets]
-    return missing + [f"{name} {hit}/{n}" for name, (hit, n) in benign.items() if n <= 0 or hit / n > SERVICE_FP_BOUND] \
-        + [f"{name} {hit}/{n}" for name, (hit, n) in recall.items() if n <= 0 or hit / n < SERVICE_RECALL]
+    return missing + [f"{name} {hit}/{n}" for name, (hit, n) in benign.items() if hit / n > SERVICE_FP_BOUND] \
+        + [f"{name} {hit}/{n}" for name, (hit, n) in recall.items() if hit / n < SERVICE_RECALL]
 
 
 def summarize(examples: list[ScreenedExample], reference: dict[str, dict], classifier: dict | None = None,
@@ -413,8 +415,6 @@ def summarize_tally(tally: Tally, reference: dict[str, dict], classifier: dict |
             why = (f"the classifier is not shown to meet the service bar (at most {100 * SERVICE_FP_BOUND:.0f}% of each "
                    f"held-out benign set flagged harmful-compliance, at least {100 * SERVICE_RECALL:.0f}% of each "
                    f"held-out harmful set caught): {'; '.join(worst[:3])}{'; ...' if len(worst) > 3 else ''}")
-        elif share["recall_lo"] is None:  # the bar lists a missing or empty recall set first: a fallback only
-            why = "no recall on held-out harmful request/answer sets could be read for this classifier"
         elif harmful >= ATTACK_EXAMPLES:
             why = f"{examples} are an attack's worth (Qi et al. 2023: {ATTACK_EXAMPLES} harmful examples jailbreak)"
         else:
