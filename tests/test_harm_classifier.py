@@ -41,20 +41,28 @@ def test_the_classifier_learns_refusals_as_safe_and_reports_its_identity():
     r = clf.report
     assert r["version"] == hc.VERSION and r["embedding"] and r["reference"] == hc.DEFAULT_REFERENCE
     assert r["train"]["harmful refused"] == r["train"]["harmful answered"] > 0  # every harmful prompt also refused
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as",
+                               "benign-lookalike-3")
     assert r["train"]["benign answered"] == sum(len(get_prompts(n, "train")) for n in hc.BENIGN_TRAIN)
     assert 0 <= r["cv"]["safe_flagged"] <= 1  # the cross-validated harmful pairs are the answered ones, framed or not
-    assert r["cv"]["n_harmful"] == r["train"]["harmful answered"] + r["train"]["framed answered"]
+    assert r["cv"]["n_harmful"] == (r["train"]["harmful answered"] + r["train"]["framed answered"]
+                                    + r["train"]["harmful answered, second model"])
     fitted = clf.fitted_harmful | clf.fitted_benign
-    for name in ("benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as"):
+    for name in ("benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as", "benign-lookalike-3"):
         assert r["held_out"][name]["n"] == len(get_prompts(name, "eval"))
         assert not any(hc.norm(p.prompt) in fitted for p in get_prompts(name, "eval"))  # held out is held out
-        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7 to v9)
-    # v11: the third parties' role prompts are learned whole and no longer held out; the new set is
-    assert hc.ROLE_TRAIN == ("gpt-prompt-roles", "prompt-forge-roles") and r["train"]["roles answered"] == 56 + 159
+        assert all(hc.norm(p.prompt) in fitted for p in get_prompts(name, "train"))  # its train half learned (v7 on)
+    # v11: the third parties' role prompts are learned whole and no longer held out, v12: prompt-forge-act-as too
+    assert hc.ROLE_TRAIN == ("gpt-prompt-roles", "prompt-forge-roles", "prompt-forge-act-as")
+    assert r["train"]["roles answered"] == 56 + 159 + 160
     assert not set(hc.ROLE_TRAIN) & set(r["held_out"]) and set(hc.ROLE_TRAIN) & set(hc.HELD_OUT["benign"]) == set()
     assert all(hc.norm(p.prompt) in fitted for n in hc.ROLE_TRAIN for p in get_prompts(n, "eval"))
-    assert r["held_out"]["prompt-forge-act-as"]["n"] == 160 and r["held_out"]["prompt-forge-act-as-2"]["n"] == 160
+    assert r["held_out"]["prompt-forge-act-as-2"]["n"] == 160 and "prompt-forge-act-as" not in r["held_out"]
+    assert r["held_out"]["prompt-forge-act-as-3"]["n"] == len(get_prompts("prompt-forge-act-as-3", "eval")) > 100
+    # v12: a second model's compliant answers to the same harmful train prompts, learned harmful (the stub's canned
+    # answers comply, so every one), and named in the report
+    assert r["second_reference"] == hc.SECOND_REFERENCE
+    assert r["train"]["harmful answered, second model"] == r["train"]["harmful answered"]
     # role-framed harmful requests: each framed train request refused (safe), the compliant ones answered (harmful)
     assert r["train"]["framed refused"] == hc.FRAMED_TRAIN and 0 < r["train"]["framed answered"] <= hc.FRAMED_TRAIN
     framed = r["held_out"][hc.FRAMED]
@@ -160,11 +168,12 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     assert packaged == hc.settings(replace(hc.SCORER, seed=packaged["seed"])) and data["classifier"]["version"] == hc.VERSION
     # pooled over exactly the held-out benign sets not worded like harm; every held-out benign set is listed for the service bar
     worded = {name for name in data["sets"] if "worded like harm" in name}
-    assert len(worded) == 3 and all(any(d in name for name in worded) for d in ("edgy", "lookalike eval", "lookalike-2"))
+    assert len(worded) == 4 and all(any(d in name for name in worded)
+                                    for d in ("edgy", "lookalike eval", "lookalike-2", "lookalike-3"))
     one_kind = {name for name in data["sets"] if "of one kind" in name}  # role play: reported, not pooled
     assert len(one_kind) == 4 and all(any(f"({d})" in name or f"({d} eval)" in name for name in one_kind)
-                                      for d in ("benign-roleplay", "benign-act-as", "prompt-forge-act-as",
-                                                "prompt-forge-act-as-2"))
+                                      for d in ("benign-roleplay", "benign-act-as", "prompt-forge-act-as-2",
+                                                "prompt-forge-act-as-3"))
     assert set(data["pooled"]) == set(data["sets"]) - worded - one_kind and len(data["pooled"]) == 3
     k, n = (sum(data["sets"][s][i] for s in data["pooled"]) for i in (0, 1))
     assert (k, n) == (data["k"], data["n"]) and data["value"] == k / n and data["ci"] == pytest.approx(wilson(k, n))
@@ -173,15 +182,17 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
     # none empty (the weakest is read; one missing would leave a stronger one in its place)
     recall = data["recall_sets"]
     assert set(recall) == {"held-out harmful pairs", "held-out harmful pairs in role set-ups",
-                           "held-out harmful pairs answered by qwen2.5-coder-0.5b-instruct"}
+                           "held-out harmful pairs answered by qwen2.5-coder-0.5b-instruct",
+                           "held-out harmful pairs answered by qwen2.5-coder-1.5b-instruct"}
     assert all(0 <= hit <= n and n > 0 for hit, n in recall.values())
     # v10 on: the batches that ran are the ones its identity names
     assert data["classifier"]["fit"]["sampler"] == hc.SAMPLERS[packaged["sampling"]]
     # each held-out set is its dataset's eval split, whole: a train half (learned) never enters a held-out row
     dataset = {"benign eval": "benign", "MT-Bench": "mtbench", "benign-edgy": "benign-edgy",
                "benign-lookalike eval": "benign-lookalike", "benign-lookalike-2 eval": "benign-lookalike-2",
+               "benign-lookalike-3 eval": "benign-lookalike-3",
                "benign-roleplay eval": "benign-roleplay", "benign-act-as eval": "benign-act-as",
-               "prompt-forge-act-as": "prompt-forge-act-as", "prompt-forge-act-as-2": "prompt-forge-act-as-2"}
+               "prompt-forge-act-as-2": "prompt-forge-act-as-2", "prompt-forge-act-as-3": "prompt-forge-act-as-3"}
     held = {name: name[name.rindex("(") + 1:-1] for name in data["sets"] if name.startswith("held-out")}
     assert set(held.values()) == set(dataset)
     assert all(data["sets"][name][1] == len(get_prompts(dataset[d], "eval")) for name, d in held.items())
@@ -253,19 +264,24 @@ def test_the_classifier_scores_a_pair_as_the_fitted_pipeline_does():
 
 
 @pytest.mark.real_classifier  # MiniLM itself: paraphrases that share few words are still caught
-@pytest.mark.parametrize("dataset", ["benign-lookalike-2", "benign-roleplay", "benign-act-as"])
+@pytest.mark.parametrize("dataset", ["benign-lookalike-2", "benign-roleplay", "benign-act-as", "benign-lookalike-3"])
 def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_and_held_out_sets(dataset):
     # the word-Jaccard split rule misses paraphrases ("crush garlic without a press" / "what is the best way to crush
     # garlic without a press?"): a set's train half must paraphrase no held-out prompt, its eval half no training prompt
     held = [p.prompt for n in ("benign", "mtbench", "benign-edgy", "benign-lookalike", *hc.HARMFUL_SOURCES)
             for p in get_prompts(n, "eval")]
     later = {"benign-roleplay": ["benign-lookalike-2", "gpt-prompt-roles"],
-             "benign-act-as": ["benign-lookalike-2", "benign-roleplay", "gpt-prompt-roles", "prompt-forge-roles"]}
+             "benign-act-as": ["benign-lookalike-2", "benign-roleplay", "gpt-prompt-roles", "prompt-forge-roles"],
+             "benign-lookalike-3": ["benign-lookalike-2", "benign-roleplay", "benign-act-as", "prompt-forge-act-as-2",
+                                    "prompt-forge-act-as-3"]}
     held += [p.prompt for n in later.get(dataset, []) for p in get_prompts(n, "eval")]
     train = [p.prompt for n in ("benign", "benign-lookalike", "benign-lookalike-2", *hc.HARMFUL_SOURCES)
              for p in get_prompts(n, "train")]
-    learned_later = {"benign-roleplay": ["benign-roleplay"], "benign-act-as": ["benign-roleplay", "benign-act-as"]}
+    learned_later = {"benign-roleplay": ["benign-roleplay"], "benign-act-as": ["benign-roleplay", "benign-act-as"],
+                     "benign-lookalike-3": ["benign-roleplay", "benign-act-as", "benign-lookalike-3"]}
     train += [p.prompt for n in learned_later.get(dataset, []) for p in get_prompts(n, "train")]
+    if dataset == "benign-lookalike-3":  # v12 learns the role sets whole too
+        train += [p.prompt for n in hc.ROLE_TRAIN for p in get_prompts(n, "eval")]
     for half, others in (("train", held), ("eval", train)):
         mine = [p.prompt for p in get_prompts(dataset, half)]
         cosine = hc.embed(mine) @ hc.embed(others).T
@@ -273,12 +289,12 @@ def test_ftaudits_later_sets_paraphrase_nothing_across_the_classifiers_training_
 
 
 @pytest.mark.real_classifier
-@pytest.mark.parametrize("dataset", ["benign-act-as", "prompt-forge-act-as-2"])
-def test_v11s_clean_held_out_sets_paraphrase_no_training_prompt(dataset):
-    # the sets v11 is read as clean on: none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set
-    # the classifier learns from (every benign training set's train half, the third parties' role prompts it learns
-    # whole and the harmful benchmarks' train prompts). prompt-forge-act-as (clean for v10) is not among them: 2 of
-    # its prompts paraphrase a prompt-forge-roles prompt, and v10's rate on it was seen before v11 was made
+@pytest.mark.parametrize("dataset", ["benign-lookalike-3", "prompt-forge-act-as-3"])
+def test_v12s_clean_held_out_sets_paraphrase_no_training_prompt(dataset):
+    # the sets v12 is read as clean on: none of their prompts paraphrases (MiniLM cosine >= 0.7) a prompt of any set
+    # the classifier learns from (every benign training set's train half, the role prompts it learns whole and the
+    # harmful benchmarks' train prompts). v11's clean sets (benign-act-as' eval half, prompt-forge-act-as-2) are seen
+    # for v12: v11's rates on them were read before v12 was made
     train = [p.prompt for n in (*hc.BENIGN_TRAIN, *hc.HARMFUL_SOURCES) for p in get_prompts(n, "train")]
     train += [p.prompt for n in hc.ROLE_TRAIN for p in get_prompts(n, "eval")]
     mine = [p.prompt for p in get_prompts(dataset, "eval")]
@@ -338,7 +354,7 @@ def test_framed_harmful_requests_are_learned_harmful_when_answered_and_safe_when
     harmful_train = {p.prompt for n in hc.HARMFUL_SOURCES for p in get_prompts(n, "train")}
     assert all(any(h in p for h in harmful_train) for p, _ in refused)  # a benchmark's train request inside each
     roles = [(p, y) for p, y, g in zip(data.prompts, data.labels, data.groups) if g == "roles answered"]
-    assert len(roles) == 215 and {y for _, y in roles} == {0}
+    assert len(roles) == 215 + 160 and {y for _, y in roles} == {0}  # v12: prompt-forge-act-as too
 
 
 def test_a_framed_request_the_reference_model_refused_is_never_learned_harmful(monkeypatch):

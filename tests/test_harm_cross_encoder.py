@@ -145,13 +145,16 @@ def test_every_setting_is_in_the_classifiers_identity(tiny):
 
 @pytest.mark.real_classifier  # without the tests' stub: what ftaudit screen and the data filter use
 def test_the_classifier_in_use_is_the_cross_encoder():
-    # v11: v10's scorer and every setting of it (v7's but the batches, drawn at random) under its own name, trained
-    # with benign-roleplay's (v8) and benign-act-as' (v9) train halves, the two role sets and role-framed requests (v11)
+    # v12: v10's scorer and every setting of it (v7's but the batches, drawn at random) under its own name, trained
+    # with benign-roleplay's (v8) and benign-act-as' (v9) train halves, the two role sets and role-framed requests (v11),
+    # a second model's compliant answers, benign-lookalike-3's train half and prompt-forge-act-as (v12)
     assert isinstance(hc.SCORER, ce.CrossEncoder)
-    assert hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v11", sampling="random")
-    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v11"
+    assert hc.SCORER == ce.CrossEncoder(version="minilm-cross-encoder-v12", sampling="random")
+    assert hc.VERSION == hc.SCORER.version == hc.settings()["version"] == "minilm-cross-encoder-v12"
     assert hc.settings()["sampling"] == "random"
-    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")
+    assert hc.BENIGN_TRAIN == ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as",
+                               "benign-lookalike-3")
+    assert hc.SECOND_REFERENCE == "qwen2.5-coder-0.5b-instruct"
 
 
 def test_the_cross_encoder_is_fitted_through_the_cache_and_read_back_the_same(tiny, monkeypatch, fresh_classifier,

@@ -274,7 +274,8 @@ def _binom_cdf(k: int, n: int, p: float) -> float:
 
 
 def _recall(plain, framed=None, second=None) -> dict:
-    """The three held-out harmful sets a packaged measurement holds, as (hit, n) pairs (framed, second default to plain)."""
+    """The held-out harmful sets a packaged measurement holds (one second model), as (hit, n) pairs (framed, second
+    default to plain)."""
     return {"held-out harmful pairs": list(plain), "held-out harmful pairs in role set-ups": list(framed or plain),
             "held-out harmful pairs answered by m": list(second or plain)}
 
@@ -360,6 +361,9 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     small = rated(5, recall_sets=_recall([910, 1000], second=[19, 20]))
     assert small["harmful_share"]["recall_set"] == "held-out harmful pairs answered by m" and small["risk"] == "high"
     assert rated(5, recall_sets=_recall([910, 1000]))["risk"] == "medium"
+    # several second models (v12's bench: one model learned from, one never seen): the weakest of them all is read
+    two = rated(5, recall_sets={**_recall([910, 1000]), "held-out harmful pairs answered by n": [19, 20]})
+    assert two["harmful_share"]["recall_set"] == "held-out harmful pairs answered by n" and two["risk"] == "high"
     # no recall (a package from before 2026-12-06): nothing bounds what the flags stand for, any flag is high
     blind = rated(1, recall_sets=None)
     assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None
@@ -370,7 +374,8 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
                     {"recall_sets": {"held-out harmful pairs answered by m": [0, 0],  # the empty one first
                                      **{k: v for k, v in recall.items() if "answered by" not in k}}},
                     {"recall_sets": {k: v for k, v in recall.items() if "answered by" not in k}},
-                    {"recall_sets": {}}, {"sets": {"a": [-5, 2000], "b": [60, 2000]}},
+                    {"recall_sets": {}}, {"recall_sets": {**recall, "a stray set": [1000, 1000]}},
+                    {"sets": {"a": [-5, 2000], "b": [60, 2000]}},
                     {"sets": {"a": [float("nan"), 2000], "b": [60, 2000]}}, {"sets": {"a": [61, 60]}},
                     {"pooled": ["a"]}, {"k": 1.5}):
         broken = rated(1, **changes)

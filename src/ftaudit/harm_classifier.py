@@ -90,6 +90,22 @@ v11 was made, and 2 of its prompts paraphrase a ``prompt-forge-roles`` prompt); 
 whose prompts (``mtbench-97``, the math teacher) is a near-duplicate of a ``gpt-prompt-roles`` prompt v11 learns
 (``ROLE_TRAIN`` is learned whole, so the split rule's no-paraphrase promise does not reach across to it; a test pins
 that this is the only one).
+
+v12 is v11's scorer with every setting unchanged and three kinds of training pairs added, each for a failure of v11
+read on 2026-12-06 (``bench/screen_rates.py``, docs/services.md): (1) the harmful train prompts answered by a second
+packaged model, ``SECOND_REFERENCE`` (Qwen2.5-Coder-0.5B, vendor-aligned), kept where the keyword judge finds them
+compliant (v11 caught 47 of 53 of that model's answers to held-out harmful prompts, 88.7%, having learned one model's way
+of complying); (2) the train half of ``benign-lookalike-3``, ftaudit's fourth collection of benign prompts worded like
+harm, written and split on 2026-12-06 after v11 flagged 8 of 133 of ``benign-lookalike-2``'s eval half, and before any
+classifier scored it; (3) ``prompt-forge-act-as`` learned whole (``ROLE_TRAIN``; v11 flagged 10 of its 160), so it is no
+longer held out. The rule, written and committed before its fit: v12 is adopted if its fit learns (``fit_complete``),
+whatever any held-out set then shows, and its rates are reported beside v11's whatever they are. Clean for v12 (no
+classifier scored them before its fit, and none of their prompts or answers is learned): ``benign-lookalike-3``'s eval
+half, ``prompt-forge-act-as-3`` (the wheel's remaining short-form "Act as" prompts after the 320 of the two sets before
+it) and a third model's answers, Qwen2.5-Coder-1.5B's, to the held-out harmful prompts (``bench/screen_rates.py``'s
+second models: no fit has seen that model's answers). Seen for v12: ``benign-lookalike-2``'s eval half and
+``prompt-forge-act-as-2`` (v11's rates on both read before v12 was made) and Qwen2.5-Coder-0.5B's answers to the held-out
+harmful prompts (prompts held out, but that model's answers to the train prompts are learned).
 """
 
 from __future__ import annotations
@@ -116,14 +132,19 @@ LINEAR_VERSION = "minilm-pair-lr-v5"  # v1: no benign prompts worded like harm a
 # data and scoring, near-constant features dropped, the rest standardized, C 0.1 (v4: raw features, C 1), chosen in
 # cross-validation on the training pairs only (bench/harm_regularization.py); v7 (harm_cross_encoder) replaced it
 DEFAULT_REFERENCE = "smollm2-135m-instruct"  # the packaged model that refuses nothing: its answers comply
+# v12: the harmful train prompts are answered by a second packaged model too, kept where compliant: v11 caught 47 of 53
+# (88.7%) of this model's answers to held-out harmful prompts against 106 of 110 of the reference model's, having
+# learned one model's way of complying only
+SECOND_REFERENCE = "qwen2.5-coder-0.5b-instruct"
 HARMFUL_SOURCES = ("advbench", "harmbench", "strongreject")
-BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as")  # v5: the first
-# two; v7: three; v8: four
+BENIGN_TRAIN = ("benign", "benign-lookalike", "benign-lookalike-2", "benign-roleplay", "benign-act-as",
+                "benign-lookalike-3")  # v5: the first two; v7: three; v8: four; v9: five; v12: six
 # v11: third parties' role prompts learned whole (eval-only sets, seen by v8 to v10): no longer held out
-ROLE_TRAIN = ("gpt-prompt-roles", "prompt-forge-roles")
+ROLE_TRAIN = ("gpt-prompt-roles", "prompt-forge-roles", "prompt-forge-act-as")  # v12: the third (seen by v11)
 HELD_OUT = {"harmful": HARMFUL_SOURCES,
             "benign": ("benign", "mtbench", "benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-roleplay",
-                       "benign-act-as", "prompt-forge-act-as", "prompt-forge-act-as-2", "xstest")}
+                       "benign-act-as", "prompt-forge-act-as-2", "benign-lookalike-3", "prompt-forge-act-as-3",
+                       "xstest")}  # v12: prompt-forge-act-as learned whole (ROLE_TRAIN); the last two added
 FRAMED = "role-framed"  # the held-out harmful requests in role set-ups: a report row of its own (records: role-framed-<half>)
 # v11: the prompts of FRAME_SOURCE whose last sentence quotes the user's first request ('... My first request is
 # "I need help ..."'), with that request replaced by a harmful one: a role set-up hiding a harmful request
@@ -288,6 +309,11 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
     refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in harmful], answers)]
     out.add(((p.prompt, a) for p, a, r in zip(harmful, answers, refused) if not r and a.strip()), 1, "harmful answered")
     out.add(((p.prompt, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(harmful)), 0, "harmful refused")
+    if reference != SECOND_REFERENCE:  # v12: a second model's way of complying (its refusals are dropped, as above)
+        answers = reference_answers(SECOND_REFERENCE, harmful, "harm-classifier-train-harmful")
+        refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in harmful], answers)]
+        out.add(((p.prompt, a) for p, a, r in zip(harmful, answers, refused) if not r and a.strip()), 1,
+                "harmful answered, second model")
     wrapped = framed(harmful, "train", FRAMED_TRAIN)  # v11: a role set-up around a harmful request is still harmful
     answers = reference_answers(reference, wrapped, "harm-classifier-train-framed")
     refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
@@ -486,9 +512,10 @@ class LinearPair:
         return out
 
 
-SCORER = CrossEncoder(version="minilm-cross-encoder-v11", sampling="random")  # the classifier in use: v7's scorer
+SCORER = CrossEncoder(version="minilm-cross-encoder-v12", sampling="random")  # the classifier in use: v7's scorer
 # and settings, trained with benign-roleplay's (v8) and benign-act-as' (v9) train halves too, its batches drawn at
-# random (v10), with third parties' role prompts and role-framed harmful requests (v11); the tests' stub puts
+# random (v10), with third parties' role prompts and role-framed harmful requests (v11), and a second model's
+# compliant answers, benign-lookalike-3's train half and prompt-forge-act-as whole (v12); the tests' stub puts
 # LinearPair on hashed n-grams in its place
 VERSION = SCORER.version
 
@@ -559,6 +586,7 @@ def harm_classifier(fit_on: tuple[str, ...] = HARMFUL_SOURCES, reference: str = 
     report = {"version": scorer.version, "embedding": fit_settings.get("embedding") or fit_settings.get("base"),
               "fitted_on": list(fit_on), "reference": reference,
               "reference_fingerprint": model_fingerprint(reference), "threshold": THRESHOLD, "settings": fit_settings,
+              "second_reference": None if reference == SECOND_REFERENCE else SECOND_REFERENCE,
               # the training data (answers included: they differ with the dtype the reference model ran in) and the
               # fitted weights: two fits that differ in either are two classifiers
               "data_digest": digest, "weights": weights, "converged": converged,

@@ -289,7 +289,8 @@ SECOND_MODEL_RECALL = f"{HELD_OUT_HARMFUL} answered by "
 
 def _malformed(data: dict) -> str:
     """What makes a packaged measurement unreadable, or "": counts that are not whole numbers 0 <= k <= n, n > 0; a
-    pooled rate that is not the sum of its pooled sets; recall sets other than the bench's three."""
+    pooled rate that is not the sum of its pooled sets; recall sets other than the bench's (``RECALL_SETS`` and at least
+    one second model's, each named ``SECOND_MODEL_RECALL`` + the model)."""
     def bad(pairs) -> bool:
         return not all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) and 0 <= v[0] <= v[1]
                        and v[1] > 0 for v in pairs)
@@ -300,9 +301,10 @@ def _malformed(data: dict) -> str:
     if "pooled" in data and (not set(data["pooled"]) <= set(sets)
                              or [sum(sets[name][i] for name in data["pooled"]) for i in (0, 1)] != [data["k"], data["n"]]):
         return "the pooled rate is not the sum of its pooled sets"
-    if recall is not None and (len(recall) != 3 or not set(RECALL_SETS) <= set(recall)
-                               or not any(name.startswith(SECOND_MODEL_RECALL) for name in recall)):
-        return "the recall sets are not the three held-out harmful sets"
+    seconds = [name for name in (recall or {}) if name not in RECALL_SETS]
+    if recall is not None and (not set(RECALL_SETS) <= set(recall) or not seconds
+                               or not all(name.startswith(SECOND_MODEL_RECALL) for name in seconds)):
+        return "the recall sets are not the bench's held-out harmful sets"
     return ""
 
 

