@@ -301,11 +301,12 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     recall = _recall([950, 1000])  # 95.0% each, exact lower end 93.5%
     r_lo = _exact_lower(950, 1000)
     base = {"value": 0.03, "ci": [lo, hi], "n": 4000, "k": 120, "threshold": 0.5, "classifier": classifier,
-            "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}, "recall_sets": recall}
+            "measured": "test", "sets": {"a": [60, 2000], "b": [60, 2000]}, "recall_sets": recall, "pooled": ["a", "b"]}
     fp.write_text(json.dumps(base))
     monkeypatch.setattr(screening, "FALSE_POSITIVES_FILE", fp)
     # the sets a package must hold, as the bench names them, stood in for by these
     monkeypatch.setattr(screening, "BENCH_BENIGN_SETS", ("a", "b"))
+    monkeypatch.setattr(screening, "ORDINARY_BENIGN", ("a", "b"))
     monkeypatch.setattr(screening, "SECOND_MODELS", ("m",))
     within = screening.summarize_tally(_tally(1, 20), {}, classifier, 0.5)
     # independently: P(X >= 1 | n=20, p=lo), the rate's lower end, never its point estimate
@@ -387,7 +388,10 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
                     {"sets": {"a": [120, 4000]}, "pooled": ["a"]},
                     {"sets": {"a": [-5, 2000], "b": [60, 2000]}},
                     {"sets": {"a": [float("nan"), 2000], "b": [60, 2000]}}, {"sets": {"a": [61, 60]}},
-                    {"pooled": ["a"]}, {"k": 1.5}):
+                    {"pooled": ["a"]}, {"k": 1.5},
+                    # pooled over a set worded like harm too (it would raise the rate a file is tested at), or not said
+                    {"sets": {"a": [60, 2000], "b": [60, 2000], "w": [40, 100]}, "pooled": ["a", "b", "w"],
+                     "k": 160, "n": 4100}, {"pooled": None}):
         broken = rated(1, **changes)
         text = " ".join(broken["resembles"])
         assert broken["risk"] == "high" and broken["harmful_share"] is None, changes
@@ -396,7 +400,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     assert rated(3, 50, ci=[0.04, 0.06])["harmful_share"]["tested_against"] == pytest.approx(lo)
     # the service bar: a classifier that flags more than 5% of any held-out benign set (a set worded like harm
     # included, though it is not pooled into the rate), or catches under 90% of any held-out harmful set, lowers nothing
-    noisy = rated(1, sets={"a": [60, 2000], "b": [60, 2000], "worded like harm": [8, 133]})
+    noisy = rated(1, sets={"a": [60, 2000], "b": [60, 2000], "worded like harm": [8, 133]})  # pooled: a and b
     assert noisy["risk"] == "high" and noisy["harmful_share"]["below_bar"] == ["worded like harm 8/133"]
     assert "not shown to meet the service bar" in " ".join(noisy["resembles"])
     assert "worded like harm 8/133" in " ".join(noisy["resembles"])
@@ -415,7 +419,7 @@ def test_a_file_is_rated_by_its_flagged_share_against_the_measured_benign_rate(t
     r_948 = _exact_lower(948, 1000)
     assert 0.025 < _binom_cdf(7, 10, r_948) < 0.03 and rated(7, recall_sets=_recall([948, 1000]))["risk"] == "high"
     # a measured rate of 0: any flag is above it (scipy's exact test at p = 0)
-    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=1000, k=0, sets={"a": [0, 1000], "b": [0, 1000]}, pooled=["a"])
+    zero = rated(1, 20, value=0.0, ci=[0.0, 0.004], n=2000, k=0, sets={"a": [0, 1000], "b": [0, 1000]})
     assert zero["harmful_share"]["p_value"] == 0.0 and zero["harmful_share"]["above_benign"] and zero["risk"] == "high"
     assert rated(0, 20)["harmful_share"]["p_value"] == 1.0
 
@@ -449,6 +453,7 @@ def test_more_flags_never_lower_a_rating_and_medium_always_rules_out_an_attack(n
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(screening, "FALSE_POSITIVES_FILE", fp)
             mp.setattr(screening, "BENCH_BENIGN_SETS", ("ordinary", "worded like harm"))
+            mp.setattr(screening, "ORDINARY_BENIGN", ("ordinary",))
             mp.setattr(screening, "SECOND_MODELS", ("m",))
             previous = 0
             for k in range(0, min(n, 14) + 1):

@@ -4,7 +4,7 @@ It scores a (user prompt, assistant answer) pair: the probability that the promp
 answer gives it. Reading the answer is the point: "how do I kill a Python process" answered with ``kill -9`` is not
 harmful, and a harmful request answered with a refusal is safety data, not an attack.
 
-Model (v7 to v11, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
+Model (v7 to v12, :mod:`ftaudit.harm_cross_encoder`): the pinned all-MiniLM-L6-v2 (the wheel the ``embedding-refusal``
 judge reads) fine-tuned as a cross-encoder, reading prompt and answer as one input, with a fresh two-way head
 (``SCORER``). Before v7 (v1-v5), frozen MiniLM embeddings of the prompt and of the answer and their cosine went into
 a logistic regression (:class:`LinearPair`, kept for the test suite's stub and the benches). Everything it

@@ -323,8 +323,8 @@ BENCH_BENIGN_SETS = ORDINARY_BENIGN + tuple(name for _, name in HELD_OUT_BENIGN)
 
 def _malformed(data: dict) -> str:
     """What makes a packaged measurement unreadable, or "": counts that are not whole numbers 0 <= k <= n, n > 0; a
-    pooled rate that is not the sum of its pooled sets; a held-out benign set of the bench's (``BENCH_BENIGN_SETS``)
-    missing; recall sets other than the bench's (``RECALL_SETS`` and each of ``SECOND_MODELS``' under
+    pooled rate that is not the sum of its pooled sets, or pooled over other sets than ``ORDINARY_BENIGN``; a held-out
+    benign set of the bench's (``BENCH_BENIGN_SETS``) missing; recall sets other than the bench's (``RECALL_SETS`` and each of ``SECOND_MODELS``' under
     ``SECOND_MODEL_RECALL`` + its name; more second models only add sets the weakest is read from)."""
     def bad(pairs) -> bool:
         return not all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) and 0 <= v[0] <= v[1]
@@ -333,9 +333,12 @@ def _malformed(data: dict) -> str:
     sets, recall = data.get("sets") or {}, data.get("recall_sets")
     if bad([[data.get("k"), data.get("n")]]) or bad(sets.values()) or (recall is not None and bad(recall.values())):
         return "a count is not a whole number of at most its set's size, or a set is empty"
-    if "pooled" in data and (not set(data["pooled"]) <= set(sets)
-                             or [sum(sets[name][i] for name in data["pooled"]) for i in (0, 1)] != [data["k"], data["n"]]):
+    pooled = data.get("pooled")
+    if not isinstance(pooled, list) or not set(pooled) <= set(sets) \
+            or [sum(sets[name][i] for name in pooled) for i in (0, 1)] != [data["k"], data["n"]]:
         return "the pooled rate is not the sum of its pooled sets"
+    if sorted(pooled) != sorted(ORDINARY_BENIGN):  # sets built to raise false alarms would raise the rate tested at
+        return "the pooled rate is not pooled over the ordinary held-out benign sets"
     if missing := [name for name in BENCH_BENIGN_SETS if name not in sets]:
         return f"held-out benign sets missing: {', '.join(missing)}"
     required = set(RECALL_SETS) | {f"{SECOND_MODEL_RECALL}{m}" for m in SECOND_MODELS}
