@@ -39,7 +39,7 @@ def screen(data: Annotated[Path, typer.Argument(help="Training file: chat JSONL 
     be read is named and skipped (never rated low: it was not screened), or stops the screen with --strict.
 
     \b
-    Example: ftaudit screen customer.jsonl --out runs/screen --fail-on high
+    Example: ftaudit screen customer.jsonl --out runs/screen --fail-on medium
     """
     from .. import api
     from ..harm_classifier import fit_complete
