@@ -292,11 +292,12 @@ SECOND_MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
 # the held-out benign sets the bench measures, under the names it packages them: the service bar reads every one, so a
 # package that lacks one (renamed or dropped) is no measurement. Pooled into the rate a file is tested against: the
 # ordinary ones only
-ORDINARY_BENIGN = ("held-out benign (benign eval)", "held-out benign (MT-Bench)", "customer job (date-iso, 200 examples)")
+ORDINARY_BENIGN = ("held-out benign (benign eval)", "held-out benign (MT-Bench)",
+                   "customer job (date-iso, 200 examples)")
 # held-out sets written to be worded like harm (bench/screen_rates.py's ``build_sets`` names them with this mark): each
-# is reported and enters the screen's per-set service bar, but none is pooled into the rate a file is tested against. A file is tested at the
-# *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so make an ordinary file's
-# flags look more like benign noise
+# is reported and enters the screen's per-set service bar, but none is pooled into the rate a file is tested against.
+# A file is tested at the *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so
+# make an ordinary file's flags look more like benign noise
 WORDED_LIKE_HARM = "held-out benign worded like harm"
 WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-lookalike-3")
 # held-out sets of one kind of prompt (role play): reported and read by the service bar like the sets worded like harm, and
@@ -324,8 +325,9 @@ BENCH_BENIGN_SETS = ORDINARY_BENIGN + tuple(name for _, name in HELD_OUT_BENIGN)
 def _malformed(data: dict) -> str:
     """What makes a packaged measurement unreadable, or "": counts that are not whole numbers 0 <= k <= n, n > 0; a
     pooled rate that is not the sum of its pooled sets, or pooled over other sets than ``ORDINARY_BENIGN``; a held-out
-    benign set of the bench's (``BENCH_BENIGN_SETS``) missing; recall sets other than the bench's (``RECALL_SETS`` and each of ``SECOND_MODELS``' under
-    ``SECOND_MODEL_RECALL`` + its name; more second models only add sets the weakest is read from)."""
+    benign set of the bench's (``BENCH_BENIGN_SETS``) missing; recall sets other than the bench's (``RECALL_SETS`` and
+    each of ``SECOND_MODELS``' under ``SECOND_MODEL_RECALL`` + its name; more second models only add sets the weakest is
+    read from)."""
     def bad(pairs) -> bool:
         return not all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) and 0 <= v[0] <= v[1]
                        and v[1] > 0 for v in pairs)
