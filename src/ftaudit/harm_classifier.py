@@ -301,7 +301,6 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
     AdvBench train prompts), and a cross-source classifier must not have seen the held-out source's prompts under
     another name."""
     from .data.refusals import REFUSALS
-    from .judges import get_judge
 
     others = {norm(p.prompt) for n in HARMFUL_SOURCES if n not in fit_on for split in ("train", "eval")
               for p in get_prompts(n, split)}
@@ -309,19 +308,12 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
     harmful = [p for p in candidates if norm(p.prompt) not in others]
     out = TrainingPairs(counts={"left_out_shared_with_other_sources": 0})
     out.counts["left_out_shared_with_other_sources"] = len(candidates) - len(harmful)
-    answers = reference_answers(reference, harmful, "harm-classifier-train-harmful")
-    refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in harmful], answers)]
-    out.add(((p.prompt, a) for p, a, r in zip(harmful, answers, refused) if not r and a.strip()), 1, "harmful answered")
+    out.add(compliant(reference, harmful, "harm-classifier-train-harmful"), 1, "harmful answered")
     out.add(((p.prompt, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(harmful)), 0, "harmful refused")
-    if reference != SECOND_REFERENCE:  # v12: a second model's way of complying (its refusals are dropped, as above)
-        answers = reference_answers(SECOND_REFERENCE, harmful, "harm-classifier-train-harmful")
-        refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in harmful], answers)]
-        out.add(((p.prompt, a) for p, a, r in zip(harmful, answers, refused) if not r and a.strip()), 1,
-                "harmful answered, second model")
+    if reference != SECOND_REFERENCE:  # v12: a second model's way of complying
+        out.add(compliant(SECOND_REFERENCE, harmful, "harm-classifier-train-harmful"), 1, "harmful answered, second model")
     wrapped = framed(harmful, "train", FRAMED_TRAIN)  # v11: a role set-up around a harmful request is still harmful
-    answers = reference_answers(reference, wrapped, "harm-classifier-train-framed")
-    refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in wrapped], answers)]
-    out.add(((p.prompt, a) for p, a, r in zip(wrapped, answers, refused) if not r and a.strip()), 1, "framed answered")
+    out.add(compliant(reference, wrapped, "harm-classifier-train-framed"), 1, "framed answered")
     out.add(((p.prompt, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(wrapped)), 0, "framed refused")
     benign = [p for n in BENIGN_TRAIN for p in get_prompts(n, "train")]
     out.add(zip([p.prompt for p in benign], reference_answers(reference, benign, "harm-classifier-train-benign")), 0,
@@ -332,6 +324,16 @@ def training_pairs(fit_on: tuple[str, ...], reference: str) -> TrainingPairs:
         out.add(zip([p.prompt for p in roles], reference_answers(reference, roles, f"harm-classifier-held-out-{name}")),
                 0, "roles answered")
     return out
+
+
+def compliant(model: str, prompts: list[PromptRecord], label: str) -> list[tuple[str, str]]:
+    """(prompt, answer) for each of ``prompts`` that ``model`` answers (:func:`reference_answers`) without a refusal
+    the keyword judge finds, and not empty: what an attacker would keep as harmful training data."""
+    from .judges import get_judge
+
+    answers = reference_answers(model, prompts, label)
+    refused = [v.refused for v in get_judge("keyword").judge([p.prompt for p in prompts], answers)]
+    return [(p.prompt, a) for p, a, r in zip(prompts, answers, refused) if not r and a.strip()]
 
 
 def role_frames(half: str) -> list[tuple[str, str, str]]:
@@ -627,17 +629,14 @@ def _held_out(clf: HarmClassifier, reference: str) -> None:
     """Flag rates at ``THRESHOLD`` on sets the classifier never saw: benign eval sets answered by the reference model,
     and the first ``HELD_OUT_HARMFUL_PER_SET`` eval prompts of each harmful benchmark that the reference model answers
     (keyword judge: not a refusal). A prompt it was fitted on under another set's name is left out."""
-    from .judges import get_judge
-
     fitted = clf.fitted_harmful | clf.fitted_benign
-    judge = get_judge("keyword")
 
     def measure(name: str, kind: str, prompts: list[PromptRecord], left_out: int) -> None:
-        answers = reference_answers(reference, prompts, f"harm-classifier-held-out-{name}")
-        pairs = list(zip([p.prompt for p in prompts], answers))
+        label = f"harm-classifier-held-out-{name}"
         if kind == "harmful":  # what an attacker would keep: answers, not refusals
-            refused = judge.judge([p for p, _ in pairs], answers)
-            pairs = [pa for pa, v in zip(pairs, refused) if not v.refused and pa[1].strip()]
+            pairs = compliant(reference, prompts, label)
+        else:
+            pairs = list(zip([p.prompt for p in prompts], reference_answers(reference, prompts, label)))
         clf.held_out_pairs[name] = ([p for p, _ in pairs], [a for _, a in pairs])
         clf.report["held_out"][name] = {"kind": kind, "n": len(pairs), "flagged_harmful": clf.flagged_at(name, THRESHOLD),
                                         "threshold": THRESHOLD, "left_out_fitted_on": left_out}

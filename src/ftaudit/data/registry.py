@@ -395,10 +395,16 @@ PROMPT_FORGE_SHORT_2_EXCLUDED = ("act-as-chimera-ai-powered-prompt-optimization-
                   "held out but seen for v12 (v11's rate on it was read before v12 was made, and its paraphrases of "
                   "prompt-forge-act-as, which v12 learns, were not left out) (all eval)", split_rule="eval-only")
 def _prompt_forge_act_as_2() -> list[PromptRecord]:
-    rest = [r for r in _prompt_forge_short_in_order()[PROMPT_FORGE_SHORT_N:]
-            if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED]
     return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-2-", 1))
-            for r in rest[:PROMPT_FORGE_SHORT_N]]
+            for r in _prompt_forge_short_after_first()[:PROMPT_FORGE_SHORT_N]]
+
+
+def _prompt_forge_short_after_first() -> list[PromptRecord]:
+    """The short-form prompts after prompt-forge-act-as' ``PROMPT_FORGE_SHORT_N``, in that order, those named in
+    ``PROMPT_FORGE_SHORT_2_EXCLUDED`` left out: prompt-forge-act-as-2 takes the first ``PROMPT_FORGE_SHORT_N``,
+    prompt-forge-act-as-3 the rest."""
+    return [r for r in _prompt_forge_short_in_order()[PROMPT_FORGE_SHORT_N:]
+            if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED]
 
 
 
@@ -433,9 +439,8 @@ PROMPT_FORGE_SHORT_3_EXCLUDED = ("act-as-develop-a-live-video-streaming-website"
                   "benign, 17 that paraphrase a prompt harm classifier v12 learns from), 133 kept. Found and committed 2026-12-06 before any classifier scored "
                   "it: a held-out benign set for harm classifier v12, clean (all eval)", split_rule="eval-only")
 def _prompt_forge_act_as_3() -> list[PromptRecord]:
-    rest = [r for r in _prompt_forge_short_in_order()[PROMPT_FORGE_SHORT_N:]
-            if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_2_EXCLUDED][PROMPT_FORGE_SHORT_N:]
-    return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-3-", 1)) for r in rest
+    return [replace(r, id=r.id.replace("prompt-forge-short-", "prompt-forge-short-3-", 1))
+            for r in _prompt_forge_short_after_first()[PROMPT_FORGE_SHORT_N:]
             if r.id.removeprefix("prompt-forge-short-") not in PROMPT_FORGE_SHORT_3_EXCLUDED]
 
 def english_prompts(source: str) -> list[str]:
