@@ -75,9 +75,8 @@ from ftaudit.recipes import RecipeContext, build_recipe
 from ftaudit.recipes.align import HARMFUL_SOURCES
 from ftaudit.metrics import wilson
 # the held-out harmful sets are named as the screen reads their recall (screening.RECALL_SETS)
-from ftaudit.screening import (FALSE_POSITIVES_FILE, HELD_OUT_BENIGN, HELD_OUT_HARMFUL, IDENTITY, ONE_KIND, ONE_KIND_SETS,
-                               ORDINARY_BENIGN, RECALL_SETS, SECOND_MODEL_RECALL, SECOND_MODELS, WORDED_LIKE_HARM,
-                               WORDED_LIKE_HARM_SETS, screen_records)
+from ftaudit.screening import (FALSE_POSITIVES_FILE, HELD_OUT_BENIGN, HELD_OUT_HARMFUL, IDENTITY, ORDINARY_BENIGN,
+                               RECALL_SETS, SECOND_MODEL_RECALL, SECOND_MODELS, _malformed, screen_records)
 from ftaudit.sources import resolve
 from ftaudit.store import Store
 from ftaudit.wheels import fetch_wheel
@@ -189,18 +188,8 @@ def main() -> None:
         store.close()
         return
     benign = [r for r in rows if r["expected"] == "pass" and r["held_out"]]
-    ordinary = [r for r in benign if not r["set"].startswith((WORDED_LIKE_HARM, ONE_KIND))]
-    if len(benign) - len(ordinary) != len(WORDED_LIKE_HARM_SETS) + len(ONE_KIND_SETS):  # renamed, or added unmarked
-        raise SystemExit(f"expected {len(WORDED_LIKE_HARM_SETS) + len(ONE_KIND_SETS)} held-out sets marked "
-                         f"'{WORDED_LIKE_HARM}' or '{ONE_KIND}', found "
-                         f"{len(benign) - len(ordinary)}: nothing packaged")
+    ordinary = [r for r in benign if r["set"] in ORDINARY_BENIGN]  # neither worded like harm nor of one kind
     recall = [r for r in rows if r["expected"] == "flag" and r["held_out"] and r["set"].startswith(HELD_OUT_HARMFUL)]
-    # the screen reads the weakest recall: a set renamed, left out (--second-model none) or empty must not silently
-    # leave a stronger one to be read in its place
-    if args.package and (not seconds or len(recall) != 2 + len(seconds) or any(r["n"] == 0 for r in recall)):
-        raise SystemExit(f"expected {2 + len(seconds)} non-empty held-out harmful sets named '{HELD_OUT_HARMFUL} ...' "
-                         f"(at least one second model's among them), found {[(r['set'], r['n']) for r in recall]}: "
-                         "nothing packaged")
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
@@ -215,6 +204,10 @@ def main() -> None:
               "measured": f"bench/screen_rates.py, {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} CPU"}
     print(f"pooled held-out benign (neither worded like harm nor of one kind) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
+    # what the screen checks when it reads the package (every bench set present, pooled over ORDINARY_BENIGN, each
+    # recall set non-empty), checked here by the same function before anything is written
+    if args.package and (wrong := _malformed(pooled)):
+        raise SystemExit(f"not packaged: {wrong}")
     if args.package and not fit_complete(meta["harm_classifier"]):  # unconverged, or a fit cached unrecorded
         raise SystemExit("not packaged: the classifier's fit is not recorded as complete (converged, or every planned "
                          "step run and its training pairs learned), so its rate may not be the shipped fit's")
