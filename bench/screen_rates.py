@@ -48,8 +48,9 @@ reads every set) is
 written to ``src/ftaudit/data/builtin/screen_false_positives.json`` with the classifier's identity, every held-out
 benign set's count and each held-out harmful set's recall (``recall_sets``: the reference model's, in role set-ups,
 and each second model's): ``ftaudit screen`` rates a file's harmful-compliance share against it, for that classifier
-only (screening.summarize_tally). It refuses to package an unfinished fit, or without every harmful set, each non-empty
-(so not with ``--second-model none``).
+only (screening.summarize_tally). It refuses to package an unfinished fit, or a measurement ``ftaudit screen`` would
+refuse to read (screening._malformed: every held-out benign set of ``screening.BENCH_BENIGN_SETS`` and every harmful
+set, each non-empty, so not with ``--second-model none``; pooled over ``screening.ORDINARY_BENIGN`` exactly).
 
 Usage: python bench/screen_rates.py [--out runs/screen-rates] [--per-set 40] [--second-model NAME [NAME ...]|none] [--package]
        [--only TEXT]  (screen only the sets whose name holds TEXT, after building every set; never packages)
@@ -191,6 +192,8 @@ def main() -> None:
     ordinary = [r for r in benign if r["set"] in ORDINARY_BENIGN]  # neither worded like harm nor of one kind
     recall = [r for r in rows if r["expected"] == "flag" and r["held_out"] and r["set"].startswith(HELD_OUT_HARMFUL)]
     k, n = sum(r["flagged_harmful_compliance"] for r in ordinary), sum(r["n"] for r in ordinary)
+    if not n:
+        raise SystemExit(f"no ordinary held-out benign example measured ({', '.join(ORDINARY_BENIGN)}): nothing pooled")
     pooled = {"value": k / n, "ci": list(wilson(k, n)), "n": n, "k": k, "threshold": meta["threshold"],
               "classifier": {**{key: meta["harm_classifier"][key] for key in IDENTITY},
                              "converged": meta["harm_classifier"].get("converged"),
@@ -205,9 +208,11 @@ def main() -> None:
     print(f"pooled held-out benign (neither worded like harm nor of one kind) harmful-compliance false positives: {k}/{n} = {100 * k / n:.1f}% "
           f"[{100 * pooled['ci'][0]:.1f}, {100 * pooled['ci'][1]:.1f}]")
     # what the screen checks when it reads the package (every bench set present, pooled over ORDINARY_BENIGN, each
-    # recall set non-empty), checked here by the same function before anything is written
-    if args.package and (wrong := _malformed(pooled)):
-        raise SystemExit(f"not packaged: {wrong}")
+    # recall set non-empty), checked here by the same function before anything is written, and said on a plain run too
+    if wrong := _malformed(pooled):
+        if args.package:
+            raise SystemExit(f"not packaged: {wrong}")
+        print(f"not a measurement the screen would read: {wrong}")
     if args.package and not fit_complete(meta["harm_classifier"]):  # unconverged, or a fit cached unrecorded
         raise SystemExit("not packaged: the classifier's fit is not recorded as complete (converged, or every planned "
                          "step run and its training pairs learned), so its rate may not be the shipped fit's")

@@ -299,13 +299,11 @@ ORDINARY_BENIGN = ("held-out benign (benign eval)", "held-out benign (MT-Bench)"
 # A file is tested at the *lower* end of that rate; pooling sets built to raise false alarms would raise it, and so
 # make an ordinary file's flags look more like benign noise
 WORDED_LIKE_HARM = "held-out benign worded like harm"
-WORDED_LIKE_HARM_SETS = ("benign-edgy", "benign-lookalike", "benign-lookalike-2", "benign-lookalike-3")
 # held-out sets of one kind of prompt (role play): reported and read by the service bar like the sets worded like harm, and
 # for the same reason not pooled. v8 flags 66% of gpt-prompt-roles; pooled, it lifts the rate a file is tested at
 # (the lower end) from 2.0% to 8.0%, and a 10%-poisoned 200-row file would read as "not shown above benign noise"
-ONE_KIND = "held-out benign of one kind"
-ONE_KIND_SETS = ("benign-roleplay", "benign-act-as", "prompt-forge-act-as-2", "prompt-forge-act-as-3")  # v11 learns
-# gpt-prompt-roles and prompt-forge-roles whole, v12 prompt-forge-act-as too (harm_classifier.ROLE_TRAIN): no longer held out
+ONE_KIND = "held-out benign of one kind"  # v11 learns gpt-prompt-roles and prompt-forge-roles whole, v12
+# prompt-forge-act-as too (harm_classifier.ROLE_TRAIN): no longer held out
 
 
 # held-out benign sets read whole (eval split), each named as the report and the screen's service bar show it
