@@ -700,7 +700,8 @@ def test_what_a_defense_did_names_an_in_sample_filter_its_false_alarms_and_the_n
     text = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 10,
                                                     "harm_classifier": {**classifier, "version": "minilm-pair-lr-v1"}}})
     assert "10 of 50 records dropped by the minilm-pair-lr-v1 exchange classifier" in text and "an in-sample verdict" in text
-    assert "benign flagged as harmful: 8/58 held-out benign" in text and "advbench" not in text.split("harmful:")[-1]
+    benign = text.split("benign flagged as harmful: ")[1].split(";")[0]
+    assert benign == "8/58 held-out benign" and "held-out harmful caught: 50/52 advbench" in text
     assert "did not converge" not in text
     unfinished = what_the_defense_did({"defense_report": {"screened": 50, "dropped": 10, "in_sample": 0, "harm_classifier": {
         **classifier, "version": "minilm-pair-lr-v6", "converged": False}}})

@@ -187,6 +187,12 @@ def what_the_defense_did(budget: dict) -> str | None:
                 if h.get("kind") == "benign" and h.get("n")]
         if held:
             notes.append("benign flagged as harmful: " + ", ".join(held))
+        # the filter's other axis: how much held-out harmful data it catches (the verdict measures the model after the
+        # job; this says how much of a poisoned job a filter this good lets through)
+        caught = [f"{h['flagged_harmful']}/{h['n']} {name}" for name, h in classifier.get("held_out", {}).items()
+                  if h.get("kind") == "harmful" and h.get("n")]
+        if caught:
+            notes.append("held-out harmful caught: " + ", ".join(caught))
     return "; ".join(notes) or None
 
 
