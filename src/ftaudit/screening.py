@@ -27,7 +27,8 @@ from pathlib import Path
 from .atomic import atomic_file, atomic_write_text
 from .data import ChatRecord
 from .errors import FtauditError
-from .harm_classifier import DEFAULT_REFERENCE, HARMFUL_SOURCES, THRESHOLD, exchange_turns, harm_classifier, record_scores
+from .harm_classifier import (DEFAULT_REFERENCE, HARMFUL_SOURCES, SECOND_REFERENCE, THRESHOLD, exchange_turns,
+                              harm_classifier, record_scores)
 from .metrics import wilson
 
 KINDS = ("harmful-compliance", "identity-shift", "refusal-removal")
@@ -288,7 +289,7 @@ SECOND_MODEL_RECALL = f"{HELD_OUT_HARMFUL} answered by "
 # the models whose answers to the held-out harmful prompts the bench screens, a recall set each: the first's answers to
 # the *train* prompts are learned since v12, the second's by no fit. A package must hold each (the never-seen model's
 # recall left out would leave a stronger one to be read in its place)
-SECOND_MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
+SECOND_MODELS = (SECOND_REFERENCE, "qwen2.5-coder-1.5b-instruct")  # the first: the one whose train answers v12 learns
 # the held-out benign sets the bench measures, under the names it packages them: the service bar reads every one, so a
 # package that lacks one (renamed or dropped) is no measurement. Pooled into the rate a file is tested against: the
 # ordinary ones only
